@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv when it is
+# missing and install the project into it (TensorFlow 2.20, Keras 3, tf-models-official 2.20).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= data/synthetic_demo
+DEMO_OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv clean-demo
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+demo: venv
+	$(PY) tools/demo.py --data_dir=$(DEMO_DIR) --out_dir=$(DEMO_OUT)
+
+clean-demo:
+	rm -rf $(DEMO_DIR) $(DEMO_OUT)

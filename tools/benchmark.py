@@ -1,0 +1,45 @@
+"""Measurements that are too long for tests.
+
+    python tools/benchmark.py --suite=input   # input pipeline clips/s (demo preset)
+    python tools/benchmark.py --suite=eval    # AVA evaluator at validation scale
+    python tools/benchmark.py --suite=trunk   # Inception-I3D forward / backward FLOP/s
+
+Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
+`--out/<suite>.md`.
+"""
+import importlib
+import os
+import sys
+
+from absl import app, flags
+
+# Plain dict: suite name -> module under action_tx.bench. Imported lazily so that one suite's
+# heavy dependencies do not slow another's start.
+SUITES = {
+    "input": "action_tx.bench.input",
+    "eval": "action_tx.bench.eval",
+    "trunk": "action_tx.bench.trunk",
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("suite", None, sorted(SUITES), "Which benchmark to run.")
+flags.DEFINE_string("out", "bench_out", "Folder for the report and any files the suite writes.")
+flags.DEFINE_string("preset", "demo", "Synthetic data preset for suites that need data.")
+flags.DEFINE_bool("quick", False, "A shorter run with smaller sizes (less precise figures).")
+flags.mark_flag_as_required("suite")
+
+
+def main(argv):
+    del argv
+    os.makedirs(FLAGS.out, exist_ok=True)
+    module = importlib.import_module(SUITES[FLAGS.suite])
+    report = module.run(out_dir=FLAGS.out, preset=FLAGS.preset, quick=FLAGS.quick)
+    path = os.path.join(FLAGS.out, f"{FLAGS.suite}.md")
+    with open(path, "w") as f:
+        f.write(report)
+    print(report)
+    print(f"written: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    app.run(main)
