@@ -1,0 +1,53 @@
+"""The head contract: what every relational head receives and returns.
+
+`ActionDetector` builds a `HeadInputs` after the trunk, the proposer and the RoI extractor, calls
+`head(inputs, training=...)` and reads a `HeadOutputs`. Both are NamedTuples, so Keras 3 and
+`tf.function` treat them as nested structures (fields that a head does not use stay None).
+"""
+from typing import NamedTuple, Optional
+
+import tensorflow as tf
+
+
+class HeadInputs(NamedTuple):
+    """Everything a head may read. B batch, N RoIs (padded), O objects (padded), C channels.
+
+    features:       float32 [B, T', H', W', C]   trunk features (Mixed_4f cut).
+    rois:           float32 [B, N, 4]            normalized [y1, x1, y2, x2] RoIs on the keyframe.
+    roi_mask:       bool    [B, N]               true for real RoIs, false for padding.
+    roi_features:   float32 [B, N, T', S, S, C]  ST-RoIAlign tubes (S = 7 by default).
+    roi_scores:     float32 [B, N]               person score of each RoI (RPN objectness,
+                                                 external detector score, or 1 for gt boxes).
+    objects:        float32 [B, O, 4] or None    object boxes, normalized yxyx.
+    object_mask:    bool    [B, O] or None
+    object_features float32 [B, O, T', S, S, C] or None   ST-RoIAlign tubes of the objects.
+    video_index:    int32   [B] or None          position of the video in the split.
+    timestamp:      int32   [B] or None          keyframe time in seconds.
+    keyframe_index: int32   [B] or None          global keyframe index (memory reads/writes).
+    """
+    features: tf.Tensor
+    rois: tf.Tensor
+    roi_mask: tf.Tensor
+    roi_features: tf.Tensor
+    roi_scores: Optional[tf.Tensor] = None
+    objects: Optional[tf.Tensor] = None
+    object_mask: Optional[tf.Tensor] = None
+    object_features: Optional[tf.Tensor] = None
+    video_index: Optional[tf.Tensor] = None
+    timestamp: Optional[tf.Tensor] = None
+    keyframe_index: Optional[tf.Tensor] = None
+
+
+class HeadOutputs(NamedTuple):
+    """What a head returns.
+
+    logits:      float32 [B, N, num_classes]  action logits (sigmoid, or softmax over the pose
+                                              classes when the loss says so).
+    box_deltas:  float32 [B, N, 4] or None    class-agnostic box refinement, encoded like
+                                              `object_detection_ext.box_ops.encode_boxes` with the
+                                              second-stage weights; None = keep the RoI.
+    attention:   float32 [B, N, ...] or None  attention maps for visualisation (head specific).
+    """
+    logits: tf.Tensor
+    box_deltas: Optional[tf.Tensor] = None
+    attention: Optional[tf.Tensor] = None
