@@ -1,0 +1,187 @@
+"""The TFRecord layout: one `tf.train.SequenceExample` per keyframe clip.
+
+Written by `tools/create_ava_tfrecords.py` (library: `action_tx.data.convert`), read by
+`action_tx.data.pipeline`. Each record stores a window of JPEG frames centred on the keyframe
+(edge frames repeated at the ends of the video), the position of the keyframe inside that window,
+and everything known about the keyframe:
+
+Context features (keys below):
+  video_id (bytes), video_index, timestamp (s), keyframe_index, keyframe_frame (position of the
+  keyframe in the window), fps, height, width (of the stored JPEGs), num_classes,
+  box/yxyx [4N] (normalized y1,x1,y2,x2), box/person_id [N],
+  box/label_box [L], box/label_class [L]: the multi-hot labels as (box row, contiguous class)
+  pairs, proposal/yxyx [4P] + proposal/score [P] (external person detections),
+  object/yxyx [4O] + object/class [O] (AVA-format object class ids) + object/score [O].
+Feature list:
+  image/encoded: one JPEG per frame of the window, oldest first.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+VIDEO_ID = "clip/video_id"
+VIDEO_INDEX = "clip/video_index"
+TIMESTAMP = "clip/timestamp"
+KEYFRAME_INDEX = "clip/keyframe_index"
+KEYFRAME_FRAME = "clip/keyframe_frame"
+FPS = "clip/fps"
+HEIGHT = "clip/height"
+WIDTH = "clip/width"
+NUM_CLASSES = "clip/num_classes"
+BOX_YXYX = "box/yxyx"
+BOX_PERSON_ID = "box/person_id"
+LABEL_BOX = "box/label_box"
+LABEL_CLASS = "box/label_class"
+PROPOSAL_YXYX = "proposal/yxyx"
+PROPOSAL_SCORE = "proposal/score"
+OBJECT_YXYX = "object/yxyx"
+OBJECT_CLASS = "object/class"
+OBJECT_SCORE = "object/score"
+FRAMES = "image/encoded"
+
+
+def _int64(values) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _float(values) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def _bytes(values) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _boxes(boxes, name: str) -> np.ndarray:
+    arr = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32)
+    arr = arr.reshape(-1, 4) if arr.size == 0 else arr
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name}: expected shape [N, 4], got {arr.shape}")
+    return arr
+
+
+def encode_example(*, video_id: str, video_index: int, timestamp: int, keyframe_index: int,
+                   frames: Sequence[bytes], keyframe_frame: int, fps: float, height: int,
+                   width: int, num_classes: int, boxes=None, labels=None, person_ids=None,
+                   proposals=None, proposal_scores=None, objects=None, object_classes=None,
+                   object_scores=None) -> bytes:
+    """Serializes one keyframe clip (deterministically: same arguments, same bytes).
+
+    Args:
+      video_id: AVA video id. video_index, timestamp (s), keyframe_index: see WORKSPACE.md.
+      frames: W JPEG-encoded RGB frames, oldest first; `frames[keyframe_frame]` is the keyframe.
+      fps: frame rate of the window. height, width: size of the JPEGs. num_classes: C.
+      boxes: [N, 4] ground-truth person boxes, normalized [y1, x1, y2, x2].
+      labels: [N, C] multi-hot (bool or 0/1) over contiguous class indices.
+      person_ids: [N] AVA person ids (-1 when unknown).
+      proposals: [P, 4] external person detections, yxyx; proposal_scores: [P].
+      objects: [O, 4] object detections, yxyx; object_classes: [O] int; object_scores: [O].
+    Returns:
+      The serialized `tf.train.SequenceExample`.
+    """
+    boxes = _boxes(boxes, "boxes")
+    n = len(boxes)
+    labels = np.zeros((n, num_classes), bool) if labels is None else np.asarray(labels) > 0
+    if labels.shape != (n, num_classes):
+        raise ValueError(f"labels: expected shape {(n, num_classes)}, got {labels.shape}")
+    label_box, label_class = np.nonzero(labels)  # row-major: sorted by box, then class
+    person_ids = np.full([n], -1) if person_ids is None else np.asarray(person_ids).reshape(-1)
+    proposals = _boxes(proposals, "proposals")
+    proposal_scores = np.asarray([] if proposal_scores is None else proposal_scores, np.float32)
+    objects = _boxes(objects, "objects")
+    object_classes = np.asarray([] if object_classes is None else object_classes, np.int64)
+    object_scores = np.asarray([] if object_scores is None else object_scores, np.float32)
+    for name, arr, want in (("person_ids", person_ids, n),
+                            ("proposal_scores", proposal_scores, len(proposals)),
+                            ("object_classes", object_classes, len(objects)),
+                            ("object_scores", object_scores, len(objects))):
+        if len(arr) != want:
+            raise ValueError(f"{name}: expected {want} values, got {len(arr)}")
+    if not 0 <= keyframe_frame < len(frames):
+        raise ValueError(f"keyframe_frame {keyframe_frame} outside the window of {len(frames)}")
+    context = {
+        VIDEO_ID: _bytes([video_id.encode("utf-8")]),
+        VIDEO_INDEX: _int64([video_index]),
+        TIMESTAMP: _int64([timestamp]),
+        KEYFRAME_INDEX: _int64([keyframe_index]),
+        KEYFRAME_FRAME: _int64([keyframe_frame]),
+        FPS: _float([fps]),
+        HEIGHT: _int64([height]),
+        WIDTH: _int64([width]),
+        NUM_CLASSES: _int64([num_classes]),
+        BOX_YXYX: _float(boxes.reshape(-1)),
+        BOX_PERSON_ID: _int64(person_ids),
+        LABEL_BOX: _int64(label_box),
+        LABEL_CLASS: _int64(label_class),
+        PROPOSAL_YXYX: _float(proposals.reshape(-1)),
+        PROPOSAL_SCORE: _float(proposal_scores),
+        OBJECT_YXYX: _float(objects.reshape(-1)),
+        OBJECT_CLASS: _int64(object_classes),
+        OBJECT_SCORE: _float(object_scores),
+    }
+    example = tf.train.SequenceExample(
+        context=tf.train.Features(feature=context),
+        feature_lists=tf.train.FeatureLists(feature_list={
+            FRAMES: tf.train.FeatureList(feature=[_bytes([f]) for f in frames])}))
+    # deterministic=True sorts the map entries: byte-identical shards for identical inputs.
+    return example.SerializeToString(deterministic=True)
+
+
+_SCALARS = {VIDEO_ID: tf.string, VIDEO_INDEX: tf.int64, TIMESTAMP: tf.int64,
+            KEYFRAME_INDEX: tf.int64, KEYFRAME_FRAME: tf.int64, FPS: tf.float32,
+            HEIGHT: tf.int64, WIDTH: tf.int64, NUM_CLASSES: tf.int64}
+_LISTS = {BOX_YXYX: tf.float32, BOX_PERSON_ID: tf.int64, LABEL_BOX: tf.int64,
+          LABEL_CLASS: tf.int64, PROPOSAL_YXYX: tf.float32, PROPOSAL_SCORE: tf.float32,
+          OBJECT_YXYX: tf.float32, OBJECT_CLASS: tf.int64, OBJECT_SCORE: tf.float32}
+
+
+def parse_example(serialized: tf.Tensor, num_classes: int | None = None) -> dict:
+    """Parses one serialized record with TF ops only (usable inside `tf.data.Dataset.map`).
+
+    Args:
+      serialized: string scalar, a record written by `encode_example`.
+      num_classes: C, giving `labels` a static last dimension; defaults to the stored value.
+    Returns:
+      dict: video_id string []; video_index, timestamp, keyframe_index, keyframe_frame,
+      height, width int32 []; fps float32 []; frames string [W] (JPEG bytes);
+      boxes float32 [N, 4] yxyx; labels float32 [N, C] multi-hot; person_ids int32 [N];
+      proposals float32 [P, 4]; proposal_scores float32 [P]; objects float32 [O, 4];
+      object_classes int32 [O]; object_scores float32 [O].
+    """
+    context_spec = {k: tf.io.FixedLenFeature([], d) for k, d in _SCALARS.items()}
+    context_spec.update({k: tf.io.VarLenFeature(d) for k, d in _LISTS.items()})
+    context, lists = tf.io.parse_single_sequence_example(
+        serialized, context_features=context_spec,
+        sequence_features={FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)})
+    dense = {k: tf.sparse.to_dense(context[k]) for k in _LISTS}
+    boxes = tf.reshape(dense[BOX_YXYX], [-1, 4])
+    n = tf.shape(boxes)[0]
+    c = tf.cast(context[NUM_CLASSES], tf.int32) if num_classes is None else num_classes
+    pairs = tf.stack([dense[LABEL_BOX], dense[LABEL_CLASS]], axis=1)
+    labels = tf.scatter_nd(pairs, tf.ones([tf.shape(pairs)[0]], tf.float32),
+                           tf.cast(tf.stack([n, c]), tf.int64))
+    if num_classes is not None:
+        labels.set_shape([None, num_classes])
+    i32 = lambda t: tf.cast(t, tf.int32)  # noqa: E731
+    return {
+        "video_id": context[VIDEO_ID],
+        "video_index": i32(context[VIDEO_INDEX]),
+        "timestamp": i32(context[TIMESTAMP]),
+        "keyframe_index": i32(context[KEYFRAME_INDEX]),
+        "keyframe_frame": i32(context[KEYFRAME_FRAME]),
+        "fps": context[FPS],
+        "height": i32(context[HEIGHT]),
+        "width": i32(context[WIDTH]),
+        "frames": lists[FRAMES],
+        "boxes": boxes,
+        "labels": tf.minimum(labels, 1.0),
+        "person_ids": i32(dense[BOX_PERSON_ID]),
+        "proposals": tf.reshape(dense[PROPOSAL_YXYX], [-1, 4]),
+        "proposal_scores": dense[PROPOSAL_SCORE],
+        "objects": tf.reshape(dense[OBJECT_YXYX], [-1, 4]),
+        "object_classes": i32(dense[OBJECT_CLASS]),
+        "object_scores": dense[OBJECT_SCORE],
+    }
