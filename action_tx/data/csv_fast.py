@@ -1,0 +1,234 @@
+"""Row parsing behind `action_tx.data.ava`: a fast pandas path and an exact per-line path.
+
+An AVA-style row is `video_id,timestamp[,x1,y1,x2,y2,col7[,col8]]`. Both paths apply the same
+rules, so they keep and reject exactly the same rows with the same values:
+
+- trailing empty fields are dropped before counting columns (`a,0902,,,,,,` is a 2-column row);
+- numbers are decimal (`12`, `0.5`, `.5`, `1e-3`); integer columns (timestamp, col7 and a
+  person id in col8) accept any integer-valued number (`0902`, `12.0`), as pandas' C parser does;
+- `nan`, `inf`, blank or space-only fields where a number is due are "not a number".
+
+The fast path (`parse`) reads the whole file with pandas' C engine into fixed dtypes and
+validates with numpy masks; only the rows it flags are re-parsed line by line (`parse_line`) to
+get the exact message. Files pandas cannot read with fixed dtypes (a word in a number column,
+more than 9 fields, blank lines, lone CR line ends) go through the per-line path entirely.
+"""
+import dataclasses
+import io
+import math
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+INT32_MAX = 2**31 - 1
+REASONS = ("column count", "not a number", "bad value", "box outside [0,1]", "empty box",
+           "unknown action id", "duplicate row")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_BOX_NAMES = ("x1", "y1", "x2", "y2")
+_NCOL = 9  # one column more than AVA's 8 so that a 9th field is seen (and rejected)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSchema:
+    """What a file's rows may hold.
+
+    counts: allowed column counts (after dropping trailing empty fields).
+    col7: name of the 7th column in messages ("action_id" or "object_class").
+    col8: name of the 8th column; "person_id" is an integer, anything else ("score") a float.
+    col7_optional: the 7th column may be empty (AVA person-detection CSVs leave it blank).
+    known: frozenset of allowed col7 values, or None for no check.
+    duplicates: reject a row identical to an earlier one (groundtruth).
+    """
+    counts: tuple = (2, 7, 8)
+    col7: str = "action_id"
+    col8: str = "person_id"
+    col7_optional: bool = False
+    known: frozenset | None = None
+    duplicates: bool = False
+
+
+@dataclasses.dataclass
+class Rows:
+    """Parsed good rows, in file order. Boxes stay in CSV order [x1, y1, x2, y2] here."""
+    video_id: np.ndarray  # [N] object (str)
+    timestamp: np.ndarray  # [N] int64
+    box: np.ndarray  # [N, 4] float64, NaN for 2-column rows
+    col7: np.ndarray  # [N] int64, -1 when absent
+    col8: np.ndarray  # [N] float64, NaN when absent
+    line: np.ndarray  # [N] int64, 1-based
+
+    @staticmethod
+    def from_list(rows):
+        """rows: list of (video_id, timestamp, x1, y1, x2, y2, col7, col8, line) tuples."""
+        cols = list(zip(*rows)) if rows else [()] * 9
+        return Rows(video_id=np.array(cols[0], dtype=object),
+                    timestamp=np.array(cols[1], dtype=np.int64),
+                    box=np.array(cols[2:6], dtype=np.float64).T.reshape(-1, 4),
+                    col7=np.array(cols[6], dtype=np.int64),
+                    col8=np.array(cols[7], dtype=np.float64),
+                    line=np.array(cols[8], dtype=np.int64))
+
+    def take(self, index):
+        return Rows(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+    @staticmethod
+    def concat(parts):
+        merged = Rows(*(np.concatenate([getattr(p, f.name) for p in parts])
+                        for f in dataclasses.fields(Rows)))
+        return merged.take(np.argsort(merged.line, kind="stable"))
+
+
+class _Bad(Exception):
+    def __init__(self, reason, detail):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _number(token, name, integer=False):
+    if not _NUMBER.match(token.strip()):
+        raise _Bad("not a number", f"{name} is {token!r}, expected a number")
+    value = float(token)
+    if not math.isfinite(value):
+        raise _Bad("not a number", f"{name} is {token!r}, expected a finite number")
+    if integer and value != math.floor(value):
+        raise _Bad("not a number", f"{name} is {token!r}, expected an integer")
+    return value
+
+
+def parse_line(text, schema):
+    """One line -> (video_id, ts, x1, y1, x2, y2, col7, col8); raises _Bad(reason, detail)."""
+    fields = text.split(",")
+    while len(fields) > 1 and fields[-1] == "":
+        fields.pop()
+    n = len(fields)
+    if n not in schema.counts:
+        want = " or ".join(str(c) for c in schema.counts)
+        raise _Bad("column count", f"{n} columns, expected {want}")
+    ts = _number(fields[1], "timestamp", integer=True)
+    box, col7, col8 = [math.nan] * 4, -1, math.nan
+    if n >= 7:
+        box = [_number(fields[2 + i], _BOX_NAMES[i]) for i in range(4)]
+        if not (schema.col7_optional and fields[6] == ""):
+            col7 = _number(fields[6], schema.col7, integer=True)
+    if n >= 8:
+        col8 = _number(fields[7], schema.col8, integer=schema.col8 == "person_id")
+    if fields[0] == "":
+        raise _Bad("bad value", "empty video id")
+    if not 0 <= ts <= INT32_MAX:
+        raise _Bad("bad value", f"timestamp {fields[1]!r} is negative or too large")
+    if abs(col7) > INT32_MAX or (schema.col8 == "person_id" and abs(col8) > INT32_MAX):
+        raise _Bad("bad value", "integer too large for int32")
+    if n >= 7:
+        if not all(0.0 <= v <= 1.0 for v in box):
+            raise _Bad("box outside [0,1]", "box x1,y1,x2,y2 = " + ",".join(fields[2:6]))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise _Bad("empty box", "x2 <= x1 or y2 <= y1 in box " + ",".join(fields[2:6]))
+        if schema.known is not None and fields[6] != "" and int(col7) not in schema.known:
+            raise _Bad("unknown action id", f"{schema.col7} {int(col7)} is not in the label map")
+    return (fields[0], int(ts), *box, int(col7), col8)
+
+
+def _parse_lines(lines, schema):
+    """lines: iterable of (line_number, text) -> (Rows, bad list of (line, reason, detail))."""
+    good, bad = [], []
+    for number, text in lines:
+        if not text.strip():
+            continue
+        try:
+            good.append((*parse_line(text, schema), number))
+        except _Bad as e:
+            bad.append((number, e.reason, e.detail))
+    return Rows.from_list(good), bad
+
+
+def parse_slow(data, schema):
+    """Exact per-line parse of a whole file's bytes -> (Rows, bad)."""
+    text = data.decode("utf-8-sig")
+    return _dedupe(*_parse_lines(enumerate(re.split(r"\r\n|\r|\n", text), 1), schema), schema)
+
+
+def _read_frame(data):
+    dtype = {0: str, 1: np.int64, 8: str, **{i: np.float64 for i in range(2, 8)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)  # more fields than names
+        return pd.read_csv(io.BytesIO(data), header=None, names=range(_NCOL), index_col=False,
+                           dtype=dtype, keep_default_na=False, na_values=[""], quoting=3,
+                           engine="c", skip_blank_lines=False)
+
+
+def _fast_mask(frame, schema):
+    """Vectorised mirror of parse_line: bool [N], True where the row is good."""
+    present = frame.notna().to_numpy()  # [N, 9]
+    ncols = _NCOL - np.argmax(present[:, ::-1], axis=1)
+    ok = np.isin(ncols, schema.counts) & present[:, 0]
+    required = np.arange(_NCOL)[None, :] < ncols[:, None]
+    if schema.col7_optional:
+        required[:, 6] = False
+    ok &= ~(required & ~present).any(axis=1)
+    values = frame[list(range(2, 8))].to_numpy(np.float64)  # box, col7, col8
+    ok &= (np.isfinite(values) | ~present[:, 2:8]).all(axis=1)
+    ts = frame[1].to_numpy(np.int64)
+    ok &= (ts >= 0) & (ts <= INT32_MAX)
+    ints = [values[:, 4]] + ([values[:, 5]] if schema.col8 == "person_id" else [])
+    with np.errstate(invalid="ignore"):
+        for v in ints:
+            ok &= np.isnan(v) | ((v == np.floor(v)) & (np.abs(v) <= INT32_MAX))
+        box = values[:, :4]
+        has_box = ncols >= 7
+        inside = ((box >= 0.0) & (box <= 1.0)).all(axis=1)
+        nonempty = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
+        ok &= ~has_box | (inside & nonempty)
+        if schema.known is not None:
+            ok &= np.isnan(values[:, 4]) | np.isin(values[:, 4], np.fromiter(schema.known, np.float64))
+    return ok
+
+
+def parse(data, schema, force_slow=False):
+    """Bytes of a CSV file -> (Rows, bad: sorted list of (line, reason, detail))."""
+    body = data.rstrip(b"\r\n")
+    simple = (not force_slow and body and not body.startswith((b"\n", b"\r\n", b"\xef"))
+              and b"\n\n" not in body and b"\n\r\n" not in body
+              and body.count(b"\r") == body.count(b"\r\n"))
+    if not simple:
+        return parse_slow(data, schema)
+    try:
+        frame = _read_frame(body)
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError):
+        return parse_slow(data, schema)
+    ok = _fast_mask(frame, schema)
+    col7 = frame[6].to_numpy(np.float64)
+    rows = Rows(video_id=frame[0].to_numpy(object)[ok],
+                timestamp=frame[1].to_numpy(np.int64)[ok],
+                box=frame[[2, 3, 4, 5]].to_numpy(np.float64)[ok],
+                col7=np.where(np.isnan(col7), -1, col7).astype(np.int64)[ok],
+                col8=frame[7].to_numpy(np.float64)[ok],
+                line=np.flatnonzero(ok) + 1)
+    bad = []
+    if not ok.all():  # exact messages (and values, should the mask be stricter) for flagged rows
+        lines = body.split(b"\n")
+        flagged = [(i + 1, lines[i].decode("utf-8").rstrip("\r")) for i in np.flatnonzero(~ok)]
+        extra, bad = _parse_lines(flagged, schema)
+        rows = Rows.concat([rows, extra])
+    return _dedupe(rows, bad, schema)
+
+
+def _dedupe(rows, bad, schema):
+    """Rejects rows identical to an earlier row (when schema.duplicates); returns (Rows, bad)."""
+    if schema.duplicates and len(rows.line):
+        # -inf stands for "absent" so that NaN fields compare equal (good rows are finite).
+        cols = {"v": rows.video_id, "t": rows.timestamp, "a": rows.col7,
+                "p": np.where(np.isnan(rows.col8), -np.inf, rows.col8),
+                **{k: np.where(np.isnan(rows.box[:, i]), -np.inf, rows.box[:, i])
+                   for i, k in enumerate("wxyz")}}
+        frame = pd.DataFrame(cols)
+        dup = frame.duplicated(keep="first").to_numpy()
+        if dup.any():
+            first = {}
+            for key, line in zip(frame[~dup].itertuples(index=False), rows.line[~dup]):
+                first.setdefault(tuple(key), int(line))
+            for key, line in zip(frame[dup].itertuples(index=False), rows.line[dup]):
+                bad.append((int(line), "duplicate row", f"same as line {first[tuple(key)]}"))
+            rows = rows.take(~dup)
+    return rows, sorted(bad)
