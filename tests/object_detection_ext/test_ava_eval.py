@@ -1,0 +1,244 @@
+"""AVA evaluator: hand-computed APs, the official rules one by one, and the fast vectorised code
+against a plain per-image reference (tests/object_detection_ext/ava_eval_reference.py)."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from object_detection_ext import ava_eval, voc_ap
+import ava_eval_reference as reference  # noqa: E402  (this folder is on sys.path: rootdir-less tests)
+
+BOX = (0.1, 0.1, 0.5, 0.5)          # yxyx
+NEAR = (0.1, 0.1, 0.5, 0.45)        # IoU with BOX = 0.875
+FAR = (0.6, 0.6, 0.9, 0.9)          # IoU with BOX = 0
+
+
+def arrays(rows, kind):
+    """Reference-style rows (video, ts, y1, x1, y2, x2, action, score|person) -> dict."""
+    def box(r):
+        return r[2:6] if len(r) > 2 else (math.nan,) * 4
+    out = {"video_id": np.array([r[0] for r in rows], dtype=object),
+           "timestamp": np.array([r[1] for r in rows], dtype=np.int64),
+           "boxes": np.array([box(r) for r in rows], dtype=np.float64).reshape(-1, 4),
+           "action_id": np.array([r[6] if len(r) > 2 else -1 for r in rows], dtype=np.int64)}
+    if kind == "detections":
+        out["score"] = np.array([r[7] for r in rows], dtype=np.float64)
+    else:
+        out["person_id"] = np.array([r[7] if len(r) > 7 else -1 for r in rows], dtype=np.int64)
+    return out
+
+
+def run(gt, det, ids=(1, 2), **kwargs):
+    return ava_eval.evaluate(arrays(gt, "groundtruth"), arrays(det, "detections"), list(ids),
+                             **kwargs)
+
+
+# ---------------------------------------------------------------- AP math, by hand
+def test_average_precision_hand_computed():
+    # TP, FP, TP with 3 GT: P = 1, 1/2, 2/3 at R = 1/3, 1/3, 2/3 -> 1/3 * 1 + 1/3 * 2/3.
+    assert voc_ap.average_precision(np.array([True, False, True]), 3) == pytest.approx(5 / 9)
+    # Precision envelope: FP, TP, TP with 2 GT. P = 0, 1/2, 2/3 at R = 0, 1/2, 1. Without the
+    # envelope 1/2 * 1/2 + 1/2 * 2/3 = 7/12; with it the R=1/2 step uses 2/3 -> 2/3.
+    assert voc_ap.average_precision(np.array([False, True, True]), 2) == pytest.approx(2 / 3)
+    assert voc_ap.average_precision(np.array([], dtype=bool), 2) == 0.0
+    assert math.isnan(voc_ap.average_precision(np.array([True]), 0))
+
+
+def test_per_class_average_precision_matches_single_class():
+    cls = np.array([0, 1, 0, 1, 0])
+    tp = np.array([True, False, False, True, True])
+    ap = voc_ap.per_class_average_precision(cls, tp, np.array([3, 1, 0]))
+    assert ap[0] == pytest.approx(5 / 9) and ap[1] == pytest.approx(0.5)
+    assert math.isnan(ap[2])
+
+
+def test_paired_iou_has_no_plus_one():
+    iou = voc_ap.paired_iou(np.array([BOX, BOX]), np.array([NEAR, FAR]))
+    np.testing.assert_allclose(iou, [0.875, 0.0])
+
+
+def test_argmax_box_without_fallback():
+    # Two GT boxes; both detections overlap A best, the second one also overlaps B >= 0.5.
+    # TF OD API: the second detection is a FP (no fall-back to B), so AP = 1/2 * 1.
+    a, b = (0.1, 0.1, 0.5, 0.5), (0.1, 0.2, 0.5, 0.6)
+    gt = [("v", 1, *a, 1, 0), ("v", 1, *b, 1, 1)]
+    det = [("v", 1, *a, 1, 0.9), ("v", 1, 0.1, 0.13, 0.5, 0.53, 1, 0.8)]   # IoU .86 / .70
+    assert voc_ap.paired_iou(np.array([det[1][2:6]]), np.array([b]))[0] >= 0.5
+    assert run(gt, det).per_class[1] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- official rules
+def test_cap_is_top_50_over_all_classes_after_label_map_filter():
+    gt = [("v", 1, *BOX, 1, 0)]
+    high = [("v", 1, *FAR, 2, 0.5 + i / 1000) for i in range(50)]
+    det = high + [("v", 1, *NEAR, 1, 0.1)]
+    assert run(gt, det).per_class[1] == 0.0                  # the TP is the 51st row: cut
+    assert run(gt, det, max_detections_per_key=0).per_class[1] == 1.0
+    # Rows of a class outside the label map are dropped before the cap.
+    outside = [("v", 1, *FAR, 7, 0.5 + i / 1000) for i in range(50)]
+    result = run(gt, outside + [("v", 1, *NEAR, 1, 0.1)])
+    assert result.per_class[1] == 1.0
+    assert result.counts["detections_outside_label_map"] == 50
+
+
+def test_detections_on_keys_absent_from_groundtruth_are_ignored():
+    gt = [("v", 1, *BOX, 1, 0)]
+    det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *NEAR, 1, 0.9), ("w", 1, *BOX, 1, 0.8)]
+    result = run(gt, det)
+    assert result.per_class[1] == 1.0
+    assert result.counts["detections_on_keys_not_in_groundtruth"] == 2
+
+
+def test_key_only_rows_and_out_of_map_rows_make_groundtruth_keys():
+    # Key (v,2) has only "video_id,timestamp", key (v,3) only a class outside the map: both
+    # are ground-truth keys, so detections there are false positives ranked above the TP.
+    gt = [("v", 1, *BOX, 1, 0), ("v", 2), ("v", 3, *BOX, 9, 0)]
+    det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *BOX, 1, 0.9), ("v", 3, *BOX, 1, 0.8)]
+    result = run(gt, det)
+    assert result.per_class[1] == pytest.approx(1 / 3)     # P = 1/3 at R = 1
+    assert result.per_class[2] is None                       # no ground truth: not in the mean
+    assert result.map == pytest.approx(1 / 3)
+    assert result.counts["groundtruth_keys"] == 3
+
+
+def test_excluded_keys_are_removed_from_both_sides():
+    gt = [("v", 1, *BOX, 1, 0), ("v", 2, *BOX, 1, 0)]
+    det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *FAR, 1, 0.9)]
+    assert run(gt, det).per_class[1] == pytest.approx(0.25)  # FP first, then 1 of 2 GT
+    assert run(gt, det, excluded=[("v", 2)]).per_class[1] == 1.0
+
+
+def test_invalid_detection_boxes_are_dropped():
+    gt = [("v", 1, *BOX, 1, 0)]
+    det = [("v", 1, 0.5, 0.1, 0.5, 0.5, 1, 0.9), ("v", 1, *NEAR, 1, 0.5)]
+    result = run(gt, det)
+    assert result.per_class[1] == 1.0 and result.counts["detections_invalid_box"] == 1
+
+
+# ---------------------------------------------------------------- against the reference
+def random_rows(seed, num_keys=40, num_classes=6):
+    """Seeded GT (persons with 1-3 actions) and detections (jittered GT, random boxes, keys
+    absent from GT, classes outside the map, keys over the cap). Scores are all distinct."""
+    rng = np.random.default_rng(seed)
+    gt, det = [], []
+    for k in range(num_keys):
+        video, ts = f"vid{k % 5}", 900 + k
+        if k % 13 == 0:
+            gt.append((video, ts))
+            continue
+        for person in range(rng.integers(1, 5)):
+            y, x = rng.uniform(0, 0.6, 2)
+            box = tuple(np.round([y, x, y + rng.uniform(0.1, 0.4), x + rng.uniform(0.1, 0.4)], 3))
+            for action in rng.choice(num_classes + 2, rng.integers(1, 4), replace=False) + 1:
+                gt.append((video, ts, *box, int(action), person))
+            for _ in range(rng.integers(2, 25 if k % 7 else 40)):
+                jitter = np.round(np.array(box) + rng.normal(0, 0.04, 4), 3)
+                jitter[2:] = np.maximum(jitter[2:], jitter[:2] + 0.01)
+                det.append((video, ts, *map(float, jitter), int(rng.integers(1, num_classes + 3))))
+    for _ in range(60):                                      # keys absent from ground truth
+        det.append(("vid9", int(rng.integers(0, 50)), 0.1, 0.1, 0.4, 0.4, 1))
+    scores = (rng.permutation(len(det)) + 1) / (len(det) + 1)
+    det = [(*r, float(s)) for r, s in zip(det, scores)]
+    return gt, det, list(range(1, num_classes + 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fast_equals_reference_on_random_inputs(seed):
+    gt, det, ids = random_rows(seed)
+    excluded = [("vid1", 901 + 5 * seed)]
+    expected_map, expected = reference.evaluate(gt, det, ids, excluded=excluded)
+    result = run(gt, det, ids, excluded=excluded)
+    assert result.counts["detections_over_cap"] > 0
+    assert result.map == pytest.approx(expected_map, abs=1e-9)
+    for c in ids:
+        if math.isnan(expected[c]):
+            assert result.per_class[c] is None
+        else:
+            assert result.per_class[c] == pytest.approx(expected[c], abs=1e-9)
+
+
+# ---------------------------------------------------------------- breakdowns
+def test_localization_uses_unique_boxes_and_max_score():
+    # One person with two actions; detections: its box for two classes (max 0.9) and a FP box
+    # at 0.5 -> unique boxes: TP(0.9), FP(0.5) -> AP 1. At IoU 0.75 NEAR (0.875) still matches.
+    gt = [("v", 1, *BOX, 1, 0), ("v", 1, *BOX, 2, 0)]
+    det = [("v", 1, *NEAR, 1, 0.9), ("v", 1, *NEAR, 2, 0.3), ("v", 1, *FAR, 1, 0.5)]
+    assert run(gt, det).localization == {0.5: 1.0, 0.75: 1.0}
+    det = [("v", 1, *FAR, 1, 0.9), ("v", 1, 0.1, 0.1, 0.5, 0.32, 1, 0.5)]   # IoU 0.55
+    loc = run(gt, det).localization
+    assert loc[0.5] == pytest.approx(0.5) and loc[0.75] == 0.0
+
+
+def test_by_evidence_marks_other_evidence_difficult():
+    gt = [("v", 1, *BOX, 1, 0), ("v", 1, *FAR, 1, 1)]
+    evidence = {"video_id": ["v", "v"], "timestamp": [1, 1], "person_id": [0, 1],
+                "action_id": [1, 1], "evidence": ["self", "context"]}
+    det = [("v", 1, *FAR, 1, 0.9), ("v", 1, *NEAR, 1, 0.2), ("v", 1, 0.0, 0.0, 0.05, 0.05, 1, 0.5)]
+    result = run(gt, det, evidence=evidence)
+    assert result.per_class[1] == pytest.approx(1 / 2 + 1 / 2 * 2 / 3)
+    # "self": the FAR detection is ignored (matched a "context" box): FP(0.5), TP(0.2) -> 1/2.
+    assert result.by_evidence["self"].map == pytest.approx(0.5)
+    assert result.by_evidence["context"].map == 1.0
+    assert result.by_evidence["self"].num_groundtruth == 1
+
+
+def test_by_persons_and_by_area_bins():
+    gt = [("v", 1, *BOX, 1, 0),                                               # 1 person
+          ("v", 2, *BOX, 1, 0), ("v", 2, *FAR, 1, 1),                        # 2 persons
+          ("v", 3, *BOX, 1, 0), ("v", 3, *FAR, 1, 1), ("v", 3, 0.0, 0.0, 0.05, 0.05, 1, 2)]
+    det = [("v", 1, *NEAR, 1, 0.9), ("v", 2, *FAR, 1, 0.8), ("v", 3, *FAR, 1, 0.1)]
+    result = run(gt, det)
+    assert result.by_persons["1"].map == 1.0
+    assert result.by_persons["2"].map == pytest.approx(0.5)
+    assert result.by_persons["3+"].map == pytest.approx(1 / 3)
+    # Areas: 0.0025 x1, 0.09 x2 (FAR), 0.16 x3 (BOX) -> tertile bins by equal count.
+    assert sum(p.num_groundtruth for p in result.by_area.values()) == 6
+    assert result.by_area["large"].map == pytest.approx(1 / 3)   # BOX rows: only v/1 found
+
+
+def test_per_category_and_json(tmp_path):
+    gt = [("v", 1, *BOX, 1, 0), ("v", 1, *BOX, 20, 0)]
+    det = [("v", 1, *NEAR, 1, 0.9), ("v", 1, *FAR, 20, 0.8)]
+    result = run(gt, det, ids=(1, 20, 70))
+    assert result.per_category == {"pose": 1.0, "person_object": 0.0, "person_person": None}
+    payload = json.loads(json.dumps(result.to_json()))
+    assert payload["mAP@0.5IOU"] == 0.5
+    assert payload["per_class"] == {"1": 1.0, "20": 0.0, "70": None}
+    assert "frame-mAP@0.5IOU" in result.format_table()
+
+
+# ---------------------------------------------------------------- CSV paths and real files
+def write_csv(path, rows):
+    """Reference rows (yxyx) -> AVA CSV (x1,y1,x2,y2)."""
+    with open(path, "w") as f:
+        for r in rows:
+            if len(r) == 2:
+                f.write(f"{r[0]},{r[1]:04d}\n")
+            else:
+                f.write(f"{r[0]},{r[1]:04d},{r[3]:.3f},{r[2]:.3f},{r[5]:.3f},{r[4]:.3f},"
+                        f"{r[6]},{r[7]:.6g}\n")
+
+
+def test_csv_paths_equal_arrays(tmp_path):
+    gt, det, ids = random_rows(7)
+    det = [r for r in det if all(0 <= v <= 1 for v in r[2:6])]
+    write_csv(tmp_path / "gt.csv", gt)
+    write_csv(tmp_path / "det.csv", det)
+    (tmp_path / "map.pbtxt").write_text("".join(
+        f'item {{\n  name: "a{i}"\n  id: {i}\n}}\n' for i in ids))
+    (tmp_path / "excluded.csv").write_text("vid1,0906\n")
+    from_csv = ava_eval.evaluate(str(tmp_path / "gt.csv"), str(tmp_path / "det.csv"),
+                                 str(tmp_path / "map.pbtxt"), excluded=str(tmp_path / "excluded.csv"))
+    expected_map, _ = reference.evaluate(gt, det, ids, excluded=[("vid1", 906)])
+    assert from_csv.map == pytest.approx(expected_map, abs=1e-9)
+    assert from_csv.class_names[1] == "a1"
+
+
+def test_real_eval_sample(shared_data):
+    root = shared_data / "ava_format" / "eval_sample"
+    result = ava_eval.evaluate(root / "gt.csv", root / "pred.csv", root / "action_list.txt")
+    # 0.0938552188552 and the class APs are the official get_ava_performance.py output.
+    assert result.map == pytest.approx(0.0938552188552, abs=1e-6)
+    assert result.per_class == pytest.approx({1: 0.17045454545454547, 2: 0.0,
+                                              3: 0.1111111111111111}, abs=1e-9)
