@@ -1,0 +1,177 @@
+"""Frames of one AVA video, from a JPEG folder or a video file, as windows around keyframes.
+
+AVA convention: frame k (1-based) of `ROOT/frames/VID/VID_%06d.jpg` shows time (k-1)/fps, so the
+keyframe of timestamp t is frame round((t - timestamp_offset) * fps) + 1. Windows of W frames are
+centred on the keyframe (position W // 2) and repeat the first/last frame at the video's ends.
+Video files (`ROOT/videos/VID.*`) are decoded with PyAV; a decode that stops before the frames the
+timestamps need (a truncated or damaged file can end early without any error) is a bad video.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import os
+import re
+
+import av
+import numpy as np
+from PIL import Image
+
+JPEG_QUALITY = 90
+_FRAME_NAME = re.compile(r"(\d+)\.jpe?g$", re.IGNORECASE)
+
+
+class BadVideo(Exception):
+    """A video that cannot give the frames its keyframes need. reason: a short manifest key."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def find_source(ava_dir: str, video_id: str):
+    """-> ("frames", folder) or ("video", file), or None when neither exists."""
+    folder = os.path.join(ava_dir, "frames", video_id)
+    if os.path.isdir(folder):
+        return "frames", folder
+    files = sorted(glob.glob(os.path.join(glob.escape(ava_dir), "videos",
+                                          glob.escape(video_id) + ".*")))
+    return ("video", files[0]) if files else None
+
+
+def keyframe_frame(timestamp: float, fps: float, offset: float = 0.0) -> int:
+    """0-based frame index showing `timestamp` (half-up rounding, not Python's banker's)."""
+    return int(np.floor((timestamp - offset) * fps + 0.5))
+
+
+def window_indices(center: int, num_frames: int, last: int) -> list[int]:
+    """The W frame indices centred on `center` (at position W // 2), clipped to [0, last]."""
+    return [min(max(center + j - num_frames // 2, 0), last) for j in range(num_frames)]
+
+
+def _encode(image: Image.Image, max_side: int | None) -> bytes:
+    if max_side and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+        image = image.resize(size, Image.BILINEAR)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+def _size(jpeg: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(jpeg)) as im:
+        return im.size[1], im.size[0]
+
+
+def _folder_windows(folder, timestamps, *, fps, num_frames, max_side, offset):
+    index = {}
+    for name in os.listdir(folder):
+        m = _FRAME_NAME.search(name)
+        if m:
+            index[int(m.group(1))] = name
+    if not index:
+        raise BadVideo("empty frame folder", f"{folder}: no JPEG frames")
+    count = max(index)
+    cache = {}
+
+    def frame(i):  # 0-based
+        if i not in cache:
+            if i + 1 not in index:
+                raise BadVideo("missing frame", f"{folder}: frame {i + 1} is missing "
+                               f"(the folder's frames go up to {count})")
+            path = os.path.join(folder, index[i + 1])
+            with open(path, "rb") as f:
+                data = f.read()
+            if max_side:
+                try:
+                    with Image.open(io.BytesIO(data)) as im:
+                        if max(im.size) > max_side:
+                            data = _encode(im, max_side)
+                except OSError as e:
+                    raise BadVideo("unreadable frame", f"{path}: not a readable JPEG ({e})")
+            cache[i] = data
+        return cache[i]
+
+    windows = []
+    for t in timestamps:
+        center = keyframe_frame(t, fps, offset)
+        if not 0 <= center < count:
+            raise BadVideo("timestamp outside video",
+                           f"{folder}: timestamp {t} needs frame {center + 1} but the folder has "
+                           f"frames 1..{count} at {fps:g} fps")
+        idx = window_indices(center, num_frames, count - 1)
+        windows.append([frame(i) for i in idx])
+        for i in [k for k in cache if k < idx[0]]:  # timestamps ascend: drop passed frames
+            del cache[i]
+    return windows
+
+
+def _video_windows(path, timestamps, *, num_frames, max_side, offset):
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise BadVideo("unreadable video", f"{path}: cannot open video ({e})") from None
+    with container:
+        if not container.streams.video:
+            raise BadVideo("unreadable video", f"{path}: no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            raise BadVideo("unreadable video", f"{path}: unknown frame rate")
+        fps = float(rate)
+        total = int(stream.frames or 0)
+        if not total and stream.duration and stream.time_base:
+            total = int(round(float(stream.duration * stream.time_base) * fps))
+        centers = [keyframe_frame(t, fps, offset) for t in timestamps]
+        bad = [(t, c) for t, c in zip(timestamps, centers) if c < 0 or (total and c >= total)]
+        if bad:
+            raise BadVideo("timestamp outside video",
+                           f"{path}: timestamp {bad[0][0]} needs frame {bad[0][1] + 1} but the "
+                           f"video has {total} frames at {fps:g} fps")
+        # Without a frame count in the container, the decode's end is the video's end.
+        last = total - 1 if total else max(centers)
+        needed = {i for c in centers for i in window_indices(c, num_frames, last)}
+        need_max = max(needed)
+        frames, decoded, error = {}, 0, ""
+        try:
+            for frame in container.decode(stream):
+                if decoded in needed:
+                    frames[decoded] = _encode(frame.to_image(), max_side)
+                decoded += 1
+                if decoded > need_max:
+                    break
+        except (av.FFmpegError, OSError, ValueError) as e:
+            error = f" ({e})"
+    if decoded <= need_max:
+        raise BadVideo("truncated video",
+                       f"{path}: decoded {decoded} frames but the timestamps need frame "
+                       f"{need_max + 1}" + (f" of {total}" if total else "") + error)
+    last = min(last, decoded - 1)
+    return [[frames[i] for i in window_indices(c, num_frames, last)] for c in centers], fps
+
+
+def read_windows(source, timestamps, *, num_frames: int, fps: float, max_side=None,
+                 offset: float = 0.0):
+    """JPEG windows around each timestamp of one video.
+
+    Args:
+      source: ("frames", folder) or ("video", file) from `find_source`.
+      timestamps: ascending keyframe times in seconds.
+      num_frames: W. fps: frame rate of JPEG folders (video files use their own).
+      max_side: if set, frames larger than this on their longer side are downscaled.
+      offset: seconds at which frame 1 starts (0 for AVA-format folders of whole videos).
+    Returns:
+      (windows: list of W JPEG bytes per timestamp, fps, height, width).
+    Raises:
+      BadVideo on a missing/unreadable frame, a timestamp past the end, or a short decode.
+    """
+    kind, path = source
+    if kind == "frames":
+        windows = _folder_windows(path, timestamps, fps=fps, num_frames=num_frames,
+                                  max_side=max_side, offset=offset)
+    else:
+        windows, fps = _video_windows(path, timestamps, num_frames=num_frames,
+                                      max_side=max_side, offset=offset)
+    height, width = _size(windows[0][0]) if windows else (0, 0)
+    return windows, fps, height, width
