@@ -21,8 +21,8 @@ flags.DEFINE_integer("num_shards", None, "Number of shards when --out does not s
 flags.DEFINE_bool("skip_bad", False, "Skip and count bad rows/videos instead of failing.")
 flags.DEFINE_integer("num_workers", 2, "Processes decoding videos.")
 flags.DEFINE_integer("num_frames", 32, "Frames stored per keyframe, centred on it.")
-flags.DEFINE_float("fps", None, "Frame rate of JPEG frame folders (default 30, AVA's); "
-                   "video files use their own.")
+flags.DEFINE_float("fps", None, "Frame rate of JPEG frame folders (default: the fps=N of "
+                   "ROOT/README.txt, else AVA's 30); video files use their own.")
 flags.DEFINE_integer("max_side", None, "Downscale frames whose longer side exceeds this.")
 flags.DEFINE_float("timestamp_offset", 0.0, "Seconds shown by frame 1 (e.g. 900 for AVA frames "
                    "extracted from the 15-minute cuts).")

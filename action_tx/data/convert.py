@@ -101,6 +101,20 @@ def shard_paths(out: str, num_shards: int | None = None) -> list[str]:
         raise ConversionError(f"--out {out!r}: expected two %d fields (shard, count)") from None
 
 
+def frame_folder_fps(ava_dir: str, fps: float | None = None) -> tuple[float, str]:
+    """The fps of JPEG frame folders -> (fps, where it came from): the argument, else the
+    `fps=N` of the synthetic generator's README.txt, else AVA's 30."""
+    if fps:
+        return float(fps), "argument"
+    readme = os.path.join(ava_dir, "README.txt")
+    if os.path.isfile(readme):
+        with open(readme, errors="replace") as f:
+            m = re.search(r"\bfps=(\d+(?:\.\d+)?)", f.read())
+        if m:
+            return float(m.group(1)), readme
+    return DEFAULT_FPS, "default (AVA)"
+
+
 def _input_record(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -163,7 +177,7 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
       split: "train", "val", ...: picks annotations/ava_<split>*.csv and friends.
       out: shard path spec (see `shard_paths`). num_shards: N when `out` does not say.
       num_frames: W, the frames stored per keyframe (centred, edge frames repeated).
-      fps: frame rate of JPEG folders (default DEFAULT_FPS); video files use their own.
+      fps: frame rate of JPEG folders (default: `frame_folder_fps`); video files use their own.
       max_side: downscale frames whose longer side exceeds this. timestamp_offset: seconds
         shown by frame 1 (0 for whole videos).
       skip_bad: skip and count bad rows and bad videos instead of failing on the first.
@@ -173,6 +187,7 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
       ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos/options).
     """
     paths = find_split_files(ava_dir, split, **files)
+    fps, fps_source = frame_folder_fps(ava_dir, fps)
     label_map = ava.read_label_map(paths["label_map"])
     # Unknown action ids are counted, not fatal: real AVA's CSVs hold 80 classes, the
     # ActivityNet label map 60; SlowFast's AVA loader likewise ignores the other 20.
@@ -219,7 +234,7 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
             continue
         if not tasks or tasks[-1]["video_id"] != v:
             tasks.append({"video_id": v, "source": sources[v], "keyframes": [], "read": dict(
-                num_frames=num_frames, fps=fps or DEFAULT_FPS, max_side=max_side,
+                num_frames=num_frames, fps=fps, max_side=max_side,
                 offset=timestamp_offset)})
         boxes, labels, pids = _keyframe(groups[(v, t)], gt, label_map)
         k = dict(video_id=v, video_index=video_index[v], timestamp=int(t),
@@ -271,11 +286,11 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
         "split": split,
         "ava_dir": os.path.abspath(ava_dir),
         "inputs": {role: _input_record(p) for role, p in sorted(paths.items()) if p},
-        "options": dict(num_frames=num_frames, fps_for_frame_folders=fps or DEFAULT_FPS,
+        "options": dict(num_frames=num_frames, fps_for_frame_folders=fps, fps_source=fps_source,
                         max_side=max_side, timestamp_offset=timestamp_offset, skip_bad=skip_bad),
         "label_map": {"num_classes": label_map.num_classes, "ids": list(label_map.ids)},
         "rows": {role: {"path": os.path.abspath(r.path), "kept": int(r.kept),
-                        "rejected": dict(sorted(r.rejected.items())), "examples": r.examples}
+                        "rejected": {k: v for k, v in sorted(r.rejected.items()) if v}, "examples": r.examples}
                  for role, r in rows.items()},
         "videos": {"total": len(videos), "written": len(videos) - sum(
             len(v) for v in rejected_files.values())},
