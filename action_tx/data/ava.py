@@ -255,16 +255,18 @@ def write_annotations(path, annotations, kind="groundtruth"):
     has_box = ~np.isnan(boxes).any(axis=1)
     extra = a.person_id if kind == "groundtruth" else a.score
     has_extra = (extra >= 0) if kind == "groundtruth" else np.isfinite(extra)
-    extra_fmt = ",%d" if kind == "groundtruth" else ",%.4f"
-    # Python formatting on columns converted once with tolist(): ~1-2 us per row.
+    extra_fmt = "%d" if kind == "groundtruth" else "%.4f"
+    kinds = np.where(~has_box, 0, np.where(has_extra, 2, 1))  # 2, 7 or 8 columns
+    formats = ("%s,%04d\n", "%s,%04d,%.3f,%.3f,%.3f,%.3f,%d\n",
+               "%s,%04d,%.3f,%.3f,%.3f,%.3f,%d," + extra_fmt + "\n")
+    columns = [np.asarray(a.video_id, object), np.asarray(a.timestamp), *boxes.T,
+               np.asarray(a.action_id), np.asarray(extra)]
+    lines = np.empty(len(kinds), object)
+    # One %-format per row over columns turned into lists once: the fastest plain-Python way.
+    for k, width in enumerate((2, 7, 8)):
+        index = np.flatnonzero(kinds == k)
+        if index.size:
+            fmt = formats[k]
+            lines[index] = [fmt % row for row in zip(*(c[index].tolist() for c in columns[:width]))]
     with open(path, "w", encoding="utf-8") as f:
-        for v, t, hb, box, act, he, x in zip(
-                np.asarray(a.video_id).tolist(), np.asarray(a.timestamp).tolist(),
-                has_box.tolist(), boxes.tolist(), np.asarray(a.action_id).tolist(),
-                has_extra.tolist(), np.asarray(extra).tolist()):
-            if not hb:
-                f.write("%s,%04d\n" % (v, t))
-            elif he:
-                f.write(("%s,%04d,%.3f,%.3f,%.3f,%.3f,%d" + extra_fmt + "\n") % (v, t, *box, act, x))
-            else:
-                f.write("%s,%04d,%.3f,%.3f,%.3f,%.3f,%d\n" % (v, t, *box, act))
+        f.write("".join(lines.tolist()))

@@ -150,65 +150,69 @@ def parse_slow(data, schema):
 
 
 def _read_frame(data):
-    dtype = {0: str, 1: np.int64, 8: str, **{i: np.float64 for i in range(2, 8)}}
+    # Column 9 is a float so that pandas fails (-> per-line path) on a word there; a number there
+    # is rejected by the mask. low_memory=False: one pass, no chunk concatenation (2x faster).
+    dtype = {0: object, 1: np.int64, **{i: np.float64 for i in range(2, _NCOL)}}
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)  # more fields than names
         return pd.read_csv(io.BytesIO(data), header=None, names=range(_NCOL), index_col=False,
                            dtype=dtype, keep_default_na=False, na_values=[""], quoting=3,
-                           engine="c", skip_blank_lines=False)
+                           engine="c", skip_blank_lines=False, low_memory=False)
 
 
 def _fast_mask(frame, schema):
-    """Vectorised mirror of parse_line: bool [N], True where the row is good."""
-    present = frame.notna().to_numpy()  # [N, 9]
-    ncols = _NCOL - np.argmax(present[:, ::-1], axis=1)
-    ok = np.isin(ncols, schema.counts) & present[:, 0]
-    required = np.arange(_NCOL)[None, :] < ncols[:, None]
-    if schema.col7_optional:
-        required[:, 6] = False
-    ok &= ~(required & ~present).any(axis=1)
-    values = frame[list(range(2, 8))].to_numpy(np.float64)  # box, col7, col8
-    ok &= (np.isfinite(values) | ~present[:, 2:8]).all(axis=1)
+    """Vectorised mirror of parse_line -> (ok: bool [N], True for good rows; ts: int64 [N];
+    cols: 6 float64 [N] arrays x1, y1, x2, y2, col7, col8, NaN where empty)."""
     ts = frame[1].to_numpy(np.int64)
-    ok &= (ts >= 0) & (ts <= INT32_MAX)
-    ints = [values[:, 4]] + ([values[:, 5]] if schema.col8 == "person_id" else [])
+    cols = [frame[j].to_numpy(np.float64) for j in range(2, 8)]
+    x1, y1, x2, y2, col7, col8 = cols
+    has = [~np.isnan(c) for c in cols]  # field present (column 1 always is: pandas needs it)
+    has_box = has[0] & has[1] & has[2] & has[3]
+    no_box = ~(has[0] | has[1] | has[2] | has[3])
+    extra = ~np.isnan(frame[_NCOL - 1].to_numpy(np.float64))  # a 9th field
+    shape = {2: no_box & ~has[4] & ~has[5],  # column counts after dropping trailing empty fields
+             7: has_box & has[4] & ~has[5],
+             8: has_box & (has[4] | schema.col7_optional) & has[5]}
+    ok = np.zeros(len(ts), bool)
+    for count in schema.counts:
+        ok |= shape[count]
+    ok &= ~extra & frame[0].notna().to_numpy() & (ts >= 0) & (ts <= INT32_MAX)
+    for c in cols:  # present fields are finite (NaN means empty)
+        ok &= ~np.isinf(c)
     with np.errstate(invalid="ignore"):
-        for v in ints:
+        for v in [col7] + ([col8] if schema.col8 == "person_id" else []):
             ok &= np.isnan(v) | ((v == np.floor(v)) & (np.abs(v) <= INT32_MAX))
-        box = values[:, :4]
-        has_box = ncols >= 7
-        inside = ((box >= 0.0) & (box <= 1.0)).all(axis=1)
-        nonempty = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
-        ok &= ~has_box | (inside & nonempty)
-        if schema.known is not None:
-            ok &= np.isnan(values[:, 4]) | np.isin(values[:, 4], np.fromiter(schema.known, np.float64))
-    return ok
+        inside = (x1 >= 0) & (y1 >= 0) & (x2 <= 1) & (y2 <= 1) & (x2 > x1) & (y2 > y1)
+        ok &= no_box | inside  # with x1 >= 0 and x2 > x1, x2 >= 0 (and so on) follow
+        if schema.known is not None:  # searchsorted: O(N log K), np.isin would sort all N
+            known = np.array(sorted(schema.known) or [np.nan], np.float64)
+            pos = np.minimum(np.searchsorted(known, col7), len(known) - 1)
+            ok &= np.isnan(col7) | (known[pos] == col7)
+    return ok, ts, cols
 
 
 def parse(data, schema, force_slow=False):
     """Bytes of a CSV file -> (Rows, bad: sorted list of (line, reason, detail))."""
-    body = data.rstrip(b"\r\n")
-    simple = (not force_slow and body and not body.startswith((b"\n", b"\r\n", b"\xef"))
-              and b"\n\n" not in body and b"\n\r\n" not in body
-              and body.count(b"\r") == body.count(b"\r\n"))
-    if not simple:
+    # Blank lines (with skip_blank_lines=False) and empty files make pandas fail too, so pandas'
+    # row i is line i + 1 whenever it succeeds, with \r\n, \r or \n line ends like parse_slow.
+    if force_slow or data.startswith(b"\xef\xbb\xbf"):  # a BOM would shift line 1's text
         return parse_slow(data, schema)
     try:
-        frame = _read_frame(body)
+        frame = _read_frame(data)
     except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError):
         return parse_slow(data, schema)
-    ok = _fast_mask(frame, schema)
-    col7 = frame[6].to_numpy(np.float64)
-    rows = Rows(video_id=frame[0].to_numpy(object)[ok],
-                timestamp=frame[1].to_numpy(np.int64)[ok],
-                box=frame[[2, 3, 4, 5]].to_numpy(np.float64)[ok],
-                col7=np.where(np.isnan(col7), -1, col7).astype(np.int64)[ok],
-                col8=frame[7].to_numpy(np.float64)[ok],
-                line=np.flatnonzero(ok) + 1)
+    ok, ts, cols = _fast_mask(frame, schema)
+    everything = ok.all()
+    pick = (lambda c: c) if everything else (lambda c: c[ok])
+    col7 = pick(cols[4])
+    rows = Rows(video_id=pick(frame[0].to_numpy(object)), timestamp=pick(ts),
+                box=np.stack([pick(c) for c in cols[:4]], axis=1),
+                col7=np.where(np.isnan(col7), -1, col7).astype(np.int64),
+                col8=pick(cols[5]), line=np.flatnonzero(ok) + 1)
     bad = []
-    if not ok.all():  # exact messages (and values, should the mask be stricter) for flagged rows
-        lines = body.split(b"\n")
-        flagged = [(i + 1, lines[i].decode("utf-8").rstrip("\r")) for i in np.flatnonzero(~ok)]
+    if not everything:  # exact messages (and values, should the mask be stricter) for flagged rows
+        lines = re.split(rb"\r\n|\r|\n", data)
+        flagged = [(i + 1, lines[i].decode("utf-8")) for i in np.flatnonzero(~ok)]
         extra, bad = _parse_lines(flagged, schema)
         rows = Rows.concat([rows, extra])
     return _dedupe(rows, bad, schema)
