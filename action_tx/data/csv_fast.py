@@ -11,7 +11,7 @@ rules, so they keep and reject exactly the same rows with the same values:
 The fast path (`parse`) reads the whole file with pandas' C engine into fixed dtypes and
 validates with numpy masks; only the rows it flags are re-parsed line by line (`parse_line`) to
 get the exact message. Files pandas cannot read with fixed dtypes (a word in a number column,
-more than 9 fields, blank lines, lone CR line ends) go through the per-line path entirely.
+more than 9 fields, blank lines, an empty file) go through the per-line path entirely.
 """
 import dataclasses
 import io
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 INT32_MAX = 2**31 - 1
+# Every reason a row can be rejected for (RowReport.rejected keys).
 REASONS = ("column count", "not a number", "bad value", "box outside [0,1]", "empty box",
            "unknown action id", "duplicate row")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")

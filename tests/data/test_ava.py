@@ -151,6 +151,7 @@ def test_every_bad_row_is_named(tmp_path, rows):
                                 "duplicate row": 1, "box outside [0,1]": 1, "unknown action id": 1})
     if rows is not BAD_ROWS:
         want.update({"not a number": 2, "column count": 2})
+        assert sorted(want) == sorted(csv_fast.REASONS)  # every reason is exercised
     assert report.rejected == want and report.examples == expected[:ava.MAX_EXAMPLES]
     assert a.video_id.tolist() == ["vid_a", "-vid_b", "_vid_c"]
     assert a.action_id.tolist() == [1, -1, 3] and a.person_id.tolist() == [0, -1, 7]
@@ -185,6 +186,21 @@ def test_fast_and_per_line_paths_agree(monkeypatch, newline):
     for name in ("video_id", "timestamp", "box", "col7", "col8", "line"):
         np.testing.assert_array_equal(getattr(fast_rows, name), getattr(slow_rows, name))
     assert fast_rows.box.dtype == np.float64 and fast_rows.video_id.dtype == object
+
+
+def test_odd_but_valid_ids_and_bad_encoding(tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text("0902,0902\nNA,1\nnan,2\n-1e5,0003\n")
+    a, _ = ava.read_annotations(path)
+    assert a.video_id.tolist() == ["0902", "NA", "nan", "-1e5"]  # kept as written
+    assert a.timestamp.tolist() == [902, 1, 2, 3]
+    path.write_bytes(b"v,0902\nv\xff,0903\n")
+    with pytest.raises(ava.AvaFormatError, match=rf"^{path}:2: not UTF-8 text$"):
+        ava.read_annotations(path)
+    excluded = tmp_path / "excluded.csv"
+    excluded.write_text("v,0902\nv,0903,0.1,0.2,0.3,0.4,1\n")
+    with pytest.raises(ava.AvaFormatError, match=rf"^{excluded}:2: column count: 7 columns, expected 2$"):
+        ava.read_excluded_timestamps(excluded)
 
 
 def test_blank_lines_keep_line_numbers(tmp_path):
