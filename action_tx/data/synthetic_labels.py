@@ -1,0 +1,138 @@
+"""Label rules of synthetic AVA: (SceneState, keyframe, person) -> [(AVA action id, evidence)].
+
+Evidence (what a model must see to get the label right):
+  self      visible on the person alone inside the clip;
+  context   only other people / objects decide it (the person's own crop equals a negative's);
+  temporal  needs motion inside the clip;
+  long_term the deciding event lies before the clip window [k - CLIP_HALF_S, k + CLIP_HALF_S],
+            up to MEMORY_S seconds before the keyframe.
+
+"p faces q": both present, p not lying, q on screen (0 <= x <= 1) on the side p's head points to,
+at horizontal distance MIN_GAP..FACE_RANGE. "q moves": q walks or runs.
+"""
+import numpy as np
+
+from action_tx.data.synthetic_story import LIE, RUN, SIT, STAND, WALK, ARM_HOLD, ARM_PHONE
+
+# (AVA id, exact AVA name, evidence). The ids are the real AVA v2.x ids.
+CLASSES = (
+    (8, "lie/sleep", "self"),
+    (10, "run/jog", "temporal"),
+    (11, "sit", "self"),
+    (12, "stand", "self"),
+    (14, "walk", "temporal"),
+    (15, "answer phone", "self"),
+    (17, "carry/hold (an object)", "self"),
+    (28, "drive (e.g., a car, a truck)", "self"),
+    (35, "kick (an object)", "temporal"),
+    (49, "ride (e.g., a bike, a car, a horse)", "context"),
+    (65, "give/serve (an object) to (a person)", "temporal"),
+    (68, "hand shake", "self"),
+    (74, "listen to (a person)", "context|long_term"),
+    (79, "talk to (e.g., self, a person, a group)", "self"),
+    (80, "watch (a person)", "context|long_term"),
+)
+NAMES = {i: n for i, n, _ in CLASSES}
+EVIDENCE = ("self", "context", "temporal", "long_term")
+POSE_IDS = {STAND: 12, SIT: 11, WALK: 14, RUN: 10, LIE: 8}
+LIE_SLEEP, RUN_JOG, SIT_ID, STAND_ID, WALK_ID = 8, 10, 11, 12, 14
+ANSWER_PHONE, CARRY, DRIVE, KICK, RIDE = 15, 17, 28, 35, 49
+GIVE, HAND_SHAKE, LISTEN, TALK, WATCH = 65, 68, 74, 79, 80
+
+FACE_RANGE = 1.0      # anyone on screen on the facing side (the frame is one "room")
+MIN_GAP = 0.05
+CLIP_HALF_S = 0.8     # clip window: 16 frames at stride 1 or 8 at stride 2, at 10 fps
+MEMORY_S = 6.0        # watch / listen continue up to 6 s
+KICK_WINDOW_S = 0.5   # a kick is labelled at the keyframe within 0.5 s of the contact
+
+
+def on_screen(state, q, f):
+    return bool(state.present[q, f]) and 0.0 <= float(state.x[q, f]) <= 1.0
+
+
+def faces(state, p, q, f):
+    """True when p's head points at q (see module docstring)."""
+    if p == q or not state.present[p, f] or state.pose[p, f] == LIE or not on_screen(state, q, f):
+        return False
+    dx = float(state.x[q, f] - state.x[p, f]) * int(state.facing[p, f])
+    return MIN_GAP < dx < FACE_RANGE
+
+
+def moves(state, q, f):
+    return bool(state.present[q, f]) and int(state.pose[q, f]) in (WALK, RUN)
+
+
+def _still(state, p, f0, f1):
+    """p stands or sits at the same place with the same facing over frames [f0, f1]."""
+    sl = slice(f0, f1 + 1)
+    return (state.present[p, sl].all() and np.isin(state.pose[p, sl], (STAND, SIT)).all()
+            and np.ptp(state.x[p, sl]) == 0 and np.ptp(state.facing[p, sl]) == 0)
+
+
+def _listen(state, p, k, C, M):
+    best = None
+    if state.talking[p, k]:
+        return None
+    for q in range(state.num_people):
+        if faces(state, p, q, k) and state.talking[q, max(0, k - M):k + 1].any():
+            if state.talking[q, max(0, k - C):k + C + 1].any():
+                return "context"
+            best = "long_term"
+    return best
+
+
+def _watch(state, p, k, C, M):
+    if not (state.present[p, k] and int(state.pose[p, k]) in (STAND, SIT)):
+        return None
+    best = None
+    for q in range(state.num_people):
+        if faces(state, p, q, k) and moves(state, q, k):
+            return "context"
+    for q in range(state.num_people):
+        if q == p or on_screen(state, q, k):
+            continue
+        seen = [g for g in range(max(0, k - M), k) if on_screen(state, q, g)]
+        if not seen:
+            continue
+        e = seen[-1]                      # last frame q was on screen
+        if faces(state, p, q, e) and moves(state, q, e) and _still(state, p, e, k):
+            if k - e <= C:
+                return "context"
+            best = "long_term"
+    return best
+
+
+def person_labels(state, p, k):
+    """Labels of person p at keyframe frame k -> list of (AVA id, evidence), ids ascending."""
+    fps = state.fps
+    C, M = int(round(CLIP_HALF_S * fps)), int(round(MEMORY_S * fps))
+    out = []
+    pose = int(state.pose[p, k])
+    out.append((POSE_IDS[pose], "temporal" if pose in (WALK, RUN) else "self"))
+    arm = int(state.arm[p, k])
+    if arm == ARM_HOLD:
+        out.append((CARRY, "self"))
+    if arm == ARM_PHONE:
+        out.append((ANSWER_PHONE, "self"))
+    if state.driving[p, k]:
+        out.append((DRIVE, "self"))
+    v = int(state.vehicle[p, k])
+    if v >= 0 and state.seat[p, k] == 1 and any(
+            q != p and state.driving[q, k] and state.vehicle[q, k] == v
+            for q in range(state.num_people)):
+        out.append((RIDE, "context"))
+    if any(q == p and abs(fk - k) <= KICK_WINDOW_S * fps for q, fk in state.kicks):
+        out.append((KICK, "temporal"))
+    if any(g == p and f0 <= k < f1 for g, _, f0, f1 in state.gives):
+        out.append((GIVE, "temporal"))
+    if state.handshake[p, k] >= 0:
+        out.append((HAND_SHAKE, "self"))
+    ev = _listen(state, p, k, C, M)
+    if ev:
+        out.append((LISTEN, ev))
+    if state.talking[p, k] and any(faces(state, p, q, k) for q in range(state.num_people)):
+        out.append((TALK, "self"))
+    ev = _watch(state, p, k, C, M)
+    if ev:
+        out.append((WATCH, ev))
+    return sorted(out)
