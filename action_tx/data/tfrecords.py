@@ -161,8 +161,14 @@ def parse_example(serialized: tf.Tensor, num_classes: int | None = None) -> dict
     n = tf.shape(boxes)[0]
     c = tf.cast(context[NUM_CLASSES], tf.int32) if num_classes is None else num_classes
     pairs = tf.stack([dense[LABEL_BOX], dense[LABEL_CLASS]], axis=1)
-    labels = tf.scatter_nd(pairs, tf.ones([tf.shape(pairs)[0]], tf.float32),
-                           tf.cast(tf.stack([n, c]), tf.int64))
+    checks = []
+    if num_classes is not None:  # checked first: a class index past C would fail in scatter_nd
+        checks.append(tf.debugging.assert_equal(
+            context[NUM_CLASSES], tf.constant(num_classes, tf.int64),
+            message=f"records were written with a different number of classes than {num_classes}"))
+    with tf.control_dependencies(checks):
+        labels = tf.scatter_nd(pairs, tf.ones([tf.shape(pairs)[0]], tf.float32),
+                               tf.cast(tf.stack([n, c]), tf.int64))
     if num_classes is not None:
         labels.set_shape([None, num_classes])
     i32 = lambda t: tf.cast(t, tf.int32)  # noqa: E731

@@ -65,3 +65,10 @@ def test_deterministic_bytes_and_validation():
         _example(keyframe_frame=3)
     with pytest.raises(ValueError, match="object_scores"):
         _example(object_scores=[0.5])
+
+
+def test_num_classes_mismatch_is_named():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="different number of classes"):
+        tfrecords.parse_example(tf.constant(_example()), num_classes=5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="different number of classes"):
+        tf.function(tfrecords.parse_example)(tf.constant(_example()), num_classes=3)

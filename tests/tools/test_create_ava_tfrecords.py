@@ -188,3 +188,35 @@ def test_cli_error_is_one_line(root, tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "error: " in proc.stderr and "ava_train.csv:1:" in proc.stderr
+
+
+def test_missing_frame_inside_folder(root, tmp_path):
+    (root / "frames" / "vidA" / "vidA_000020.jpg").unlink()  # needed by t=2's window
+    with pytest.raises(convert.ConversionError, match=r"frames/vidA: frame 20 is missing"):
+        _run(root, tmp_path / "out")
+    m = _run(root, tmp_path / "out", skip_bad=True)
+    assert m["files_rejected"] == {"missing frame": ["vidA"]}
+    assert m["keyframes"]["rejected"] == {"missing frame": 2}
+
+
+def test_shard_paths_and_fps_source(tmp_path):
+    assert convert.shard_paths("d/t.rec@2") == ["d/t.rec-00000-of-00002", "d/t.rec-00001-of-00002"]
+    assert convert.shard_paths("d/t-%05d-of-%05d.rec", 2)[1] == "d/t-00001-of-00002.rec"
+    assert convert.shard_paths("d/t.rec") == ["d/t.rec"]
+    with pytest.raises(convert.ConversionError, match="two %d"):
+        convert.shard_paths("d/t-%05d.rec", 2)
+    assert convert.frame_folder_fps(str(tmp_path)) == (30.0, "default (AVA)")
+    (tmp_path / "README.txt").write_text("parameters: fps=10, height=64\n")
+    assert convert.frame_folder_fps(str(tmp_path))[0] == 10.0
+    assert convert.frame_folder_fps(str(tmp_path), 25) == (25.0, "argument")
+
+
+def test_real_video_windows(shared_data):
+    from action_tx.data import frame_source
+    source = ("video", str(shared_data / "real" / "demo_spatiotemporal_det.mp4"))  # 57 fr, 6 fps
+    windows, fps, h, w = frame_source.read_windows(source, [1, 9], num_frames=8, fps=30.0,
+                                                   max_side=128)
+    assert fps == 6.0 and (h, w) == (96, 128)  # 340x256 scaled to a 128 longer side
+    # t=9 -> frame 54: window 50..57 clipped to the last frame 56, which repeats.
+    assert windows[1][6] == windows[1][7] and windows[1][5] != windows[1][6]
+    assert len(set(windows[0])) == 8  # t=1 -> frames 2..9, all distinct
