@@ -27,7 +27,7 @@ from action_tx.data.synthetic_scenarios import CYCLE, SCENARIOS, build_video
 from action_tx.data.synthetic_story import OBJECT_NAMES
 
 PRESETS = {
-    "tiny": dict(videos=14, seconds=20, fps=10, width=64, height=64, people=4),
+    "tiny": dict(videos=15, seconds=20, fps=10, width=64, height=64, people=4),
     "demo": dict(videos=30, seconds=24, fps=10, width=112, height=112, people=4),
     "bench": dict(videos=80, seconds=30, fps=10, width=112, height=112, people=4),
 }

@@ -235,8 +235,8 @@ SCENARIOS = {
 }
 # The order videos cycle through: conversation, street and vehicle more than once, as they
 # carry the context and long-term labels.
-CYCLE = ("conversation", "street", "vehicle", "kick", "conversation", "street", "silent",
-         "meet", "conversation", "street", "vehicle")
+CYCLE = ("conversation", "street", "vehicle", "kick", "street", "conversation", "street",
+         "silent", "meet", "conversation", "street", "vehicle")
 
 
 def build_video(scenario, num_frames, fps, max_people, rng):

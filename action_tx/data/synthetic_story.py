@@ -146,12 +146,12 @@ class Builder:
         return f0 + n
 
     def talk_bursts(self, p, f0, f1, long_pauses=True):
-        """Talk bursts of 1.5-3 s separated by short (0.3-1 s) or long (4-6 s) pauses."""
+        """Talk bursts of 1.2-2.5 s separated by short (0.3-1 s) or long (4-6 s) pauses."""
         rng, f = self.rng, f0
         while f < f1:
-            n = self.s(rng.uniform(1.5, 3.0))
+            n = self.s(rng.uniform(1.2, 2.5))
             self.set(p, "talking", f, min(f + n, f1), True)
-            pause = rng.uniform(4.0, 6.0) if long_pauses and rng.random() < 0.8 else \
+            pause = rng.uniform(4.0, 6.0) if long_pauses and rng.random() < 0.9 else \
                 rng.uniform(0.3, 1.0)
             f += n + self.s(pause)
 
