@@ -131,8 +131,9 @@ def _by_key(ann):
     return groups
 
 
-def _keyframe(rows, ann, label_map):
-    """Ground-truth rows of one keyframe -> boxes [N,4], multi-hot [N,C], person ids [N]."""
+def _keyframe(rows, ann, classes, num_classes):
+    """Ground-truth rows of one keyframe -> boxes [N,4], multi-hot [N,C], person ids [N].
+    classes: [rows] contiguous class index of every row of `ann`."""
     slots, boxes, pids, hits = {}, [], [], []
     for i in rows:
         box = ann.boxes[i]
@@ -143,8 +144,8 @@ def _keyframe(rows, ann, label_map):
             slots[key] = len(boxes)
             boxes.append(box)
             pids.append(key[1])
-        hits.append((slots[key], int(label_map.index_of(np.array([ann.action_id[i]]))[0])))
-    labels = np.zeros((len(boxes), label_map.num_classes), bool)
+        hits.append((slots[key], int(classes[i])))
+    labels = np.zeros((len(boxes), num_classes), bool)
     for b, c in hits:
         labels[b, c] = True
     return np.array(boxes, np.float32).reshape(-1, 4), labels, np.array(pids, np.int64)
@@ -199,7 +200,8 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
                          ("object_detections", ava.read_object_detections)):
         if paths[role]:
             dets[role], rows[role] = reader(paths[role], skip_bad=skip_bad)
-    in_map = (label_map.index_of(gt.action_id) >= 0) | np.isnan(gt.boxes).any(axis=1)
+    classes = label_map.index_of(gt.action_id)
+    in_map = (classes >= 0) | np.isnan(gt.boxes).any(axis=1)
     is_excl = np.array([(v, int(t)) in excluded for v, t in zip(gt.video_id, gt.timestamp)], bool)
     gt_report.rejected["excluded timestamp"] += int(is_excl.sum())
     gt_report.rejected["action id not in label map"] += int((~in_map & ~is_excl).sum())
@@ -236,7 +238,7 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
             tasks.append({"video_id": v, "source": sources[v], "keyframes": [], "read": dict(
                 num_frames=num_frames, fps=fps, max_side=max_side,
                 offset=timestamp_offset)})
-        boxes, labels, pids = _keyframe(groups[(v, t)], gt, label_map)
+        boxes, labels, pids = _keyframe(groups[(v, t)], gt, classes, label_map.num_classes)
         k = dict(video_id=v, video_index=video_index[v], timestamp=int(t),
                  keyframe_index=k_index, num_classes=label_map.num_classes, boxes=boxes,
                  labels=labels, person_ids=pids)
