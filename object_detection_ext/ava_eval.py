@@ -35,9 +35,9 @@ Breakdowns, all computed from the same single matching pass:
   for each evidence type, ground-truth rows of any other type (or with no evidence row) are
   marked difficult (VOC: a detection matched to them is neither TP nor FP) and the mAP is
   taken over the classes with ground truth of that type.
-* `by_area`: the unique person boxes (per key) of the kept ground truth are split into three
-  equal-count bins by box area (tertiles); for each bin the rows of the other bins are
-  difficult.
+* `by_area`: the ground-truth persons (unique boxes per key, any class) are split into three
+  equal-count bins by box area (tertiles); for each bin the scored ground-truth rows whose
+  box falls in another bin are difficult.
 * `by_persons`: keys are binned by their number of unique person boxes (1, 2, 3+); for each
   bin only the keys of the bin are scored (ground truth and detections).
 """
@@ -45,7 +45,6 @@ import dataclasses
 import math
 
 import numpy as np
-import pandas as pd
 
 from object_detection_ext import ava_eval_io as io
 from object_detection_ext import voc_ap
@@ -174,14 +173,20 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
     # One matching pass; every breakdown only changes which boxes are difficult.
     det_group = data.det_key * num_classes + data.det_class
     gt_group = data.gt_key * num_classes + data.gt_class
+    num_keys = len(data.persons_per_key)
     best_gt, best_iou = voc_ap.assign_to_groundtruth(det_group, data.det_boxes, gt_group,
-                                                     data.gt_boxes)
+                                                     data.gt_boxes, num_keys * num_classes)
+    matches = voc_ap.first_matches(best_gt, best_iou, iou_threshold, len(gt_group))
+    by_class = voc_ap.stable_argsort_uint(data.det_class, num_classes)   # shared by all splits
 
     def score(difficult, det_mask=None):
-        tp, ignored = voc_ap.label_detections(best_gt, best_iou, iou_threshold, difficult)
+        tp, ignored = voc_ap.label_detections(best_gt, best_iou, iou_threshold, difficult,
+                                              matches)
         keep = ~ignored if det_mask is None else ~ignored & det_mask
         num_gt = np.bincount(data.gt_class[~difficult], minlength=num_classes)
-        ap = voc_ap.per_class_average_precision(data.det_class[keep], tp[keep], num_gt)
+        counted = by_class[keep[by_class]]   # by class, descending score inside a class
+        ap = voc_ap.per_class_average_precision(data.det_class[counted], tp[counted], num_gt,
+                                                order=np.arange(len(counted)))
         return ap, num_gt
 
     no_difficult = np.zeros(len(data.gt_class), dtype=bool)
@@ -210,7 +215,7 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
         return result
     result.localization = _localization(data, localization_thresholds)
     area = voc_ap.box_area(data.gt_boxes)
-    edges = _tertiles(data, area)
+    edges = _tertiles(data)
     area_bin = np.digitize(area, edges[1:3])
     result.by_area = {name: split(area_bin != b, description=
                                   f"area in [{edges[b]:.4f}, {edges[b + 1]:.4f}]")
@@ -224,32 +229,22 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
     return result
 
 
-def _tertiles(data, area) -> np.ndarray:
-    """[4] bin edges (min, 1/3, 2/3, max) of the area of the unique person boxes."""
-    person_area = area[_unique_rows(data.gt_key, data.gt_boxes)]
+def _tertiles(data) -> np.ndarray:
+    """[4] bin edges (min, 1/3, 2/3, max) of the area of the ground-truth persons."""
+    person_area = voc_ap.box_area(data.person_boxes[data.person_first])
     if len(person_area) == 0:
         return np.zeros(4)
     return np.quantile(person_area, [0.0, 1 / 3, 2 / 3, 1.0])
 
 
-def _unique_rows(key: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Indices of the first occurrence of each (key, box) pair."""
-    frame = pd.DataFrame({"k": key, "y1": boxes[:, 0], "x1": boxes[:, 1], "y2": boxes[:, 2],
-                          "x2": boxes[:, 3]})
-    return np.flatnonzero(~frame.duplicated().to_numpy())
-
-
 def _localization(data, thresholds) -> dict:
     """Class-agnostic person AP per IoU threshold (definitions in the module docstring)."""
-    gt_rows = _unique_rows(data.person_key, data.person_boxes)
-    # Detections are in descending score order: the first of each box has its max score.
-    det_rows = _unique_rows(data.det_key, data.det_boxes)
+    gt_rows = np.flatnonzero(data.person_first)
     best_gt, best_iou = voc_ap.assign_to_groundtruth(
-        data.det_key[det_rows], data.det_boxes[det_rows], data.person_key[gt_rows],
-        data.person_boxes[gt_rows])
+        data.box_key, data.box_boxes, data.person_key[gt_rows], data.person_boxes[gt_rows],
+        len(data.persons_per_key))
     out = {}
     for threshold in thresholds:
-        tp, _ = voc_ap.label_detections(best_gt, best_iou, threshold,
-                                        np.zeros(len(gt_rows), dtype=bool))
-        out[threshold] = _none_if_nan(voc_ap.average_precision(tp, len(gt_rows)))
+        _, first = voc_ap.first_matches(best_gt, best_iou, threshold, len(gt_rows))
+        out[threshold] = _none_if_nan(voc_ap.average_precision(first, len(gt_rows)))
     return out

@@ -29,18 +29,59 @@ def paired_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     The same arithmetic as TF OD API's `np_box_ops.iou` (no +1), so that comparisons with
     the threshold agree with the official evaluator to the last bit.
     """
-    heights = np.maximum(0.0, np.minimum(boxes1[:, 2], boxes2[:, 2]) -
-                         np.maximum(boxes1[:, 0], boxes2[:, 0]))
-    widths = np.maximum(0.0, np.minimum(boxes1[:, 3], boxes2[:, 3]) -
-                        np.maximum(boxes1[:, 1], boxes2[:, 1]))
-    intersection = heights * widths
+    return _iou_columns(np.asarray(boxes1, np.float64).T, np.asarray(boxes2, np.float64).T)
+
+
+def _iou_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes given as coordinate rows a, b: [4, N] (y1, x1, y2, x2); returns [N]."""
+    height = np.minimum(a[2], b[2])
+    height -= np.maximum(a[0], b[0])
+    np.maximum(height, 0.0, out=height)
+    width = np.minimum(a[3], b[3])
+    width -= np.maximum(a[1], b[1])
+    np.maximum(width, 0.0, out=width)
+    height *= width                     # intersection
+    union = (a[2] - a[0]) * (a[3] - a[1])
+    union += (b[2] - b[0]) * (b[3] - b[1])
+    union -= height
     with np.errstate(divide="ignore", invalid="ignore"):
-        return intersection / (box_area(boxes1) + box_area(boxes2) - intersection)
+        height /= union
+    return height
+
+
+def stable_argsort_uint(values: np.ndarray, max_value: int) -> np.ndarray:
+    """Stable argsort of non-negative integers [N] (any int dtype, values <= max_value).
+
+    An LSD radix sort made of NumPy's radix sort on 16-bit digits: about 3x faster than
+    `np.argsort(kind="stable")` on millions of int64 or uint32 values.
+    """
+    order = np.arange(len(values))
+    shift = 0
+    while shift == 0 or (max_value >> shift) > 0:
+        digit = ((values[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
+
+
+def descending_score_order(scores: np.ndarray) -> np.ndarray:
+    """Stable argsort of scores [N], highest first (equal scores keep their order)."""
+    if scores.dtype == np.float32:
+        # IEEE bits -> uint32 in ascending float order; complemented for descending.
+        bits = scores.view(np.uint32)
+        ascending = bits ^ np.where(bits >> 31, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+        return stable_argsort_uint(~ascending, 0xFFFFFFFF)
+    return np.argsort(-scores, kind="stable")
+
+
+# Above this many (key, class) groups the assignment looks groups up by binary search
+# instead of a dense table.
+MAX_DENSE_GROUPS = 1 << 26
 
 
 def assign_to_groundtruth(det_group: np.ndarray, det_boxes: np.ndarray,
-                          gt_group: np.ndarray, gt_boxes: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray]:
+                          gt_group: np.ndarray, gt_boxes: np.ndarray,
+                          num_groups: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The best-overlapping ground-truth box of each detection's group.
 
     Args:
@@ -48,6 +89,7 @@ def assign_to_groundtruth(det_group: np.ndarray, det_boxes: np.ndarray,
       det_boxes: [D, 4] float64 yxyx.
       gt_group: [G] int64 group code of each ground-truth box.
       gt_boxes: [G, 4] float64 yxyx.
+      num_groups: optional bound on the codes (all < num_groups): enables a dense lookup.
     Returns:
       best_gt: [D] int64 index into the ground truth of the highest-IoU box of the same group
         (the first in ground-truth order on equal IoU), -1 when the group has no ground truth
@@ -60,33 +102,63 @@ def assign_to_groundtruth(det_group: np.ndarray, det_boxes: np.ndarray,
     if num_det == 0 or len(gt_group) == 0:
         return best_gt, best_iou
     gt_order = np.argsort(gt_group, kind="stable")
-    sorted_groups = gt_group[gt_order]
-    start = np.searchsorted(sorted_groups, det_group, side="left")
-    count = np.searchsorted(sorted_groups, det_group, side="right") - start
-    total = int(count.sum())
-    if total == 0:
+    if num_groups is not None and num_groups <= MAX_DENSE_GROUPS:
+        per_group = np.bincount(gt_group, minlength=num_groups)
+        count = per_group[det_group]
+        start = (np.cumsum(per_group) - per_group)[det_group]
+    else:
+        sorted_groups = gt_group[gt_order]
+        start = np.searchsorted(sorted_groups, det_group, side="left")
+        count = np.searchsorted(sorted_groups, det_group, side="right") - start
+    # Only detections whose group has ground truth need an IoU.
+    candidates = np.flatnonzero(count)
+    if len(candidates) == 0:
         return best_gt, best_iou
+    count, start = count[candidates], start[candidates]
+    total = int(count.sum())
     # Enumerate every (detection, same-group ground truth) pair as one flat array.
-    pair_det = np.repeat(np.arange(num_det), count)
+    pair_det = np.repeat(np.arange(len(candidates)), count)
     offsets = np.cumsum(count) - count
     pair_gt = gt_order[start[pair_det] + np.arange(total) - offsets[pair_det]]
-    iou = paired_iou(det_boxes[pair_det], gt_boxes[pair_gt])
-    has = count > 0
-    group_max = np.maximum.reduceat(iou, offsets[has])
-    pair_max = np.full(num_det, np.nan)
-    pair_max[has] = group_max
+    # Coordinate rows [4, pairs]: contiguous, so the IoU arithmetic streams.
+    det_columns = np.ascontiguousarray(det_boxes[candidates].T)
+    iou = _iou_columns(det_columns[:, pair_det], np.ascontiguousarray(gt_boxes.T)[:, pair_gt])
+    pair_max = np.maximum.reduceat(iou, offsets)
     # First pair reaching the maximum (np.argmax semantics); NaN never compares equal.
     hits = np.flatnonzero(iou == pair_max[pair_det])
     first = np.ones(len(hits), dtype=bool)
     first[1:] = pair_det[hits[1:]] != pair_det[hits[:-1]]
     hits = hits[first]
+    pair_det = candidates[pair_det]
     best_gt[pair_det[hits]] = pair_gt[hits]
     best_iou[pair_det[hits]] = iou[hits]
     return best_gt, best_iou
 
 
+def first_matches(best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: float,
+                  num_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which detections match their box, and which reach it first.
+
+    Args:
+      best_gt, best_iou: [D] from `assign_to_groundtruth`, detections in processing order
+        (descending score).
+      iou_threshold: a detection matches its box when IoU >= iou_threshold.
+      num_gt: number of ground-truth boxes G.
+    Returns:
+      matched: [D] bool. first: [D] bool, the first matched detection of each box. Whether a
+      box is difficult does not change who reaches it first, so breakdowns reuse these.
+    """
+    matched = (best_gt >= 0) & (best_iou >= iou_threshold)
+    hit = np.flatnonzero(matched)
+    first_position = np.full(num_gt, len(best_gt), dtype=np.int64)
+    np.minimum.at(first_position, best_gt[hit], hit)
+    first = np.zeros(len(best_gt), dtype=bool)
+    first[first_position[first_position < len(best_gt)]] = True
+    return matched, first
+
+
 def label_detections(best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: float,
-                     gt_difficult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     gt_difficult: np.ndarray, matches=None) -> tuple[np.ndarray, np.ndarray]:
     """True positives and ignored detections from `assign_to_groundtruth`'s output.
 
     Args:
@@ -94,19 +166,16 @@ def label_detections(best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: f
         processing order (descending score; the first detection reaching a box takes it).
       iou_threshold: a detection matches its box when IoU >= iou_threshold.
       gt_difficult: [G] bool, ground-truth boxes whose matches are ignored.
+      matches: optional precomputed `first_matches(...)` output.
     Returns:
       tp: [D] bool true positives.
       ignored: [D] bool detections matched to a difficult box (neither TP nor FP).
     """
-    matched = (best_gt >= 0) & (best_iou >= iou_threshold)
-    ignored = np.zeros(len(best_gt), dtype=bool)
-    ignored[matched] = gt_difficult[best_gt[matched]]
-    candidates = np.flatnonzero(matched & ~ignored)
-    # return_index uses a stable sort: the index is that of the first detection in order.
-    _, first = np.unique(best_gt[candidates], return_index=True)
-    tp = np.zeros(len(best_gt), dtype=bool)
-    tp[candidates[first]] = True
-    return tp, ignored
+    matched, first = matches or first_matches(best_gt, best_iou, iou_threshold,
+                                              len(gt_difficult))
+    difficult = np.zeros(len(best_gt), dtype=bool)
+    difficult[matched] = gt_difficult[best_gt[matched]]
+    return first & ~difficult, matched & difficult
 
 
 def average_precision(tp: np.ndarray, num_gt: int) -> float:
@@ -134,8 +203,8 @@ def average_precision(tp: np.ndarray, num_gt: int) -> float:
     return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
 
 
-def per_class_average_precision(class_index: np.ndarray, tp: np.ndarray, num_gt: np.ndarray
-                                ) -> np.ndarray:
+def per_class_average_precision(class_index: np.ndarray, tp: np.ndarray, num_gt: np.ndarray,
+                                order: np.ndarray | None = None) -> np.ndarray:
     """AP of every class at once.
 
     Args:
@@ -143,13 +212,15 @@ def per_class_average_precision(class_index: np.ndarray, tp: np.ndarray, num_gt:
         detections already removed), in descending score order over all classes.
       tp: [K] bool true-positive flags of those detections.
       num_gt: [C] int number of non-difficult ground-truth boxes per class.
+      order: optional [K] stable argsort of class_index, when the caller has it already.
     Returns:
       [C] float64 AP per class (NaN where num_gt is 0).
     """
     num_classes = len(num_gt)
     # A stable sort by class keeps the descending score order inside each class.
-    order = np.argsort(class_index, kind="stable")
-    bounds = np.searchsorted(class_index[order], np.arange(num_classes + 1))
+    if order is None:
+        order = stable_argsort_uint(class_index, num_classes)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(class_index, minlength=num_classes))])
     tp_sorted = tp[order]
     return np.array([average_precision(tp_sorted[bounds[c]:bounds[c + 1]], int(num_gt[c]))
                      for c in range(num_classes)], dtype=np.float64)
