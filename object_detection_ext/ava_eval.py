@@ -109,9 +109,9 @@ class AvaEvalResult:
                      f"{sum(self.num_groundtruth.values()):>7}  {_fmt(self.map)}")
         lines.append("")
         for name, value in self.per_category.items():
-            lines.append(f"category {name:<28} mAP {_fmt(value)}")
+            lines.append(f"{'category ' + name + ' mAP':<41} {_fmt(value)}")
         for threshold, value in self.localization.items():
-            lines.append(f"person localization AP@{threshold}IOU{'':<13} {_fmt(value)}")
+            lines.append(f"{'person localization AP@' + str(threshold) + 'IOU':<41} {_fmt(value)}")
         for title in ("by_evidence", "by_area", "by_persons"):
             split = getattr(self, title)
             for name, part in (split or {}).items():
