@@ -102,7 +102,7 @@ def roi_align_map(value_map: tf.Tensor, boxes: tf.Tensor, output_size: int) -> t
       float32 [B, N, S, S, E].
     """
     value_map = tf.convert_to_tensor(value_map)
-    boxes = tf.cast(boxes, value_map.dtype)
+    boxes = tf.cast(boxes, tf.float32)  # sample positions in float32 even under float16
     shape = tf.shape(value_map)
     wy = tf.cast(_tent_weights(boxes[..., 0], boxes[..., 2], shape[0], output_size), value_map.dtype)
     wx = tf.cast(_tent_weights(boxes[..., 1], boxes[..., 3], shape[1], output_size), value_map.dtype)

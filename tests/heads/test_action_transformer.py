@@ -287,3 +287,15 @@ def test_count_params_by_hand():
     layer2 = 2 * ((16 * 8 + 8) + unit_rest)  # query = concat of 2 heads x 8
     outputs = (16 * 3 + 3) + (16 * 4 + 4)
     assert head.count_params() == embedding + conv1x1 + layer1 + layer2 + outputs == 2912
+
+
+def test_mixed_precision_outputs_float32_and_normalised_attention():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        head = ActionTransformerHead(num_classes=3, **SMALL)
+        out = head(_inputs(*_random_inputs(seed=5)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert out.logits.dtype == tf.float32 and out.attention.dtype == tf.float32
+    np.testing.assert_allclose(out.attention.numpy().sum(axis=(4, 5, 6)), 1.0, rtol=1e-5)
+    assert np.all(np.isfinite(out.logits.numpy()))
