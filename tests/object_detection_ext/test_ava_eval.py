@@ -53,6 +53,16 @@ def test_per_class_average_precision_matches_single_class():
     assert math.isnan(ap[2])
 
 
+def test_sort_helpers_equal_numpy_stable_sorts():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 200_000, 5000)          # more than one 16-bit digit
+    np.testing.assert_array_equal(voc_ap.stable_argsort_uint(values, 200_000),
+                                  np.argsort(values, kind="stable"))
+    scores = np.round(rng.normal(0, 1, 5000), 2).astype(np.float32)   # negatives and ties
+    np.testing.assert_array_equal(voc_ap.descending_score_order(scores),
+                                  np.argsort(-scores, kind="stable"))
+
+
 def test_paired_iou_has_no_plus_one():
     iou = voc_ap.paired_iou(np.array([BOX, BOX]), np.array([NEAR, FAR]))
     np.testing.assert_allclose(iou, [0.875, 0.0])
@@ -224,7 +234,7 @@ def test_csv_paths_equal_arrays(tmp_path):
     gt, det, ids = random_rows(7)
     det = [r for r in det if all(0 <= v <= 1 for v in r[2:6])]
     write_csv(tmp_path / "gt.csv", gt)
-    write_csv(tmp_path / "det.csv", det)
+    write_csv(tmp_path / "det.csv", det + [("vid1", 905)])    # a key-only detection row
     (tmp_path / "map.pbtxt").write_text("".join(
         f'item {{\n  name: "a{i}"\n  id: {i}\n}}\n' for i in ids))
     (tmp_path / "excluded.csv").write_text("vid1,0906\n")
