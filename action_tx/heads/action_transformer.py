@@ -37,6 +37,7 @@ from action_tx.heads.tx_unit import LocationEmbedding, TxUnit, roi_align_map
 QUERY_MODES = ("highres", "lowres")
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class ActionTransformerHead(keras.layers.Layer):
     """Action Transformer head: RoI queries attend over the location-embedded trunk map.
 

@@ -33,6 +33,7 @@ def _two_layer_mlp(units: int, name: str) -> list:
             keras.layers.Dense(units, name=f"{name}_2")]
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class LocationEmbedding(keras.layers.Layer):
     """[h, w] and [t] of every trunk cell, each through its own 2-layer MLP (§3.4).
 
@@ -110,6 +111,7 @@ def roi_align_map(value_map: tf.Tensor, boxes: tf.Tensor, output_size: int) -> t
     return tf.einsum("bnih,bnjhe->bnije", wy, columns)
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class TxUnit(keras.layers.Layer):
     """One Action Transformer unit (§3.2, Figure 2 "Tx unit"):
 

@@ -299,3 +299,9 @@ def test_mixed_precision_outputs_float32_and_normalised_attention():
     assert out.logits.dtype == tf.float32 and out.attention.dtype == tf.float32
     np.testing.assert_allclose(out.attention.numpy().sum(axis=(4, 5, 6)), 1.0, rtol=1e-5)
     assert np.all(np.isfinite(out.logits.numpy()))
+
+
+def test_registered_for_keras_serialization():
+    head = ActionTransformerHead(num_classes=2, num_layers=1, hidden_size=4, name="tx_head")
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(head))
+    assert isinstance(clone, ActionTransformerHead) and clone.get_config() == head.get_config()
