@@ -67,9 +67,11 @@ def stable_argsort_uint(values: np.ndarray, max_value: int) -> np.ndarray:
 def descending_score_order(scores: np.ndarray) -> np.ndarray:
     """Stable argsort of scores [N], highest first (equal scores keep their order)."""
     if scores.dtype == np.float32:
-        # IEEE bits -> uint32 in ascending float order; complemented for descending.
-        bits = scores.view(np.uint32)
+        # IEEE bits -> uint32 in ascending float order; complemented for descending. Adding
+        # +0.0 turns -0.0 into +0.0 (equal scores); NaN goes last, as in np.argsort(-scores).
+        bits = (scores + np.float32(0.0)).view(np.uint32)
         ascending = bits ^ np.where(bits >> 31, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+        ascending[np.isnan(scores)] = 0
         return stable_argsort_uint(~ascending, 0xFFFFFFFF)
     return np.argsort(-scores, kind="stable")
 

@@ -58,7 +58,8 @@ def test_sort_helpers_equal_numpy_stable_sorts():
     values = rng.integers(0, 200_000, 5000)          # more than one 16-bit digit
     np.testing.assert_array_equal(voc_ap.stable_argsort_uint(values, 200_000),
                                   np.argsort(values, kind="stable"))
-    scores = np.round(rng.normal(0, 1, 5000), 2).astype(np.float32)   # negatives and ties
+    scores = np.round(rng.normal(0, 1, 5000), 2).astype(np.float32)   # negatives, ties, -0.0
+    scores[::997] = np.nan
     np.testing.assert_array_equal(voc_ap.descending_score_order(scores),
                                   np.argsort(-scores, kind="stable"))
 
