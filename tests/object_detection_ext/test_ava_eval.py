@@ -253,3 +253,24 @@ def test_real_eval_sample(shared_data):
     assert result.map == pytest.approx(0.0938552188552, abs=1e-6)
     assert result.per_class == pytest.approx({1: 0.17045454545454547, 2: 0.0,
                                               3: 0.1111111111111111}, abs=1e-9)
+
+
+def test_real_label_map_and_excluded_files(shared_data, tmp_path):
+    """mmaction2's AVA sample as ground truth, its rows as perfect detections plus one high
+    false positive on a keyframe that the real excluded-timestamps sample removes."""
+    root = shared_data / "ava_format"
+    rows = (root / "mmaction2_ava_sample.csv").read_text().split()
+    det = [",".join(r.split(",")[:7] + [f"0.{50 + i}"]) for i, r in enumerate(rows)]
+    det.append("0f39OWEqJ24,0903,0.700,0.700,0.900,0.900,12,0.99")
+    (tmp_path / "det.csv").write_text("\n".join(det) + "\n")
+    label_map = root / "ava_action_list_v2.1_for_activitynet_2018.pbtxt"
+    full = ava_eval.evaluate(root / "mmaction2_ava_sample.csv", tmp_path / "det.csv", label_map)
+    # Class 12 has 3 boxes; the FP ranks first: P = 1/2, 2/3, 3/4 -> envelope 3/4 at every R.
+    assert full.per_class[12] == pytest.approx(0.75)
+    assert full.per_class[17] == full.per_class[74] == full.per_class[80] == 1.0
+    assert full.per_class[1] is None and len(full.per_class) == 60
+    excluded = ava_eval.evaluate(root / "mmaction2_ava_sample.csv", tmp_path / "det.csv",
+                                 label_map,
+                                 excluded=root / "mmaction2_ava_excluded_timestamps_sample.csv")
+    assert excluded.per_class[12] == 1.0 and excluded.per_class[74] is None
+    assert excluded.map == 1.0 and excluded.counts["excluded_keys"] == 2
