@@ -29,7 +29,7 @@ def arrays(rows, kind):
     return out
 
 
-def run(gt, det, ids=(1, 2), **kwargs):
+def score_rows(gt, det, ids=(1, 2), **kwargs):
     return ava_eval.evaluate(arrays(gt, "groundtruth"), arrays(det, "detections"), list(ids),
                              **kwargs)
 
@@ -76,7 +76,7 @@ def test_argmax_box_without_fallback():
     gt = [("v", 1, *a, 1, 0), ("v", 1, *b, 1, 1)]
     det = [("v", 1, *a, 1, 0.9), ("v", 1, 0.1, 0.13, 0.5, 0.53, 1, 0.8)]   # IoU .86 / .70
     assert voc_ap.paired_iou(np.array([det[1][2:6]]), np.array([b]))[0] >= 0.5
-    assert run(gt, det).per_class[1] == pytest.approx(0.5)
+    assert score_rows(gt, det).per_class[1] == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------- official rules
@@ -84,8 +84,8 @@ def test_cap_is_top_50_over_all_classes_after_label_map_filter():
     gt = [("v", 1, *BOX, 1, 0)]
     high = [("v", 1, *FAR, 2, 0.5 + i / 1000) for i in range(50)]
     det = high + [("v", 1, *NEAR, 1, 0.1)]
-    assert run(gt, det).per_class[1] == 0.0                  # the TP is the 51st row: cut
-    assert run(gt, det, max_detections_per_key=0).per_class[1] == 1.0
+    assert score_rows(gt, det).per_class[1] == 0.0                  # the TP is the 51st row: cut
+    assert score_rows(gt, det, max_detections_per_key=0).per_class[1] == 1.0
     # Rows of a class outside the label map are dropped before the cap.
     outside = [("v", 1, *FAR, 7, 0.5 + i / 1000) for i in range(50)]
     result = run(gt, outside + [("v", 1, *NEAR, 1, 0.1)])
@@ -96,7 +96,7 @@ def test_cap_is_top_50_over_all_classes_after_label_map_filter():
 def test_detections_on_keys_absent_from_groundtruth_are_ignored():
     gt = [("v", 1, *BOX, 1, 0)]
     det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *NEAR, 1, 0.9), ("w", 1, *BOX, 1, 0.8)]
-    result = run(gt, det)
+    result = score_rows(gt, det)
     assert result.per_class[1] == 1.0
     assert result.counts["detections_on_keys_not_in_groundtruth"] == 2
 
@@ -106,7 +106,7 @@ def test_key_only_rows_and_out_of_map_rows_make_groundtruth_keys():
     # are ground-truth keys, so detections there are false positives ranked above the TP.
     gt = [("v", 1, *BOX, 1, 0), ("v", 2), ("v", 3, *BOX, 9, 0)]
     det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *BOX, 1, 0.9), ("v", 3, *BOX, 1, 0.8)]
-    result = run(gt, det)
+    result = score_rows(gt, det)
     assert result.per_class[1] == pytest.approx(1 / 3)     # P = 1/3 at R = 1
     assert result.per_class[2] is None                       # no ground truth: not in the mean
     assert result.map == pytest.approx(1 / 3)
@@ -116,14 +116,14 @@ def test_key_only_rows_and_out_of_map_rows_make_groundtruth_keys():
 def test_excluded_keys_are_removed_from_both_sides():
     gt = [("v", 1, *BOX, 1, 0), ("v", 2, *BOX, 1, 0)]
     det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *FAR, 1, 0.9)]
-    assert run(gt, det).per_class[1] == pytest.approx(0.25)  # FP first, then 1 of 2 GT
-    assert run(gt, det, excluded=[("v", 2)]).per_class[1] == 1.0
+    assert score_rows(gt, det).per_class[1] == pytest.approx(0.25)  # FP first, then 1 of 2 GT
+    assert score_rows(gt, det, excluded=[("v", 2)]).per_class[1] == 1.0
 
 
 def test_invalid_detection_boxes_are_dropped():
     gt = [("v", 1, *BOX, 1, 0)]
     det = [("v", 1, 0.5, 0.1, 0.5, 0.5, 1, 0.9), ("v", 1, *NEAR, 1, 0.5)]
-    result = run(gt, det)
+    result = score_rows(gt, det)
     assert result.per_class[1] == 1.0 and result.counts["detections_invalid_box"] == 1
 
 
@@ -159,7 +159,7 @@ def test_fast_equals_reference_on_random_inputs(seed):
     gt, det, ids = random_rows(seed)
     excluded = [("vid1", 901 + 5 * seed)]
     expected_map, expected = reference.evaluate(gt, det, ids, excluded=excluded)
-    result = run(gt, det, ids, excluded=excluded)
+    result = score_rows(gt, det, ids, excluded=excluded)
     assert result.counts["detections_over_cap"] > 0
     assert result.map == pytest.approx(expected_map, abs=1e-9)
     for c in ids:
@@ -175,9 +175,9 @@ def test_localization_uses_unique_boxes_and_max_score():
     # at 0.5 -> unique boxes: TP(0.9), FP(0.5) -> AP 1. At IoU 0.75 NEAR (0.875) still matches.
     gt = [("v", 1, *BOX, 1, 0), ("v", 1, *BOX, 2, 0)]
     det = [("v", 1, *NEAR, 1, 0.9), ("v", 1, *NEAR, 2, 0.3), ("v", 1, *FAR, 1, 0.5)]
-    assert run(gt, det).localization == {0.5: 1.0, 0.75: 1.0}
+    assert score_rows(gt, det).localization == {0.5: 1.0, 0.75: 1.0}
     det = [("v", 1, *FAR, 1, 0.9), ("v", 1, 0.1, 0.1, 0.5, 0.32, 1, 0.5)]   # IoU 0.55
-    loc = run(gt, det).localization
+    loc = score_rows(gt, det).localization
     assert loc[0.5] == pytest.approx(0.5) and loc[0.75] == 0.0
 
 
@@ -186,7 +186,7 @@ def test_by_evidence_marks_other_evidence_difficult():
     evidence = {"video_id": ["v", "v"], "timestamp": [1, 1], "person_id": [0, 1],
                 "action_id": [1, 1], "evidence": ["self", "context"]}
     det = [("v", 1, *FAR, 1, 0.9), ("v", 1, *NEAR, 1, 0.2), ("v", 1, 0.0, 0.0, 0.05, 0.05, 1, 0.5)]
-    result = run(gt, det, evidence=evidence)
+    result = score_rows(gt, det, evidence=evidence)
     assert result.per_class[1] == pytest.approx(1 / 2 + 1 / 2 * 2 / 3)
     # "self": the FAR detection is ignored (matched a "context" box): FP(0.5), TP(0.2) -> 1/2.
     assert result.by_evidence["self"].map == pytest.approx(0.5)
@@ -199,7 +199,7 @@ def test_by_persons_and_by_area_bins():
           ("v", 2, *BOX, 1, 0), ("v", 2, *FAR, 1, 1),                        # 2 persons
           ("v", 3, *BOX, 1, 0), ("v", 3, *FAR, 1, 1), ("v", 3, 0.0, 0.0, 0.05, 0.05, 1, 2)]
     det = [("v", 1, *NEAR, 1, 0.9), ("v", 2, *FAR, 1, 0.8), ("v", 3, *FAR, 1, 0.1)]
-    result = run(gt, det)
+    result = score_rows(gt, det)
     assert result.by_persons["1"].map == 1.0
     assert result.by_persons["2"].map == pytest.approx(0.5)
     assert result.by_persons["3+"].map == pytest.approx(1 / 3)
@@ -211,7 +211,7 @@ def test_by_persons_and_by_area_bins():
 def test_per_category_and_json(tmp_path):
     gt = [("v", 1, *BOX, 1, 0), ("v", 1, *BOX, 20, 0)]
     det = [("v", 1, *NEAR, 1, 0.9), ("v", 1, *FAR, 20, 0.8)]
-    result = run(gt, det, ids=(1, 20, 70))
+    result = score_rows(gt, det, ids=(1, 20, 70))
     assert result.per_category == {"pose": 1.0, "person_object": 0.0, "person_person": None}
     payload = json.loads(json.dumps(result.to_json()))
     assert payload["mAP@0.5IOU"] == 0.5
