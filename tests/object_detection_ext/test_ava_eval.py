@@ -88,7 +88,7 @@ def test_cap_is_top_50_over_all_classes_after_label_map_filter():
     assert score_rows(gt, det, max_detections_per_key=0).per_class[1] == 1.0
     # Rows of a class outside the label map are dropped before the cap.
     outside = [("v", 1, *FAR, 7, 0.5 + i / 1000) for i in range(50)]
-    result = run(gt, outside + [("v", 1, *NEAR, 1, 0.1)])
+    result = score_rows(gt, outside + [("v", 1, *NEAR, 1, 0.1)])
     assert result.per_class[1] == 1.0
     assert result.counts["detections_outside_label_map"] == 50
 
