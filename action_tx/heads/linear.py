@@ -6,6 +6,7 @@ import tensorflow as tf
 from action_tx.heads.base import HeadInputs, HeadOutputs
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class LinearHead(keras.layers.Layer):
     """Average-pooled RoI feature -> dropout -> linear logits. No box refinement.
 

@@ -60,6 +60,7 @@ def make_trunk(preset="i3d", **kwargs):
     return InceptionI3D(**args)
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class _InceptionModule(keras.layers.Layer):
     """One Mixed_* block: four branches concatenated on channels.
 
@@ -124,6 +125,7 @@ class _InceptionModule(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class _MaxPool(keras.layers.Layer):
     """'SAME' 3D max pooling [B, T, H, W, C] -> [B, ceil(T/st), ceil(H/sh), ceil(W/sw), C]."""
 
@@ -147,6 +149,7 @@ class _MaxPool(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class _Logits(keras.layers.Layer):
     """Release classifier: 2x7x7 average pool (VALID, stride 1), dropout, 1x1x1 conv with bias,
     spatial squeeze, mean over time. [B, T, 7, 7, C] -> [B, num_classes] (needs T >= 2)."""
@@ -186,6 +189,7 @@ class _Logits(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class InceptionI3D(keras.Model):
     """Inception-I3D from `first_endpoint` to `final_endpoint` (both included).
 

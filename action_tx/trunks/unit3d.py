@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="action_tx")
 class Unit3D(keras.layers.Layer):
     """Conv3D (no bias) -> BatchNorm (beta only) -> activation, on [B, T, H, W, C] tensors.
 

@@ -1,0 +1,184 @@
+"""ActionDetector: the Faster R-CNN-style action detector of action_transformer.txt Figure 2.
+
+    clip -> trunk -> features --(central slice)--> proposer -> RoIs
+                         \\                                    |
+                          +-----> ST-RoIAlign(features, RoIs) -+-> head -> logits, box deltas
+                                                                          -> post-processing
+
+The pieces are composed, not configured: `ActionDetector(trunk=..., proposer=..., head=...)`.
+"""
+from typing import Dict, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from action_tx import losses
+from action_tx.heads.base import HeadInputs
+from object_detection_ext import rpn
+from object_detection_ext.postprocess import postprocess
+from object_detection_ext.sampling import sample_rois
+from object_detection_ext.st_roi_align import STRoIAlign
+
+
+@keras.saving.register_keras_serializable(package="action_tx")
+class ActionDetector(keras.Model):
+    """Trunk + proposer + RoI extractor + head, with training targets, losses and detections.
+
+    Args:
+      trunk: layer clip [B, T, H, W, 3] -> features [B, T', H', W', C] (InceptionI3D to Mixed_4f).
+      proposer: `object_detection_ext.proposer.Proposer` ('rpn', 'external' or 'gt' boxes).
+      head: a head of `action_tx.heads.HEADS` (HeadInputs -> HeadOutputs).
+      num_classes: action classes C (contiguous indices of the label map).
+      roi_extractor: layer (features, rois, roi_mask) -> tubes [B, N, T', 7, 7, C];
+        default ST-RoIPool 14x14 -> max pool 7x7 (paper §3.4).
+      use_objects: also pool object tubes (batch `objects`) for heads that relate to objects.
+      pose_indices: contiguous class indices under one softmax (ACAR §4.1 `--pose_softmax`).
+      focal_gamma, focal_alpha: focal loss on the sigmoid classes (HGRNN §3.3: gamma = 2).
+      num_roi_samples, positive_fraction: second-stage RoI sample per clip in training.
+      rpn_weight, box_weight: loss weights of the RPN terms and the box regression term.
+      nms_iou, max_detections, score_threshold: post-processing.
+      seed: seed of the RoI / anchor samplers (a Keras SeedGenerator, so its state is
+        checkpointed with the model and a resumed run draws the same samples).
+    """
+
+    def __init__(self, trunk, proposer, head, num_classes: int, roi_extractor=None,
+                 use_objects: bool = False, pose_indices: Optional[Sequence[int]] = None,
+                 focal_gamma: float = 0.0, focal_alpha: Optional[float] = None,
+                 num_roi_samples: int = 64, positive_fraction: float = 0.25,
+                 rpn_weight: float = 1.0, box_weight: float = 1.0, nms_iou: float = 0.6,
+                 max_detections: int = 100, score_threshold: float = 0.0, seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.trunk = trunk
+        self.proposer = proposer
+        self.head = head
+        self.num_classes = num_classes
+        self.roi_extractor = roi_extractor if roi_extractor is not None else STRoIAlign(
+            crop_size=14, output_size=7, pool="max", name="st_roi_pool")
+        self.use_objects = use_objects
+        self.pose_indices = list(pose_indices) if pose_indices else None
+        self.focal_gamma = focal_gamma
+        self.focal_alpha = focal_alpha
+        self.num_roi_samples = num_roi_samples
+        self.positive_fraction = positive_fraction
+        self.rpn_weight = rpn_weight
+        self.box_weight = box_weight
+        self.nms_iou = nms_iou
+        self.max_detections = max_detections
+        self.score_threshold = score_threshold
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
+
+    def _next_seed(self) -> tf.Tensor:
+        return tf.cast(self.seed_generator.next(), tf.int32)
+
+    def call(self, batch: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+        """Forward pass.
+
+        Args:
+          batch: the batch dict of WORKSPACE.md; `clip` is required; `boxes`, `box_mask`,
+            `labels` are needed in training; `proposals*` for external proposals, `objects*`
+            when `use_objects`.
+          training: True samples RoIs against the ground truth and returns the targets.
+
+        Returns:
+          dict with rois [B, N, 4], roi_mask [B, N], roi_scores [B, N], logits [B, N, C],
+          box_deltas [B, N, 4] (or absent), attention (head specific, if any); in training also
+          roi_labels [B, N, C], roi_box_targets [B, N, 4], roi_is_positive [B, N] and the RPN
+          outputs and targets; outside training also the detections of `postprocess`
+          (detection_boxes, detection_scores, action_scores, num_detections).
+        """
+        features = self.trunk(batch["clip"], training=training)
+        proposals = self.proposer(features, batch)
+        out = dict(proposals)
+        rois, roi_mask = proposals["proposals"], proposals["proposal_mask"]
+        roi_scores = proposals["proposal_scores"]
+        if training:
+            if self.proposer.mode == "gt":
+                # Classification given GT boxes (paper §4.2): every RoI is a positive.
+                out.update(roi_labels=tf.cast(batch["labels"], tf.float32),
+                           roi_is_positive=roi_mask,
+                           roi_box_targets=tf.zeros_like(rois))
+            else:
+                sample = sample_rois(rois, roi_mask, batch["boxes"], batch["box_mask"],
+                                     batch["labels"], seed=self._next_seed(),
+                                     num_samples=self.num_roi_samples,
+                                     positive_fraction=self.positive_fraction)
+                rois, roi_mask = sample["rois"], sample["roi_mask"]
+                roi_scores = tf.cast(roi_mask, tf.float32)
+                out.update(roi_labels=sample["labels"], roi_is_positive=sample["is_positive"],
+                           roi_box_targets=sample["box_targets"])
+            if "rpn_objectness" in proposals:
+                targets = rpn.rpn_targets(proposals["anchors"], batch["boxes"],
+                                          batch["box_mask"], seed=self._next_seed())
+                out.update(rpn_labels=targets["labels"], rpn_box_targets=targets["box_targets"])
+        roi_features = self.roi_extractor(features, rois, roi_mask)
+        objects = object_mask = object_features = None
+        if self.use_objects:
+            objects, object_mask = batch["objects"], tf.cast(batch["object_mask"], tf.bool)
+            object_features = self.roi_extractor(features, objects, object_mask)
+        head_out = self.head(HeadInputs(
+            features=features, rois=rois, roi_mask=roi_mask, roi_features=roi_features,
+            roi_scores=roi_scores, objects=objects, object_mask=object_mask,
+            object_features=object_features, video_index=batch.get("video_index"),
+            timestamp=batch.get("timestamp"), keyframe_index=batch.get("keyframe_index")),
+            training=training)
+        out.update(rois=rois, roi_mask=roi_mask, roi_scores=roi_scores, logits=head_out.logits)
+        if head_out.box_deltas is not None:
+            out["box_deltas"] = head_out.box_deltas
+        if head_out.attention is not None:
+            out["attention"] = head_out.attention
+        if not training:
+            out.update(postprocess(
+                rois, roi_mask, roi_scores,
+                losses.action_probabilities(head_out.logits, self.pose_indices),
+                head_out.box_deltas, nms_iou=self.nms_iou, max_detections=self.max_detections,
+                score_threshold=self.score_threshold))
+        return out
+
+    def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """Loss terms of a training forward pass (`call(batch, training=True)`).
+
+        Returns:
+          dict of scalar float32: action_loss, box_loss, rpn_objectness_loss, rpn_box_loss
+          (the terms that apply) and total_loss, their weighted sum.
+        """
+        logits = tf.cast(outputs["logits"], tf.float32)
+        terms = {"action_loss": losses.action_classification_loss(
+            outputs["roi_labels"], logits, tf.cast(outputs["roi_mask"], tf.float32),
+            pose_indices=self.pose_indices, focal_gamma=self.focal_gamma,
+            focal_alpha=self.focal_alpha)}
+        total = terms["action_loss"]
+        if "box_deltas" in outputs and self.proposer.mode != "gt":
+            terms["box_loss"] = losses.box_regression_loss(
+                outputs["roi_box_targets"], tf.cast(outputs["box_deltas"], tf.float32),
+                outputs["roi_is_positive"])
+            total += self.box_weight * terms["box_loss"]
+        if "rpn_labels" in outputs:
+            obj, box = rpn.rpn_losses(outputs["rpn_objectness"], outputs["rpn_deltas"],
+                                      outputs["rpn_labels"], outputs["rpn_box_targets"])
+            terms.update(rpn_objectness_loss=obj, rpn_box_loss=box)
+            total += self.rpn_weight * (obj + box)
+        terms["total_loss"] = total
+        return terms
+
+    def get_config(self):
+        config = super().get_config()
+        ser = keras.saving.serialize_keras_object
+        config.update(
+            trunk=ser(self.trunk), proposer=ser(self.proposer), head=ser(self.head),
+            num_classes=self.num_classes, roi_extractor=ser(self.roi_extractor),
+            use_objects=self.use_objects, pose_indices=self.pose_indices,
+            focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha,
+            num_roi_samples=self.num_roi_samples, positive_fraction=self.positive_fraction,
+            rpn_weight=self.rpn_weight, box_weight=self.box_weight, nms_iou=self.nms_iou,
+            max_detections=self.max_detections, score_threshold=self.score_threshold,
+            seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("trunk", "proposer", "head", "roi_extractor"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

@@ -1,0 +1,11 @@
+"""Relational heads. Chosen by name from the plain dict `HEADS` (no registry, no import side
+effects); every head takes `HeadInputs` and returns `HeadOutputs` (see `base.py`)."""
+from action_tx.heads.action_transformer import ActionTransformerHead
+from action_tx.heads.i3d_head import I3DHead
+from action_tx.heads.linear import LinearHead
+
+HEADS = {
+    "linear": LinearHead,
+    "i3d": I3DHead,
+    "tx": ActionTransformerHead,
+}

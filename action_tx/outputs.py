@@ -1,0 +1,37 @@
+"""Detector outputs -> AVA rows (one row per detected person and action class)."""
+from typing import Dict, Sequence
+
+import numpy as np
+
+
+def detections_to_ava(outputs: Dict[str, np.ndarray], video_id: Sequence[str],
+                      timestamp: Sequence[int], class_ids: Sequence[int],
+                      min_score: float = 0.0) -> Dict[str, np.ndarray]:
+    """Flattens batched detections into AVA detection rows (arrays, boxes yxyx).
+
+    Args:
+      outputs: numpy values of `detection_boxes` [B, K, 4] (normalized yxyx),
+        `action_scores` [B, K, C] and `num_detections` [B].
+      video_id: [B] video ids; timestamp: [B] keyframe seconds.
+      class_ids: [C] AVA id of each contiguous class index (`LabelMap.ids`).
+      min_score: rows with an action score <= this are dropped.
+    Returns:
+      dict with video_id [R] (object), timestamp [R] int32, boxes [R, 4] float32 yxyx,
+      action_id [R] int32, score [R] float32: what `object_detection_ext.ava_eval.evaluate`
+      and `action_tx.data.ava.write_annotations(kind="detections")` take.
+    """
+    boxes = np.asarray(outputs["detection_boxes"])
+    scores = np.asarray(outputs["action_scores"])
+    num = np.asarray(outputs["num_detections"]).astype(int)
+    batch, k, c = scores.shape
+    valid = (np.arange(k)[None, :] < num[:, None])[..., None] & (scores > min_score)
+    b_idx, k_idx, c_idx = np.nonzero(valid)
+    vids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in video_id],
+                      dtype=object)
+    return {
+        "video_id": vids[b_idx],
+        "timestamp": np.asarray(timestamp, np.int32)[b_idx],
+        "boxes": boxes[b_idx, k_idx].astype(np.float32),
+        "action_id": np.asarray(class_ids, np.int32)[c_idx],
+        "score": scores[b_idx, k_idx, c_idx].astype(np.float32),
+    }
