@@ -4,8 +4,11 @@ Evidence (what a model must see to get the label right):
   self      visible on the person alone inside the clip;
   context   only other people / objects decide it (the person's own crop equals a negative's);
   temporal  needs motion inside the clip;
-  long_term the deciding event lies before the clip window [k - CLIP_HALF_S, k + CLIP_HALF_S],
-            up to MEMORY_S seconds before the keyframe.
+  long_term the deciding event ended more than LONG_TERM_S (2 s) before the keyframe, up to
+            MEMORY_S seconds before it, and nothing deciding is in the clip window
+            [k - CLIP_HALF_S, k + CLIP_HALF_S] (1.6 s: the longest clip the trainer uses).
+  ambiguous (not a label) the only deciding event ended 1.6-2 s before the keyframe: neither in
+            the clip nor long-term. Like AVA's unsure keyframes, such a keyframe is excluded.
 
 "p faces q": both present, p not lying, q on screen (0 <= x <= 1) on the side p's head points to,
 at horizontal distance MIN_GAP..FACE_RANGE. "q moves": q walks or runs.
@@ -41,8 +44,10 @@ GIVE, HAND_SHAKE, LISTEN, TALK, WATCH = 65, 68, 74, 79, 80
 
 FACE_RANGE = 1.0      # anyone on screen on the facing side (the frame is one "room")
 MIN_GAP = 0.05
-CLIP_HALF_S = 0.8     # clip window: 16 frames at stride 1 or 8 at stride 2, at 10 fps
+CLIP_HALF_S = 1.6     # context window: the longest clip the trainer uses (+-0.8..1.6 s)
+LONG_TERM_S = 2.0     # long_term events ended more than this before the keyframe (the spec)
 MEMORY_S = 6.0        # watch / listen continue up to 6 s
+AMBIGUOUS = "ambiguous"   # evidence of a positive decided only 1.6-2 s back: keyframe excluded
 KICK_WINDOW_S = 0.5   # a kick is labelled at the keyframe within 0.5 s of the contact
 
 
@@ -69,19 +74,29 @@ def _still(state, p, f0, f1):
             and np.ptp(state.x[p, sl]) == 0 and np.ptp(state.facing[p, sl]) == 0)
 
 
-def _listen(state, p, k, C, M):
+def _listen(state, p, k, C, G, M):
+    """Evidence of 'p listens at k' (None: negative): p silent and still (stands or sits; a
+    passer-by does not listen), faces q who talked within M
+    frames; context if q talks in the clip window, long_term if q's last talk ended > G frames
+    back, else ambiguous."""
     best = None
-    if state.talking[p, k]:
+    if state.talking[p, k] or int(state.pose[p, k]) not in (STAND, SIT):
         return None
     for q in range(state.num_people):
-        if faces(state, p, q, k) and state.talking[q, max(0, k - M):k + 1].any():
-            if state.talking[q, max(0, k - C):k + C + 1].any():
-                return "context"
-            best = "long_term"
+        if not (faces(state, p, q, k) and state.talking[q, max(0, k - M):k + 1].any()):
+            continue
+        if state.talking[q, max(0, k - C):k + C + 1].any():
+            return "context"
+        last = max(0, k - M) + int(np.flatnonzero(state.talking[q, max(0, k - M):k + 1])[-1])
+        best = "long_term" if k - last > G else (best or AMBIGUOUS)
     return best
 
 
-def _watch(state, p, k, C, M):
+def _watch(state, p, k, C, G, M):
+    """Evidence of 'p watches at k' (None: negative): p still, faces a mover (context), or
+    faced q moving when q was last on screen e (k - M <= e < k) and stayed still since:
+    context if q is on screen somewhere in the clip window (k - e <= C, or q comes back by
+    k + C), long_term if k - e > G, else ambiguous."""
     if not (state.present[p, k] and int(state.pose[p, k]) in (STAND, SIT)):
         return None
     best = None
@@ -98,14 +113,17 @@ def _watch(state, p, k, C, M):
         if faces(state, p, q, e) and moves(state, q, e) and _still(state, p, e, k):
             if k - e <= C:
                 return "context"
-            best = "long_term"
+            if any(on_screen(state, q, g) for g in range(k + 1, min(state.num_frames, k + C + 1))):
+                return "context"          # q comes back inside the clip window
+            best = "long_term" if k - e > G else (best or AMBIGUOUS)
     return best
 
 
 def person_labels(state, p, k):
-    """Labels of person p at keyframe frame k -> list of (AVA id, evidence), ids ascending."""
+    """Labels of person p at keyframe frame k -> list of (AVA id, evidence), ids ascending;
+    evidence AMBIGUOUS marks a positive whose keyframe must be excluded."""
     fps = state.fps
-    C, M = int(round(CLIP_HALF_S * fps)), int(round(MEMORY_S * fps))
+    C, G, M = (int(round(v * fps)) for v in (CLIP_HALF_S, LONG_TERM_S, MEMORY_S))
     out = []
     pose = int(state.pose[p, k])
     out.append((POSE_IDS[pose], "temporal" if pose in (WALK, RUN) else "self"))
@@ -127,12 +145,12 @@ def person_labels(state, p, k):
         out.append((GIVE, "temporal"))
     if state.handshake[p, k] >= 0:
         out.append((HAND_SHAKE, "self"))
-    ev = _listen(state, p, k, C, M)
+    ev = _listen(state, p, k, C, G, M)
     if ev:
         out.append((LISTEN, ev))
     if state.talking[p, k] and any(faces(state, p, q, k) for q in range(state.num_people)):
         out.append((TALK, "self"))
-    ev = _watch(state, p, k, C, M)
+    ev = _watch(state, p, k, C, G, M)
     if ev:
         out.append((WATCH, ev))
     return sorted(out)

@@ -6,8 +6,8 @@ spot before anyone passes, while someone passes, and long after; a rider sits in
 with and without a driver; a kicker stands with the ball at the foot before each kick.
 """
 from action_tx.data.synthetic_story import (
-    ARM_HOLD, ARM_PHONE, ARM_WHEEL, BALL, Builder, CUP, LIE, OFF_LEFT, OFF_RIGHT, PHONE, RUN,
-    SIT, STAND, VEHICLE, WALK)
+    ARM_PHONE, ARM_WHEEL, BALL, Builder, CUP, LIE, OFF_LEFT, OFF_RIGHT, PHONE, RUN, RUN_SPEED,
+    SIT, STAND, VEHICLE, WALK, WALK_SPEED)
 
 import numpy as np
 
@@ -37,27 +37,29 @@ def _extra(b, p, x, facing, kind):
 
 def conversation(b, n):
     """One talker, one or two pure listeners (they never talk, so their crops equal those of a
-    person facing a silent partner); talk stops for good some seconds before the end."""
+    person facing a silent partner). Talk comes in bursts with long pauses and stops for good
+    8-9 s before the end, so listeners spend seconds in long-term listening (the last talk
+    more than 2 s back) and end facing a silent talker (negative)."""
     rng, F = b.rng, b.F
     a, l1 = b.person(), b.person()
-    pose = STAND if rng.random() < 0.6 else SIT
-    xa = rng.uniform(0.3, 0.42)
+    pose = STAND if b.variant % 3 != 2 else SIT
+    xa = rng.uniform(0.3, 0.4)
     x1 = xa + _pair_gap(b, a, l1)
     b.stay(a, 0, F, xa, 1, pose)
-    arrive = b.go(l1, 0, OFF_RIGHT - 0.1, x1, WALK)      # the listener walks in
-    if pose == STAND:
-        b.shake(a, l1, arrive, arrive + b.s(3))
-        arrive += b.s(3)
+    arrive = 0
+    if b.variant % 2:                                    # the listener walks in
+        arrive = b.go(l1, 0, 1.0 + 0.05, x1, WALK)
     b.stay(l1, arrive, F, x1, -1, pose)
+    if pose == STAND:
+        b.shake(a, l1, arrive, arrive + b.s(2.5))
     if n >= 3:
         l2 = b.person()
         b.stay(l2, 0, F, xa - rng.uniform(0.22, 0.3), 1, pose)
-    if rng.random() < 0.5:
+    if b.variant % 2 == 0:
         b.hold(b.obj(CUP), a, 0, F)
-    end = F - b.s(rng.uniform(0, 0.35) * F / b.fps)
-    b.talk_bursts(a, arrive + b.s(rng.uniform(0, 1)), end)
+    b.talk_bursts(a, arrive + b.s(rng.uniform(0, 0.5)), F - b.s(rng.uniform(6, 7)))
     if n >= 4:
-        _extra(b, b.person(), 0.06, -1, int(rng.integers(3)))
+        _extra(b, b.person(), 0.06, -1, b.variant % 3)
 
 
 def silent(b, n):
@@ -91,33 +93,64 @@ def silent(b, n):
 
 
 def street(b, n):
-    """A stationary watcher faces the street; others walk or run in, sometimes stop, and leave.
-    Passes are separated by gaps of 1-9 s, so the watcher also faces the empty street long
-    after someone left (negative) and shortly after (long-term positive)."""
+    """Stationary watchers (all but one of the cast) face the street; the other person walks
+    or runs in, sometimes stops, and leaves. The street then stays empty 7.6-8.6 s (every
+    third time 10-11 s), so the watchers face the empty street shortly after someone left (long-term
+    positive, 2-6 s) and long after or before anyone came (the look-alike negative)."""
     rng, F = b.rng, b.F
-    watchers = [b.person() for _ in range(1 if n <= 3 else 2)]
-    x = rng.uniform(0.06, 0.12)
+    watchers = [b.person() for _ in range(max(1, n - 1))]
+    x = rng.uniform(0.06, 0.1)
     for w in watchers:
         b.stay(w, 0, F, x, 1, STAND if rng.random() < 0.6 else SIT)
-        x += rng.uniform(0.14, 0.2)
-    movers = [b.person() for _ in range(max(1, n - len(watchers)))]
-    f, i = b.s(rng.uniform(0, 3)), 0
-    while f < F:
-        m = movers[i % len(movers)]
-        i += 1
-        pose = RUN if i % 2 else WALK          # alternate, so both gaits are common
-        turn = rng.uniform(0.6, 0.85)
-        f = b.go(m, f, OFF_RIGHT, turn, pose)
-        if rng.random() < 0.3:
-            f = b.stay(m, f, f + b.s(rng.uniform(1, 3)), turn, -1, STAND)
-        f = b.go(m, f, turn, OFF_RIGHT, pose)
+        x += rng.uniform(0.14, 0.18)
+    if len(watchers) >= 2 and b.variant % 2 == 0:
+        # The back watcher comments to the others (talk to); they face away from it, so
+        # nobody listens, and the talk is independent of the passes.
+        b.talk_bursts(watchers[0], b.s(rng.uniform(0, 2)), F, pause=(0.3, 1.0))
+    m = b.person()
+    i, f = 0, None
+    while f is None or f < F:
+        pose = RUN if (i + b.variant) % 2 else WALK      # alternate, so both gaits are common
+        turn = rng.uniform(max(0.78, x), 0.9)   # short passes: more long-term than context
+        stop = b.s(rng.uniform(0.5, 1)) if rng.random() < 0.2 else 0
+        if f is None:                 # the first pass ends 0.3-1.2 s into the video
+            f = _last_on_screen(b, m, 0, turn, pose, stop, dry=True)
+            f = b.s(rng.uniform(0.3, 1.2)) - f
+        e = _last_on_screen(b, m, f, turn, pose, stop, dry=True)
+        f += b.snap_end(e + f)
+        f = _last_on_screen(b, m, f, turn, pose, stop)
         b.set(m, "present", f, F, False)
-        f += b.s(rng.choice([0.5, 6.0, 8.0]) + rng.uniform(0, 1))
+        i += 1
+        speed = RUN_SPEED if pose == RUN else WALK_SPEED
+        nxt = RUN_SPEED if (i + b.variant) % 2 else WALK_SPEED
+        # 7.6 s: the whole long-term span (2-6 s after leaving) precedes the next clip that
+        # shows the mover again (1.6 s before re-entry)
+        off_screen = rng.uniform(10, 11) if i % 3 == 0 else rng.uniform(7.6, 8.2)
+        # off screen from x = 1 on the way out to x = 1 on the way back in
+        f += b.s(off_screen - (OFF_RIGHT - 1) / speed - (OFF_RIGHT - 1) / nxt)
+
+
+def _last_on_screen(b, m, f, turn, pose, stop, dry=False):
+    """A pass of m from the right edge to `turn` and back, starting at frame f -> the frame
+    it is back off screen; dry=True: leaves m untouched and returns the offset (from f) of
+    the last frame m is on screen."""
+    sc = Builder(10 ** 6, b.fps, np.random.default_rng(0)) if dry else b
+    q = sc.person(height=1.0) if dry else m
+    g0 = 0 if dry else f
+    g = sc.go(q, g0, OFF_RIGHT, turn, pose)
+    g = sc.stay(q, g, g + stop, turn, -1, STAND)
+    g = sc.go(q, g, turn, OFF_RIGHT, pose)
+    if not dry:
+        return g
+    pp = sc.people[q]
+    on = np.flatnonzero(pp["present"][:g + 1] & (pp["x"][:g + 1] <= 1.0))
+    return int(on[-1])
 
 
 def vehicle(b, n):
-    """A parked vehicle with a rider in the back seat; the driver comes, drives (hands on the
-    steering wheel, whose marker turns), stops, leaves, and comes back."""
+    """A vehicle with a rider in the back seat; the driver drives (hands on the steering wheel,
+    whose marker turns), stops, gets out and walks off (the rider watches, then keeps facing
+    the empty street), stays away 7.6-8.5 s, comes back and drives again."""
     rng, F = b.rng, b.F
     vf = 1
     vx, gy = rng.uniform(0.42, 0.52), rng.uniform(0.9, 0.95)
@@ -129,11 +162,12 @@ def vehicle(b, n):
     b.stay(rider, 0, F, xr, vf, SIT)
     b.set(rider, "vehicle", 0, F, v)
     b.set(rider, "seat", 0, F, 1)
-    f = b.s(rng.uniform(0, 4))
-    angle = 0.0
+    f, angle, first = 0, 0.0, True
     while f < F:
-        f = b.go(driver, f, OFF_RIGHT, xd, WALK)
-        n_drive, n_idle = b.s(rng.uniform(4, 9)), b.s(rng.uniform(0.5, 2))
+        if not first:
+            f = b.go(driver, f, OFF_RIGHT, xd, WALK)
+        n_drive = b.s(max(7, F / b.fps - 13) + rng.uniform(0, 2)) if first else F
+        n_idle = b.s(rng.uniform(0.5, 1.0))
         b.stay(driver, f, f + n_drive + n_idle, xd, vf, SIT)
         b.set(driver, "vehicle", f, f + n_drive + n_idle, v)
         b.set(driver, "seat", f, f + n_drive + n_idle, 0)
@@ -144,8 +178,9 @@ def vehicle(b, n):
         f += n_drive + n_idle
         f = b.go(driver, f, xd, OFF_RIGHT, WALK)
         b.set(driver, "present", f, F, False)
-        f += b.s(rng.uniform(2, 6))
-    if n >= 3 and rng.random() < 0.5:
+        f += b.s(rng.uniform(7.6, 8.5) - 2 * (OFF_RIGHT - 1) / WALK_SPEED)
+        first = False
+    if n >= 3 and b.variant % 2 == 0:
         _extra(b, b.person(), 0.05, -1, 0)
 
 
@@ -160,7 +195,7 @@ def _kicker(b, k, xk, d):
     b.oset(ball, "present", 0, f, True)
     b.oset(ball, "x", 0, f, foot)
     while f < F:
-        rest = b.s(rng.uniform(0.8, 1.5))
+        rest = b.s(rng.uniform(0.5, 1.0))
         b.oset(ball, "present", f, f + rest, True)
         b.oset(ball, "x", f, f + rest, foot)
         f += rest
@@ -199,29 +234,43 @@ def meet(b, n):
     xa, xc = mid - gap / 2, mid + gap / 2
     cup = b.obj(CUP)
     f0 = b.s(rng.uniform(0, 1))
-    fa = b.go(a, f0, OFF_LEFT, xa, WALK)
-    fc = b.go(c, f0 + b.s(rng.uniform(0, 1)), OFF_RIGHT, xc, WALK)
+    fa = b.go(a, f0, -0.05, xa, WALK)
+    fc = b.go(c, f0 + b.s(rng.uniform(0, 1)), 1.05, xc, WALK)
     b.hold(cup, a, f0, fa)
     f = max(fa, fc)
     b.hold(cup, a, fa, f)
-    f_end = F - b.s(rng.uniform(4, 6))
+    f_end = F - b.s(rng.uniform(8, 9))    # c runs off; a then watches the empty spot
     b.stay(a, fa, F, xa, 1)             # a stays and keeps facing where c ran off
     b.stay(c, fc, f_end, xc, -1)
-    b.shake(a, c, f, f + b.s(3))
-    f += b.s(3.5)
+    b.shake(a, c, f, f + b.s(2))
+    f += b.s(2.5)
     holder = a
     while f < f_end - b.s(3):
         b.hold(cup, holder, f, f + b.s(1))
         f = b.give(cup, holder, c if holder == a else a, f + b.s(1))
         holder = c if holder == a else a
         if rng.random() < 0.5 and f < f_end - b.s(3):
-            b.talk_bursts(holder, f, f + b.s(rng.uniform(1.5, 3)), long_pauses=False)
+            b.talk_bursts(holder, f, f + b.s(rng.uniform(1.5, 3)), pause=(0.3, 1.0))
             f += b.s(2)
     b.hold(cup, holder, f, F)
     b.go(c, f_end, xc, OFF_RIGHT, RUN)
     if n >= 3:
         _extra(b, b.person(), 0.05 if mid > 0.5 else 0.95, -1 if mid > 0.5 else 1,
-               int(rng.integers(3)))
+               (b.variant + 1) % 3)
+
+
+def jog(b, n):
+    """A jogger runs back and forth across the whole frame, a walker strolls across the other
+    way; with three people someone sits at the edge facing out, on and off the phone."""
+    rng, F = b.rng, b.F
+    for p, pose, d in ((b.person(), RUN, 1), (b.person(), WALK, -1)):
+        f = -b.s(rng.uniform(0, 4))
+        while f < F:
+            x0, x1 = (OFF_LEFT, OFF_RIGHT) if d > 0 else (OFF_RIGHT, OFF_LEFT)
+            f = b.go(p, f, x0, x1, pose) + b.s(rng.uniform(0, 0.5))
+            d = -d
+    if n >= 3:
+        _extra(b, b.person(), 0.04 if b.variant % 2 else 0.96, -1 if b.variant % 2 else 1, 1)
 
 
 # name -> (function, min people, max people)
@@ -232,22 +281,25 @@ SCENARIOS = {
     "vehicle": (vehicle, 2, 3),
     "silent": (silent, 2, 3),
     "meet": (meet, 2, 3),
+    "jog": (jog, 2, 2),
 }
-# The order videos cycle through: conversation, street and vehicle more than once, as they
-# carry the context and long-term labels.
-CYCLE = ("conversation", "street", "vehicle", "kick", "street", "conversation", "street",
-         "silent", "meet", "conversation", "street", "vehicle")
+# The order videos cycle through, chosen (with the per-video `variant`) so that one cycle meets
+# the spec's quotas: streets and conversations carry the long-term labels, jogs and kicks the
+# temporal ones, vehicles drive/ride and lie/sleep, silent pairs give/serve.
+CYCLE = ("street", "conversation", "jog", "vehicle", "silent", "street", "kick", "conversation",
+         "jog", "street", "vehicle", "silent")
 
 
-def build_video(scenario, num_frames, fps, max_people, rng):
-    """Runs one scenario -> SceneState; the scene is mirrored left-right half of the time."""
+def build_video(scenario, num_frames, fps, max_people, rng, variant=0):
+    """Runs one scenario -> SceneState; the scene is mirrored left-right half of the time.
+    variant: the number of earlier videos of the same split with this scenario (see Builder)."""
     fn, lo, hi = SCENARIOS[scenario]
     if max_people < lo:
         raise ValueError(f"scenario {scenario!r} needs at least {lo} people, --people={max_people}")
-    b = Builder(num_frames, fps, rng)
-    # Conversations, streets and kicks use as many people as allowed (they carry the rarer
-    # labels); the others vary their cast.
+    b = Builder(num_frames, fps, rng, variant)
+    # Casts are as large as allowed (they carry the rarer labels), except that silent pairs
+    # and meetings alternate with and without a bystander.
     hi = min(hi, max_people)
-    n = hi if scenario in ("conversation", "street", "kick") else int(rng.integers(lo, hi + 1))
+    n = hi if scenario not in ("silent", "meet") else lo + variant % (hi - lo + 1)
     fn(b, n)
     return b.build(scenario, mirror=bool(rng.random() < 0.5))

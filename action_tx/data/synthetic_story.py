@@ -83,8 +83,11 @@ class SceneState:
 class Builder:
     """Fills a SceneState frame range by frame range. Frame ranges are [f0, f1), clipped."""
 
-    def __init__(self, num_frames, fps, rng):
-        self.F, self.fps, self.rng = num_frames, fps, rng
+    def __init__(self, num_frames, fps, rng, variant=0):
+        # variant: how many earlier videos of the split played the same scenario; scenarios
+        # cycle their rare-label choices (bystander kind, cast) by it, so quotas do not rest
+        # on luck.
+        self.F, self.fps, self.rng, self.variant = num_frames, fps, rng, variant
         self.people, self.objects = [], []
         self.kicks, self.gives = [], []
 
@@ -145,15 +148,22 @@ class Builder:
         pp["phase"][f[keep]] = (start + 2 * np.pi * hz * (f - f0) / self.fps)[keep]
         return f0 + n
 
-    def talk_bursts(self, p, f0, f1, long_pauses=True):
-        """Talk bursts of 1.2-2.5 s separated by short (0.3-1 s) or long (4-6 s) pauses."""
+    def snap_end(self, last):
+        """Frames to add so that `last` (an event's last frame) lies 0.4-1 s after a whole
+        second: then no whole-second keyframe falls 1.6-2 s after it (neither in the +-1.6 s
+        clip nor long-term: such keyframes would be excluded)."""
+        r = last % self.fps
+        return max(0, int(round(0.4 * self.fps)) - r)
+
+    def talk_bursts(self, p, f0, f1, pause=(7.0, 7.8)):
+        """Talk bursts of 1.5-3 s separated by pauses drawn from `pause` (seconds) until f1; the
+        default pauses (> 6 s + the ambiguous band) make every pause a full long-term span."""
         rng, f = self.rng, f0
         while f < f1:
-            n = self.s(rng.uniform(1.2, 2.5))
+            n = self.s(rng.uniform(1.5, 3.0))
+            n += self.snap_end(f + n - 1)
             self.set(p, "talking", f, min(f + n, f1), True)
-            pause = rng.uniform(4.0, 6.0) if long_pauses and rng.random() < 0.9 else \
-                rng.uniform(0.3, 1.0)
-            f += n + self.s(pause)
+            f += n + self.s(rng.uniform(*pause))
 
     def hold(self, o, p, f0, f1, arm=ARM_HOLD):
         self.oset(o, "present", f0, f1, True)

@@ -88,8 +88,10 @@ def write_readme(path, params, seed, preset, counts, scenarios):
         "- A person is annotated when >= 50 % of its box is in the frame; keyframes with a person",
         "  20-50 % in the frame are in ava_*_excluded_timestamps.csv and carry no rows.",
         "- evidence_*.csv (no header): video_id,timestamp,person_id,action_id,evidence with",
-        "  evidence in self|context|temporal|long_term; context/long_term are decided by others in",
-        f"  the clip window +-{L.CLIP_HALF_S} s / only before it (up to {L.MEMORY_S} s earlier).",
+        "  evidence in self|context|temporal|long_term; context: decided by others inside the clip",
+        f"  window +-{L.CLIP_HALF_S} s; long_term: by an event that ended more than {L.LONG_TERM_S} s",
+        f"  (and at most {L.MEMORY_S} s) before the keyframe, nothing of it inside that window.",
+        f"  Keyframes where a positive was decided only {L.CLIP_HALF_S}-{L.LONG_TERM_S} s back are excluded.",
         "- person_detections_*.csv: simulated detector (jittered true boxes, 92 % recall, ~0.4",
         "  false positives per keyframe); object_detections_*.csv: object_class "
         + ", ".join(f"{k}={v}" for k, v in sorted(OBJECT_NAMES.items())) + ".",

@@ -16,7 +16,7 @@ SEED = 0
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("syn_tiny"))
-    summary = synthetic.generate(out, preset="tiny", seed=SEED, check=False)
+    summary = synthetic.generate(out, preset="tiny", seed=SEED, check=True)   # raises if unbalanced
     return out, summary
 
 
@@ -160,6 +160,55 @@ def test_context_rules_hold_on_scene_state(tiny):
     for key in ("listen+", "listen- look-alike", "watch+", "watch+ long_term", "watch- look-alike",
                 "ride+", "ride- look-alike"):
         assert seen[key] > 0, (key, seen)
+
+
+def test_tiny_balance_from_written_csvs(tiny):
+    """The spec's quotas, recounted from the files: every class positive in >= 2 % of the train
+    person-keyframes, every evidence type >= 10 % of the train positives."""
+    root, _ = tiny
+    gt = _gt(root, "train")
+    pk = len(set(zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist())))
+    for a in L.NAMES:
+        assert (gt.action_id == a).sum() / pk >= 0.02, (a, int((gt.action_id == a).sum()), pk)
+    ev = collections.Counter(line.strip().split(",")[4]
+                             for line in open(os.path.join(root, "annotations", "evidence_train.csv")))
+    assert set(ev) == set(L.EVIDENCE) and sum(ev.values()) == len(gt)
+    for e in L.EVIDENCE:
+        assert ev[e] / len(gt) >= 0.10, (e, ev)
+
+
+def test_long_term_events_end_over_2s_before_and_outside_clip(tiny):
+    """Every long_term positive: its deciding event (the watched person last on screen, the
+    talker's last talk) ended more than 2 s before the keyframe, within 6 s, and nothing of it
+    is in the +-1.6 s clip window; recomputed from the scene state."""
+    root, summary = tiny
+    fps = summary["params"]["fps"]
+    C, G, M = int(1.6 * fps), 2 * fps, 6 * fps
+    states = _states(summary)
+    seen = collections.Counter()
+    for split in ("train", "val"):
+        for line in open(os.path.join(root, "annotations", f"evidence_{split}.csv")):
+            vid, t, p, a, e = line.strip().split(",")
+            if e != "long_term":
+                continue
+            s, k, p, a = states[vid], int(t) * fps, int(p), int(a)
+            assert a in (74, 80), line
+            win = range(k - C, k + C + 1)
+            ok = []
+            for q in _facing_others(s, p, k) if a == 74 else range(s.num_people):
+                if q == p:
+                    continue
+                if a == 74:
+                    talk = np.flatnonzero(s.talking[q, :k + 1])
+                    ok.append(len(talk) > 0 and G < k - talk[-1] <= M
+                              and not s.talking[q, k - C:k + C + 1].any())
+                else:
+                    on = [g for g in range(max(0, k - M), k + C + 1)
+                          if s.present[q, g] and 0 <= s.x[q, g] <= 1]
+                    ok.append(bool(on) and G < k - on[-1] <= M and not set(on) & set(win))
+            assert any(ok), line
+            seen[a] += 1
+    assert seen[74] > 0 and seen[80] > 0, seen
 
 
 def test_check_balance_values():
