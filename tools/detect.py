@@ -1,0 +1,275 @@
+r"""Runs an exported action detector over a video file.
+
+    python tools/detect.py --saved_model=EXPORT_DIR --video=FILE.mp4 --output_csv=A.csv \
+        --output_json=A.json --output_video=A.mp4 [--stride_s=1] [--score_threshold=0.3]
+
+Reads mp4/avi/gif/... with PyAV. Every --stride_s seconds (keyframes at 0, s, 2s, ... seconds)
+the model sees the clip it was trained on: num_frames frames at its frame stride (converted
+from the model's fps to the video's), centred on the keyframe, edge frames repeated. Writes
+  --output_csv    AVA detection rows video_id,timestamp,x1,y1,x2,y2,action_id,score
+                  (video_id = --video_id or the file's stem; boxes normalized);
+  --output_json   per keyframe: timestamp, frame, detections (box, person score, actions);
+  --output_video  the video with each keyframe's detections drawn until the next keyframe
+                  (boxes and top labels with scores; --show_attention overlays the attention
+                  maps of heads that return them).
+The video header is checked (--max_resolution, --max_duration_s) and the whole file decoded
+once before TensorFlow starts: a missing, empty, unreadable or damaged (short-decoding) file
+is reported in one line with exit status 2.
+
+The SavedModel is the one of tools/export_saved_model.py; nothing else of the project's model
+code is needed. SavedModels and checkpoints are programs: load only ones you trust.
+"""
+import bisect
+import json
+import os
+import sys
+import time
+
+# Repo root on sys.path; `import action_tx` sets TF's start-up options before TF loads.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import action_tx  # noqa: E402,F401
+from absl import app, flags  # noqa: E402
+
+from action_tx import video_io  # noqa: E402  (PyAV + NumPy only)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("saved_model", None, "SavedModel directory (tools/export_saved_model.py).")
+flags.DEFINE_string("video", None, "Input video file (anything FFmpeg reads: mp4, avi, gif...).")
+flags.DEFINE_string("output_csv", None, "AVA detection CSV to write.")
+flags.DEFINE_string("output_json", None, "Per-keyframe JSON to write.")
+flags.DEFINE_string("output_video", None, "Annotated video to write (.mp4: H.264).")
+flags.DEFINE_string("video_id", None, "video_id of the CSV rows (default: the file's stem).")
+flags.DEFINE_integer("stride_s", 1, "Seconds between keyframes (AVA: 1).", lower_bound=1)
+flags.DEFINE_float("score_threshold", 0.3, "Detections with a person score <= this are dropped.")
+flags.DEFINE_float("action_threshold", 0.01, "CSV rows / JSON actions need an action score "
+                   "(person score x action probability) > this.")
+flags.DEFINE_integer("top_k", 3, "Labels drawn per box.")
+flags.DEFINE_integer("max_resolution", 4096, "Refuse videos whose longer side exceeds this "
+                     "(pixels; 0 = no limit).")
+flags.DEFINE_float("max_duration_s", 3600.0, "Refuse videos longer than this (seconds; "
+                   "0 = no limit).")
+flags.DEFINE_integer("max_keyframes", 0, "Process only the first N keyframes (0 = all); the "
+                     "annotated video then ends before keyframe N+1.")
+flags.DEFINE_bool("show_attention", False, "Overlay the attention maps of the kept "
+                  "detections (heads that return attention, e.g. tx).")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+class InputError(ValueError):
+    """Bad flags, model or video; reported as one line, exit status 2."""
+
+
+class Progress:
+    """`label [#####.....] done/total` on stderr, one line, rewritten in place."""
+
+    def __init__(self, total, label, enabled=True, width=30):
+        self.total, self.label, self.enabled, self.width, self.done = total, label, enabled, width, 0
+        self.update(0)
+
+    def update(self, n):
+        self.done += n
+        if self.enabled:
+            filled = self.width * self.done // max(self.total, 1)
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
+                             f"{self.done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def check_inputs():
+    """Flag, path and video checks, all before TensorFlow loads -> (VideoInfo, frames)."""
+    if not FLAGS.saved_model or not FLAGS.video:
+        raise InputError("--saved_model and --video are required")
+    if not os.path.isfile(os.path.join(FLAGS.saved_model, "saved_model.pb")):
+        raise InputError(f"--saved_model: {FLAGS.saved_model} is not a SavedModel directory "
+                         "(no saved_model.pb)")
+    for name in ("output_csv", "output_json", "output_video"):
+        path = getattr(FLAGS, name)
+        parent = os.path.dirname(os.path.abspath(path)) if path else None
+        if parent and not os.path.isdir(parent):
+            raise InputError(f"--{name}: no such directory: {parent}")
+    info = video_io.probe(FLAGS.video, max_resolution=FLAGS.max_resolution or None,
+                          max_duration_s=FLAGS.max_duration_s or None)
+    decoded, error = video_io.count_frames(FLAGS.video)
+    frames = video_io.check_complete(info, decoded, error)
+    if FLAGS.max_duration_s and frames / info.fps > FLAGS.max_duration_s:
+        raise InputError(f"{FLAGS.video}: {frames} frames at {info.fps:g} fps exceed "
+                         f"--max_duration_s={FLAGS.max_duration_s:g}")
+    return info, frames
+
+
+def load_model(path):
+    """-> (serving function, metadata dict of numpy values, class_ids, class_names)."""
+    import tensorflow as tf
+    try:
+        model = tf.saved_model.load(path)
+    except Exception as e:  # noqa: BLE001  (any load failure is a bad --saved_model)
+        raise InputError(f"--saved_model: cannot load {path}: "
+                         f"{' '.join(str(e).split())[:300]}") from None
+    missing = [s for s in ("serving_default", "labels", "metadata") if s not in model.signatures]
+    if missing:
+        raise InputError(f"--saved_model: {path} has no signature {missing[0]!r}; export it "
+                         "with tools/export_saved_model.py")
+    meta = {k: v.numpy() for k, v in model.signatures["metadata"]().items()}
+    if bool(meta["requires_person_boxes"]):
+        raise InputError(f"--saved_model: {path} was trained without the RPN and needs person "
+                         "boxes (its 'with_boxes' signature); detect.py runs RPN models only")
+    labels = model.signatures["labels"]()
+    names = [n.decode("utf-8") for n in labels["class_names"].numpy()]
+    return model.signatures["serving_default"], meta, labels["class_ids"].numpy(), names
+
+
+def attention_map(attention, keep):
+    """attention [K, layers, heads, T', H', W'] (the tx head) -> [H', W'] in [0, 1]: the last
+    layer's mean over heads at the central time slice, max over the kept detections; None for
+    other layouts or no detection."""
+    from action_tx import visualize
+    if attention is None or attention.ndim != 6 or not keep.any():
+        return None
+    maps = attention[keep][:, -1].mean(axis=1)
+    maps = maps[:, maps.shape[1] // 2]
+    return visualize.normalize_heatmap(maps.max(axis=0))
+
+
+def run():
+    info, num_frames = check_inputs()
+    import numpy as np
+    import tensorflow as tf
+    from action_tx import visualize
+    from action_tx.data import ava
+    from action_tx.outputs import detections_to_ava
+
+    detect, meta, class_ids, class_names = load_model(FLAGS.saved_model)
+    video_id = FLAGS.video_id or os.path.splitext(os.path.basename(FLAGS.video))[0]
+    clip_len = int(meta["num_frames"])
+    step = float(meta["frame_stride"]) * info.fps / float(meta["fps"])
+    all_times = video_io.keyframe_times(num_frames, info.fps, FLAGS.stride_s)
+    times = all_times[:FLAGS.max_keyframes] if FLAGS.max_keyframes else all_times
+    centers = [video_io.keyframe_frame(t, info.fps) for t in times]
+    needs = [video_io.clip_indices(c, clip_len, step, num_frames - 1) for c in centers]
+    # Frames written: up to the frame before the first keyframe left out, else all.
+    end = (video_io.keyframe_frame(all_times[len(times)], info.fps) if len(times) < len(all_times)
+           else num_frames)
+    limit = max(end, max(int(n.max()) for n in needs) + 1)
+
+    results, rows, buffer = [], [], {}
+    writer = (video_io.VideoWriter(FLAGS.output_video, info.rate).__enter__()
+              if FLAGS.output_video else None)
+    bar = Progress(len(times), f"{os.path.basename(FLAGS.video)}: keyframes", FLAGS.progress)
+    start, write_ptr = time.perf_counter(), 0
+
+    def run_keyframe(k):
+        clip = np.stack([buffer[int(i)] for i in needs[k]])
+        out = {key: v.numpy() for key, v in detect(clip=tf.constant(clip)).items()}
+        n = int(out["num_detections"])
+        keep = np.zeros(len(out["detection_scores"]), bool)
+        keep[:n] = out["detection_scores"][:n] > FLAGS.score_threshold
+        kept = {key: out[key][keep] for key in ("detection_boxes", "detection_scores",
+                                                "action_scores")}
+        rows.append(detections_to_ava(
+            {"detection_boxes": kept["detection_boxes"][None],
+             "action_scores": kept["action_scores"][None], "num_detections": [int(keep.sum())]},
+            [video_id], [times[k]], class_ids, min_score=FLAGS.action_threshold))
+        heat = attention_map(out.get("attention"), keep) if FLAGS.show_attention else None
+        results.append({"kept": kept, "heat": heat})
+        bar.update(1)
+
+    def flush(upto):
+        nonlocal write_ptr
+        while write_ptr <= upto and write_ptr < end:
+            k = bisect.bisect_right(centers, write_ptr) - 1
+            if k >= len(results):
+                return
+            frame = buffer[write_ptr]
+            if writer is not None:
+                res = results[max(k, 0)]
+                if res["heat"] is not None:
+                    frame = visualize.overlay_heatmap(frame, res["heat"])
+                frame = visualize.draw_detections(
+                    frame, res["kept"]["detection_boxes"], res["kept"]["detection_scores"],
+                    res["kept"]["action_scores"], class_names, top_k=FLAGS.top_k)
+                writer.write(frame)
+            write_ptr += 1
+
+    try:
+        decoded = 0
+        for idx, frame in enumerate(video_io.iter_frames(FLAGS.video, limit)):
+            buffer[idx], decoded = frame, idx + 1
+            while len(results) < len(times) and needs[len(results)].max() <= idx:
+                run_keyframe(len(results))
+            flush(idx)
+            keep_from = min(write_ptr, int(needs[len(results)].min())
+                            if len(results) < len(times) else write_ptr)
+            for i in [i for i in buffer if i < keep_from]:
+                del buffer[i]
+        if decoded < limit or len(results) < len(times):
+            raise video_io.VideoError(f"{FLAGS.video}: damaged video: the second decode ended "
+                                      f"at frame {decoded} of {limit}")
+    except BaseException:
+        if writer is not None:   # no half-written video left behind
+            writer.__exit__(None, None, None)
+            os.remove(FLAGS.output_video)
+            writer = None
+        raise
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.__exit__(None, None, None)
+    seconds = time.perf_counter() - start
+
+    rows = {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
+    if FLAGS.output_csv:
+        count = len(rows["score"])
+        ava.write_annotations(FLAGS.output_csv, ava.Annotations(
+            video_id=rows["video_id"], timestamp=rows["timestamp"], boxes=rows["boxes"],
+            action_id=rows["action_id"], person_id=np.full(count, -1, np.int32),
+            score=rows["score"], line=np.arange(1, count + 1)), kind="detections")
+    if FLAGS.output_json:
+        with open(FLAGS.output_json, "w") as f:
+            json.dump(_json(info, video_id, meta, times, centers, results, class_ids,
+                            class_names), f, indent=1)
+    total = sum(len(r["kept"]["detection_scores"]) for r in results)
+    print(f"{video_id}: {len(times)} keyframes, {total} detections, {len(rows['score'])} CSV "
+          f"rows, {seconds:.1f} s ({seconds / max(len(times), 1):.2f} s per keyframe)")
+    for name in ("output_csv", "output_json", "output_video"):
+        if getattr(FLAGS, name):
+            print(f"written: {getattr(FLAGS, name)}")
+
+
+def _json(info, video_id, meta, times, centers, results, class_ids, class_names):
+    keyframes = []
+    for t, c, res in zip(times, centers, results):
+        kept, dets = res["kept"], []
+        for box, score, actions in zip(kept["detection_boxes"], kept["detection_scores"],
+                                       kept["action_scores"]):
+            order = [i for i in (-actions).argsort(kind="stable")
+                     if actions[i] > FLAGS.action_threshold]
+            y1, x1, y2, x2 = (round(float(v), 4) for v in box)
+            dets.append({"box_x1y1x2y2": [x1, y1, x2, y2], "person_score": round(float(score), 4),
+                         "actions": [{"id": int(class_ids[i]), "name": class_names[i],
+                                      "score": round(float(actions[i]), 4)} for i in order]})
+        keyframes.append({"timestamp": t, "frame": c, "detections": dets})
+    return {"video": os.path.abspath(FLAGS.video), "video_id": video_id,
+            "width": info.width, "height": info.height, "fps": info.fps,
+            "model": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in meta.items()},
+            "boxes": "normalized to the frame, x1,y1,x2,y2 (AVA CSV order)",
+            "keyframes": keyframes}
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"detect.py: error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    try:
+        run()
+    except (InputError, video_io.VideoError) as e:
+        print(f"detect.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,159 @@
+r"""Exports a trained detector as a SavedModel that runs on raw uint8 video clips.
+
+    python tools/export_saved_model.py --flagfile=configs/X.flags --checkpoint_dir=MODEL_DIR \
+        --output_dir=EXPORT_DIR [--label_map=...] [--fps=30]
+    python tools/export_saved_model.py --model_dir=MODEL_DIR --output_dir=EXPORT_DIR
+
+Model and data flags come from `--flagfile` or, without one, from the trainer's
+`model_dir/model_flags.json` (flags on the command line win). The weights are those of the
+latest checkpoint of `--checkpoint_dir` (default `--model_dir`) or of `--checkpoint_path`.
+The SavedModel's signatures are described in `action_tx/export.py`; load it with plain
+`tf.saved_model.load(EXPORT_DIR)` and run it with `tools/detect.py`.
+
+SavedModels and checkpoints are programs: load only ones you trust.
+
+Exit status 2 with a one-line message on bad input.
+"""
+import json
+import os
+import sys
+
+import model_flags  # noqa: F401  (repo root on sys.path, oneDNN on, model/data flags)
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, model_flags.json).")
+flags.DEFINE_string("checkpoint_dir", None, "Directory whose latest checkpoint is exported "
+                    "(default --model_dir).")
+flags.DEFINE_string("checkpoint_path", None, "A checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
+                    "overrides --checkpoint_dir.")
+flags.DEFINE_string("output_dir", None, "Where to write the SavedModel (must not exist or be "
+                    "empty).")
+flags.DEFINE_float("fps", None, "Frame rate of the training videos, in which --frame_stride "
+                   "counts frames (default: 'fps' of model_flags.json, else AVA's 30).")
+
+class InputError(ValueError):
+    """Bad flags or files; reported as one line, exit status 2."""
+
+
+def _apply_model_flags_json(model_dir):
+    """Sets the model/data flags not given on the command line from model_dir/model_flags.json
+    (a JSON object flag name -> value); returns the JSON object ({} when absent)."""
+    path = os.path.join(model_dir, "model_flags.json")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a JSON object of flag values ({e})")
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: not a JSON object of flag values")
+    known = {f.name for f in FLAGS.get_flags_for_module(model_flags.__name__)}
+    for name, value in values.items():
+        if name not in known or FLAGS[name].present:
+            continue
+        try:
+            if value is None:
+                FLAGS[name].value = None
+            else:
+                FLAGS[name].parse(value)
+                FLAGS[name].present = 0
+        except (flags.Error, ValueError, TypeError) as e:
+            raise InputError(f"{path}: flag {name}={value!r}: {e}")
+    print(f"model flags from {path}", file=sys.stderr)
+    return values
+
+
+def _checkpoint_path(tf):
+    if FLAGS.checkpoint_path:
+        if not tf.io.gfile.exists(FLAGS.checkpoint_path + ".index"):
+            raise InputError(f"--checkpoint_path: no checkpoint at {FLAGS.checkpoint_path} "
+                             f"({FLAGS.checkpoint_path}.index is missing)")
+        return FLAGS.checkpoint_path
+    directory = FLAGS.checkpoint_dir or FLAGS.model_dir
+    if not directory:
+        raise InputError("give --checkpoint_dir, --checkpoint_path or --model_dir")
+    if not os.path.isdir(directory):
+        raise InputError(f"--checkpoint_dir: no such directory: {directory}")
+    path = tf.train.latest_checkpoint(directory)
+    if path is None:
+        raise InputError(f"{directory}: no checkpoint (no 'checkpoint' file naming a ckpt-N)")
+    return path
+
+
+def _dummy_batch(tf, label_map):
+    """One example of every batch key the detector may read, to create its variables."""
+    size, c = FLAGS.image_size, label_map.num_classes
+    return {"clip": tf.zeros([1, FLAGS.num_frames, size, size, 3]),
+            "boxes": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]), "box_mask": tf.ones([1, 1], tf.bool),
+            "labels": tf.zeros([1, 1, c]), "person_ids": tf.zeros([1, 1], tf.int32),
+            "proposals": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]),
+            "proposal_scores": tf.ones([1, 1]), "proposal_mask": tf.ones([1, 1], tf.bool),
+            "objects": tf.constant([[[0.1, 0.1, 0.5, 0.5]]]), "object_scores": tf.ones([1, 1]),
+            "object_classes": tf.ones([1, 1], tf.int32), "object_mask": tf.ones([1, 1], tf.bool),
+            "video_index": tf.zeros([1], tf.int32), "timestamp": tf.zeros([1], tf.int32),
+            "keyframe_index": tf.zeros([1], tf.int32)}
+
+
+def export():
+    if not FLAGS.output_dir:
+        raise InputError("--output_dir is required")
+    if os.path.isdir(FLAGS.output_dir) and os.listdir(FLAGS.output_dir):
+        raise InputError(f"--output_dir: {FLAGS.output_dir} exists and is not empty")
+    if FLAGS.model_dir and not os.path.isdir(FLAGS.model_dir):
+        raise InputError(f"--model_dir: no such directory: {FLAGS.model_dir}")
+    saved = {}
+    if FLAGS.model_dir and not any(a == "--flagfile" or a.startswith("--flagfile=")
+                                   for a in sys.argv):
+        saved = _apply_model_flags_json(FLAGS.model_dir)
+    if not FLAGS.label_map:
+        raise InputError("--label_map is required (in the flagfile, model_flags.json or the "
+                         "command line)")
+    if not os.path.isfile(FLAGS.label_map):
+        raise InputError(f"--label_map: no such file: {FLAGS.label_map}")
+    fps = FLAGS.fps or float(saved.get("fps") or 30.0)
+    if fps <= 0:
+        raise InputError(f"--fps must be positive, got {fps}")
+
+    import tensorflow as tf   # after the flag checks: errors and --help stay instant
+    from action_tx.data import ava
+    from action_tx.export import export_saved_model
+
+    try:
+        label_map = ava.read_label_map(FLAGS.label_map)
+    except (ValueError, OSError) as e:
+        raise InputError(f"--label_map: {' '.join(str(e).split())}")
+    path = _checkpoint_path(tf)
+    detector = model_flags.build_detector_from_flags(label_map)
+    detector(_dummy_batch(tf, label_map), training=False)
+    try:
+        tf.train.Checkpoint(model=detector).restore(path).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise InputError(f"checkpoint {path} does not hold this model's weights (were the "
+                         f"model flags different?): {' '.join(str(e).split())[:300]}")
+    print(f"restored {path}", file=sys.stderr)
+    export_saved_model(detector, FLAGS.output_dir, num_frames=FLAGS.num_frames,
+                       image_size=FLAGS.image_size, class_ids=label_map.ids,
+                       class_names=[label_map.names[i] for i in label_map.ids],
+                       frame_stride=FLAGS.frame_stride, fps=fps)
+    signature = "clip, person_boxes" if detector.proposer.mode != "rpn" else "clip"
+    print(f"SavedModel written: {FLAGS.output_dir} (serving_default({signature}), with_boxes, "
+          f"labels, metadata)")
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"export_saved_model.py: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    try:
+        export()
+    except InputError as e:
+        print(f"export_saved_model.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
