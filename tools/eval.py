@@ -1,6 +1,6 @@
 """AVA evaluation: frame-mAP@0.5 as the official ActivityNet evaluator, plus breakdowns.
 
-Score a detection file:
+(a) Score a detection file:
 
     python tools/eval.py --groundtruth=ava_val_v2.1.csv --detections=detections.csv \
         --label_map=ava_action_list_v2.1_for_activitynet_2018.pbtxt --output_json=results.json \
@@ -8,8 +8,22 @@ Score a detection file:
 
 prints a per-class table with the category, localization and breakdown figures and writes
 them as JSON (`{"mAP@0.5IOU": ..., "per_class": {"<AVA id>": AP or null}, ...}`). The rules
-are in `object_detection_ext/ava_eval.py`. Flags are parsed here only; the evaluation is the
-library's `ava_eval.evaluate`, so other modes (scoring a model checkpoint) reuse it.
+are in `object_detection_ext/ava_eval.py`.
+
+(b) Score a model, once (`--checkpoint_path`, or the latest checkpoint of `--model_dir`) or
+continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones until
+`--eval_timeout` seconds pass without one):
+
+    python tools/eval.py --model_dir=runs/tx --eval_tfrecords='tfrecords/val-*' \
+        --groundtruth=ava_val.csv --label_map=action_list.pbtxt [--continuous] \
+        [--flagfile=configs/tx.flags] [--proposals=gt]
+
+Model and data flags come from `--flagfile` or, without one, from `model_dir/model_flags.json`
+(written by the trainer); flags on the command line win. `--proposals=gt` scores the classifier
+on ground-truth boxes: the classification-only upper bound (Action Transformer paper, Table 1).
+Per checkpoint `ckpt-N`, `--output_dir` (default `model_dir/eval`) gets
+`ckpt-N_detections.csv`, `ckpt-N_results.json` and TensorBoard scalars and images
+(`action_tx.eval_lib`).
 """
 import json
 import os
@@ -18,13 +32,13 @@ import time
 
 from absl import app, flags
 
+import model_flags  # noqa: E402  (model/data flags incl. --label_map; imports action_tx first)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("groundtruth", None, "AVA ground-truth CSV "
                     "(video_id,timestamp,x1,y1,x2,y2,action_id,person_id).")
 flags.DEFINE_string("detections", None, "AVA detection CSV "
                     "(video_id,timestamp,x1,y1,x2,y2,action_id,score).")
-flags.DEFINE_string("label_map", None, "Label map (pbtxt with id:/label_id:, or 'N: name' "
-                    "lines); only its classes are scored.")
 flags.DEFINE_string("output_json", None, "Where to write the results as JSON (optional).")
 flags.DEFINE_string("excluded", None, "Excluded-timestamps CSV (video_id,timestamp): those "
                     "keyframes are removed from ground truth and detections.")
@@ -56,25 +70,162 @@ def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
     return result
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    missing = [f"--{name}" for name in ("groundtruth", "detections", "label_map")
-               if not getattr(FLAGS, name)]
-    if missing:
-        raise app.UsageError(f"scoring a detection file needs {', '.join(missing)}")
-    for name in ("groundtruth", "detections", "label_map", "excluded", "evidence"):
+# --- (b) scoring a model ---
+flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, model_flags.json): "
+                    "score its latest checkpoint, or every one with --continuous.")
+flags.DEFINE_string("checkpoint_path", None, "One checkpoint to score (.../ckpt-N).")
+flags.DEFINE_string("eval_tfrecords", None, "Glob of the evaluation split's TFRecord shards.")
+flags.DEFINE_string("output_dir", None, "Detections CSV, JSON and TensorBoard events "
+                    "(default: <model_dir or checkpoint dir>/eval).")
+flags.DEFINE_bool("continuous", False, "Score every checkpoint of --model_dir, waiting for "
+                  "new ones.")
+flags.DEFINE_float("eval_timeout", 3600.0, "--continuous: stop after this many seconds "
+                   "without a new checkpoint.")
+flags.DEFINE_float("eval_poll", 10.0, "--continuous: seconds between looks for checkpoints.")
+flags.DEFINE_integer("eval_batch_size", 2, "Keyframes per inference batch.")
+flags.DEFINE_integer("num_images", 3, "Keyframes rendered with their detections to "
+                     "TensorBoard (and attention maps when the head returns them).")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+class InputError(Exception):
+    """Bad flags or files: reported as one line, exit status 2."""
+
+
+def _file_flags(*names):
+    for name in names:
         path = getattr(FLAGS, name)
         if path and not os.path.isfile(path):
-            sys.exit(f"error: --{name}: no such file: {path}")
+            raise InputError(f"--{name}: no such file: {path}")
+
+
+def _load_model_flags_json(model_dir):
+    """Sets the model/data flags not given on the command line from the trainer's
+    model_dir/model_flags.json (a JSON object flag name -> value)."""
+    path = os.path.join(model_dir, "model_flags.json")
+    if not os.path.isfile(path):
+        return None
     try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a JSON object of flag values ({e})")
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: not a JSON object of flag values")
+    values = values.get("flags", values) if isinstance(values.get("flags"), dict) else values
+    known = {f.name for f in FLAGS.get_flags_for_module(model_flags.__name__)}
+    for name, value in values.items():
+        if name not in known or FLAGS[name].present:
+            continue    # not a model flag, or set on the command line (which wins)
+        try:
+            if value is None:
+                FLAGS[name].value = None
+            else:
+                FLAGS[name].parse(value)
+                FLAGS[name].present = 0
+        except (flags.Error, ValueError, TypeError) as e:
+            raise InputError(f"{path}: flag {name}={value!r}: {e}")
+    return path
+
+
+def score_model():
+    """Mode (b): builds the detector from the model flags and scores checkpoints."""
+    if FLAGS.model_dir and FLAGS.checkpoint_path:
+        raise InputError("give --model_dir or --checkpoint_path, not both")
+    if FLAGS.continuous and not FLAGS.model_dir:
+        raise InputError("--continuous needs --model_dir")
+    model_dir = FLAGS.model_dir or os.path.dirname(os.path.abspath(FLAGS.checkpoint_path))
+    if FLAGS.model_dir and not os.path.isdir(model_dir):
+        raise InputError(f"--model_dir: no such directory: {model_dir}")
+    if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
+        source = _load_model_flags_json(model_dir)
+        if source:
+            print(f"model flags from {source}", file=sys.stderr)
+    missing = [f"--{n}" for n in ("eval_tfrecords", "groundtruth", "label_map")
+               if not getattr(FLAGS, n)]
+    if missing:
+        raise InputError(f"scoring a model needs {', '.join(missing)}")
+    _file_flags("groundtruth", "label_map", "excluded", "evidence")
+
+    import tensorflow as tf   # after flag checks: errors and --help stay instant
+    from action_tx import eval_lib
+    from action_tx.data import ava
+    from action_tx.data.pipeline import build_dataset
+
+    label_map = ava.read_label_map(FLAGS.label_map)
+    try:
+        dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
+                                **model_flags.dataset_kwargs_from_flags(label_map,
+                                                                        training=False))
+    except FileNotFoundError as e:
+        raise InputError(f"--eval_tfrecords: {e}")
+    total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
+    detector = model_flags.build_detector_from_flags(label_map)
+    eval_lib.build_detector_on(detector, dataset)
+    out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    writer = tf.summary.create_file_writer(out_dir)
+    if FLAGS.proposals == "gt":
+        print("proposals=gt: ground-truth boxes, the classification-only upper bound",
+              file=sys.stderr)
+
+    def score(path):
+        try:
+            result = eval_lib.evaluate_checkpoint(
+                detector, path, dataset, label_map, FLAGS.groundtruth, excluded=FLAGS.excluded,
+                evidence=FLAGS.evidence, out_dir=out_dir, summary_writer=writer,
+                num_images=FLAGS.num_images, progress=FLAGS.progress, total=total,
+                iou_threshold=FLAGS.iou_threshold,
+                max_detections_per_key=FLAGS.max_detections_per_key, breakdowns=FLAGS.breakdowns)
+        except tf.errors.OpError as e:   # e.g. a corrupt shard, a checkpoint of another model
+            raise InputError(f"{path}: {e.message.splitlines()[0]}")
+        print(result.format_table())
+        print(f"\n{os.path.basename(path)}: frame-mAP@{result.iou_threshold}IOU = "
+              f"{result.map:.6f}  (written to {out_dir})", flush=True)
+
+    if FLAGS.continuous:
+        done = [os.path.join(model_dir, n[:-len("_results.json")]) for n in os.listdir(out_dir)
+                if n.endswith("_results.json")]   # a restarted evaluator skips scored ones
+        count = 0
+        for path in eval_lib.wait_for_checkpoints(model_dir, FLAGS.eval_timeout,
+                                                  FLAGS.eval_poll, done=done):
+            score(path)
+            count += 1
+        print(f"no new checkpoint for {FLAGS.eval_timeout:g} s: stopping after {count} "
+              "evaluated", file=sys.stderr)
+        return
+    path = FLAGS.checkpoint_path or tf.train.latest_checkpoint(model_dir)
+    if not path:
+        raise InputError(f"--model_dir: no checkpoint in {model_dir}")
+    score(path)
+
+
+def main(argv):
+    try:
+        if len(argv) > 1:
+            raise InputError(f"unexpected arguments: {' '.join(argv[1:])}")
+        model_mode = bool(FLAGS.model_dir or FLAGS.checkpoint_path)
+        if model_mode == bool(FLAGS.detections):
+            raise InputError("choose one mode: --detections (score a detection file) or "
+                             "--model_dir/--checkpoint_path (score a model)")
+        if model_mode:
+            return score_model()
+        missing = [f"--{name}" for name in ("groundtruth", "label_map")
+                   if not getattr(FLAGS, name)]
+        if missing:
+            raise InputError(f"scoring a detection file needs {', '.join(missing)}")
+        _file_flags("groundtruth", "detections", "label_map", "excluded", "evidence")
         score_file(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, FLAGS.output_json,
                    excluded=FLAGS.excluded, evidence=FLAGS.evidence,
                    iou_threshold=FLAGS.iou_threshold,
                    max_detections_per_key=FLAGS.max_detections_per_key,
                    breakdowns=FLAGS.breakdowns)
-    except ValueError as e:   # AvaFormatError included: "FILE:LINE: what is wrong" lines
-        sys.exit(f"error: {e}")
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (ValueError, OSError) as e:   # AvaFormatError included: "FILE:LINE: ..." lines
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,314 @@
+"""Scoring a model: detections over an evaluation dataset, AVA frame-mAP, TensorBoard output.
+
+    detector = build_detector(...)
+    build_detector_on(detector, dataset)             # creates the variables
+    for path in wait_for_checkpoints(model_dir, timeout_s=600):
+        result = evaluate_checkpoint(detector, path, dataset, label_map, "ava_val.csv",
+                                     out_dir=out_dir, summary_writer=writer)
+
+Per checkpoint `ckpt-N` it writes `out_dir/ckpt-N_detections.csv` (AVA detection CSV),
+`out_dir/ckpt-N_results.json` (`AvaEvalResult.to_json()` + step + checkpoint) and, with a
+summary writer, the scalars and images listed in `write_summaries`.
+"""
+import json
+import os
+import re
+import sys
+import time
+import types
+from typing import Iterator, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from action_tx import visualize
+from action_tx.data import ava
+from action_tx.outputs import detections_to_ava
+from object_detection_ext import ava_eval
+
+_ROW_KEYS = ("video_id", "timestamp", "boxes", "action_id", "score")
+
+
+class _Progress:
+    """A one-line progress bar on stderr (count, rate; fraction when the total is known)."""
+
+    def __init__(self, total: Optional[int], title: str, enabled: bool = True):
+        self.total, self.title, self.enabled = total, title, enabled
+        self.start = time.perf_counter()
+
+    def update(self, done: int, final: bool = False):
+        if not self.enabled:
+            return
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        if self.total:
+            filled = int(30 * min(done, self.total) / self.total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}"
+        else:
+            bar = f"{done}"
+        sys.stderr.write(f"\r{self.title} {bar} keyframes, {rate:.1f}/s")
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def build_detector_on(detector, dataset) -> None:
+    """Creates the detector's variables with one inference call on the first batch of
+    `dataset`, as a checkpoint restore needs (Keras 3 builds lazily)."""
+    for batch in dataset.take(1):
+        detector(batch, training=False)
+        return
+    raise ValueError("the evaluation dataset is empty")
+
+
+def _reduce_attention(attention, indices):
+    """attention [B, N, layers, heads, T', H', W'] (the `tx` head's maps), indices [B, K] RoI
+    of each detection -> [B, K, H', W']: the last layer's mean over heads at the central time
+    slice, per detection. Other heads' attention layouts are not rendered (None)."""
+    if attention is None or attention.shape.rank != 7:
+        return None
+    maps = tf.reduce_mean(attention[:, :, -1], axis=2)             # [B, N, T', H', W']
+    maps = maps[:, :, tf.shape(maps)[2] // 2]                     # [B, N, H', W']
+    return tf.gather(maps, indices, batch_dims=1)                  # [B, K, H', W']
+
+
+def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
+                    progress: bool = True, total: Optional[int] = None):
+    """Runs `detector(batch, training=False)` (in a tf.function) over an evaluation dataset.
+
+    Args:
+      detector: an `ActionDetector` (or any callable with its outputs).
+      dataset: batch dicts of `action_tx.data.pipeline.build_dataset(..., training=False)`;
+        uses `clip` [B, T, H, W, 3] in [-1, 1], `video_id` [B], `timestamp` [B].
+      class_ids: [C] AVA id of each contiguous class index (`LabelMap.ids`).
+      num_images: keyframes (the first ones) whose central frame is kept for rendering.
+      progress: show a progress bar on stderr. total: keyframes expected (for the bar).
+    Returns:
+      (rows, samples): rows = dict of AVA detection arrays (`detections_to_ava`: video_id,
+      timestamp, boxes [R, 4] yxyx, action_id, score); samples = list of up to `num_images`
+      dicts with frame uint8 [H, W, 3] (the keyframe, the clip's frame T // 2), video_id,
+      timestamp, boxes [K, 4], scores [K], action_scores [K, C] (valid detections only, by
+      descending score) and attention [K, H', W'] or None.
+    """
+    @tf.function(reduce_retracing=True)
+    def predict(batch):
+        out = detector(batch, training=False)
+        keep = {k: out[k] for k in ("detection_boxes", "detection_scores", "action_scores",
+                                    "num_detections")}
+        clip = batch["clip"]
+        keep["keyframe"] = clip[:, tf.shape(clip)[1] // 2]   # T // 2 is the keyframe
+        heat = _reduce_attention(out.get("attention"), out.get("detection_indices"))
+        if heat is not None:
+            keep["attention"] = heat
+        return keep
+
+    parts = {k: [] for k in _ROW_KEYS}
+    samples = []
+    bar = _Progress(total, "eval", progress)
+    done = 0
+    for batch in dataset:
+        out = {k: v.numpy() for k, v in predict(batch).items()}
+        video_id, timestamp = batch["video_id"].numpy(), batch["timestamp"].numpy()
+        rows = detections_to_ava(out, video_id, timestamp, class_ids)
+        for k in _ROW_KEYS:
+            parts[k].append(rows[k])
+        for b in range(len(timestamp)):
+            if len(samples) >= num_images:
+                break
+            n = int(out["num_detections"][b])
+            samples.append(dict(
+                frame=visualize.denormalize_frame(out["keyframe"][b]),
+                video_id=video_id[b].decode(), timestamp=int(timestamp[b]),
+                boxes=out["detection_boxes"][b, :n], scores=out["detection_scores"][b, :n],
+                action_scores=out["action_scores"][b, :n],
+                attention=out["attention"][b, :n] if "attention" in out else None))
+        done += len(timestamp)
+        bar.update(done)
+    bar.update(done, final=True)
+    if done == 0:
+        raise ValueError("the evaluation dataset is empty")
+    rows = {k: np.concatenate(v) for k, v in parts.items()}
+    return rows, samples
+
+
+def count_keyframes(file_pattern) -> Optional[int]:
+    """Keyframes in the shards matching `file_pattern`, from the converter's manifests
+    (`<split>_manifest.json` beside the shards); None when a shard is not listed in one."""
+    files = {os.path.abspath(f) for f in tf.io.gfile.glob(file_pattern)}
+    counts = {}
+    for folder in {os.path.dirname(f) for f in files}:
+        for manifest in tf.io.gfile.glob(os.path.join(folder, "*_manifest.json")):
+            try:
+                with open(manifest) as f:
+                    shards = json.load(f).get("shards", [])
+                counts.update({os.path.abspath(s["path"]): int(s["records"]) for s in shards})
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    if not files or not files <= set(counts):
+        return None
+    return sum(counts[f] for f in files)
+
+
+def checkpoint_step(checkpoint_path: str) -> int:
+    """Training step of a checkpoint: its `step` variable when the trainer saved one, else
+    the N of `ckpt-N`, else 0."""
+    try:
+        reader = tf.train.load_checkpoint(checkpoint_path)
+        if reader.has_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"):
+            return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError):
+        pass
+    match = re.search(r"-(\d+)$", checkpoint_path)
+    return int(match.group(1)) if match else 0
+
+
+def restore(detector, checkpoint_path: str) -> None:
+    """Restores the model weights of a trainer checkpoint into a built detector (optimizer,
+    iterator etc. of the checkpoint are ignored); raises ValueError when nothing matches."""
+    if not tf.io.gfile.exists(checkpoint_path + ".index"):
+        raise ValueError(f"no checkpoint at {checkpoint_path} ({checkpoint_path}.index is "
+                         "missing)")
+    names = [name for name, _ in tf.train.list_variables(checkpoint_path)]
+    if not any(name.startswith("model/") for name in names):
+        raise ValueError(f"checkpoint {checkpoint_path} holds no weights of this model (no "
+                         "'model' object: not written as tf.train.Checkpoint(model=...))")
+    # expect_partial: the trainer's optimizer, step and iterator are not restored here. Shape
+    # mismatches (other model flags) still raise.
+    tf.train.Checkpoint(model=detector).restore(checkpoint_path).expect_partial()
+
+
+def _tag(text: str) -> str:
+    # TensorBoard tags: '/' makes groups, so class names like "bend/bow" are flattened.
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("_")
+
+
+def scalars(result: ava_eval.AvaEvalResult) -> dict:
+    """TensorBoard tag -> value of every finite figure of `result`."""
+    out = {f"eval/mAP@{result.iou_threshold}IOU": result.map}
+    for class_id, ap in result.per_class.items():
+        out[f"eval/per_class/{class_id}_{_tag(result.class_names.get(class_id, ''))}"] = ap
+    for name, value in result.per_category.items():
+        out[f"eval/category/{_tag(name)}"] = value
+    for threshold, value in result.localization.items():
+        out[f"eval/localization@{threshold}"] = value
+    for group, prefix in (("by_evidence", "evidence"), ("by_area", "area"),
+                          ("by_persons", "persons")):
+        for name, part in (getattr(result, group) or {}).items():
+            out[f"eval/{prefix}/{_tag(name)}"] = part.map
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def render_samples(samples, class_names, *, top_k: int = 3, max_detections: int = 5,
+                   attention_detections: int = 2):
+    """samples of `predict_dataset` -> (keyframes uint8 [S, H, W, 3] with the top
+    `max_detections` boxes and `top_k` labels, attention uint8 [S, H, A*W, 3] or None): per
+    keyframe, the heat maps of its A best detections side by side, each with its box."""
+    images, heat_images = [], []
+    for s in samples:
+        images.append(visualize.draw_detections(
+            s["frame"], s["boxes"], s["scores"], s["action_scores"], class_names, top_k=top_k,
+            max_detections=max_detections))
+        if s["attention"] is None:
+            continue
+        panels = []
+        for k in range(attention_detections):   # detections are sorted by score
+            if k < len(s["boxes"]):
+                frame = visualize.overlay_heatmap(
+                    s["frame"], visualize.normalize_heatmap(s["attention"][k]), alpha=0.6)
+                panels.append(visualize.draw_detections(
+                    frame, s["boxes"][k:k + 1], s["scores"][k:k + 1],
+                    s["action_scores"][k:k + 1], class_names, top_k=top_k))
+            else:
+                panels.append(s["frame"])
+        heat_images.append(np.concatenate(panels, axis=1))
+    if not images:
+        return None, None
+    return np.stack(images), (np.stack(heat_images) if heat_images else None)
+
+
+def write_summaries(summary_writer, result, samples, class_names, step: int) -> None:
+    """Writes `scalars(result)` and the rendered samples (`eval/keyframes`, `eval/attention`)
+    at `step`."""
+    images, heat = render_samples(samples, class_names)
+    with summary_writer.as_default(step=step):
+        for tag, value in scalars(result).items():
+            tf.summary.scalar(tag, value)
+        if images is not None:
+            tf.summary.image("eval/keyframes", images, max_outputs=len(images))
+        if heat is not None:
+            tf.summary.image("eval/attention", heat, max_outputs=len(heat))
+    summary_writer.flush()
+
+
+def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, groundtruth_csv,
+                        *, excluded=None, evidence=None, out_dir: str, summary_writer=None,
+                        step: Optional[int] = None, num_images: int = 3, progress: bool = True,
+                        total: Optional[int] = None, **eval_kwargs) -> ava_eval.AvaEvalResult:
+    """Restores a checkpoint, detects over `dataset`, writes CSV + JSON (+ TensorBoard).
+
+    Args:
+      detector: a detector built with `build_detector_on` (same model flags as the trainer).
+      checkpoint_path: `.../ckpt-N` (tf.train.CheckpointManager layout).
+      dataset: evaluation batches (`build_dataset(..., training=False)`).
+      label_map: `ava.LabelMap` (or a label-map path) of the model's classes.
+      groundtruth_csv: AVA ground-truth CSV of the split.
+      excluded, evidence: optional excluded-timestamps / evidence CSVs (see ava_eval.evaluate).
+      out_dir: where `<ckpt>_detections.csv` and `<ckpt>_results.json` go.
+      summary_writer: a `tf.summary` writer, or None for no TensorBoard output.
+      step: summary step; default `checkpoint_step(checkpoint_path)`.
+      num_images: keyframes rendered to TensorBoard. progress, total: see `predict_dataset`.
+      **eval_kwargs: more options of `ava_eval.evaluate` (iou_threshold, breakdowns, ...).
+    Returns:
+      the `AvaEvalResult` of the written detection CSV.
+    """
+    if not isinstance(label_map, ava.LabelMap):
+        label_map = ava.read_label_map(label_map)
+    start = time.perf_counter()
+    restore(detector, checkpoint_path)
+    step = checkpoint_step(checkpoint_path) if step is None else int(step)
+    rows, samples = predict_dataset(detector, dataset, label_map.ids, num_images=num_images,
+                                    progress=progress, total=total)
+    os.makedirs(out_dir, exist_ok=True)
+    name = os.path.basename(checkpoint_path)
+    csv_path = os.path.join(out_dir, f"{name}_detections.csv")
+    ava.write_annotations(csv_path, types.SimpleNamespace(**rows), kind="detections")
+    # Score the file as written (3-decimal boxes, 4-decimal scores): the JSON then equals
+    # what `tools/eval.py --detections` reports on the same CSV.
+    result = ava_eval.evaluate(groundtruth_csv, csv_path, label_map, excluded=excluded,
+                               evidence=evidence, **eval_kwargs)
+    report = dict(result.to_json(), step=step, checkpoint=os.path.abspath(checkpoint_path),
+                  detections_csv=os.path.abspath(csv_path),
+                  seconds=round(time.perf_counter() - start, 3))
+    with open(os.path.join(out_dir, f"{name}_results.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    if summary_writer is not None:
+        class_names = [label_map.names[i] for i in label_map.ids]
+        write_summaries(summary_writer, result, samples, class_names, step)
+    return result
+
+
+def wait_for_checkpoints(model_dir: str, timeout_s: float, poll_s: float = 10.0,
+                         done=()) -> Iterator[str]:
+    """Yields every checkpoint of `model_dir` (its `checkpoint` state file), oldest first,
+    then new ones as the trainer writes them; stops after `timeout_s` seconds without a new
+    one (counted from the end of the last evaluation, i.e. the generator's last resume).
+
+    Unlike `tf.train.checkpoints_iterator`, which yields only the latest, checkpoints already
+    present when it starts are all evaluated. Ones deleted (max_to_keep) before their turn are
+    skipped. `done`: paths not to yield.
+    """
+    seen = set(done)
+    last_new = time.monotonic()
+    while True:
+        state = tf.train.get_checkpoint_state(model_dir)
+        paths = [p if os.path.isabs(p) else os.path.join(model_dir, p)
+                 for p in (state.all_model_checkpoint_paths if state else [])]
+        fresh = [p for p in paths if p not in seen]
+        for path in fresh:
+            seen.add(path)
+            if tf.io.gfile.exists(path + ".index"):
+                yield path
+                last_new = time.monotonic()
+        if not fresh:
+            if time.monotonic() - last_new >= timeout_s:
+                return
+            time.sleep(max(0.0, min(poll_s, timeout_s - (time.monotonic() - last_new))))
