@@ -1,0 +1,330 @@
+"""Training: a custom distributed loop (not `Model.fit`), optimizers, schedules, checkpoints.
+
+    result = train(model_fn=lambda: build_detector(...), dataset_fn=lambda: build_dataset(...),
+                   model_dir="runs/x", train_steps=1000, strategy=make_strategy("mirrored"))
+
+`Model.fit` is not used: Keras 3's `fit` fails under MultiWorkerMirroredStrategy
+(keras-team/keras#20585). Each step runs `strategy.run` inside a `tf.function`.
+
+Input: `dataset_fn()` yields GLOBAL batches (the batch dict of WORKSPACE.md). Every replica
+takes its own slice of the global batch (replica r gets examples [r*b, (r+1)*b)), so the
+examples a step sees do not depend on the number of replicas or workers, and the plain
+`tf.data` iterator is checkpointed as is. Under MultiWorkerMirroredStrategy every worker reads
+the same (seeded, deterministic) global batch and keeps its replicas' slices: simple and exact,
+at the cost of decoding the global batch on every worker.
+
+Gradients: each replica's loss is divided by the number of replicas, the gradients are summed
+over replicas, clipped by their global norm, and applied. Keras would clip per replica before
+the all-reduce, which differs from single-device training, so clipping is done here.
+"""
+import math
+import os
+import re
+import sys
+import time
+from typing import Callable, Dict, Optional
+
+import keras
+import tensorflow as tf
+
+from action_tx import checkpointing
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or cannot go on (empty input, bad settings, non-finite loss)."""
+
+
+def make_strategy(name: str = "one_device", devices=None,
+                  collective_timeout_s: Optional[float] = None) -> tf.distribute.Strategy:
+    """'one_device' (first GPU else CPU), 'mirrored' (all local GPUs, or `devices`), or
+    'multi_worker' (MultiWorkerMirroredStrategy; cluster from the TF_CONFIG variable).
+
+    collective_timeout_s: multi_worker only; a collective that waits longer (a dead worker)
+    fails instead of hanging forever.
+    """
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=collective_timeout_s)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    raise TrainingError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task = resolver.task_type
+    return task in ("chief", None) or (task == "worker" and resolver.task_id == 0
+                                       and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def learning_rate_schedule(*, learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
+                           warmup_steps: int = 1000, decay_steps: int = 500_000,
+                           final_fraction: float = 0.0):
+    """Linear warmup warmup_learning_rate -> learning_rate over `warmup_steps`, then cosine decay
+    to final_fraction * learning_rate at step `decay_steps` (counted from step 0, as the paper
+    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000")."""
+    if decay_steps <= warmup_steps:
+        raise TrainingError(f"decay_steps ({decay_steps}) must exceed warmup_steps "
+                            f"({warmup_steps})")
+    if warmup_steps <= 0:
+        return keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps, alpha=final_fraction)
+    return keras.optimizers.schedules.CosineDecay(
+        warmup_learning_rate, decay_steps - warmup_steps, alpha=final_fraction,
+        warmup_target=learning_rate, warmup_steps=warmup_steps)
+
+
+def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: float = 0.9,
+                    weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """SGD with momentum or AdamW; `learning_rate` a float or a schedule.
+
+    Weight decay is decoupled (Keras 3's `weight_decay`) and skips biases and BatchNorm
+    scale/offset, as usual for detectors (the paper does not say; TF Object Detection API
+    regularizes conv/dense kernels only).
+    """
+    if optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate, momentum=momentum,
+                                   weight_decay=weight_decay or None)
+    elif optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    else:
+        raise TrainingError(f"unknown optimizer {optimizer!r}; choose sgd or adamw")
+    if weight_decay:
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return opt
+
+
+class TrainProgress:
+    """One console line: `step 40/100 [####......] loss 1.234  3.1 steps/s  eta 0:00:19`."""
+
+    def __init__(self, total: int, start: int, enabled: bool = True, width: int = 24):
+        self.total, self.start, self.enabled, self.width = total, start, enabled, width
+        self.t0 = time.perf_counter()
+
+    def update(self, step: int, loss: float):
+        if not self.enabled:
+            return
+        rate = (step - self.start) / max(time.perf_counter() - self.t0, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        filled = self.width * step // max(self.total, 1)
+        sys.stderr.write(f"\rstep {step}/{self.total} [{'#' * filled}{'.' * (self.width - filled)}]"
+                         f" loss {loss:.4f}  {rate:.2f} steps/s  eta "
+                         f"{time.strftime('%H:%M:%S', time.gmtime(eta))}")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def op_error_text(error: "tf.errors.OpError") -> str:
+    """The readable part of a TF op error ("corrupted record at 0 ..."), one line."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "",
+                  error.message.strip().splitlines()[-1] if error.message.strip() else "")
+    return text.strip() or type(error).__name__
+
+
+def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor]:
+    try:
+        for batch in dataset.take(1):
+            return batch
+    except tf.errors.OpError as e:   # e.g. DataLossError: a file that is not a TFRecord
+        raise TrainingError(f"cannot read the training data ({describe}): "
+                            f"{op_error_text(e)}") from None
+    raise TrainingError(f"the training data yields no batch ({describe}): no records, or "
+                        "fewer examples than one global batch")
+
+
+def _replica_slice(batch: Dict[str, tf.Tensor], per_replica: int, replica_id) -> Dict:
+    begin = replica_id * per_replica
+    return {k: v[begin:begin + per_replica] for k, v in batch.items()}
+
+
+def _log(message: str, chief: bool = True):
+    if chief:
+        print(message, flush=True)
+
+
+def train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
+          model_dir: str, train_steps: int, global_batch_size: int,
+          strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
+          learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
+          warmup_steps: int = 1000, decay_steps: Optional[int] = None, momentum: float = 0.9,
+          weight_decay: float = 0.0, clip_norm: Optional[float] = None,
+          checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
+          eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
+          eval_every: int = 0, init_fn: Optional[Callable[[keras.Model], None]] = None,
+          model_config: Optional[Dict[str, object]] = None, seed: int = 0,
+          deterministic: bool = False, mixed_precision: bool = False,
+          jit_compile: bool = False, progress: bool = True,
+          data_description: str = "") -> Dict[str, object]:
+    """Trains (or resumes) the model in `model_dir`.
+
+    Returns: {"step": last step, "losses": last step's terms (floats, with grad_norm),
+    "history": the terms of every step this call ran, "checkpoint": newest checkpoint path,
+    "model", "optimizer"}.
+
+    Args:
+      model_fn: builds the detector (called under the strategy's scope); it must offer
+        `compute_losses(outputs)` -> dict of scalar terms with `total_loss`.
+      dataset_fn: the training `tf.data.Dataset` of GLOBAL batches (batch dict, batch
+        `global_batch_size`), repeated; built once.
+      model_dir: checkpoints `ckpt-<step>`, `model_flags.json`, TensorBoard logs in `train/`.
+      train_steps: total steps; a resumed run continues up to it.
+      global_batch_size: examples per step over all replicas (split evenly).
+      optimizer, learning_rate, warmup_learning_rate, warmup_steps, decay_steps (default
+        train_steps), momentum, weight_decay: see `build_optimizer`/`learning_rate_schedule`.
+      clip_norm: clip the summed gradients to this global norm (None: no clipping).
+      checkpoint_every, keep_checkpoints, log_every: in steps.
+      eval_fn, eval_every: eval_fn(model, step) -> {tag: scalar} for TensorBoard.
+      init_fn: init_fn(model) on a fresh start only (e.g. Kinetics trunk weights).
+      model_config: model/data flag values; stored in model_dir/model_flags.json and compared
+        on resume (a mismatch raises checkpointing.CheckpointError).
+      seed, deterministic: Keras global seed; op determinism (bitwise repeatable runs).
+      mixed_precision: Keras 'mixed_bfloat16' policy (no loss scaling needed; float32 losses).
+      jit_compile: XLA for the forward/backward computation (slower on CPU, see DESIGN.md).
+      data_description: names the input in error messages (e.g. the file pattern).
+    Raises:
+      TrainingError (empty input, non-finite loss, bad settings), checkpointing.CheckpointError.
+    """
+    strategy = strategy or make_strategy("one_device")
+    chief = is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise TrainingError(f"global batch size {global_batch_size} is not a multiple of the "
+                            f"{replicas} replicas")
+    per_replica = global_batch_size // replicas
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed_precision else "float32")
+    if model_config is not None:
+        checkpointing.check_model_config(model_dir, model_config, write=chief)
+
+    dataset = dataset_fn()
+    first = _first_batch(dataset, data_description or "dataset_fn")
+    if int(first["clip"].shape[0]) != global_batch_size:
+        raise TrainingError(f"the dataset's batch is {first['clip'].shape[0]}, expected the "
+                            f"global batch {global_batch_size}")
+    with strategy.scope():
+        model = model_fn()
+        model(_replica_slice(first, per_replica, 0), training=False)   # creates the variables
+        schedule = learning_rate_schedule(
+            learning_rate=learning_rate, warmup_learning_rate=warmup_learning_rate,
+            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps)
+        opt = build_optimizer(optimizer=optimizer, learning_rate=schedule, momentum=momentum,
+                              weight_decay=weight_decay)
+        opt.build(model.trainable_variables)   # Keras 3: slots exist before the tf.function
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    iterator = iter(dataset)
+    ckpt = checkpointing.make_checkpoint(model=model, optimizer=opt, step=step,
+                                         iterator=iterator)
+    # Non-chief workers take part in the save (collectives) but write to a scratch folder.
+    save_dir = model_dir if chief else os.path.join(
+        model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    manager = tf.train.CheckpointManager(ckpt, save_dir, max_to_keep=keep_checkpoints)
+    restored = checkpointing.restore_latest(
+        ckpt, tf.train.CheckpointManager(ckpt, model_dir, max_to_keep=None).checkpoints,
+        log=lambda m: _log(f"warning: {m}", True))
+    if restored:
+        _log(f"resumed from {restored} at step {int(step.numpy())}", chief)
+    elif init_fn is not None:
+        init_fn(model)
+
+    variables = model.trainable_variables
+
+    def grads_and_terms(batch):
+        with tf.GradientTape() as tape:
+            out = model(batch, training=True)
+            terms = {k: tf.cast(v, tf.float32) for k, v in model.compute_losses(out).items()}
+            loss = terms["total_loss"] / replicas
+        return tape.gradient(loss, variables), terms
+
+    grads_fn = tf.function(grads_and_terms, jit_compile=True) if jit_compile else grads_and_terms
+
+    def replica_step(batch):
+        ctx = tf.distribute.get_replica_context()
+        grads, terms = grads_fn(_replica_slice(batch, per_replica, ctx.replica_id_in_sync_group))
+        used = [i for i, g in enumerate(grads) if g is not None]
+        summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in used])
+        if clip_norm:
+            summed, norm = tf.clip_by_global_norm(summed, clip_norm)
+        else:
+            norm = tf.linalg.global_norm(summed)
+        # The optimizer sums over replicas again: hand it 1/replicas of the summed gradient.
+        opt.apply_gradients([(g / replicas, variables[i]) for g, i in zip(summed, used)])
+        return {k: v / replicas for k, v in terms.items()}, norm
+
+    @tf.function
+    def train_step(it):
+        terms, norm = strategy.run(replica_step, args=(next(it),))
+        terms = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                 for k, v in terms.items()}
+        terms["grad_norm"] = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
+        return terms
+
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else \
+        tf.summary.create_noop_writer()
+    start = int(step.numpy())
+    bar = TrainProgress(train_steps, start, enabled=progress and chief)
+    terms, history, t_log, s_log = {}, [], time.perf_counter(), start
+
+    def save(at):
+        if bar.enabled:
+            sys.stderr.write("\n")
+        path = manager.save(checkpoint_number=at)
+        if not chief:
+            tf.io.gfile.rmtree(save_dir)
+            return None
+        _log(f"checkpoint: step {at} saved to {path}", chief)
+        return path
+
+    last = manager.latest_checkpoint if chief else None
+    try:
+        while int(step.numpy()) < train_steps:
+            try:
+                out = train_step(iterator)
+            except tf.errors.OutOfRangeError:
+                raise TrainingError(f"the training data ran out at step {int(step.numpy())} "
+                                    f"({data_description or 'dataset_fn'}); repeat it") from None
+            step.assign_add(1)
+            at = int(step.numpy())
+            terms = {k: float(v) for k, v in out.items()}
+            history.append(terms)
+            if not all(math.isfinite(v) for v in terms.values()):
+                bar.close()
+                bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
+                raise TrainingError(f"non-finite loss at step {at} ({bad}); stopped without "
+                                    f"saving; the last good checkpoint is {last or 'none'}")
+            bar.update(at, terms["total_loss"])
+            if at % log_every == 0 or at == train_steps:
+                now = time.perf_counter()
+                with writer.as_default(step=at):
+                    for k, v in terms.items():
+                        tf.summary.scalar(f"loss/{k}" if k != "grad_norm" else k, v)
+                    tf.summary.scalar("learning_rate", float(schedule(at - 1)))
+                    tf.summary.scalar("examples_per_second",
+                                      (at - s_log) * global_batch_size / max(now - t_log, 1e-9))
+                t_log, s_log = now, at
+            if at % checkpoint_every == 0 or at == train_steps:
+                last = save(at)
+            if eval_fn is not None and eval_every and at % eval_every == 0:
+                with writer.as_default(step=at):
+                    for k, v in eval_fn(model, at).items():
+                        tf.summary.scalar(k, v)
+    finally:
+        bar.close()
+        writer.flush()
+    if start >= train_steps and restored:
+        last = restored
+    return {"step": int(step.numpy()), "losses": terms, "history": history,
+            "checkpoint": last, "model": model, "optimizer": opt}

@@ -1,0 +1,176 @@
+"""Trains an action detector; resumes by itself from the newest checkpoint in --model_dir.
+
+    python tools/train.py --flagfile=configs/demo.flags [--model_dir=DIR] [--train_steps=N ...]
+
+Strategies: --strategy=one_device | mirrored (all local GPUs) | multi_worker (cluster from
+TF_CONFIG; --batch_size is the global batch, split over all replicas). Writes
+DIR/ckpt-<step>, DIR/model_flags.json (the model/data flags; a restart with other model flags
+is refused), TensorBoard logs in DIR/train (and DIR/eval with --eval_every). Flags are parsed
+here only; the work is `action_tx.train_lib.train`. Bad input: one `error: ...` line, exit 2.
+"""
+import os
+import sys
+
+import model_flags  # noqa: F401  (model/data flags; puts the repo on sys.path first)
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Checkpoints, model_flags.json and TensorBoard logs.")
+flags.DEFINE_string("train_tfrecords", None, "Glob of the training TFRecord shards.")
+flags.DEFINE_string("eval_tfrecords", None, "Glob of evaluation shards (for --eval_every).")
+flags.DEFINE_string("eval_groundtruth", None, "AVA ground-truth CSV of --eval_tfrecords.")
+flags.DEFINE_integer("batch_size", 2, "GLOBAL batch size (split over replicas).")
+flags.DEFINE_integer("train_steps", 1000, "Total training steps.")
+flags.DEFINE_enum("optimizer", "sgd", ["sgd", "adamw"], "SGD with momentum, or AdamW.")
+flags.DEFINE_float("learning_rate", 0.1, "Peak learning rate (paper §3.5: 0.1).")
+flags.DEFINE_float("warmup_learning_rate", 0.01, "Learning rate at step 0 (paper: 0.01).")
+flags.DEFINE_integer("warmup_steps", 1000, "Linear warmup steps (paper: 1000).")
+flags.DEFINE_integer("decay_steps", None, "Step where the cosine reaches 0 (paper: 500000); "
+                     "default --train_steps.")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (kernels only).")
+flags.DEFINE_float("clip_norm", None, "Clip the gradients to this global norm.")
+flags.DEFINE_enum("strategy", "one_device", ["one_device", "mirrored", "multi_worker"],
+                  "Distribution strategy.")
+flags.DEFINE_float("collective_timeout", 300.0, "multi_worker: seconds a collective may wait "
+                   "for the other workers before the run fails (a dead worker).")
+flags.DEFINE_bool("mixed_precision", False, "Keras 'mixed_bfloat16' policy.")
+flags.DEFINE_bool("jit_compile", False, "XLA for the forward/backward pass (off on CPUs: 5x "
+                  "slower there, DESIGN.md).")
+flags.DEFINE_bool("deterministic", False, "TF op determinism: bitwise repeatable runs.")
+flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept.")
+flags.DEFINE_integer("log_every", 100, "Steps between TensorBoard scalars.")
+flags.DEFINE_integer("eval_every", 0, "Steps between evaluations (0: none).")
+flags.DEFINE_string("init_checkpoint", None, "Converted Kinetics I3D checkpoint "
+                    "(tools/convert_i3d_checkpoint.py) for the trunk and any I3D head tail; "
+                    "used on a fresh start only.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def model_config() -> dict:
+    """The model/data flag values (those of tools/model_flags.py), for model_flags.json."""
+    return {f.name: f.value for f in FLAGS.get_flags_for_module(model_flags)}
+
+
+def _init_fn(path):
+    def init(detector):
+        from action_tx.trunks.i3d_checkpoint import restore_trunk
+        for part in (detector.trunk, getattr(detector.head, "tail", None)):
+            if part is not None:
+                report = restore_trunk(part, path)
+                print(f"initialised {part.name} from {path}: {report}", flush=True)
+    return init
+
+
+def _eval_fn(label_map):
+    from action_tx import eval_lib
+    from object_detection_ext import ava_eval
+    from action_tx.data.pipeline import build_dataset
+
+    def evaluate(detector, step):
+        dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.batch_size,
+                                **model_flags.dataset_kwargs_from_flags(label_map, False))
+        rows, _ = eval_lib.predict_dataset(detector, dataset, label_map.ids, num_images=0,
+                                                progress=False)
+        result = ava_eval.evaluate(FLAGS.eval_groundtruth, rows, label_map)
+        print(f"\nstep {step}: frame-mAP@0.5 = {result.map:.4f}", flush=True)
+        return eval_lib.scalars(result)
+    return evaluate
+
+
+def build_train_kwargs(label_map) -> dict:
+    """The one mapping from flags onto `train_lib.train` keyword arguments."""
+    from action_tx import train_lib
+    from action_tx.data.pipeline import build_dataset
+    pattern = FLAGS.train_tfrecords
+    return dict(
+        model_fn=lambda: model_flags.build_detector_from_flags(label_map),
+        dataset_fn=lambda: build_dataset(pattern, batch_size=FLAGS.batch_size,
+                                         **model_flags.dataset_kwargs_from_flags(label_map, True)),
+        data_description=f"--train_tfrecords={pattern}", model_dir=FLAGS.model_dir,
+        train_steps=FLAGS.train_steps, global_batch_size=FLAGS.batch_size,
+        strategy=train_lib.make_strategy(FLAGS.strategy,
+                                         collective_timeout_s=FLAGS.collective_timeout),
+        optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+        warmup_learning_rate=FLAGS.warmup_learning_rate, warmup_steps=FLAGS.warmup_steps,
+        decay_steps=FLAGS.decay_steps, momentum=FLAGS.momentum,
+        weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
+        checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
+        log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
+        eval_fn=_eval_fn(label_map) if FLAGS.eval_every else None,
+        init_fn=_init_fn(FLAGS.init_checkpoint) if FLAGS.init_checkpoint else None,
+        model_config=model_config(), seed=FLAGS.seed, deterministic=FLAGS.deterministic,
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+        progress=FLAGS.progress)
+
+
+def _check_flags():
+    """Cheap checks before TensorFlow does any work -> error message or None."""
+    from action_tx.heads import HEADS
+    if not FLAGS.model_dir:
+        return "--model_dir is required"
+    if not FLAGS.train_tfrecords:
+        return "--train_tfrecords is required (a glob of TFRecord shards)"
+    if not FLAGS.label_map:
+        return "--label_map is required"
+    if not os.path.isfile(FLAGS.label_map):
+        return f"--label_map: no such file: {FLAGS.label_map}"
+    if FLAGS.head not in HEADS:
+        return f"unknown --head={FLAGS.head}; available heads: {', '.join(sorted(HEADS))}"
+    if FLAGS.eval_every and not (FLAGS.eval_tfrecords and FLAGS.eval_groundtruth):
+        return "--eval_every needs --eval_tfrecords and --eval_groundtruth"
+    if FLAGS.init_checkpoint and not os.path.exists(FLAGS.init_checkpoint + ".index"):
+        return f"--init_checkpoint: no checkpoint at {FLAGS.init_checkpoint} (no .index file)"
+    return None
+
+
+def _check_data(pattern):
+    """-> error message or None. An empty input would make the repeated pipeline spin."""
+    import tensorflow as tf
+    from action_tx import train_lib
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        return f"--train_tfrecords={pattern}: no files match"
+    try:
+        for _ in tf.data.TFRecordDataset(files).take(1):
+            return None
+    except tf.errors.OpError as e:
+        return f"--train_tfrecords={pattern}: cannot read: {train_lib.op_error_text(e)}"
+    return f"--train_tfrecords={pattern}: the {len(files)} matching file(s) hold no records"
+
+
+def main(argv):
+    if len(argv) > 1:
+        return f"unexpected arguments: {' '.join(argv[1:])}"
+    logging.set_verbosity(logging.WARNING)   # TF's per-save INFO lines drown the progress bar
+    problem = _check_flags() or _check_data(FLAGS.train_tfrecords)
+    if problem:
+        return problem
+    from action_tx import checkpointing, train_lib
+    from action_tx.data import ava
+    try:
+        label_map = ava.read_label_map(FLAGS.label_map)
+        result = train_lib.train(**build_train_kwargs(label_map))
+    except (train_lib.TrainingError, checkpointing.CheckpointError, ava.AvaFormatError,
+            FileNotFoundError, ValueError) as e:
+        return " ".join(str(e).split())
+    print(f"trained to step {result['step']}; checkpoint: {result['checkpoint']}; "
+          f"total_loss {result['losses'].get('total_loss', float('nan')):.4f}", flush=True)
+    return None
+
+
+def _run(argv):
+    problem = main(argv)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    # absl's own message for a missing flagfile is a multi-line usage dump: say it in one line.
+    for arg in sys.argv[1:]:
+        if arg.startswith("--flagfile=") and not os.path.isfile(arg.split("=", 1)[1]):
+            print(f"error: --flagfile: no such file: {arg.split('=', 1)[1]}", file=sys.stderr)
+            sys.exit(2)
+    app.run(_run)
