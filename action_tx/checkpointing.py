@@ -21,10 +21,10 @@ class CheckpointError(RuntimeError):
 
 
 def seed_generator_states(model) -> Dict[str, object]:
-    """{"<k>_<layer path>": state variable} of every Keras SeedGenerator in `model`.
+    """{"<k>": state variable} of every Keras SeedGenerator in `model`.
 
-    Keyed by position in the layer traversal (deterministic for one architecture) plus the
-    variable path, so that the same model always maps to the same checkpoint keys.
+    Keyed by position in the layer traversal, which is fixed for one architecture (variable
+    paths are not: Keras makes names unique per process, e.g. seed_generator_3).
     """
     states, seen = {}, set()
     layers = [model] + list(model._flatten_layers(include_self=False, recursive=True))
@@ -33,8 +33,7 @@ def seed_generator_states(model) -> Dict[str, object]:
             if id(gen) in seen:
                 continue
             seen.add(id(gen))
-            key = f"{len(states)}_" + gen.state.path.replace("/", "__")
-            states[key] = gen.state
+            states[str(len(states))] = gen.state
     return states
 
 
