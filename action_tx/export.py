@@ -115,6 +115,13 @@ class DetectorModule(tf.Module):
                 seen.add(id(v))
                 variables.append(v)
         self.model_variables = variables
+        clip = tf.TensorSpec([None, None, None, 3], tf.uint8, name="clip")
+        boxes = tf.TensorSpec([None, 4], tf.float32, name="person_boxes")
+        self.detect_with_boxes = tf.function(self._detect_with_boxes,
+                                             input_signature=[clip, boxes])
+        if not self.requires_person_boxes:
+            # Only detectors with an RPN get the clip-only function (saving traces it).
+            self.detect = tf.function(self._detect, input_signature=[clip])
 
     def _run(self, model, clip, extra):
         batch = {"clip": preprocess_clip(clip, num_frames=self.num_frames,
@@ -135,14 +142,11 @@ class DetectorModule(tf.Module):
             result["attention"] = att * tf.reshape(tf.cast(valid, tf.float32), shape)
         return result
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="clip")])
-    def detect(self, clip):
+    def _detect(self, clip):
         """RPN proposals. clip: uint8 [T, H, W, 3] -> detections (module docstring)."""
         return self._run(self._detector, clip, {})
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="clip"),
-                                  tf.TensorSpec([None, 4], tf.float32, name="person_boxes")])
-    def detect_with_boxes(self, clip, person_boxes):
+    def _detect_with_boxes(self, clip, person_boxes):
         """Given person boxes [P, 4] normalized yxyx (score 1 each) -> detections."""
         # One masked padding row, so P = 0 still gives well-formed [1, P + 1] proposals.
         boxes = tf.concat([person_boxes, tf.zeros([1, 4])], 0)[None]

@@ -16,6 +16,7 @@ Exit status 2 with a one-line message on bad input.
 """
 import json
 import os
+import re
 import sys
 
 import model_flags  # noqa: F401  (repo root on sys.path, oneDNN on, model/data flags)
@@ -65,9 +66,10 @@ def _apply_model_flags_json(model_dir):
     return values
 
 
-def _checkpoint_path(tf):
+def _checkpoint_path():
+    """The checkpoint prefix to export (file checks only, before TensorFlow loads)."""
     if FLAGS.checkpoint_path:
-        if not tf.io.gfile.exists(FLAGS.checkpoint_path + ".index"):
+        if not os.path.isfile(FLAGS.checkpoint_path + ".index"):
             raise InputError(f"--checkpoint_path: no checkpoint at {FLAGS.checkpoint_path} "
                              f"({FLAGS.checkpoint_path}.index is missing)")
         return FLAGS.checkpoint_path
@@ -76,10 +78,17 @@ def _checkpoint_path(tf):
         raise InputError("give --checkpoint_dir, --checkpoint_path or --model_dir")
     if not os.path.isdir(directory):
         raise InputError(f"--checkpoint_dir: no such directory: {directory}")
-    path = tf.train.latest_checkpoint(directory)
-    if path is None:
-        raise InputError(f"{directory}: no checkpoint (no 'checkpoint' file naming a ckpt-N)")
-    return path
+    state = os.path.join(directory, "checkpoint")
+    prefix = None
+    if os.path.isfile(state):
+        with open(state) as f:
+            # The CheckpointManager's state file: `model_checkpoint_path: "ckpt-N"` first.
+            match = re.search(r'^model_checkpoint_path:\s*"(.*)"', f.read(), re.M)
+        prefix = match and os.path.join(directory, match.group(1))
+    if not prefix or not os.path.isfile(prefix + ".index"):
+        raise InputError(f"{directory}: no checkpoint (no 'checkpoint' file naming an existing "
+                         "ckpt-N)")
+    return prefix
 
 
 def _dummy_batch(tf, label_map):
@@ -94,6 +103,23 @@ def _dummy_batch(tf, label_map):
             "object_classes": tf.ones([1, 1], tf.int32), "object_mask": tf.ones([1, 1], tf.bool),
             "video_index": tf.zeros([1], tf.int32), "timestamp": tf.zeros([1], tf.int32),
             "keyframe_index": tf.zeros([1], tf.int32)}
+
+
+def _check_complete(tf, detector, path):
+    """Refuses a checkpoint holding fewer model variables than the detector has: layers the
+    checkpoint's object graph does not reach (e.g. Keras 3 lists of layers) would keep their
+    random initial weights, and `assert_existing_objects_matched` cannot see them."""
+    from action_tx.checkpointing import seed_generator_states
+    saved = [name for name, _ in tf.train.list_variables(path)
+             if name.startswith("model/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+             and ".OPTIMIZER_SLOT" not in name]
+    seeds = {id(v) for v in seed_generator_states(detector).values()}
+    expected = [v for v in detector.variables if id(v) not in seeds]
+    if len(saved) < len(expected):
+        saved_paths = {n.split("/")[1] for n in saved}
+        raise InputError(f"checkpoint {path} holds {len(saved)} of the detector's "
+                         f"{len(expected)} variables (saved under model/: "
+                         f"{sorted(saved_paths)}); the rest would keep random weights")
 
 
 def export():
@@ -115,6 +141,7 @@ def export():
     fps = FLAGS.fps or float(saved.get("fps") or 30.0)
     if fps <= 0:
         raise InputError(f"--fps must be positive, got {fps}")
+    path = _checkpoint_path()
 
     import tensorflow as tf   # after the flag checks: errors and --help stay instant
     from action_tx.data import ava
@@ -124,7 +151,6 @@ def export():
         label_map = ava.read_label_map(FLAGS.label_map)
     except (ValueError, OSError) as e:
         raise InputError(f"--label_map: {' '.join(str(e).split())}")
-    path = _checkpoint_path(tf)
     detector = model_flags.build_detector_from_flags(label_map)
     detector(_dummy_batch(tf, label_map), training=False)
     try:
@@ -133,6 +159,7 @@ def export():
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise InputError(f"checkpoint {path} does not hold this model's weights (were the "
                          f"model flags different?): {' '.join(str(e).split())[:300]}")
+    _check_complete(tf, detector, path)
     print(f"restored {path}", file=sys.stderr)
     export_saved_model(detector, FLAGS.output_dir, num_frames=FLAGS.num_frames,
                        image_size=FLAGS.image_size, class_ids=label_map.ids,

@@ -1,0 +1,92 @@
+"""tools/export_saved_model.py: a trainer-style checkpoint of a ground-truth-box detector becomes
+a SavedModel that requires person boxes and gives the Keras model's outputs; wrong or missing
+checkpoints exit 2 with one line."""
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from action_tx.data import ava
+from action_tx.export import preprocess_clip
+from action_tx.model_builder import build_detector
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TOOL = str(REPO / "tools" / "export_saved_model.py")
+FLAGS = ["--trunk=i3d_tiny", "--head=linear", "--proposals=gt", "--anchor_sizes=16,32,48",
+         "--rpn_filters=32", "--post_nms_top_k=20", "--max_detections=5", "--num_frames=8",
+         "--image_size=64", "--frame_stride=3"]
+BOXES = np.array([[0.1, 0.1, 0.6, 0.5], [0.3, 0.5, 0.95, 0.9]], np.float32)
+
+
+def export(*args):
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def one_line_error(proc, fragment):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "export_saved_model.py: error:" in ln]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr[-2000:]
+
+
+def test_export_tool_from_checkpoint(tmp_path):
+    label_map = ava.LabelMap(ids=(3, 8), names={3: "carry", 8: "lie"})
+    ava.write_label_map(str(tmp_path / "labels.pbtxt"), label_map)
+    flagfile = tmp_path / "model.flags"
+    flagfile.write_text("\n".join(FLAGS + [f"--label_map={tmp_path / 'labels.pbtxt'}"]) + "\n")
+    # The detector build_detector_from_flags makes for FLAGS, with a trainer-style checkpoint.
+    detector = build_detector(num_classes=2, trunk="i3d_tiny", head="linear", proposals="gt",
+                              anchor_sizes=(16., 32., 48.), rpn_filters=32, post_nms_top_k=20,
+                              max_detections=5, seed=7)
+    clip = np.random.default_rng(1).integers(0, 256, (8, 40, 56, 3), dtype=np.uint8)
+    batch = {"clip": preprocess_clip(clip, num_frames=8, image_size=64),
+             "boxes": tf.constant(BOXES[None]), "box_mask": tf.ones([1, 2], tf.bool)}
+    want = detector(batch, training=False)
+    model_dir = tmp_path / "train"
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=detector, step=tf.Variable(5)), str(model_dir), max_to_keep=2)
+    manager.save(checkpoint_number=5)
+
+    one_line_error(export(f"--flagfile={flagfile}", f"--checkpoint_dir={tmp_path}",
+                          f"--output_dir={tmp_path / 'x'}"), "no checkpoint")
+    one_line_error(export(f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}",
+                          f"--output_dir={tmp_path}"), "exists and is not empty")
+    one_line_error(export(f"--checkpoint_dir={model_dir}", f"--output_dir={tmp_path / 'x'}"),
+                   "--label_map is required")
+
+    out = tmp_path / "export"
+    proc = export(f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}",
+                  f"--output_dir={out}", "--fps=25")
+    saved = [n for n, _ in tf.train.list_variables(manager.latest_checkpoint)
+             if n.startswith("model/") and n.endswith("VARIABLE_VALUE")]
+    if len(saved) < len(detector.variables) - 1:   # all but the sampler's seed state
+        # The checkpoint misses layers (seen 2026-11: the I3D trunk's Keras 3 list of blocks
+        # is not a TF trackable): the tool must refuse it rather than export random weights.
+        one_line_error(proc, f"holds {len(saved)} of the detector's")
+        assert not out.exists() or not any(out.iterdir())
+        pytest.xfail(f"tf.train.Checkpoint(model=detector) saves {len(saved)} of "
+                     f"{len(detector.variables)} variables (layers not tracked by TF)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ckpt-5" in proc.stderr
+
+    loaded = tf.saved_model.load(str(out))
+    serving = loaded.signatures["serving_default"]
+    assert sorted(serving.structured_input_signature[1]) == ["clip", "person_boxes"]
+    got = serving(clip=tf.constant(clip), person_boxes=tf.constant(BOXES))
+    n = int(want["num_detections"][0])
+    assert int(got["num_detections"]) == n
+    for key in ("detection_boxes", "detection_scores", "action_scores"):
+        np.testing.assert_allclose(got[key].numpy()[:n], want[key][0].numpy()[:n], atol=1e-4)
+    meta = {k: v.numpy().tolist() for k, v in loaded.signatures["metadata"]().items()}
+    assert meta["requires_person_boxes"] is True
+    assert (meta["frame_stride"], meta["fps"], meta["num_classes"]) == (3, 25.0, 2)
+    assert loaded.signatures["labels"]()["class_ids"].numpy().tolist() == [3, 8]
+
+    # Same checkpoint, other head: nothing of the linear head matches.
+    mismatch = export(f"--flagfile={flagfile}", "--head=i3d", f"--checkpoint_dir={model_dir}",
+                      f"--output_dir={tmp_path / 'other'}")
+    one_line_error(mismatch, "does not hold this model's weights")
