@@ -37,9 +37,33 @@ def seed_generator_states(model) -> Dict[str, object]:
     return states
 
 
+class VariableTable(tf.__internal__.tracking.AutoTrackable):
+    """A trackable {key: variable} table; the dict keys become checkpoint keys."""
+
+    def __init__(self, variables: Dict[str, tf.Variable]):
+        self.table = dict(variables)
+
+
+def checkpointable(model) -> VariableTable:
+    """Every variable of a built Keras 3 model, for `tf.train.Checkpoint(model=...)`.
+
+    `tf.train.Checkpoint(model=keras_model)` silently misses sub-layers that Keras 3 keeps in
+    Python lists (its TrackedList is not a TF trackable, keras-team/keras#19425): the I3D blocks,
+    the Tx units. `model.variables` has them all, seed-generator states included. Keys are
+    positions in that list, which the model's code fixes: variable paths are no good as keys,
+    since Keras makes layer names unique per process (a second detector built in one process is
+    `action_detector_1/...`). A checkpoint of another architecture fails on shapes or on
+    unmatched variables at restore (and `model_flags.json` guards the configuration).
+    """
+    variables = model.variables
+    if not variables:
+        raise ValueError(f"{model.name}: build the model (call it once) before checkpointing it")
+    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)})
+
+
 def make_checkpoint(*, model, optimizer, step: tf.Variable, iterator=None) -> tf.train.Checkpoint:
     """The training checkpoint object (see the module docstring)."""
-    kwargs = dict(model=model, optimizer=optimizer, step=step,
+    kwargs = dict(model=checkpointable(model), optimizer=optimizer, step=step,
                   seed_generators=seed_generator_states(model))
     if iterator is not None:
         kwargs["iterator"] = iterator

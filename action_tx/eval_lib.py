@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from action_tx import visualize
+from action_tx.checkpointing import checkpointable
 from action_tx.data import ava
 from action_tx.outputs import detections_to_ava
 from object_detection_ext import ava_eval
@@ -171,9 +172,15 @@ def restore(detector, checkpoint_path: str) -> None:
     if not any(name.startswith("model/") for name in names):
         raise ValueError(f"checkpoint {checkpoint_path} holds no weights of this model (no "
                          "'model' object: not written as tf.train.Checkpoint(model=...))")
-    # expect_partial: the trainer's optimizer, step and iterator are not restored here. Shape
-    # mismatches (other model flags) still raise.
-    tf.train.Checkpoint(model=detector).restore(checkpoint_path).expect_partial()
+    # The trainer's optimizer, step and iterator are not restored here (expect_partial), but
+    # every variable of this model must be found (other model flags -> a clear error).
+    status = tf.train.Checkpoint(model=checkpointable(detector)).restore(checkpoint_path)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise ValueError(f"checkpoint {checkpoint_path} does not match this model (was it "
+                         f"trained with other model flags?): {str(e)[:300]}") from None
 
 
 def _tag(text: str) -> str:

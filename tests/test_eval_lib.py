@@ -6,6 +6,8 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from action_tx.checkpointing import checkpointable
 from tensorboard.backend.event_processing import event_accumulator
 
 from action_tx import eval_lib
@@ -31,7 +33,7 @@ def setup(tmp_path_factory):
                             image_size=64, training=False)
     detector = build_detector(num_classes=label_map.num_classes, seed=0, **TINY_MODEL)
     eval_lib.build_detector_on(detector, dataset)
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=detector),
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=checkpointable(detector)),
                                          str(root / "model"), max_to_keep=5)
     return dict(root=root, label_map=label_map, dataset=dataset, detector=detector,
                 checkpoint=manager.save(checkpoint_number=7),
@@ -81,9 +83,6 @@ def test_evaluate_checkpoint_outputs(setup):
     assert png.shape == (64, 64, 3)
 
 
-@pytest.mark.xfail(reason="Trunk variables held in Python lists are not tracked by "
-                   "tf.train.Checkpoint (Keras 3 TrackedList): ckpt-N lacks the trunk weights",
-                   strict=False)
 def test_restore_reproduces_the_saved_model(setup):
     detector, batch = setup["detector"], next(iter(setup["dataset"]))
     saved = detector(batch, training=False)["action_scores"].numpy()

@@ -105,23 +105,6 @@ def _dummy_batch(tf, label_map):
             "keyframe_index": tf.zeros([1], tf.int32)}
 
 
-def _check_complete(tf, detector, path):
-    """Refuses a checkpoint holding fewer model variables than the detector has: layers the
-    checkpoint's object graph does not reach (e.g. Keras 3 lists of layers) would keep their
-    random initial weights, and `assert_existing_objects_matched` cannot see them."""
-    from action_tx.checkpointing import seed_generator_states
-    saved = [name for name, _ in tf.train.list_variables(path)
-             if name.startswith("model/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-             and ".OPTIMIZER_SLOT" not in name]
-    seeds = {id(v) for v in seed_generator_states(detector).values()}
-    expected = [v for v in detector.variables if id(v) not in seeds]
-    if len(saved) < len(expected):
-        saved_paths = {n.split("/")[1] for n in saved}
-        raise InputError(f"checkpoint {path} holds {len(saved)} of the detector's "
-                         f"{len(expected)} variables (saved under model/: "
-                         f"{sorted(saved_paths)}); the rest would keep random weights")
-
-
 def export():
     if not FLAGS.output_dir:
         raise InputError("--output_dir is required")
@@ -144,6 +127,7 @@ def export():
     path = _checkpoint_path()
 
     import tensorflow as tf   # after the flag checks: errors and --help stay instant
+    from action_tx import eval_lib
     from action_tx.data import ava
     from action_tx.export import export_saved_model
 
@@ -154,12 +138,10 @@ def export():
     detector = model_flags.build_detector_from_flags(label_map)
     detector(_dummy_batch(tf, label_map), training=False)
     try:
-        tf.train.Checkpoint(model=detector).restore(path).expect_partial() \
-            .assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        eval_lib.restore(detector, path)
+    except (ValueError, tf.errors.OpError) as e:
         raise InputError(f"checkpoint {path} does not hold this model's weights (were the "
                          f"model flags different?): {' '.join(str(e).split())[:300]}")
-    _check_complete(tf, detector, path)
     print(f"restored {path}", file=sys.stderr)
     export_saved_model(detector, FLAGS.output_dir, num_frames=FLAGS.num_frames,
                        image_size=FLAGS.image_size, class_ids=label_map.ids,

@@ -79,7 +79,9 @@ def make_model_dir(root):
     """Tiny synthetic val split (1 video, 5 keyframes) + a tiny detector's ckpt-1 and ckpt-2
     + model_flags.json, as the trainer leaves them."""
     import tensorflow as tf
+
     from action_tx import eval_lib
+    from action_tx.checkpointing import checkpointable
     from action_tx.data import ava, convert, synthetic
     from action_tx.data.pipeline import build_dataset
     from action_tx.model_builder import build_detector
@@ -93,7 +95,7 @@ def make_model_dir(root):
     eval_lib.build_detector_on(detector, build_dataset(
         str(root / "rec" / "val-*"), batch_size=2, num_classes=label_map.num_classes,
         num_frames=8, frame_stride=1, image_size=64, training=False))
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=detector),
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=checkpointable(detector)),
                                          str(root / "model"), max_to_keep=5)
     manager.save()
     detector.head.weights[0].assign(detector.head.weights[0] * -1.0)   # a different ckpt-2
