@@ -8,7 +8,7 @@ from object_detection_ext import rpn
 from object_detection_ext.proposer import Proposer
 
 # Heads that run the I3D tail (Mixed_5a-5c) and so must share the trunk's width and BN mode.
-_I3D_TAIL_HEADS = ("i3d",)
+_I3D_TAIL_HEADS = ("i3d", "tx_i3d")
 
 
 def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",

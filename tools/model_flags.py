@@ -47,7 +47,7 @@ def _head_options(head: str) -> dict:
     options = {}
     if FLAGS.head_dropout is not None:
         options["dropout"] = FLAGS.head_dropout
-    if head == "tx":
+    if head in ("tx", "tx_i3d"):
         options.update(num_heads=FLAGS.tx_heads, num_layers=FLAGS.tx_layers,
                        hidden_size=FLAGS.tx_hidden, query_mode=FLAGS.tx_query)
     return options

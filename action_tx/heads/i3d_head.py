@@ -25,21 +25,27 @@ class I3DHead(keras.layers.Layer):
         the two heads differ only in how they build the feature.
       regress_boxes: also predict class-agnostic box deltas (paper: "linear layers for
         classification and bounding box regression").
+      classify: build the action classifier. False only inside a composite head that takes
+        its logits elsewhere (`tx_i3d`); then `logits` is None, so the head alone does not
+        meet the contract of `HeadOutputs` and must not be used as a detector's head.
     """
 
     def __init__(self, num_classes: int, width_multiplier: float = 1.0, freeze_bn: bool = False,
-                 dropout: float = 0.3, regress_boxes: bool = True, **kwargs):
+                 dropout: float = 0.3, regress_boxes: bool = True, classify: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.width_multiplier = width_multiplier
         self.freeze_bn = freeze_bn
         self.dropout = dropout
         self.regress_boxes = regress_boxes
+        self.classify = classify
         self.tail = InceptionI3D(first_endpoint="MaxPool3d_5a_2x2", final_endpoint="Mixed_5c",
                                  width_multiplier=width_multiplier, freeze_bn=freeze_bn,
                                  name="i3d_tail")
         self._dropout = keras.layers.Dropout(dropout)
-        self._classifier = keras.layers.Dense(num_classes, name="cls_logits")
+        self._classifier = (keras.layers.Dense(num_classes, name="cls_logits")
+                            if classify else None)
         self._box = keras.layers.Dense(
             4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
             name="box_deltas") if regress_boxes else None
@@ -58,7 +64,7 @@ class I3DHead(keras.layers.Layer):
         pooled = tf.reshape(pooled, tf.stack([shape[0], shape[1], pooled.shape[-1]]))
         pooled = self._dropout(pooled, training=training)
         mask = tf.cast(inputs.roi_mask, pooled.dtype)[..., None]
-        logits = self._classifier(pooled) * mask
+        logits = self._classifier(pooled) * mask if self._classifier is not None else None
         deltas = self._box(pooled) * mask if self._box is not None else None
         return HeadOutputs(logits=logits, box_deltas=deltas)
 
@@ -66,5 +72,5 @@ class I3DHead(keras.layers.Layer):
         config = super().get_config()
         config.update(num_classes=self.num_classes, width_multiplier=self.width_multiplier,
                       freeze_bn=self.freeze_bn, dropout=self.dropout,
-                      regress_boxes=self.regress_boxes)
+                      regress_boxes=self.regress_boxes, classify=self.classify)
         return config
