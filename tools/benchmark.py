@@ -19,6 +19,7 @@ SUITES = {
     "input": "action_tx.bench.input",
     "eval": "action_tx.bench.eval",
     "trunk": "action_tx.bench.trunk",
+    "params": "action_tx.bench.params",
 }
 
 FLAGS = flags.FLAGS
