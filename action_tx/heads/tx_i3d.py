@@ -79,6 +79,13 @@ class TxI3DHead(keras.layers.Layer):
                                 freeze_bn=freeze_bn, dropout=i3d_dropout, regress_boxes=True,
                                 classify=False, name="i3d_head", dtype=self.dtype_policy)
 
+    @property
+    def tail(self):
+        """The I3D sub-head's Mixed_5a-5c `InceptionI3D`, where tools/train.py's
+        --init_checkpoint loads Kinetics weights (it looks for `detector.head.tail`, as for
+        `i3d`; paper §3.5: the I3D layers are pre-trained on Kinetics)."""
+        return self.i3d_head.tail
+
     def build(self, input_shape):
         # The Tx sub-head creates its weights from the shapes; the I3D sub-head builds its
         # tail lazily on the first call (as `i3d` does).

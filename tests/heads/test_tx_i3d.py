@@ -122,6 +122,22 @@ def test_config_round_trip_and_validation():
         TxI3DHead(5, query_mode="mid")
 
 
+def test_kinetics_init_reaches_the_i3d_tail(tmp_path):
+    # tools/train.py's --init_checkpoint restores `detector.head.tail` with restore_trunk.
+    from action_tx.trunks.i3d_checkpoint import restore_trunk, save_trunk
+    inputs = _inputs(seed=2)
+    source, head = TxI3DHead(CLASSES, **TINY), TxI3DHead(CLASSES, **TINY)
+    source(inputs), head(inputs)
+    assert head.tail is head.i3d_head.tail
+    save_trunk(source.tail, str(tmp_path / "tail"))
+    restore_trunk(head.tail, str(tmp_path / "tail"))
+    for a, b in zip(source.tail.weights, head.tail.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    head.i3d_head._box.set_weights(source.i3d_head._box.get_weights())
+    np.testing.assert_allclose(head(inputs, training=False).box_deltas,
+                               source(inputs, training=False).box_deltas, rtol=1e-6, atol=1e-6)
+
+
 def test_builder_passes_trunk_width_and_bn_mode():
     assert HEADS["tx_i3d"] is TxI3DHead
     detector = build_detector(num_classes=CLASSES, trunk="i3d_tiny", head="tx_i3d",
