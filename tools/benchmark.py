@@ -3,6 +3,7 @@
     python tools/benchmark.py --suite=input   # input pipeline clips/s (demo preset)
     python tools/benchmark.py --suite=eval    # AVA evaluator at validation scale
     python tools/benchmark.py --suite=trunk   # Inception-I3D forward / backward FLOP/s
+    python tools/benchmark.py --suite=params  # head parameter counts at the paper's sizes (§4.2)
 
 Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
 `--out/<suite>.md`.
