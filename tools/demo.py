@@ -45,8 +45,6 @@ flags.DEFINE_string("video", None, "Video for tools/detect.py (default: DATA/vid
 flags.DEFINE_string("preset", "demo", "Synthetic preset when the data is generated.")
 flags.DEFINE_integer("seed", 0, "Synthetic data seed when the data is generated.")
 flags.DEFINE_integer("train_steps", None, "Override the config's --train_steps.")
-flags.DEFINE_bool("gt_eval", True, "Also score the classifier on ground-truth boxes "
-                  "(--proposals=gt: the classification-only upper bound).")
 flags.DEFINE_integer("detect_keyframes", 0, "tools/detect.py --max_keyframes (0: the whole "
                      "video).")
 
@@ -187,23 +185,15 @@ def demo():
                  f"--groundtruth={ann}/ava_val.csv", f"--evidence={ann}/evidence_val.csv",
                  f"--excluded={ann}/ava_val_excluded_timestamps.csv",
                  f"--label_map={label_map}", "--progress=false"]
-    eval_dir, gt_dir = os.path.join(out, "eval"), os.path.join(out, "eval_gt_boxes")
-    for path in (eval_dir, gt_dir):   # the newest scores only: no stale results from a rerun
-        shutil.rmtree(path, ignore_errors=True)
-    timed("eval", lambda: run_tool("eval (val split, RPN boxes)", "eval.py", *eval_args,
+    eval_dir = os.path.join(out, "eval")
+    shutil.rmtree(eval_dir, ignore_errors=True)   # the newest scores only, none from a rerun
+    timed("eval", lambda: run_tool("eval (val split)", "eval.py", *eval_args,
                                    f"--output_dir={eval_dir}"))
     results = latest_results(eval_dir)
     summary["eval"] = {"frame_mAP@0.5": results.get("mAP@0.5IOU"),
                        "localization": results.get("localization"),
                        "per_category": results.get("per_category"),
                        "by_evidence": evidence_maps(results), "results": eval_dir}
-    if FLAGS.gt_eval:
-        timed("eval_gt_boxes", lambda: run_tool(
-            "eval (val split, ground-truth boxes)", "eval.py", *eval_args, "--proposals=gt",
-            f"--output_dir={gt_dir}"))
-        gt = latest_results(gt_dir)
-        summary["eval_gt_boxes"] = {"frame_mAP@0.5": gt.get("mAP@0.5IOU"),
-                                    "by_evidence": evidence_maps(gt), "results": gt_dir}
 
     saved_model = os.path.join(out, "saved_model")
 
@@ -252,13 +242,9 @@ def main(argv):
     for stage, seconds in summary["seconds"].items():
         print(f"  {stage:<14} {seconds:8.1f} s")
     ev = summary["eval"]
-    print(f"  val frame-mAP@0.5 (RPN boxes): {fmt(ev['frame_mAP@0.5'])}   person localization "
+    print(f"  val frame-mAP@0.5: {fmt(ev['frame_mAP@0.5'])}   person localization "
           + "  ".join(f"{k} {fmt(v)}" for k, v in (ev["localization"] or {}).items()))
     print("  by evidence: " + "  ".join(f"{k} {fmt(v)}" for k, v in ev["by_evidence"].items()))
-    if "eval_gt_boxes" in summary:
-        gt = summary["eval_gt_boxes"]
-        print(f"  val frame-mAP@0.5 (ground-truth boxes): {fmt(gt['frame_mAP@0.5'])}   by "
-              "evidence: " + "  ".join(f"{k} {fmt(v)}" for k, v in gt["by_evidence"].items()))
     print(f"  detections: {summary['detect']['video']}\n  written: {path}  (load average "
           f"{', '.join(str(x) for x in summary['load_average'])})")
     return 0
