@@ -17,6 +17,7 @@ Gradients: each replica's loss is divided by the number of replicas, the gradien
 over replicas, clipped by their global norm, and applied. Keras would clip per replica before
 the all-reduce, which differs from single-device training, so clipping is done here.
 """
+import json
 import math
 import os
 import re
@@ -36,13 +37,48 @@ class TrainingError(RuntimeError):
     """Training cannot start or cannot go on (empty input, bad settings, non-finite loss)."""
 
 
+class WorkerLostError(TrainingError):
+    """Multi-worker training stopped: another worker died or stopped answering."""
+
+
+# What a collective raises when a peer is gone: connection reset (UNAVAILABLE), the collective
+# timeout (DEADLINE_EXCEEDED), or the abort that the coordination service's heartbeat sends.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+def check_tf_config() -> Optional[str]:
+    """-> what is wrong with the TF_CONFIG variable for 'multi_worker', or None."""
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        return ("--strategy=multi_worker needs the TF_CONFIG environment variable (JSON: "
+                '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+                '"index": i}}); it is not set')
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        workers = list(cluster.get("chief", [])) + list(cluster.get("worker", []))
+        kind, index = task["type"], int(task["index"])
+        members = cluster.get(kind)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"TF_CONFIG is not valid (needs 'cluster' and 'task' with 'type', 'index'): {e}"
+    if not workers or not members or not 0 <= index < len(members):
+        return (f"TF_CONFIG: task {kind}:{index} is not in the cluster "
+                f"{json.dumps(cluster)}")
+    return None
+
+
 def make_strategy(name: str = "one_device", devices=None,
                   collective_timeout_s: Optional[float] = None) -> tf.distribute.Strategy:
     """'one_device' (first GPU else CPU), 'mirrored' (all local GPUs, or `devices`), or
     'multi_worker' (MultiWorkerMirroredStrategy; cluster from the TF_CONFIG variable).
 
+    'multi_worker' must be made before TensorFlow runs any op in this process (collectives
+    are configured at program start).
     collective_timeout_s: multi_worker only; a collective that waits longer (a dead worker)
     fails instead of hanging forever.
+    Raises TrainingError for an unknown name, a missing or bad TF_CONFIG, or a late
+    'multi_worker'.
     """
     if name == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
@@ -50,13 +86,23 @@ def make_strategy(name: str = "one_device", devices=None,
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
+        problem = check_tf_config()
+        if problem:
+            raise TrainingError(problem)
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=collective_timeout_s)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except RuntimeError as e:
+            if "program startup" not in str(e):
+                raise
+            raise TrainingError("the multi_worker strategy must be made before TensorFlow "
+                                "runs any op in the process") from None
     raise TrainingError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True outside a cluster, for the 'chief' task, or for worker 0 of a chief-less cluster."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
@@ -133,6 +179,15 @@ def op_error_text(error: "tf.errors.OpError") -> str:
     return text.strip() or type(error).__name__
 
 
+def _peer_error_text(error: "tf.errors.OpError") -> str:
+    """The line of a failed collective's message that says why (one line)."""
+    for line in error.message.splitlines():
+        if re.search(r"aborted by|timed out|timeout|deadline|connection|unavailable|heartbeat",
+                     line, re.IGNORECASE) and "Detected at node" not in line:
+            return line.strip()[:300]
+    return op_error_text(error)
+
+
 def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor]:
     try:
         for batch in dataset.take(1):
@@ -154,19 +209,8 @@ def _log(message: str, chief: bool = True):
         print(message, flush=True)
 
 
-def train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
-          model_dir: str, train_steps: int, global_batch_size: int,
-          strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
-          learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-          warmup_steps: int = 1000, decay_steps: Optional[int] = None, momentum: float = 0.9,
-          weight_decay: float = 0.0, clip_norm: Optional[float] = None,
-          checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
-          eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
-          eval_every: int = 0, init_fn: Optional[Callable[[keras.Model], None]] = None,
-          model_config: Optional[Dict[str, object]] = None, seed: int = 0,
-          deterministic: bool = False, mixed_precision: bool = False,
-          jit_compile: bool = False, progress: bool = True,
-          data_description: str = "") -> Dict[str, object]:
+def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
+          **kwargs) -> Dict[str, object]:
     """Trains (or resumes) the model in `model_dir`.
 
     Returns: {"step": last step, "losses": last step's terms (floats, with grad_norm),
@@ -193,10 +237,45 @@ def train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.da
       mixed_precision: Keras 'mixed_bfloat16' policy (no loss scaling needed; float32 losses).
       jit_compile: XLA for the forward/backward computation (slower on CPU, see DESIGN.md).
       data_description: names the input in error messages (e.g. the file pattern).
+
+    Multi-worker (MultiWorkerMirroredStrategy): every worker calls `train` with the same
+    arguments and a `model_dir` on a shared file system; the chief (worker 0, or 'chief')
+    writes checkpoints, model_flags.json and logs, the others save into a scratch folder they
+    delete, and all restore from `model_dir`.
+
     Raises:
-      TrainingError (empty input, non-finite loss, bad settings), checkpointing.CheckpointError.
+      TrainingError (empty input, non-finite loss, bad settings), checkpointing.CheckpointError,
+      WorkerLostError (multi-worker: another worker died or stopped answering; restart all).
     """
     strategy = strategy or make_strategy("one_device")
+    resolver = getattr(strategy, "cluster_resolver", None)
+    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) + len(
+        resolver.cluster_spec().as_dict().get("chief", [])) if resolver else 1
+    try:
+        return _train(model_dir=model_dir, strategy=strategy, **kwargs)
+    except _PEER_ERRORS as e:
+        if workers < 2:
+            raise
+        raise WorkerLostError(
+            f"another worker died or stopped answering ({_peer_error_text(e)}); newest "
+            f"checkpoint: {tf.train.latest_checkpoint(model_dir) or 'none'}; restart every "
+            "worker to resume from it") from None
+
+
+def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
+          model_dir: str, train_steps: int, global_batch_size: int,
+          strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
+          learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
+          warmup_steps: int = 1000, decay_steps: Optional[int] = None, momentum: float = 0.9,
+          weight_decay: float = 0.0, clip_norm: Optional[float] = None,
+          checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
+          eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
+          eval_every: int = 0, init_fn: Optional[Callable[[keras.Model], None]] = None,
+          model_config: Optional[Dict[str, object]] = None, seed: int = 0,
+          deterministic: bool = False, mixed_precision: bool = False,
+          jit_compile: bool = False, progress: bool = True,
+          data_description: str = "") -> Dict[str, object]:
+    """`train` with its strategy made."""
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
@@ -207,8 +286,9 @@ def train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.da
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed_precision else "float32")
-    if model_config is not None:
-        checkpointing.check_model_config(model_dir, model_config, write=chief)
+    if model_config is not None and chief:
+        # Only the chief: another worker could read model_flags.json half written.
+        checkpointing.check_model_config(model_dir, model_config)
 
     dataset = dataset_fn()
     first = _first_batch(dataset, data_description or "dataset_fn")

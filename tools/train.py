@@ -7,6 +7,14 @@ TF_CONFIG; --batch_size is the global batch, split over all replicas). Writes
 DIR/ckpt-<step>, DIR/model_flags.json (the model/data flags; a restart with other model flags
 is refused), TensorBoard logs in DIR/train (and DIR/eval with --eval_every). Flags are parsed
 here only; the work is `action_tx.train_lib.train`. Bad input: one `error: ...` line, exit 2.
+
+multi_worker: start this program once per worker, each with the same flags, the same
+--model_dir on a shared file system, and its own TF_CONFIG, e.g. for worker i of two:
+    TF_CONFIG='{"cluster": {"worker": ["host0:port", "host1:port"]},
+                "task": {"type": "worker", "index": i}}'
+Worker 0 is the chief (checkpoints, logs). When a worker dies or stops answering for
+--collective_timeout seconds, the others stop with one `error: ...` line and exit 1; restart
+all of them to resume from the newest checkpoint.
 """
 import os
 import sys
@@ -79,9 +87,16 @@ def _eval_fn(label_map):
     return evaluate
 
 
-def build_train_kwargs(label_map) -> dict:
-    """The one mapping from flags onto `train_lib.train` keyword arguments."""
+def make_strategy():
+    """The --strategy; made before TensorFlow runs any op (MultiWorkerMirroredStrategy must
+    configure collectives at program start)."""
     from action_tx import train_lib
+    return train_lib.make_strategy(FLAGS.strategy, collective_timeout_s=FLAGS.collective_timeout)
+
+
+def build_train_kwargs(label_map, strategy=None) -> dict:
+    """The one mapping from flags onto `train_lib.train` keyword arguments (`strategy`:
+    default `make_strategy()`)."""
     from action_tx.data.pipeline import build_dataset
     pattern = FLAGS.train_tfrecords
     return dict(
@@ -90,8 +105,7 @@ def build_train_kwargs(label_map) -> dict:
                                          **model_flags.dataset_kwargs_from_flags(label_map, True)),
         data_description=f"--train_tfrecords={pattern}", model_dir=FLAGS.model_dir,
         train_steps=FLAGS.train_steps, global_batch_size=FLAGS.batch_size,
-        strategy=train_lib.make_strategy(FLAGS.strategy,
-                                         collective_timeout_s=FLAGS.collective_timeout),
+        strategy=strategy or make_strategy(),
         optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         warmup_learning_rate=FLAGS.warmup_learning_rate, warmup_steps=FLAGS.warmup_steps,
         decay_steps=FLAGS.decay_steps, momentum=FLAGS.momentum,
@@ -122,6 +136,9 @@ def _check_flags():
         return "--eval_every needs --eval_tfrecords and --eval_groundtruth"
     if FLAGS.init_checkpoint and not os.path.exists(FLAGS.init_checkpoint + ".index"):
         return f"--init_checkpoint: no checkpoint at {FLAGS.init_checkpoint} (no .index file)"
+    if FLAGS.strategy == "multi_worker":
+        from action_tx import train_lib
+        return train_lib.check_tf_config()
     return None
 
 
@@ -144,14 +161,23 @@ def main(argv):
     if len(argv) > 1:
         return f"unexpected arguments: {' '.join(argv[1:])}"
     logging.set_verbosity(logging.WARNING)   # TF's per-save INFO lines drown the progress bar
-    problem = _check_flags() or _check_data(FLAGS.train_tfrecords)
+    problem = _check_flags()
     if problem:
         return problem
     from action_tx import checkpointing, train_lib
     from action_tx.data import ava
     try:
+        strategy = make_strategy()
+    except train_lib.TrainingError as e:
+        return " ".join(str(e).split())
+    problem = _check_data(FLAGS.train_tfrecords)
+    if problem:
+        return problem
+    try:
         label_map = ava.read_label_map(FLAGS.label_map)
-        result = train_lib.train(**build_train_kwargs(label_map))
+        result = train_lib.train(**build_train_kwargs(label_map, strategy))
+    except train_lib.WorkerLostError as e:   # not bad input: exit 1 (see _run)
+        return " ".join(str(e).split()), 1
     except (train_lib.TrainingError, checkpointing.CheckpointError, ava.AvaFormatError,
             FileNotFoundError, ValueError) as e:
         return " ".join(str(e).split())
@@ -163,8 +189,9 @@ def main(argv):
 def _run(argv):
     problem = main(argv)
     if problem:
+        problem, status = problem if isinstance(problem, tuple) else (problem, 2)
         print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,194 @@
+"""tools/train.py --strategy=multi_worker: two worker processes on 127.0.0.1 train like one
+process with the same global batch, the chief writes the checkpoints, a SIGKILLed worker makes
+the other exit non-zero within 60 s (one error line, no hang), and a missing or bad TF_CONFIG
+is one error line with exit status 2.
+
+Each TensorFlow process costs ~15-20 s to start and trace its first step on an idle CPU (much
+more on a loaded one), so the clusters are few, tiny and run for a few steps only.
+"""
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train_helpers import ENV, REPO, TINY, TRAIN, assert_clean_error, make_tiny_data, run
+
+# Nothing random and the same loss normalizer on every replica, so that 2 workers x 1 example
+# train exactly like 1 process x 2 examples: ground-truth boxes as RoIs (no RoI / anchor
+# sampling), no dropout, frozen BatchNorm (batch statistics differ per replica), and one
+# person in every keyframe (each replica's action loss is a mean over its own boxes).
+# SGD, not AdamW (which hardly sees the gradients' scale), with the summed gradients' norm
+# (~3 here) clipped to 2: clipping per replica, or a wrong scale, would change the weights.
+EXACT = ["--proposals=gt", "--head_dropout=0", "--freeze_bn", "--optimizer=sgd",
+         "--learning_rate=0.05", "--warmup_steps=0", "--clip_norm=2"]
+START_TIMEOUT = 400   # s until the first step is done, generous for a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def one_person_data(tmp_path_factory):
+    return make_tiny_data(tmp_path_factory.mktemp("ava1"), people=1)
+
+
+def free_addresses(n):
+    """n distinct free ports on 127.0.0.1 (bound together, so the OS gives distinct ones)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def start(args, log_prefix, tf_config=None):
+    """Popen of train.py; stdout/stderr go to files (no pipe can fill up and block it)."""
+    env = dict(ENV)
+    env.pop("TF_CONFIG", None)
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    with open(f"{log_prefix}.out", "w") as out, open(f"{log_prefix}.err", "w") as err:
+        return subprocess.Popen([sys.executable, TRAIN, *args], stdout=out, stderr=err,
+                                env=env, cwd=REPO)
+
+
+def start_workers(args, log_dir, n=2):
+    addresses = free_addresses(n)
+    return [start([*args, "--strategy=multi_worker"], f"{log_dir}/w{i}",
+                  {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})
+            for i in range(n)]
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def kill_all(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
+
+
+def wait_all(procs, log_prefixes, timeout):
+    deadline = time.monotonic() + timeout
+    for p, prefix in zip(procs, log_prefixes):
+        try:
+            p.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{prefix} still running after {timeout} s:\n{read(prefix + '.err')[-2000:]}")
+
+
+def scalars(model_dir, tag):
+    """[value of step 1, 2, ...] of `tag` in the chief's TensorBoard events."""
+    found = {}
+    for path in glob.glob(os.path.join(model_dir, "train", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    found[event.step] = float(tf.make_ndarray(value.tensor))
+    return [found[s] for s in sorted(found)]
+
+
+def model_variables(model_dir):
+    path = tf.train.latest_checkpoint(model_dir)
+    reader = tf.train.load_checkpoint(path)
+    return path, {n: reader.get_tensor(n) for n, _ in tf.train.list_variables(path)
+                  if n.startswith("model/")}
+
+
+def test_two_workers_train_like_one_process(one_person_data, tmp_path):
+    args = [f"--label_map={one_person_data['label_map']}",
+            f"--train_tfrecords={one_person_data['train']}", "--train_steps=3", *TINY, *EXACT]
+    mw, ref = str(tmp_path / "mw"), str(tmp_path / "ref")
+    logs = [str(tmp_path / "w0"), str(tmp_path / "w1"), str(tmp_path / "ref")]
+    procs = []
+    try:
+        procs = start_workers([*args, f"--model_dir={mw}"], tmp_path)
+        # The single-process reference (global batch 2 on one device) runs alongside.
+        procs.append(start([*args, f"--model_dir={ref}"], logs[2]))
+        wait_all(procs, logs, timeout=2 * START_TIMEOUT)
+    finally:
+        kill_all(procs)
+    for p, prefix in zip(procs, logs):
+        assert p.returncode == 0, f"{prefix}: {read(prefix + '.err')[-3000:]}"
+    chief, other = read(logs[0] + ".out"), read(logs[1] + ".out")
+    assert [l for l in chief.splitlines() if l.startswith("checkpoint: ")] == [
+        f"checkpoint: step {s} saved to {mw}/ckpt-{s}" for s in (1, 2, 3)]
+    assert not [l for l in other.splitlines() if l.startswith("checkpoint: ")]
+    assert "trained to step 3; checkpoint: None;" in other
+    # Only the chief writes: worker 1's scratch saves are gone, model_flags.json is there.
+    assert sorted(os.listdir(mw)) == ["checkpoint", "ckpt-1.data-00000-of-00001",
+                                      "ckpt-1.index", "ckpt-2.data-00000-of-00001",
+                                      "ckpt-2.index", "ckpt-3.data-00000-of-00001",
+                                      "ckpt-3.index", "model_flags.json", "train"]
+    # Same global batch, same summed gradients: the same losses and weights as one process.
+    for tag in ("loss/total_loss", "grad_norm"):
+        want, got = scalars(ref, tag), scalars(mw, tag)
+        assert len(want) == 3 and len(got) == 3
+        np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=tag)
+    assert min(scalars(ref, "grad_norm")) > 2   # clipping was at work
+    loss = scalars(ref, "loss/total_loss")
+    assert loss[2] < loss[0]   # it learns
+    ref_path, ref_vars = model_variables(ref)
+    mw_path, mw_vars = model_variables(mw)
+    assert ref_path.endswith("ckpt-3") and mw_path.endswith("ckpt-3")
+    assert set(ref_vars) == set(mw_vars) and len(ref_vars) > 10
+    for name in ref_vars:
+        np.testing.assert_allclose(mw_vars[name], ref_vars[name], rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_killed_worker_makes_the_other_fail_fast(one_person_data, tmp_path):
+    args = [f"--label_map={one_person_data['label_map']}",
+            f"--train_tfrecords={one_person_data['train']}", "--train_steps=1000", *TINY,
+            *EXACT, "--collective_timeout=30", f"--model_dir={tmp_path / 'mw'}"]
+    chief_out = str(tmp_path / "w0.out")
+    procs = []
+    try:
+        procs = start_workers(args, tmp_path)
+        # The chief's checkpoint line of step 1 means both workers finished step 1.
+        deadline = time.monotonic() + START_TIMEOUT
+        while "checkpoint: step 1 " not in read(chief_out):
+            assert all(p.poll() is None for p in procs), read(str(tmp_path / "w0.err"))[-3000:]
+            assert time.monotonic() < deadline, "no step within the start timeout"
+            time.sleep(0.5)
+        procs[1].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        try:
+            procs[0].wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("worker 0 still running 60 s after worker 1 was killed (a hang)")
+        took = time.monotonic() - killed_at
+    finally:
+        kill_all(procs)
+    assert procs[1].returncode == -signal.SIGKILL
+    err = read(str(tmp_path / "w0.err"))
+    assert procs[0].returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    last = [l for l in err.splitlines() if l.strip()][-1]
+    assert last.startswith("error: another worker died or stopped answering ("), err[-3000:]
+    assert f"newest checkpoint: {tmp_path / 'mw'}/ckpt-" in last
+    assert "restart every worker" in last
+    assert took < 60
+
+
+def test_tf_config_missing_or_outside_the_cluster(tmp_path):
+    # (each run costs ~10 s of imports; a malformed TF_CONFIG takes the same path)
+    (tmp_path / "labels.txt").write_text("1: stand\n")
+    args = [f"--label_map={tmp_path}/labels.txt", f"--train_tfrecords={tmp_path}/*.tfrecord",
+            f"--model_dir={tmp_path}/m", "--strategy=multi_worker"]
+    env = {k: v for k, v in ENV.items() if k != "TF_CONFIG"}
+    assert_clean_error(run(*args, env=env), "--strategy=multi_worker needs the TF_CONFIG")
+    outside = dict(env, TF_CONFIG=json.dumps(
+        {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}))
+    assert_clean_error(run(*args, env=outside), "task worker:3 is not in the cluster")
