@@ -11,6 +11,7 @@ import logging
 import os
 from typing import Callable, Dict, List, Optional
 
+import keras
 import tensorflow as tf
 
 CONFIG_FILE = "model_flags.json"
@@ -44,21 +45,36 @@ class VariableTable(tf.__internal__.tracking.AutoTrackable):
         self.table = dict(variables)
 
 
-def checkpointable(model) -> VariableTable:
+def _positional(variables) -> VariableTable:
+    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)})
+
+
+def checkpointable(model) -> tf.__internal__.tracking.AutoTrackable:
     """Every variable of a built Keras 3 model, for `tf.train.Checkpoint(model=...)`.
 
     `tf.train.Checkpoint(model=keras_model)` silently misses sub-layers that Keras 3 keeps in
     Python lists (its TrackedList is not a TF trackable, keras-team/keras#19425): the I3D blocks,
-    the Tx units. `model.variables` has them all, seed-generator states included. Keys are
-    positions in that list, which the model's code fixes: variable paths are no good as keys,
-    since Keras makes layer names unique per process (a second detector built in one process is
-    `action_detector_1/...`). A checkpoint of another architecture fails on shapes or on
-    unmatched variables at restore (and `model_flags.json` guards the configuration).
+    the Tx units; and the seed-generator states. `model.variables` has them all. They are
+    grouped by the model's layer attribute (`trunk`, `proposer`, `head`, ...) and keyed by
+    position inside each group, which the code fixes. Variable paths are no good as keys, since
+    Keras makes names unique per process (a second detector built in one process is
+    `action_detector_1/...`, its dropouts `seed_generator_7`). Groups make a checkpoint usable
+    by a model that lacks a part: a detector with ground-truth proposals has no RPN variables
+    and still restores the trunk and head of an RPN-trained checkpoint. A checkpoint of another
+    architecture fails on shapes or unmatched variables at restore.
     """
-    variables = model.variables
-    if not variables:
+    if not model.variables:
         raise ValueError(f"{model.name}: build the model (call it once) before checkpointing it")
-    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)})
+    root = tf.__internal__.tracking.AutoTrackable()
+    seen = set()
+    for attr, value in sorted(vars(model).items()):
+        if attr.startswith("_") or not isinstance(value, keras.layers.Layer):
+            continue
+        group = [v for v in value.variables if id(v) not in seen]
+        seen.update(id(v) for v in group)
+        setattr(root, attr, _positional(group))
+    root.own = _positional([v for v in model.variables if id(v) not in seen])
+    return root
 
 
 def make_checkpoint(*, model, optimizer, step: tf.Variable, iterator=None) -> tf.train.Checkpoint:

@@ -174,11 +174,11 @@ def restore(detector, checkpoint_path: str) -> None:
                          "'model' object: not written as tf.train.Checkpoint(model=...))")
     # The trainer's optimizer, step and iterator are not restored here (expect_partial), but
     # every variable of this model must be found (other model flags -> a clear error).
-    status = tf.train.Checkpoint(model=checkpointable(detector)).restore(checkpoint_path)
-    status.expect_partial()
     try:
+        status = tf.train.Checkpoint(model=checkpointable(detector)).restore(checkpoint_path)
+        status.expect_partial()
         status.assert_existing_objects_matched()
-    except AssertionError as e:
+    except (AssertionError, ValueError) as e:
         raise ValueError(f"checkpoint {checkpoint_path} does not match this model (was it "
                          f"trained with other model flags?): {str(e)[:300]}") from None
 
