@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= data/synthetic_demo
 DEMO_OUT ?= demo_out
+VIDEO ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test venv clean-demo
@@ -20,7 +21,7 @@ test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 demo: venv
-	$(PY) tools/demo.py --data_dir=$(DEMO_DIR) --out_dir=$(DEMO_OUT)
+	$(PY) tools/demo.py --data_dir=$(DEMO_DIR) --out_dir=$(DEMO_OUT) $(if $(VIDEO),--video=$(VIDEO))
 
 clean-demo:
 	rm -rf $(DEMO_DIR) $(DEMO_OUT)
