@@ -1,6 +1,5 @@
 """tools/train.py: bad input gives one `error:` line and exit status 2; a run SIGKILLed at
 three steps and restarted each time ends bitwise equal to an uninterrupted run."""
-import os
 import signal
 import subprocess
 import sys
@@ -9,40 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN = os.path.join(REPO, "tools", "train.py")
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-TINY = ["--image_size=64", "--num_frames=8", "--frame_stride=2", "--anchor_sizes=16,32,48",
-        "--rpn_filters=32", "--post_nms_top_k=20", "--num_roi_samples=16", "--max_boxes=4",
-        "--max_proposals=4", "--max_objects=2", "--head=linear", "--head_dropout=0.3",
-        "--batch_size=2", "--optimizer=adamw", "--learning_rate=0.001",
-        "--warmup_learning_rate=0.0001", "--warmup_steps=2", "--deterministic",
-        "--checkpoint_every=1", "--log_every=1", "--noprogress"]
+from train_helpers import ENV, REPO, TINY, TRAIN, assert_clean_error, make_tiny_data, run
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from action_tx.data import convert, synthetic
-    root = tmp_path_factory.mktemp("ava")
-    synthetic.generate(str(root / "ava"), preset="tiny", check=False, videos=3, seconds=8)
-    convert.convert_split(str(root / "ava"), "train", str(root / "tf" / "train.tfrecord@2"),
-                          num_frames=16, progress=False, num_workers=1)
-    return {"label_map": str(root / "ava" / "annotations" / "action_list.pbtxt"),
-            "train": str(root / "tf" / "train.tfrecord-*"), "root": root}
-
-
-def run(*args, timeout=300):
-    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, cwd=REPO)
-
-
-def assert_clean_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = [l for l in proc.stderr.splitlines() if l.strip() and "cuInit" not in l]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0]
+    return make_tiny_data(tmp_path_factory.mktemp("ava"))
 
 
 def test_missing_flagfile(tmp_path):
