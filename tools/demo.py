@@ -9,7 +9,8 @@ repeated by hand:
   2. tfrecords tools/create_ava_tfrecords.py for train and val (when a manifest is absent), then
                a summary of the splits (videos, keyframes, persons, positives per class);
   3. train     tools/train.py --flagfile=configs/demo.flags (resumes from OUT/model by itself);
-  4. eval      tools/eval.py on the val split: frame-mAP@0.5 and AP per evidence type;
+  4. eval      tools/eval.py on the val split: frame-mAP@0.5 and AP per evidence type, and
+               with --proposals=gt (ground-truth boxes: the classification-only bound);
   5. export    tools/export_saved_model.py into a fresh OUT/saved_model (re-exported every run:
                the checkpoint may have changed);
   6. detect    tools/detect.py on --video (default: the first val video of DATA/videos/),
@@ -45,6 +46,8 @@ flags.DEFINE_string("video", None, "Video for tools/detect.py (default: DATA/vid
 flags.DEFINE_string("preset", "demo", "Synthetic preset when the data is generated.")
 flags.DEFINE_integer("seed", 0, "Synthetic data seed when the data is generated.")
 flags.DEFINE_integer("train_steps", None, "Override the config's --train_steps.")
+flags.DEFINE_bool("gt_eval", True, "Also score the classifier on ground-truth boxes "
+                  "(--proposals=gt: the classification-only upper bound).")
 flags.DEFINE_integer("detect_keyframes", 0, "tools/detect.py --max_keyframes (0: the whole "
                      "video).")
 
@@ -185,8 +188,9 @@ def demo():
                  f"--groundtruth={ann}/ava_val.csv", f"--evidence={ann}/evidence_val.csv",
                  f"--excluded={ann}/ava_val_excluded_timestamps.csv",
                  f"--label_map={label_map}", "--progress=false"]
-    eval_dir = os.path.join(out, "eval")
-    shutil.rmtree(eval_dir, ignore_errors=True)   # the newest scores only, none from a rerun
+    eval_dir, gt_dir = os.path.join(out, "eval"), os.path.join(out, "eval_gt_boxes")
+    for path in (eval_dir, gt_dir):   # the newest scores only, none from a rerun
+        shutil.rmtree(path, ignore_errors=True)
     timed("eval", lambda: run_tool("eval (val split)", "eval.py", *eval_args,
                                    f"--output_dir={eval_dir}"))
     results = latest_results(eval_dir)
@@ -194,6 +198,13 @@ def demo():
                        "localization": results.get("localization"),
                        "per_category": results.get("per_category"),
                        "by_evidence": evidence_maps(results), "results": eval_dir}
+    if FLAGS.gt_eval:
+        timed("eval_gt_boxes", lambda: run_tool(
+            "eval (val split, ground-truth boxes)", "eval.py", *eval_args, "--proposals=gt",
+            f"--output_dir={gt_dir}"))
+        gt = latest_results(gt_dir)
+        summary["eval_gt_boxes"] = {"frame_mAP@0.5": gt.get("mAP@0.5IOU"),
+                                    "by_evidence": evidence_maps(gt), "results": gt_dir}
 
     saved_model = os.path.join(out, "saved_model")
 
@@ -245,6 +256,10 @@ def main(argv):
     print(f"  val frame-mAP@0.5: {fmt(ev['frame_mAP@0.5'])}   person localization "
           + "  ".join(f"{k} {fmt(v)}" for k, v in (ev["localization"] or {}).items()))
     print("  by evidence: " + "  ".join(f"{k} {fmt(v)}" for k, v in ev["by_evidence"].items()))
+    if "eval_gt_boxes" in summary:
+        gt = summary["eval_gt_boxes"]
+        print(f"  val frame-mAP@0.5 on ground-truth boxes: {fmt(gt['frame_mAP@0.5'])}   by "
+              "evidence: " + "  ".join(f"{k} {fmt(v)}" for k, v in gt["by_evidence"].items()))
     print(f"  detections: {summary['detect']['video']}\n  written: {path}  (load average "
           f"{', '.join(str(x) for x in summary['load_average'])})")
     return 0
