@@ -1,4 +1,9 @@
 """ActionDetector end to end on a tiny hand-made batch: shapes, config, and overfitting."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -78,12 +83,16 @@ def test_config_round_trip():
     assert clone.get_config() == config
 
 
-@pytest.mark.parametrize("head", ["i3d"])
-def test_tiny_detector_overfits_tiny_batch(head):
+def overfit(steps=300):
+    """Trains a tiny detector on `tiny_batch` and returns (first loss, mean loss of the last 20
+    steps, frame-mAP of its detections on that batch)."""
     keras.utils.set_random_seed(0)
-    det = make_detector(head=head)
+    det = make_detector(head="i3d")
     batch = tiny_batch()
-    optimizer = keras.optimizers.Adam(2e-3)
+    # A step down of the learning rate for the last third lets the loss settle: the RoIs are
+    # sampled anew every step, so single-step losses are noisy.
+    optimizer = keras.optimizers.Adam(
+        keras.optimizers.schedules.PiecewiseConstantDecay([200], [3e-3, 3e-4]))
 
     @tf.function
     def step():
@@ -95,10 +104,7 @@ def test_tiny_detector_overfits_tiny_batch(head):
 
     det(batch, training=True)
     first = float(step())
-    for _ in range(299):
-        last = float(step())
-    assert last < first / 10, (first, last)
-
+    losses = [float(step()) for _ in range(steps - 1)]
     out = {k: v.numpy() for k, v in det(batch, training=False).items()}
     rows = detections_to_ava(out, ["v0", "v1"], [1, 1], class_ids=[1, 2, 3])
     gt = {"video_id": [], "timestamp": [], "boxes": [], "action_id": []}
@@ -112,7 +118,20 @@ def test_tiny_detector_overfits_tiny_batch(head):
                     gt["action_id"].append(c + 1)
     gt = {k: np.asarray(v) for k, v in gt.items()}
     result = evaluate(gt, rows, [1, 2, 3], breakdowns=False)
-    assert result.map >= 0.9, result.format_table()
+    return first, float(np.mean(losses[-20:])), result.map
+
+
+def test_tiny_detector_overfits_tiny_batch():
+    # In its own process with TF op determinism (which cannot be switched off again inside the
+    # test session): multi-threaded float sums otherwise make every run a different trajectory.
+    env = dict(os.environ, TF_DETERMINISTIC_OPS="1", TF_ENABLE_ONEDNN_OPTS="1",
+               TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, last, frame_map = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last < first / 10, (first, last)
+    assert frame_map >= 0.9, frame_map
 
 
 def test_checkpoint_holds_every_variable_and_seed_state(tmp_path):
@@ -155,3 +174,7 @@ def test_gt_proposal_detector_restores_an_rpn_checkpoint(tmp_path):
     other(batch, training=False)
     with pytest.raises(ValueError, match="does not match this model"):
         restore(other, path)
+
+
+if __name__ == "__main__":   # the overfit run of test_tiny_detector_overfits_tiny_batch
+    print(json.dumps(overfit()))
