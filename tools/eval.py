@@ -100,32 +100,11 @@ def _file_flags(*names):
 
 
 def _load_model_flags_json(model_dir):
-    """Sets the model/data flags not given on the command line from the trainer's
-    model_dir/model_flags.json (a JSON object flag name -> value)."""
-    path = os.path.join(model_dir, "model_flags.json")
-    if not os.path.isfile(path):
-        return None
+    """`model_flags.apply_model_flags_json`, its errors as one-line input errors."""
     try:
-        with open(path) as f:
-            values = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a JSON object of flag values ({e})")
-    if not isinstance(values, dict):
-        raise InputError(f"{path}: not a JSON object of flag values")
-    values = values.get("flags", values) if isinstance(values.get("flags"), dict) else values
-    known = {f.name for f in FLAGS.get_flags_for_module(model_flags.__name__)}
-    for name, value in values.items():
-        if name not in known or FLAGS[name].present:
-            continue    # not a model flag, or set on the command line (which wins)
-        try:
-            if value is None:
-                FLAGS[name].value = None
-            else:
-                FLAGS[name].parse(value)
-                FLAGS[name].present = 0
-        except (flags.Error, ValueError, TypeError) as e:
-            raise InputError(f"{path}: flag {name}={value!r}: {e}")
-    return path
+        return model_flags.apply_model_flags_json(model_dir)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def score_model():
@@ -138,9 +117,7 @@ def score_model():
     if FLAGS.model_dir and not os.path.isdir(model_dir):
         raise InputError(f"--model_dir: no such directory: {model_dir}")
     if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
-        source = _load_model_flags_json(model_dir)
-        if source:
-            print(f"model flags from {source}", file=sys.stderr)
+        _load_model_flags_json(model_dir)
     missing = [f"--{n}" for n in ("eval_tfrecords", "groundtruth", "label_map")
                if not getattr(FLAGS, n)]
     if missing:

@@ -14,7 +14,6 @@ SavedModels and checkpoints are programs: load only ones you trust.
 
 Exit status 2 with a one-line message on bad input.
 """
-import json
 import os
 import re
 import sys
@@ -38,32 +37,11 @@ class InputError(ValueError):
 
 
 def _apply_model_flags_json(model_dir):
-    """Sets the model/data flags not given on the command line from model_dir/model_flags.json
-    (a JSON object flag name -> value); returns the JSON object ({} when absent)."""
-    path = os.path.join(model_dir, "model_flags.json")
-    if not os.path.isfile(path):
-        return {}
+    """`model_flags.apply_model_flags_json`, its errors as one-line input errors."""
     try:
-        with open(path) as f:
-            values = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a JSON object of flag values ({e})")
-    if not isinstance(values, dict):
-        raise InputError(f"{path}: not a JSON object of flag values")
-    known = {f.name for f in FLAGS.get_flags_for_module(model_flags.__name__)}
-    for name, value in values.items():
-        if name not in known or FLAGS[name].present:
-            continue
-        try:
-            if value is None:
-                FLAGS[name].value = None
-            else:
-                FLAGS[name].parse(value)
-                FLAGS[name].present = 0
-        except (flags.Error, ValueError, TypeError) as e:
-            raise InputError(f"{path}: flag {name}={value!r}: {e}")
-    print(f"model flags from {path}", file=sys.stderr)
-    return values
+        return model_flags.apply_model_flags_json(model_dir)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def _checkpoint_path():

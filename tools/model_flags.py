@@ -1,5 +1,6 @@
 """Model and data flags shared by the tools, and the one place that maps them onto keyword
 arguments of the library (`build_detector_from_flags`, `dataset_kwargs_from_flags`)."""
+import json
 import os
 import sys
 
@@ -78,3 +79,38 @@ def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
                 frame_stride=FLAGS.frame_stride, image_size=FLAGS.image_size,
                 training=training, seed=FLAGS.seed, max_boxes=FLAGS.max_boxes,
                 max_proposals=FLAGS.max_proposals, max_objects=FLAGS.max_objects)
+
+
+def apply_model_flags_json(model_dir: str) -> dict:
+    """Sets the model/data flags not given on the command line (or in a flagfile) from
+    `model_dir/model_flags.json`, which the trainer writes (a JSON object flag name -> value).
+
+    Returns the JSON object ({} when the file is absent). Raises ValueError, naming the file,
+    when it is not such an object or holds a value a flag rejects.
+    """
+    path = os.path.join(model_dir, "model_flags.json")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a JSON object of flag values ({e})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: not a JSON object of flag values")
+    if isinstance(values.get("flags"), dict):   # also {"flags": {...}}
+        values = values["flags"]
+    known = {f.name for f in FLAGS.get_flags_for_module(__name__)}
+    for name, value in values.items():
+        if name not in known or FLAGS[name].present:
+            continue    # not a model flag, or set on the command line (which wins)
+        try:
+            if value is None:
+                FLAGS[name].value = None
+            else:
+                FLAGS[name].parse(value)
+                FLAGS[name].present = 0
+        except (flags.Error, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: flag {name}={value!r}: {e}") from None
+    print(f"model flags from {path}", file=sys.stderr)
+    return values
