@@ -59,26 +59,6 @@ class InputError(ValueError):
     """Bad flags, model or video; reported as one line, exit status 2."""
 
 
-class Progress:
-    """`label [#####.....] done/total` on stderr, one line, rewritten in place."""
-
-    def __init__(self, total, label, enabled=True, width=30):
-        self.total, self.label, self.enabled, self.width, self.done = total, label, enabled, width, 0
-        self.update(0)
-
-    def update(self, n):
-        self.done += n
-        if self.enabled:
-            filled = self.width * self.done // max(self.total, 1)
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-                             f"{self.done}/{self.total}")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def check_inputs():
     """Flag, path and video checks, all before TensorFlow loads -> (VideoInfo, frames)."""
     if not FLAGS.saved_model or not FLAGS.video:
@@ -158,7 +138,9 @@ def run():
     results, rows, buffer = [], [], {}
     writer = (video_io.VideoWriter(FLAGS.output_video, info.rate).__enter__()
               if FLAGS.output_video else None)
+    from action_tx.progress import Progress
     bar = Progress(len(times), f"{os.path.basename(FLAGS.video)}: keyframes", FLAGS.progress)
+    bar.update(0)
     start, write_ptr = time.perf_counter(), 0
 
     def run_keyframe(k):

@@ -16,37 +16,18 @@ import json
 import multiprocessing
 import os
 import re
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 from action_tx.data import ava, frame_source, tfrecords
+from action_tx.progress import Progress
 
 DEFAULT_FPS = 30.0  # AVA's frames are extracted at 30 fps
 
 
 class ConversionError(ValueError):
     """Inputs that cannot be converted; the message names the file and what is wrong."""
-
-
-class Progress:
-    """A one-line progress bar on stderr: `label [#####.....] done/total`."""
-
-    def __init__(self, total: int, label: str, enabled: bool = True, width: int = 30):
-        self.total, self.label, self.enabled, self.width, self.done = total, label, enabled, width, 0
-
-    def update(self, n: int):
-        self.done += n
-        if self.enabled:
-            filled = self.width * self.done // max(self.total, 1)
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-                             f"{self.done}/{self.total}")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
 
 
 def _one(pattern: str, role: str, required: bool, exclude: str | None = None):
