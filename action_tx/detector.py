@@ -121,7 +121,8 @@ class ActionDetector(keras.Model):
             features=features, rois=rois, roi_mask=roi_mask, roi_features=roi_features,
             roi_scores=roi_scores, objects=objects, object_mask=object_mask,
             object_features=object_features, video_index=batch.get("video_index"),
-            timestamp=batch.get("timestamp"), keyframe_index=batch.get("keyframe_index")),
+            timestamp=batch.get("timestamp"), keyframe_index=batch.get("keyframe_index"),
+            roi_labels=out.get("roi_labels")),
             training=training)
         out.update(rois=rois, roi_mask=roi_mask, roi_scores=roi_scores, logits=head_out.logits)
         if head_out.box_deltas is not None:

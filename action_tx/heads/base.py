@@ -24,6 +24,11 @@ class HeadInputs(NamedTuple):
     video_index:    int32   [B] or None          position of the video in the split.
     timestamp:      int32   [B] or None          keyframe time in seconds.
     keyframe_index: int32   [B] or None          global keyframe index (memory reads/writes).
+    keyframe_mask:  bool    [B] or None          false for padded keyframes (feature-mode
+                                                 batches); None = every keyframe is real.
+    roi_labels:     float32 [B, N, num_classes] or None  training targets of the RoIs (only in
+                                                 training; heads that tag memory entries with
+                                                 their loss, AIA's AMU, read them).
     """
     features: tf.Tensor
     rois: tf.Tensor
@@ -36,6 +41,8 @@ class HeadInputs(NamedTuple):
     video_index: Optional[tf.Tensor] = None
     timestamp: Optional[tf.Tensor] = None
     keyframe_index: Optional[tf.Tensor] = None
+    keyframe_mask: Optional[tf.Tensor] = None
+    roi_labels: Optional[tf.Tensor] = None
 
 
 class HeadOutputs(NamedTuple):
