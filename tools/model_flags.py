@@ -32,6 +32,41 @@ flags.DEFINE_integer("tx_layers", 3, "Action Transformer: layers.")
 flags.DEFINE_integer("tx_hidden", 128, "Action Transformer: D.")
 flags.DEFINE_enum("tx_query", "highres", ["highres", "lowres"], "Action Transformer QPr.")
 flags.DEFINE_integer("max_detections", 100, "Detections kept per clip after NMS.")
+flags.DEFINE_bool("class_specific_nms", False, "NMS per action class on person score x action "
+                  "score (HGRNN §3.3) instead of class-agnostic NMS on the person score.")
+# STAGE (stage_graph_attention.txt)
+flags.DEFINE_integer("stage_heads", 4, "STAGE: graph attention heads per layer.")
+flags.DEFINE_integer("stage_layers", 2, "STAGE: graph attention layers.")
+flags.DEFINE_float("stage_dropout", 0.5, "STAGE: dropout of each layer.")
+flags.DEFINE_integer("stage_temporal_extent", 1, "STAGE: clips on each side joined by temporal "
+                     "edges (0: no temporal edges).")
+flags.DEFINE_bool("stage_proximity", True, "STAGE: exp(-distance) adjacency (false: all ones).")
+flags.DEFINE_bool("stage_objects", True, "STAGE: object nodes in the graph.")
+flags.DEFINE_enum("stage_attention", "graph", ["graph", "transformer"],
+                  "STAGE: graph attention, or transformer attention (paper Table 5).")
+# HGRNN (hgrnn_graph_rnn.txt)
+flags.DEFINE_integer("hgrnn_window", 3, "HGRNN: l, keyframes on each side of the scene BiGRU.")
+flags.DEFINE_integer("hgrnn_iterations", 2, "HGRNN: graph GRU iterations.")
+flags.DEFINE_integer("hgrnn_hidden", 512, "HGRNN: GRU hidden size.")
+# ACAR-Net (acar_net.txt)
+flags.DEFINE_integer("acar_blocks", 2, "ACAR: HR2O blocks.")
+flags.DEFINE_integer("acar_dim", 512, "ACAR: HR2O width d.")
+flags.DEFINE_enum("acar_relation", "hr2o", ["hr2o", "rn"],
+                  "ACAR: high-order relation operator, or the Relation Network (eq. 3-4).")
+flags.DEFINE_string("acfb_bank_dir", None, "ACAR: Actor-Context Feature Bank of the training "
+                    "split (tools/extract_features.py --bank=acfb); none: no bank.")
+flags.DEFINE_string("eval_acfb_bank_dir", None, "ACAR: the bank of the evaluation split.")
+flags.DEFINE_integer("acfb_window", 2, "ACAR: w, bank keyframes on each side (eq. 5).")
+# AIA (aia_interaction_aggregation.txt)
+flags.DEFINE_list("aia_blocks", ["P", "O", "M", "P", "O", "M"],
+                  "AIA: interaction blocks in order (P person, O object, M memory).")
+flags.DEFINE_enum("aia_structure", "dense", ["parallel", "serial", "dense"],
+                  "AIA: how the blocks are aggregated (§3.3).")
+flags.DEFINE_integer("aia_memory_window", 30, "AIA: L, memory keyframes on each side (0: none).")
+flags.DEFINE_bool("aia_amu", True, "AIA: asynchronous memory update (Algorithm 1).")
+flags.DEFINE_enum("aia_memory_dtype", "float32", ["float32", "float16"],
+                  "AIA: storage type of the memory table.")
+flags.DEFINE_float("box_jitter", 0.0, "Training box jitter (AIA): fraction of box size.")
 flags.DEFINE_integer("seed", 0, "Global seed (weights, samplers, input shuffling).")
 
 # --- data ---
@@ -42,6 +77,17 @@ flags.DEFINE_integer("image_size", 112, "Square input size in pixels.")
 flags.DEFINE_integer("max_boxes", 16, "Ground-truth boxes per clip (padding).")
 flags.DEFINE_integer("max_proposals", 32, "External person detections per clip (padding).")
 flags.DEFINE_integer("max_objects", 16, "Object boxes per clip (padding).")
+# --- feature mode (tools/extract_features.py writes the features) ---
+flags.DEFINE_enum("input", "frames", ["frames", "features"],
+                  "frames: end to end from TFRecords; features: a head on frozen trunk features.")
+flags.DEFINE_string("feature_dir", None, "--input=features: training split's feature folder.")
+flags.DEFINE_string("eval_feature_dir", None, "--input=features: evaluation split's features.")
+flags.DEFINE_enum("train_actors", "both", ["both", "gt", "detected"],
+                  "--input=features: actor boxes trained on.")
+flags.DEFINE_enum("eval_actors", "detected", ["detected", "gt"],
+                  "--input=features: actor boxes scored (gt: the classification-only bound).")
+flags.DEFINE_integer("context_keyframes", 0, "--input=features: extra keyframes on each side "
+                     "of a batch (temporal context only: no loss, no detections).")
 
 
 def _head_options(head: str) -> dict:
