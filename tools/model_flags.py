@@ -97,6 +97,12 @@ def _head_options(head: str) -> dict:
     if head in ("tx", "tx_i3d"):
         options.update(num_heads=FLAGS.tx_heads, num_layers=FLAGS.tx_layers,
                        hidden_size=FLAGS.tx_hidden, query_mode=FLAGS.tx_query)
+    if head == "stage":
+        options.update(num_heads=FLAGS.stage_heads, num_layers=FLAGS.stage_layers,
+                       dropout=FLAGS.stage_dropout if FLAGS.head_dropout is None
+                       else FLAGS.head_dropout, temporal_extent=FLAGS.stage_temporal_extent,
+                       use_proximity=FLAGS.stage_proximity, use_objects=FLAGS.stage_objects,
+                       attention=FLAGS.stage_attention)
     return options
 
 

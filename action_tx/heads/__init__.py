@@ -3,6 +3,7 @@ effects); every head takes `HeadInputs` and returns `HeadOutputs` (see `base.py`
 from action_tx.heads.action_transformer import ActionTransformerHead
 from action_tx.heads.i3d_head import I3DHead
 from action_tx.heads.linear import LinearHead
+from action_tx.heads.stage import StageHead
 from action_tx.heads.tx_i3d import TxI3DHead
 
 HEADS = {
@@ -10,4 +11,5 @@ HEADS = {
     "i3d": I3DHead,
     "tx": ActionTransformerHead,
     "tx_i3d": TxI3DHead,
+    "stage": StageHead,
 }
