@@ -47,3 +47,55 @@ def test_postprocess_exports_in_a_saved_model(tmp_path):
                       tf.constant(PROBS))
   np.testing.assert_array_equal(out["num_detections"].numpy(), [2])
   np.testing.assert_allclose(out["detection_scores"].numpy()[0], [0.9, 0.7, 0.0], rtol=1e-6)
+
+
+# Class-specific NMS (HGRNN §3.3) on the same boxes, IoU 0.5. Class scores = person x prob:
+#   class 0: A .9 x .5 = .45, B .8 x 1 = .8, C .7 x .2 = .14 -> B kept, A suppressed (IoU .9)
+#   class 1: A .9,            B .8,          C .28           -> A kept, B suppressed
+# so A and B both survive (one class each) and C survives both; rows by person score.
+def test_class_specific_nms_zeroes_suppressed_classes(run):
+  out = run(postprocess, ROIS, MASK, SCORES, PROBS, nms_iou=0.5, max_detections=4,
+            class_specific_nms=True)
+  np.testing.assert_array_equal(out["num_detections"], [3])
+  np.testing.assert_array_equal(out["detection_indices"][0, :3], [0, 1, 2])
+  np.testing.assert_allclose(out["detection_boxes"][0],
+                             np.concatenate([ROIS[0, :3], np.zeros([1, 4])]), atol=1e-6)
+  np.testing.assert_allclose(out["detection_scores"][0], [0.9, 0.8, 0.7, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(out["action_scores"][0],
+                             [[0, .9], [.8, 0], [.14, .28], [0, 0]], rtol=1e-5, atol=1e-7)
+
+
+def test_class_specific_nms_caps_each_class_and_the_rows(run):
+  # One box per class: class 0 keeps B, class 1 keeps A; the single row is A (best person
+  # score), carrying only its class-1 score.
+  out = run(postprocess, ROIS, MASK, SCORES, PROBS, nms_iou=0.5, max_detections=1,
+            class_specific_nms=True)
+  np.testing.assert_array_equal(out["num_detections"], [1])
+  np.testing.assert_allclose(out["detection_boxes"][0], ROIS[0, :1], atol=1e-6)
+  np.testing.assert_allclose(out["action_scores"][0], [[0, .9]], rtol=1e-5, atol=1e-7)
+  # Person score threshold .75 drops C; no overlap suppression at IoU .95: A and B keep all.
+  out = run(postprocess, ROIS, MASK, SCORES, PROBS, nms_iou=0.95, max_detections=3,
+            score_threshold=0.75, class_specific_nms=True)
+  np.testing.assert_array_equal(out["num_detections"], [2])
+  np.testing.assert_allclose(out["action_scores"][0], [[.45, .9], [.8, .8], [0, 0]],
+                             rtol=1e-5, atol=1e-7)
+
+
+def test_class_specific_nms_exports_in_a_saved_model(tmp_path):
+  class Module(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.float32),
+                                  tf.TensorSpec([None, None], tf.bool),
+                                  tf.TensorSpec([None, None], tf.float32),
+                                  tf.TensorSpec([None, None, 2], tf.float32)])
+    def detect(self, rois, mask, scores, probs):
+      return postprocess(rois, mask, scores, probs, nms_iou=0.5, max_detections=4,
+                         class_specific_nms=True)
+
+  tf.saved_model.save(Module(), str(tmp_path))
+  loaded = tf.saved_model.load(str(tmp_path))
+  out = loaded.detect(tf.constant(ROIS), tf.constant(MASK), tf.constant(SCORES),
+                      tf.constant(PROBS))
+  np.testing.assert_array_equal(out["num_detections"].numpy(), [3])
+  np.testing.assert_allclose(out["action_scores"].numpy()[0, :2], [[0, .9], [.8, 0]],
+                             rtol=1e-5, atol=1e-7)
