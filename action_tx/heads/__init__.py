@@ -1,6 +1,7 @@
 """Relational heads. Chosen by name from the plain dict `HEADS` (no registry, no import side
 effects); every head takes `HeadInputs` and returns `HeadOutputs` (see `base.py`)."""
 from action_tx.heads.action_transformer import ActionTransformerHead
+from action_tx.heads.aia import AIAHead
 from action_tx.heads.i3d_head import I3DHead
 from action_tx.heads.linear import LinearHead
 from action_tx.heads.stage import StageHead
@@ -11,5 +12,6 @@ HEADS = {
     "i3d": I3DHead,
     "tx": ActionTransformerHead,
     "tx_i3d": TxI3DHead,
+    "aia": AIAHead,
     "stage": StageHead,
 }

@@ -1,0 +1,123 @@
+"""Building blocks of the AIA head (aia_interaction_aggregation.txt §3.2, §3.3).
+
+- `masked_attention`: softmax attention that gives exactly zero weight to padded keys.
+- `InteractionBlock`: one P-, O- or M-block (Figure 3a): query = person features, key/value =
+  persons, objects or memory features; transformer-style, with a residual connection.
+- `amu_penalty`: the reweighting factor of the Asynchronous Memory Update (§3.3, eq. 2).
+- `dense_query`: the query of a Dense Serial IA block (§3.2, eq. 1).
+"""
+import math
+
+import keras
+import tensorflow as tf
+
+BLOCK_TYPES = ("P", "O", "M")
+
+
+def masked_attention(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
+                     key_mask: tf.Tensor):
+    """Scaled dot-product attention over valid keys only.
+
+    Args:
+      query: float32 [B, N, D]; key: float32 [B, M, D]; value: float32 [B, M, Dv].
+      key_mask: bool [B, M], true for real keys (padded persons/objects, empty memory slots
+        are false).
+    Returns:
+      (output float32 [B, N, Dv], weights float32 [B, N, M]): weights sum to 1 over the real
+      keys, are exactly 0 on padded keys, and are all 0 (output 0) when a row has no real key.
+    """
+    scale = 1.0 / math.sqrt(float(query.shape[-1]))
+    logits = tf.einsum("bnd,bmd->bnm", query, key) * scale
+    mask = key_mask[:, tf.newaxis, :]
+    logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
+    # Multiplying by the mask makes padded weights exactly 0 and a key-less row all 0
+    # (the softmax of an all -1e9 row is uniform).
+    weights = tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
+    return tf.einsum("bnm,bmd->bnd", weights, value), weights
+
+
+@keras.saving.register_keras_serializable(package="action_tx")
+class InteractionBlock(keras.layers.Layer):
+    """One interaction block (Figure 3a), "adapted from the Transformer block [35] ... basically
+    follows [36, 39]" (§3.2):
+
+        out = query + Dropout(ReLU(LayerNorm(W_o · Attention(W_q q, W_k kv, W_v kv))))
+
+    The paper gives no more detail; this is the non-local/LFB-style unit of its references and
+    of the authors' release (LayerNorm, ReLU, dropout, residual; the output projection starts
+    at zero, so every block starts as the identity and a deep serial stack trains stably).
+
+    Args:
+      hidden_size: D, width of the query, key, value and output (query width must be D).
+      dropout: dropout rate on the block's update.
+    Call:
+      query:    float32 [B, N, D] person (or enhanced person) features.
+      context:  float32 [B, M, Dc] key/value features (persons, objects or memory).
+      context_mask: bool [B, M], true for real entries.
+    Returns:
+      (output float32 [B, N, D], attention float32 [B, N, M] (0 on padded entries)).
+    """
+
+    def __init__(self, hidden_size: int = 512, dropout: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.dropout = dropout
+        self._query = keras.layers.Dense(hidden_size, name="query")
+        self._key = keras.layers.Dense(hidden_size, name="key")
+        self._value = keras.layers.Dense(hidden_size, name="value")
+        self._out = keras.layers.Dense(hidden_size, kernel_initializer="zeros", name="out")
+        self._norm = keras.layers.LayerNormalization(epsilon=1e-5, name="layer_norm")
+        self._dropout = keras.layers.Dropout(dropout)
+
+    def build(self, query_shape, context_shape=None):
+        context_shape = context_shape or query_shape
+        self._query.build((None, None, query_shape[-1]))
+        self._key.build((None, None, context_shape[-1]))
+        self._value.build((None, None, context_shape[-1]))
+        self._out.build((None, None, self.hidden_size))
+        self._norm.build((None, None, self.hidden_size))
+
+    def call(self, query, context, context_mask, training=None):
+        attended, weights = masked_attention(self._query(query), self._key(context),
+                                             self._value(context), context_mask)
+        update = tf.nn.relu(self._norm(self._out(attended)))
+        return query + self._dropout(update, training=training), weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, dropout=self.dropout)
+        return config
+
+
+def amu_penalty(loss_tag: tf.Tensor, current_loss: tf.Tensor) -> tf.Tensor:
+    """The AMU reweighting factor w = min(err / δ, δ / err) (§3.3 eq. 2, Algorithm 1 line 8).
+
+    Args:
+      loss_tag: float32 [...], δ: the loss value the memory entry was written with.
+      current_loss: float32 [] (or broadcastable), err: the loss of the latest training step
+        (Algorithm 1 line 15; +inf before the first step, line 2).
+    Returns:
+      float32 [...] in [0, 1]; 1 when δ == err. Entries never written (δ = 0, line 1) and the
+      first step (err = inf) give 0, as min(x/0, 0/x) = 0 in the algorithm.
+    """
+    err = tf.broadcast_to(tf.cast(current_loss, tf.float32), tf.shape(loss_tag))
+    ok = (loss_tag > 0.0) & (err > 0.0) & tf.math.is_finite(err)
+    safe_tag = tf.where(ok, loss_tag, tf.ones_like(loss_tag))
+    safe_err = tf.where(ok, err, tf.ones_like(err))
+    return tf.where(ok, tf.minimum(safe_err / safe_tag, safe_tag / safe_err),
+                    tf.zeros_like(loss_tag))
+
+
+def dense_query(weights: tf.Variable, outputs) -> tf.Tensor:
+    """Query of Dense Serial IA block i (eq. 1): Q_i = Σ_j softmax_j(W)_j ⊙ E_j.
+
+    Args:
+      weights: [i, D] learnable vectors W_j, one per previous block (softmax over j, per
+        channel: "normalized with a Softmax function among C").
+      outputs: list of i float32 [B, N, D], the enhanced outputs E_j of the previous blocks.
+    Returns:
+      float32 [B, N, D].
+    """
+    normalised = tf.nn.softmax(weights, axis=0)                        # [i, D]
+    stacked = tf.stack(outputs, axis=0)                                # [i, B, N, D]
+    return tf.reduce_sum(stacked * normalised[:, tf.newaxis, tf.newaxis, :], axis=0)
