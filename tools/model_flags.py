@@ -103,6 +103,10 @@ def _head_options(head: str) -> dict:
                        else FLAGS.head_dropout, temporal_extent=FLAGS.stage_temporal_extent,
                        use_proximity=FLAGS.stage_proximity, use_objects=FLAGS.stage_objects,
                        attention=FLAGS.stage_attention)
+    if head == "acar":
+        options.update(num_blocks=FLAGS.acar_blocks, hidden_size=FLAGS.acar_dim,
+                       relation=FLAGS.acar_relation, bank_dir=FLAGS.acfb_bank_dir,
+                       eval_bank_dir=FLAGS.eval_acfb_bank_dir, bank_window=FLAGS.acfb_window)
     return options
 
 
