@@ -4,6 +4,8 @@
     python tools/benchmark.py --suite=eval    # AVA evaluator at validation scale
     python tools/benchmark.py --suite=trunk   # Inception-I3D forward / backward FLOP/s
     python tools/benchmark.py --suite=params  # head parameter counts at the paper's sizes (§4.2)
+    python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]  # head comparison
+    python tools/benchmark.py --suite=perf --out=DIR  # input vs train step, trunk, eval, export
 
 Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
 `--out/<suite>.md`.
@@ -21,6 +23,8 @@ SUITES = {
     "eval": "action_tx.bench.eval",
     "trunk": "action_tx.bench.trunk",
     "params": "action_tx.bench.params",
+    "heads": "action_tx.bench.heads",
+    "perf": "action_tx.bench.perf",
 }
 
 FLAGS = flags.FLAGS
