@@ -37,6 +37,8 @@ class ActionDetector(keras.Model):
       num_roi_samples, positive_fraction: second-stage RoI sample per clip in training.
       rpn_weight, box_weight: loss weights of the RPN terms and the box regression term.
       nms_iou, max_detections, score_threshold: post-processing.
+      class_specific_nms: NMS per action class on person score x action probability (HGRNN
+        §3.3) instead of class-agnostic NMS on the person score (`postprocess`).
       seed: seed of the RoI / anchor samplers (a Keras SeedGenerator, so its state is
         checkpointed with the model and a resumed run draws the same samples).
     """
@@ -47,7 +49,7 @@ class ActionDetector(keras.Model):
                  num_roi_samples: int = 64, positive_fraction: float = 0.25,
                  rpn_weight: float = 1.0, box_weight: float = 1.0, nms_iou: float = 0.6,
                  max_detections: int = 100, score_threshold: float = 0.0, seed: int = 0,
-                 **kwargs):
+                 class_specific_nms: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.trunk = trunk
         self.proposer = proposer
@@ -67,6 +69,7 @@ class ActionDetector(keras.Model):
         self.max_detections = max_detections
         self.score_threshold = score_threshold
         self.seed = seed
+        self.class_specific_nms = class_specific_nms
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
 
     def _next_seed(self) -> tf.Tensor:
@@ -134,7 +137,8 @@ class ActionDetector(keras.Model):
                 rois, roi_mask, roi_scores,
                 losses.action_probabilities(head_out.logits, self.pose_indices),
                 head_out.box_deltas, nms_iou=self.nms_iou, max_detections=self.max_detections,
-                score_threshold=self.score_threshold))
+                score_threshold=self.score_threshold,
+                class_specific_nms=self.class_specific_nms))
         return out
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -174,7 +178,7 @@ class ActionDetector(keras.Model):
             num_roi_samples=self.num_roi_samples, positive_fraction=self.positive_fraction,
             rpn_weight=self.rpn_weight, box_weight=self.box_weight, nms_iou=self.nms_iou,
             max_detections=self.max_detections, score_threshold=self.score_threshold,
-            seed=self.seed)
+            seed=self.seed, class_specific_nms=self.class_specific_nms)
         return config
 
     @classmethod

@@ -18,7 +18,8 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                    rpn_filters: int = 512, post_nms_top_k: int = 300,
                    num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
                    focal_gamma: float = 0.0, use_objects: bool = False,
-                   max_detections: int = 100, seed: int = 0) -> ActionDetector:
+                   max_detections: int = 100, class_specific_nms: bool = False,
+                   seed: int = 0) -> ActionDetector:
     """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
 
     Args:
@@ -35,6 +36,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
       focal_gamma: focal loss exponent (HGRNN: 2).
       use_objects: pool object tubes for heads that relate persons to objects.
       max_detections: detections kept per clip after NMS.
+      class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
       seed: sampler seed.
     """
     if head not in HEADS:
@@ -56,4 +58,4 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                           num_classes=num_classes, use_objects=use_objects,
                           pose_indices=pose_indices, focal_gamma=focal_gamma,
                           num_roi_samples=num_roi_samples, max_detections=max_detections,
-                          seed=seed)
+                          class_specific_nms=class_specific_nms, seed=seed)

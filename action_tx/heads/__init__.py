@@ -3,6 +3,7 @@ effects); every head takes `HeadInputs` and returns `HeadOutputs` (see `base.py`
 from action_tx.heads.acar import ACARHead
 from action_tx.heads.action_transformer import ActionTransformerHead
 from action_tx.heads.aia import AIAHead
+from action_tx.heads.hgrnn import HGRNNHead
 from action_tx.heads.i3d_head import I3DHead
 from action_tx.heads.linear import LinearHead
 from action_tx.heads.stage import StageHead
@@ -16,4 +17,5 @@ HEADS = {
     "acar": ACARHead,
     "aia": AIAHead,
     "stage": StageHead,
+    "hgrnn": HGRNNHead,
 }
