@@ -47,7 +47,8 @@ flags.DEFINE_enum("stage_attention", "graph", ["graph", "transformer"],
 # HGRNN (hgrnn_graph_rnn.txt)
 flags.DEFINE_integer("hgrnn_window", 3, "HGRNN: l, keyframes on each side of the scene BiGRU.")
 flags.DEFINE_integer("hgrnn_iterations", 2, "HGRNN: graph GRU iterations.")
-flags.DEFINE_integer("hgrnn_hidden", 512, "HGRNN: GRU hidden size.")
+flags.DEFINE_integer("hgrnn_hidden", 256, "HGRNN: GRU hidden size (paper silent; its features "
+                     "are 256-d, §3.3).")
 # ACAR-Net (acar_net.txt)
 flags.DEFINE_integer("acar_blocks", 2, "ACAR: HR2O blocks.")
 flags.DEFINE_integer("acar_dim", 512, "ACAR: HR2O width d.")
@@ -103,6 +104,9 @@ def _head_options(head: str) -> dict:
                        else FLAGS.head_dropout, temporal_extent=FLAGS.stage_temporal_extent,
                        use_proximity=FLAGS.stage_proximity, use_objects=FLAGS.stage_objects,
                        attention=FLAGS.stage_attention)
+    if head == "hgrnn":
+        options.update(window=FLAGS.hgrnn_window, iterations=FLAGS.hgrnn_iterations,
+                       hidden_size=FLAGS.hgrnn_hidden)
     if head == "acar":
         options.update(num_blocks=FLAGS.acar_blocks, hidden_size=FLAGS.acar_dim,
                        relation=FLAGS.acar_relation, bank_dir=FLAGS.acfb_bank_dir,
@@ -125,7 +129,8 @@ def build_detector_from_flags(label_map):
         anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
         post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
         pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
-        focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections, seed=FLAGS.seed)
+        focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections,
+        class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed)
 
 
 def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
