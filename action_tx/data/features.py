@@ -1,0 +1,275 @@
+"""Frozen-trunk feature files (`tools/extract_features.py`) and the feature-mode tf.data input.
+
+Files: `DIR/features-%05d-of-%05d.tfrecord` + `DIR/manifest.json`; one `tf.train.Example` per
+keyframe, shards in (video_id, timestamp) order. Per keyframe (`encode_keyframe`):
+  video_id, video_index, timestamp, keyframe_index; context map [M, M, C] (trunk features
+  averaged over T', area-pooled to M x M) stored float16; scene [C]; ground-truth boxes
+  [Ng, 4] yxyx + multi-hot labels [Ng, K] + person ids [Ng] + pooled features [Ng, C];
+  detected boxes [Nd, 4] + scores [Nd] + pooled features [Nd, C] + labels [Nd, K] (those of
+  the ground-truth box of best IoU >= 0.5, else none: STAGE §4); objects [No, 4] + classes
+  + scores + pooled features [No, C]. A pooled feature is the mean of the ST-RoIAlign tube over
+  T', S, S. (K action classes, C feature channels.)
+
+`build_feature_dataset` reads every shard into memory once (features are small) and serves
+batches of consecutive keyframes of one video by gathering from index tables.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from object_detection_ext import box_ops
+
+MANIFEST = "manifest.json"
+SHARD_PATTERN = "features-%05d-of-%05d.tfrecord"
+_GROUPS = {"gt": ("boxes", "labels", "person_ids", "features"),
+           "det": ("boxes", "scores", "features", "labels"),
+           "obj": ("boxes", "classes", "scores", "features")}
+
+
+class FeatureFileError(ValueError):
+    """A feature folder that cannot be read; the message names the file."""
+
+
+def transfer_labels(detected: tf.Tensor, detected_mask: tf.Tensor, gt: tf.Tensor,
+                    gt_mask: tf.Tensor, gt_labels: tf.Tensor,
+                    iou_threshold: float = 0.5) -> tf.Tensor:
+    """Labels of detected boxes: those of the ground-truth box of best IoU when it is
+    >= iou_threshold, else all zero (STAGE §4).
+
+    Args:
+      detected: float [B, Nd, 4] normalized yxyx; detected_mask: bool [B, Nd].
+      gt: float [B, Ng, 4] yxyx; gt_mask: bool [B, Ng]; gt_labels: float [B, Ng, K] multi-hot.
+    Returns:
+      float32 [B, Nd, K] (zeros at padding).
+    """
+    if gt.shape[1] == 0:   # no ground-truth slot at all: argmax would have nothing to pick
+        return tf.zeros(tf.concat([tf.shape(detected)[:2], tf.shape(gt_labels)[-1:]], 0))
+    iou = box_ops.pairwise_iou(detected, gt, detected_mask, gt_mask)        # [B, Nd, Ng]
+    best = tf.argmax(iou, axis=-1, output_type=tf.int32)                    # [B, Nd]
+    ok = tf.reduce_max(iou, axis=-1) >= iou_threshold
+    labels = tf.gather(tf.cast(gt_labels, tf.float32), best, batch_dims=1)
+    return labels * tf.cast(ok, tf.float32)[..., None]
+
+
+def _floats(values) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(values)))
+
+
+def _ints(values) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=np.ravel(values).astype(np.int64)))
+
+
+def _bytes(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def encode_keyframe(*, video_id: str, video_index: int, timestamp: int, keyframe_index: int,
+                    context: np.ndarray, scene: np.ndarray, gt: Dict[str, np.ndarray],
+                    det: Dict[str, np.ndarray], obj: Dict[str, np.ndarray]) -> bytes:
+    """One keyframe -> serialized tf.train.Example. context [M, M, C] (stored float16), scene
+    [C]; gt/det/obj: dicts with the keys of the module docstring (numpy arrays, first axis the
+    box)."""
+    context = np.asarray(context, np.float16)
+    feats = {"video_id": _bytes(video_id.encode()), "video_index": _ints([video_index]),
+             "timestamp": _ints([timestamp]), "keyframe_index": _ints([keyframe_index]),
+             "context": _bytes(context.tobytes()), "context_shape": _ints(context.shape),
+             "scene": _floats(scene)}
+    for group, values in (("gt", gt), ("det", det), ("obj", obj)):
+        for key in _GROUPS[group]:
+            v = np.asarray(values[key])
+            feats[f"{group}/{key}"] = (_ints(v) if key in ("person_ids", "classes")
+                                       else _floats(v))
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def decode_keyframe(record: bytes) -> dict:
+    """Inverse of `encode_keyframe`: dict with the scalars, context float16 [M, M, C], scene
+    [C], and `gt`/`det`/`obj` dicts of flat arrays (reshaped by `read_feature_dir`)."""
+    f = tf.train.Example.FromString(record).features.feature
+    shape = tuple(f["context_shape"].int64_list.value)
+    out = {"video_id": f["video_id"].bytes_list.value[0].decode(),
+           "video_index": f["video_index"].int64_list.value[0],
+           "timestamp": f["timestamp"].int64_list.value[0],
+           "keyframe_index": f["keyframe_index"].int64_list.value[0],
+           "context": np.frombuffer(f["context"].bytes_list.value[0], np.float16).reshape(shape),
+           "scene": np.asarray(f["scene"].float_list.value, np.float32)}
+    for group, keys in _GROUPS.items():
+        out[group] = {k: np.asarray(f[f"{group}/{k}"].int64_list.value, np.int32)
+                      if k in ("person_ids", "classes")
+                      else np.asarray(f[f"{group}/{k}"].float_list.value, np.float32)
+                      for k in keys}
+    return out
+
+
+def read_manifest(directory: str) -> dict:
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.isfile(path):
+        raise FeatureFileError(f"{path}: no feature manifest (run tools/extract_features.py)")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise FeatureFileError(f"{path}: not JSON ({e})") from None
+
+
+def read_feature_dir(directory: str) -> dict:
+    """Every keyframe of a finished feature folder, sorted by (video_id, timestamp).
+
+    Returns dict: keyframes (list of `decode_keyframe` dicts with gt/det/obj arrays reshaped
+    to [n, ...]), num_classes, feature_dim, map_size.
+    """
+    manifest = read_manifest(directory)
+    shards = manifest.get("shards", [])
+    missing = [s["path"] for s in shards if not s.get("done")]
+    if not shards or missing:
+        raise FeatureFileError(f"{os.path.join(directory, MANIFEST)}: extraction unfinished "
+                               f"({len(missing)} of {len(shards)} shards missing); re-run "
+                               "tools/extract_features.py to resume")
+    k, c = int(manifest["num_classes"]), int(manifest["feature_dim"])
+    widths = {"boxes": 4, "labels": k, "features": c}
+    keyframes = []
+    for shard in shards:
+        path = os.path.join(directory, shard["path"])
+        if not os.path.isfile(path):
+            raise FeatureFileError(f"{path}: shard listed in the manifest is missing")
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                kf = decode_keyframe(record.numpy())
+                for group in _GROUPS:
+                    kf[group] = {key: v.reshape(-1, widths[key]) if key in widths else v
+                                 for key, v in kf[group].items()}
+                keyframes.append(kf)
+        except tf.errors.OpError as e:
+            raise FeatureFileError(f"{path}: cannot read ({e.message.splitlines()[0]})") from None
+    keyframes.sort(key=lambda kf: (kf["video_id"], kf["timestamp"]))
+    return dict(keyframes=keyframes, num_classes=k, feature_dim=c,
+                map_size=int(manifest["map_size"]))
+
+
+def _pad(rows: List[np.ndarray], size: int, width_shape, dtype) -> np.ndarray:
+    """Stacks per-keyframe arrays [n_i, ...] into [K + 1, size, ...] (row K: padding)."""
+    out = np.zeros((len(rows) + 1, size) + tuple(width_shape), dtype)
+    for i, r in enumerate(rows):
+        n = min(len(r), size)
+        out[i, :n] = r[:n]
+    return out
+
+
+def _actor_rows(kf: dict, actors: str):
+    """-> boxes [n, 4], scores [n], features [n, C], labels [n, K] of the chosen actors
+    (ground-truth first, then detections, for 'both')."""
+    parts = []
+    if actors in ("gt", "both"):
+        g = kf["gt"]
+        parts.append((g["boxes"], np.ones(len(g["boxes"]), np.float32), g["features"],
+                      g["labels"]))
+    if actors in ("detected", "both"):
+        d = kf["det"]
+        parts.append((d["boxes"], d["scores"], d["features"], d["labels"]))
+    return [np.concatenate(p) for p in zip(*parts)]
+
+
+def _chunk_tables(video_index: np.ndarray, batch_size: int, context: int, training: bool):
+    """Index tables of the batches: idx int32 [num_chunks, B] rows into the keyframe arrays
+    (K = padding), target bool [num_chunks, B]. Keyframes are sorted, so a video's keyframes
+    are one run [a, b). Training: every window of `batch_size` consecutive keyframes (one per
+    start position); eval: consecutive non-overlapping windows, the last one padded."""
+    num = len(video_index)
+    idx, target = [], []
+    bounds = np.flatnonzero(np.diff(video_index)) + 1
+    for a, b in zip(np.r_[0, bounds], np.r_[bounds, num]):
+        starts = (range(a, max(a + 1, b - batch_size + 1)) if training
+                  else range(a, b, batch_size))
+        for s in starts:
+            pos = np.arange(s - context, s + batch_size + context)
+            inside = (pos >= a) & (pos < b)
+            idx.append(np.where(inside, pos, num))
+            target.append(inside & (pos >= s) & (pos < s + batch_size))
+    return np.asarray(idx, np.int32).reshape(-1, batch_size + 2 * context), \
+        np.asarray(target, bool).reshape(-1, batch_size + 2 * context)
+
+
+def build_feature_dataset(directory: str, *, num_classes: int, batch_size: int, training: bool,
+                          seed: int = 0, actors: str = "both", context: int = 0,
+                          max_actors: Optional[int] = None,
+                          max_objects: Optional[int] = None) -> tf.data.Dataset:
+    """Feature folder -> tf.data of feature batch dicts (heads_spec "feature dataset").
+
+    A batch = `batch_size` consecutive keyframes of ONE video sorted by timestamp, plus
+    `context` keyframes of the same video on each side (target_mask false: context only);
+    B = batch_size + 2 * context. Training: random windows, shuffled (seeded), repeated.
+    Eval: every keyframe exactly once as a target, in order; windows padded with
+    keyframe_mask false. Keys: features [B, 1, M, M, C]; rois [B, N, 4] yxyx, roi_mask [B, N],
+    roi_scores [B, N] (1 for gt), roi_features [B, N, 1, 1, 1, C], labels [B, N, num_classes];
+    objects [B, O, 4], object_mask, object_classes int32, object_scores, object_features
+    [B, O, 1, 1, 1, C]; scene [B, C]; video_id string, video_index, timestamp, keyframe_index
+    int32 [B] (-1 / "" / 0 on padding); keyframe_mask, target_mask bool [B].
+
+    Args:
+      actors: 'gt', 'detected' or 'both' (gt boxes first, then detections).
+      max_actors, max_objects: N and O; default the most any keyframe has (at least 1).
+    """
+    if actors not in ("gt", "detected", "both"):
+        raise ValueError(f"actors must be gt, detected or both, got {actors!r}")
+    data = read_feature_dir(directory)
+    if data["num_classes"] != num_classes:
+        raise FeatureFileError(f"{directory}: features hold {data['num_classes']} classes, the "
+                               f"model has {num_classes}")
+    kfs, c = data["keyframes"], data["feature_dim"]
+    if not kfs:
+        raise FeatureFileError(f"{directory}: no keyframes")
+    rows = [_actor_rows(kf, actors) for kf in kfs]
+    n = max_actors or max(1, max(len(r[0]) for r in rows))
+    o = max_objects if max_objects is not None else max(1, max(len(kf["obj"]["boxes"])
+                                                               for kf in kfs))
+    m = data["map_size"]
+    vidx = np.asarray([kf["video_index"] for kf in kfs], np.int32)
+    const = {
+        "features": np.concatenate([np.stack([kf["context"] for kf in kfs]),
+                                    np.zeros((1, m, m, c), np.float16)]),
+        "scene": _pad([kf["scene"][None] for kf in kfs], 1, (c,), np.float32)[:, 0],
+        "rois": _pad([r[0] for r in rows], n, (4,), np.float32),
+        "roi_scores": _pad([r[1] for r in rows], n, (), np.float32),
+        "roi_features": _pad([r[2] for r in rows], n, (c,), np.float16),
+        "labels": _pad([r[3] for r in rows], n, (num_classes,), np.float32),
+        "roi_mask": _pad([np.ones(len(r[0]), bool) for r in rows], n, (), bool),
+        "objects": _pad([kf["obj"]["boxes"] for kf in kfs], o, (4,), np.float32),
+        "object_classes": _pad([kf["obj"]["classes"] for kf in kfs], o, (), np.int32),
+        "object_scores": _pad([kf["obj"]["scores"] for kf in kfs], o, (), np.float32),
+        "object_features": _pad([kf["obj"]["features"] for kf in kfs], o, (c,), np.float16),
+        "object_mask": _pad([np.ones(len(kf["obj"]["boxes"]), bool) for kf in kfs], o, (),
+                            bool),
+        "video_id": np.asarray([kf["video_id"] for kf in kfs] + [""], object),
+        "video_index": np.r_[vidx, -1].astype(np.int32),
+        "timestamp": np.asarray([kf["timestamp"] for kf in kfs] + [0], np.int32),
+        "keyframe_index": np.asarray([kf["keyframe_index"] for kf in kfs] + [-1], np.int32),
+    }
+    const = {k: tf.constant(v) for k, v in const.items()}
+    idx, target = _chunk_tables(vidx, batch_size, context, training)
+
+    def gather(i, t):
+        out = {k: tf.gather(v, i) for k, v in const.items()}
+        for key in ("features", "roi_features", "object_features"):
+            out[key] = tf.cast(out[key], tf.float32)
+        out["features"] = out["features"][:, None]                      # T' = 1
+        out["roi_features"] = out["roi_features"][:, :, None, None, None]
+        out["object_features"] = out["object_features"][:, :, None, None, None]
+        out["keyframe_mask"] = i < len(kfs)
+        out["target_mask"] = t
+        return out
+
+    ds = tf.data.Dataset.from_tensor_slices((idx, target))
+    if training:
+        ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True).repeat()
+    return ds.map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
+
+
+def count_target_keyframes(directory: str) -> int:
+    """Keyframes in a feature folder (from its manifest)."""
+    return sum(int(s.get("records", 0)) for s in read_manifest(directory).get("shards", []))
