@@ -79,7 +79,9 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
     Args:
       detector: an `ActionDetector` (or any callable with its outputs).
       dataset: batch dicts of `action_tx.data.pipeline.build_dataset(..., training=False)`;
-        uses `clip` [B, T, H, W, 3] in [-1, 1], `video_id` [B], `timestamp` [B].
+        uses `clip` [B, T, H, W, 3] in [-1, 1], `video_id` [B], `timestamp` [B]; or feature
+        batches (`action_tx.data.features`): no `clip` (no samples), `keyframe_mask` and
+        `target_mask` [B] (the model gives other keyframes no detections; not counted).
       class_ids: [C] AVA id of each contiguous class index (`LabelMap.ids`).
       num_images: keyframes (the first ones) whose central frame is kept for rendering.
       progress: show a progress bar on stderr. total: keyframes expected (for the bar).
@@ -95,8 +97,9 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         out = detector(batch, training=False)
         keep = {k: out[k] for k in ("detection_boxes", "detection_scores", "action_scores",
                                     "num_detections")}
-        clip = batch["clip"]
-        keep["keyframe"] = clip[:, tf.shape(clip)[1] // 2]   # T // 2 is the keyframe
+        if "clip" in batch:   # feature-mode batches have no frames to render
+            clip = batch["clip"]
+            keep["keyframe"] = clip[:, tf.shape(clip)[1] // 2]   # T // 2 is the keyframe
         heat = _reduce_attention(out.get("attention"), out.get("detection_indices"))
         if heat is not None:
             keep["attention"] = heat
@@ -113,7 +116,7 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         for k in _ROW_KEYS:
             parts[k].append(rows[k])
         for b in range(len(timestamp)):
-            if len(samples) >= num_images:
+            if len(samples) >= num_images or "keyframe" not in out:
                 break
             n = int(out["num_detections"][b])
             samples.append(dict(
@@ -122,7 +125,10 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
                 boxes=out["detection_boxes"][b, :n], scores=out["detection_scores"][b, :n],
                 action_scores=out["action_scores"][b, :n],
                 attention=out["attention"][b, :n] if "attention" in out else None))
-        done += len(timestamp)
+        # Feature-mode batches: padding and context keyframes (no detections) are not counted.
+        real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
+            if "target_mask" in batch else np.ones(len(timestamp), bool)
+        done += int(real.sum())
         bar.update(done)
     bar.update(done, final=True)
     if done == 0:

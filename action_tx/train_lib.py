@@ -298,8 +298,9 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
 
     dataset = dataset_fn()
     first = _first_batch(dataset, data_description or "dataset_fn")
-    if int(first["clip"].shape[0]) != global_batch_size:
-        raise TrainingError(f"the dataset's batch is {first['clip'].shape[0]}, expected the "
+    size = int(first["clip" if "clip" in first else "keyframe_mask"].shape[0])   # frames/features
+    if size != global_batch_size:
+        raise TrainingError(f"the dataset's batch is {size}, expected the "
                             f"global batch {global_batch_size}")
     with strategy.scope():
         model = model_fn()

@@ -118,7 +118,8 @@ def score_model():
         raise InputError(f"--model_dir: no such directory: {model_dir}")
     if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
         _load_model_flags_json(model_dir)
-    missing = [f"--{n}" for n in ("eval_tfrecords", "groundtruth", "label_map")
+    data_flag = "eval_feature_dir" if FLAGS.input == "features" else "eval_tfrecords"
+    missing = [f"--{n}" for n in (data_flag, "groundtruth", "label_map")
                if not getattr(FLAGS, n)]
     if missing:
         raise InputError(f"scoring a model needs {', '.join(missing)}")
@@ -130,19 +131,27 @@ def score_model():
     from action_tx.data.pipeline import build_dataset
 
     label_map = ava.read_label_map(FLAGS.label_map)
-    try:
-        dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
-                                **model_flags.dataset_kwargs_from_flags(label_map,
-                                                                        training=False))
-    except FileNotFoundError as e:
-        raise InputError(f"--eval_tfrecords: {e}")
-    total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
-    detector = model_flags.build_detector_from_flags(label_map)
+    if FLAGS.input == "features":
+        # Stored features (tools/extract_features.py): --eval_actors=gt scores the ground-truth
+        # boxes (the classification-only bound), detected the checkpoint's detections.
+        from action_tx.data import features
+        dataset = model_flags.feature_dataset_from_flags(label_map, False,
+                                                         FLAGS.eval_batch_size)
+        total = features.count_target_keyframes(FLAGS.eval_feature_dir)
+    else:
+        try:
+            dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
+                                    **model_flags.dataset_kwargs_from_flags(label_map,
+                                                                            training=False))
+        except FileNotFoundError as e:
+            raise InputError(f"--eval_tfrecords: {e}")
+        total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
+    detector = model_flags.build_model_from_flags(label_map)
     eval_lib.build_detector_on(detector, dataset)
     out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     writer = tf.summary.create_file_writer(out_dir)
-    if FLAGS.proposals == "gt":
+    if FLAGS.proposals == "gt" and FLAGS.input != "features":
         print("proposals=gt: ground-truth boxes, the classification-only upper bound",
               file=sys.stderr)
 

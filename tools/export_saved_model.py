@@ -94,6 +94,9 @@ def export():
     if FLAGS.model_dir and not any(a == "--flagfile" or a.startswith("--flagfile=")
                                    for a in sys.argv):
         saved = _apply_model_flags_json(FLAGS.model_dir)
+    if FLAGS.input == "features":
+        raise InputError("a feature-mode model (--input=features) reads stored features, not "
+                         "frames: it cannot be exported; export an end-to-end checkpoint")
     if not FLAGS.label_map:
         raise InputError("--label_map is required (in the flagfile, model_flags.json or the "
                          "command line)")

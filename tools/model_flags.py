@@ -133,6 +133,39 @@ def build_detector_from_flags(label_map):
         class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed)
 
 
+def build_model_from_flags(label_map):
+    """The model the flags describe: the ActionDetector (`--input=frames`) or, for
+    `--input=features`, a FeatureActionModel with the same head on stored features."""
+    if FLAGS.input != "features":
+        return build_detector_from_flags(label_map)
+    from action_tx.feature_model import FeatureActionModel
+    from action_tx.heads import HEADS
+    if FLAGS.head not in HEADS:
+        raise ValueError(f"unknown --head={FLAGS.head}; available heads: {sorted(HEADS)}")
+    options = {"class_specific_nms": True} if FLAGS.class_specific_nms else {}
+    return FeatureActionModel(
+        head=HEADS[FLAGS.head](num_classes=label_map.num_classes,
+                               **_head_options(FLAGS.head)),
+        num_classes=label_map.num_classes,
+        pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
+        focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections, **options)
+
+
+def feature_dataset_from_flags(label_map, training: bool, batch_size: int):
+    """`action_tx.data.features.build_feature_dataset` of --feature_dir (training) or
+    --eval_feature_dir (evaluation). Raises ValueError when that flag is not set."""
+    from action_tx.data.features import build_feature_dataset
+    name = "feature_dir" if training else "eval_feature_dir"
+    directory = getattr(FLAGS, name)
+    if not directory:
+        raise ValueError(f"--input=features needs --{name}")
+    return build_feature_dataset(
+        directory, num_classes=label_map.num_classes, batch_size=batch_size,
+        training=training, seed=FLAGS.seed,
+        actors=FLAGS.train_actors if training else FLAGS.eval_actors,
+        context=FLAGS.context_keyframes, max_objects=FLAGS.max_objects)
+
+
 def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
     """Keyword arguments of `action_tx.data.pipeline.build_dataset` (without file pattern and
     batch size)."""

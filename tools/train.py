@@ -77,8 +77,11 @@ def _eval_fn(label_map):
     from action_tx.data.pipeline import build_dataset
 
     def evaluate(detector, step):
-        dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.batch_size,
-                                **model_flags.dataset_kwargs_from_flags(label_map, False))
+        if FLAGS.input == "features":
+            dataset = model_flags.feature_dataset_from_flags(label_map, False, FLAGS.batch_size)
+        else:
+            dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.batch_size,
+                                    **model_flags.dataset_kwargs_from_flags(label_map, False))
         rows, _ = eval_lib.predict_dataset(detector, dataset, label_map.ids, num_images=0,
                                                 progress=False)
         result = ava_eval.evaluate(FLAGS.eval_groundtruth, rows, label_map)
@@ -99,12 +102,22 @@ def build_train_kwargs(label_map, strategy=None) -> dict:
     default `make_strategy()`)."""
     from action_tx.data.pipeline import build_dataset
     pattern = FLAGS.train_tfrecords
+    batch_size = FLAGS.batch_size
+    if FLAGS.input == "features":
+        # A feature batch: --batch_size consecutive keyframes of one video + context ones.
+        dataset_fn = lambda: model_flags.feature_dataset_from_flags(   # noqa: E731
+            label_map, True, FLAGS.batch_size)
+        description = f"--feature_dir={FLAGS.feature_dir}"
+        batch_size += 2 * FLAGS.context_keyframes
+    else:
+        dataset_fn = lambda: build_dataset(   # noqa: E731
+            pattern, batch_size=FLAGS.batch_size,
+            **model_flags.dataset_kwargs_from_flags(label_map, True))
+        description = f"--train_tfrecords={pattern}"
     return dict(
-        model_fn=lambda: model_flags.build_detector_from_flags(label_map),
-        dataset_fn=lambda: build_dataset(pattern, batch_size=FLAGS.batch_size,
-                                         **model_flags.dataset_kwargs_from_flags(label_map, True)),
-        data_description=f"--train_tfrecords={pattern}", model_dir=FLAGS.model_dir,
-        train_steps=FLAGS.train_steps, global_batch_size=FLAGS.batch_size,
+        model_fn=lambda: model_flags.build_model_from_flags(label_map),
+        dataset_fn=dataset_fn, data_description=description, model_dir=FLAGS.model_dir,
+        train_steps=FLAGS.train_steps, global_batch_size=batch_size,
         strategy=strategy or make_strategy(),
         optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         warmup_learning_rate=FLAGS.warmup_learning_rate, warmup_steps=FLAGS.warmup_steps,
@@ -124,7 +137,19 @@ def _check_flags():
     from action_tx.heads import HEADS
     if not FLAGS.model_dir:
         return "--model_dir is required"
-    if not FLAGS.train_tfrecords:
+    if FLAGS.input == "features":
+        for name in ("feature_dir",) + (("eval_feature_dir",) if FLAGS.eval_every else ()):
+            folder = getattr(FLAGS, name)
+            if not folder:
+                return f"--input=features needs --{name}"
+            if not os.path.isfile(os.path.join(folder, "manifest.json")):
+                return (f"--{name}: no manifest.json in {folder} (run "
+                        "tools/extract_features.py)")
+        if FLAGS.init_checkpoint:
+            return "--init_checkpoint is for end-to-end training, not --input=features"
+        if FLAGS.strategy != "one_device":
+            return "--input=features trains with --strategy=one_device (a batch is one video)"
+    elif not FLAGS.train_tfrecords:
         return "--train_tfrecords is required (a glob of TFRecord shards)"
     if not FLAGS.label_map:
         return "--label_map is required"
@@ -132,7 +157,10 @@ def _check_flags():
         return f"--label_map: no such file: {FLAGS.label_map}"
     if FLAGS.head not in HEADS:
         return f"unknown --head={FLAGS.head}; available heads: {', '.join(sorted(HEADS))}"
-    if FLAGS.eval_every and not (FLAGS.eval_tfrecords and FLAGS.eval_groundtruth):
+    if FLAGS.eval_every and FLAGS.input == "features" and not FLAGS.eval_groundtruth:
+        return "--eval_every needs --eval_groundtruth"
+    if FLAGS.eval_every and FLAGS.input != "features" and not (FLAGS.eval_tfrecords and
+                                                              FLAGS.eval_groundtruth):
         return "--eval_every needs --eval_tfrecords and --eval_groundtruth"
     if FLAGS.init_checkpoint and not os.path.exists(FLAGS.init_checkpoint + ".index"):
         return f"--init_checkpoint: no checkpoint at {FLAGS.init_checkpoint} (no .index file)"
@@ -170,7 +198,7 @@ def main(argv):
         strategy = make_strategy()
     except train_lib.TrainingError as e:
         return " ".join(str(e).split())
-    problem = _check_data(FLAGS.train_tfrecords)
+    problem = None if FLAGS.input == "features" else _check_data(FLAGS.train_tfrecords)
     if problem:
         return problem
     try:
