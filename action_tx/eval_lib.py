@@ -73,7 +73,8 @@ def _reduce_attention(attention, indices):
 
 
 def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
-                    progress: bool = True, total: Optional[int] = None):
+                    progress: bool = True, total: Optional[int] = None,
+                    passes: Optional[int] = None):
     """Runs `detector(batch, training=False)` (in a tf.function) over an evaluation dataset.
 
     Args:
@@ -85,6 +86,10 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
       class_ids: [C] AVA id of each contiguous class index (`LabelMap.ids`).
       num_images: keyframes (the first ones) whose central frame is kept for rendering.
       progress: show a progress bar on stderr. total: keyframes expected (for the bar).
+      passes: runs over `dataset`; all but the last only fill the head's inference memory
+        (AIA: every keyframe's persons are stored before any is scored). None: the head's
+        `inference_passes` attribute (1 when it has none). A head with
+        `reset_inference_memory()` has it called first (no entries of another split).
     Returns:
       (rows, samples): rows = dict of AVA detection arrays (`detections_to_ava`: video_id,
       timestamp, boxes [R, 4] yxyx, action_id, score); samples = list of up to `num_images`
@@ -105,6 +110,17 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
             keep["attention"] = heat
         return keep
 
+    head = getattr(detector, "head", None)
+    passes = passes if passes is not None else getattr(head, "inference_passes", 1)
+    if hasattr(head, "reset_inference_memory"):
+        head.reset_inference_memory()
+    for index in range(passes - 1):   # memory passes: outputs discarded
+        bar, done = _Progress(total, f"memory pass {index + 1}", progress), 0
+        for batch in dataset:
+            predict(batch)
+            done += len(batch["timestamp"])
+            bar.update(done)
+        bar.update(done, final=True)
     parts = {k: [] for k in _ROW_KEYS}
     samples = []
     bar = _Progress(total, "eval", progress)

@@ -67,7 +67,11 @@ flags.DEFINE_integer("aia_memory_window", 30, "AIA: L, memory keyframes on each 
 flags.DEFINE_bool("aia_amu", True, "AIA: asynchronous memory update (Algorithm 1).")
 flags.DEFINE_enum("aia_memory_dtype", "float32", ["float32", "float16"],
                   "AIA: storage type of the memory table.")
-flags.DEFINE_float("box_jitter", 0.0, "Training box jitter (AIA): fraction of box size.")
+flags.DEFINE_float("box_jitter", 0.05, "Training jitter of the ground-truth boxes (AIA §4.1), "
+                   "as a fraction of the box size (data pipeline; 0: none).")
+flags.DEFINE_integer("aia_memory_size", 0, "AIA: rows of the memory tables, >= the keyframes of "
+                     "every split the model runs on; 0: the largest split in the manifests of "
+                     "the data flags given (set it when train and eval run apart).")
 flags.DEFINE_integer("seed", 0, "Global seed (weights, samplers, input shuffling).")
 
 # --- data ---
@@ -111,7 +115,38 @@ def _head_options(head: str) -> dict:
         options.update(num_blocks=FLAGS.acar_blocks, hidden_size=FLAGS.acar_dim,
                        relation=FLAGS.acar_relation, bank_dir=FLAGS.acfb_bank_dir,
                        eval_bank_dir=FLAGS.eval_acfb_bank_dir, bank_window=FLAGS.acfb_window)
+    if head == "aia":
+        options.update(blocks=list(FLAGS.aia_blocks), structure=FLAGS.aia_structure,
+                       memory_window=FLAGS.aia_memory_window, use_amu=FLAGS.aia_amu,
+                       memory_dtype=FLAGS.aia_memory_dtype, memory_size=_aia_memory_size())
     return options
+
+
+def _aia_memory_size() -> int:
+    """--aia_memory_size, or the most keyframes of any split whose data flag is given (the
+    converter's / extract_features' manifests); 0 when the memory is unused or none is found."""
+    if FLAGS.aia_memory_size or "M" not in FLAGS.aia_blocks or FLAGS.aia_memory_window <= 0:
+        return FLAGS.aia_memory_size
+    from action_tx import eval_lib
+    from action_tx.data import features
+    counts = [0]
+    for name in ("train_tfrecords", "eval_tfrecords"):
+        if name in FLAGS and FLAGS[name].value:
+            counts.append(eval_lib.count_keyframes(FLAGS[name].value) or 0)
+    for name in ("feature_dir", "eval_feature_dir"):
+        folder = FLAGS[name].value
+        if folder and os.path.isfile(os.path.join(folder, features.MANIFEST)):
+            counts.append(features.count_target_keyframes(folder))
+    if max(counts) == 0:
+        raise ValueError("--head=aia: no manifest gives the keyframe count of the data; set "
+                         "--aia_memory_size")
+    return max(counts)
+
+
+def _uses_objects(head: str) -> bool:
+    """Whether the detector must pool object tubes for `head` (batch `objects`)."""
+    return ((head == "aia" and "O" in FLAGS.aia_blocks)
+            or (head == "stage" and FLAGS.stage_objects))
 
 
 def pose_indices(label_map):
@@ -129,7 +164,8 @@ def build_detector_from_flags(label_map):
         anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
         post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
         pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
-        focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections,
+        focal_gamma=FLAGS.focal_gamma, use_objects=_uses_objects(FLAGS.head),
+        max_detections=FLAGS.max_detections,
         class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed)
 
 
@@ -172,7 +208,8 @@ def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
     return dict(num_classes=label_map.num_classes, num_frames=FLAGS.num_frames,
                 frame_stride=FLAGS.frame_stride, image_size=FLAGS.image_size,
                 training=training, seed=FLAGS.seed, max_boxes=FLAGS.max_boxes,
-                max_proposals=FLAGS.max_proposals, max_objects=FLAGS.max_objects)
+                max_proposals=FLAGS.max_proposals, max_objects=FLAGS.max_objects,
+                box_jitter=FLAGS.box_jitter)
 
 
 def apply_model_flags_json(model_dir: str) -> dict:

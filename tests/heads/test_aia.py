@@ -1,0 +1,188 @@
+"""AIA head (aia_interaction_aggregation.txt): AMU penalty, dense serial weights, masking,
+structures, config round trip, both input modes, training writes the memory."""
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from action_tx.heads.aia import AIAHead
+from action_tx.heads.aia_blocks import InteractionBlock, amu_penalty, dense_query
+from action_tx.heads.base import HeadInputs
+
+B, N, O, C, K = 3, 4, 3, 6, 16
+
+
+def _inputs(seed=0, tubes=(1, 1, 1), labels=True):
+    """Feature-mode shapes by default (T' = S = 1); tubes=(T', S, S) gives end-to-end ones."""
+    rng = np.random.default_rng(seed)
+    return HeadInputs(
+        features=tf.zeros([B, tubes[0], 3, 3, C]), rois=tf.zeros([B, N, 4]),
+        roi_mask=tf.constant([[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]]) > 0,
+        roi_features=tf.constant(rng.normal(size=[B, N, *tubes, C]), tf.float32),
+        roi_scores=tf.constant([[0.9, 0.8, 0, 0], [0.5, 0.9, 0.7, 0], [0.6, 0, 0, 0]]),
+        objects=tf.zeros([B, O, 4]), object_mask=tf.constant([[1, 0, 0], [1, 1, 0],
+                                                               [0, 0, 0]]) > 0,
+        object_features=tf.constant(rng.normal(size=[B, O, *tubes, C]), tf.float32),
+        video_index=tf.constant([0, 0, 1]), timestamp=tf.constant([3, 4, 2]),
+        keyframe_index=tf.constant([2, 3, 9]),
+        roi_labels=tf.constant(rng.integers(0, 2, size=[B, N, 5]), tf.float32)
+        if labels else None)
+
+
+def _head(**kwargs):
+    keras.utils.set_random_seed(0)
+    args = dict(num_classes=5, memory_window=2, memory_size=K, hidden_size=8, dropout=0.0)
+    args.update(kwargs)
+    return AIAHead(**args)
+
+
+def test_amu_penalty_hand_set_tags():
+    # w = min(err/δ, δ/err), err = 2: δ=4 -> 0.5, δ=2 -> 1, δ=1 -> 0.5, δ=8 -> 0.25, δ=0 -> 0.
+    got = amu_penalty(tf.constant([4.0, 2.0, 1.0, 8.0, 0.0]), tf.constant(2.0))
+    np.testing.assert_allclose(got.numpy(), [0.5, 1.0, 0.5, 0.25, 0.0], rtol=1e-6)
+    # Before the first step err = inf (Algorithm 1 line 2): every read feature is zeroed.
+    got = amu_penalty(tf.constant([4.0, 0.0]), tf.constant(math.inf))
+    np.testing.assert_array_equal(got.numpy(), [0.0, 0.0])
+
+
+def test_head_reads_memory_with_penalty():
+    head = _head(blocks=["M"])
+    x = _inputs()
+    head(x, training=False)                        # builds (and fills the eval table)
+    head.reset_inference_memory()
+    memory = head._train_memory
+    feats = np.ones([3, 5, 8], np.float32)
+    # Keyframes 1, 2, 4 of video 0 at t = 2, 3, 5, tagged with losses 4, 2, 1.
+    memory.write(tf.constant([1, 2, 4]), tf.constant([0, 0, 0]), tf.constant([2, 3, 5]),
+                 feats * np.array([1, 2, 3], np.float32)[:, None, None],
+                 tf.constant([[1, 1, 0, 0, 0]] * 3) > 0, loss_tag=tf.constant([4.0, 2.0, 1.0]))
+    head.current_loss.assign(2.0)
+    current, current_mask = head._select_persons(
+        head._person_proj(tf.reduce_mean(x.roi_features, axis=[2, 3, 4])), x.roi_mask,
+        x.roi_scores, None)
+    context, mask = head._memory_context(x, current, current_mask, training=True)
+    context = tf.reshape(context, [B, 5, 5, 8]).numpy()          # [B, 2L+1, P, D]
+    mask = tf.reshape(mask, [B, 5, 5]).numpy()
+    # Keyframe index 3 (video 0, t=4): offsets -2..2 are indices 1, 2, 3, 4, 5.
+    # index 1: value 1 x w(4)=0.5; index 2: 2 x w(2)=1; index 4: 3 x w(1)=0.5 -> 1.5.
+    np.testing.assert_allclose(context[1, 0, 0], 0.5)
+    np.testing.assert_allclose(context[1, 1, 0], 2.0)
+    np.testing.assert_allclose(context[1, 3, 0], 1.5)
+    assert mask[1, 0].tolist() == [True, True, False, False, False]
+    assert not mask[1, 4].any()                                   # index 5: never written
+    # Offset 0 holds the current persons (best score first: RoIs 1, 0, 2 of keyframe 1).
+    np.testing.assert_allclose(context[1, 2, :3], current.numpy()[1, :3])
+    assert mask[1, 2].tolist() == [True, True, True, False, False]
+    # Video 1's keyframe 9 sees nothing of video 0.
+    assert not mask[2, [0, 1, 3, 4]].any()
+    # Inference reads the eval table, unpenalised (empty here).
+    _, eval_mask = head._memory_context(x, current, current_mask, training=False)
+    assert not tf.reshape(eval_mask, [B, 5, 5]).numpy()[1, [0, 1, 3]].any()
+
+
+def test_dense_serial_weights_softmax_normalised():
+    # Per channel: weights [0, ln 3] -> softmax [1/4, 3/4]; E_0 = 1, E_1 = 5 -> 4.
+    weights = tf.constant([[0.0, 0.0], [math.log(3.0), 0.0]])
+    outputs = [tf.ones([1, 1, 2]), 5.0 * tf.ones([1, 1, 2])]
+    np.testing.assert_allclose(dense_query(weights, outputs).numpy()[0, 0], [4.0, 3.0],
+                               rtol=1e-6)
+    head = _head(structure="dense")
+    head(_inputs(), training=False)
+    assert [tuple(w.shape) for w in head._dense_weights] == [(i, 8) for i in range(1, 6)]
+
+
+def test_padded_entries_get_zero_attention():
+    keras.utils.set_random_seed(0)
+    block = InteractionBlock(hidden_size=4, dropout=0.0)
+    rng = np.random.default_rng(1)
+    query = tf.constant(rng.normal(size=[2, 3, 4]), tf.float32)
+    context = tf.constant(rng.normal(size=[2, 5, 4]), tf.float32)
+    mask = tf.constant([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0]]) > 0
+    out, weights = block(query, context, mask)
+    w = weights.numpy()
+    assert np.all(w[0][:, [2, 4]] == 0.0)
+    np.testing.assert_allclose(w[0].sum(-1), 1.0, rtol=1e-6)
+    assert np.all(w[1] == 0.0)                                    # no real key: no attention
+    np.testing.assert_allclose(out.numpy()[1], query.numpy()[1])  # identity (residual only)
+    # Padded persons, objects and memory slots cannot change a real person's logits.
+    for blocks in (["P"], ["O"], ["M"]):
+        head = _head(blocks=blocks)
+        x = _inputs()
+        before = head(x, training=False).logits.numpy()
+        head.reset_inference_memory()
+        noisy = x._replace(
+            roi_features=tf.where(x.roi_mask[:, :, None, None, None, None], x.roi_features,
+                                  100.0),
+            object_features=tf.where(x.object_mask[:, :, None, None, None, None],
+                                     x.object_features, -100.0))
+        after = head(noisy, training=False).logits.numpy()
+        real = x.roi_mask.numpy()
+        np.testing.assert_allclose(after[real], before[real], rtol=1e-5, atol=1e-6)
+        assert np.all(after[~real] == 0.0)
+
+
+@pytest.mark.parametrize("tubes", [(1, 1, 1), (2, 3, 3)], ids=["feature_mode", "end_to_end"])
+def test_structures_run_in_both_modes(tubes):
+    logits = {}
+    for structure in ("parallel", "serial", "dense"):
+        head = _head(structure=structure)
+        out = head(_inputs(tubes=tubes), training=True).logits.numpy()
+        assert out.shape == (B, N, 5) and np.all(np.isfinite(out))
+        logits[structure] = out
+    # Zero-initialised block outputs make every structure start as the identity.
+    np.testing.assert_allclose(logits["serial"], logits["dense"], rtol=1e-5, atol=1e-6)
+
+
+def test_get_config_round_trip():
+    head = _head(blocks="P,M,O", structure="parallel", use_amu=False,
+                 memory_dtype="float16", memory_persons=3)
+    config = head.get_config()
+    assert config["blocks"] == ["P", "M", "O"]
+    again = AIAHead.from_config(config)
+    assert again.get_config() == config
+    with pytest.raises(ValueError, match="blocks"):
+        AIAHead(5, blocks=["P", "X"])
+    with pytest.raises(ValueError, match="memory_size"):
+        AIAHead(5, memory_size=0)
+    assert AIAHead(5, memory_window=0).inference_passes == 1
+
+
+def test_missing_objects_is_a_clear_error():
+    head = _head(blocks=["O"])
+    with pytest.raises(ValueError, match="use_objects=True"):
+        head(_inputs()._replace(object_features=None), training=False)
+
+
+def test_training_lowers_loss_and_writes_memory():
+    head = _head(blocks=["P", "O", "M"])
+    x = _inputs()
+    head(x, training=False)
+    head.reset_inference_memory()
+    assert np.all(head._train_memory.video.numpy() == -1)
+    optimizer = keras.optimizers.Adam(0.05)
+    labels, mask = x.roi_labels, tf.cast(x.roi_mask, tf.float32)
+
+    def step():   # eager: tracing costs more than 20 tiny steps
+        with tf.GradientTape() as tape:
+            logits = head(x, training=True).logits
+            loss = tf.reduce_sum(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+                labels, logits), -1) * mask) / tf.reduce_sum(mask)
+        grads = tape.gradient(loss, head.trainable_variables)
+        optimizer.apply_gradients(zip(grads, head.trainable_variables))
+        return loss
+
+    losses = [float(step()) for _ in range(8)]
+    assert losses[-1] < 0.7 * losses[0]
+    # err is the latest step's loss (it equals the loss computed from the same logits).
+    np.testing.assert_allclose(head.current_loss.numpy(), losses[-1], rtol=1e-5)
+    video = head._train_memory.video.numpy()
+    assert video[[2, 3, 9]].tolist() == [0, 0, 1] and np.all(np.delete(video, [2, 3, 9]) == -1)
+    np.testing.assert_allclose(head._train_memory.loss_tag.numpy()[[2, 3, 9]], losses[-1],
+                               rtol=1e-5)
+    # Persons with labels are stored, best score first; padding stays empty.
+    has_label = (x.roi_labels.numpy().max(-1) > 0) & x.roi_mask.numpy()
+    assert head._train_memory.mask.numpy()[[2, 3, 9]].sum(1).tolist() == \
+        has_label.sum(1).tolist()
+    assert np.all(head._eval_memory.video.numpy() == -1)          # training never touches it
