@@ -103,7 +103,7 @@ class HGRNNHead(keras.layers.Layer):
             h_c[:, None, :], [b, n, 2 * self.hidden_size])], axis=-1)               # [B, N, C+2H]
         hidden = self._node_init(node_in)                                           # [B, N, H]
         for _ in range(self.iterations):
-            # Max-pool over the other valid persons (the lead's reading of eq. "maxpool_{v in
+            # Max-pool over the other valid persons (issue 7's reading of eq. "maxpool_{v in
             # V}"): order of persons does not matter and padding never contributes.
             a = tf.concat([node_in, max_over_others(hidden, mask)], axis=-1)        # [B, N, C+3H]
             new, _ = self._node_gru(tf.reshape(a, [b * n, -1]),
