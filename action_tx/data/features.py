@@ -107,6 +107,31 @@ def decode_keyframe(record: bytes) -> dict:
     return out
 
 
+def write_feature_dir(directory: str, keyframes: List[dict], *, num_classes: int,
+                      shard_size: int = 256) -> dict:
+    """Writes `keyframes` (dicts of `encode_keyframe` arguments, in the order given) as a
+    finished feature folder (shards + manifest) -> the manifest. For tests and tools that
+    make features without a detector."""
+    os.makedirs(directory, exist_ok=True)
+    num = max(1, -(-len(keyframes) // shard_size))
+    shards = []
+    for i in range(num):
+        part = keyframes[i * shard_size:(i + 1) * shard_size]
+        name = SHARD_PATTERN % (i, num)
+        with tf.io.TFRecordWriter(os.path.join(directory, name)) as writer:
+            for kf in part:
+                writer.write(encode_keyframe(**kf))
+        shards.append({"path": name, "start": i * shard_size, "records": len(part),
+                       "done": True})
+    first = keyframes[0]
+    manifest = {"settings": {}, "keyframes": len(keyframes), "shards": shards,
+                "num_classes": num_classes, "feature_dim": int(np.shape(first["scene"])[-1]),
+                "map_size": int(np.shape(first["context"])[0])}
+    with open(os.path.join(directory, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=1)
+    return manifest
+
+
 def read_manifest(directory: str) -> dict:
     path = os.path.join(directory, MANIFEST)
     if not os.path.isfile(path):
