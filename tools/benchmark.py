@@ -25,6 +25,7 @@ SUITES = {
     "params": "action_tx.bench.params",
     "heads": "action_tx.bench.heads",
     "perf": "action_tx.bench.perf",
+    "memory": "action_tx.bench.memory",
 }
 
 FLAGS = flags.FLAGS
