@@ -118,11 +118,11 @@ def _head_options(head: str) -> dict:
     if head == "aia":
         options.update(blocks=list(FLAGS.aia_blocks), structure=FLAGS.aia_structure,
                        memory_window=FLAGS.aia_memory_window, use_amu=FLAGS.aia_amu,
-                       memory_dtype=FLAGS.aia_memory_dtype, memory_size=_aia_memory_size())
+                       memory_dtype=FLAGS.aia_memory_dtype, memory_size=aia_memory_size())
     return options
 
 
-def _aia_memory_size() -> int:
+def aia_memory_size() -> int:
     """--aia_memory_size, or the most keyframes of any split whose data flag is given (the
     converter's / extract_features' manifests); 0 when the memory is unused or none is found."""
     if FLAGS.aia_memory_size or "M" not in FLAGS.aia_blocks or FLAGS.aia_memory_window <= 0:

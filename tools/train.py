@@ -58,6 +58,10 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 def model_config() -> dict:
     """The model/data flag values (those of tools/model_flags.py), for model_flags.json."""
+    if FLAGS.head == "aia" and not FLAGS.aia_memory_size:
+        # Resolved here from the manifests this process sees and recorded, so that eval and
+        # export (which see only one split) build memory tables of the checkpoint's size.
+        FLAGS.aia_memory_size = model_flags.aia_memory_size()
     return {f.name: f.value for f in FLAGS.get_flags_for_module(model_flags)}
 
 
