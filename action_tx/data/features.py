@@ -85,7 +85,8 @@ def encode_keyframe(*, video_id: str, video_index: int, timestamp: int, keyframe
             v = np.asarray(values[key])
             feats[f"{group}/{key}"] = (_ints(v) if key in ("person_ids", "classes")
                                        else _floats(v))
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(
+        deterministic=True)
 
 
 def decode_keyframe(record: bytes) -> dict:
