@@ -184,14 +184,24 @@ def checkpoint_step(checkpoint_path: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _has_model_object(checkpoint_path: str) -> bool:
+    """Whether the checkpoint's root has a `model` child. (Its variable names do not say: a
+    variable is saved under its first path, `optimizer/_trainable_variables/i` for a model
+    whose variables are all trainable, e.g. a feature-mode head.)"""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(checkpoint_path).get_tensor(
+        "_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return any(child.local_name == "model" for child in graph.nodes[0].children)
+
+
 def restore(detector, checkpoint_path: str) -> None:
     """Restores the model weights of a trainer checkpoint into a built detector (optimizer,
     iterator etc. of the checkpoint are ignored); raises ValueError when nothing matches."""
     if not tf.io.gfile.exists(checkpoint_path + ".index"):
         raise ValueError(f"no checkpoint at {checkpoint_path} ({checkpoint_path}.index is "
                          "missing)")
-    names = [name for name, _ in tf.train.list_variables(checkpoint_path)]
-    if not any(name.startswith("model/") for name in names):
+    if not _has_model_object(checkpoint_path):
         raise ValueError(f"checkpoint {checkpoint_path} holds no weights of this model (no "
                          "'model' object: not written as tf.train.Checkpoint(model=...))")
     # The trainer's optimizer, step and iterator are not restored here (expect_partial), but
