@@ -60,7 +60,7 @@ def to_markdown(results: Sequence[dict], *, preset: str, quick: bool, budgets: D
              "| run | head | mode | steps | frame-mAP | GT-box mAP | "
              + " | ".join(EVIDENCE) + " | head params | trainable params | step (ms) | "
              "train (s) | inference kf/s | status |",
-             "|---" * (13 + len(EVIDENCE)) + "|"]
+             "|---" * (12 + len(EVIDENCE)) + "|"]
     for r in results:
         ev = r.get("by_evidence") or {}
         step = r.get("step_time_s")

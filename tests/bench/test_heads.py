@@ -77,6 +77,8 @@ def test_markdown_and_json_of_hand_made_results():
     lines = md.splitlines()
     assert lines[0] == "# Head comparison (tiny preset, quick)"
     assert "end to end 10 steps, frozen features 20 steps" in lines[2]
+    header, rule = lines[4], lines[5]
+    assert header.count("|") == rule.count("|") == 17    # 16 columns
     assert ("| tx | tx | end to end | 10 | 0.500 | 0.750 | 0.100 | 0.600 | 0.300 | 0.200 | "
             "1.5k | 2.50M | 250 | 12 | 7.5 | ok |") in lines
     assert ("| stage | stage | frozen features | 10 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | "
