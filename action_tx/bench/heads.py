@@ -198,8 +198,10 @@ def run_one(spec, runner, paths, preset, steps, available, keyframes, done, fail
                                               steps).get("mAP@0.5IOU")
         result["head_params"], result["trainable_params"] = M.count_parameters(
             _checkpoint(run_dir, steps))
-        batch = int(flag_value(train_args(spec, paths, preset, steps), "batch_size", CONFIG)
-                    or 4)
+        args = train_args(spec, paths, preset, steps)
+        batch = int(flag_value(args, "batch_size", CONFIG) or 4)
+        if spec.mode == R.FEATURES:   # the trainer counts the context keyframes as examples
+            batch += 2 * int(flag_value(args, "context_keyframes", CONFIG) or 0)
         result["step_time_s"] = M.step_seconds(run_dir, batch)
         if result.get("train_seconds") is None:
             result["train_seconds"] = _recorded_train_seconds(run_dir)
