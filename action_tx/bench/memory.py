@@ -11,13 +11,14 @@ Two ways of giving the M-blocks the persons of keyframes t-L..t+L, for L in 0, 1
          written into the table right before the head reads it, so the head computes exactly
          what `amu` computes, on fresh features (AMU penalty off). Gradients flow through the
          centre clip only: the neighbours run in inference mode under stop_gradient (the
-         cheapest joint variant; with gradients through all clips it grows faster still).
+         cheapest joint variant: its backward pass does not grow with L).
 Setting: the i3d_tiny trunk on 8x64x64 clips, 2 keyframes per step, 4 persons and 2 objects per
 keyframe (ground-truth boxes, ST-RoIAlign 4 -> 2), AIAHead P,O,M,P,O,M dense, hidden 64,
-dropout 0, SGD. Every configuration runs in its own fresh subprocess; reported: the median and
-the fastest of 10 train steps (4 with --quick) after 2 warm-up steps (on a shared CPU the
-fastest is the least disturbed by other processes); the process RSS high-water mark over the whole run
-(getrusage: includes TF itself and tracing); the growth of the RSS high-water mark over the RSS
+dropout 0, SGD. Step times: all six configurations are built in one process, warmed up (2
+steps) and stepped round-robin for 10 rounds (4 with --quick), so that the load of a shared CPU
+hits them alike; reported: the median and the fastest step. Memory: each configuration in its
+own fresh subprocess, 4 steps after the warm-up: the process RSS high-water mark over the whole
+run (getrusage: includes TF itself and tracing); the growth of the RSS high-water mark over the RSS
 during the timed steps (VmHWM reset through /proc/self/clear_refs after the warm-up); and the
 peak of TF's CPU allocator during the timed steps (tf.config.experimental.get_memory_info,
 reset after the warm-up; oneDNN scratch memory outside TF's allocator is not in it).
@@ -146,8 +147,8 @@ def _make_step(mode, window):
     return step, build, head
 
 
-def measure(mode: str, window: int, steps: int = 10) -> dict:
-    """One configuration in THIS process (call it in a fresh one for honest peak memory)."""
+def _ready_step(mode: str, window: int):
+    """-> (step, batch): built, table filled (amu), traced and warmed up by 2 steps."""
     import numpy as np
     import tensorflow as tf
 
@@ -163,28 +164,46 @@ def measure(mode: str, window: int, steps: int = 10) -> dict:
             np.ones([VIDEO_LENGTH, 5], bool), loss_tag=1.0)
     for _ in range(2):                                   # trace + one warm step
         step(batch).numpy()
+    return step, batch
+
+
+def measure_memory(mode: str, window: int, steps: int = 4) -> dict:
+    """Peak memory of one configuration in THIS process (run it in a fresh one)."""
+    import tensorflow as tf
+
+    step, batch = _ready_step(mode, window)
     # Peaks of the timed steps only (tracing allocates too): the RSS high-water mark reset to
     # the RSS now, and TF's CPU allocator peak reset.
     can_reset = _reset_rss_peak()
     rss_before = _status_mb("VmRSS")
     tf.config.experimental.reset_memory_stats("CPU:0")
-    times = []
     for _ in range(steps):
-        start = time.perf_counter()
         step(batch).numpy()
-        times.append(time.perf_counter() - start)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
     step_peak = _status_mb("VmHWM") if can_reset else float("nan")
-    return {"mode": mode, "window": window, "clips_per_keyframe": 1 + (2 * window if mode ==
-                                                                       "joint" else 0),
-            "step_s": statistics.median(times), "min_step_s": min(times), "step_times_s": times,
+    return {"mode": mode, "window": window,
+            "clips_per_keyframe": 1 + (2 * window if mode == "joint" else 0),
             "peak_rss_mb": peak_rss, "step_rss_growth_mb": step_peak - rss_before,
             "tf_cpu_peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2 ** 20}
 
 
+def measure_times(configs, rounds: int = 10) -> dict:
+    """{(mode, window): [step seconds] * rounds}, every configuration built in this process and
+    stepped round-robin, so that a change of the machine's load hits all of them alike."""
+    ready = {c: _ready_step(*c) for c in configs}
+    times = {c: [] for c in configs}
+    for i in range(rounds):
+        print(f"  timing round {i + 1}/{rounds}", file=sys.stderr, flush=True)
+        for c, (step, batch) in ready.items():
+            start = time.perf_counter()
+            step(batch).numpy()
+            times[c].append(time.perf_counter() - start)
+    return times
+
+
 def _measure_in_subprocess(mode, window, steps):
-    code = ("import json, sys; from action_tx.bench.memory import measure; "
-            "print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))")
+    code = ("import json, sys; from action_tx.bench.memory import measure_memory; "
+            "print(json.dumps(measure_memory(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", code, mode, str(window), str(steps)],
                           capture_output=True, text=True, env=env)
@@ -224,17 +243,22 @@ def report(rows) -> str:
 
 
 def run(out_dir, preset, quick):
-    """Runs every configuration (fresh subprocess each), writes memory.json to `out_dir`,
-    returns the Markdown report (`preset` unused: synthetic tensors, no data set)."""
+    """Runs every configuration, writes memory.json to `out_dir`, returns the Markdown report
+    (`preset` unused: synthetic tensors, no data set)."""
     del preset
-    steps = 4 if quick else 10
-    rows = []
+    rounds = 4 if quick else 10
     configs = [(m, w) for m in MODES for w in WINDOWS]
+    rows = []
     for i, (mode, window) in enumerate(configs):
-        print(f"[{i + 1}/{len(configs)}] {mode} L={window} ...", file=sys.stderr, flush=True)
-        rows.append(_measure_in_subprocess(mode, window, steps))
-        print(f"    step {rows[-1]['step_s']:.3f} s, peak RSS {rows[-1]['peak_rss_mb']:.0f} MB",
+        print(f"[{i + 1}/{len(configs)}] peak memory, {mode} L={window} (fresh process) ...",
               file=sys.stderr, flush=True)
+        rows.append(_measure_in_subprocess(mode, window, 4))
+    print(f"step times: {len(configs)} configurations round-robin, {rounds} rounds ...",
+          file=sys.stderr, flush=True)
+    times = measure_times(configs, rounds)
+    for r in rows:
+        t = times[(r["mode"], r["window"])]
+        r.update(step_s=statistics.median(t), min_step_s=min(t), step_times_s=t)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "memory.json"), "w") as f:
