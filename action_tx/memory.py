@@ -103,6 +103,16 @@ class FeatureMemory(keras.layers.Layer):
                       dim=self.dim, storage_dtype=self.storage_dtype)
         return config
 
+    def _checked(self, keyframe_index, what):
+        """int32 keyframe_index, asserted < num_keyframes (a table too small for the split)."""
+        keyframe_index = tf.cast(keyframe_index, tf.int32)
+        with tf.control_dependencies([tf.debugging.assert_less(
+                keyframe_index, self.num_keyframes, message=(
+                    f"FeatureMemory {self.name!r}.{what}: keyframe_index >= num_keyframes "
+                    f"{self.num_keyframes}; the table must have a row for every keyframe of "
+                    "the split"))]):
+            return tf.identity(keyframe_index)
+
     def call(self, keyframe_index, video_index, timestamp, window: int = 0):
         """Same as `read` (so that calling the layer reads)."""
         return self.read(keyframe_index, video_index, timestamp, window)
@@ -124,7 +134,7 @@ class FeatureMemory(keras.layers.Layer):
         window = int(window)
         if window < 0:
             raise ValueError(f"FeatureMemory.read: window must be >= 0, got {window}")
-        keyframe_index = tf.cast(keyframe_index, tf.int32)
+        keyframe_index = self._checked(keyframe_index, "read")
         video_index = tf.cast(video_index, tf.int32)
         timestamp = tf.cast(timestamp, tf.int32)
         offset = tf.range(-window, window + 1, dtype=tf.int32)
@@ -162,7 +172,7 @@ class FeatureMemory(keras.layers.Layer):
                                         and features.shape[-1] != self.dim):
             raise ValueError(f"FeatureMemory.write: features must be [B, N, {self.dim}], got "
                              f"{features.shape}")
-        keyframe_index = tf.cast(keyframe_index, tf.int32)
+        keyframe_index = self._checked(keyframe_index, "write")
         batch = tf.shape(keyframe_index)[0]
         mask = tf.cast(mask, tf.bool)
         # Real persons first, keeping their order (stable sort on "is padding").

@@ -120,6 +120,16 @@ def test_write_then_read_values(storage_dtype, atol):
     assert abs(float(memory.read([2], [0], [902], 0)["features"][0, 0, 0, 0]) - 2) <= atol
 
 
+def test_keyframe_index_beyond_the_table_is_a_clear_error():
+    memory = filled()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="keyframe_index >= num_keyframes 8"):
+        memory.write([8], [0], [900], np.zeros([1, 1, 2], np.float32), [[True]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="keyframe_index >= num_keyframes 8"):
+        tf.function(lambda: memory.read(tf.constant([9]), tf.constant([0]), tf.constant([0]),
+                                        1))()
+    np.testing.assert_array_equal(memory.video.numpy(), VIDEO)      # nothing written
+
+
 def test_overwrite_replaces_entry():
     memory = filled()
     memory.write([3], [0], [903], np.full([1, 1, 2], 5.0, np.float32), [[True]], loss_tag=[2.0],
