@@ -145,6 +145,8 @@ def _extract_bank(checkpoint):
                                 **model_flags.dataset_kwargs_from_flags(label_map, False))
     eval_lib.build_detector_on(model, dataset)
     eval_lib.restore(model, checkpoint)
+    # The actors archived are those the model scores at inference (--eval_actors in feature
+    # mode, the checkpoint's detections end to end), for either split.
     extract_bank(model, dataset, FLAGS.out, progress=FLAGS.progress)
 
 
