@@ -140,7 +140,9 @@ def _ensure_features(runner, paths, source, bank, failed) -> None:
         out = paths.feature_dir(source, split, bank)
         stage = f"features {source} {split}" + (f" --bank={bank}" if bank != "none" else "")
         args = extract_args(paths, source, split, bank)
-        if os.path.isfile(os.path.join(out, "manifest.json")):
+        # Written last by the extractor: features manifest.json, bank acfb.json.
+        marker = "manifest.json" if bank == "none" else f"{bank}.json"
+        if os.path.isfile(os.path.join(out, marker)):
             runner.skip(stage, "extract_features.py", *args)
             continue
         try:
@@ -262,7 +264,9 @@ def run(out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS) -
         return report
 
     for spec in runs:
-        if quick and spec.ablation:
+        trained = os.path.isfile(_checkpoint(paths.run_dir(spec.name), budgets[spec.mode])
+                                 + ".index")
+        if quick and spec.ablation and not trained:   # one that exists is still reported
             results.append(dict(name=spec.name, head=spec.head, mode=spec.mode,
                                 steps=budgets[spec.mode], note=spec.note,
                                 status="not run: ablation, left out with --quick"))
