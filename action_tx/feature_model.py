@@ -6,7 +6,6 @@
 Same `call(batch, training)` outputs and `compute_losses` as `ActionDetector`, so
 `action_tx.train_lib` and `action_tx.eval_lib` drive it unchanged.
 """
-import inspect
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -15,9 +14,6 @@ import tensorflow as tf
 from action_tx import losses
 from action_tx.heads.base import HeadInputs
 from object_detection_ext.postprocess import postprocess
-
-# The class-specific NMS option of `postprocess` (HGRNN §3.3), when this version has it.
-_HAS_CLASS_NMS = "class_specific_nms" in inspect.signature(postprocess).parameters
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
@@ -30,7 +26,7 @@ class FeatureActionModel(keras.Model):
       num_classes: action classes.
       pose_indices, focal_gamma, focal_alpha: the action loss (`losses.action_classification_loss`).
       nms_iou, max_detections, score_threshold: post-processing of the stored boxes.
-      class_specific_nms: NMS per action class (only where `postprocess` offers it).
+      class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
     """
 
     def __init__(self, head, num_classes: int, pose_indices: Optional[Sequence[int]] = None,
@@ -38,9 +34,6 @@ class FeatureActionModel(keras.Model):
                  nms_iou: float = 0.6, max_detections: int = 100,
                  score_threshold: float = 0.0, class_specific_nms: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if class_specific_nms and not _HAS_CLASS_NMS:
-            raise ValueError("class_specific_nms: object_detection_ext.postprocess has no "
-                             "class-specific NMS in this version")
         self.head = head
         self.num_classes = num_classes
         self.pose_indices = list(pose_indices) if pose_indices else None
@@ -85,13 +78,12 @@ class FeatureActionModel(keras.Model):
         else:
             # The stored boxes are the trunk checkpoint's final (already refined) detections or
             # gt boxes; a head's box deltas are not trained in feature mode, so they are unused.
-            options = ({"class_specific_nms": self.class_specific_nms}
-                       if self.class_specific_nms else {})
             out.update(postprocess(
                 rois, out_mask, roi_scores,
                 losses.action_probabilities(head_out.logits, self.pose_indices), None,
                 nms_iou=self.nms_iou, max_detections=self.max_detections,
-                score_threshold=self.score_threshold, **options))
+                score_threshold=self.score_threshold,
+                class_specific_nms=self.class_specific_nms))
         return out
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
