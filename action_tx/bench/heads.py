@@ -13,7 +13,8 @@ Drives the project's own tools, printing each command before it runs:
        eval       tools/eval.py on the val split (detections), and with --proposals=gt
                   (end to end) or --eval_actors=gt (features): the GT-box mAP;
   3. DIR/heads.md and DIR/heads.json (rewritten after every run, so a partial table exists).
---quick uses the tiny preset (64 px), a few steps, and leaves the ablation runs out.
+--quick uses the tiny preset (64 px), a few steps, and leaves the ablation runs and the
+GT-box evaluations out.
 Every stage is skipped when its output exists (data, shards, features, the checkpoint of the
 final step, the results JSON), so an interrupted suite continues where it stopped. A run
 whose head is not in `HEADS` yet, or whose tool is missing, is listed as "not run" with the
@@ -152,9 +153,11 @@ def _ensure_features(runner, paths, source, bank, failed) -> None:
             raise
 
 
-def run_one(spec, runner, paths, preset, steps, available, keyframes, done, failed) -> dict:
+def run_one(spec, runner, paths, preset, steps, available, keyframes, done, failed,
+            gt_eval: bool = True) -> dict:
     """Trains and evaluates one run (skipping what exists) -> its result dict. `done`: names
-    of runs with results; `failed`: (run, bank) extractions that failed."""
+    of runs with results; `failed`: (run, bank) extractions that failed; `gt_eval`: also the
+    GT-box evaluation (left out with --quick: one process start fewer per run)."""
     result = dict(name=spec.name, head=spec.head, mode=spec.mode, steps=steps, note=spec.note,
                   status="ok")
     if spec.head not in available:
@@ -184,7 +187,7 @@ def run_one(spec, runner, paths, preset, steps, available, keyframes, done, fail
         else:
             result["train_seconds"] = runner.run(f"train {spec.name}", "train.py", *args)
         from action_tx.bench import heads_metrics as M   # TensorFlow only from here
-        for gt_boxes in (False, True):
+        for gt_boxes in ((False, True) if gt_eval else (False,)):
             stage = "eval" + (" gt boxes" if gt_boxes else "")
             args = eval_args(spec, paths, gt_boxes)
             out = os.path.join(run_dir, "eval_gt_boxes" if gt_boxes else "eval")
@@ -196,8 +199,8 @@ def run_one(spec, runner, paths, preset, steps, available, keyframes, done, fail
         stage = "collect"
         result.update(M.summarize_eval(M.eval_results(os.path.join(run_dir, "eval"), steps),
                                        keyframes))
-        result["gt_box_map"] = M.eval_results(os.path.join(run_dir, "eval_gt_boxes"),
-                                              steps).get("mAP@0.5IOU")
+        gt_results = M.eval_results(os.path.join(run_dir, "eval_gt_boxes"), steps)
+        result["gt_box_map"] = gt_results.get("mAP@0.5IOU") if gt_results else None
         result["head_params"], result["trainable_params"] = M.count_parameters(
             _checkpoint(run_dir, steps))
         args = train_args(spec, paths, preset, steps)
@@ -272,7 +275,7 @@ def run(out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS) -
                                 status="not run: ablation, left out with --quick"))
             continue
         results.append(run_one(spec, runner, paths, preset, budgets[spec.mode], available,
-                               keyframes, done, failed))
+                               keyframes, done, failed, gt_eval=not quick))
         print(f"--- run {spec.name}: {results[-1]['status']}", flush=True)
         write()
     return write()
