@@ -3,6 +3,9 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+# Smallest box side kept (normalized): a tenth of a percent of the frame.
+MIN_SIDE = 1e-3
+
 
 def detections_to_ava(outputs: Dict[str, np.ndarray], video_id: Sequence[str],
                       timestamp: Sequence[int], class_ids: Sequence[int],
@@ -15,6 +18,9 @@ def detections_to_ava(outputs: Dict[str, np.ndarray], video_id: Sequence[str],
       video_id: [B] video ids; timestamp: [B] keyframe seconds.
       class_ids: [C] AVA id of each contiguous class index (`LabelMap.ids`).
       min_score: rows with an action score <= this are dropped.
+      Boxes thinner than `MIN_SIDE` (a proposal clipped to the frame's edge) are dropped too:
+      they overlap nothing, so they could only be false positives, and the AVA CSV (4
+      decimals) would store them as empty boxes, which its reader rightly refuses.
     Returns:
       dict with video_id [R] (object), timestamp [R] int32, boxes [R, 4] float32 yxyx,
       action_id [R] int32, score [R] float32: what `object_detection_ext.ava_eval.evaluate`
@@ -24,7 +30,9 @@ def detections_to_ava(outputs: Dict[str, np.ndarray], video_id: Sequence[str],
     scores = np.asarray(outputs["action_scores"])
     num = np.asarray(outputs["num_detections"]).astype(int)
     batch, k, c = scores.shape
-    valid = (np.arange(k)[None, :] < num[:, None])[..., None] & (scores > min_score)
+    sides = np.minimum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])
+    valid = ((np.arange(k)[None, :] < num[:, None]) & (sides >= MIN_SIDE))[..., None] & (
+        scores > min_score)
     b_idx, k_idx, c_idx = np.nonzero(valid)
     vids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in video_id],
                       dtype=object)
