@@ -18,14 +18,13 @@ dropout 0, SGD. Step times: all six configurations are built in one process, war
 steps) and stepped round-robin for 10 rounds (4 with --quick), so that the load of a shared CPU
 hits them alike; reported: the median and the fastest step. Memory: each configuration in its
 own fresh subprocess, 4 steps after the warm-up: the process RSS high-water mark over the whole
-run (getrusage: includes TF itself and tracing); the growth of the RSS high-water mark over the RSS
+run (VmHWM: includes TF itself and tracing); the growth of the RSS high-water mark over the RSS
 during the timed steps (VmHWM reset through /proc/self/clear_refs after the warm-up); and the
 peak of TF's CPU allocator during the timed steps (tf.config.experimental.get_memory_info,
 reset after the warm-up; oneDNN scratch memory outside TF's allocator is not in it).
 """
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -172,6 +171,10 @@ def measure_memory(mode: str, window: int, steps: int = 4) -> dict:
     import tensorflow as tf
 
     step, batch = _ready_step(mode, window)
+    # The process's own high-water mark (VmHWM): getrusage's ru_maxrss survives exec on Linux,
+    # so a child of a large parent (e.g. tools/benchmark.py --suite=perf) would report the
+    # parent's peak.
+    process_peak = _status_mb("VmHWM")
     # Peaks of the timed steps only (tracing allocates too): the RSS high-water mark reset to
     # the RSS now, and TF's CPU allocator peak reset.
     can_reset = _reset_rss_peak()
@@ -179,8 +182,8 @@ def measure_memory(mode: str, window: int, steps: int = 4) -> dict:
     tf.config.experimental.reset_memory_stats("CPU:0")
     for _ in range(steps):
         step(batch).numpy()
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
     step_peak = _status_mb("VmHWM") if can_reset else float("nan")
+    peak_rss = max(process_peak, step_peak) if can_reset else process_peak
     return {"mode": mode, "window": window,
             "clips_per_keyframe": 1 + (2 * window if mode == "joint" else 0),
             "peak_rss_mb": peak_rss, "step_rss_growth_mb": step_peak - rss_before,
