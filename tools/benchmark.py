@@ -6,6 +6,7 @@
     python tools/benchmark.py --suite=params  # head parameter counts at the paper's sizes (§4.2)
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]  # head comparison
     python tools/benchmark.py --suite=perf --out=DIR  # input vs train step, trunk, eval, export
+    python tools/benchmark.py --suite=memory  # AIA step time / memory: AMU vs joint, L=0,10,30
 
 Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
 `--out/<suite>.md`.
