@@ -65,12 +65,13 @@ RUNS = (
 # feature runs at ~30 ms a step: these get 5x the steps (the papers train their heads on frozen
 # features far longer than end to end; 600 steps left even the linear probe under-trained:
 # val mAP 0.093 against 0.463 after 1500 steps at a higher learning rate).
-# With --quick (tiny preset) process start-up and tracing dominate (~1 min a run unloaded), so
-# the ablation runs are left out there.
+# With --quick (tiny preset) process start-up and tracing dominate, so the ablation runs are
+# left out there; measured unloaded: 10 min 55 s with 30 steps, 10 min 29 s with 10 (eval
+# processes 187 s, train 329 s, extraction 92 s): the 10-minute target needs one process.
 BUDGETS = {
     "bench": dict(end_to_end=600, features=3000),
     "demo": dict(end_to_end=600, features=3000),
-    "tiny": dict(end_to_end=30, features=30),
+    "tiny": dict(end_to_end=10, features=10),
 }
 # Flags on top of configs/bench.flags per preset: the tiny preset's 64 px frames at 64 px, with
 # anchors scaled to match (bench.flags: 16..96 at 112 px).
