@@ -213,8 +213,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        if arg.startswith("--flagfile=") and not os.path.isfile(arg.split("=", 1)[1]):
-            print(f"error: --flagfile: no such file: {arg.split('=', 1)[1]}", file=sys.stderr)
-            sys.exit(2)
+    model_flags.exit_on_missing_flagfile(sys.argv)
     app.run(main)

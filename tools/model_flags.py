@@ -149,6 +149,15 @@ def _uses_objects(head: str) -> bool:
             or (head == "stage" and FLAGS.stage_objects))
 
 
+def exit_on_missing_flagfile(argv) -> None:
+    """Exits with status 2 and one line when a `--flagfile=F` of `argv` does not exist (absl's
+    own message for it is a multi-line usage dump). Tools call it before `app.run`."""
+    for arg in argv[1:]:
+        if arg.startswith("--flagfile=") and not os.path.isfile(arg.split("=", 1)[1]):
+            print(f"error: --flagfile: no such file: {arg.split('=', 1)[1]}", file=sys.stderr)
+            sys.exit(2)
+
+
 def pose_indices(label_map):
     """Contiguous indices of the label map's pose classes (AVA ids 1-14)."""
     return [i for i, c in enumerate(label_map.ids) if c in label_map.categories().get("pose", [])]

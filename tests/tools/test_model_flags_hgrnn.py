@@ -1,27 +1,6 @@
 """tools/model_flags.py maps the --hgrnn_* flags and --class_specific_nms onto the detector."""
-import importlib.util
-import pathlib
-import sys
-
-import pytest
-
 from action_tx.data.ava import LabelMap
 from action_tx.heads.hgrnn import HGRNNHead
-
-TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
-
-
-@pytest.fixture
-def model_flags():
-    # The flags module once per process (absl refuses to define a flag twice).
-    module = sys.modules.get("model_flags")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("model_flags", TOOLS / "model_flags.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["model_flags"] = module
-        spec.loader.exec_module(module)
-    yield module
-    module.FLAGS.unparse_flags()
 
 
 def test_hgrnn_flags_build_the_head_and_class_specific_nms(model_flags):

@@ -1,30 +1,10 @@
 """tools/model_flags.py maps the --stage_* flags onto the stage head, in both modes."""
-import importlib.util
-import pathlib
-import sys
-
-import pytest
-
 from action_tx.data.ava import LabelMap
 from action_tx.heads.stage import StageHead
 
-TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
 LABELS = LabelMap(ids=(1, 4, 9), names={1: "a", 4: "b", 9: "c"})
 KEYS = ("num_classes", "num_heads", "num_layers", "dropout", "temporal_extent",
         "use_proximity", "use_objects", "attention")
-
-
-@pytest.fixture
-def model_flags():
-    # The flags module once per process (absl refuses to define a flag twice).
-    module = sys.modules.get("model_flags")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("model_flags", TOOLS / "model_flags.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["model_flags"] = module
-        spec.loader.exec_module(module)
-    yield module
-    module.FLAGS.unparse_flags()
 
 
 def test_stage_flags_build_the_head_and_pool_objects(model_flags):
