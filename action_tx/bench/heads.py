@@ -245,7 +245,7 @@ def run(out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS) -
     machine = machine_info()
     machine["load_average_start"] = machine.pop("load_average")
     paths = Paths(out_dir, preset)
-    runner = ToolRunner()
+    runner = ToolRunner(fork=True)   # one TensorFlow import for the ~25 tool runs
     prepare_data(runner, paths, preset)
     with open(os.path.join(paths.tfrecords, "val_manifest.json")) as f:
         keyframes = json.load(f)["keyframes"]["written"]

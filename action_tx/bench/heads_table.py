@@ -56,7 +56,10 @@ def to_markdown(results: Sequence[dict], *, preset: str, quick: bool, budgets: D
              "Same trunk (i3d_tiny from scratch), same data, same step budget: "
              + ", ".join(f"{MODE_TEXT.get(m, m)} {n} steps" for m, n in budgets.items())
              + ". Frame-mAP@0.5 on the val split's detections; GT-box mAP scores the classifier "
-             "on ground-truth boxes. AP per evidence type of the synthetic data.", "",
+             "on ground-truth boxes. AP per evidence type of the synthetic data."
+             + (" --quick checks that every stage of every run works: its models have "
+                "trained a few steps, so their figures (frame-mAP near 0: the RPN does not "
+                "propose people yet) say nothing about the heads." if quick else ""), "",
              "| run | head | mode | steps | frame-mAP | GT-box mAP | "
              + " | ".join(EVIDENCE) + " | head params | trainable params | step (ms) | "
              "train (s) | inference kf/s | status |",

@@ -1,12 +1,20 @@
 """Small helpers of the suites that drive the project's tools: run a tool in a subprocess
 (printing and recording its command, like tools/demo.py's run_tool), and describe the machine.
-No TensorFlow here: the parent process of a suite stays light while its tools train.
+
+A tool process spends ~7 s (11 s cold) importing TensorFlow, Keras and the project before it
+does any work; the heads suite starts ~25 of them with --quick. `ToolRunner(fork=True)`
+imports those once (`preload`) and runs each tool in a fork of this process instead: the child
+runs the tool's file as `__main__` with the same arguments, exactly as the printed command
+does. Forking is safe only while TensorFlow has run no op here (no eager context, so no thread
+pools to lose in the child): `preload` checks that and falls back to plain subprocesses.
 """
 import os
+import runpy
 import shlex
 import subprocess
 import sys
 import time
+import traceback
 from typing import List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,11 +40,14 @@ class ToolRunner:
     result.
     """
 
-    def __init__(self, python: str = sys.executable, env: Optional[dict] = None):
+    def __init__(self, python: str = sys.executable, env: Optional[dict] = None,
+                 fork: bool = False):
         self.python = python
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.fork = fork
         self.commands: List[dict] = []
+        self._preloaded = False
 
     def command(self, tool: str, *args: str) -> List[str]:
         return [self.python, tool_path(tool), *args]
@@ -53,7 +64,12 @@ class ToolRunner:
         line = shlex.join(command)
         print(f"\n=== {stage}\n$ {line}", flush=True)
         start = time.perf_counter()
-        code = subprocess.call(command, env=self.env)
+        if self.fork and self.preload():
+            code = self._call_forked(tool, args)
+        else:
+            if self.fork:
+                print("(TensorFlow has run here: a subprocess instead of a fork)", flush=True)
+            code = subprocess.call(command, env=self.env)
         seconds = round(time.perf_counter() - start, 1)
         self.commands.append(dict(stage=stage, command=line, seconds=seconds,
                                   status="ok" if code == 0 else f"exit {code}"))
@@ -62,6 +78,80 @@ class ToolRunner:
         if code:
             raise ToolError(f"{stage}: exit status {code}: {line}")
         return seconds
+
+
+    def preload(self) -> bool:
+        """Imports TensorFlow, Keras and the project's libraries once (fork mode). Returns
+        whether forking is safe: False once TensorFlow has an eager context in this process."""
+        if not self._preloaded:
+            for key in ("TF_CPP_MIN_LOG_LEVEL",):   # read by TensorFlow at import
+                os.environ.setdefault(key, self.env[key])
+            import action_tx  # noqa: F401  (sets TensorFlow's environment before its import)
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+            import action_tx.data.features  # noqa: F401
+            import action_tx.data.pipeline  # noqa: F401
+            import action_tx.eval_lib  # noqa: F401
+            import action_tx.feature_model  # noqa: F401
+            import action_tx.heads  # noqa: F401
+            import action_tx.train_lib  # noqa: F401
+            import object_detection_ext.ava_eval  # noqa: F401
+            self._preloaded = True
+        from tensorflow.python.eager import context
+        return context.context()._context_handle is None
+
+    def _call_forked(self, tool: str, args) -> int:
+        """Runs tools/<tool> as __main__ in a forked child -> its exit status (like the
+        subprocess's: 1 with the message on stderr when the tool exits with a string)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:   # the child: never returns
+            code = 1
+            try:
+                os.environ.clear()
+                os.environ.update(self.env)
+                _forget_tools_flags()
+                path = os.path.join(TOOLS, tool)
+                sys.argv = [path, *args]
+                sys.path.insert(0, TOOLS)   # as `python tools/<tool>` does
+                runpy.run_path(path, run_name="__main__")
+                code = 0
+            except SystemExit as e:
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:
+                    print(e.code, file=sys.stderr)
+            except BaseException:   # noqa: B902  (reported like an uncaught exception)
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+
+def _under_tools(path: str) -> bool:
+    return os.path.dirname(os.path.abspath(path)) == TOOLS
+
+
+def _forget_tools_flags() -> None:
+    """In a forked child: drops the absl flags (and cached modules) of the tools/ programs that
+    this process runs (e.g. benchmark.py's --out), so the tool defines and parses its own
+    flags as in a fresh interpreter."""
+    from absl import flags
+    values = flags.FLAGS
+    for module, module_flags in list(values.flags_by_module_dict().items()):
+        if module == "__main__" or (module.endswith(".py") and _under_tools(module)):
+            for flag in list(module_flags):   # deleting edits that list
+                if flag.name in values:
+                    delattr(values, flag.name)
+    values.unparse_flags()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and _under_tools(path):
+            del sys.modules[name]
 
 
 def machine_info() -> dict:

@@ -77,6 +77,8 @@ def test_markdown_and_json_of_hand_made_results():
     lines = md.splitlines()
     assert lines[0] == "# Head comparison (tiny preset, quick)"
     assert "end to end 10 steps, frozen features 20 steps" in lines[2]
+    assert "--quick checks that every stage of every run works" in lines[2]
+    assert "--quick" not in heads_table.to_markdown(results, **dict(kwargs, quick=False))
     header, rule = lines[4], lines[5]
     assert header.count("|") == rule.count("|") == 17    # 16 columns
     assert ("| tx | tx | end to end | 10 | 0.500 | 0.750 | 0.100 | 0.600 | 0.300 | 0.200 | "
