@@ -2,7 +2,9 @@
 
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]
 
-Drives the project's own tools, printing each command before it runs:
+Drives the project's own tools, printing each command before it runs (each runs in a fork of
+this process, which imports TensorFlow once: `runner.ToolRunner(fork=True)`; the printed
+command does the same work in a new process):
   1. data       tools/make_synthetic_ava.py --preset=P (when data/synthetic_P/annotations is
                 absent) and tools/create_ava_tfrecords.py for train and val into DIR/P/tfrecords;
   2. per run of `heads_runs.RUNS`, in order:

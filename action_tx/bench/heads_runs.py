@@ -66,8 +66,9 @@ RUNS = (
 # features far longer than end to end; 600 steps left even the linear probe under-trained:
 # val mAP 0.093 against 0.463 after 1500 steps at a higher learning rate).
 # With --quick (tiny preset) process start-up and tracing dominate, so the ablation runs are
-# left out there; measured unloaded: 10 min 55 s with 30 steps, 10 min 29 s with 10 (eval
-# processes 187 s, train 329 s, extraction 92 s): the 10-minute target needs one process.
+# left out there. Measured unloaded with 10 steps: 10 min 29 s when every tool was a new
+# Python process (~7 s of imports each), 7 min 10 s since the tools run in forks of one
+# process that imported TensorFlow once (runner.ToolRunner(fork=True)).
 BUDGETS = {
     "bench": dict(end_to_end=600, features=3000),
     "demo": dict(end_to_end=600, features=3000),
