@@ -64,7 +64,8 @@ RUNS = (
 # CPU): 8 end-to-end runs at ~0.3 s a step (~4 min each with start-up), 24 evaluations, and 4
 # feature runs at ~30 ms a step: these get 5x the steps (the papers train their heads on frozen
 # features far longer than end to end; 600 steps left even the linear probe under-trained:
-# val mAP 0.093 against 0.463 after 1500 steps at a higher learning rate).
+# val mAP 0.093 against 0.463 after 1500 steps at a higher learning rate). One clean pass of
+# this list on the bench preset, idle machine, data already made: 48 min 13 s.
 # With --quick (tiny preset) process start-up and tracing dominate, so the ablation runs are
 # left out there. Measured unloaded with 10 steps: 10 min 29 s when every tool was a new
 # Python process (~7 s of imports each), 7 min 10 s since the tools run in forks of one
