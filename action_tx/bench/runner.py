@@ -79,13 +79,12 @@ class ToolRunner:
             raise ToolError(f"{stage}: exit status {code}: {line}")
         return seconds
 
-
     def preload(self) -> bool:
         """Imports TensorFlow, Keras and the project's libraries once (fork mode). Returns
         whether forking is safe: False once TensorFlow has an eager context in this process."""
         if not self._preloaded:
-            for key in ("TF_CPP_MIN_LOG_LEVEL",):   # read by TensorFlow at import
-                os.environ.setdefault(key, self.env[key])
+            # Read by TensorFlow at import (the children inherit what this process set up).
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", self.env["TF_CPP_MIN_LOG_LEVEL"])
             import action_tx  # noqa: F401  (sets TensorFlow's environment before its import)
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
