@@ -65,6 +65,8 @@ flags.DEFINE_enum("aia_structure", "dense", ["parallel", "serial", "dense"],
                   "AIA: how the blocks are aggregated (§3.3).")
 flags.DEFINE_integer("aia_memory_window", 30, "AIA: L, memory keyframes on each side (0: none).")
 flags.DEFINE_bool("aia_amu", True, "AIA: asynchronous memory update (Algorithm 1).")
+flags.DEFINE_bool("aia_temporal_position", True, "AIA: M-blocks add a learned embedding per "
+                  "memory offset to keys and values (the authors' release; the paper is silent).")
 flags.DEFINE_enum("aia_memory_dtype", "float32", ["float32", "float16"],
                   "AIA: storage type of the memory table.")
 flags.DEFINE_float("box_jitter", 0.05, "Training jitter of the ground-truth boxes (AIA §4.1), "
@@ -118,7 +120,8 @@ def _head_options(head: str) -> dict:
     if head == "aia":
         options.update(blocks=list(FLAGS.aia_blocks), structure=FLAGS.aia_structure,
                        memory_window=FLAGS.aia_memory_window, use_amu=FLAGS.aia_amu,
-                       memory_dtype=FLAGS.aia_memory_dtype, memory_size=aia_memory_size())
+                       memory_dtype=FLAGS.aia_memory_dtype, memory_size=aia_memory_size(),
+                       temporal_position=FLAGS.aia_temporal_position)
     return options
 
 

@@ -27,6 +27,9 @@ Design decisions (the paper is silent; each follows what the authors' release pl
   test split's person features first), evaluation runs the split twice (`inference_passes` = 2):
   `eval_lib.predict_dataset` calls `reset_inference_memory()`, runs a pass that only fills the
   eval memory, then the scoring pass. No penalty at inference (nothing is stale).
+- M-blocks add a learned embedding per memory offset (2L + 1) to their keys and values, as the
+  release does by default (TEMPORAL_POSITION); without it the memory is an unordered set and
+  "watched someone 3 s ago" reads the same as "30 s ago" or "in 3 s" (`temporal_position`).
 - Parallel IA (Figure 4a): one branch per block type (the blocks of that type, in order), the
   branch outputs averaged (the paper only says "merge them at last").
 - Padded persons, objects and empty memory slots get zero attention (the release attends to
@@ -72,6 +75,8 @@ class AIAHead(keras.layers.Layer):
       hidden_size: D, width of every block (release: 512).
       dropout: dropout inside blocks and before the classifier (release: 0.2).
       memory_persons: persons stored per keyframe (release: 5).
+      temporal_position: M-blocks add a learned embedding per memory offset (2L + 1 of them)
+        to keys and values (the release's default; the paper is silent). Only with a table.
     Call (`inputs: HeadInputs`):
       roi_features [B, N, T', S, S, C], roi_mask [B, N], roi_scores [B, N];
       object_features [B, O, T', S, S, C'] + object_mask [B, O] when "O" in blocks;
@@ -85,7 +90,8 @@ class AIAHead(keras.layers.Layer):
                                                                                "P", "O", "M"),
                  structure: str = "dense", memory_window: int = 30, use_amu: bool = True,
                  memory_dtype: str = "float32", memory_size: int = 0, hidden_size: int = 512,
-                 dropout: float = 0.2, memory_persons: int = 5, **kwargs):
+                 dropout: float = 0.2, memory_persons: int = 5, temporal_position: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
         blocks = _parse_blocks(blocks)
         if structure not in STRUCTURES:
@@ -104,6 +110,7 @@ class AIAHead(keras.layers.Layer):
         self.hidden_size = hidden_size
         self.dropout = dropout
         self.memory_persons = memory_persons
+        self.temporal_position = bool(temporal_position)
         self.uses_table = "M" in blocks and self.memory_window > 0
         if self.uses_table and self.memory_size < 1:
             raise ValueError("AIAHead: memory_size must be >= the keyframe count of every split "
@@ -113,7 +120,11 @@ class AIAHead(keras.layers.Layer):
 
         self._person_proj = keras.layers.Dense(hidden_size, name="person_proj")
         self._object_proj = keras.layers.Dense(hidden_size, name="object_proj")
-        self._blocks = [InteractionBlock(hidden_size, dropout, name=f"ia_{i}_{kind}")
+        positions = (2 * self.memory_window + 1
+                     if self.uses_table and self.temporal_position else 0)
+        self._blocks = [InteractionBlock(hidden_size, dropout,
+                                         temporal_positions=positions if kind == "M" else 0,
+                                         name=f"ia_{i}_{kind}")
                         for i, kind in enumerate(blocks)]
         self._fc = keras.layers.Dense(hidden_size, activation="relu", name="fc")
         self._dropout = keras.layers.Dropout(dropout)
@@ -277,5 +288,6 @@ class AIAHead(keras.layers.Layer):
                       structure=self.structure, memory_window=self.memory_window,
                       use_amu=self.use_amu, memory_dtype=self.memory_dtype,
                       memory_size=self.memory_size, hidden_size=self.hidden_size,
-                      dropout=self.dropout, memory_persons=self.memory_persons)
+                      dropout=self.dropout, memory_persons=self.memory_persons,
+                      temporal_position=self.temporal_position)
         return config

@@ -47,9 +47,18 @@ class InteractionBlock(keras.layers.Layer):
     of the authors' release (LayerNorm, ReLU, dropout, residual; the output projection starts
     at zero, so every block starts as the identity and a deep serial stack trains stably).
 
+    Temporal positions (M-blocks; the paper is silent, the authors' release adds them by
+    default, `TEMPORAL_POSITION: True`): a learned vector per memory offset, zero-initialised,
+    is added to the projected keys and to the projected values of that offset's entries.
+    Without them the memory is an unordered set and an M-block cannot tell a person seen 2 s
+    ago from one seen 20 s ago or in the future.
+
     Args:
       hidden_size: D, width of the query, key, value and output (query width must be D).
       dropout: dropout rate on the block's update.
+      temporal_positions: W > 0: the context is W offsets x P entries, offset-major
+        (M = W * P, entry m belongs to offset m // P), each offset with its own key and value
+        embedding; 0: no positions (P- and O-blocks).
     Call:
       query:    float32 [B, N, D] person (or enhanced person) features.
       context:  float32 [B, M, Dc] key/value features (persons, objects or memory).
@@ -58,10 +67,15 @@ class InteractionBlock(keras.layers.Layer):
       (output float32 [B, N, D], attention float32 [B, N, M] (0 on padded entries)).
     """
 
-    def __init__(self, hidden_size: int = 512, dropout: float = 0.2, **kwargs):
+    def __init__(self, hidden_size: int = 512, dropout: float = 0.2,
+                 temporal_positions: int = 0, **kwargs):
         super().__init__(**kwargs)
+        if int(temporal_positions) < 0:
+            raise ValueError("InteractionBlock: temporal_positions must be >= 0, got "
+                             f"{temporal_positions}")
         self.hidden_size = hidden_size
         self.dropout = dropout
+        self.temporal_positions = int(temporal_positions)
         self._query = keras.layers.Dense(hidden_size, name="query")
         self._key = keras.layers.Dense(hidden_size, name="key")
         self._value = keras.layers.Dense(hidden_size, name="value")
@@ -76,16 +90,36 @@ class InteractionBlock(keras.layers.Layer):
         self._value.build((None, None, context_shape[-1]))
         self._out.build((None, None, self.hidden_size))
         self._norm.build((None, None, self.hidden_size))
+        if self.temporal_positions:
+            shape = (self.temporal_positions, self.hidden_size)
+            self.position_key = self.add_weight(name="position_key", shape=shape,
+                                                initializer="zeros")
+            self.position_value = self.add_weight(name="position_value", shape=shape,
+                                                  initializer="zeros")
+
+    def _with_positions(self, projected, embedding):
+        """projected [B, W*P, D] + embedding [W, D] repeated over each offset's P entries."""
+        w = self.temporal_positions
+        m = projected.shape[1]
+        if m is not None and m % w:
+            raise ValueError(f"InteractionBlock {self.name!r}: context has {m} entries, not a "
+                             f"multiple of temporal_positions={w}")
+        per_offset = tf.shape(projected)[1] // w
+        return projected + tf.repeat(embedding, per_offset, axis=0)[tf.newaxis]
 
     def call(self, query, context, context_mask, training=None):
-        attended, weights = masked_attention(self._query(query), self._key(context),
-                                             self._value(context), context_mask)
+        key, value = self._key(context), self._value(context)
+        if self.temporal_positions:
+            key = self._with_positions(key, self.position_key)
+            value = self._with_positions(value, self.position_value)
+        attended, weights = masked_attention(self._query(query), key, value, context_mask)
         update = tf.nn.relu(self._norm(self._out(attended)))
         return query + self._dropout(update, training=training), weights
 
     def get_config(self):
         config = super().get_config()
-        config.update(hidden_size=self.hidden_size, dropout=self.dropout)
+        config.update(hidden_size=self.hidden_size, dropout=self.dropout,
+                      temporal_positions=self.temporal_positions)
         return config
 
 

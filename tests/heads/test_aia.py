@@ -123,6 +123,50 @@ def test_padded_entries_get_zero_attention():
         assert np.all(after[~real] == 0.0)
 
 
+def test_temporal_positions_added_per_offset():
+    # Context of W = 2 offsets x 2 entries: offset 0 = entries 0, 1; offset 1 = entries 2, 3.
+    block = InteractionBlock(hidden_size=4, dropout=0.0, temporal_positions=2)
+    rng = np.random.default_rng(2)
+    query = tf.constant(rng.normal(size=[1, 1, 4]), tf.float32)
+    context = tf.constant(np.repeat(rng.normal(size=[1, 1, 4]), 4, axis=1), tf.float32)
+    mask = tf.constant([[True, False, True, False]])
+    block(query, context, mask)
+    assert block.position_key.shape == (2, 4) and block.position_value.shape == (2, 4)
+    # Zero-initialised: identical entries at both offsets get equal attention (the release's).
+    _, weights = block(query, context, mask)
+    np.testing.assert_allclose(weights.numpy()[0, 0], [0.5, 0.0, 0.5, 0.0], rtol=1e-6)
+    pos_k = np.array([[0, 0, 0, 0], [1, -1, 2, 0.5]], np.float32)
+    pos_v = np.array([[0, 0, 0, 0], [3, -1, 0, 2]], np.float32)   # not constant: LayerNorm
+    block.position_key.assign(pos_k)
+    block.position_value.assign(pos_v)
+    _, weights = block(query, context, mask)
+    # By hand: logits q·(k + pos_k[offset]) / sqrt(D) over the two real entries.
+    q = block._query(query).numpy()[0, 0]
+    k = block._key(context).numpy()[0, 0]
+    logits = np.array([q @ k, q @ (k + pos_k[1])]) / 2.0
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(weights.numpy()[0, 0, [0, 2]], expected, rtol=1e-5)
+    # The same feature at offset 0 or offset 1 now gives different outputs (values differ;
+    # the output projection starts at zero, so give it weights first).
+    block._out.kernel.assign(np.eye(4, dtype=np.float32))
+    only_first = block(query, context, tf.constant([[True, False, False, False]]))[0]
+    only_second = block(query, context, tf.constant([[False, False, True, False]]))[0]
+    assert not np.allclose(only_first.numpy(), only_second.numpy())
+    with pytest.raises(ValueError, match="multiple of temporal_positions"):
+        block(query, context[:, :3], mask[:, :3])
+    assert InteractionBlock.from_config(block.get_config()).get_config() == block.get_config()
+
+
+def test_only_memory_blocks_with_a_table_get_positions():
+    head = _head(blocks=["P", "O", "M"])
+    head(_inputs(), training=False)
+    assert [b.temporal_positions for b in head._blocks] == [0, 0, 5]      # 2L + 1, L = 2
+    assert head._blocks[2].position_key.shape == (5, 8)
+    for kwargs in (dict(temporal_position=False), dict(memory_window=0)):
+        head = _head(blocks=["P", "O", "M"], **kwargs)
+        assert [b.temporal_positions for b in head._blocks] == [0, 0, 0]
+
+
 @pytest.mark.parametrize("tubes", [(1, 1, 1), (2, 3, 3)], ids=["feature_mode", "end_to_end"])
 def test_structures_run_in_both_modes(tubes):
     logits = {}
@@ -137,7 +181,7 @@ def test_structures_run_in_both_modes(tubes):
 
 def test_get_config_round_trip():
     head = _head(blocks="P,M,O", structure="parallel", use_amu=False,
-                 memory_dtype="float16", memory_persons=3)
+                 memory_dtype="float16", memory_persons=3, temporal_position=False)
     config = head.get_config()
     assert config["blocks"] == ["P", "M", "O"]
     again = AIAHead.from_config(config)
