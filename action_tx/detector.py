@@ -108,7 +108,10 @@ class ActionDetector(keras.Model):
                                      num_samples=self.num_roi_samples,
                                      positive_fraction=self.positive_fraction)
                 rois, roi_mask = sample["rois"], sample["roi_mask"]
-                roi_scores = tf.cast(roi_mask, tf.float32)
+                # A sampled RoI's score is how well it covers its person (IoU with the matched
+                # ground truth, 1 for an added GT box), so a head keeping one box per person
+                # (AIA's memory) keeps the best; background 0.
+                roi_scores = tf.where(sample["is_positive"], sample["max_iou"], 0.0)
                 out.update(roi_labels=sample["labels"], roi_is_positive=sample["is_positive"],
                            roi_box_targets=sample["box_targets"])
             if "rpn_objectness" in proposals:

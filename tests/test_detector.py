@@ -14,6 +14,7 @@ from action_tx.heads.i3d_head import I3DHead
 from action_tx.heads.linear import LinearHead
 from action_tx.outputs import detections_to_ava
 from action_tx.trunks.i3d import make_trunk
+from object_detection_ext import box_ops
 from object_detection_ext.ava_eval import evaluate
 from object_detection_ext.proposer import Proposer
 
@@ -70,6 +71,14 @@ def test_forward_shapes_and_padding():
     assert pos[0].sum() >= 2 and pos[1].sum() >= 1
     got = {tuple(l) for l in train_out["roi_labels"].numpy()[0][pos[0]]}
     assert got == {LABELS[0], LABELS[1]}
+    # Sampled RoIs are scored by their IoU with their person (1 for the added GT box), 0 for
+    # background.
+    iou = box_ops.pairwise_iou(train_out["rois"], tf.constant(batch["boxes"], tf.float32),
+                               train_out["roi_mask"], tf.cast(batch["box_mask"], tf.bool))
+    np.testing.assert_allclose(train_out["roi_scores"].numpy()[pos],
+                               tf.reduce_max(iou, -1).numpy()[pos], rtol=1e-5)
+    assert np.all(train_out["roi_scores"].numpy()[~pos] == 0.0)
+    assert np.isclose(train_out["roi_scores"].numpy()[pos].max(), 1.0)
     terms = det.compute_losses(train_out)
     assert set(terms) == {"action_loss", "box_loss", "rpn_objectness_loss", "rpn_box_loss",
                           "total_loss"}

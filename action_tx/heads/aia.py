@@ -12,9 +12,12 @@ Design decisions (the paper is silent; each follows what the authors' release pl
   gradient: end to end that is trunk + ST-RoIAlign + projection; in feature mode (frozen trunk)
   the projection still trains, so the stored features still go stale and AMU still matters.
 - Memory entries hold up to `memory_persons` persons per keyframe ("a certain number of persons
-  are sampled from each neighbour clip", §3.1; the release keeps 5 a second): in training the
-  RoIs with a positive label (persons, not sampled background), at inference the highest
-  scoring RoIs.
+  are sampled from each neighbour clip", §3.1; the release keeps 5 a second), each person once,
+  as in the release (it trains on one ground-truth box per person and stores detections at
+  inference): the RoIs after NMS at IoU 0.5 by score, best first. In training only RoIs with a
+  positive label (persons, not sampled background), scored by their IoU with their person, so
+  the best of a person's sampled boxes is kept and its duplicates are suppressed; at inference
+  the person scores.
 - M̂_t holds the current keyframe's own persons at offset 0 (Algorithm 1 line 13), stop
   gradient like the neighbours (as the release does), not penalised.
 - err and δ (Algorithm 1): err is the loss of the previous training step, +inf before the first
@@ -43,8 +46,11 @@ import tensorflow as tf
 from action_tx.heads.aia_blocks import BLOCK_TYPES, InteractionBlock, amu_penalty, dense_query
 from action_tx.heads.base import HeadInputs, HeadOutputs
 from action_tx.memory import FeatureMemory
+from object_detection_ext.box_ops import batched_nms
 
 STRUCTURES = ("parallel", "serial", "dense")
+# Two stored boxes of one keyframe overlapping more than this are taken for the same person.
+MEMORY_NMS_IOU = 0.5
 
 
 def _parse_blocks(blocks: Union[str, Sequence[str]]) -> list:
@@ -167,19 +173,16 @@ class AIAHead(keras.layers.Layer):
         if self._eval_memory is not None:
             self._eval_memory.video.assign(tf.fill([self.memory_size], -1))
 
-    def _select_persons(self, persons, roi_mask, roi_scores, roi_labels):
-        """The `memory_persons` RoIs to store: [B, P, D] and mask [B, P], best first."""
+    def _select_persons(self, persons, rois, roi_mask, roi_scores, roi_labels):
+        """The `memory_persons` RoIs to store, one per person (NMS at IoU `MEMORY_NMS_IOU`):
+        [B, P, D] and mask [B, P], best score first."""
         valid = tf.cast(roi_mask, tf.bool)
         if roi_labels is not None:   # training: persons, not sampled background RoIs
             valid &= tf.reduce_any(roi_labels > 0, axis=-1)
         scores = roi_scores if roi_scores is not None else tf.ones_like(persons[..., 0])
-        key = tf.where(valid, tf.cast(scores, tf.float32), -1e9)
-        p = self.memory_persons
-        key = tf.pad(key, [[0, 0], [0, p]], constant_values=-2e9)
-        valid = tf.pad(valid, [[0, 0], [0, p]])
-        persons = tf.pad(persons, [[0, 0], [0, p], [0, 0]])
-        order = tf.argsort(key, axis=1, direction="DESCENDING", stable=True)[:, :p]
-        return tf.gather(persons, order, batch_dims=1), tf.gather(valid, order, batch_dims=1)
+        order, kept = batched_nms(rois, scores, valid, max_output_size=self.memory_persons,
+                                  iou_threshold=MEMORY_NMS_IOU)
+        return tf.gather(persons, order, batch_dims=1), kept
 
     def _memory_context(self, inputs, current, current_mask, training):
         """M̂_t (Algorithm 1 lines 5-13): [B, (2L+1) P, D] and mask [B, (2L+1) P]."""
@@ -261,8 +264,8 @@ class AIAHead(keras.layers.Layer):
             objects = self._object_proj(tf.reduce_mean(inputs.object_features, axis=[2, 3, 4]))
             object_mask = tf.cast(inputs.object_mask, tf.bool)
         labels = inputs.roi_labels if training else None
-        current, current_mask = self._select_persons(persons, roi_mask, inputs.roi_scores,
-                                                     labels)
+        current, current_mask = self._select_persons(persons, inputs.rois, roi_mask,
+                                                     inputs.roi_scores, labels)
         if "M" in self.blocks:
             memory, memory_mask = self._memory_context(inputs, current, current_mask, training)
         features = self._aggregate(persons, roi_mask, objects, object_mask, memory,

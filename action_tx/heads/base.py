@@ -17,7 +17,9 @@ class HeadInputs(NamedTuple):
     roi_mask:       bool    [B, N]               true for real RoIs, false for padding.
     roi_features:   float32 [B, N, T', S, S, C]  ST-RoIAlign tubes (S = 7 by default).
     roi_scores:     float32 [B, N]               person score of each RoI (RPN objectness,
-                                                 external detector score, or 1 for gt boxes).
+                                                 external detector score, or 1 for gt boxes;
+                                                 RoIs sampled in training: IoU with the matched
+                                                 ground truth, 0 for background).
     objects:        float32 [B, O, 4] or None    object boxes, normalized yxyx.
     object_mask:    bool    [B, O] or None
     object_features float32 [B, O, T', S, S, C] or None   ST-RoIAlign tubes of the objects.

@@ -60,8 +60,8 @@ def test_head_reads_memory_with_penalty():
                  tf.constant([[1, 1, 0, 0, 0]] * 3) > 0, loss_tag=tf.constant([4.0, 2.0, 1.0]))
     head.current_loss.assign(2.0)
     current, current_mask = head._select_persons(
-        head._person_proj(tf.reduce_mean(x.roi_features, axis=[2, 3, 4])), x.roi_mask,
-        x.roi_scores, None)
+        head._person_proj(tf.reduce_mean(x.roi_features, axis=[2, 3, 4])), x.rois,
+        x.roi_mask, x.roi_scores, None)
     context, mask = head._memory_context(x, current, current_mask, training=True)
     context = tf.reshape(context, [B, 5, 5, 8]).numpy()          # [B, 2L+1, P, D]
     mask = tf.reshape(mask, [B, 5, 5]).numpy()
@@ -80,6 +80,26 @@ def test_head_reads_memory_with_penalty():
     # Inference reads the eval table, unpenalised (empty here).
     _, eval_mask = head._memory_context(x, current, current_mask, training=False)
     assert not tf.reshape(eval_mask, [B, 5, 5]).numpy()[1, [0, 1, 3]].any()
+
+
+def test_memory_keeps_each_person_once():
+    head = _head(blocks=["M"], memory_persons=3)
+    persons = tf.constant(np.arange(5, dtype=np.float32)[None, :, None] * np.ones([1, 1, 8]))
+    # RoIs 0, 1, 2 cover one person (IoU 0.8 / 0.64 with RoI 0), RoI 3 another, RoI 4 a third.
+    rois = tf.constant([[[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.42], [0.1, 0.1, 0.42, 0.42],
+                         [0.5, 0.5, 0.9, 0.9], [0.0, 0.6, 0.3, 0.9]]])
+    mask = tf.constant([[True] * 5])
+    # Training: IoU scores with the person; RoI 4 is background (no label), never stored.
+    scores = tf.constant([[0.8, 1.0, 0.64, 0.9, 0.0]])
+    labels = tf.constant([[[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 0]]])
+    got, kept = head._select_persons(persons, rois, mask, scores, labels)
+    assert kept.numpy().tolist() == [[True, True, False]]
+    np.testing.assert_array_equal(got.numpy()[0, :2, 0], [1.0, 3.0])   # best box of each
+    # Inference: every real RoI is a candidate, by person score.
+    scores = tf.constant([[0.9, 0.3, 0.2, 0.5, 0.7]])
+    got, kept = head._select_persons(persons, rois, mask, scores, None)
+    assert kept.numpy().tolist() == [[True, True, True]]
+    np.testing.assert_array_equal(got.numpy()[0, :, 0], [0.0, 4.0, 3.0])
 
 
 def test_dense_serial_weights_softmax_normalised():
