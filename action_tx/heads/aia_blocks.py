@@ -41,11 +41,14 @@ class InteractionBlock(keras.layers.Layer):
     """One interaction block (Figure 3a), "adapted from the Transformer block [35] ... basically
     follows [36, 39]" (§3.2):
 
-        out = query + Dropout(ReLU(LayerNorm(W_o · Attention(W_q q, W_k kv, W_v kv))))
+        out = query + Dropout(W_o · ReLU(LayerNorm(Attention(W_q q, W_k kv, W_v kv))))
 
     The paper gives no more detail; this is the non-local/LFB-style unit of its references and
-    of the authors' release (LayerNorm, ReLU, dropout, residual; the output projection starts
-    at zero, so every block starts as the identity and a deep serial stack trains stably).
+    of the authors' release (its config: LAYER_NORM, USE_ZERO_INIT_CONV): LayerNorm without
+    affine parameters, ReLU, then the output projection W_o, which starts at zero so every
+    block starts as the identity and a deep serial stack trains stably. W_o must come after
+    the ReLU: a zero projection before LayerNorm and ReLU would give ReLU(0), whose gradient
+    is 0, and the block would never leave the identity.
 
     Temporal positions (M-blocks; the paper is silent, the authors' release adds them by
     default, `TEMPORAL_POSITION: True`): a learned vector per memory offset, zero-initialised,
@@ -80,7 +83,8 @@ class InteractionBlock(keras.layers.Layer):
         self._key = keras.layers.Dense(hidden_size, name="key")
         self._value = keras.layers.Dense(hidden_size, name="value")
         self._out = keras.layers.Dense(hidden_size, kernel_initializer="zeros", name="out")
-        self._norm = keras.layers.LayerNormalization(epsilon=1e-5, name="layer_norm")
+        self._norm = keras.layers.LayerNormalization(epsilon=1e-5, center=False, scale=False,
+                                                     name="layer_norm")
         self._dropout = keras.layers.Dropout(dropout)
 
     def build(self, query_shape, context_shape=None):
@@ -113,7 +117,7 @@ class InteractionBlock(keras.layers.Layer):
             key = self._with_positions(key, self.position_key)
             value = self._with_positions(value, self.position_value)
         attended, weights = masked_attention(self._query(query), key, value, context_mask)
-        update = tf.nn.relu(self._norm(self._out(attended)))
+        update = self._out(tf.nn.relu(self._norm(attended)))
         return query + self._dropout(update, training=training), weights
 
     def get_config(self):

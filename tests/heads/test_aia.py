@@ -82,6 +82,35 @@ def test_head_reads_memory_with_penalty():
     assert not tf.reshape(eval_mask, [B, 5, 5]).numpy()[1, [0, 1, 3]].any()
 
 
+def test_every_block_weight_gets_a_gradient():
+    # The block starts as the identity (W_o = 0) but must be able to leave it: a zero W_o
+    # placed before LayerNorm + ReLU gives ReLU(0), whose gradient is 0 for every weight.
+    block = InteractionBlock(hidden_size=8, dropout=0.0, temporal_positions=2)
+    rng = np.random.default_rng(3)
+    query = tf.constant(rng.normal(size=[2, 3, 8]), tf.float32)
+    context = tf.constant(rng.normal(size=[2, 4, 8]), tf.float32)
+    mask = tf.constant([[True, True, True, False], [True, False, True, True]])
+    out, _ = block(query, context, mask)
+    np.testing.assert_allclose(out.numpy(), query.numpy())            # identity at init
+    direction = tf.constant(rng.normal(size=[2, 3, 8]), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        loss = tf.reduce_sum(block(query, context, mask)[0] * direction)
+    grads = tape.gradient(loss, block.trainable_variables)
+    assert {v.path.split("/", 1)[1] for v in block.trainable_variables} == {
+        "position_key", "position_value", "query/kernel", "query/bias", "key/kernel",
+        "key/bias", "value/kernel", "value/bias", "out/kernel", "out/bias"}
+    # At W_o = 0 only W_o gets a gradient (the rest sits behind it); one SGD step on W_o
+    # then opens the path to every other weight.
+    by_path = {v.path: g for v, g in zip(block.trainable_variables, grads)}
+    assert np.abs(by_path[block._out.kernel.path].numpy()).max() > 0
+    for v, g in zip(block.trainable_variables, grads):
+        v.assign_sub(0.1 * g)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(block(query, context, mask)[0] * direction)
+    for v, g in zip(block.trainable_variables, tape.gradient(loss, block.trainable_variables)):
+        assert g is not None and np.abs(g.numpy()).max() > 0, v.path
+
+
 def test_memory_keeps_each_person_once():
     head = _head(blocks=["M"], memory_persons=3)
     persons = tf.constant(np.arange(5, dtype=np.float32)[None, :, None] * np.ones([1, 1, 8]))
