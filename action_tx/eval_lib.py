@@ -155,7 +155,9 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
 
 def count_keyframes(file_pattern) -> Optional[int]:
     """Keyframes in the shards matching `file_pattern`, from the converter's manifests
-    (`<split>_manifest.json` beside the shards); None when a shard is not listed in one."""
+    (`<split>_manifest.json` beside the shards); None when a shard is not listed in one.
+    A manifest's shards are matched by file name in its own folder, so a moved or copied
+    folder still counts."""
     files = {os.path.abspath(f) for f in tf.io.gfile.glob(file_pattern)}
     counts = {}
     for folder in {os.path.dirname(f) for f in files}:
@@ -163,7 +165,8 @@ def count_keyframes(file_pattern) -> Optional[int]:
             try:
                 with open(manifest) as f:
                     shards = json.load(f).get("shards", [])
-                counts.update({os.path.abspath(s["path"]): int(s["records"]) for s in shards})
+                counts.update({os.path.join(folder, os.path.basename(s["path"])):
+                               int(s["records"]) for s in shards})
             except (OSError, ValueError, KeyError, TypeError):
                 continue
     if not files or not files <= set(counts):

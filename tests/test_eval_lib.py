@@ -1,5 +1,6 @@
 """action_tx.eval_lib: scoring checkpoints of a tiny detector on a tiny synthetic split."""
 import json
+import shutil
 import threading
 import time
 
@@ -110,6 +111,10 @@ def test_restore_errors(setup, tmp_path):
 def test_count_keyframes_and_step(setup, tmp_path):
     assert eval_lib.count_keyframes(str(setup["root"] / "rec" / "val-*")) == 5
     assert eval_lib.count_keyframes(str(tmp_path / "none-*")) is None
+    # A copied folder still counts: its manifest's shard paths name the original folder.
+    moved = tmp_path / "moved"
+    shutil.copytree(setup["root"] / "rec", moved)
+    assert eval_lib.count_keyframes(str(moved / "val-*")) == 5
     assert eval_lib.checkpoint_step(setup["checkpoint"]) == 7
     step = tf.Variable(1234, dtype=tf.int64)
     path = tf.train.Checkpoint(step=step).save(str(tmp_path / "ckpt"))   # ckpt-1
