@@ -93,7 +93,7 @@ def test_every_block_weight_gets_a_gradient():
     out, _ = block(query, context, mask)
     np.testing.assert_allclose(out.numpy(), query.numpy())            # identity at init
     direction = tf.constant(rng.normal(size=[2, 3, 8]), tf.float32)
-    with tf.GradientTape(persistent=True) as tape:
+    with tf.GradientTape() as tape:
         loss = tf.reduce_sum(block(query, context, mask)[0] * direction)
     grads = tape.gradient(loss, block.trainable_variables)
     assert {v.path.split("/", 1)[1] for v in block.trainable_variables} == {
