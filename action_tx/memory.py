@@ -6,10 +6,11 @@
                  loss_tag=loss, step=step)                                   # in the train step
 
 The table is indexed by the global keyframe index (position of the keyframe in the split's
-keyframes sorted by (video_id, timestamp), WORKSPACE.md), so the keyframes t-L..t+L of one video
-are the entries keyframe_index-L..keyframe_index+L; each entry also stores the video index and
-timestamp it was written for, which the read checks: an entry is valid only when written, of the
-same video and |dt| <= window (a neighbouring video's keyframes or a gap in the video are masked).
+keyframes sorted by (video_id, timestamp), WORKSPACE.md). Each entry also stores the video index
+and timestamp it was written for. A read of window L returns one slot per second t-L..t+L: the
+keyframes of the same video found among the rows keyframe_index-L..keyframe_index+L, each put in
+the slot of its own time, so a neighbouring video's keyframes are masked and a gap in the video
+(an excluded timestamp) leaves an empty slot instead of shifting the time offsets.
 
 Variables (non-trainable, checkpointed with the model since they are `model.variables`):
   features   [K, P, D] storage_dtype   persons of each keyframe, zero padded.
@@ -118,7 +119,14 @@ class FeatureMemory(keras.layers.Layer):
         return self.read(keyframe_index, video_index, timestamp, window)
 
     def read(self, keyframe_index, video_index, timestamp, window: int) -> Dict[str, tf.Tensor]:
-        """Entries keyframe_index + k, k in [-window, window], of the same video.
+        """Entries of the same video at times timestamp + k seconds, k in [-window, window].
+
+        Slot k + window holds the keyframe at time t + k, so a slot's offset is a time offset
+        (what AIA's temporal position embeddings need). Keyframes of a video are >= 1 s apart
+        (AVA: one per second) and sorted by time in the table, so they lie among the rows
+        keyframe_index - window .. keyframe_index + window; a missing keyframe (an excluded
+        timestamp, a gap in the video) leaves its slot empty instead of shifting its
+        neighbours into it.
 
         keyframe_index, video_index, timestamp: int32 [B]; a query with keyframe_index < 0
           (padding) gets nothing valid. window: Python int >= 0.
@@ -126,10 +134,10 @@ class FeatureMemory(keras.layers.Layer):
         that wants only neighbours masks with `offset != 0`):
           features   float32 [B, W, P, D]  zero where `mask` is false.
           mask       bool    [B, W, P]     real person of a valid entry.
-          valid      bool    [B, W]        entry written for the same video, |dt| <= window.
+          valid      bool    [B, W]        an entry was written for the same video at t + k.
           loss_tag   float32 [B, W]        0 where not valid.
           write_step int64   [B, W]        -1 where not valid.
-          offset     int32   [W]           k.
+          offset     int32   [W]           k, seconds.
         """
         window = int(window)
         if window < 0:
@@ -138,12 +146,17 @@ class FeatureMemory(keras.layers.Layer):
         video_index = tf.cast(video_index, tf.int32)
         timestamp = tf.cast(timestamp, tf.int32)
         offset = tf.range(-window, window + 1, dtype=tf.int32)
-        index = keyframe_index[:, None] + offset[None, :]                       # [B, W]
-        inside = (index >= 0) & (index < self.num_keyframes) & (keyframe_index[:, None] >= 0)
-        index = tf.clip_by_value(index, 0, self.num_keyframes - 1)
-        video = tf.gather(self.video.value, index)
-        dt = tf.gather(self.timestamp.value, index) - timestamp[:, None]
-        valid = inside & (video >= 0) & (video == video_index[:, None]) & (tf.abs(dt) <= window)
+        rows = keyframe_index[:, None] + offset[None, :]                        # [B, W]
+        inside = (rows >= 0) & (rows < self.num_keyframes) & (keyframe_index[:, None] >= 0)
+        rows = tf.clip_by_value(rows, 0, self.num_keyframes - 1)
+        video = tf.gather(self.video.value, rows)
+        found = inside & (video >= 0) & (video == video_index[:, None])
+        dt = tf.gather(self.timestamp.value, rows) - timestamp[:, None]
+        # Row j goes to slot dt_j + window: match[b, s, j] = row j of b is at time offset s.
+        match = found[:, None, :] & tf.equal(dt[:, None, :], offset[None, :, None])
+        valid = tf.reduce_any(match, axis=-1)                                   # [B, W]
+        index = tf.gather(rows, tf.argmax(tf.cast(match, tf.int32), axis=-1, output_type=tf.int32),
+                          batch_dims=1)
         mask = tf.gather(self.mask.value, index) & valid[:, :, None]
         features = tf.cast(tf.gather(self.features.value, index), tf.float32)
         features = features * tf.cast(mask, tf.float32)[..., None]

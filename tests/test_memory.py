@@ -89,6 +89,25 @@ def test_never_written_and_time_gap_masked():
     assert not got["valid"].any()
 
 
+def test_slots_are_time_offsets_across_a_gap():
+    """Video 0 lacks t = 902 (an excluded timestamp): its rows hold t = 900, 901, 903, 904. Each
+    keyframe lands in the slot of its own time offset; the gap's slot stays empty."""
+    memory = FeatureMemory(num_keyframes=5, max_persons=1, dim=1)
+    times = np.array([900, 901, 903, 904, 900], np.int32)
+    memory.write(np.arange(5), [0, 0, 0, 0, 1], times, np.arange(5, dtype=np.float32)[:, None,
+                 None], np.ones([5, 1], bool), loss_tag=np.arange(5) + 0.5)
+    got = {k: v.numpy() for k, v in tf.function(lambda: memory.read(
+        tf.constant([0, 3]), tf.constant([0, 0]), tf.constant([900, 904]), 3))().items()}
+    np.testing.assert_array_equal(got["offset"], [-3, -2, -1, 0, 1, 2, 3])
+    # t = 900: rows 1, 2, 3 are at +1, +3, +4 s; +4 is outside the window, +2 is the gap.
+    np.testing.assert_array_equal(got["valid"][0], [0, 0, 0, 1, 1, 0, 1])
+    np.testing.assert_array_equal(got["features"][0, :, 0, 0], [0, 0, 0, 0, 1, 0, 2])
+    # t = 904: rows 0..2 are at -4, -3, -1 s; row 4 is video 1.
+    np.testing.assert_array_equal(got["valid"][1], [1, 0, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(got["features"][1, :, 0, 0], [1, 0, 2, 3, 0, 0, 0])
+    np.testing.assert_array_equal(got["loss_tag"][1], [1.5, 0, 2.5, 3.5, 0, 0, 0])
+
+
 @pytest.mark.parametrize("storage_dtype,atol", [("float32", 0.0), ("float16", 1e-3)])
 def test_write_then_read_values(storage_dtype, atol):
     memory = FeatureMemory(num_keyframes=8, max_persons=3, dim=2, storage_dtype=storage_dtype)
