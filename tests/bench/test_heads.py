@@ -21,6 +21,7 @@ def test_run_list_has_every_head_and_ablation_of_the_issues():
         assert runs[name].mode == heads_runs.FEATURES and runs[name].features_from == "i3d"
     assert runs["acar_acfb"].bank_from == "acar" and runs["acar"].bank_from is None
     assert "--aia_memory_window=0" in runs["aia_nomem"].flags
+    assert "--aia_blocks=P,O,P,O" in runs["aia_nomem"].flags          # AIA Table 1a: no M
     assert "--aia_memory_window=0" not in runs["aia"].flags
     assert "--hgrnn_window=0" in runs["hgrnn_l0"].flags
     heads_runs.check_runs()   # the shipped list is consistent
