@@ -203,6 +203,8 @@ def run_one(spec, runner, paths, preset, steps, available, keyframes, done, fail
                                        keyframes))
         gt_results = M.eval_results(os.path.join(run_dir, "eval_gt_boxes"), steps)
         result["gt_box_map"] = gt_results.get("mAP@0.5IOU") if gt_results else None
+        result["gt_by_evidence"] = (M.summarize_eval(gt_results)["by_evidence"] if gt_results
+                                    else None)
         result["head_params"], result["trainable_params"] = M.count_parameters(
             _checkpoint(run_dir, steps))
         args = train_args(spec, paths, preset, steps)

@@ -41,23 +41,28 @@ def test_check_runs_rejects_bad_lists():
         heads_runs.check_runs([heads_runs.RunSpec("f", "stage", heads_runs.FEATURES)])
 
 
-def _result(name, head, mode, ctx, lt, **kw):
+def _result(name, head, mode, ctx, lt, gt_lt=None, **kw):
     return dict(name=name, head=head, mode=mode, steps=10, status="ok", note="",
                 frame_map=0.5, gt_box_map=0.75,
                 by_evidence={"self": 0.1, "context": ctx, "temporal": 0.3, "long_term": lt},
+                gt_by_evidence={"context": ctx + 0.1, "long_term": gt_lt},
                 per_category={"pose": 0.25, "object": None}, head_params=1500,
                 trainable_params=2_500_000, step_time_s=0.25, train_seconds=12.0,
                 inference_kf_s=7.5, **kw)
 
 
 def test_checks_compare_evidence_aps():
-    results = [_result("tx", "tx", "end_to_end", 0.6, 0.2),
-               _result("i3d", "i3d", "end_to_end", 0.4, 0.3)]
+    results = [_result("tx", "tx", "end_to_end", 0.6, 0.2, gt_lt=0.5),
+               _result("i3d", "i3d", "end_to_end", 0.4, 0.3, gt_lt=0.25)]
     checks = heads_table.evaluate_checks(results, [("tx", "i3d", "context", "issue 6"),
                                                    ("tx", "i3d", "long_term", "issue 9"),
                                                    ("aia", "i3d", "context", "issue 8")])
     assert [(c["a"], c["b"], c["holds"]) for c in checks] == [
         (0.6, 0.4, True), (0.2, 0.3, False), (None, 0.4, None)]
+    # On ground-truth boxes the long_term verdict flips (the detections' recall differed).
+    assert [(c["gt_a"], c["gt_b"], c["gt_holds"]) for c in checks] == [
+        (pytest.approx(0.7), pytest.approx(0.5), True), (0.5, 0.25, True),
+        (None, pytest.approx(0.5), None)]
 
 
 def test_markdown_and_json_of_hand_made_results():
@@ -90,7 +95,8 @@ def test_markdown_and_json_of_hand_made_results():
     assert "| run | pose | object |" in lines
     assert "| tx | 0.250 | n/a |" in lines and "| stage | n/a | n/a |" in lines
     assert "- `stage`: graph attention" in lines
-    assert "| stage > tx | context | n/a | 0.600 | n/a | issue 7 |" in lines
+    assert ("| stage > tx | context | n/a | 0.600 | n/a | n/a | 0.700 | n/a | issue 7 |"
+            in lines)
     assert any(line.startswith("Machine: Test CPU, 2 logical cores") and "1.0, 2.0, 3.0" in line
                and "4.0, 5.0, 6.0" in line for line in lines)
     assert "python tools/train.py --head=tx   # 12.0 s" in lines
@@ -182,6 +188,7 @@ def test_run_one_skips_what_exists_and_collects_figures(tmp_path):
     result = heads.run_one(spec, runner, paths, "tiny", 10, {"linear"}, 8, set(), set())
     assert result["status"] == "ok"
     assert (result["frame_map"], result["gt_box_map"]) == (0.4, 0.6)
+    assert result["gt_by_evidence"] == {"context": 0.25, "long_term": None}
     assert (result["head_params"], result["trainable_params"]) == (15, 27)
     assert result["step_time_s"] == pytest.approx(0.5)    # batch 4 of bench.flags at 8/s
     assert result["inference_kf_s"] == pytest.approx(4.0)
