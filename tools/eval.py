@@ -8,7 +8,11 @@
 
 prints a per-class table with the category, localization and breakdown figures and writes
 them as JSON (`{"mAP@0.5IOU": ..., "per_class": {"<AVA id>": AP or null}, ...}`). The rules
-are in `object_detection_ext/ava_eval.py`.
+are in `object_detection_ext/ava_eval.py`. Several splits scored as one (e.g. the val splits of
+synthetic data made with different seeds): give --groundtruth, --detections and, when used,
+--excluded and --evidence as comma-separated lists, one entry per split in the same order
+(`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per split, so equal ids in
+different splits stay apart).
 
 (b) Score a model, once (`--checkpoint_path`, or the latest checkpoint of `--model_dir`) or
 continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones until
@@ -51,10 +55,22 @@ flags.DEFINE_bool("breakdowns", True, "Also compute localization AP and the AP b
                   "and by persons per keyframe.")
 
 
+def _split_list(value):
+    """A flag's comma-separated list of paths -> list (None -> None)."""
+    return None if value is None else [v.strip() for v in value.split(",")]
+
+
 def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
-    """Evaluates a detection CSV, prints the table, writes JSON; returns the result."""
+    """Evaluates a detection CSV, prints the table, writes JSON; returns the result.
+    groundtruth / detections / kwargs' excluded and evidence may be comma-separated lists of
+    paths, one per split, scored as one pooled set."""
     from object_detection_ext import ava_eval   # after flag parsing: `--help` stays instant
     start = time.perf_counter()
+    if "," in groundtruth or "," in detections:
+        from object_detection_ext.ava_eval_pool import pool_splits
+        groundtruth, detections, kwargs["excluded"], kwargs["evidence"] = pool_splits(
+            _split_list(groundtruth), _split_list(detections),
+            _split_list(kwargs.get("excluded")), _split_list(kwargs.get("evidence")))
     result = ava_eval.evaluate(groundtruth, detections, label_map, **kwargs)
     seconds = time.perf_counter() - start
     print(result.format_table())
@@ -92,11 +108,13 @@ class InputError(Exception):
     """Bad flags or files: reported as one line, exit status 2."""
 
 
-def _file_flags(*names):
+def _file_flags(*names, lists=False):
+    """Every path of the flags `names` exists (lists: comma-separated paths, file mode)."""
     for name in names:
-        path = getattr(FLAGS, name)
-        if path and not os.path.isfile(path):
-            raise InputError(f"--{name}: no such file: {path}")
+        value = getattr(FLAGS, name)
+        for path in (_split_list(value) if lists and value else [value]):
+            if path and not os.path.isfile(path):
+                raise InputError(f"--{name}: no such file: {path}")
 
 
 def _load_model_flags_json(model_dir):
@@ -200,7 +218,13 @@ def main(argv):
                    if not getattr(FLAGS, name)]
         if missing:
             raise InputError(f"scoring a detection file needs {', '.join(missing)}")
-        _file_flags("groundtruth", "detections", "label_map", "excluded", "evidence")
+        _file_flags("groundtruth", "detections", "excluded", "evidence", lists=True)
+        _file_flags("label_map")
+        counts = {n: len(_split_list(getattr(FLAGS, n))) for n in
+                  ("groundtruth", "detections", "excluded", "evidence") if getattr(FLAGS, n)}
+        if len(set(counts.values())) > 1:
+            raise InputError("pooled splits: give the same number of comma-separated files to "
+                             + ", ".join(f"--{n} ({c})" for n, c in counts.items()))
         score_file(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, FLAGS.output_json,
                    excluded=FLAGS.excluded, evidence=FLAGS.evidence,
                    iou_threshold=FLAGS.iou_threshold,

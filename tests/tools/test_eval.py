@@ -56,6 +56,35 @@ def test_excluded_and_evidence_flags(tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["mAP@0.5IOU"] == 1.0
 
 
+
+def test_pooled_splits(tmp_path):
+    # Two splits, both naming their video "v": split 0 found (0.5), split 1's 0.9 detection
+    # misses its own box. Pooled: FP first, then 1 of 2 -> 0.25; split 1 excluded -> 1.
+    (tmp_path / "gt0.csv").write_text("v,0001,0.1,0.1,0.5,0.5,1,0\n")
+    (tmp_path / "gt1.csv").write_text("v,0001,0.6,0.6,0.9,0.9,1,0\n")
+    (tmp_path / "det0.csv").write_text("v,0001,0.1,0.1,0.5,0.5,1,0.5\n")
+    (tmp_path / "det1.csv").write_text("v,0001,0.1,0.1,0.5,0.5,1,0.9\n")
+    (tmp_path / "ex0.csv").write_text("")
+    (tmp_path / "ex1.csv").write_text("v,0001\n")
+    (tmp_path / "map.pbtxt").write_text('item {\n  name: "bend/bow"\n  id: 1\n}\n')
+    pooled = [f"--groundtruth={tmp_path / 'gt0.csv'},{tmp_path / 'gt1.csv'}",
+              f"--detections={tmp_path / 'det0.csv'},{tmp_path / 'det1.csv'}",
+              f"--label_map={tmp_path / 'map.pbtxt'}"]
+    proc = run_tool(*pooled, f"--output_json={tmp_path / 'a.json'}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["mAP@0.5IOU"] == pytest.approx(0.25)
+    proc = run_tool(*pooled, f"--output_json={tmp_path / 'b.json'}",
+                    f"--excluded={tmp_path / 'ex0.csv'},{tmp_path / 'ex1.csv'}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["mAP@0.5IOU"] == 1.0
+    proc = run_tool(*pooled, f"--excluded={tmp_path / 'ex1.csv'}")
+    assert proc.returncode == 2
+    assert "same number of comma-separated files" in proc.stderr
+    assert "--excluded (1)" in proc.stderr
+    proc = run_tool(*pooled[1:], f"--groundtruth={tmp_path / 'gt0.csv'},{tmp_path / 'no.csv'}")
+    assert proc.returncode == 2
+    assert f"--groundtruth: no such file: {tmp_path / 'no.csv'}" in proc.stderr
+
 def test_bad_input_is_one_clear_line(tmp_path):
     (tmp_path / "gt.csv").write_text("v,0001,0.1,0.1,0.5,0.5,1,0\n")
     (tmp_path / "det.csv").write_text("v,0001,0.1,0.1,0.5,0.5,1,0.5\nv,0001,0.1,oops,0.5,0.5,1,0.4\n")
