@@ -40,9 +40,11 @@ import model_flags  # noqa: E402  (model/data flags incl. --label_map; imports a
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("groundtruth", None, "AVA ground-truth CSV "
-                    "(video_id,timestamp,x1,y1,x2,y2,action_id,person_id).")
+                    "(video_id,timestamp,x1,y1,x2,y2,action_id,person_id); with --detections, "
+                    "a comma-separated list scores several splits as one.")
 flags.DEFINE_string("detections", None, "AVA detection CSV "
-                    "(video_id,timestamp,x1,y1,x2,y2,action_id,score).")
+                    "(video_id,timestamp,x1,y1,x2,y2,action_id,score), or one per split "
+                    "(comma-separated, the order of --groundtruth).")
 flags.DEFINE_string("output_json", None, "Where to write the results as JSON (optional).")
 flags.DEFINE_string("excluded", None, "Excluded-timestamps CSV (video_id,timestamp): those "
                     "keyframes are removed from ground truth and detections.")
