@@ -72,6 +72,12 @@ class ActionDetector(keras.Model):
         self.class_specific_nms = class_specific_nms
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
 
+    def build(self, input_shape=None):
+        """Nothing to create here: every sub-layer builds on the first (eager) call. Without
+        this, Keras first traces call() symbolically to build them, a pass in which the AIA
+        memory tables (created in the head's build) are not yet variables to write to."""
+        self.built = True
+
     def _next_seed(self) -> tf.Tensor:
         return tf.cast(self.seed_generator.next(), tf.int32)
 

@@ -44,6 +44,12 @@ class FeatureActionModel(keras.Model):
         self.score_threshold = score_threshold
         self.class_specific_nms = class_specific_nms
 
+    def build(self, input_shape=None):
+        """Nothing to create here: every sub-layer builds on the first (eager) call. Without
+        this, Keras first traces call() symbolically to build them, a pass in which the AIA
+        memory tables (created in the head's build) are not yet variables to write to."""
+        self.built = True
+
     def call(self, batch: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
         """Forward pass on a feature batch (keys of `build_feature_dataset`).
 
