@@ -7,7 +7,7 @@ Two ways of giving the M-blocks the persons of keyframes t-L..t+L, for L in 0, 1
   amu    the trunk runs on the keyframe's clip only; the neighbours are read from the head's
          FeatureMemory table (filled beforehand, as after earlier steps), AMU penalty on.
   joint  the trunk also runs on the 2L neighbouring clips of every keyframe in the same step
-         (what training without a memory bank costs); their pooled, projected persons are
+         (what training without a memory bank costs); their pooled persons (P_t) are
          written into the table right before the head reads it, so the head computes exactly
          what `amu` computes, on fresh features (AMU penalty off). Gradients flow through the
          centre clip only: the neighbours run in inference mode under stop_gradient (the
@@ -109,7 +109,7 @@ def _make_step(mode, window):
         rois = batch["rois"][:, 1:]
         flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))  # noqa: E731
         t = tubes(flat(clips), flat(rois), training=False)
-        persons = tf.stop_gradient(head._person_proj(tf.reduce_mean(t, axis=[2, 3, 4])))
+        persons = tf.stop_gradient(tf.reduce_mean(t, axis=[2, 3, 4]))   # P_t, as AIA stores
         offset = tf.concat([tf.range(-window, 0), tf.range(1, window + 1)], 0)
         shift = lambda x: tf.reshape(x[:, None] + offset[None], [-1])  # noqa: E731
         head._train_memory.write(shift(batch["keyframe_index"]),
@@ -159,7 +159,8 @@ def _ready_step(mode: str, window: int):
         kf = np.arange(VIDEO_LENGTH, dtype=np.int32)
         head._train_memory.write(
             kf, np.zeros_like(kf), kf + 900,
-            np.random.default_rng(1).normal(size=[VIDEO_LENGTH, 5, 64]).astype(np.float32),
+            np.random.default_rng(1).normal(size=[VIDEO_LENGTH, 5, head._train_memory.dim]).astype(
+                np.float32),
             np.ones([VIDEO_LENGTH, 5], bool), loss_tag=1.0)
     for _ in range(2):                                   # trace + one warm step
         step(batch).numpy()

@@ -8,9 +8,12 @@ M-blocks (§3.2, `aia_blocks.InteractionBlock`) whose output is classified. The 
 
 Design decisions (the paper is silent; each follows what the authors' release plausibly does):
 - Person / object vectors: the RoI tubes averaged over T', S, S, then a linear projection to
-  `hidden_size` (one per input kind). The memory stores persons AFTER this projection, stop
-  gradient: end to end that is trunk + ST-RoIAlign + projection; in feature mode (frozen trunk)
-  the projection still trains, so the stored features still go stale and AMU still matters.
+  `hidden_size` (one per input kind). The memory stores the person features P_t themselves,
+  the RoIAlign crops of the trunk's features (§3.1: "the memory features consist of person
+  features in consecutive clips"), pooled and stop gradient, as the release does (it stores
+  the pooled RoI features and reduces them with its own `mem_dim_reduce` when read); M-blocks
+  read them through their own projection `memory_proj`. So only the trunk's updates make an
+  entry stale: end to end AMU matters; on frozen features (feature mode) nothing goes stale.
 - Memory entries hold up to `memory_persons` persons per keyframe ("a certain number of persons
   are sampled from each neighbour clip", §3.1; the release keeps 5 a second), each person once,
   as in the release (it trains on one ground-truth box per person and stores detections at
@@ -126,6 +129,8 @@ class AIAHead(keras.layers.Layer):
 
         self._person_proj = keras.layers.Dense(hidden_size, name="person_proj")
         self._object_proj = keras.layers.Dense(hidden_size, name="object_proj")
+        self._memory_proj = (keras.layers.Dense(hidden_size, name="memory_proj")
+                             if "M" in blocks else None)
         positions = (2 * self.memory_window + 1
                      if self.uses_table and self.temporal_position else 0)
         self._blocks = [InteractionBlock(hidden_size, dropout,
@@ -135,12 +140,8 @@ class AIAHead(keras.layers.Layer):
         self._fc = keras.layers.Dense(hidden_size, activation="relu", name="fc")
         self._dropout = keras.layers.Dropout(dropout)
         self._classifier = keras.layers.Dense(num_classes, name="cls_logits")
+        # The tables hold trunk features, whose width is known in build().
         self._train_memory = self._eval_memory = None
-        if self.uses_table:
-            self._train_memory = FeatureMemory(self.memory_size, memory_persons, hidden_size,
-                                               memory_dtype, name="train_memory")
-            self._eval_memory = FeatureMemory(self.memory_size, memory_persons, hidden_size,
-                                              memory_dtype, name="eval_memory")
 
     def build(self, input_shape):
         channels = input_shape.roi_features[-1]
@@ -149,6 +150,13 @@ class AIAHead(keras.layers.Layer):
                              f"{input_shape.roi_features}")
         d = self.hidden_size
         self._person_proj.build((None, None, channels))
+        if self._memory_proj is not None:
+            self._memory_proj.build((None, None, channels))
+        if self.uses_table:
+            self._train_memory = FeatureMemory(self.memory_size, self.memory_persons, channels,
+                                               self.memory_dtype, name="train_memory")
+            self._eval_memory = FeatureMemory(self.memory_size, self.memory_persons, channels,
+                                              self.memory_dtype, name="eval_memory")
         object_channels = (input_shape.object_features[-1]
                            if input_shape.object_features is not None else channels)
         self._object_proj.build((None, None, object_channels))
@@ -175,7 +183,7 @@ class AIAHead(keras.layers.Layer):
 
     def _select_persons(self, persons, rois, roi_mask, roi_scores, roi_labels):
         """The `memory_persons` RoIs to store, one per person (NMS at IoU `MEMORY_NMS_IOU`):
-        [B, P, D] and mask [B, P], best score first."""
+        persons [B, N, C] -> [B, P, C] and mask [B, P], best score first."""
         valid = tf.cast(roi_mask, tf.bool)
         if roi_labels is not None:   # training: persons, not sampled background RoIs
             valid &= tf.reduce_any(roi_labels > 0, axis=-1)
@@ -185,7 +193,8 @@ class AIAHead(keras.layers.Layer):
         return tf.gather(persons, order, batch_dims=1), kept
 
     def _memory_context(self, inputs, current, current_mask, training):
-        """M̂_t (Algorithm 1 lines 5-13): [B, (2L+1) P, D] and mask [B, (2L+1) P]."""
+        """M̂_t (Algorithm 1 lines 5-13) from the current persons P_t [B, P, C]: trunk features
+        [B, (2L+1) P, C] (before `memory_proj`) and mask [B, (2L+1) P]."""
         current = tf.stop_gradient(current)
         if not self.uses_table:
             return current, current_mask
@@ -196,15 +205,15 @@ class AIAHead(keras.layers.Layer):
         memory = self._train_memory if training else self._eval_memory
         got = memory.read(self._keyframe_index(inputs), inputs.video_index, inputs.timestamp,
                           self.memory_window)
-        feats, mask = got["features"], got["mask"]                        # [B, W, P, D], [B, W, P]
+        feats, mask = got["features"], got["mask"]                        # [B, W, P, C], [B, W, P]
         if training and self.use_amu:
             # Lines 7-9: P̂_t' <- w_t' P̂_t', w = min(err / δ, δ / err).
             feats = feats * amu_penalty(got["loss_tag"], self.current_loss)[..., None, None]
         centre = tf.equal(got["offset"], 0)[None, :, None]                # offset 0 = P_t
         feats = tf.where(centre[..., None], current[:, None], feats)
         mask = tf.where(centre, current_mask[:, None], mask)
-        w, p = 2 * self.memory_window + 1, self.memory_persons
-        return (tf.reshape(feats, [-1, w * p, self.hidden_size]), tf.reshape(mask, [-1, w * p]))
+        w, p, c = 2 * self.memory_window + 1, self.memory_persons, current.shape[-1]
+        return tf.reshape(feats, [-1, w * p, c]), tf.reshape(mask, [-1, w * p])
 
     @staticmethod
     def _keyframe_index(inputs):
@@ -255,7 +264,8 @@ class AIAHead(keras.layers.Layer):
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
         training = bool(training)
         roi_mask = tf.cast(inputs.roi_mask, tf.bool)
-        persons = self._person_proj(tf.reduce_mean(inputs.roi_features, axis=[2, 3, 4]))
+        pooled = tf.reduce_mean(inputs.roi_features, axis=[2, 3, 4])          # P_t [B, N, C]
+        persons = self._person_proj(pooled)
         objects = object_mask = memory = memory_mask = None
         if "O" in self.blocks:
             if inputs.object_features is None or inputs.object_mask is None:
@@ -264,10 +274,11 @@ class AIAHead(keras.layers.Layer):
             objects = self._object_proj(tf.reduce_mean(inputs.object_features, axis=[2, 3, 4]))
             object_mask = tf.cast(inputs.object_mask, tf.bool)
         labels = inputs.roi_labels if training else None
-        current, current_mask = self._select_persons(persons, inputs.rois, roi_mask,
+        current, current_mask = self._select_persons(pooled, inputs.rois, roi_mask,
                                                      inputs.roi_scores, labels)
         if "M" in self.blocks:
             memory, memory_mask = self._memory_context(inputs, current, current_mask, training)
+            memory = self._memory_proj(memory)
         features = self._aggregate(persons, roi_mask, objects, object_mask, memory,
                                    memory_mask, training)
         hidden = self._dropout(self._fc(features), training=training)

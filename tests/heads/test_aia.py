@@ -53,17 +53,17 @@ def test_head_reads_memory_with_penalty():
     head(x, training=False)                        # builds (and fills the eval table)
     head.reset_inference_memory()
     memory = head._train_memory
-    feats = np.ones([3, 5, 8], np.float32)
+    assert memory.dim == C                       # the table holds trunk features P_t (§3.1)
+    feats = np.ones([3, 5, C], np.float32)
     # Keyframes 1, 2, 4 of video 0 at t = 2, 3, 5, tagged with losses 4, 2, 1.
     memory.write(tf.constant([1, 2, 4]), tf.constant([0, 0, 0]), tf.constant([2, 3, 5]),
                  feats * np.array([1, 2, 3], np.float32)[:, None, None],
                  tf.constant([[1, 1, 0, 0, 0]] * 3) > 0, loss_tag=tf.constant([4.0, 2.0, 1.0]))
     head.current_loss.assign(2.0)
     current, current_mask = head._select_persons(
-        head._person_proj(tf.reduce_mean(x.roi_features, axis=[2, 3, 4])), x.rois,
-        x.roi_mask, x.roi_scores, None)
+        tf.reduce_mean(x.roi_features, axis=[2, 3, 4]), x.rois, x.roi_mask, x.roi_scores, None)
     context, mask = head._memory_context(x, current, current_mask, training=True)
-    context = tf.reshape(context, [B, 5, 5, 8]).numpy()          # [B, 2L+1, P, D]
+    context = tf.reshape(context, [B, 5, 5, C]).numpy()          # [B, 2L+1, P, C]
     mask = tf.reshape(mask, [B, 5, 5]).numpy()
     # Keyframe index 3 (video 0, t=4): offsets -2..2 are indices 1, 2, 3, 4, 5.
     # index 1: value 1 x w(4)=0.5; index 2: 2 x w(2)=1; index 4: 3 x w(1)=0.5 -> 1.5.
@@ -278,4 +278,10 @@ def test_training_lowers_loss_and_writes_memory():
     has_label = (x.roi_labels.numpy().max(-1) > 0) & x.roi_mask.numpy()
     assert head._train_memory.mask.numpy()[[2, 3, 9]].sum(1).tolist() == \
         has_label.sum(1).tolist()
+    # What is stored is P_t itself, the pooled RoI features (§3.1), not a learned projection.
+    pooled, scores = x.roi_features.numpy()[:, :, 0, 0, 0], x.roi_scores.numpy()
+    for b, row in enumerate([2, 3, 9]):
+        kept = [i for i in np.argsort(-scores[b], kind="stable") if has_label[b, i]]
+        np.testing.assert_allclose(head._train_memory.features.numpy()[row, :len(kept)],
+                                   pooled[b, kept], rtol=1e-6)
     assert np.all(head._eval_memory.video.numpy() == -1)          # training never touches it
