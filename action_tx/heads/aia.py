@@ -223,8 +223,6 @@ class AIAHead(keras.layers.Layer):
         return index
 
     def _write(self, inputs, current, current_mask, loss_tag, training):
-        if not self.uses_table:
-            return
         memory = self._train_memory if training else self._eval_memory
         memory.write(self._keyframe_index(inputs), inputs.video_index, inputs.timestamp,
                      current, current_mask, loss_tag=loss_tag)
@@ -274,15 +272,17 @@ class AIAHead(keras.layers.Layer):
             objects = self._object_proj(tf.reduce_mean(inputs.object_features, axis=[2, 3, 4]))
             object_mask = tf.cast(inputs.object_mask, tf.bool)
         labels = inputs.roi_labels if training else None
-        current, current_mask = self._select_persons(pooled, inputs.rois, roi_mask,
-                                                     inputs.roi_scores, labels)
         if "M" in self.blocks:
+            current, current_mask = self._select_persons(pooled, inputs.rois, roi_mask,
+                                                         inputs.roi_scores, labels)
             memory, memory_mask = self._memory_context(inputs, current, current_mask, training)
             memory = self._memory_proj(memory)
         features = self._aggregate(persons, roi_mask, objects, object_mask, memory,
                                    memory_mask, training)
         hidden = self._dropout(self._fc(features), training=training)
         logits = self._classifier(hidden) * tf.cast(roi_mask, tf.float32)[..., None]
+        if not self.uses_table:   # no table: nothing to write, no err to keep (AMU only)
+            return HeadOutputs(logits=logits)
         if training and labels is not None:
             # Lines 15-16: err <- this step's loss; WRITE P̂_t <- P_t, δ_t <- err.
             weights = tf.cast(roi_mask, tf.float32)
