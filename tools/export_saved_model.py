@@ -3,12 +3,18 @@ r"""Exports a trained detector as a SavedModel that runs on raw uint8 video clip
     python tools/export_saved_model.py --flagfile=configs/X.flags --checkpoint_dir=MODEL_DIR \
         --output_dir=EXPORT_DIR [--label_map=...] [--fps=30]
     python tools/export_saved_model.py --model_dir=MODEL_DIR --output_dir=EXPORT_DIR
+    python tools/export_saved_model.py --model_dir=MODEL_DIR --output_dir=DIR --trunk_only
 
 Model and data flags come from `--flagfile` or, without one, from the trainer's
 `model_dir/model_flags.json` (flags on the command line win). The weights are those of the
 latest checkpoint of `--checkpoint_dir` (default `--model_dir`) or of `--checkpoint_path`.
 The SavedModel's signatures are described in `action_tx/export.py`; load it with plain
 `tf.saved_model.load(EXPORT_DIR)` and run it with `tools/detect.py`.
+
+`--trunk_only` writes no SavedModel but the detector's Inception-I3D weights (the trunk, and the
+`i3d` head's Mixed_5 tail when it has one) under the release's names at `DIR/i3d_trunk`, the
+format of `tools/convert_i3d_checkpoint.py`: `tools/train.py --init_checkpoint=DIR/i3d_trunk`
+then fine-tunes any head from this trained trunk.
 
 SavedModels and checkpoints are programs: load only ones you trust.
 
@@ -31,6 +37,9 @@ flags.DEFINE_string("output_dir", None, "Where to write the SavedModel (must not
                     "empty).")
 flags.DEFINE_float("fps", None, "Frame rate of the training videos, in which --frame_stride "
                    "counts frames (default: 'fps' of model_flags.json, else AVA's 30).")
+flags.DEFINE_bool("trunk_only", False, "Write only the Inception-I3D weights (trunk and any "
+                  "I3D head tail), as OUTPUT_DIR/i3d_trunk for tools/train.py --init_checkpoint, "
+                  "instead of a SavedModel.")
 
 class InputError(ValueError):
     """Bad flags or files; reported as one line, exit status 2."""
@@ -83,6 +92,18 @@ def _dummy_batch(tf, label_map):
             "keyframe_index": tf.zeros([1], tf.int32)}
 
 
+def _write_i3d_weights(detector):
+    """The trunk's (and any I3D tail's) weights under release names: a checkpoint that
+    `tools/train.py --init_checkpoint` loads like a converted Kinetics one."""
+    from action_tx.trunks.i3d_checkpoint import write_checkpoint
+    parts = [detector.trunk, getattr(detector.head, "tail", None)]
+    arrays = {name: v.numpy() for part in parts if part is not None
+              for name, v in part.release_variables().items()}
+    prefix = write_checkpoint(os.path.join(FLAGS.output_dir, "i3d_trunk"), arrays)
+    print(f"I3D weights written: {prefix} ({len(arrays)} variables; fine-tune another head "
+          f"with tools/train.py --init_checkpoint={prefix})")
+
+
 def export():
     if not FLAGS.output_dir:
         raise InputError("--output_dir is required")
@@ -124,6 +145,9 @@ def export():
         raise InputError(f"checkpoint {path} does not hold this model's weights (were the "
                          f"model flags different?): {' '.join(str(e).split())[:300]}")
     print(f"restored {path}", file=sys.stderr)
+    if FLAGS.trunk_only:
+        _write_i3d_weights(detector)
+        return
     export_saved_model(detector, FLAGS.output_dir, num_frames=FLAGS.num_frames,
                        image_size=FLAGS.image_size, class_ids=label_map.ids,
                        class_names=[label_map.names[i] for i in label_map.ids],

@@ -1,6 +1,7 @@
 """tools/export_saved_model.py: a trainer-style checkpoint of a ground-truth-box detector becomes
-a SavedModel that requires person boxes and gives the Keras model's outputs; wrong or missing
-checkpoints exit 2 with one line."""
+a SavedModel that requires person boxes and gives the Keras model's outputs; `--trunk_only`
+writes its trunk's weights for `--init_checkpoint`; wrong or missing checkpoints exit 2 with
+one line."""
 import pathlib
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from action_tx.checkpointing import checkpointable
 from action_tx.data import ava
 from action_tx.export import preprocess_clip
 from action_tx.model_builder import build_detector
+from action_tx.trunks.i3d import make_trunk
+from action_tx.trunks.i3d_checkpoint import restore_trunk
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TOOL = str(REPO / "tools" / "export_saved_model.py")
@@ -82,3 +85,16 @@ def test_export_tool_from_checkpoint(tmp_path):
     mismatch = export(f"--flagfile={flagfile}", "--head=i3d", f"--checkpoint_dir={model_dir}",
                       f"--output_dir={tmp_path / 'other'}")
     one_line_error(mismatch, "does not hold this model's weights")
+
+    # --trunk_only: the trunk's weights under the release names, which a fresh trunk loads
+    # (as tools/train.py --init_checkpoint does) to exactly the detector's values.
+    trunk_dir = tmp_path / "trunk"
+    proc = export(f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}",
+                  f"--output_dir={trunk_dir}", "--trunk_only")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--init_checkpoint=" in proc.stdout and not (trunk_dir / "saved_model.pb").exists()
+    fresh, trained = make_trunk("i3d_tiny"), detector.trunk.release_variables()
+    report = restore_trunk(fresh, str(trunk_dir / "i3d_trunk"))
+    assert not report.problems and len(report.loaded) == len(trained)
+    for name, var in fresh.release_variables().items():
+        np.testing.assert_array_equal(var.numpy(), trained[name].numpy())
