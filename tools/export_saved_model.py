@@ -33,8 +33,8 @@ flags.DEFINE_string("checkpoint_dir", None, "Directory whose latest checkpoint i
                     "(default --model_dir).")
 flags.DEFINE_string("checkpoint_path", None, "A checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
                     "overrides --checkpoint_dir.")
-flags.DEFINE_string("output_dir", None, "Where to write the SavedModel (must not exist or be "
-                    "empty).")
+flags.DEFINE_string("output_dir", None, "Where to write the SavedModel, or with --trunk_only "
+                    "the I3D weights (must not exist or be empty).")
 flags.DEFINE_float("fps", None, "Frame rate of the training videos, in which --frame_stride "
                    "counts frames (default: 'fps' of model_flags.json, else AVA's 30).")
 flags.DEFINE_bool("trunk_only", False, "Write only the Inception-I3D weights (trunk and any "
