@@ -95,12 +95,11 @@ def _dummy_batch(tf, label_map):
 def _write_i3d_weights(detector):
     """The trunk's (and any I3D tail's) weights under release names: a checkpoint that
     `tools/train.py --init_checkpoint` loads like a converted Kinetics one."""
-    from action_tx.trunks.i3d_checkpoint import write_checkpoint
-    parts = [detector.trunk, getattr(detector.head, "tail", None)]
-    arrays = {name: v.numpy() for part in parts if part is not None
-              for name, v in part.release_variables().items()}
-    prefix = write_checkpoint(os.path.join(FLAGS.output_dir, "i3d_trunk"), arrays)
-    print(f"I3D weights written: {prefix} ({len(arrays)} variables; fine-tune another head "
+    from action_tx.trunks.i3d_checkpoint import detector_i3d_parts, save_trunk
+    parts = detector_i3d_parts(detector)
+    prefix = save_trunk(parts, os.path.join(FLAGS.output_dir, "i3d_trunk"))
+    count = sum(len(part.release_variables()) for part in parts)
+    print(f"I3D weights written: {prefix} ({count} variables; fine-tune another head "
           f"with tools/train.py --init_checkpoint={prefix})")
 
 

@@ -67,11 +67,10 @@ def model_config() -> dict:
 
 def _init_fn(path):
     def init(detector):
-        from action_tx.trunks.i3d_checkpoint import restore_trunk
-        for part in (detector.trunk, getattr(detector.head, "tail", None)):
-            if part is not None:
-                report = restore_trunk(part, path)
-                print(f"initialised {part.name} from {path}: {report}", flush=True)
+        from action_tx.trunks.i3d_checkpoint import detector_i3d_parts, restore_trunk
+        for part in detector_i3d_parts(detector):
+            report = restore_trunk(part, path)
+            print(f"initialised {part.name} from {path}: {report}", flush=True)
     return init
 
 

@@ -172,10 +172,24 @@ def write_checkpoint(prefix, arrays):
     return prefix
 
 
+def detector_i3d_parts(detector) -> list:
+    """The Inception-I3D pieces of an ActionDetector: its trunk and, for heads that run the
+    Mixed_5 tail (`i3d`, `tx_i3d`), that tail; what `--init_checkpoint` loads and
+    `export_saved_model.py --trunk_only` writes."""
+    return [part for part in (detector.trunk, getattr(detector.head, "tail", None))
+            if part is not None]
+
+
 def save_trunk(model, prefix):
-    """Writes `model`'s weights under their release names (no scope) at `prefix`."""
-    ensure_built(model)
-    return write_checkpoint(prefix, {k: v.numpy() for k, v in model.release_variables().items()})
+    """Writes the weights of `model` (an InceptionI3D, or a list of them covering disjoint
+    endpoint ranges, e.g. a trunk and its head tail) under their release names (no scope) at
+    `prefix`."""
+    models = model if isinstance(model, (list, tuple)) else [model]
+    arrays = {}
+    for part in models:
+        ensure_built(part)
+        arrays.update({k: v.numpy() for k, v in part.release_variables().items()})
+    return write_checkpoint(prefix, arrays)
 
 
 def restore_trunk(model, path, strict=True):
