@@ -65,15 +65,17 @@ def _average_precision(labels, scores):
     return float(precision[hits].mean())
 
 
-def _train_and_score(blocks, memory_window, steps=1200, seed=0, lr=1e-3):
-    """-> (val AP of `watch` on the watchers at keyframes without the mover, positive rate)."""
+def _train_and_score(blocks, memory_window, steps=1200, seed=0, lr=1e-3, batch=16, **head_args):
+    """-> (val AP of `watch` on the watchers at keyframes without the mover, positive rate).
+    The arguments past memory_window are the knobs of the README's budget figures."""
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     proto_watcher, proto_mover = rng.normal(size=C), rng.normal(size=C)
     train = _split(TRAIN_VIDEOS, rng, proto_watcher, proto_mover)
     val = _split(VAL_VIDEOS, rng, proto_watcher, proto_mover)
     head = AIAHead(3, blocks=blocks, structure="serial", memory_window=memory_window,
-                   memory_size=TRAIN_VIDEOS * T, hidden_size=32, dropout=0.0, memory_persons=N)
+                   memory_size=TRAIN_VIDEOS * T, hidden_size=32, dropout=0.0, memory_persons=N,
+                   **head_args)
     optimizer = keras.optimizers.Adam(lr)
 
     @tf.function
@@ -86,7 +88,7 @@ def _train_and_score(blocks, memory_window, steps=1200, seed=0, lr=1e-3):
         optimizer.apply_gradients(zip(grads, head.trainable_variables))
 
     for _ in range(steps):
-        step(_inputs(train, rng.choice(TRAIN_VIDEOS * T, 16, replace=False)))
+        step(_inputs(train, rng.choice(TRAIN_VIDEOS * T, batch, replace=False)))
     head.reset_inference_memory()
     index = np.arange(VAL_VIDEOS * T)
     for _ in range(head.inference_passes):     # the first of two passes fills the eval memory
