@@ -85,7 +85,9 @@ def _train_and_score(blocks, memory_window, steps=1200, seed=0, lr=1e-3, batch=1
             loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
                 x.roi_labels, head(x, training=True).logits) * weights) / tf.reduce_sum(weights)
         grads = tape.gradient(loss, head.trainable_variables)
-        optimizer.apply_gradients(zip(grads, head.trainable_variables))
+        # object_proj exists without O-blocks and gets no gradient.
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, head.trainable_variables)
+                                   if g is not None])
 
     for _ in range(steps):
         step(_inputs(train, rng.choice(TRAIN_VIDEOS * T, batch, replace=False)))
