@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from action_tx.heads.aia import AIAHead
 from action_tx.heads.base import HeadInputs
+from object_detection_ext import voc_ap
 
 T, C, N = 16, 16, 3            # keyframes per video, feature width, persons per keyframe
 TRAIN_VIDEOS, VAL_VIDEOS = 60, 40
@@ -59,14 +60,8 @@ def _inputs(split, index):
         roi_labels=tf.constant(labels[v, t]))
 
 
-def _average_precision(labels, scores):
-    hits = labels[np.argsort(-scores, kind="stable")] > 0
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float(precision[hits].mean())
-
-
 def _train_and_score(blocks, memory_window, steps=1200, seed=0, lr=1e-3, batch=16, **head_args):
-    """-> (val AP of `watch` on the watchers at keyframes without the mover, positive rate).
+    """-> (val VOC AP of `watch` on the watchers at keyframes without the mover, positive rate).
     The arguments past memory_window are the knobs of the README's budget figures."""
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
@@ -97,8 +92,9 @@ def _train_and_score(blocks, memory_window, steps=1200, seed=0, lr=1e-3, batch=1
         logits = head(_inputs(val, index), training=False).logits.numpy()
     # Keyframes without the mover: nothing in the keyframe itself tells the watchers apart.
     still = ~val[1][index // T, index % T, 2]
-    watchers = val[2][index // T, index % T][still, :2, WATCH].ravel()
-    return _average_precision(watchers, logits[still, :2, WATCH].ravel()), watchers.mean()
+    watchers = val[2][index // T, index % T][still, :2, WATCH].ravel() > 0
+    ranked = watchers[voc_ap.descending_score_order(logits[still, :2, WATCH].ravel())]
+    return voc_ap.average_precision(ranked, int(watchers.sum())), watchers.mean()
 
 
 def test_memory_decides_a_long_term_watcher_that_no_memory_cannot():
