@@ -271,14 +271,14 @@ def run(out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS) -
         return report
 
     for spec in runs:
-        trained = os.path.isfile(_checkpoint(paths.run_dir(spec.name), budgets[spec.mode])
-                                 + ".index")
+        steps = R.run_steps(spec, preset)
+        trained = os.path.isfile(_checkpoint(paths.run_dir(spec.name), steps) + ".index")
         if quick and spec.ablation and not trained:   # one that exists is still reported
-            results.append(dict(name=spec.name, head=spec.head, mode=spec.mode,
-                                steps=budgets[spec.mode], note=spec.note,
+            results.append(dict(name=spec.name, head=spec.head, mode=spec.mode, steps=steps,
+                                note=spec.note,
                                 status="not run: ablation, left out with --quick"))
             continue
-        results.append(run_one(spec, runner, paths, preset, budgets[spec.mode], available,
+        results.append(run_one(spec, runner, paths, preset, steps, available,
                                keyframes, done, failed, gt_eval=not quick))
         print(f"--- run {spec.name}: {results[-1]['status']}", flush=True)
         write()

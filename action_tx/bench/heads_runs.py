@@ -6,6 +6,7 @@ A run is `RunSpec(name, head, mode, flags, ...)`:
                      tools/extract_features.py takes from the checkpoint of run `features_from`.
   bank_from:         ACAR's second stage: `tools/extract_features.py --bank=acfb` on that run's
                      checkpoint gives --acfb_bank_dir / --eval_acfb_bank_dir.
+  budget_scale:      this run's steps are the preset's budget for its mode times this.
 Every run starts from configs/bench.flags (i3d_tiny, 8 frames stride 2, 112 px, batch 4,
 AdamW 1e-3) with the preset's step budget, then its own flags (later flags win).
 """
@@ -26,6 +27,7 @@ class RunSpec:
     bank_from: Optional[str] = None       # ACFB: run whose checkpoint gives the bank
     note: str = ""
     ablation: bool = False        # a variant for a check only: left out with --quick
+    budget_scale: float = 1.0     # steps = the preset's budget for `mode` x this
 
 
 # Head widths are scaled to the quarter-width trunk (Mixed_4f: 208 channels) the way tx runs at
@@ -34,6 +36,7 @@ _HGRNN = ("--focal_gamma=2", "--class_specific_nms=true", "--hgrnn_hidden=128",
           "--context_keyframes=3")   # the scene BiGRU sees 2l+1 = 7 keyframes (l = 3)
 _ACAR = ("--acar_dim=128", "--pose_softmax=true")   # ACAR §4.1: softmax over poses
 _AIA = ("--box_jitter=0.05",)
+_AIA_FEATURES = ("--batch_size=16",)
 
 RUNS = (
     RunSpec("linear", "linear", note="baseline: linear classifier on pooled RoI features"),
@@ -60,6 +63,18 @@ RUNS = (
     # exactly that, where the paper's L = 30 is sized for AVA's 15-minute movies.
     RunSpec("aia_l6", "aia", flags=_AIA + ("--aia_memory_window=6",),
             note="memory L = 6 (the synthetic long-term horizon)", ablation=True),
+    # The memory check at the sample budget the M-blocks need: on clean features they find
+    # the long-term rule only after ~10k keyframes (tests/heads/test_aia_memory_cue.py), where
+    # 600 end-to-end steps of 4 give 2,400. So this pair trains on the frozen features of the
+    # `i3d` run, 16 keyframes a step (one video's), 1500 steps: up to 24k keyframes (~13 min
+    # at L = 30).
+    RunSpec("aia_features", "aia", FEATURES, _AIA + _AIA_FEATURES, features_from="i3d",
+            budget_scale=0.5, note="memory L = 30 with AMU on frozen features, 16 keyframes a "
+            "step (issue 8 check)", ablation=True),
+    RunSpec("aia_nomem_features", "aia", FEATURES,
+            _AIA + _AIA_FEATURES + ("--aia_blocks=P,O,P,O", "--aia_memory_window=0"),
+            features_from="i3d", budget_scale=0.5,
+            note="no M-blocks on the same features and budget (issue 8 check)", ablation=True),
 )
 
 # Steps per run, chosen so the suite fits its time (bench: 60 min, quick: 10 min, this 2-core
@@ -67,7 +82,9 @@ RUNS = (
 # feature runs at ~30 ms a step: these get 5x the steps (the papers train their heads on frozen
 # features far longer than end to end; 600 steps left even the linear probe under-trained:
 # val mAP 0.093 against 0.463 after 1500 steps at a higher learning rate). One clean pass of
-# this list on the bench preset, idle machine, data already made: 48 min 13 s.
+# this list on the bench preset, idle machine, data already made: 48 min 13 s, before the two
+# `*_features` AIA runs, whose training took 12.5 and 5 min alone on a later, faster 2-core
+# machine (2.0 and 5.0 steps/s; there the `i3d` run's 600 steps took 97 s).
 # With --quick (tiny preset) process start-up and tracing dominate, so the ablation runs are
 # left out there. Measured unloaded with 10 steps: 10 min 29 s when every tool was a new
 # Python process (~7 s of imports each), 7 min 10 s since the tools run in forks of one
@@ -95,6 +112,7 @@ CHECKS = (
     ("acar_acfb", "acar", "long_term", "issue 8"),
     ("aia", "aia_nomem", "long_term", "issue 8"),
     ("aia_l6", "aia_nomem", "long_term", "issue 8"),
+    ("aia_features", "aia_nomem_features", "long_term", "issue 8"),
     ("acar_acfb", "i3d", "context", "issue 8"),
     ("aia", "i3d", "context", "issue 8"),
     ("tx", "linear", "context", "issue 9"),
@@ -111,6 +129,11 @@ def budget(preset: str, mode: str) -> int:
     return BUDGETS.get(preset, BUDGETS["bench"])[mode]
 
 
+def run_steps(spec: RunSpec, preset: str) -> int:
+    """Training steps of run `spec` on `preset`: its mode's budget x its budget_scale."""
+    return max(1, int(round(budget(preset, spec.mode) * spec.budget_scale)))
+
+
 def check_runs(runs=RUNS) -> None:
     """Raises ValueError when the run list is inconsistent (duplicate names, unknown mode,
     a dependency on a run that is absent or comes later)."""
@@ -120,6 +143,9 @@ def check_runs(runs=RUNS) -> None:
             raise ValueError(f"run list: duplicate run name {spec.name!r}")
         if spec.mode not in (END_TO_END, FEATURES):
             raise ValueError(f"run {spec.name!r}: unknown mode {spec.mode!r}")
+        if not spec.budget_scale > 0:
+            raise ValueError(f"run {spec.name!r}: budget_scale must be > 0, got "
+                             f"{spec.budget_scale!r}")
         if (spec.mode == FEATURES) != (spec.features_from is not None):
             raise ValueError(f"run {spec.name!r}: a features run needs features_from, and only "
                              "it")

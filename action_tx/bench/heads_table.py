@@ -58,6 +58,13 @@ def categories_of(results: Sequence[dict]) -> List[str]:
     return names
 
 
+def _other_budgets(results: Sequence[dict], budgets: Dict[str, int]) -> str:
+    """' (except ...)' naming the runs whose steps differ from their mode's budget, or ''."""
+    others = [f"{r['name']} {r['steps']}" for r in results
+              if r.get("steps") is not None and r.get("steps") != budgets.get(r.get("mode"))]
+    return f" (except {', '.join(others)})" if others else ""
+
+
 def to_markdown(results: Sequence[dict], *, preset: str, quick: bool, budgets: Dict[str, int],
                 machine: dict, commands: Sequence[dict], checks: Sequence[dict],
                 seconds: Optional[float] = None, title: str = "Head comparison") -> str:
@@ -65,6 +72,7 @@ def to_markdown(results: Sequence[dict], *, preset: str, quick: bool, budgets: D
     lines = [f"# {title} ({preset} preset{', quick' if quick else ''})", "",
              "Same trunk (i3d_tiny from scratch), same data, same step budget: "
              + ", ".join(f"{MODE_TEXT.get(m, m)} {n} steps" for m, n in budgets.items())
+             + _other_budgets(results, budgets)
              + ". Frame-mAP@0.5 on the val split's detections; GT-box mAP scores the classifier "
              "on ground-truth boxes. AP per evidence type of the synthetic data."
              + (" --quick checks that every stage of every run works: its models have "

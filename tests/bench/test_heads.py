@@ -24,6 +24,12 @@ def test_run_list_has_every_head_and_ablation_of_the_issues():
     assert "--aia_blocks=P,O,P,O" in runs["aia_nomem"].flags          # AIA Table 1a: no M
     assert "--aia_memory_window=0" not in runs["aia"].flags
     assert "--hgrnn_window=0" in runs["hgrnn_l0"].flags
+    for name in ("aia_features", "aia_nomem_features"):   # issue 8 at the memory's budget
+        assert runs[name].mode == heads_runs.FEATURES and runs[name].features_from == "i3d"
+        assert "--batch_size=16" in runs[name].flags
+        assert heads_runs.run_steps(runs[name], "bench") == 1500
+    assert "--aia_blocks=P,O,P,O" in runs["aia_nomem_features"].flags
+    assert not any(f.startswith("--aia_blocks") for f in runs["aia_features"].flags)
     heads_runs.check_runs()   # the shipped list is consistent
     names = set(runs)
     for better, other, evidence, _ in heads_runs.CHECKS:
@@ -39,6 +45,21 @@ def test_check_runs_rejects_bad_lists():
                                                   features_from="a"), a])
     with pytest.raises(ValueError, match="needs features_from"):
         heads_runs.check_runs([heads_runs.RunSpec("f", "stage", heads_runs.FEATURES)])
+    with pytest.raises(ValueError, match="budget_scale must be > 0"):
+        heads_runs.check_runs([heads_runs.RunSpec("z", "linear", budget_scale=0.0)])
+
+
+def test_run_steps_scale_the_preset_budget():
+    e2e = heads_runs.RunSpec("e", "linear")
+    long = heads_runs.RunSpec("l", "i3d", budget_scale=2.5)
+    half = heads_runs.RunSpec("h", "aia", heads_runs.FEATURES, features_from="l",
+                              budget_scale=0.5)
+    assert heads_runs.run_steps(e2e, "bench") == 600
+    assert heads_runs.run_steps(long, "bench") == 1500
+    assert heads_runs.run_steps(half, "bench") == 1500                  # 3000 x 0.5
+    assert heads_runs.run_steps(long, "tiny") == 25
+    assert heads_runs.run_steps(heads_runs.RunSpec("t", "aia", budget_scale=0.01),
+                                "tiny") == 1                             # at least one step
 
 
 def _result(name, head, mode, ctx, lt, gt_lt=None, **kw):
@@ -82,7 +103,9 @@ def test_markdown_and_json_of_hand_made_results():
     md = heads_table.to_markdown(results, **kwargs)
     lines = md.splitlines()
     assert lines[0] == "# Head comparison (tiny preset, quick)"
-    assert "end to end 10 steps, frozen features 20 steps" in lines[2]
+    assert "end to end 10 steps, frozen features 20 steps (except stage 10)." in lines[2]
+    same = [dict(results[1], steps=20)]
+    assert "20 steps. Frame" in heads_table.to_markdown(same, **kwargs).splitlines()[2]
     assert "--quick checks that every stage of every run works" in lines[2]
     assert "--quick" not in heads_table.to_markdown(results, **dict(kwargs, quick=False))
     header, rule = lines[4], lines[5]
