@@ -74,7 +74,7 @@ def _reduce_attention(attention, indices):
 
 def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
                     progress: bool = True, total: Optional[int] = None,
-                    passes: Optional[int] = None):
+                    passes: Optional[int] = None, empty_memory: bool = False):
     """Runs `detector(batch, training=False)` (in a tf.function) over an evaluation dataset.
 
     Args:
@@ -90,6 +90,10 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         (AIA: every keyframe's persons are stored before any is scored). None: the head's
         `inference_passes` attribute (1 when it has none). A head with
         `reset_inference_memory()` has it called first (no entries of another split).
+      empty_memory: an ablation for a head with an inference memory: one pass, the memory
+        reset before every batch (a head reads it before it writes), so every keyframe is
+        scored as if nothing had been stored: does the model read its memory? Raises
+        ValueError for a head without one (`inference_passes` < 2).
     Returns:
       (rows, samples): rows = dict of AVA detection arrays (`detections_to_ava`: video_id,
       timestamp, boxes [R, 4] yxyx, action_id, score); samples = list of up to `num_images`
@@ -112,6 +116,12 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
 
     head = getattr(detector, "head", None)
     passes = passes if passes is not None else getattr(head, "inference_passes", 1)
+    if empty_memory:
+        if (getattr(head, "inference_passes", 1) < 2
+                or not hasattr(head, "reset_inference_memory")):
+            raise ValueError(f"empty_memory: the head {type(head).__name__} has no inference "
+                             "memory")
+        passes = 1
     if hasattr(head, "reset_inference_memory"):
         head.reset_inference_memory()
     for index in range(passes - 1):   # memory passes: outputs discarded
@@ -126,6 +136,8 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
     bar = _Progress(total, "eval", progress)
     done = 0
     for batch in dataset:
+        if empty_memory:
+            head.reset_inference_memory()
         out = {k: v.numpy() for k, v in predict(batch).items()}
         video_id, timestamp = batch["video_id"].numpy(), batch["timestamp"].numpy()
         rows = detections_to_ava(out, video_id, timestamp, class_ids)
@@ -284,7 +296,8 @@ def write_summaries(summary_writer, result, samples, class_names, step: int) -> 
 def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, groundtruth_csv,
                         *, excluded=None, evidence=None, out_dir: str, summary_writer=None,
                         step: Optional[int] = None, num_images: int = 3, progress: bool = True,
-                        total: Optional[int] = None, **eval_kwargs) -> ava_eval.AvaEvalResult:
+                        total: Optional[int] = None, empty_memory: bool = False,
+                        **eval_kwargs) -> ava_eval.AvaEvalResult:
     """Restores a checkpoint, detects over `dataset`, writes CSV + JSON (+ TensorBoard).
 
     Args:
@@ -297,7 +310,8 @@ def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, grou
       out_dir: where `<ckpt>_detections.csv` and `<ckpt>_results.json` go.
       summary_writer: a `tf.summary` writer, or None for no TensorBoard output.
       step: summary step; default `checkpoint_step(checkpoint_path)`.
-      num_images: keyframes rendered to TensorBoard. progress, total: see `predict_dataset`.
+      num_images: keyframes rendered to TensorBoard. progress, total, empty_memory: see
+        `predict_dataset`.
       **eval_kwargs: more options of `ava_eval.evaluate` (iou_threshold, breakdowns, ...).
     Returns:
       the `AvaEvalResult` of the written detection CSV.
@@ -308,7 +322,7 @@ def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, grou
     restore(detector, checkpoint_path)
     step = checkpoint_step(checkpoint_path) if step is None else int(step)
     rows, samples = predict_dataset(detector, dataset, label_map.ids, num_images=num_images,
-                                    progress=progress, total=total)
+                                    progress=progress, total=total, empty_memory=empty_memory)
     os.makedirs(out_dir, exist_ok=True)
     name = os.path.basename(checkpoint_path)
     csv_path = os.path.join(out_dir, f"{name}_detections.csv")

@@ -178,3 +178,46 @@ def test_scalars_tags_and_values(tmp_path):
     assert "eval/per_class/2_x" not in tags          # no ground truth: no scalar
     assert tags["eval/localization@0.5"] == 1.0 and tags["eval/persons/1"] == 1.0
     assert tags["eval/category/pose"] == 1.0
+
+
+class _CountingMemoryHead:
+    """A stand-in for a memory head: `stored` counts the keyframes written since the last reset."""
+    inference_passes = 2
+
+    def __init__(self):
+        self.stored = tf.Variable(0.0)
+
+    def reset_inference_memory(self):
+        self.stored.assign(0.0)
+
+
+class _ReadsThenWrites:
+    """Scores each keyframe's one detection with what the memory held when it was read, then
+    writes the batch (as AIA reads before it writes)."""
+
+    def __init__(self, passes=2):
+        self.head = _CountingMemoryHead()
+        self.head.inference_passes = passes
+
+    def __call__(self, batch, training=False):
+        b = tf.shape(batch["timestamp"])[0]
+        read = tf.fill([b, 1, 1], self.head.stored.read_value())
+        self.head.stored.assign_add(tf.cast(b, tf.float32))
+        return dict(detection_boxes=tf.tile(tf.constant([[[0.1, 0.1, 0.9, 0.9]]]), [b, 1, 1]),
+                    detection_scores=tf.ones([b, 1]), action_scores=read / 100.0 + 0.01,
+                    num_detections=tf.ones([b], tf.int32))
+
+
+def test_predict_dataset_empty_memory_scores_every_batch_on_an_empty_memory():
+    dataset = tf.data.Dataset.from_tensor_slices(dict(
+        video_id=tf.constant(["v"] * 6), timestamp=tf.range(6))).batch(2)
+    rows, _ = eval_lib.predict_dataset(_ReadsThenWrites(), dataset, [1], num_images=0,
+                                       progress=False)
+    # Default: a pass fills the memory (6 keyframes), then the scoring pass reads 6, 8, 10.
+    np.testing.assert_allclose(rows["score"], [0.07, 0.07, 0.09, 0.09, 0.11, 0.11], atol=1e-6)
+    rows, _ = eval_lib.predict_dataset(_ReadsThenWrites(), dataset, [1], num_images=0,
+                                       progress=False, empty_memory=True)
+    np.testing.assert_allclose(rows["score"], [0.01] * 6, atol=1e-6)
+    with pytest.raises(ValueError, match="no inference memory"):
+        eval_lib.predict_dataset(_ReadsThenWrites(passes=1), dataset, [1], progress=False,
+                                 empty_memory=True)

@@ -104,6 +104,9 @@ flags.DEFINE_integer("eval_batch_size", 2, "Keyframes per inference batch.")
 flags.DEFINE_integer("num_images", 3, "Keyframes rendered with their detections to "
                      "TensorBoard (and attention maps when the head returns them).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("empty_memory", False, "Ablation: score with the head's inference memory "
+                  "emptied (AIA: the M-blocks see only each keyframe's own persons), to see "
+                  "whether the model reads its memory. Only for a head with a memory.")
 
 
 class InputError(Exception):
@@ -168,6 +171,8 @@ def score_model():
         total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
     detector = model_flags.build_model_from_flags(label_map)
     eval_lib.build_detector_on(detector, dataset)
+    if FLAGS.empty_memory and getattr(detector.head, "inference_passes", 1) < 2:
+        raise InputError(f"--empty_memory: the head {FLAGS.head!r} has no inference memory")
     out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     writer = tf.summary.create_file_writer(out_dir)
@@ -181,7 +186,7 @@ def score_model():
                 detector, path, dataset, label_map, FLAGS.groundtruth, excluded=FLAGS.excluded,
                 evidence=FLAGS.evidence, out_dir=out_dir, summary_writer=writer,
                 num_images=FLAGS.num_images, progress=FLAGS.progress, total=total,
-                iou_threshold=FLAGS.iou_threshold,
+                empty_memory=FLAGS.empty_memory, iou_threshold=FLAGS.iou_threshold,
                 max_detections_per_key=FLAGS.max_detections_per_key, breakdowns=FLAGS.breakdowns)
         except tf.errors.OpError as e:   # e.g. a corrupt shard, a checkpoint of another model
             raise InputError(f"{path}: {e.message.splitlines()[0]}")
