@@ -72,6 +72,13 @@ def _reduce_attention(attention, indices):
     return tf.gather(maps, indices, batch_dims=1)                  # [B, K, H', W']
 
 
+def has_inference_memory(head) -> bool:
+    """Whether `head` keeps a memory between keyframes at inference (AIA with M-blocks): it
+    asks for more than one pass and can reset that memory."""
+    return (getattr(head, "inference_passes", 1) >= 2
+            and hasattr(head, "reset_inference_memory"))
+
+
 def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
                     progress: bool = True, total: Optional[int] = None,
                     passes: Optional[int] = None, empty_memory: bool = False):
@@ -93,7 +100,7 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
       empty_memory: an ablation for a head with an inference memory: one pass, the memory
         reset before every batch (a head reads it before it writes), so every keyframe is
         scored as if nothing had been stored: does the model read its memory? Raises
-        ValueError for a head without one (`inference_passes` < 2).
+        ValueError for a head without one (`has_inference_memory`).
     Returns:
       (rows, samples): rows = dict of AVA detection arrays (`detections_to_ava`: video_id,
       timestamp, boxes [R, 4] yxyx, action_id, score); samples = list of up to `num_images`
@@ -117,8 +124,7 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
     head = getattr(detector, "head", None)
     passes = passes if passes is not None else getattr(head, "inference_passes", 1)
     if empty_memory:
-        if (getattr(head, "inference_passes", 1) < 2
-                or not hasattr(head, "reset_inference_memory")):
+        if not has_inference_memory(head):
             raise ValueError(f"empty_memory: the head {type(head).__name__} has no inference "
                              "memory")
         passes = 1

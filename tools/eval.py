@@ -171,7 +171,7 @@ def score_model():
         total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
     detector = model_flags.build_model_from_flags(label_map)
     eval_lib.build_detector_on(detector, dataset)
-    if FLAGS.empty_memory and getattr(detector.head, "inference_passes", 1) < 2:
+    if FLAGS.empty_memory and not eval_lib.has_inference_memory(detector.head):
         raise InputError(f"--empty_memory: the head {FLAGS.head!r} has no inference memory")
     out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
