@@ -36,11 +36,14 @@ Design decisions (the paper is silent; each follows what the authors' release pl
 - M-blocks add a learned embedding per memory offset (2L + 1) to their keys and values, as the
   release does by default (TEMPORAL_POSITION); without it the memory is an unordered set and
   "watched someone 3 s ago" reads the same as "30 s ago" or "in 3 s" (`temporal_position`).
+- Dense Serial IA (eq. 1) starts as a serial stack, as the release initialises it: each
+  block's weights put softmax ~1 on the latest output (`_serial_start`).
 - Parallel IA (Figure 4a): one branch per block type (the blocks of that type, in order), the
   branch outputs averaged (the paper only says "merge them at last").
 - Padded persons, objects and empty memory slots get zero attention (the release attends to
   zero padding, Figure 4's caption; masking is cleaner and is what the issue asks).
 """
+import math
 from typing import Sequence, Union
 
 import keras
@@ -54,6 +57,15 @@ from object_detection_ext.box_ops import batched_nms
 STRUCTURES = ("parallel", "serial", "dense")
 # Two stored boxes of one keyframe overlapping more than this are taken for the same person.
 MEMORY_NMS_IOU = 0.5
+
+
+def _serial_start(shape, dtype=None):
+    """Dense weights [i, D] that start as a serial stack: softmax ~1 on the latest block's
+    output, ~1e-5 on the older ones (the paper is silent; the authors' release initialises its
+    dense parameters to -5 ln 10 except the latest, 0). Uniform weights would instead feed
+    every block the mean of all earlier outputs, diluting each block's update by 1/i."""
+    older = tf.fill([shape[0] - 1, shape[1]], -5.0 * math.log(10.0))
+    return tf.cast(tf.concat([older, tf.zeros([1, shape[1]])], axis=0), dtype or tf.float32)
 
 
 def _parse_blocks(blocks: Union[str, Sequence[str]]) -> list:
@@ -166,7 +178,8 @@ class AIAHead(keras.layers.Layer):
         self._dense_weights = []
         if self.structure == "dense":
             self._dense_weights = [
-                self.add_weight(name=f"dense_weights_{i}", shape=(i, d), initializer="zeros")
+                self.add_weight(name=f"dense_weights_{i}", shape=(i, d),
+                                initializer=_serial_start)
                 for i in range(1, len(self.blocks))]
         self._fc.build((None, None, d))
         self._classifier.build((None, None, d))

@@ -140,6 +140,11 @@ def test_dense_serial_weights_softmax_normalised():
     head = _head(structure="dense")
     head(_inputs(), training=False)
     assert [tuple(w.shape) for w in head._dense_weights] == [(i, 8) for i in range(1, 6)]
+    # Initialised as the release does: a serial stack, block i's query is block i-1's output.
+    outputs = [float(j + 1) * tf.ones([1, 1, 8]) for j in range(5)]
+    for i, w in enumerate(head._dense_weights, start=1):
+        np.testing.assert_allclose(dense_query(w, outputs[:i]).numpy(), outputs[i - 1].numpy(),
+                                   rtol=1e-4)
 
 
 def test_padded_entries_get_zero_attention():
