@@ -5,4 +5,6 @@ import os
 # oneDNN kernels are off by default on CPUs without AVX512-VNNI/AMX (like ours), and TF's own
 # Conv3DBackpropFilter is then ~100x slower (a 7x7x7 stem's filter gradient: 35 s vs 0.04 s).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF C++ logs: errors too (a CPU-only machine logs "E ... failed call to cuInit" at start-up);
+# tools bring them back with absl's --verbosity (tools/cli.py), anyone with this variable.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

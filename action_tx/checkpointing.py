@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 import keras
 import tensorflow as tf
 
-CONFIG_FILE = "model_flags.json"
+CONFIG_FILE = "config.json"   # action_tx.config.CONFIG_FILE
 
 
 class CheckpointError(RuntimeError):
@@ -126,20 +126,48 @@ def restore_latest(checkpoint: tf.train.Checkpoint, checkpoints: List[str],
     return None
 
 
-def check_model_config(model_dir: str, config: Dict[str, object], write: bool = True) -> None:
-    """Compares `config` (model/data flag values) with `model_dir/model_flags.json`.
+def _flat(values, prefix=""):
+    """{"model": {"head": "tx"}} -> {"model.head": "tx"} (sections become dotted names)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key in ("model", "data", "head_options"):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _model_view(values: dict) -> dict:
+    """What a model_dir's checkpoints depend on, flattened: an ExperimentConfig's JSON without
+    its train/eval sections and run paths; any other dict as it is."""
+    if "version" not in values or "model" not in values:
+        return _flat(values)
+    from action_tx.config import DataConfig
+    data = {k: v for k, v in (values.get("data") or {}).items()
+            if k not in DataConfig.RUN_FIELDS}
+    return _flat({"model": values["model"], "data": data})
+
+
+def check_model_config(model_dir: str, config, write: bool = True) -> None:
+    """Compares `config` (an `ExperimentConfig`, or a dict of JSON values) with
+    `model_dir/config.json`.
 
     Writes the file when absent (if `write`); raises CheckpointError naming every differing
-    key when it holds other values, since the checkpoints there belong to that model.
+    field when it describes another model (model and data sections; the train and eval
+    sections and the data's file patterns may change between runs), since the checkpoints
+    there belong to that model.
     """
+    from action_tx.config import ExperimentConfig
     path = os.path.join(model_dir, CONFIG_FILE)
-    config = json.loads(json.dumps(config))   # the JSON view: tuples -> lists, etc.
+    values = config.to_json() if isinstance(config, ExperimentConfig) else config
+    values = json.loads(json.dumps(values))   # the JSON view: tuples -> lists, etc.
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
-            saved = json.load(f)
-        keys = sorted(set(saved) | set(config))
-        diff = [f"{k}: {saved.get(k, '<absent>')!r} in {CONFIG_FILE}, now {config.get(k, '<absent>')!r}"
-                for k in keys if saved.get(k, "<absent>") != config.get(k, "<absent>")]
+            saved = _model_view(json.load(f))
+        now = _model_view(values)
+        diff = [f"{k}: {saved.get(k, '<absent>')!r} in {CONFIG_FILE}, now "
+                f"{now.get(k, '<absent>')!r}" for k in sorted(set(saved) | set(now))
+                if saved.get(k, "<absent>") != now.get(k, "<absent>")]
         if diff:
             raise CheckpointError(
                 f"{model_dir} holds a run of a different model configuration ({'; '.join(diff)}); "
@@ -148,4 +176,4 @@ def check_model_config(model_dir: str, config: Dict[str, object], write: bool = 
     if write:
         tf.io.gfile.makedirs(model_dir)
         with tf.io.gfile.GFile(path, "w") as f:
-            json.dump(config, f, indent=1, sort_keys=True)
+            json.dump(values, f, indent=1)

@@ -1,61 +1,78 @@
-"""Builds an `ActionDetector` from plain keyword arguments (tools map flags onto these)."""
-from typing import Any, Dict, Optional, Sequence
+"""Builds an `ActionDetector` from a `ModelConfig` (or an `ExperimentConfig`).
 
+    detector = build_detector(ExperimentConfig(model=ModelConfig(head="tx"),
+                                               data=DataConfig(label_map="labels.pbtxt")))
+    detector = build_detector(ModelConfig(head="linear", proposals="gt"), num_classes=3)
+    detector = build_detector(num_classes=3, head="linear", proposals="gt")   # ModelConfig fields
+"""
+from typing import Optional, Sequence, Union
+
+from action_tx.config import ConfigError, ExperimentConfig, ModelConfig
 from action_tx.detector import ActionDetector
 from action_tx.heads import HEADS
-from action_tx.trunks.i3d import TRUNK_PRESETS, make_trunk
-from object_detection_ext import rpn
+from action_tx.trunks.i3d import make_trunk
 from object_detection_ext.proposer import Proposer
 
-# Heads that run the I3D tail (Mixed_5a-5c) and so must share the trunk's width and BN mode.
-_I3D_TAIL_HEADS = ("i3d", "tx_i3d")
+
+def pose_indices(label_map) -> list:
+    """Contiguous indices of the label map's pose classes (AVA ids 1-14)."""
+    poses = label_map.categories().get("pose", [])
+    return [i for i, c in enumerate(label_map.ids) if c in poses]
 
 
-def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
-                   width_multiplier: Optional[float] = None, freeze_bn: bool = False,
-                   head: str = "i3d", head_options: Optional[Dict[str, Any]] = None,
-                   proposals: str = "rpn", anchor_sizes: Sequence[float] = rpn.DEFAULT_SIZES,
-                   rpn_filters: int = 512, post_nms_top_k: int = 300,
-                   num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
-                   focal_gamma: float = 0.0, use_objects: bool = False,
-                   max_detections: int = 100, class_specific_nms: bool = False,
-                   seed: int = 0) -> ActionDetector:
-    """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
+def _classes(model: ModelConfig, label_map, num_classes: Optional[int],
+             label_map_path: Optional[str]):
+    """-> (num_classes, pose_indices or None) from a LabelMap, its path, or a class count."""
+    if label_map is None and num_classes is None and label_map_path:
+        from action_tx.data import ava
+        label_map = ava.read_label_map(label_map_path)
+    if label_map is not None:
+        return label_map.num_classes, pose_indices(label_map) if model.pose_softmax else None
+    if num_classes is None:
+        raise ConfigError("build_detector needs the classes: a label map (data.label_map or "
+                          "label_map=) or num_classes=")
+    if model.pose_softmax:
+        raise ConfigError("pose_softmax needs the label map (its pose classes), not "
+                          "num_classes")
+    return int(num_classes), None
 
-    Args:
-      num_classes: action classes C.
-      trunk: 'i3d' (the published Inception-I3D) or 'i3d_tiny' (quarter width, for CPUs).
-      width_multiplier: overrides the preset's width.
-      freeze_bn: BatchNorm statistics fixed (paper §3.5), in the trunk and any I3D tail.
-      head: key of `HEADS`; head_options: extra keyword arguments of that head.
-      proposals: 'rpn' | 'external' | 'gt'.
-      anchor_sizes: RPN anchor sizes in input pixels; rpn_filters: RPN conv width.
-      post_nms_top_k: R, proposals kept (300 in the paper).
-      num_roi_samples: second-stage RoIs per clip in training.
-      pose_indices: contiguous class indices under one softmax (ACAR `--pose_softmax`).
-      focal_gamma: focal loss exponent (HGRNN: 2).
-      use_objects: pool object tubes for heads that relate persons to objects.
-      max_detections: detections kept per clip after NMS.
-      class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
-      seed: sampler seed.
+
+def build_head(model: ModelConfig, num_classes: int, trunk=None):
+    """The head layer `model` names, for `num_classes` (`trunk`: the detector's, or None on
+    stored features)."""
+    head_class = HEADS[model.head][0]
+    return head_class(num_classes=num_classes, **model.head_options.head_kwargs(trunk))
+
+
+def build_detector(config: Union[ExperimentConfig, ModelConfig, None] = None, *,
+                   label_map=None, num_classes: Optional[int] = None,
+                   pose_indices: Optional[Sequence[int]] = None, **fields) -> ActionDetector:
+    """The ActionDetector of `config` (an ExperimentConfig, or its ModelConfig), or of
+    ModelConfig `fields` given as keywords (`head_options` a dict or the head's config).
+
+    Classes: `label_map` (an `action_tx.data.ava.LabelMap`), else `num_classes`, else the
+    ExperimentConfig's `data.label_map` file. `pose_indices` overrides the label map's pose
+    classes (keyword form only). Raises ConfigError for a config that cannot be built.
     """
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; available heads: {sorted(HEADS)}")
-    if trunk not in TRUNK_PRESETS:
-        raise ValueError(f"unknown trunk {trunk!r}; available trunks: {sorted(TRUNK_PRESETS)}")
-    trunk_kwargs = {"freeze_bn": freeze_bn}
-    if width_multiplier is not None:
-        trunk_kwargs["width_multiplier"] = width_multiplier
-    trunk_layer = make_trunk(trunk, **trunk_kwargs)
-    options = dict(head_options or {})
-    if head in _I3D_TAIL_HEADS:
-        options.setdefault("width_multiplier", trunk_layer.width_multiplier)
-        options.setdefault("freeze_bn", freeze_bn)
-    head_layer = HEADS[head](num_classes=num_classes, **options)
-    proposer = Proposer(mode=proposals, sizes=tuple(anchor_sizes), filters=rpn_filters,
-                        post_nms_top_k=post_nms_top_k)
-    return ActionDetector(trunk=trunk_layer, proposer=proposer, head=head_layer,
-                          num_classes=num_classes, use_objects=use_objects,
-                          pose_indices=pose_indices, focal_gamma=focal_gamma,
-                          num_roi_samples=num_roi_samples, max_detections=max_detections,
-                          class_specific_nms=class_specific_nms, seed=seed)
+    path = None
+    if isinstance(config, ExperimentConfig):
+        config, path = config.model, config.data.label_map
+    elif config is None:
+        config = ModelConfig(**fields)
+    elif fields:
+        raise TypeError(f"build_detector: give a config or fields, not both ({sorted(fields)})")
+    classes, poses = _classes(config, label_map, num_classes, path)
+    poses = list(pose_indices) if pose_indices is not None else poses
+    trunk_kwargs = {"freeze_bn": config.freeze_bn}
+    if config.width_multiplier is not None:
+        trunk_kwargs["width_multiplier"] = config.width_multiplier
+    trunk = make_trunk(config.trunk, **trunk_kwargs)
+    proposer = Proposer(mode=config.proposals, sizes=config.anchor_sizes,
+                        filters=config.rpn_filters, post_nms_top_k=config.post_nms_top_k)
+    return ActionDetector(trunk=trunk, proposer=proposer,
+                          head=build_head(config, classes, trunk), num_classes=classes,
+                          use_objects=config.uses_objects, pose_indices=poses,
+                          focal_gamma=config.focal_gamma,
+                          num_roi_samples=config.num_roi_samples,
+                          max_detections=config.max_detections,
+                          class_specific_nms=config.class_specific_nms, seed=config.seed)

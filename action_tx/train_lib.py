@@ -1,5 +1,6 @@
-"""Training: a custom distributed loop (not `Model.fit`), optimizers, schedules, checkpoints.
+"""Training: a custom distributed loop (not `Model.fit`) with checkpoints and resume.
 
+    result = train_task(make_task(config))               # an ExperimentConfig's run
     result = train(model_fn=lambda: build_detector(...), dataset_fn=lambda: build_dataset(...),
                    model_dir="runs/x", train_steps=1000, strategy=make_strategy("mirrored"))
 
@@ -17,10 +18,8 @@ Gradients: each replica's loss is divided by the number of replicas, the gradien
 over replicas, clipped by their global norm, and applied. Keras would clip per replica before
 the all-reduce, which differs from single-device training, so clipping is done here.
 """
-import json
 import math
 import os
-import re
 import sys
 import time
 from typing import Callable, Dict, Optional
@@ -29,126 +28,10 @@ import keras
 import tensorflow as tf
 
 from action_tx import checkpointing
-
-STRATEGIES = ("one_device", "mirrored", "multi_worker")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or cannot go on (empty input, bad settings, non-finite loss)."""
-
-
-class WorkerLostError(TrainingError):
-    """Multi-worker training stopped: another worker died or stopped answering."""
-
-
-# What a collective raises when a peer is gone. Measured on 2 CPU workers (TF 2.20): a killed
-# peer resets the connection (UNAVAILABLE, ~5 s); a frozen one (SIGSTOP) stops its coordination
-# service heartbeats and the survivors are aborted (UNAVAILABLE, ~12 s); a live but stuck peer
-# trips the collective timeout (DEADLINE_EXCEEDED); aborted ops can also surface as
-# ABORTED / CANCELLED.
-_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-def check_tf_config() -> Optional[str]:
-    """-> what is wrong with the TF_CONFIG variable for 'multi_worker', or None."""
-    text = os.environ.get("TF_CONFIG", "")
-    if not text.strip():
-        return ("--strategy=multi_worker needs the TF_CONFIG environment variable (JSON: "
-                '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
-                '"index": i}}); it is not set')
-    try:
-        config = json.loads(text)
-        cluster, task = config["cluster"], config["task"]
-        workers = list(cluster.get("chief", [])) + list(cluster.get("worker", []))
-        kind, index = task["type"], int(task["index"])
-        members = cluster.get(kind)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        return f"TF_CONFIG is not valid (needs 'cluster' and 'task' with 'type', 'index'): {e}"
-    if not workers or not members or not 0 <= index < len(members):
-        return (f"TF_CONFIG: task {kind}:{index} is not in the cluster "
-                f"{json.dumps(cluster)}")
-    return None
-
-
-def make_strategy(name: str = "one_device", devices=None,
-                  collective_timeout_s: Optional[float] = None) -> tf.distribute.Strategy:
-    """'one_device' (first GPU else CPU), 'mirrored' (all local GPUs, or `devices`), or
-    'multi_worker' (MultiWorkerMirroredStrategy; cluster from the TF_CONFIG variable).
-
-    'multi_worker' must be made before TensorFlow runs any op in this process (collectives
-    are configured at program start).
-    collective_timeout_s: multi_worker only; a collective that waits longer (a dead worker)
-    fails instead of hanging forever.
-    Raises TrainingError for an unknown name, a missing or bad TF_CONFIG, or a late
-    'multi_worker'.
-    """
-    if name == "one_device":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        problem = check_tf_config()
-        if problem:
-            raise TrainingError(problem)
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=collective_timeout_s)
-        try:
-            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        except RuntimeError as e:
-            if "program startup" not in str(e):
-                raise
-            raise TrainingError("the multi_worker strategy must be made before TensorFlow "
-                                "runs any op in the process") from None
-    raise TrainingError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True outside a cluster, for the 'chief' task, or for worker 0 of a chief-less cluster."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task = resolver.task_type
-    return task in ("chief", None) or (task == "worker" and resolver.task_id == 0
-                                       and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def learning_rate_schedule(*, learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-                           warmup_steps: int = 1000, decay_steps: int = 500_000,
-                           final_fraction: float = 0.0):
-    """Linear warmup warmup_learning_rate -> learning_rate over `warmup_steps`, then cosine decay
-    to final_fraction * learning_rate at step `decay_steps` (counted from step 0, as the paper
-    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000")."""
-    if decay_steps <= warmup_steps:
-        raise TrainingError(f"decay_steps ({decay_steps}) must exceed warmup_steps "
-                            f"({warmup_steps})")
-    if warmup_steps <= 0:
-        return keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps, alpha=final_fraction)
-    return keras.optimizers.schedules.CosineDecay(
-        warmup_learning_rate, decay_steps - warmup_steps, alpha=final_fraction,
-        warmup_target=learning_rate, warmup_steps=warmup_steps)
-
-
-def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: float = 0.9,
-                    weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
-    """SGD with momentum or AdamW; `learning_rate` a float or a schedule.
-
-    Weight decay is decoupled (Keras 3's `weight_decay`) and skips biases and BatchNorm
-    scale/offset, as usual for detectors (the paper does not say; TF Object Detection API
-    regularizes conv/dense kernels only).
-    """
-    if optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate, momentum=momentum,
-                                   weight_decay=weight_decay or None)
-    elif optimizer == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    else:
-        raise TrainingError(f"unknown optimizer {optimizer!r}; choose sgd or adamw")
-    if weight_decay:
-        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    return opt
+from action_tx.distribute import (  # noqa: F401  (the trainer's API, re-exported)
+    PEER_ERRORS, STRATEGIES, TrainingError, WorkerLostError, check_tf_config, is_chief,
+    make_strategy, op_error_text, peer_error_text)
+from action_tx.optimization import build_optimizer, learning_rate_schedule  # noqa: F401
 
 
 class TrainProgress:
@@ -173,25 +56,6 @@ class TrainProgress:
         if self.enabled:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def op_error_text(error: "tf.errors.OpError") -> str:
-    """The readable part of a TF op error ("corrupted record at 0 ..."), one line."""
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "",
-                  error.message.strip().splitlines()[-1] if error.message.strip() else "")
-    return text.strip() or type(error).__name__
-
-
-def _peer_error_text(error: "tf.errors.OpError") -> str:
-    """The line of a failed collective's message that says why (one line)."""
-    lines = [l.strip() for l in error.message.splitlines()]
-    for i, line in enumerate(lines):
-        if re.search(r"aborted by|timed out|timeout|deadline|connection|unavailable|heartbeat",
-                     line, re.IGNORECASE) and "Detected at node" not in line:
-            if line.endswith(":") and i + 1 < len(lines):   # "unhealthy tasks:" + the task
-                line = f"{line} {lines[i + 1]}"
-            return line[:300]
-    return op_error_text(error)
 
 
 def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor]:
@@ -228,7 +92,7 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
         `compute_losses(outputs)` -> dict of scalar terms with `total_loss`.
       dataset_fn: the training `tf.data.Dataset` of GLOBAL batches (batch dict, batch
         `global_batch_size`), repeated; built once.
-      model_dir: checkpoints `ckpt-<step>`, `model_flags.json`, TensorBoard logs in `train/`.
+      model_dir: checkpoints `ckpt-<step>`, `config.json`, TensorBoard logs in `train/`.
       train_steps: total steps; a resumed run continues up to it.
       global_batch_size: examples per step over all replicas (split evenly).
       optimizer, learning_rate, warmup_learning_rate, warmup_steps, decay_steps (default
@@ -237,7 +101,8 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
       checkpoint_every, keep_checkpoints, log_every: in steps.
       eval_fn, eval_every: eval_fn(model, step) -> {tag: scalar} for TensorBoard.
       init_fn: init_fn(model) on a fresh start only (e.g. Kinetics trunk weights).
-      model_config: model/data flag values; stored in model_dir/model_flags.json and compared
+      model_config: an `ExperimentConfig` (or a dict of JSON values); stored in
+        model_dir/config.json, its model and data sections compared
         on resume (a mismatch raises checkpointing.CheckpointError).
       seed, deterministic: Keras global seed; op determinism (bitwise repeatable runs).
       mixed_precision: Keras 'mixed_bfloat16' policy (no loss scaling needed; float32 losses).
@@ -246,7 +111,7 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
 
     Multi-worker (MultiWorkerMirroredStrategy): every worker calls `train` with the same
     arguments and a `model_dir` on a shared file system; the chief (worker 0, or 'chief')
-    writes checkpoints, model_flags.json and logs, the others save into a scratch folder they
+    writes checkpoints, config.json and logs, the others save into a scratch folder they
     delete, and all restore from `model_dir`.
 
     Raises:
@@ -259,11 +124,11 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
         resolver.cluster_spec().as_dict().get("chief", [])) if resolver else 1
     try:
         return _train(model_dir=model_dir, strategy=strategy, **kwargs)
-    except _PEER_ERRORS as e:
+    except PEER_ERRORS as e:
         if workers < 2:
             raise
         raise WorkerLostError(
-            f"another worker died or stopped answering ({_peer_error_text(e)}); newest "
+            f"another worker died or stopped answering ({peer_error_text(e)}); newest "
             f"checkpoint: {tf.train.latest_checkpoint(model_dir) or 'none'}; restart every "
             "worker to resume from it") from None
 
@@ -277,7 +142,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
           checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
           eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
           eval_every: int = 0, init_fn: Optional[Callable[[keras.Model], None]] = None,
-          model_config: Optional[Dict[str, object]] = None, seed: int = 0,
+          model_config=None, seed: int = 0,
           deterministic: bool = False, mixed_precision: bool = False,
           jit_compile: bool = False, progress: bool = True,
           data_description: str = "") -> Dict[str, object]:
@@ -293,7 +158,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed_precision else "float32")
     if model_config is not None and chief:
-        # Only the chief: another worker could read model_flags.json half written.
+        # Only the chief: another worker could read config.json half written.
         checkpointing.check_model_config(model_dir, model_config)
 
     dataset = dataset_fn()
@@ -415,3 +280,44 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
         last = restored
     return {"step": int(step.numpy()), "losses": terms, "history": history,
             "checkpoint": last, "model": model, "optimizer": opt}
+
+
+def train_task(task, strategy: Optional[tf.distribute.Strategy] = None,
+               on_eval: Optional[Callable[[int, object], None]] = None) -> Dict[str, object]:
+    """Trains (or resumes) the experiment of `task` (an `action_tx.tasks.Task`): its model on
+    its training data with `task.config.train`'s settings, `config.json` written into (and
+    compared with, on resume) the model_dir, and with `train.eval_every` the evaluation split
+    scored every that many steps (`on_eval(step, AvaEvalResult)` sees each result).
+
+    Returns and raises as `train`.
+    """
+    config, t = task.config, task.config.train
+    eval_fn = None
+    if t.eval_every:
+        from action_tx import eval_lib
+
+        def eval_fn(model, step):
+            result = task.score(model)
+            if on_eval is not None:
+                on_eval(step, result)
+            return eval_lib.scalars(result)
+    init_fn = None
+    if t.init_checkpoint:
+        def init_fn(model):
+            from action_tx.trunks.i3d_checkpoint import detector_i3d_parts, restore_trunk
+            for part in detector_i3d_parts(model):
+                report = restore_trunk(part, t.init_checkpoint)
+                _log(f"initialised {part.name} from {t.init_checkpoint}: {report}")
+    return train(
+        model_fn=task.build_model, dataset_fn=task.train_dataset,
+        data_description=task.data_description, model_dir=t.model_dir,
+        train_steps=t.train_steps, global_batch_size=task.global_batch_size,
+        strategy=strategy or make_strategy(t.strategy, collective_timeout_s=t.collective_timeout),
+        optimizer=t.optimizer, learning_rate=t.learning_rate,
+        warmup_learning_rate=t.warmup_learning_rate, warmup_steps=t.warmup_steps,
+        decay_steps=t.decay_steps, momentum=t.momentum, weight_decay=t.weight_decay,
+        clip_norm=t.clip_norm, checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints, log_every=t.log_every, eval_every=t.eval_every,
+        eval_fn=eval_fn, init_fn=init_fn, model_config=config, seed=config.model.seed,
+        deterministic=t.deterministic, mixed_precision=t.mixed_precision,
+        jit_compile=t.jit_compile, progress=t.progress)

@@ -9,6 +9,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = pathlib.Path(os.environ.get("ACTION_TX_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tools that tests start as scripts import this checkout's packages (an editable install may
+# point at another clone of the repository).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 # oneDNN CPU kernels (~100x faster 3D-conv gradients here); read when TensorFlow starts.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 

@@ -90,7 +90,7 @@ def test_resume_equals_uninterrupted_and_fallback_on_truncated(tmp_path, capsys)
 
 def test_other_model_refused(tmp_path):
     toy_train(tmp_path / "m", 1, model_config={"head": "i3d"})
-    with pytest.raises(checkpointing.CheckpointError, match="head: 'i3d' in model_flags.json, now 'tx'"):
+    with pytest.raises(checkpointing.CheckpointError, match="head: 'i3d' in config.json, now 'tx'"):
         toy_train(tmp_path / "m", 2, model_config={"head": "tx"})
     with pytest.raises(checkpointing.CheckpointError, match="different model configuration"):
         toy_train(tmp_path / "m", 2, units=3)   # same flags, other shapes

@@ -15,7 +15,8 @@ import importlib
 import os
 import sys
 
-from absl import app, flags
+import cli  # first: TF's log level and start-up options
+from absl import flags
 
 # Plain dict: suite name -> module under action_tx.bench. Imported lazily so that one suite's
 # heavy dependencies do not slow another's start.
@@ -50,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -11,9 +11,9 @@ network (the Mixed_4f trunk, the Mixed_5a-5c head tail), plus `OUTPUT/i3d_kineti
 the conversion report.
 """
 import os
-import sys
 
-from absl import app, flags
+import cli  # first: TF's log level and start-up options
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Release checkpoint prefix (path without .index).")
@@ -30,13 +30,13 @@ def main(argv):
     from action_tx.trunks.i3d import ENDPOINTS, InceptionI3D
 
     if FLAGS.final_endpoint not in ENDPOINTS:
-        sys.exit(f"error: --final_endpoint={FLAGS.final_endpoint} is not one of {ENDPOINTS}")
+        raise cli.CliError(f"--final_endpoint={FLAGS.final_endpoint} is not one of {ENDPOINTS}")
     num_classes = int(FLAGS.num_classes)
     model = InceptionI3D(final_endpoint=FLAGS.final_endpoint, num_classes=num_classes)
     try:
         report = i3d_checkpoint.load_kinetics_checkpoint(model, FLAGS.checkpoint, num_classes)
     except (i3d_checkpoint.CheckpointMismatchError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+        raise cli.CliError(e) from None
     prefix = os.path.join(FLAGS.output, f"i3d_kinetics{num_classes}")
     i3d_checkpoint.save_trunk(model, prefix)
     lines = [f"source: {FLAGS.checkpoint}", f"endpoints: Conv3d_1a_7x7..{FLAGS.final_endpoint}",
@@ -50,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -8,10 +8,8 @@ ROOT/frames/VID/ or ROOT/videos/VID.*, and fails with a one-line message on a mi
 folder, an unreadable or truncated video or bad rows, unless --skip_bad (skip and count them in
 the manifest). Library code: action_tx/data/convert.py.
 """
-import os
-import sys
-
-from absl import app, flags
+import cli  # first: TF's log level and start-up options
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ava_dir", None, "AVA-format root (annotations/, frames/ or videos/).")
@@ -37,7 +35,6 @@ flags.mark_flags_as_required(["ava_dir", "out"])
 
 def main(argv):
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from action_tx.data import ava, convert  # after flags: --help stays fast
 
     files = {k: getattr(FLAGS, k) for k in ("annotations", "label_map", "excluded",
@@ -50,8 +47,7 @@ def main(argv):
             num_workers=FLAGS.num_workers, progress=FLAGS.progress,
             **{k: v for k, v in files.items() if v})
     except (ava.AvaFormatError, convert.ConversionError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise cli.CliError(e, status=1) from None
     k = manifest["keyframes"]
     print(f"wrote {k['written']} of {k['total']} keyframes to {len(manifest['shards'])} shard(s); "
           f"rejected: {k['rejected'] or 'none'}; manifest: {manifest['manifest_path']}")
@@ -59,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main)

@@ -28,11 +28,11 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+import cli  # first: TF's log level and start-up options
+from absl import flags
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TOOLS)
-sys.path.insert(0, ROOT)   # `from action_tx.data import ava` from a plain checkout
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic_demo", "Synthetic AVA root (generated when "
@@ -52,21 +52,21 @@ flags.DEFINE_integer("detect_keyframes", 0, "tools/detect.py --max_keyframes (0:
                      "video).")
 
 
-class InputError(ValueError):
-    """Bad flags or inputs: one line, exit status 2."""
+InputError = cli.CliError   # bad flags or inputs: one line, exit status 2
 
 
-class StageError(RuntimeError):
+class StageError(cli.CliError):
     """A tool failed: exit status 1."""
+
+    def __init__(self, message):
+        super().__init__(message, status=1)
 
 
 def run_tool(stage, tool, *args):
     """Runs tools/<tool> with this Python, printing the command first; raises StageError."""
     command = [sys.executable, os.path.relpath(os.path.join(TOOLS, tool)), *args]
     print(f"\n=== {stage}\n$ {shlex.join(command)}", flush=True)
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    code = subprocess.call(command, env=env)
+    code = subprocess.call(command)
     if code:
         raise StageError(f"stage '{stage}' failed (exit status {code}): {shlex.join(command)}")
 
@@ -229,18 +229,9 @@ def demo():
 
 
 def main(argv):
-    if len(argv) > 1:
-        print(f"demo.py: error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
-        return 2
+    del argv
     start = time.perf_counter()
-    try:
-        summary, times = demo()
-    except InputError as e:
-        print(f"demo.py: error: {e}", file=sys.stderr)
-        return 2
-    except StageError as e:
-        print(f"demo.py: error: {e}", file=sys.stderr)
-        return 1
+    summary, times = demo()
     summary["seconds"] = dict(times, total=round(time.perf_counter() - start, 1))
     summary["load_average"] = [round(x, 2) for x in os.getloadavg()]
     path = os.path.join(summary["out_dir"], "demo_summary.json")
@@ -266,4 +257,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main)

@@ -22,15 +22,12 @@ code is needed. SavedModels and checkpoints are programs: load only ones you tru
 import bisect
 import json
 import os
-import sys
 import time
 
-# Repo root on sys.path; `import action_tx` sets TF's start-up options before TF loads.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import action_tx  # noqa: E402,F401
-from absl import app, flags  # noqa: E402
+import cli  # first: TF's log level and start-up options
+from absl import flags
 
-from action_tx import video_io  # noqa: E402  (PyAV + NumPy only)
+from action_tx import video_io  # PyAV + NumPy only
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel directory (tools/export_saved_model.py).")
@@ -55,8 +52,7 @@ flags.DEFINE_bool("show_attention", False, "Overlay the attention maps of the ke
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
-class InputError(ValueError):
-    """Bad flags, model or video; reported as one line, exit status 2."""
+InputError = cli.CliError   # bad flags, model or video: one line, exit status 2
 
 
 def check_inputs():
@@ -242,16 +238,12 @@ def _json(info, video_id, meta, times, centers, results, class_ids, class_names)
 
 
 def main(argv):
-    if len(argv) > 1:
-        print(f"detect.py: error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
+    del argv
     try:
         run()
-    except (InputError, video_io.VideoError) as e:
-        print(f"detect.py: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    except video_io.VideoError as e:
+        raise InputError(e) from None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

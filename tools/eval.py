@@ -22,8 +22,9 @@ continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones
         --groundtruth=ava_val.csv --label_map=action_list.pbtxt [--continuous] \
         [--flagfile=configs/tx.flags] [--proposals=gt]
 
-Model and data flags come from `--flagfile` or, without one, from `model_dir/model_flags.json`
-(written by the trainer); flags on the command line win. `--proposals=gt` scores the classifier
+Model and data flags come from `--flagfile` or, without one, from `model_dir/config.json`
+(written by the trainer; `model_flags.json` of older runs is read too); flags on the command
+line win. `--proposals=gt` scores the classifier
 on ground-truth boxes: the classification-only upper bound (Action Transformer paper, Table 1).
 Per checkpoint `ckpt-N`, `--output_dir` (default `model_dir/eval`) gets
 `ckpt-N_detections.csv`, `ckpt-N_results.json` and TensorBoard scalars and images
@@ -34,9 +35,9 @@ import os
 import sys
 import time
 
-from absl import app, flags
-
-import model_flags  # noqa: E402  (model/data flags incl. --label_map; imports action_tx first)
+import cli  # first: TF's log level and start-up options
+import model_flags  # model/data flags incl. --label_map
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("groundtruth", None, "AVA ground-truth CSV "
@@ -89,7 +90,7 @@ def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
 
 
 # --- (b) scoring a model ---
-flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, model_flags.json): "
+flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, config.json): "
                     "score its latest checkpoint, or every one with --continuous.")
 flags.DEFINE_string("checkpoint_path", None, "One checkpoint to score (.../ckpt-N).")
 flags.DEFINE_string("eval_tfrecords", None, "Glob of the evaluation split's TFRecord shards.")
@@ -109,8 +110,7 @@ flags.DEFINE_bool("empty_memory", False, "Ablation: score with the head's infere
                   "whether the model reads its memory. Only for a head with a memory.")
 
 
-class InputError(Exception):
-    """Bad flags or files: reported as one line, exit status 2."""
+InputError = cli.CliError   # bad flags or files: one line, exit status 2
 
 
 def _file_flags(*names, lists=False):
@@ -122,16 +122,8 @@ def _file_flags(*names, lists=False):
                 raise InputError(f"--{name}: no such file: {path}")
 
 
-def _load_model_flags_json(model_dir):
-    """`model_flags.apply_model_flags_json`, its errors as one-line input errors."""
-    try:
-        return model_flags.apply_model_flags_json(model_dir)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-
 def score_model():
-    """Mode (b): builds the detector from the model flags and scores checkpoints."""
+    """Mode (b): builds the model of the experiment config and scores checkpoints."""
     if FLAGS.model_dir and FLAGS.checkpoint_path:
         raise InputError("give --model_dir or --checkpoint_path, not both")
     if FLAGS.continuous and not FLAGS.model_dir:
@@ -139,54 +131,44 @@ def score_model():
     model_dir = FLAGS.model_dir or os.path.dirname(os.path.abspath(FLAGS.checkpoint_path))
     if FLAGS.model_dir and not os.path.isdir(model_dir):
         raise InputError(f"--model_dir: no such directory: {model_dir}")
-    if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
-        _load_model_flags_json(model_dir)
-    data_flag = "eval_feature_dir" if FLAGS.input == "features" else "eval_tfrecords"
-    missing = [f"--{n}" for n in (data_flag, "groundtruth", "label_map")
-               if not getattr(FLAGS, n)]
-    if missing:
-        raise InputError(f"scoring a model needs {', '.join(missing)}")
+    config = model_flags.config_for_model_dir(model_dir)
+    config.check_eval()
     _file_flags("groundtruth", "label_map", "excluded", "evidence")
+    if config.data.label_map and not os.path.isfile(config.data.label_map):
+        raise InputError(f"label_map: no such file: {config.data.label_map}")
 
     import tensorflow as tf   # after flag checks: errors and --help stay instant
     from action_tx import eval_lib
-    from action_tx.data import ava
-    from action_tx.data.pipeline import build_dataset
+    from action_tx.tasks import make_task
 
-    label_map = ava.read_label_map(FLAGS.label_map)
-    if FLAGS.input == "features":
-        # Stored features (tools/extract_features.py): --eval_actors=gt scores the ground-truth
-        # boxes (the classification-only bound), detected the checkpoint's detections.
-        from action_tx.data import features
-        dataset = model_flags.feature_dataset_from_flags(label_map, False,
-                                                         FLAGS.eval_batch_size)
-        total = features.count_target_keyframes(FLAGS.eval_feature_dir)
-    else:
-        try:
-            dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
-                                    **model_flags.dataset_kwargs_from_flags(label_map,
-                                                                            training=False))
-        except FileNotFoundError as e:
-            raise InputError(f"--eval_tfrecords: {e}")
-        total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
-    detector = model_flags.build_model_from_flags(label_map)
+    task = make_task(config)
+    try:
+        # Features: --eval_actors=gt scores the ground-truth boxes (the classification-only
+        # bound), detected the checkpoint's detections.
+        dataset = task.eval_dataset(config.eval.batch_size)
+    except FileNotFoundError as e:
+        raise InputError(f"--eval_tfrecords: {e}")
+    total = task.eval_keyframes()
+    detector = task.build_model()
     eval_lib.build_detector_on(detector, dataset)
     if FLAGS.empty_memory and not eval_lib.has_inference_memory(detector.head):
-        raise InputError(f"--empty_memory: the head {FLAGS.head!r} has no inference memory")
+        raise InputError(f"--empty_memory: the head {config.model.head!r} has no inference "
+                         "memory")
     out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     writer = tf.summary.create_file_writer(out_dir)
-    if FLAGS.proposals == "gt" and FLAGS.input != "features":
+    if config.model.proposals == "gt" and task.runs_on_frames:
         print("proposals=gt: ground-truth boxes, the classification-only upper bound",
               file=sys.stderr)
 
     def score(path):
         try:
             result = eval_lib.evaluate_checkpoint(
-                detector, path, dataset, label_map, FLAGS.groundtruth, excluded=FLAGS.excluded,
-                evidence=FLAGS.evidence, out_dir=out_dir, summary_writer=writer,
-                num_images=FLAGS.num_images, progress=FLAGS.progress, total=total,
-                empty_memory=FLAGS.empty_memory, iou_threshold=FLAGS.iou_threshold,
+                detector, path, dataset, task.label_map, config.eval.groundtruth,
+                excluded=FLAGS.excluded, evidence=FLAGS.evidence, out_dir=out_dir,
+                summary_writer=writer, num_images=config.eval.num_images,
+                progress=config.eval.progress, total=total, empty_memory=FLAGS.empty_memory,
+                iou_threshold=FLAGS.iou_threshold,
                 max_detections_per_key=FLAGS.max_detections_per_key, breakdowns=FLAGS.breakdowns)
         except tf.errors.OpError as e:   # e.g. a corrupt shard, a checkpoint of another model
             raise InputError(f"{path}: {e.message.splitlines()[0]}")
@@ -212,38 +194,30 @@ def score_model():
 
 
 def main(argv):
-    try:
-        if len(argv) > 1:
-            raise InputError(f"unexpected arguments: {' '.join(argv[1:])}")
-        model_mode = bool(FLAGS.model_dir or FLAGS.checkpoint_path)
-        if model_mode == bool(FLAGS.detections):
-            raise InputError("choose one mode: --detections (score a detection file) or "
-                             "--model_dir/--checkpoint_path (score a model)")
-        if model_mode:
-            return score_model()
-        missing = [f"--{name}" for name in ("groundtruth", "label_map")
-                   if not getattr(FLAGS, name)]
-        if missing:
-            raise InputError(f"scoring a detection file needs {', '.join(missing)}")
-        _file_flags("groundtruth", "detections", "excluded", "evidence", lists=True)
-        _file_flags("label_map")
-        counts = {n: len(_split_list(getattr(FLAGS, n))) for n in
-                  ("groundtruth", "detections", "excluded", "evidence") if getattr(FLAGS, n)}
-        if len(set(counts.values())) > 1:
-            raise InputError("pooled splits: give the same number of comma-separated files to "
-                             + ", ".join(f"--{n} ({c})" for n, c in counts.items()))
-        score_file(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, FLAGS.output_json,
-                   excluded=FLAGS.excluded, evidence=FLAGS.evidence,
-                   iou_threshold=FLAGS.iou_threshold,
-                   max_detections_per_key=FLAGS.max_detections_per_key,
-                   breakdowns=FLAGS.breakdowns)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except (ValueError, OSError) as e:   # AvaFormatError included: "FILE:LINE: ..." lines
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    del argv
+    model_mode = bool(FLAGS.model_dir or FLAGS.checkpoint_path)
+    if model_mode == bool(FLAGS.detections):
+        raise InputError("choose one mode: --detections (score a detection file) or "
+                         "--model_dir/--checkpoint_path (score a model)")
+    if model_mode:
+        return score_model()
+    missing = [f"--{name}" for name in ("groundtruth", "label_map")
+               if not getattr(FLAGS, name)]
+    if missing:
+        raise InputError(f"scoring a detection file needs {', '.join(missing)}")
+    _file_flags("groundtruth", "detections", "excluded", "evidence", lists=True)
+    _file_flags("label_map")
+    counts = {n: len(_split_list(getattr(FLAGS, n))) for n in
+              ("groundtruth", "detections", "excluded", "evidence") if getattr(FLAGS, n)}
+    if len(set(counts.values())) > 1:
+        raise InputError("pooled splits: give the same number of comma-separated files to "
+                         + ", ".join(f"--{n} ({c})" for n, c in counts.items()))
+    score_file(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, FLAGS.output_json,
+               excluded=FLAGS.excluded, evidence=FLAGS.evidence,
+               iou_threshold=FLAGS.iou_threshold,
+               max_detections_per_key=FLAGS.max_detections_per_key,
+               breakdowns=FLAGS.breakdowns)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

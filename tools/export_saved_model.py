@@ -6,8 +6,9 @@ r"""Exports a trained detector as a SavedModel that runs on raw uint8 video clip
     python tools/export_saved_model.py --model_dir=MODEL_DIR --output_dir=DIR --trunk_only
 
 Model and data flags come from `--flagfile` or, without one, from the trainer's
-`model_dir/model_flags.json` (flags on the command line win). The weights are those of the
-latest checkpoint of `--checkpoint_dir` (default `--model_dir`) or of `--checkpoint_path`.
+`model_dir/config.json` (or `model_flags.json` of older runs; flags on the command line win).
+The weights are those of the latest checkpoint of `--checkpoint_dir` (default `--model_dir`) or
+of `--checkpoint_path`.
 The SavedModel's signatures are described in `action_tx/export.py`; load it with plain
 `tf.saved_model.load(EXPORT_DIR)` and run it with `tools/detect.py`.
 
@@ -20,15 +21,17 @@ SavedModels and checkpoints are programs: load only ones you trust.
 
 Exit status 2 with a one-line message on bad input.
 """
+import json
 import os
 import re
 import sys
 
-import model_flags  # noqa: F401  (repo root on sys.path, oneDNN on, model/data flags)
-from absl import app, flags
+import cli  # first: TF's log level and start-up options
+import model_flags  # model/data flags
+from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, model_flags.json).")
+flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, config.json).")
 flags.DEFINE_string("checkpoint_dir", None, "Directory whose latest checkpoint is exported "
                     "(default --model_dir).")
 flags.DEFINE_string("checkpoint_path", None, "A checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
@@ -36,21 +39,25 @@ flags.DEFINE_string("checkpoint_path", None, "A checkpoint prefix (e.g. MODEL_DI
 flags.DEFINE_string("output_dir", None, "Where to write the SavedModel, or with --trunk_only "
                     "the I3D weights (must not exist or be empty).")
 flags.DEFINE_float("fps", None, "Frame rate of the training videos, in which --frame_stride "
-                   "counts frames (default: 'fps' of model_flags.json, else AVA's 30).")
+                   "counts frames (default: AVA's 30, or the 'fps' of an older run's "
+                   "model_flags.json).")
 flags.DEFINE_bool("trunk_only", False, "Write only the Inception-I3D weights (trunk and any "
                   "I3D head tail), as OUTPUT_DIR/i3d_trunk for tools/train.py --init_checkpoint, "
                   "instead of a SavedModel.")
 
-class InputError(ValueError):
-    """Bad flags or files; reported as one line, exit status 2."""
+InputError = cli.CliError   # bad flags or files: one line, exit status 2
 
 
-def _apply_model_flags_json(model_dir):
-    """`model_flags.apply_model_flags_json`, its errors as one-line input errors."""
-    try:
-        return model_flags.apply_model_flags_json(model_dir)
-    except ValueError as e:
-        raise InputError(str(e)) from None
+def _legacy_fps(model_dir) -> float:
+    """The 'fps' a legacy model_flags.json may hold (written by hand), else AVA's 30."""
+    path = os.path.join(model_dir or "", "model_flags.json")
+    if model_dir and os.path.isfile(path):
+        try:
+            with open(path) as f:
+                return float(json.load(f).get("fps") or 30.0)
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+    return 30.0
 
 
 def _checkpoint_path():
@@ -78,10 +85,10 @@ def _checkpoint_path():
     return prefix
 
 
-def _dummy_batch(tf, label_map):
+def _dummy_batch(tf, label_map, data):
     """One example of every batch key the detector may read, to create its variables."""
-    size, c = FLAGS.image_size, label_map.num_classes
-    return {"clip": tf.zeros([1, FLAGS.num_frames, size, size, 3]),
+    size, c = data.image_size, label_map.num_classes
+    return {"clip": tf.zeros([1, data.num_frames, size, size, 3]),
             "boxes": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]), "box_mask": tf.ones([1, 1], tf.bool),
             "labels": tf.zeros([1, 1, c]), "person_ids": tf.zeros([1, 1], tf.int32),
             "proposals": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]),
@@ -110,34 +117,34 @@ def export():
         raise InputError(f"--output_dir: {FLAGS.output_dir} exists and is not empty")
     if FLAGS.model_dir and not os.path.isdir(FLAGS.model_dir):
         raise InputError(f"--model_dir: no such directory: {FLAGS.model_dir}")
-    saved = {}
-    if FLAGS.model_dir and not any(a == "--flagfile" or a.startswith("--flagfile=")
-                                   for a in sys.argv):
-        saved = _apply_model_flags_json(FLAGS.model_dir)
-    if FLAGS.input == "features":
+    config = model_flags.config_for_model_dir(FLAGS.model_dir)
+    from action_tx.tasks import make_task
+    task = make_task(config)
+    if not task.runs_on_frames:
         raise InputError("a feature-mode model (--input=features) reads stored features, not "
                          "frames: it cannot be exported; export an end-to-end checkpoint")
-    if not FLAGS.label_map:
-        raise InputError("--label_map is required (in the flagfile, model_flags.json or the "
+    label_map_path = config.data.label_map
+    if not label_map_path:
+        raise InputError("--label_map is required (in the flagfile, config.json or the "
                          "command line)")
-    if not os.path.isfile(FLAGS.label_map):
-        raise InputError(f"--label_map: no such file: {FLAGS.label_map}")
-    fps = FLAGS.fps or float(saved.get("fps") or 30.0)
+    if not os.path.isfile(label_map_path):
+        raise InputError(f"--label_map: no such file: {label_map_path}")
+    fps = FLAGS.fps or _legacy_fps(FLAGS.model_dir)
     if fps <= 0:
         raise InputError(f"--fps must be positive, got {fps}")
     path = _checkpoint_path()
 
     import tensorflow as tf   # after the flag checks: errors and --help stay instant
     from action_tx import eval_lib
-    from action_tx.data import ava
     from action_tx.export import export_saved_model
 
     try:
-        label_map = ava.read_label_map(FLAGS.label_map)
+        label_map = task.label_map
     except (ValueError, OSError) as e:
         raise InputError(f"--label_map: {' '.join(str(e).split())}")
-    detector = model_flags.build_detector_from_flags(label_map)
-    detector(_dummy_batch(tf, label_map), training=False)
+    detector = task.build_model()
+    data = config.data
+    detector(_dummy_batch(tf, label_map, data), training=False)
     try:
         eval_lib.restore(detector, path)
     except (ValueError, tf.errors.OpError) as e:
@@ -147,26 +154,19 @@ def export():
     if FLAGS.trunk_only:
         _write_i3d_weights(detector)
         return
-    export_saved_model(detector, FLAGS.output_dir, num_frames=FLAGS.num_frames,
-                       image_size=FLAGS.image_size, class_ids=label_map.ids,
+    export_saved_model(detector, FLAGS.output_dir, num_frames=data.num_frames,
+                       image_size=data.image_size, class_ids=label_map.ids,
                        class_names=[label_map.names[i] for i in label_map.ids],
-                       frame_stride=FLAGS.frame_stride, fps=fps)
+                       frame_stride=data.frame_stride, fps=fps)
     signature = "clip, person_boxes" if detector.proposer.mode != "rpn" else "clip"
     print(f"SavedModel written: {FLAGS.output_dir} (serving_default({signature}), with_boxes, "
           f"labels, metadata)")
 
 
 def main(argv):
-    if len(argv) > 1:
-        print(f"export_saved_model.py: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    try:
-        export()
-    except InputError as e:
-        print(f"export_saved_model.py: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    del argv
+    export()
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

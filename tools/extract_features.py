@@ -7,8 +7,9 @@
         --tfrecords='bench_out/tfrecords/val.tfrecord-*' --out=bench_out/features/val
 
 Flags:
-  --checkpoint_dir  trainer directory: its latest ckpt-N and model_flags.json, which rebuild the
-                    detector (the checkpoint's model flags override the flagfile's).
+  --checkpoint_dir  trainer directory: its latest ckpt-N and config.json (model_flags.json of
+                    older runs), which rebuild the detector (the checkpoint's model and data
+                    config override the flagfile's).
   --split           train | val: picks the default --tfrecords.
   --tfrecords       glob of the split's TFRecord shards (default: --train_tfrecords for train,
                     --eval_tfrecords for val, as in the flagfile). Objects are the ones the
@@ -21,7 +22,7 @@ Flags:
   --min_detection_score detections with a person score below this are not stored (default 0).
   --bank            none | acfb: instead of features, write ACAR's Actor-Context Feature Bank
                     (action_tx.acfb.extract_bank) of the checkpoint's model (end-to-end or
-                    feature-mode: then the split's feature folder from model_flags.json).
+                    feature-mode: then the split's feature folder from config.json).
 
 One pass, no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
 Resumable: each shard is written under a temporary name, renamed when complete and recorded
@@ -32,9 +33,10 @@ import json
 import os
 import sys
 
-import model_flags  # noqa: F401  (model/data flags; puts the repo on sys.path first)
+import cli  # first: TF's log level and start-up options
+import model_flags  # model/data flags
 import train  # noqa: F401  (the trainer's flags, so its flagfiles parse here)
-from absl import app, flags, logging
+from absl import flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint_dir", None, "Trainer directory of the checkpoint.")
@@ -48,29 +50,24 @@ flags.DEFINE_float("min_detection_score", 0.0, "Detections below this score are 
 flags.DEFINE_enum("bank", "none", ["none", "acfb"], "acfb: write ACAR's feature bank instead.")
 
 
-class InputError(Exception):
-    """Bad flags or files: one line, exit status 2."""
+InputError = cli.CliError   # bad flags or files: one line, exit status 2
 
 
 def _checkpoint():
-    """-> (latest checkpoint path, model_flags.json values); applies the model flags."""
+    """-> (latest checkpoint path, the checkpoint's ExperimentConfig): its config.json (or
+    model_flags.json) wins over the flagfile's model and data flags."""
     import tensorflow as tf
     model_dir = FLAGS.checkpoint_dir
     if not os.path.isdir(model_dir):
         raise InputError(f"--checkpoint_dir: no such directory: {model_dir}")
-    if not os.path.isfile(os.path.join(model_dir, "model_flags.json")):
-        raise InputError(f"--checkpoint_dir: {model_dir} has no model_flags.json (not a "
-                         "trainer directory)")
+    config = model_flags.model_dir_config(model_dir)
+    if config is None:
+        raise InputError(f"--checkpoint_dir: {model_dir} has no config.json (not a trainer "
+                         "directory)")
     path = tf.train.latest_checkpoint(model_dir)
     if not path:
         raise InputError(f"--checkpoint_dir: no checkpoint in {model_dir}")
-    for flag in FLAGS.get_flags_for_module(model_flags):
-        flag.present = 0      # the checkpoint's model flags win over the flagfile's
-    try:
-        values = model_flags.apply_model_flags_json(model_dir)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    return path, values
+    return path, config
 
 
 def _input_files():
@@ -122,27 +119,14 @@ def _write_manifest(out, manifest):
     os.replace(path + ".tmp", path)
 
 
-def _extract_bank(checkpoint):
-    import tensorflow as tf   # noqa: F401
+def _extract_bank(checkpoint, task):
     from action_tx import eval_lib
     from action_tx.acfb import extract_bank
-    from action_tx.data import ava
-    label_map = ava.read_label_map(FLAGS.label_map)
-    model = model_flags.build_model_from_flags(label_map)
-    if FLAGS.input == "features":
-        from action_tx.data.features import build_feature_dataset
-        directory = FLAGS.feature_dir if FLAGS.split == "train" else FLAGS.eval_feature_dir
-        if not directory:
-            raise InputError(f"the checkpoint's model reads features, but model_flags.json has "
-                             f"no {'feature_dir' if FLAGS.split == 'train' else 'eval_feature_dir'}")
-        dataset = build_feature_dataset(
-            directory, num_classes=label_map.num_classes, batch_size=FLAGS.batch_size,
-            training=False, actors=FLAGS.eval_actors, context=FLAGS.context_keyframes,
-            max_objects=FLAGS.max_objects)
+    model = task.build_model()
+    if task.runs_on_frames:   # frames: this split's TFRecords
+        dataset = task.eval_dataset(FLAGS.extract_batch_size, source=_input_files()[1])
     else:
-        from action_tx.data.pipeline import build_dataset
-        dataset = build_dataset(_input_files()[1], batch_size=FLAGS.extract_batch_size,
-                                **model_flags.dataset_kwargs_from_flags(label_map, False))
+        dataset = task.eval_dataset(FLAGS.batch_size, split=FLAGS.split)
     eval_lib.build_detector_on(model, dataset)
     eval_lib.restore(model, checkpoint)
     # The actors archived are those the model scores at inference (--eval_actors in feature
@@ -153,19 +137,21 @@ def _extract_bank(checkpoint):
 def extract():
     if not FLAGS.checkpoint_dir or not FLAGS.split or not FLAGS.out:
         raise InputError("--checkpoint_dir, --split and --out are required")
-    checkpoint, _ = _checkpoint()
-    if not FLAGS.label_map or not os.path.isfile(FLAGS.label_map):
-        raise InputError(f"--label_map: no such file: {FLAGS.label_map}")
+    checkpoint, config = _checkpoint()
+    label_map_path = config.data.label_map
+    if not label_map_path or not os.path.isfile(label_map_path):
+        raise InputError(f"--label_map: no such file: {label_map_path}")
+    from action_tx.tasks import make_task
+    task = make_task(config)
     os.makedirs(FLAGS.out, exist_ok=True)
     if FLAGS.bank == "acfb":
-        return _extract_bank(checkpoint)
-    if FLAGS.input == "features":
+        return _extract_bank(checkpoint, task)
+    if not task.runs_on_frames:
         raise InputError(f"{FLAGS.checkpoint_dir} holds a feature-mode model: features are "
                          "extracted with an end-to-end detector checkpoint")
     pattern, files = _input_files()
-    from action_tx.data import ava
     from action_tx.data.feature_extractor import Extractor   # TensorFlow, after flag checks
-    label_map = ava.read_label_map(FLAGS.label_map)
+    label_map = task.label_map
     total = _count(pattern, files)
     settings = dict(checkpoint=os.path.abspath(checkpoint), tfrecords=[os.path.abspath(f)
                     for f in files], split=FLAGS.split, map_size=FLAGS.map_size,
@@ -177,10 +163,10 @@ def extract():
     if not todo:
         print(f"all {len(manifest['shards'])} shards already in {FLAGS.out}", file=sys.stderr)
         return
-    kwargs = model_flags.dataset_kwargs_from_flags(label_map, training=False)
+    kwargs = task.dataset_kwargs(training=False)
     kwargs = {k: kwargs[k] for k in ("num_classes", "num_frames", "frame_stride", "image_size",
                                      "max_boxes", "max_proposals", "max_objects")}
-    extractor = Extractor(model_flags.build_detector_from_flags(label_map), checkpoint, files,
+    extractor = Extractor(task.build_model(), checkpoint, files,
                           dataset_kwargs=kwargs, map_size=FLAGS.map_size,
                           batch_size=FLAGS.extract_batch_size,
                           min_detection_score=FLAGS.min_detection_score)
@@ -199,19 +185,10 @@ def extract():
 
 
 def main(argv):
+    del argv
     logging.set_verbosity(logging.WARNING)
-    try:
-        if len(argv) > 1:
-            raise InputError(f"unexpected arguments: {' '.join(argv[1:])}")
-        extract()
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except (ValueError, OSError) as e:    # FeatureFileError, AvaFormatError, restore errors
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+    extract()
 
 
 if __name__ == "__main__":
-    model_flags.exit_on_missing_flagfile(sys.argv)
-    app.run(main)
+    cli.run(main)

@@ -5,8 +5,7 @@
 
 Every preset value can be overridden by a flag; --resolution is WIDTHxHEIGHT or one number.
 """
-import sys
-
+import cli  # first: TF's log level and start-up options
 from absl import app, flags
 
 from action_tx.data import synthetic
@@ -49,7 +48,7 @@ def main(argv):
         summary = synthetic.generate(FLAGS.out, preset=FLAGS.preset, seed=FLAGS.seed,
                                      progress=True, check=FLAGS.check, **over)
     except ValueError as e:
-        sys.exit(f"make_synthetic_ava: {e}")
+        raise cli.CliError(e) from None
     for split, c in summary["splits"].items():
         print(f"{split}: {c['videos']} videos, {c['keyframes']} keyframes, "
               f"{c['person_keyframes']} person-keyframes; evidence {c['evidence']}")
@@ -57,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -1,259 +1,254 @@
-"""Model and data flags shared by the tools, and the one place that maps them onto keyword
-arguments of the library (`build_detector_from_flags`, `dataset_kwargs_from_flags`)."""
+"""Model and data flags shared by the tools, and the one place that maps flags onto the
+library's `ExperimentConfig` (`experiment_config`).
+
+Defaults live in the config classes (`action_tx/config.py`, and each head's config in its own
+module): the section flags take theirs from there, and a head's own flags (`--tx_*`,
+`--stage_*`, ...) default to None, i.e. the head config's default (the paper's). Every other
+flag named like a config field (the trainer's, the evaluator's) is mapped by its name.
+"""
+import dataclasses
 import json
 import os
 import sys
 
-# Make `import action_tx` work from a plain checkout, and set TF's start-up options first.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import action_tx  # noqa: E402,F401  (sets TF_ENABLE_ONEDNN_OPTS before TensorFlow loads)
+import cli  # noqa: F401  (TF's log level and start-up options, before TensorFlow loads)
+from absl import flags
 
-from absl import flags  # noqa: E402
+from action_tx import config as C
 
 FLAGS = flags.FLAGS
 
+
+def _default(section, name):
+    return {f.name: f.default for f in dataclasses.fields(section)}[name]
+
+
+M, D = C.ModelConfig, C.DataConfig
 # --- model ---
-flags.DEFINE_string("trunk", "i3d_tiny", "Trunk preset: i3d (published Inception-I3D) or "
-                    "i3d_tiny (quarter width, for CPUs).")
+flags.DEFINE_string("trunk", _default(M, "trunk"), "Trunk preset: i3d (published "
+                    "Inception-I3D) or i3d_tiny (quarter width, for CPUs).")
 flags.DEFINE_float("width_multiplier", None, "Override the trunk preset's channel multiplier.")
-flags.DEFINE_bool("freeze_bn", False, "Fix BatchNorm statistics (paper §3.5).")
-flags.DEFINE_string("head", "i3d", "Head: a key of action_tx.heads.HEADS.")
-flags.DEFINE_enum("proposals", "rpn", ["rpn", "external", "gt"],
+flags.DEFINE_bool("freeze_bn", _default(M, "freeze_bn"), "Fix BatchNorm statistics (paper §3.5).")
+flags.DEFINE_string("head", _default(M, "head"), "Head: a key of action_tx.heads.HEADS.")
+flags.DEFINE_enum("proposals", _default(M, "proposals"), list(C.PROPOSALS),
                   "Person boxes: the RPN, the person-detection CSV, or ground truth.")
-flags.DEFINE_list("anchor_sizes", ["32", "64", "128", "256"], "RPN anchor sizes, input pixels.")
-flags.DEFINE_integer("rpn_filters", 512, "RPN 3x3 conv width.")
-flags.DEFINE_integer("post_nms_top_k", 300, "R: proposals kept after NMS (paper: 300).")
-flags.DEFINE_integer("num_roi_samples", 64, "Second-stage RoIs sampled per clip in training.")
-flags.DEFINE_bool("pose_softmax", False, "Softmax over the pose classes (ACAR-Net §4.1).")
-flags.DEFINE_float("focal_gamma", 0.0, "Focal loss exponent on sigmoid classes (HGRNN: 2).")
+flags.DEFINE_list("anchor_sizes", [f"{s:g}" for s in _default(M, "anchor_sizes")],
+                  "RPN anchor sizes, input pixels.")
+flags.DEFINE_integer("rpn_filters", _default(M, "rpn_filters"), "RPN 3x3 conv width.")
+flags.DEFINE_integer("post_nms_top_k", _default(M, "post_nms_top_k"),
+                     "R: proposals kept after NMS (paper: 300).")
+flags.DEFINE_integer("num_roi_samples", _default(M, "num_roi_samples"),
+                     "Second-stage RoIs sampled per clip in training.")
+flags.DEFINE_bool("pose_softmax", _default(M, "pose_softmax"),
+                  "Softmax over the pose classes (ACAR-Net §4.1).")
+flags.DEFINE_float("focal_gamma", _default(M, "focal_gamma"),
+                   "Focal loss exponent on sigmoid classes (HGRNN: 2).")
+flags.DEFINE_integer("max_detections", _default(M, "max_detections"),
+                     "Detections kept per clip after NMS.")
+flags.DEFINE_bool("class_specific_nms", _default(M, "class_specific_nms"), "NMS per action "
+                  "class on person score x action score (HGRNN §3.3) instead of "
+                  "class-agnostic NMS on the person score.")
+flags.DEFINE_integer("seed", _default(M, "seed"), "Global seed (weights, samplers, input "
+                     "shuffling).")
+# --- head options: None = the head config's default (its paper's), see action_tx/heads/ ---
 flags.DEFINE_float("head_dropout", None, "Dropout of the head (default: the head's own).")
-flags.DEFINE_integer("tx_heads", 2, "Action Transformer: heads per layer.")
-flags.DEFINE_integer("tx_layers", 3, "Action Transformer: layers.")
-flags.DEFINE_integer("tx_hidden", 128, "Action Transformer: D.")
-flags.DEFINE_enum("tx_query", "highres", ["highres", "lowres"], "Action Transformer QPr.")
-flags.DEFINE_integer("max_detections", 100, "Detections kept per clip after NMS.")
-flags.DEFINE_bool("class_specific_nms", False, "NMS per action class on person score x action "
-                  "score (HGRNN §3.3) instead of class-agnostic NMS on the person score.")
-# STAGE (stage_graph_attention.txt)
-flags.DEFINE_integer("stage_heads", 4, "STAGE: graph attention heads per layer.")
-flags.DEFINE_integer("stage_layers", 2, "STAGE: graph attention layers.")
-flags.DEFINE_float("stage_dropout", 0.5, "STAGE: dropout of each layer.")
-flags.DEFINE_integer("stage_temporal_extent", 1, "STAGE: clips on each side joined by temporal "
-                     "edges (0: no temporal edges).")
-flags.DEFINE_bool("stage_proximity", True, "STAGE: exp(-distance) adjacency (false: all ones).")
-flags.DEFINE_bool("stage_objects", True, "STAGE: object nodes in the graph.")
-flags.DEFINE_enum("stage_attention", "graph", ["graph", "transformer"],
-                  "STAGE: graph attention, or transformer attention (paper Table 5).")
-# HGRNN (hgrnn_graph_rnn.txt)
-flags.DEFINE_integer("hgrnn_window", 3, "HGRNN: l, keyframes on each side of the scene BiGRU.")
-flags.DEFINE_integer("hgrnn_iterations", 2, "HGRNN: graph GRU iterations.")
-flags.DEFINE_integer("hgrnn_hidden", 256, "HGRNN: GRU hidden size (paper silent; its features "
-                     "are 256-d, §3.3).")
-# ACAR-Net (acar_net.txt)
-flags.DEFINE_integer("acar_blocks", 2, "ACAR: HR2O blocks.")
-flags.DEFINE_integer("acar_dim", 512, "ACAR: HR2O width d.")
-flags.DEFINE_enum("acar_relation", "hr2o", ["hr2o", "rn"],
-                  "ACAR: high-order relation operator, or the Relation Network (eq. 3-4).")
+flags.DEFINE_integer("tx_heads", None, "Action Transformer: heads per layer (paper: 2).")
+flags.DEFINE_integer("tx_layers", None, "Action Transformer: layers (paper: 3).")
+flags.DEFINE_integer("tx_hidden", None, "Action Transformer: D (paper: 128).")
+flags.DEFINE_enum("tx_query", None, ["highres", "lowres"], "Action Transformer QPr (paper's "
+                  "best: highres).")
+flags.DEFINE_integer("stage_heads", None, "STAGE: graph attention heads per layer (4).")
+flags.DEFINE_integer("stage_layers", None, "STAGE: graph attention layers (2).")
+flags.DEFINE_float("stage_dropout", None, "STAGE: dropout of each layer (0.5).")
+flags.DEFINE_integer("stage_temporal_extent", None, "STAGE: clips on each side joined by "
+                     "temporal edges (1; 0: no temporal edges).")
+flags.DEFINE_bool("stage_proximity", None, "STAGE: exp(-distance) adjacency (default true; "
+                  "false: all ones).")
+flags.DEFINE_bool("stage_objects", None, "STAGE: object nodes in the graph (default true).")
+flags.DEFINE_enum("stage_attention", None, ["graph", "transformer"],
+                  "STAGE: graph attention (default), or transformer attention (Table 5).")
+flags.DEFINE_integer("hgrnn_window", None, "HGRNN: l, keyframes on each side of the scene "
+                     "BiGRU (3).")
+flags.DEFINE_integer("hgrnn_iterations", None, "HGRNN: graph GRU iterations (2).")
+flags.DEFINE_integer("hgrnn_hidden", None, "HGRNN: GRU hidden size (256; paper silent, its "
+                     "features are 256-d, §3.3).")
+flags.DEFINE_integer("acar_blocks", None, "ACAR: HR2O blocks (2).")
+flags.DEFINE_integer("acar_dim", None, "ACAR: HR2O width d (512).")
+flags.DEFINE_enum("acar_relation", None, ["hr2o", "rn"], "ACAR: high-order relation operator "
+                  "(default hr2o), or the Relation Network (eq. 3-4).")
 flags.DEFINE_string("acfb_bank_dir", None, "ACAR: Actor-Context Feature Bank of the training "
                     "split (tools/extract_features.py --bank=acfb); none: no bank.")
 flags.DEFINE_string("eval_acfb_bank_dir", None, "ACAR: the bank of the evaluation split.")
-flags.DEFINE_integer("acfb_window", 2, "ACAR: w, bank keyframes on each side (eq. 5).")
-# AIA (aia_interaction_aggregation.txt)
-flags.DEFINE_list("aia_blocks", ["P", "O", "M", "P", "O", "M"],
-                  "AIA: interaction blocks in order (P person, O object, M memory).")
-flags.DEFINE_enum("aia_structure", "dense", ["parallel", "serial", "dense"],
-                  "AIA: how the blocks are aggregated (§3.3).")
-flags.DEFINE_integer("aia_memory_window", 30, "AIA: L, memory keyframes on each side (0: none).")
-flags.DEFINE_bool("aia_amu", True, "AIA: asynchronous memory update (Algorithm 1).")
-flags.DEFINE_bool("aia_temporal_position", True, "AIA: M-blocks add a learned embedding per "
-                  "memory offset to keys and values (the authors' release; the paper is silent).")
-flags.DEFINE_enum("aia_memory_dtype", "float32", ["float32", "float16"],
-                  "AIA: storage type of the memory table.")
-flags.DEFINE_float("box_jitter", 0.05, "Training jitter of the ground-truth boxes (AIA §4.1), "
-                   "as a fraction of the box size (data pipeline; 0: none).")
-flags.DEFINE_integer("aia_memory_size", 0, "AIA: rows of the memory tables, >= the keyframes of "
-                     "every split the model runs on; 0: the largest split in the manifests of "
-                     "the data flags given (set it when train and eval run apart).")
-flags.DEFINE_integer("seed", 0, "Global seed (weights, samplers, input shuffling).")
-
+flags.DEFINE_integer("acfb_window", None, "ACAR: w, bank keyframes on each side (eq. 5; "
+                     "paper §4.2: 10).")
+flags.DEFINE_list("aia_blocks", None, "AIA: interaction blocks in order (P person, O object, "
+                  "M memory; default P,O,M,P,O,M).")
+flags.DEFINE_enum("aia_structure", None, ["parallel", "serial", "dense"],
+                  "AIA: how the blocks are aggregated (§3.3; default dense).")
+flags.DEFINE_integer("aia_memory_window", None, "AIA: L, memory keyframes on each side "
+                     "(30; 0: none).")
+flags.DEFINE_bool("aia_amu", None, "AIA: asynchronous memory update (Algorithm 1; default "
+                  "true).")
+flags.DEFINE_bool("aia_temporal_position", None, "AIA: M-blocks add a learned embedding per "
+                  "memory offset to keys and values (default true: the authors' release; the "
+                  "paper is silent).")
+flags.DEFINE_enum("aia_memory_dtype", None, ["float32", "float16"],
+                  "AIA: storage type of the memory table (default float32).")
+flags.DEFINE_integer("aia_memory_size", None, "AIA: rows of the memory tables, >= the "
+                     "keyframes of every split the model runs on; 0 or unset: the largest "
+                     "split in the manifests of the data flags given (set it when train and "
+                     "eval run apart).")
 # --- data ---
 flags.DEFINE_string("label_map", None, "Label map (pbtxt or 'N: name' text).")
-flags.DEFINE_integer("num_frames", 8, "T: frames per clip.")
-flags.DEFINE_integer("frame_stride", 2, "s: stride between clip frames.")
-flags.DEFINE_integer("image_size", 112, "Square input size in pixels.")
-flags.DEFINE_integer("max_boxes", 16, "Ground-truth boxes per clip (padding).")
-flags.DEFINE_integer("max_proposals", 32, "External person detections per clip (padding).")
-flags.DEFINE_integer("max_objects", 16, "Object boxes per clip (padding).")
+flags.DEFINE_integer("num_frames", _default(D, "num_frames"), "T: frames per clip.")
+flags.DEFINE_integer("frame_stride", _default(D, "frame_stride"),
+                     "s: stride between clip frames.")
+flags.DEFINE_integer("image_size", _default(D, "image_size"), "Square input size in pixels.")
+flags.DEFINE_integer("max_boxes", _default(D, "max_boxes"),
+                     "Ground-truth boxes per clip (padding).")
+flags.DEFINE_integer("max_proposals", _default(D, "max_proposals"),
+                     "External person detections per clip (padding).")
+flags.DEFINE_integer("max_objects", _default(D, "max_objects"),
+                     "Object boxes per clip (padding).")
+flags.DEFINE_float("box_jitter", _default(D, "box_jitter"), "Training jitter of the "
+                   "ground-truth boxes (AIA §4.1), as a fraction of the box size (0: none).")
 # --- feature mode (tools/extract_features.py writes the features) ---
-flags.DEFINE_enum("input", "frames", ["frames", "features"],
+flags.DEFINE_enum("input", _default(D, "input"), list(C.INPUTS),
                   "frames: end to end from TFRecords; features: a head on frozen trunk features.")
 flags.DEFINE_string("feature_dir", None, "--input=features: training split's feature folder.")
 flags.DEFINE_string("eval_feature_dir", None, "--input=features: evaluation split's features.")
-flags.DEFINE_enum("train_actors", "both", ["both", "gt", "detected"],
+flags.DEFINE_enum("train_actors", _default(D, "train_actors"), ["both", "gt", "detected"],
                   "--input=features: actor boxes trained on.")
-flags.DEFINE_enum("eval_actors", "detected", ["detected", "gt"],
+flags.DEFINE_enum("eval_actors", _default(D, "eval_actors"), ["detected", "gt"],
                   "--input=features: actor boxes scored (gt: the classification-only bound).")
-flags.DEFINE_integer("context_keyframes", 0, "--input=features: extra keyframes on each side "
-                     "of a batch (temporal context only: no loss, no detections).")
+flags.DEFINE_integer("context_keyframes", _default(D, "context_keyframes"),
+                     "--input=features: extra keyframes on each side of a batch (temporal "
+                     "context only: no loss, no detections).")
+
+# Config fields whose flag is named otherwise (first defined flag wins).
+_RENAMED = {("eval", "groundtruth"): ("eval_groundtruth", "groundtruth"),
+            ("eval", "batch_size"): ("eval_batch_size",)}
+_SECTIONS = (("model", C.ModelConfig), ("data", C.DataConfig), ("train", C.TrainConfig),
+             ("eval", C.EvalConfig))
+_UNSET = object()
 
 
-def _head_options(head: str) -> dict:
-    options = {}
-    if FLAGS.head_dropout is not None:
-        options["dropout"] = FLAGS.head_dropout
-    if head in ("tx", "tx_i3d"):
-        options.update(num_heads=FLAGS.tx_heads, num_layers=FLAGS.tx_layers,
-                       hidden_size=FLAGS.tx_hidden, query_mode=FLAGS.tx_query)
-    if head == "stage":
-        options.update(num_heads=FLAGS.stage_heads, num_layers=FLAGS.stage_layers,
-                       dropout=FLAGS.stage_dropout if FLAGS.head_dropout is None
-                       else FLAGS.head_dropout, temporal_extent=FLAGS.stage_temporal_extent,
-                       use_proximity=FLAGS.stage_proximity, use_objects=FLAGS.stage_objects,
-                       attention=FLAGS.stage_attention)
-    if head == "hgrnn":
-        options.update(window=FLAGS.hgrnn_window, iterations=FLAGS.hgrnn_iterations,
-                       hidden_size=FLAGS.hgrnn_hidden)
-    if head == "acar":
-        options.update(num_blocks=FLAGS.acar_blocks, hidden_size=FLAGS.acar_dim,
-                       relation=FLAGS.acar_relation, bank_dir=FLAGS.acfb_bank_dir,
-                       eval_bank_dir=FLAGS.eval_acfb_bank_dir, bank_window=FLAGS.acfb_window)
-    if head == "aia":
-        options.update(blocks=list(FLAGS.aia_blocks), structure=FLAGS.aia_structure,
-                       memory_window=FLAGS.aia_memory_window, use_amu=FLAGS.aia_amu,
-                       memory_dtype=FLAGS.aia_memory_dtype, memory_size=aia_memory_size(),
-                       temporal_position=FLAGS.aia_temporal_position)
-    return options
+def _from_flags(base):
+    """The getter of `experiment_config`: a defined flag's value; with a `base` config, only
+    flags given on the command line or in a flagfile count."""
+    def value(name):
+        if name not in FLAGS or (base is not None and not FLAGS[name].present):
+            return _UNSET
+        return FLAGS[name].value
+    return value
 
 
-def aia_memory_size() -> int:
-    """--aia_memory_size, or the most keyframes of any split whose data flag is given (the
-    converter's / extract_features' manifests); 0 when the memory is unused or none is found."""
-    if FLAGS.aia_memory_size or "M" not in FLAGS.aia_blocks or FLAGS.aia_memory_window <= 0:
-        return FLAGS.aia_memory_size
-    from action_tx import eval_lib
-    from action_tx.data import features
-    counts = [0]
-    for name in ("train_tfrecords", "eval_tfrecords"):
-        if name in FLAGS and FLAGS[name].value:
-            counts.append(eval_lib.count_keyframes(FLAGS[name].value) or 0)
-    for name in ("feature_dir", "eval_feature_dir"):
-        folder = FLAGS[name].value
-        if folder and os.path.isfile(os.path.join(folder, features.MANIFEST)):
-            counts.append(features.count_target_keyframes(folder))
-    if max(counts) == 0:
-        raise ValueError("--head=aia: no manifest gives the keyframe count of the data; set "
-                         "--aia_memory_size")
-    return max(counts)
+def experiment_config(base=None, value=None, resolve: bool = True) -> "C.ExperimentConfig":
+    """THE mapping from flags to the library's config.
 
-
-def _uses_objects(head: str) -> bool:
-    """Whether the detector must pool object tubes for `head` (batch `objects`)."""
-    return ((head == "aia" and "O" in FLAGS.aia_blocks)
-            or (head == "stage" and FLAGS.stage_objects))
-
-
-def exit_on_missing_flagfile(argv) -> None:
-    """Exits with status 2 and one line when a `--flagfile=F` of `argv` does not exist (absl's
-    own message for it is a multi-line usage dump). Tools call it before `app.run`."""
-    for arg in argv[1:]:
-        if arg.startswith("--flagfile=") and not os.path.isfile(arg.split("=", 1)[1]):
-            print(f"error: --flagfile: no such file: {arg.split('=', 1)[1]}", file=sys.stderr)
-            sys.exit(2)
-
-
-def pose_indices(label_map):
-    """Contiguous indices of the label map's pose classes (AVA ids 1-14)."""
-    return [i for i, c in enumerate(label_map.ids) if c in label_map.categories().get("pose", [])]
-
-
-def build_detector_from_flags(label_map):
-    """The ActionDetector the flags describe, for `label_map` (an action_tx.data.ava.LabelMap)."""
-    from action_tx.model_builder import build_detector
-    return build_detector(
-        num_classes=label_map.num_classes, trunk=FLAGS.trunk,
-        width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn, head=FLAGS.head,
-        head_options=_head_options(FLAGS.head), proposals=FLAGS.proposals,
-        anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
-        post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
-        pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
-        focal_gamma=FLAGS.focal_gamma, use_objects=_uses_objects(FLAGS.head),
-        max_detections=FLAGS.max_detections,
-        class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed)
-
-
-def build_model_from_flags(label_map):
-    """The model the flags describe: the ActionDetector (`--input=frames`) or, for
-    `--input=features`, a FeatureActionModel with the same head on stored features."""
-    if FLAGS.input != "features":
-        return build_detector_from_flags(label_map)
-    from action_tx.feature_model import FeatureActionModel
-    from action_tx.heads import HEADS
-    if FLAGS.head not in HEADS:
-        raise ValueError(f"unknown --head={FLAGS.head}; available heads: {sorted(HEADS)}")
-    options = {"class_specific_nms": True} if FLAGS.class_specific_nms else {}
-    return FeatureActionModel(
-        head=HEADS[FLAGS.head](num_classes=label_map.num_classes,
-                               **_head_options(FLAGS.head)),
-        num_classes=label_map.num_classes,
-        pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
-        focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections, **options)
-
-
-def feature_dataset_from_flags(label_map, training: bool, batch_size: int):
-    """`action_tx.data.features.build_feature_dataset` of --feature_dir (training) or
-    --eval_feature_dir (evaluation). Raises ValueError when that flag is not set."""
-    from action_tx.data.features import build_feature_dataset
-    name = "feature_dir" if training else "eval_feature_dir"
-    directory = getattr(FLAGS, name)
-    if not directory:
-        raise ValueError(f"--input=features needs --{name}")
-    return build_feature_dataset(
-        directory, num_classes=label_map.num_classes, batch_size=batch_size,
-        training=training, seed=FLAGS.seed,
-        actors=FLAGS.train_actors if training else FLAGS.eval_actors,
-        context=FLAGS.context_keyframes, max_objects=FLAGS.max_objects)
-
-
-def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
-    """Keyword arguments of `action_tx.data.pipeline.build_dataset` (without file pattern and
-    batch size)."""
-    return dict(num_classes=label_map.num_classes, num_frames=FLAGS.num_frames,
-                frame_stride=FLAGS.frame_stride, image_size=FLAGS.image_size,
-                training=training, seed=FLAGS.seed, max_boxes=FLAGS.max_boxes,
-                max_proposals=FLAGS.max_proposals, max_objects=FLAGS.max_objects,
-                box_jitter=FLAGS.box_jitter)
-
-
-def apply_model_flags_json(model_dir: str) -> dict:
-    """Sets the model/data flags not given on the command line (or in a flagfile) from
-    `model_dir/model_flags.json`, which the trainer writes (a JSON object flag name -> value).
-
-    Returns the JSON object ({} when the file is absent). Raises ValueError, naming the file,
-    when it is not such an object or holds a value a flag rejects.
+    Args:
+      base: an `ExperimentConfig` (a model_dir's config.json): its values, except where a flag
+        is given on the command line or in a flagfile. None: every flag's value.
+      value: instead of the flags, a getter flag name -> value (e.g. a legacy
+        model_flags.json); return `_UNSET` for an absent one.
+      resolve: size the head for the data (`tasks.resolve_keyframe_counts`, AIA's memory).
+    Raises ConfigError (a ValueError) for a config that does not validate.
     """
-    path = os.path.join(model_dir, "model_flags.json")
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path) as f:
-            values = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a JSON object of flag values ({e})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: not a JSON object of flag values")
+    from action_tx.heads import HEADS
+    value = value or _from_flags(base)
+    sections = {}
+    for name, section in _SECTIONS:
+        # A trained model's model and data; this run's own train and eval settings.
+        old = getattr(base, name) if base is not None and name in ("model", "data") else None
+        fields = {}
+        for f in dataclasses.fields(section):
+            if f.name == "head_options":
+                continue
+            got = next((v for v in (value(n) for n in _RENAMED.get((name, f.name), (f.name,)))
+                        if v is not _UNSET), _UNSET)
+            if got is not _UNSET:
+                fields[f.name] = got
+            elif old is not None:
+                fields[f.name] = getattr(old, f.name)
+        sections[name] = fields
+    head = sections["model"].get("head", C.ModelConfig.head)
+    if head not in HEADS:
+        raise C.ConfigError(f"unknown --head={head}; available heads: "
+                            f"{', '.join(sorted(HEADS))}")
+    config_class = HEADS[head][1]
+    same = base is not None and base.model.head == head
+    options = dataclasses.asdict(base.model.head_options) if same else {}
+    for flag, field in config_class.flag_names.items():
+        got = value(flag)
+        if got is not _UNSET and got is not None:
+            options[field] = got
+    dropout = value("head_dropout")
+    if dropout is not _UNSET and dropout is not None:
+        options["dropout"] = dropout
+    model = C.ModelConfig(**dict(sections["model"], head_options=config_class(**options)))
+    data = C.DataConfig(**sections["data"])
+    if resolve:
+        from action_tx.tasks import resolve_keyframe_counts
+        model = resolve_keyframe_counts(model, data)
+    return C.ExperimentConfig(model=model, data=data, train=C.TrainConfig(**sections["train"]),
+                              eval=C.EvalConfig(**sections["eval"]))
+
+
+def legacy_config(values: dict, resolve: bool = False) -> "C.ExperimentConfig":
+    """The config of a legacy `model_flags.json` object (flag name -> value, written by the
+    trainer before config.json): its values over the flags' defaults."""
     if isinstance(values.get("flags"), dict):   # also {"flags": {...}}
         values = values["flags"]
-    known = {f.name for f in FLAGS.get_flags_for_module(__name__)}
-    for name, value in values.items():
-        if name not in known or FLAGS[name].present:
-            continue    # not a model flag, or set on the command line (which wins)
-        try:
-            if value is None:
-                FLAGS[name].value = None
-            else:
-                FLAGS[name].parse(value)
-                FLAGS[name].present = 0
+    parsed = {}
+    for name, raw in values.items():
+        if name not in FLAGS or raw is None:
+            parsed[name] = raw
+            continue
+        try:   # the flag's own parser: the file holds flag values
+            parsed[name] = FLAGS[name].parser.parse(raw)
         except (flags.Error, ValueError, TypeError) as e:
-            raise ValueError(f"{path}: flag {name}={value!r}: {e}") from None
-    print(f"model flags from {path}", file=sys.stderr)
-    return values
+            raise C.ConfigError(f"flag {name}={raw!r}: {e}") from None
+
+    def value(name):
+        if name in parsed:
+            return parsed[name]
+        return FLAGS[name].default if name in FLAGS else _UNSET
+    return experiment_config(value=value, resolve=resolve)
+
+
+def model_dir_config(model_dir: str):
+    """`model_dir`'s config: config.json, else a legacy model_flags.json (read as flags);
+    None when it has neither. Prints which file it read. Raises ConfigError naming the file
+    when it cannot be read."""
+    config = C.load(model_dir)
+    path = os.path.join(model_dir, C.CONFIG_FILE)
+    if config is None:
+        path = os.path.join(model_dir, C.LEGACY_CONFIG_FILE)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with open(path) as f:
+                values = json.load(f)
+            if not isinstance(values, dict):
+                raise ValueError("not an object")
+            config = legacy_config(values)
+        except C.ConfigError as e:
+            raise C.ConfigError(f"{path}: {e}") from None
+        except (OSError, ValueError, TypeError) as e:
+            raise C.ConfigError(f"{path}: not a JSON object of flag values ({e})") from None
+    print(f"model config from {path}", file=sys.stderr)
+    return config
+
+
+def config_for_model_dir(model_dir: str, flags_win: bool = True):
+    """The config a tool runs a trained model with: with a --flagfile, the flags alone (as
+    written); else `model_dir`'s config (`model_dir_config`) with the flags given on the
+    command line over it (`flags_win`; False: the model_dir's values win over a flagfile's)."""
+    saved = model_dir_config(model_dir) if model_dir else None
+    if saved is None:
+        return experiment_config()
+    if cli.flagfile_given() and flags_win:
+        return experiment_config()
+    if not flags_win:
+        return saved
+    return experiment_config(base=saved)

@@ -36,12 +36,15 @@ Outputs: logits [B, N, num_classes]; attention [B, N, M, h, w] of the last HR2O 
 or (2w + 1) * P bank actors; None for "rn").
 """
 import contextlib
+import dataclasses
+from typing import Optional
 
 import keras
 import tensorflow as tf
 
 from action_tx.heads.acar_blocks import ActorContextEncoder, HR2OBlock, RelationNetworkBlock
 from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.head_config import HeadConfig
 
 RELATIONS = ("hr2o", "rn")
 
@@ -188,3 +191,23 @@ class ACARHead(keras.layers.Layer):
                       reduce_size=self.reduce_size, kernel_size=self.kernel_size,
                       block_dropout=self.block_dropout)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ACARHeadConfig(HeadConfig):
+    """Options of `ACARHead` (acar_net.txt)."""
+    flag_names = {"acar_blocks": "num_blocks", "acar_dim": "hidden_size",
+                  "acar_relation": "relation", "acfb_bank_dir": "bank_dir",
+                  "eval_acfb_bank_dir": "eval_bank_dir", "acfb_window": "bank_window"}
+    num_blocks: int = 2          # Table 1e: 2 HR2O blocks
+    hidden_size: int = 512       # §4.1: d = 512
+    relation: str = "hr2o"       # §3.2: high-order relation reasoning
+    dropout: float = 0.2         # paper silent; the authors' HR2O blocks
+    bank_dir: Optional[str] = None        # stage 2 (§3.3): the training split's bank
+    eval_bank_dir: Optional[str] = None   # the bank read in inference (None: bank_dir)
+    bank_window: int = 10        # §4.2: 2w + 1 = 21 s, w = 10
+
+    def problems(self):
+        if self.relation == "rn" and (self.bank_dir or self.eval_bank_dir):
+            return ["acar: the feature bank needs relation=hr2o (eq. 5), not rn"]
+        return []

@@ -29,10 +29,13 @@ Design decisions (the paper is silent or ambiguous on these; each says why):
 - Padded RoIs: rows are independent (cross-attention from RoIs to cells), so padding can never
   change a real RoI; their logits, box deltas and attention maps are set to 0.
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.head_config import HeadConfig
 from action_tx.heads.tx_unit import LocationEmbedding, TxUnit, roi_align_map
 
 QUERY_MODES = ("highres", "lowres")
@@ -237,3 +240,15 @@ class ActionTransformerHead(keras.layers.Layer):
                       ffn_hidden=self.ffn_hidden, regress_boxes=self.regress_boxes,
                       return_attention=self.return_attention)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionTransformerConfig(HeadConfig):
+    """Options of `ActionTransformerHead` (action_transformer.txt §3.4, §4.4)."""
+    flag_names = {"tx_heads": "num_heads", "tx_layers": "num_layers",
+                  "tx_hidden": "hidden_size", "tx_query": "query_mode"}
+    num_heads: int = 2            # §4.4: 2 heads
+    num_layers: int = 3           # §4.4: 3 layers
+    hidden_size: int = 128        # §3.4: D = 128
+    query_mode: str = "highres"   # §4.4, Table 3: HighRes query preprocessing is best
+    dropout: float = 0.3          # §3.4: dropout 0.3 in every unit

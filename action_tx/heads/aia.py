@@ -43,6 +43,7 @@ Design decisions (the paper is silent; each follows what the authors' release pl
 - Padded persons, objects and empty memory slots get zero attention (the release attends to
   zero padding, Figure 4's caption; masking is cleaner and is what the issue asks).
 """
+import dataclasses
 import math
 from typing import Sequence, Union
 
@@ -51,6 +52,7 @@ import tensorflow as tf
 
 from action_tx.heads.aia_blocks import BLOCK_TYPES, InteractionBlock, amu_penalty, dense_query
 from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.head_config import HeadConfig
 from action_tx.memory import FeatureMemory
 from object_detection_ext.box_ops import batched_nms
 
@@ -318,3 +320,45 @@ class AIAHead(keras.layers.Layer):
                       dropout=self.dropout, memory_persons=self.memory_persons,
                       temporal_position=self.temporal_position)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class AIAHeadConfig(HeadConfig):
+    """Options of `AIAHead` (aia_interaction_aggregation.txt)."""
+    flag_names = {"aia_blocks": "blocks", "aia_structure": "structure",
+                  "aia_memory_window": "memory_window", "aia_amu": "use_amu",
+                  "aia_memory_dtype": "memory_dtype", "aia_memory_size": "memory_size",
+                  "aia_temporal_position": "temporal_position"}
+    blocks: Sequence[str] = ("P", "O", "M", "P", "O", "M")   # Table 1: the best order
+    structure: str = "dense"       # §3.3, Table 1d: Dense Serial IA
+    memory_window: int = 30        # §4.1: L = 30
+    use_amu: bool = True           # §3.4, Algorithm 1
+    memory_dtype: str = "float32"
+    memory_size: int = 0           # rows of the memory tables: the keyframes of the data
+    temporal_position: bool = True   # the authors' release; the paper is silent
+    dropout: float = 0.2           # the authors' release; the paper is silent
+
+    def __post_init__(self):
+        object.__setattr__(self, "blocks", tuple(_parse_blocks(self.blocks)))
+
+    @property
+    def uses_objects(self) -> bool:
+        return "O" in self.blocks
+
+    @property
+    def _uses_table(self) -> bool:
+        return "M" in self.blocks and self.memory_window > 0
+
+    @property
+    def keyframes_needed(self) -> bool:
+        return self._uses_table and not self.memory_size
+
+    def with_keyframes(self, count: int) -> "AIAHeadConfig":
+        return dataclasses.replace(self, memory_size=int(count)) if self.keyframes_needed else self
+
+    def problems(self):
+        if self.keyframes_needed:
+            return ["aia: M-blocks with a memory window need the memory size (the keyframes "
+                    "of the largest split the model runs on; tools: --aia_memory_size), and no "
+                    "manifest of the data gives it"]
+        return []

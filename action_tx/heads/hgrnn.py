@@ -12,10 +12,13 @@ window are found among the batch entries by `video_index` and `timestamp` (`hgrn
 feature mode a batch is consecutive keyframes of one video (with `--context_keyframes` margin
 entries); end to end a batch holds unrelated keyframes and the BiGRU sees each one alone.
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.head_config import HeadConfig
 from action_tx.heads.hgrnn_ops import masked_max, max_over_others, temporal_neighbours
 
 
@@ -120,3 +123,14 @@ class HGRNNHead(keras.layers.Layer):
                       iterations=self.iterations, hidden_size=self.hidden_size,
                       dropout=self.dropout)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class HGRNNHeadConfig(HeadConfig):
+    """Options of `HGRNNHead` (hgrnn_graph_rnn.txt)."""
+    flag_names = {"hgrnn_window": "window", "hgrnn_iterations": "iterations",
+                  "hgrnn_hidden": "hidden_size"}
+    window: int = 3          # Table 1: l = 3 (7 s)
+    iterations: int = 2      # Table 3: J = 2
+    hidden_size: int = 256   # paper silent; its features are 256-d (§3.3)
+    dropout: float = 0.0     # the paper mentions none

@@ -5,10 +5,13 @@ dropped (MaxPool3d_5a_2x2, Mixed_5b, Mixed_5c), is averaged over time and space,
 layers give the action logits and a class-agnostic box refinement. It sees only the person's
 tube: the context-free reference the relational heads are compared with.
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.head_config import HeadConfig
 from action_tx.trunks.i3d import InceptionI3D
 
 
@@ -74,3 +77,20 @@ class I3DHead(keras.layers.Layer):
                       freeze_bn=self.freeze_bn, dropout=self.dropout,
                       regress_boxes=self.regress_boxes, classify=self.classify)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class I3DHeadConfig(HeadConfig):
+    """Options of `I3DHead`. Its Mixed_5 tail takes the trunk's width and BatchNorm mode."""
+    dropout: float = 0.3   # paper silent; the Tx head's 0.3 (action_transformer.txt §3.4)
+
+    def head_kwargs(self, trunk=None) -> dict:
+        return dict(super().head_kwargs(), **_tail_kwargs(trunk))
+
+
+def _tail_kwargs(trunk) -> dict:
+    """width_multiplier and freeze_bn of a detector's trunk, for a head that runs the I3D tail
+    (Mixed_5a-5c) on its RoI tubes; {} without a trunk (stored features)."""
+    if trunk is None:
+        return {}
+    return dict(width_multiplier=trunk.width_multiplier, freeze_bn=trunk.freeze_bn)

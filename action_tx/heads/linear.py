@@ -1,9 +1,12 @@
 """`linear`: the baseline every head is compared with (STAGE, Table 5 "FC"): a linear classifier
 on the RoI tube averaged over time and space. It sees only the person's own box."""
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.head_config import HeadConfig
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
@@ -32,3 +35,9 @@ class LinearHead(keras.layers.Layer):
         config = super().get_config()
         config.update(num_classes=self.num_classes, dropout=self.dropout)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearHeadConfig(HeadConfig):
+    """Options of `LinearHead` (the STAGE paper's "FC" baseline gives no dropout)."""
+    dropout: float = 0.0

@@ -21,12 +21,14 @@ Batches: in feature mode (`FeatureActionModel`) the B keyframes are consecutive 
 one video, so temporal edges join neighbouring clips. End to end the batch holds unrelated
 keyframes: temporal edges appear only where two entries share a video and are close in time.
 """
+import dataclasses
 import math
 
 import keras
 import tensorflow as tf
 
 from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.head_config import HeadConfig
 from action_tx.heads.stage_graph import adjacency_softmax, box_geometry, stage_adjacency
 
 _ATTENTIONS = ("graph", "transformer")
@@ -229,3 +231,23 @@ class StageHead(keras.layers.Layer):
                       keyframe_interval=self.keyframe_interval,
                       return_attention=self.return_attention)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class StageHeadConfig(HeadConfig):
+    """Options of `StageHead` (stage_graph_attention.txt)."""
+    flag_names = {"stage_heads": "num_heads", "stage_layers": "num_layers",
+                  "stage_dropout": "dropout", "stage_temporal_extent": "temporal_extent",
+                  "stage_proximity": "use_proximity", "stage_objects": "use_objects",
+                  "stage_attention": "attention"}
+    num_heads: int = 4           # Table 4: 4 heads on I3D features
+    num_layers: int = 2          # §4: 2 layers
+    dropout: float = 0.5         # A.1: keep probability 0.5
+    temporal_extent: int = 1     # §3, Table 5: one clip on each side
+    use_proximity: bool = True   # §3: exp(-d) adjacency
+    use_objects: bool = True     # §3: actor and object nodes
+    attention: str = "graph"     # Eq. 4 (Table 5 compares "transformer")
+
+    @property
+    def uses_objects(self) -> bool:
+        return self.use_objects

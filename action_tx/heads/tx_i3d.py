@@ -14,12 +14,15 @@ Design decisions (the paper is silent on these; each says why):
 - Dropout: the Tx sub-head's inside each Tx unit (`dropout`, paper §3.4: 0.3) and the I3D
   sub-head's on its pooled feature before the box layer (`i3d_dropout`, 0.3 like `i3d`).
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from action_tx.heads.action_transformer import ActionTransformerHead
+from action_tx.heads.action_transformer import ActionTransformerConfig, ActionTransformerHead
 from action_tx.heads.base import HeadInputs, HeadOutputs
-from action_tx.heads.i3d_head import I3DHead
+from action_tx.heads.head_config import HeadConfig
+from action_tx.heads.i3d_head import I3DHead, _tail_kwargs
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
@@ -109,3 +112,19 @@ class TxI3DHead(keras.layers.Layer):
                       highres_reduced_channels=self.highres_reduced_channels,
                       ffn_hidden=self.ffn_hidden, return_attention=self.return_attention)
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class TxI3DHeadConfig(HeadConfig):
+    """Options of `TxI3DHead`: the Tx classifier's (action_transformer.txt §3.4, §4.4) and the
+    I3D box regressor's dropout; the I3D tail takes the trunk's width and BatchNorm mode."""
+    flag_names = ActionTransformerConfig.flag_names
+    num_heads: int = 2
+    num_layers: int = 3
+    hidden_size: int = 128
+    query_mode: str = "highres"
+    dropout: float = 0.3
+    i3d_dropout: float = 0.3   # paper silent: the I3D head's
+
+    def head_kwargs(self, trunk=None) -> dict:
+        return dict(super().head_kwargs(), **_tail_kwargs(trunk))

@@ -139,7 +139,7 @@ def test_kinetics_init_reaches_the_i3d_tail(tmp_path):
 
 
 def test_builder_passes_trunk_width_and_bn_mode():
-    assert HEADS["tx_i3d"] is TxI3DHead
+    assert HEADS["tx_i3d"][0] is TxI3DHead
     detector = build_detector(num_classes=CLASSES, trunk="i3d_tiny", head="tx_i3d",
                               freeze_bn=True, head_options=dict(query_mode="lowres"),
                               rpn_filters=8, post_nms_top_k=4)

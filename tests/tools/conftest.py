@@ -1,22 +1,15 @@
-"""Fixtures shared by the tests of tools/."""
-import importlib.util
-import pathlib
-import sys
-
+"""Fixtures shared by the tests of tools/ (tools/ is on sys.path: pyproject's pytest
+`pythonpath`, as for `python tools/X.py`)."""
 import pytest
-
-TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
 
 
 @pytest.fixture
 def model_flags():
-    """tools/model_flags.py, loaded once per process (absl refuses to define a flag twice);
-    the parsed flags are reset after each test."""
-    module = sys.modules.get("model_flags")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("model_flags", TOOLS / "model_flags.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["model_flags"] = module
-        spec.loader.exec_module(module)
-    yield module
-    module.FLAGS.unparse_flags()
+    """tools/model_flags.py with the trainer's flags defined too (flagfiles set both); absl
+    defines a flag once per process, so the modules load once. The parsed flags are reset
+    after each test."""
+    import model_flags
+    import train  # noqa: F401  (the trainer's flags)
+    model_flags.FLAGS.unparse_flags()
+    yield model_flags
+    model_flags.FLAGS.unparse_flags()

@@ -23,7 +23,7 @@ def run(*args, cwd=REPO):
 
 
 def error_lines(proc):
-    return [l for l in proc.stderr.splitlines() if l.startswith("demo.py: error:")]
+    return [l for l in proc.stderr.splitlines() if l.startswith("error:")]
 
 
 def fake_data(root, videos=True):
@@ -53,7 +53,7 @@ def test_help_is_fast_and_lists_the_flags():
 def test_unexpected_argument():
     proc = run("extra")
     assert proc.returncode == 2 and error_lines(proc) == [
-        "demo.py: error: unexpected arguments extra"], proc.stderr
+        "error: unexpected arguments: extra"], proc.stderr
 
 
 def test_missing_config_and_video(tmp_path):

@@ -57,7 +57,7 @@ def detect(*args, timeout=300):
 def assert_one_line_error(proc, *fragments):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("detect.py: error:")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]

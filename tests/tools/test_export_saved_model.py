@@ -33,7 +33,7 @@ def export(*args):
 def one_line_error(proc, fragment):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if "export_saved_model.py: error:" in ln]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and fragment in lines[0], proc.stderr[-2000:]
 
 

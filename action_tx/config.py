@@ -1,0 +1,311 @@
+"""The experiment configuration: what the library takes, written once in `MODEL_DIR/config.json`.
+
+    from action_tx.config import DataConfig, ExperimentConfig, ModelConfig
+    from action_tx.heads.action_transformer import ActionTransformerConfig
+    config = ExperimentConfig(
+        model=ModelConfig(head="tx", head_options=ActionTransformerConfig(num_layers=2)),
+        data=DataConfig(label_map="action_list.pbtxt", train_tfrecords="tf/train-*"))
+    detector = build_detector(config)          # action_tx.model_builder
+
+Four frozen sections: `ModelConfig` (trunk, proposals, head and the head's own options, a
+`HeadConfig` of `action_tx.heads.HEADS`), `DataConfig` (files and clip geometry, both input
+modes), `TrainConfig` and `EvalConfig`. Each checks its own fields; `ExperimentConfig` checks
+the rules that join them and raises `ConfigError` with every problem in one message.
+`tools/model_flags.py` maps the command-line flags onto this (one function).
+"""
+import dataclasses
+import json
+import os
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:   # the heads (TensorFlow) load when a ModelConfig is made, not on import
+    from action_tx.heads.head_config import HeadConfig
+
+CONFIG_FILE = "config.json"
+LEGACY_CONFIG_FILE = "model_flags.json"   # model_dirs written before config.json (flat flags)
+VERSION = 1
+PROPOSALS = ("rpn", "external", "gt")
+INPUTS = ("frames", "features")
+STRATEGIES = ("one_device", "mirrored", "multi_worker")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names every problem."""
+
+
+def _check(problems: List[str], owner: str) -> None:
+    if problems:
+        raise ConfigError(f"{owner}: " + "; ".join(problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The detector: trunk, person boxes, head (`head_options`: the head's config class of
+    `HEADS`, its defaults when None; a dict is read as that class's fields), losses and
+    post-processing. Defaults are those of the Action Transformer paper where it has one."""
+    head: str = "i3d"
+    head_options: Optional["HeadConfig"] = None
+    trunk: str = "i3d_tiny"                # i3d: the published Inception-I3D; i3d_tiny: 1/4 width
+    width_multiplier: Optional[float] = None
+    freeze_bn: bool = False                # action_transformer.txt §3.5: BN statistics fixed
+    proposals: str = "rpn"                 # rpn | external (detection CSVs) | gt
+    anchor_sizes: Tuple[float, ...] = (32.0, 64.0, 128.0, 256.0)
+    rpn_filters: int = 512
+    post_nms_top_k: int = 300              # action_transformer.txt §4.4: R = 300
+    num_roi_samples: int = 64
+    pose_softmax: bool = False             # acar_net.txt §4.1: one softmax over the poses
+    focal_gamma: float = 0.0               # hgrnn_graph_rnn.txt §3.3 uses 2
+    max_detections: int = 100
+    class_specific_nms: bool = False       # hgrnn_graph_rnn.txt §3.3
+    seed: int = 0                          # weights, samplers, input shuffling
+
+    def __post_init__(self):
+        from action_tx.heads import HEADS
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head {self.head!r}; available heads: "
+                              f"{', '.join(sorted(HEADS))}")
+        config_class = HEADS[self.head][1]
+        options = self.head_options
+        if options is None or isinstance(options, dict):
+            options = config_class.from_json(options)
+        elif not isinstance(options, config_class):
+            raise ConfigError(f"head {self.head!r} takes {config_class.__name__} options, got "
+                              f"{type(options).__name__}")
+        object.__setattr__(self, "head_options", options)
+        object.__setattr__(self, "anchor_sizes", tuple(float(s) for s in self.anchor_sizes))
+        from action_tx.trunks.i3d import TRUNK_PRESETS
+        problems = []
+        if self.trunk not in TRUNK_PRESETS:
+            problems.append(f"unknown trunk {self.trunk!r}; available trunks: "
+                            f"{', '.join(sorted(TRUNK_PRESETS))}")
+        if self.proposals not in PROPOSALS:
+            problems.append(f"proposals must be one of {', '.join(PROPOSALS)}, got "
+                            f"{self.proposals!r}")
+        for name in ("rpn_filters", "post_nms_top_k", "num_roi_samples", "max_detections"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.anchor_sizes or min(self.anchor_sizes) <= 0:
+            problems.append(f"anchor_sizes must be positive, got {list(self.anchor_sizes)}")
+        if self.focal_gamma < 0:
+            problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
+        _check(problems, "model config")
+
+    @property
+    def uses_objects(self) -> bool:
+        """Whether the detector pools object tubes (batch `objects`) for its head."""
+        return self.head_options.uses_objects
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The data of both input modes: `input="frames"` reads TFRecords of clips end to end,
+    `"features"` the frozen trunk features of tools/extract_features.py."""
+    label_map: Optional[str] = None
+    input: str = "frames"
+    train_tfrecords: Optional[str] = None   # glob of the training shards (frames)
+    eval_tfrecords: Optional[str] = None    # glob of the evaluation shards (frames)
+    num_frames: int = 8                     # T
+    frame_stride: int = 2                   # s
+    image_size: int = 112
+    max_boxes: int = 16
+    max_proposals: int = 32
+    max_objects: int = 16
+    box_jitter: float = 0.05                # aia_interaction_aggregation.txt §4.1 jitters
+    feature_dir: Optional[str] = None       # training split's features (features)
+    eval_feature_dir: Optional[str] = None  # evaluation split's features (features)
+    train_actors: str = "both"              # features: gt | detected | both
+    eval_actors: str = "detected"           # features: detected | gt (classification bound)
+    context_keyframes: int = 0              # features: extra keyframes each side (no loss)
+
+    # Paths of a run, not of the model: a resumed run may read moved shards.
+    RUN_FIELDS = ("train_tfrecords", "eval_tfrecords")
+
+    def __post_init__(self):
+        problems = []
+        if self.input not in INPUTS:
+            problems.append(f"input must be one of {', '.join(INPUTS)}, got {self.input!r}")
+        if self.train_actors not in ("both", "gt", "detected"):
+            problems.append(f"train_actors must be both, gt or detected, got "
+                            f"{self.train_actors!r}")
+        if self.eval_actors not in ("detected", "gt"):
+            problems.append(f"eval_actors must be detected or gt, got {self.eval_actors!r}")
+        for name in ("num_frames", "frame_stride", "image_size", "max_boxes"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_proposals", "max_objects", "context_keyframes"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.box_jitter < 1.0:
+            problems.append(f"box_jitter must be in [0, 1), got {self.box_jitter}")
+        _check(problems, "data config")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The trainer (`action_tx.train_lib`); defaults: action_transformer.txt §3.5."""
+    model_dir: Optional[str] = None
+    batch_size: int = 2                    # GLOBAL batch, split over the replicas
+    train_steps: int = 1000
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1             # §3.5: 0.1
+    warmup_learning_rate: float = 0.01     # §3.5: warmup from 0.01
+    warmup_steps: int = 1000               # §3.5: 1000 steps
+    decay_steps: Optional[int] = None      # cosine end; None: train_steps
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clip_norm: Optional[float] = None
+    strategy: str = "one_device"
+    collective_timeout: float = 300.0
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    deterministic: bool = False
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    log_every: int = 100
+    eval_every: int = 0
+    init_checkpoint: Optional[str] = None
+    progress: bool = True
+
+    def __post_init__(self):
+        problems = []
+        if self.optimizer not in ("sgd", "adamw"):
+            problems.append(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"strategy must be one of {', '.join(STRATEGIES)}, got "
+                            f"{self.strategy!r}")
+        for name in ("batch_size", "train_steps", "checkpoint_every", "keep_checkpoints",
+                     "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(problems, "train config")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Scoring a model: the split's ground truth and the inference batch."""
+    groundtruth: Optional[str] = None
+    batch_size: int = 2
+    num_images: int = 3
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """model + data + train + eval, with the rules that join them."""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        m, d, t = self.model, self.data, self.train
+        problems = list(m.head_options.problems())
+        if m.proposals == "external" and d.max_proposals < 1:
+            problems.append("proposals=external reads the person detections stored from the "
+                            "detection CSVs: max_proposals must be >= 1")
+        if m.uses_objects and d.max_objects < 1:
+            problems.append(f"head {m.head!r} pools object boxes: max_objects must be >= 1")
+        if m.pose_softmax and not d.label_map:
+            problems.append("pose_softmax needs the label map (its pose classes)")
+        if d.input == "features":
+            if t.init_checkpoint:
+                problems.append("init_checkpoint is for end-to-end training, not "
+                                "input=features")
+            if t.strategy != "one_device":
+                problems.append("input=features trains with strategy=one_device (a batch is "
+                                "one video)")
+        _check(problems, "config")
+
+    # Rules of one use: each names the settings a command needs.
+    def check_train(self) -> None:
+        """Raises ConfigError unless this config can train."""
+        d, problems = self.data, []
+        if not self.train.model_dir:
+            problems.append("model_dir is required")
+        if not d.label_map:
+            problems.append("label_map is required")
+        if d.input == "features":
+            problems += [f"input=features needs {n}" for n in ("feature_dir",)
+                         + (("eval_feature_dir",) if self.train.eval_every else ())
+                         if not getattr(d, n)]
+        elif not d.train_tfrecords:
+            problems.append("train_tfrecords is required (a glob of TFRecord shards)")
+        if self.train.eval_every:
+            need = ["groundtruth"] + (["eval_tfrecords"] if d.input == "frames" else [])
+            missing = [n for n in need if not (getattr(self.eval, n, None)
+                                               or getattr(d, n, None))]
+            if missing:
+                problems.append(f"eval_every needs {' and '.join(missing)}")
+        _check(problems, "config")
+
+    def check_eval(self) -> None:
+        """Raises ConfigError unless this config can score a model."""
+        d = self.data
+        data_field = "eval_feature_dir" if d.input == "features" else "eval_tfrecords"
+        missing = [n for n, v in ((data_field, getattr(d, data_field)),
+                                  ("groundtruth", self.eval.groundtruth),
+                                  ("label_map", d.label_map)) if not v]
+        _check([f"scoring a model needs {', '.join(missing)}"] if missing else [], "config")
+
+    # --- config.json ---
+    def to_json(self) -> Dict[str, Any]:
+        """{"version", "model", "data", "train", "eval"}: plain JSON values."""
+        model = {f.name: getattr(self.model, f.name) for f in dataclasses.fields(self.model)}
+        model["head_options"] = self.model.head_options.to_json()
+        model["anchor_sizes"] = list(self.model.anchor_sizes)
+        return {"version": VERSION, "model": model,
+                "data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train),
+                "eval": dataclasses.asdict(self.eval)}
+
+    @classmethod
+    def from_json(cls, values: Dict[str, Any], where: str = "config") -> "ExperimentConfig":
+        """The config of a `to_json` object; ConfigError (naming `where`) when it is not one."""
+        if not isinstance(values, dict) or "model" not in values:
+            raise ConfigError(f"{where}: not an experiment config (no 'model' section)")
+        if values.get("version", VERSION) > VERSION:
+            raise ConfigError(f"{where}: config version {values['version']} is newer than "
+                              f"this code's {VERSION}")
+        sections = {}
+        for name, section in (("model", ModelConfig), ("data", DataConfig),
+                              ("train", TrainConfig), ("eval", EvalConfig)):
+            raw = dict(values.get(name) or {})
+            known = {f.name for f in dataclasses.fields(section)}
+            unknown = sorted(set(raw) - known)
+            if unknown:
+                raise ConfigError(f"{where}: unknown {name} field(s) {', '.join(unknown)}")
+            sections[name] = section(**raw)
+        return cls(**sections)
+
+    def model_view(self) -> Dict[str, Any]:
+        """What a model_dir's checkpoints depend on: the model and data sections without the
+        run's paths (compared when a run resumes)."""
+        view = self.to_json()
+        data = {k: v for k, v in view["data"].items() if k not in DataConfig.RUN_FIELDS}
+        return {"model": view["model"], "data": data}
+
+
+def save(config: ExperimentConfig, model_dir: str) -> str:
+    """Writes `model_dir/config.json`; returns its path."""
+    import tensorflow as tf   # gfile: model_dirs may be on any file system TF reads
+    path = os.path.join(model_dir, CONFIG_FILE)
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(config.to_json(), f, indent=1)
+    return path
+
+
+def load(model_dir: str) -> Optional[ExperimentConfig]:
+    """`model_dir/config.json` as a config; None when absent. ConfigError when unreadable."""
+    import tensorflow as tf
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a JSON config ({e})") from None
+    try:
+        return ExperimentConfig.from_json(values, where=path)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: {e}") from None
