@@ -67,7 +67,10 @@ class ModelConfig:
         config_class = HEADS[self.head][1]
         options = self.head_options
         if options is None or isinstance(options, dict):
-            options = config_class.from_json(options)
+            try:
+                options = config_class.from_json(options)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"head {self.head!r}: {e}") from None
         elif not isinstance(options, config_class):
             raise ConfigError(f"head {self.head!r} takes {config_class.__name__} options, got "
                               f"{type(options).__name__}")

@@ -39,6 +39,8 @@ import cli  # first: TF's log level and start-up options
 import model_flags  # model/data flags incl. --label_map
 from absl import flags
 
+from action_tx import config as C
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("groundtruth", None, "AVA ground-truth CSV "
                     "(video_id,timestamp,x1,y1,x2,y2,action_id,person_id); with --detections, "
@@ -101,10 +103,13 @@ flags.DEFINE_bool("continuous", False, "Score every checkpoint of --model_dir, w
 flags.DEFINE_float("eval_timeout", 3600.0, "--continuous: stop after this many seconds "
                    "without a new checkpoint.")
 flags.DEFINE_float("eval_poll", 10.0, "--continuous: seconds between looks for checkpoints.")
-flags.DEFINE_integer("eval_batch_size", 2, "Keyframes per inference batch.")
-flags.DEFINE_integer("num_images", 3, "Keyframes rendered with their detections to "
+flags.DEFINE_integer("eval_batch_size", model_flags.config_default(C.EvalConfig, "batch_size"),
+                     "Keyframes per inference batch.")
+flags.DEFINE_integer("num_images", model_flags.config_default(C.EvalConfig, "num_images"),
+                     "Keyframes rendered with their detections to "
                      "TensorBoard (and attention maps when the head returns them).")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("progress", model_flags.config_default(C.EvalConfig, "progress"),
+                  "Show a progress bar.")
 flags.DEFINE_bool("empty_memory", False, "Ablation: score with the head's inference memory "
                   "emptied (AIA: the M-blocks see only each keyframe's own persons), to see "
                   "whether the model reads its memory. Only for a head with a memory.")

@@ -32,7 +32,7 @@ T = C.TrainConfig
 
 
 def _d(name):
-    return model_flags._default(T, name)
+    return model_flags.config_default(T, name)
 
 
 flags.DEFINE_string("model_dir", None, "Checkpoints, config.json and TensorBoard logs.")

@@ -91,7 +91,7 @@ def prepare_data(runner: ToolRunner, paths: Paths, preset: str) -> None:
 
 def extract_args(paths: Paths, source: str, split: str, bank: str = "none") -> list:
     """tools/extract_features.py arguments (issue 7 spec): model flags come from the source
-    run's model_flags.json."""
+    run's config.json."""
     args = [f"--checkpoint_dir={paths.run_dir(source)}", f"--split={split}",
             f"--out={paths.feature_dir(source, split, bank)}",
             f"--train_tfrecords={paths.shards('train')}",
@@ -114,7 +114,7 @@ def train_args(spec: R.RunSpec, paths: Paths, preset: str, steps: int) -> list:
 
 
 def eval_args(spec: R.RunSpec, paths: Paths, gt_boxes: bool) -> list:
-    """tools/eval.py arguments; model flags from the run's model_flags.json."""
+    """tools/eval.py arguments; model flags from the run's config.json."""
     run_dir = paths.run_dir(spec.name)
     args = [f"--model_dir={run_dir}", f"--eval_tfrecords={paths.shards('val')}",
             f"--groundtruth={paths.ann}/ava_val.csv", f"--evidence={paths.ann}/evidence_val.csv",

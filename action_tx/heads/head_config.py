@@ -1,7 +1,8 @@
 """The base of every head's options: a frozen dataclass defined next to its head.
 
     HEADS["tx"] == (ActionTransformerHead, ActionTransformerConfig)
-    head = ActionTransformerHead(num_classes=80, **ActionTransformerConfig(num_layers=2).head_kwargs())
+    options = ActionTransformerConfig(num_layers=2)
+    head = ActionTransformerHead(num_classes=80, **options.head_kwargs())
 
 A config holds what a user chooses (the paper's defaults, written once, in the head's module);
 what the detector fixes (the class count, an I3D tail's width) is added by `head_kwargs`.

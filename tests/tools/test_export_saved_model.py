@@ -2,6 +2,7 @@
 a SavedModel that requires person boxes and gives the Keras model's outputs; `--trunk_only`
 writes its trunk's weights for `--init_checkpoint`; wrong or missing checkpoints exit 2 with
 one line."""
+import json
 import pathlib
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_export_tool_from_checkpoint(tmp_path):
     ava.write_label_map(str(tmp_path / "labels.pbtxt"), label_map)
     flagfile = tmp_path / "model.flags"
     flagfile.write_text("\n".join(FLAGS + [f"--label_map={tmp_path / 'labels.pbtxt'}"]) + "\n")
-    # The detector build_detector_from_flags makes for FLAGS, with a trainer-style checkpoint.
+    # The detector FLAGS describe, with a trainer-style checkpoint.
     detector = build_detector(num_classes=2, trunk="i3d_tiny", head="linear", proposals="gt",
                               anchor_sizes=(16., 32., 48.), rpn_filters=32, post_nms_top_k=20,
                               max_detections=5, seed=7)
@@ -80,6 +81,22 @@ def test_export_tool_from_checkpoint(tmp_path):
     assert meta["requires_person_boxes"] is True
     assert (meta["frame_stride"], meta["fps"], meta["num_classes"]) == (3, 25.0, 2)
     assert loaded.signatures["labels"]()["class_ids"].numpy().tolist() == [3, 8]
+
+    # A model_dir of the code before config.json: its model_flags.json (flag name -> value, as
+    # that trainer wrote it) is the model's config; the export equals the flagfile's.
+    (model_dir / "model_flags.json").write_text(json.dumps(
+        {"trunk": "i3d_tiny", "head": "linear", "proposals": "gt",
+         "anchor_sizes": ["16", "32", "48"], "rpn_filters": 32, "post_nms_top_k": 20,
+         "max_detections": 5, "num_frames": 8, "image_size": 64, "frame_stride": 3,
+         "seed": 7, "head_dropout": None, "label_map": str(tmp_path / "labels.pbtxt")}))
+    legacy_out = tmp_path / "export_legacy"
+    proc = export(f"--model_dir={model_dir}", f"--output_dir={legacy_out}", "--fps=25")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model_flags.json" in proc.stderr
+    again = tf.saved_model.load(str(legacy_out)).signatures["serving_default"](
+        clip=tf.constant(clip), person_boxes=tf.constant(BOXES))
+    for key in ("detection_boxes", "detection_scores", "action_scores"):
+        np.testing.assert_allclose(again[key].numpy()[:n], want[key][0].numpy()[:n], atol=1e-4)
 
     # Same checkpoint, other head: nothing of the linear head matches.
     mismatch = export(f"--flagfile={flagfile}", "--head=i3d", f"--checkpoint_dir={model_dir}",

@@ -21,9 +21,9 @@ MODEL_FLAGS = dict(trunk="i3d_tiny", head="linear", proposals="rpn", image_size=
 
 def assert_clean_error(proc, *needles):
     """Exit 2, no traceback, the last stderr line `error: ...` with every needle (an info line
-    `model flags from ...` may precede it)."""
+    `model config from ...` may precede it)."""
     lines = [l for l in proc.stderr.splitlines() if l.strip() and "cuInit" not in l
-             and not l.startswith("model flags from")]
+             and not l.startswith("model config from")]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
     assert all(n in lines[0] for n in needles), lines[0]

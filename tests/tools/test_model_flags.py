@@ -120,7 +120,8 @@ def test_legacy_model_flags_json_is_the_same_config(model_flags, tmp_path):
     C.save(loaded, str(tmp_path))
     checkpointing.check_model_config(str(tmp_path), loaded)
     other = dataclasses.replace(loaded, model=dataclasses.replace(loaded.model, seed=4))
-    with pytest.raises(checkpointing.CheckpointError, match=r"model\.seed: 3 in config.json, now 4"):
+    with pytest.raises(checkpointing.CheckpointError,
+                       match=r"model\.seed: 3 in config.json, now 4"):
         checkpointing.check_model_config(str(tmp_path), other)
 
 
