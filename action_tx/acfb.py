@@ -13,7 +13,7 @@ keyframes with at most P actors:
   scores float32 [k, P];
 and `acfb.json`: {"num_keyframes": K (max keyframe_index + 1), "max_persons": P over shards,
 "map_shape": [h, w, d], "shards": [...], "keyframes": count written}.
-Keyframe indices are those of the split (WORKSPACE.md), so a split's bank serves only that
+Keyframe indices are those of the split (docs/DESIGN.md), so a split's bank serves only that
 split: train with the training split's bank, evaluate with the evaluation split's.
 """
 import json

@@ -85,7 +85,7 @@ class ActionDetector(keras.Model):
         """Forward pass.
 
         Args:
-          batch: the batch dict of WORKSPACE.md; `clip` is required; `boxes`, `box_mask`,
+          batch: the batch dict of docs/DESIGN.md; `clip` is required; `boxes`, `box_mask`,
             `labels` are needed in training; `proposals*` for external proposals, `objects*`
             when `use_objects`.
           training: True samples RoIs against the ground truth and returns the targets.

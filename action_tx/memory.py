@@ -6,7 +6,7 @@
                  loss_tag=loss, step=step)                                   # in the train step
 
 The table is indexed by the global keyframe index (position of the keyframe in the split's
-keyframes sorted by (video_id, timestamp), WORKSPACE.md). Each entry also stores the video index
+keyframes sorted by (video_id, timestamp), docs/DESIGN.md). Each entry also stores the video index
 and timestamp it was written for. A read of window L returns one slot per second t-L..t+L: the
 keyframes of the same video found among the rows keyframe_index-L..keyframe_index+L, each put in
 the slot of its own time, so a neighbouring video's keyframes are masked and a gap in the video

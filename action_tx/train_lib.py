@@ -6,7 +6,7 @@
 `Model.fit` is not used: Keras 3's `fit` fails under MultiWorkerMirroredStrategy
 (keras-team/keras#20585). Each step runs `strategy.run` inside a `tf.function`.
 
-Input: `dataset_fn()` yields GLOBAL batches (the batch dict of WORKSPACE.md). Every replica
+Input: `dataset_fn()` yields GLOBAL batches (the batch dict of docs/DESIGN.md). Every replica
 takes its own slice of the global batch (replica r gets examples [r*b, (r+1)*b)), so the
 examples a step sees do not depend on the number of replicas or workers, and the plain
 `tf.data` iterator is checkpointed as is. Under MultiWorkerMirroredStrategy every worker reads
@@ -241,7 +241,7 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
         on resume (a mismatch raises checkpointing.CheckpointError).
       seed, deterministic: Keras global seed; op determinism (bitwise repeatable runs).
       mixed_precision: Keras 'mixed_bfloat16' policy (no loss scaling needed; float32 losses).
-      jit_compile: XLA for the forward/backward computation (slower on CPU, see DESIGN.md).
+      jit_compile: XLA for the forward/backward computation (slower on CPU, see docs/DESIGN.md).
       data_description: names the input in error messages (e.g. the file pattern).
 
     Multi-worker (MultiWorkerMirroredStrategy): every worker calls `train` with the same

@@ -44,7 +44,7 @@ flags.DEFINE_float("collective_timeout", 300.0, "multi_worker: seconds a collect
                    "for the other workers before the run fails (a dead worker).")
 flags.DEFINE_bool("mixed_precision", False, "Keras 'mixed_bfloat16' policy.")
 flags.DEFINE_bool("jit_compile", False, "XLA for the forward/backward pass (off on CPUs: 5x "
-                  "slower there, DESIGN.md).")
+                  "slower there, docs/DESIGN.md).")
 flags.DEFINE_bool("deterministic", False, "TF op determinism: bitwise repeatable runs.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept.")
