@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 from absl import app, flags
 
@@ -60,6 +61,22 @@ flags.DEFINE_bool("breakdowns", True, "Also compute localization AP and the AP b
 def _split_list(value):
     """A flag's comma-separated list of paths -> list (None -> None)."""
     return None if value is None else [v.strip() for v in value.split(",")]
+
+
+def show_eval_warnings():
+    """Prints each AvaEvalWarning as one `warning: ...` line on stderr, every time it occurs
+    (Python's default shows a warning once per place, with a source line)."""
+    from object_detection_ext.ava_eval import AvaEvalWarning
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AvaEvalWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+    warnings.simplefilter("always", AvaEvalWarning)
 
 
 def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
@@ -216,6 +233,7 @@ def main(argv):
         if len(argv) > 1:
             raise InputError(f"unexpected arguments: {' '.join(argv[1:])}")
         model_mode = bool(FLAGS.model_dir or FLAGS.checkpoint_path)
+        show_eval_warnings()
         if model_mode == bool(FLAGS.detections):
             raise InputError("choose one mode: --detections (score a detection file) or "
                              "--model_dir/--checkpoint_path (score a model)")
