@@ -8,7 +8,10 @@
 
 prints a per-class table with the category, localization and breakdown figures and writes
 them as JSON (`{"mAP@0.5IOU": ..., "per_class": {"<AVA id>": AP or null}, ...}`). The rules
-are in `object_detection_ext/ava_eval.py`. Several splits scored as one (e.g. the val splits of
+are in `object_detection_ext/ava_eval.py`. Input that the official evaluator scores but that is
+probably a mistake (rows without a score, zero-area boxes, a ground-truth file given as
+detections, detections on videos the ground truth lacks) prints one `warning:` line each; an
+empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored as one (e.g. the val splits of
 synthetic data made with different seeds): give --groundtruth, --detections and, when used,
 --excluded and --evidence as comma-separated lists, one entry per split in the same order
 (`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per split, so equal ids in
