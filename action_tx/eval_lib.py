@@ -13,7 +13,6 @@ summary writer, the scalars and images listed in `write_summaries`.
 import json
 import os
 import re
-import sys
 import time
 import types
 from typing import Iterator, Optional
@@ -25,31 +24,10 @@ from action_tx import visualize
 from action_tx.checkpointing import checkpointable
 from action_tx.data import ava
 from action_tx.outputs import detections_to_ava
+from action_tx.progress import Progress
 from object_detection_ext import ava_eval
 
 _ROW_KEYS = ("video_id", "timestamp", "boxes", "action_id", "score")
-
-
-class _Progress:
-    """A one-line progress bar on stderr (count, rate; fraction when the total is known)."""
-
-    def __init__(self, total: Optional[int], title: str, enabled: bool = True):
-        self.total, self.title, self.enabled = total, title, enabled
-        self.start = time.perf_counter()
-
-    def update(self, done: int, final: bool = False):
-        if not self.enabled:
-            return
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        if self.total:
-            filled = int(30 * min(done, self.total) / self.total)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}"
-        else:
-            bar = f"{done}"
-        sys.stderr.write(f"\r{self.title} {bar} keyframes, {rate:.1f}/s")
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def build_detector_on(detector, dataset) -> None:
@@ -130,16 +108,14 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         passes = 1
     head.reset_inference_memory()
     for index in range(passes - 1):   # memory passes: outputs discarded
-        bar, done = _Progress(total, f"memory pass {index + 1}", progress), 0
+        bar = Progress(total, f"memory pass {index + 1}", progress, unit="keyframes")
         for batch in dataset:
             predict(batch)
-            done += len(batch["timestamp"])
-            bar.update(done)
-        bar.update(done, final=True)
+            bar.update(len(batch["timestamp"]))
+        bar.close()
     parts = {k: [] for k in _ROW_KEYS}
     samples = []
-    bar = _Progress(total, "eval", progress)
-    done = 0
+    bar = Progress(total, "eval", progress, unit="keyframes")
     for batch in dataset:
         if empty_memory:
             head.reset_inference_memory()
@@ -161,10 +137,9 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         # Feature-mode batches: padding and context keyframes (no detections) are not counted.
         real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
             if "target_mask" in batch else np.ones(len(timestamp), bool)
-        done += int(real.sum())
-        bar.update(done)
-    bar.update(done, final=True)
-    if done == 0:
+        bar.update(int(real.sum()))
+    bar.close()
+    if bar.done == 0:
         raise ValueError("the evaluation dataset is empty")
     rows = {k: np.concatenate(v) for k, v in parts.items()}
     return rows, samples
