@@ -31,7 +31,8 @@ class ActionDetector(keras.Model):
       num_classes: action classes C (contiguous indices of the label map).
       roi_extractor: layer (features, rois, roi_mask) -> tubes [B, N, T', 7, 7, C];
         default ST-RoIPool 14x14 -> max pool 7x7 (paper §3.4).
-      use_objects: also pool object tubes (batch `objects`) for heads that relate to objects.
+      use_objects: also pool object tubes (batch `objects`); None (default): the head's
+        `uses_objects` (`action_tx.heads.base.ActionHead`).
       pose_indices: contiguous class indices under one softmax (ACAR §4.1 `--pose_softmax`).
       focal_gamma, focal_alpha: focal loss on the sigmoid classes (HGRNN §3.3: gamma = 2).
       num_roi_samples, positive_fraction: second-stage RoI sample per clip in training.
@@ -44,7 +45,7 @@ class ActionDetector(keras.Model):
     """
 
     def __init__(self, trunk, proposer, head, num_classes: int, roi_extractor=None,
-                 use_objects: bool = False, pose_indices: Optional[Sequence[int]] = None,
+                 use_objects: Optional[bool] = None, pose_indices: Optional[Sequence[int]] = None,
                  focal_gamma: float = 0.0, focal_alpha: Optional[float] = None,
                  num_roi_samples: int = 64, positive_fraction: float = 0.25,
                  rpn_weight: float = 1.0, box_weight: float = 1.0, nms_iou: float = 0.6,
@@ -57,7 +58,7 @@ class ActionDetector(keras.Model):
         self.num_classes = num_classes
         self.roi_extractor = roi_extractor if roi_extractor is not None else STRoIAlign(
             crop_size=14, output_size=7, pool="max", name="st_roi_pool")
-        self.use_objects = use_objects
+        self.use_objects = bool(head.uses_objects if use_objects is None else use_objects)
         self.pose_indices = list(pose_indices) if pose_indices else None
         self.focal_gamma = focal_gamma
         self.focal_alpha = focal_alpha
@@ -85,7 +86,7 @@ class ActionDetector(keras.Model):
         """Forward pass.
 
         Args:
-          batch: the batch dict of WORKSPACE.md; `clip` is required; `boxes`, `box_mask`,
+          batch: the batch dict of docs/DESIGN.md; `clip` is required; `boxes`, `box_mask`,
             `labels` are needed in training; `proposals*` for external proposals, `objects*`
             when `use_objects`.
           training: True samples RoIs against the ground truth and returns the targets.

@@ -102,7 +102,7 @@ def op_error_text(error: "tf.errors.OpError") -> str:
 
 def peer_error_text(error: "tf.errors.OpError") -> str:
     """The line of a failed collective's message that says why (one line)."""
-    lines = [l.strip() for l in error.message.splitlines()]
+    lines = [line.strip() for line in error.message.splitlines()]
     for i, line in enumerate(lines):
         if re.search(r"aborted by|timed out|timeout|deadline|connection|unavailable|heartbeat",
                      line, re.IGNORECASE) and "Detected at node" not in line:

@@ -1,4 +1,4 @@
-"""SavedModel export of an `ActionDetector` (DESIGN.md "Training, export, evaluation").
+"""SavedModel export of an `ActionDetector` (docs/DESIGN.md "Training, export, evaluation").
 
 The SavedModel runs on raw video frames and needs no project code to load
 (`tf.saved_model.load(dir)` in plain TensorFlow). Its signatures:

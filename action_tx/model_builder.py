@@ -40,19 +40,23 @@ def _classes(model: ModelConfig, label_map, num_classes: Optional[int],
 def build_head(model: ModelConfig, num_classes: int, trunk=None):
     """The head layer `model` names, for `num_classes` (`trunk`: the detector's, or None on
     stored features)."""
-    head_class = HEADS[model.head][0]
-    return head_class(num_classes=num_classes, **model.head_options.head_kwargs(trunk))
+    head = HEADS[model.head][0](num_classes=num_classes,
+                                **model.head_options.head_kwargs(trunk))
+    model.head_options.prepare(head)
+    return head
 
 
 def build_detector(config: Union[ExperimentConfig, ModelConfig, None] = None, *,
                    label_map=None, num_classes: Optional[int] = None,
-                   pose_indices: Optional[Sequence[int]] = None, **fields) -> ActionDetector:
+                   pose_indices: Optional[Sequence[int]] = None,
+                   use_objects: Optional[bool] = None, **fields) -> ActionDetector:
     """The ActionDetector of `config` (an ExperimentConfig, or its ModelConfig), or of
     ModelConfig `fields` given as keywords (`head_options` a dict or the head's config).
 
     Classes: `label_map` (an `action_tx.data.ava.LabelMap`), else `num_classes`, else the
     ExperimentConfig's `data.label_map` file. `pose_indices` overrides the label map's pose
-    classes (keyword form only). Raises ConfigError for a config that cannot be built.
+    classes; `use_objects` whether object tubes are pooled (None: when the head reads them,
+    `head.uses_objects`). Raises ConfigError for a config that cannot be built.
     """
     path = None
     if isinstance(config, ExperimentConfig):
@@ -71,7 +75,7 @@ def build_detector(config: Union[ExperimentConfig, ModelConfig, None] = None, *,
                         filters=config.rpn_filters, post_nms_top_k=config.post_nms_top_k)
     return ActionDetector(trunk=trunk, proposer=proposer,
                           head=build_head(config, classes, trunk), num_classes=classes,
-                          use_objects=config.uses_objects, pose_indices=poses,
+                          use_objects=use_objects, pose_indices=poses,
                           focal_gamma=config.focal_gamma,
                           num_roi_samples=config.num_roi_samples,
                           max_detections=config.max_detections,

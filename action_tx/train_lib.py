@@ -7,7 +7,7 @@
 `Model.fit` is not used: Keras 3's `fit` fails under MultiWorkerMirroredStrategy
 (keras-team/keras#20585). Each step runs `strategy.run` inside a `tf.function`.
 
-Input: `dataset_fn()` yields GLOBAL batches (the batch dict of WORKSPACE.md). Every replica
+Input: `dataset_fn()` yields GLOBAL batches (the batch dict of docs/DESIGN.md). Every replica
 takes its own slice of the global batch (replica r gets examples [r*b, (r+1)*b)), so the
 examples a step sees do not depend on the number of replicas or workers, and the plain
 `tf.data` iterator is checkpointed as is. Under MultiWorkerMirroredStrategy every worker reads
@@ -20,7 +20,6 @@ the all-reduce, which differs from single-device training, so clipping is done h
 """
 import math
 import os
-import sys
 import time
 from typing import Callable, Dict, Optional
 
@@ -32,30 +31,7 @@ from action_tx.distribute import (  # noqa: F401  (the trainer's API, re-exporte
     PEER_ERRORS, STRATEGIES, TrainingError, WorkerLostError, check_tf_config, is_chief,
     make_strategy, op_error_text, peer_error_text)
 from action_tx.optimization import build_optimizer, learning_rate_schedule  # noqa: F401
-
-
-class TrainProgress:
-    """One console line: `step 40/100 [####......] loss 1.234  3.1 steps/s  eta 0:00:19`."""
-
-    def __init__(self, total: int, start: int, enabled: bool = True, width: int = 24):
-        self.total, self.start, self.enabled, self.width = total, start, enabled, width
-        self.t0 = time.perf_counter()
-
-    def update(self, step: int, loss: float):
-        if not self.enabled:
-            return
-        rate = (step - self.start) / max(time.perf_counter() - self.t0, 1e-9)
-        eta = (self.total - step) / rate if rate > 0 else 0.0
-        filled = self.width * step // max(self.total, 1)
-        sys.stderr.write(f"\rstep {step}/{self.total} [{'#' * filled}{'.' * (self.width - filled)}]"
-                         f" loss {loss:.4f}  {rate:.2f} steps/s  eta "
-                         f"{time.strftime('%H:%M:%S', time.gmtime(eta))}")
-        sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+from action_tx.progress import Progress
 
 
 def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor]:
@@ -106,7 +82,7 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
         on resume (a mismatch raises checkpointing.CheckpointError).
       seed, deterministic: Keras global seed; op determinism (bitwise repeatable runs).
       mixed_precision: Keras 'mixed_bfloat16' policy (no loss scaling needed; float32 losses).
-      jit_compile: XLA for the forward/backward computation (slower on CPU, see DESIGN.md).
+      jit_compile: XLA for the forward/backward computation (slower on CPU, see docs/DESIGN.md).
       data_description: names the input in error messages (e.g. the file pattern).
 
     Multi-worker (MultiWorkerMirroredStrategy): every worker calls `train` with the same
@@ -227,12 +203,11 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else \
         tf.summary.create_noop_writer()
     start = int(step.numpy())
-    bar = TrainProgress(train_steps, start, enabled=progress and chief)
+    bar = Progress(train_steps, "train", enabled=progress and chief, unit="steps", start=start)
     terms, history, t_log, s_log = {}, [], time.perf_counter(), start
 
     def save(at):
-        if bar.enabled:
-            sys.stderr.write("\n")
+        bar.newline()
         path = manager.save(checkpoint_number=at)
         if not chief:
             tf.io.gfile.rmtree(save_dir)
@@ -257,7 +232,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
                 bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
                 raise TrainingError(f"non-finite loss at step {at} ({bad}); stopped without "
                                     f"saving; the last good checkpoint is {last or 'none'}")
-            bar.update(at, terms["total_loss"])
+            bar.set(at, note=f"loss {terms['total_loss']:.4f}")
             if at % log_every == 0 or at == train_steps:
                 now = time.perf_counter()
                 with writer.as_default(step=at):
@@ -270,6 +245,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
             if at % checkpoint_every == 0 or at == train_steps:
                 last = save(at)
             if eval_fn is not None and eval_every and at % eval_every == 0:
+                bar.newline()
                 with writer.as_default(step=at):
                     for k, v in eval_fn(model, at).items():
                         tf.summary.scalar(k, v)

@@ -1,7 +1,7 @@
 """Second-stage post-processing: refine RoIs, score, NMS (class-agnostic or per class), top K.
 
 AVA convention: one detection = one person box with C action scores; the score of action c =
-person score x action probability (DESIGN.md). NMS is class-agnostic on the person score by
+person score x action probability (docs/DESIGN.md). NMS is class-agnostic on the person score by
 default; `class_specific_nms` runs it per action class on those products instead (HGRNN §3.3).
 Only ops that run in tf.function and export in a SavedModel (NMS: `box_ops.batched_nms`, or the
 `tf.while_loop` of `_per_class_nms`).

@@ -13,7 +13,7 @@ MODES = ("rpn", "external", "gt")
 def _get(batch: Mapping[str, tf.Tensor], key: str, mode: str) -> tf.Tensor:
   if batch is None or key not in batch:
     raise KeyError(f"proposals mode {mode!r} needs batch[{key!r}] (batch-dict contract in "
-                   f"WORKSPACE.md); got keys {sorted(batch) if batch is not None else None}")
+                   f"docs/DESIGN.md); got keys {sorted(batch) if batch is not None else None}")
   return batch[key]
 
 
@@ -25,7 +25,7 @@ def select_proposals(mode: str, batch: Optional[Mapping[str, tf.Tensor]] = None,
   Args:
     mode: 'rpn' (returns `rpn_proposals`), 'external' (batch `proposals`, `proposal_scores`,
       `proposal_mask`: the person detection CSV), or 'gt' (batch `boxes`, score 1, `box_mask`).
-    batch: the batch dict (WORKSPACE.md), needed for 'external' and 'gt'.
+    batch: the batch dict (docs/DESIGN.md), needed for 'external' and 'gt'.
     rpn_proposals: (boxes [B, R, 4], scores [B, R], mask [B, R]) for 'rpn'.
 
   Returns:

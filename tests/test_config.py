@@ -39,6 +39,9 @@ def test_head_config_defaults_are_the_heads(name):
     head_class, config_class = HEADS[name]
     signature = inspect.signature(head_class.__init__).parameters
     for field in dataclasses.fields(config_class):
+        if field.name not in signature:   # e.g. ACAR's bank folders: read for the head
+            assert name == "acar" and field.name.endswith("bank_dir"), (name, field.name)
+            continue
         default = signature[field.name].default
         default = tuple(default) if isinstance(default, list) else default
         assert default == field.default, (name, field.name)

@@ -65,7 +65,7 @@ flags.DEFINE_bool("mixed_precision", _d("mixed_precision"),
                   "Keras 'mixed_bfloat16' policy.")
 flags.DEFINE_bool("jit_compile", _d("jit_compile"),
                   "XLA for the forward/backward pass (off on CPUs: 5x "
-                  "slower there, DESIGN.md).")
+                  "slower there, docs/DESIGN.md).")
 flags.DEFINE_bool("deterministic", _d("deterministic"),
                   "TF op determinism: bitwise repeatable runs.")
 flags.DEFINE_integer("checkpoint_every", _d("checkpoint_every"),

@@ -1,6 +1,6 @@
 """tf.data input pipeline: TFRecord shards (`action_tx.data.tfrecords`) -> batch dicts.
 
-The batch dict (WORKSPACE.md):
+The batch dict (docs/DESIGN.md):
   clip float32 [B, T, H, W, 3] RGB in [-1, 1]; boxes float32 [B, N, 4] yxyx; box_mask bool
   [B, N]; labels float32 [B, N, C]; person_ids int32 [B, N] (-1 padding); proposals float32
   [B, P, 4]; proposal_scores float32 [B, P]; proposal_mask bool [B, P]; objects float32

@@ -71,7 +71,7 @@ def encode_example(*, video_id: str, video_index: int, timestamp: int, keyframe_
     """Serializes one keyframe clip (deterministically: same arguments, same bytes).
 
     Args:
-      video_id: AVA video id. video_index, timestamp (s), keyframe_index: see WORKSPACE.md.
+      video_id: AVA video id. video_index, timestamp (s), keyframe_index: see docs/DESIGN.md.
       frames: W JPEG-encoded RGB frames, oldest first; `frames[keyframe_frame]` is the keyframe.
       fps: frame rate of the window. height, width: size of the JPEGs. num_classes: C.
       boxes: [N, 4] ground-truth person boxes, normalized [y1, x1, y2, x2].

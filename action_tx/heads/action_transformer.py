@@ -34,7 +34,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.head_config import HeadConfig
 from action_tx.heads.tx_unit import LocationEmbedding, TxUnit, roi_align_map
 
@@ -42,7 +42,7 @@ QUERY_MODES = ("highres", "lowres")
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class ActionTransformerHead(keras.layers.Layer):
+class ActionTransformerHead(ActionHead):
     """Action Transformer head: RoI queries attend over the location-embedded trunk map.
 
     Args:

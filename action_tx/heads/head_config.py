@@ -23,7 +23,8 @@ class HeadConfig:
 
     @property
     def uses_objects(self) -> bool:
-        """Whether the detector must pool object tubes (batch `objects`) for this head."""
+        """Whether the head will read object tubes (its `ActionHead.uses_objects`), known
+        before it is built: the config checks the data pads object boxes."""
         return False
 
     @property
@@ -40,6 +41,11 @@ class HeadConfig:
     def problems(self) -> List[str]:
         """Cross-field problems of these options (empty: none); ExperimentConfig reports them."""
         return []
+
+    def prepare(self, head) -> None:
+        """Hands `head` (just built from `head_kwargs`) what these options name but the head
+        does not read itself, e.g. files (ACAR's feature banks). Default: nothing."""
+        del head
 
     def head_kwargs(self, trunk=None) -> dict:
         """Keyword arguments of the head's constructor (without num_classes). `trunk`: the

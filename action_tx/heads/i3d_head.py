@@ -10,13 +10,13 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.head_config import HeadConfig
 from action_tx.trunks.i3d import InceptionI3D
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class I3DHead(keras.layers.Layer):
+class I3DHead(ActionHead):
     """Mixed_5a-5c on RoI tubes -> pool -> dropout -> linear logits and box deltas.
 
     Args:

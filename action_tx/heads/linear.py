@@ -5,12 +5,12 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.head_config import HeadConfig
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class LinearHead(keras.layers.Layer):
+class LinearHead(ActionHead):
     """Average-pooled RoI feature -> dropout -> linear logits. No box refinement.
 
     Args:

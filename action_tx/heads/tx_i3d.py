@@ -20,13 +20,13 @@ import keras
 import tensorflow as tf
 
 from action_tx.heads.action_transformer import ActionTransformerConfig, ActionTransformerHead
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.head_config import HeadConfig
 from action_tx.heads.i3d_head import I3DHead, _tail_kwargs
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class TxI3DHead(keras.layers.Layer):
+class TxI3DHead(ActionHead):
     """Action Transformer logits and attention, I3D-head box deltas.
 
     Args:

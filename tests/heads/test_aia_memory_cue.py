@@ -62,7 +62,8 @@ def _inputs(split, index):
 
 def _train_and_score(blocks, memory_window, steps=1200, seed=0, lr=1e-3, batch=16, **head_args):
     """-> (val VOC AP of `watch` on the watchers at keyframes without the mover, positive rate).
-    The arguments past memory_window are the knobs of the README's budget figures."""
+    The arguments past memory_window are the knobs of the budget figures in
+    docs/notes/2026-11-21-aia-memory.md."""
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     proto_watcher, proto_mover = rng.normal(size=C), rng.normal(size=C)

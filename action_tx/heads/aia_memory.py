@@ -1,4 +1,6 @@
-"""An in-graph long-term feature memory: per-person features of every keyframe of a split.
+"""AIA's long-term memory (the Asynchronous Memory Update's feature bank): an in-graph table of
+per-person features of every keyframe of a split. AIA is its only user, so it lives beside
+`aia.py`; `AIAHead.memory` gives the head's two tables as `MemoryTables(train, eval)`.
 
     memory = FeatureMemory(num_keyframes=K, max_persons=P, dim=D, storage_dtype="float16")
     got = memory.read(keyframe_index, video_index, timestamp, window=30)   # in the forward pass
@@ -6,7 +8,7 @@
                  loss_tag=loss, step=step)                                   # in the train step
 
 The table is indexed by the global keyframe index (position of the keyframe in the split's
-keyframes sorted by (video_id, timestamp), WORKSPACE.md). Each entry also stores the video index
+keyframes sorted by (video_id, timestamp), docs/DESIGN.md). Each entry also stores the video index
 and timestamp it was written for. A read of window L returns one slot per second t-L..t+L: the
 keyframes of the same video found among the rows keyframe_index-L..keyframe_index+L, each put in
 the slot of its own time, so a neighbouring video's keyframes are masked and a gap in the video
@@ -28,13 +30,20 @@ MultiWorkerMirroredStrategy every worker keeps its own table with its own replic
 Reads and writes are gathers / scatters of the touched rows: their cost depends on the batch and
 the window, not on K.
 """
-from typing import Dict, Optional
+from typing import Dict, NamedTuple
 
 import keras
 import tensorflow as tf
 from tensorflow.python.distribute import numpy_dataset  # SingleDevice: see _host_placement
 
 STORAGE_DTYPES = ("float32", "float16")
+
+
+class MemoryTables(NamedTuple):
+    """A head's two memory tables: `train` is read and written in training steps, `eval` in
+    inference (train and eval splits share keyframe indices, so they never share a table)."""
+    train: "FeatureMemory"
+    eval: "FeatureMemory"
 
 
 def _host_placement():

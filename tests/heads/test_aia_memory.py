@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from action_tx import checkpointing, train_lib
-from action_tx.memory import FeatureMemory
+from action_tx.heads.aia_memory import FeatureMemory
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Two videos of 4 keyframes each, 1 s apart: keyframes 0-3 are video 0 (t = 900..903),
 # keyframes 4-7 are video 1 (t = 900..903).
@@ -254,7 +254,7 @@ import action_tx
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from test_memory import toy_train   # tests/ is on PYTHONPATH (the test below)
+from test_aia_memory import toy_train   # tests/heads/ is on PYTHONPATH (the test below)
 from action_tx import train_lib
 strategy = train_lib.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
 # learning rate 0: the weights after the step are those that computed the written features
@@ -277,8 +277,9 @@ print(json.dumps({
 def test_mirrored_one_table_with_both_replicas_writes(tmp_path):
     proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(
-                              [os.path.join(REPO, "tests"), os.environ.get("PYTHONPATH", "")])))
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                   PYTHONPATH=os.pathsep.join([os.path.join(REPO, "tests", "heads"),
+                                                               os.environ.get("PYTHONPATH", "")])))
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["replicas"] == 2 and got["dense_copies"] == 2      # the strategy mirrors weights
