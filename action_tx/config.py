@@ -227,16 +227,14 @@ class ExperimentConfig:
             problems.append("model_dir is required")
         if not d.label_map:
             problems.append("label_map is required")
-        if d.input == "features":
-            problems += [f"input=features needs {n}" for n in ("feature_dir",)
-                         + (("eval_feature_dir",) if self.train.eval_every else ())
-                         if not getattr(d, n)]
-        elif not d.train_tfrecords:
+        if d.input == "features" and not d.feature_dir:
+            problems.append("input=features needs feature_dir")
+        if d.input == "frames" and not d.train_tfrecords:
             problems.append("train_tfrecords is required (a glob of TFRecord shards)")
         if self.train.eval_every:
-            need = ["groundtruth"] + (["eval_tfrecords"] if d.input == "frames" else [])
-            missing = [n for n in need if not (getattr(self.eval, n, None)
-                                               or getattr(d, n, None))]
+            split = "eval_feature_dir" if d.input == "features" else "eval_tfrecords"
+            missing = [n for n, v in ((split, getattr(d, split)),
+                                      ("groundtruth", self.eval.groundtruth)) if not v]
             if missing:
                 problems.append(f"eval_every needs {' and '.join(missing)}")
         _check(problems, "config")
