@@ -104,6 +104,8 @@ def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[s
     """
     out = np.array(frame, dtype=np.uint8, copy=True)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if not len(boxes):   # a keyframe without detections (reshape(0, -1) cannot infer C)
+        return out
     scores = np.asarray(scores, np.float32).reshape(-1)
     action_scores = np.asarray(action_scores, np.float32).reshape(len(boxes), -1)
     order = [i for i in np.argsort(-scores, kind="stable") if scores[i] > score_threshold]
