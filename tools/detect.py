@@ -10,8 +10,9 @@ from the model's fps to the video's), centred on the keyframe, edge frames repea
                   (video_id = --video_id or the file's stem; boxes normalized);
   --output_json   per keyframe: timestamp, frame, detections (box, person score, actions);
   --output_video  the video with each keyframe's detections drawn until the next keyframe
-                  (boxes and top labels with scores; --show_attention overlays the attention
-                  maps of heads that return them).
+                  (boxes and top labels with scores on tags above the boxes, as in
+                  tools/eval.py's pictures; --show_attention overlays the attention maps of
+                  heads that return them).
 The video header is checked (--max_resolution, --max_duration_s) and the whole file decoded
 once before TensorFlow starts: a missing, empty, unreadable or damaged (short-decoding) file
 is reported in one line with exit status 2, as is an output path that resolves (symlinks,
@@ -214,11 +215,13 @@ def run(outputs: Outputs):
     info, num_frames = check_inputs()
     import numpy as np
     import tensorflow as tf
-    from action_tx import visualize
+    from action_tx import render, visualize
     from action_tx.data import ava
     from action_tx.outputs import detections_to_ava
 
     detect, meta, class_ids, class_names = load_model(FLAGS.saved_model)
+    # Lines and labels sized to the video (as tools/eval.py's pictures), tags above the boxes.
+    thickness, font_size = render.line_sizes(info.height, info.width)
     video_id = FLAGS.video_id or os.path.splitext(os.path.basename(FLAGS.video))[0]
     clip_len = int(meta["num_frames"])
     step = float(meta["frame_stride"]) * info.fps / float(meta["fps"])
@@ -269,7 +272,8 @@ def run(outputs: Outputs):
                     frame = visualize.overlay_heatmap(frame, res["heat"])
                 frame = visualize.draw_detections(
                     frame, res["kept"]["detection_boxes"], res["kept"]["detection_scores"],
-                    res["kept"]["action_scores"], class_names, top_k=FLAGS.top_k)
+                    res["kept"]["action_scores"], class_names, top_k=FLAGS.top_k,
+                    thickness=thickness, font_size=font_size, label_side="above")
                 writer.write(frame)
             write_ptr += 1
 

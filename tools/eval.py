@@ -163,7 +163,9 @@ def score_model():
         total = features.count_target_keyframes(FLAGS.eval_feature_dir)
     else:
         try:
+            # keyframe_jpeg: TensorBoard pictures are drawn on the stored frames.
             dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
+                                    keyframe_jpeg=FLAGS.num_images > 0,
                                     **model_flags.dataset_kwargs_from_flags(label_map,
                                                                             training=False))
         except FileNotFoundError as e:
