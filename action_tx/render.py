@@ -102,14 +102,18 @@ def render_keyframe(frame, boxes, scores, action_scores, class_names: Sequence[s
     """
     image = scale_frame(frame, min_short_side)
     thickness, font_size = line_sizes(*image.shape[:2])
-    if gt_boxes is not None:
+    gt = dict(top_k=top_k, thickness=thickness, dash=3 * thickness, font_size=font_size)
+    if gt_boxes is not None:   # dashed outlines under the predictions, labels placed last
         image = visualize.draw_ground_truth(image, gt_boxes, gt_labels, class_names,
-                                            top_k=top_k, thickness=thickness,
-                                            dash=3 * thickness, font_size=font_size)
+                                            **dict(gt, top_k=0))
+    occupied = []   # every tag keeps clear of the tags placed before it
     image = visualize.draw_detections(image, boxes, scores, action_scores, class_names,
                                       top_k=top_k, max_detections=max_detections,
                                       thickness=thickness, font_size=font_size,
-                                      label_side="above")
+                                      label_side="above", occupied=occupied)
+    if gt_boxes is not None:
+        image = visualize.draw_ground_truth(image, gt_boxes, gt_labels, class_names,
+                                            outlines=False, occupied=occupied, **gt)
     entries = [(None, title)] if title else []
     entries.append((("solid", visualize.colour(0)),
                     "prediction: person x action score"))

@@ -117,47 +117,78 @@ def _ink(rgb) -> tuple:
         else (255, 255, 255)
 
 
+def rect_overlap(a, b) -> int:
+    """Area shared by two (x1, y1, x2, y2) rectangles (x2, y2 exclusive)."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def tag_position(box_px, tag_w: int, tag_h: int, height: int, width: int,
-                 side: str = "above") -> tuple:
+                 side: str = "above", occupied: Sequence[tuple] = ()) -> tuple:
     """(x, y) of the top-left corner of a tag_w x tag_h label tag for a box of pixel extent
     box_px = (top, left, bottom, right), inside the [height, width] frame.
 
-    side: "inside" (at the box's top-left corner); "above" (outside, above the box; else
-    below it; else inside at its top): where predictions go; "below" (outside, below the box;
-    else inside at its bottom, never above, where predictions' tags are): ground truth. x
-    starts at the box's left edge; both are clamped so the tag stays in the frame.
+    side: "inside" (the box's top-left corner, nothing else considered); "above" (predictions:
+    outside above the box, else outside below, else inside at its top) or "below" (ground
+    truth: outside below, else inside at its bottom, else outside above), each at the box's
+    left edge or ending at its right edge, clamped into the frame; then stacked just above
+    (below) each `occupied` rectangle. The first candidate in that order with the least cost
+    wins, cost = 4 x the area shared with the `occupied` (x1, y1, x2, y2) rectangles (tags
+    already drawn) + the area of the box it covers (the person).
     """
-    top, left, bottom, _ = box_px
-    x = int(np.clip(left, 0, max(0, width - tag_w)))
-    clamp = lambda y: int(np.clip(y, 0, max(0, height - tag_h)))  # noqa: E731
+    top, left, bottom, right = box_px
+    clamp_x = lambda x: int(np.clip(x, 0, max(0, width - tag_w)))    # noqa: E731
+    clamp_y = lambda y: int(np.clip(y, 0, max(0, height - tag_h)))   # noqa: E731
     if side == "inside":
-        return x, clamp(top)
+        return clamp_x(left), clamp_y(top)
     above, below = top - tag_h, bottom + 1
-    for y in ((above, below) if side == "above" else (below,)):
-        if 0 <= y <= height - tag_h:
-            return x, y
-    return x, clamp(top if side == "above" else bottom + 1 - tag_h)
+    ys = (above, below, top) if side == "above" else (below, bottom + 1 - tag_h, above)
+    # Then just above or below each tag already placed (stacking when the sides are taken).
+    ys += tuple(y for o in occupied for y in ((o[1] - tag_h, o[3]) if side == "above"
+                                              else (o[3], o[1] - tag_h)))
+    best = None
+    for y in ys:
+        for x in (left, right + 1 - tag_w):
+            x, y = clamp_x(x), clamp_y(y)
+            rect = (x, y, x + tag_w, y + tag_h)
+            cost = (4 * sum(rect_overlap(rect, o) for o in occupied)
+                    + rect_overlap(rect, (left, top, right + 1, bottom + 1)))
+            if best is None or cost < best[0]:
+                best = (cost, x, y)
+            if cost == 0:
+                return x, y
+    return best[1], best[2]
+
+
+def _tag_size(draw, font, text: str) -> tuple:
+    """-> (tag width, tag height, text x offset, text y offset) of `text` with 2 px padding."""
+    x0, y0, x1, y1 = draw.multiline_textbbox((0, 0), text, font=font, spacing=1)
+    return x1 - x0 + 4, y1 - y0 + 4, x0, y0
 
 
 def draw_tag(draw, font, box_px, text: str, fill, height: int, width: int,
-             side: str = "above") -> tuple:
-    """Draws `text` (lines) on a filled tag placed by `tag_position`; -> (x, y, w, h)."""
-    x0, y0, x1, y1 = draw.multiline_textbbox((0, 0), text, font=font, spacing=1)
-    tag_w, tag_h = x1 - x0 + 4, y1 - y0 + 4
-    x, y = tag_position(box_px, tag_w, tag_h, height, width, side)
+             side: str = "above", occupied: Optional[list] = None) -> tuple:
+    """Draws `text` (lines) on a tag filled with `fill`, placed by `tag_position` away from
+    the `occupied` rectangles, to which it is appended; -> (x, y, w, h)."""
+    tag_w, tag_h, x0, y0 = _tag_size(draw, font, text)
+    occupied = [] if occupied is None else occupied
+    x, y = tag_position(box_px, tag_w, tag_h, height, width, side, occupied)
+    occupied.append((x, y, x + tag_w, y + tag_h))
     draw.rectangle([x, y, x + tag_w - 1, y + tag_h - 1], fill=tuple(fill))
     draw.multiline_text((x + 2 - x0, y + 2 - y0), text, fill=_ink(fill), font=font, spacing=1)
     return x, y, tag_w, tag_h
 
 
 def draw_ground_truth(frame, boxes, labels, class_names: Sequence[str], *, top_k: int = 3,
-                      thickness: int = 2, dash: int = 6, font_size: int = 10) -> np.ndarray:
+                      thickness: int = 2, dash: int = 6, font_size: int = 10,
+                      outlines: bool = True, occupied: Optional[list] = None) -> np.ndarray:
     """Draws ground-truth persons: dashed boxes (`draw_dashed_box`), their labels below them.
 
     Args:
       frame: uint8 [H, W, 3] RGB. boxes: [G, 4] normalized [y1, x1, y2, x2].
       labels: [G, C] multi-hot (any value > 0 is a label), class index order of `class_names`.
-      top_k: label lines per box (first in class order); 0 draws boxes only.
+      top_k: label lines per box (first in class order); 0 draws no labels.
+      outlines: draw the boxes (False: labels only, e.g. after predictions were drawn).
+      occupied: tag rectangles to keep clear of (`tag_position`); the new tags are appended.
     Returns:
       a new uint8 [H, W, 3].
     """
@@ -166,25 +197,27 @@ def draw_ground_truth(frame, boxes, labels, class_names: Sequence[str], *, top_k
     if not len(boxes):
         return out
     labels = np.asarray(labels, np.float32).reshape(len(boxes), -1)
-    for box in boxes:
+    for box in boxes if outlines else ():
         out = draw_dashed_box(out, box, thickness, dash)
     if top_k <= 0:
         return out
     image = Image.fromarray(out)
     draw, font = ImageDraw.Draw(image), load_font(font_size)
     height, width = out.shape[:2]
+    occupied = [] if occupied is None else occupied
     for box, multi_hot in zip(boxes, labels):
         names = [class_names[c] if c < len(class_names) else str(c)
                  for c in np.flatnonzero(multi_hot > 0)[:top_k]]
         draw_tag(draw, font, box_to_pixels(box, height, width), "\n".join(names) or "(none)",
-                 GT_COLOURS[0], height, width, side="below")
+                 GT_COLOURS[0], height, width, side="below", occupied=occupied)
     return np.asarray(image, dtype=np.uint8)
 
 
 def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[str], *,
                     top_k: int = 3, score_threshold: float = 0.0,
                     max_detections: Optional[int] = None, thickness: int = 2,
-                    font_size: int = 10, label_side: str = "inside") -> np.ndarray:
+                    font_size: int = 10, label_side: str = "inside",
+                    occupied: Optional[list] = None) -> np.ndarray:
     """Draws detected persons with their top action labels.
 
     Args:
@@ -198,7 +231,8 @@ def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[s
       thickness: box line width in pixels.
       font_size: label text height in pixels.
       label_side: where the tags go (`tag_position`): "inside" the box's top-left corner, or
-        "above" it, outside, so that they do not hide the person.
+        "above" it, outside, so that they do not hide the person, and clear of each other
+        and of the `occupied` rectangles (to which they are appended).
     Returns:
       a new uint8 [H, W, 3]. Detection of rank r (by score) is drawn in `colour(r)`; its labels
       sit on a filled tag of that colour at the box's top-left corner, inside the frame.
@@ -220,7 +254,16 @@ def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[s
     draw = ImageDraw.Draw(image)
     font = load_font(font_size)
     height, width = out.shape[:2]
-    # Labels after all boxes, lowest rank last, so the best detection's tag is on top.
+    # Tags placed best first (it gets its preferred place), drawn best last (on top).
+    occupied = [] if occupied is None else occupied
+    places = []
+    for rank, i in enumerate(order if label_side != "inside" else ()):
+        tag_w, tag_h, _, _ = _tag_size(draw, font, "\n".join(
+            top_labels(action_scores[i], class_names, top_k)))
+        x, y = tag_position(box_to_pixels(boxes[i], height, width), tag_w, tag_h, height,
+                            width, label_side, occupied)
+        occupied.append((x, y, x + tag_w, y + tag_h))
+        places.append((x, y))
     for rank in reversed(range(len(order))):
         i = order[rank]
         text = "\n".join(top_labels(action_scores[i], class_names, top_k))
@@ -235,8 +278,11 @@ def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[s
             draw.multiline_text((x + 1 - x0, y + 1 - y0), text, fill=_ink(rgb), font=font,
                                 spacing=1)
         else:
-            draw_tag(draw, font, box_to_pixels(boxes[i], height, width), text, colour(rank),
-                     height, width, side=label_side)
+            x, y = places[rank]
+            tag_w, tag_h, x0, y0 = _tag_size(draw, font, text)
+            draw.rectangle([x, y, x + tag_w - 1, y + tag_h - 1], fill=colour(rank))
+            draw.multiline_text((x + 2 - x0, y + 2 - y0), text, fill=_ink(colour(rank)),
+                                font=font, spacing=1)
     return np.asarray(image, dtype=np.uint8)
 
 

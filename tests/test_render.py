@@ -59,9 +59,28 @@ def test_prediction_labels_go_above_the_box_and_stay_in_frame():
     assert rows.min() == 60 and cols.max() == 199 and cols.min() < 160
     assert visualize.tag_position((50, 10, 80, 40), 30, 20, 100, 100, "above") == (10, 30)
     assert visualize.tag_position((5, 90, 60, 99), 30, 20, 100, 100, "above") == (70, 61)
-    assert visualize.tag_position((5, 90, 80, 99), 30, 20, 100, 100, "above") == (70, 5)
-    assert visualize.tag_position((5, 10, 95, 40), 30, 20, 100, 100, "above") == (10, 5)
-    assert visualize.tag_position((5, 10, 95, 40), 30, 20, 100, 100, "below") == (10, 76)
+    # Tags of neighbouring detections and the ground truth stay clear of each other.
+    occupied = []
+    boxes = [[0.4, 0.1, 0.9, 0.3], [0.42, 0.2, 0.9, 0.4], [0.38, 0.15, 0.95, 0.35]]
+    visualize.draw_detections(frame, boxes, [0.9, 0.8, 0.7], np.tile(scores, (3, 1)), NAMES,
+                              top_k=3, occupied=occupied, **kwargs)
+    visualize.draw_ground_truth(frame, boxes[:2], [[1, 1, 0], [0, 0, 1]], NAMES,
+                                occupied=occupied, font_size=12)
+    assert len(occupied) == 5
+    assert all(visualize.rect_overlap(a, b) == 0 for k, a in enumerate(occupied)
+               for b in occupied[k + 1:])
+    # No room outside: the place covering least of the box (clamped into the frame).
+    assert visualize.tag_position((5, 90, 80, 99), 30, 20, 100, 100, "above") == (70, 80)
+    assert visualize.tag_position((5, 10, 95, 40), 30, 20, 100, 100, "above") == (10, 0)
+    # Ground truth: below, else inside at the bottom, else above.
+    assert visualize.tag_position((5, 10, 60, 40), 30, 20, 100, 100, "below") == (10, 61)
+    assert visualize.tag_position((30, 10, 95, 40), 30, 20, 100, 100, "below") == (10, 10)
+    # Occupied places are avoided: the right-aligned place above, else below.
+    taken = [(10, 30, 40, 50)]
+    assert visualize.tag_position((50, 10, 70, 80), 30, 20, 100, 100, "above", taken) == \
+        (51, 30)
+    assert visualize.tag_position((50, 10, 70, 40), 30, 20, 100, 100, "above", taken) == \
+        (10, 71)
 
 
 def test_render_keyframe_sizes_styles_and_legend():
@@ -106,7 +125,7 @@ def test_attention_is_beside_the_frame_and_panels_pad_to_one_size():
     heat = np.zeros((4, 4))
     heat[0, 0] = 1.0
     row = render.render_attention(frame, heat, [0.5, 0.5, 1.0, 1.0], 0.9, [0.9, 0.1, 0.0],
-                                  NAMES, min_short_side=64)
+                                  NAMES, min_short_side=64, top_k=0)
     gap = row.shape[1] - 128
     assert gap >= 4 and row.shape[0] > 64
     left, right = row[:64, :64], row[:64, 64 + gap:]
