@@ -140,7 +140,10 @@ def _start_and_wait_for_partial(tmp_path, saved_model, video, out):
     proc = subprocess.Popen([sys.executable, DETECT, f"--saved_model={saved_model}",
                              f"--video={video}", f"--output_video={out}.mp4",
                              f"--output_json={out}.json", "--noprogress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Python raises KeyboardInterrupt only when SIGINT is not ignored
+                            # at start (a background job's is): the terminal's default.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(p.startswith(f".{out.name}.mp4.") for p in partials(tmp_path)):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
