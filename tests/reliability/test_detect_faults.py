@@ -89,6 +89,9 @@ def test_outputs_that_name_the_input_or_each_other_are_refused(tmp_path, saved_m
         ([f"--video={video}", f"--output_csv={tmp_path / 'a.out'}",
           f"--output_json={tmp_path / 'sub' / '..' / 'a.out'}"],
          ["--output_json", "same file as --output_csv"]),
+        ([f"--video={video}", f"--output_json={tmp_path / 'sub'}"], ["--output_json", "directory"]),
+        ([f"--video={video}", f"--output_video={tmp_path / 'a.webm'}"],
+         ["--output_video", "cannot write .webm", ".mp4"]),
     ]
     for args, fragments in cases:
         proc = detect(model, *args)
