@@ -132,16 +132,18 @@ def render_attention(frame, heat, box, score, action_scores, class_names: Sequen
       box: [4] normalized yxyx; score: person score; action_scores: [C].
     Returns:
       uint8 [H' + L, 2 W' + gap, 3]: left the scaled frame with the detection and its labels,
-      right the same frame under the heat map with only the box outline (no text), then a
-      legend strip (`legend`).
+      right the same frame under the heat map with only the box outline (no text; a white
+      line inside it for contrast), then a legend strip (`legend`).
     """
     image = scale_frame(frame, min_short_side)
     thickness, font_size = line_sizes(*image.shape[:2])
     left = visualize.draw_detections(image, [box], [score], [action_scores], class_names,
                                      top_k=top_k, thickness=thickness, font_size=font_size,
                                      label_side="above")
+    # On the heat colours the box gets a white inner line, so that it shows on dark red too.
     right = visualize.draw_box(visualize.overlay_heatmap(image, heat, alpha=0.6), box,
-                               visualize.colour(0), thickness)
+                               (255, 255, 255), thickness + 1)
+    right = visualize.draw_box(right, box, visualize.colour(0), thickness)
     gap = np.full((image.shape[0], max(4, thickness * 2), 3), _BACKGROUND, np.uint8)
     row = np.concatenate([left, gap, right], axis=1)
     entries = [(None, title)] if title else []

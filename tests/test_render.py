@@ -132,6 +132,7 @@ def test_attention_is_beside_the_frame_and_panels_pad_to_one_size():
     assert (left[:20, :20] == 80).all()                    # no heat on the frame panel
     assert right[0, 0, 0] > right[0, 0, 2] and (right[30:60, 5] == 80).all()   # heat only right
     assert tuple(right[32, 40]) == visualize.colour(0)     # the box outline on the heat panel
+    assert tuple(right[34, 40]) == (255, 255, 255)          # and its white inner line
     stacked = render.stack_padded([np.zeros((2, 3, 3), np.uint8), np.ones((4, 1, 3), np.uint8)])
     assert stacked.shape == (2, 4, 3, 3)
     assert (stacked[0, 2:] == 32).all() and (stacked[1, :, 1:] == 32).all()
