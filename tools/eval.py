@@ -127,8 +127,9 @@ flags.DEFINE_float("eval_poll", 10.0, "--continuous: seconds between looks for c
 flags.DEFINE_integer("eval_batch_size", model_flags.config_default(C.EvalConfig, "batch_size"),
                      "Keyframes per inference batch.")
 flags.DEFINE_integer("num_images", model_flags.config_default(C.EvalConfig, "num_images"),
-                     "Keyframes rendered with their detections to "
-                     "TensorBoard (and attention maps when the head returns them).")
+                     "Keyframes rendered to TensorBoard (eval/keyframes: the stored frame at "
+                     ">= 448 px, detections and ground truth with a legend; eval/attention: "
+                     "heat maps beside the frame, for heads that return them).")
 flags.DEFINE_bool("progress", model_flags.config_default(C.EvalConfig, "progress"),
                   "Show a progress bar.")
 flags.DEFINE_bool("empty_memory", False, "Ablation: score with the head's inference memory "
@@ -170,8 +171,10 @@ def score_model():
     task = make_task(config)
     try:
         # Features: --eval_actors=gt scores the ground-truth boxes (the classification-only
-        # bound), detected the checkpoint's detections.
-        dataset = task.eval_dataset(config.eval.batch_size)
+        # bound), detected the checkpoint's detections. Frames: the TensorBoard pictures are
+        # drawn on the stored keyframes (keyframe_jpeg).
+        dataset = task.eval_dataset(config.eval.batch_size,
+                                    keyframe_jpeg=config.eval.num_images > 0)
     except FileNotFoundError as e:
         raise InputError(f"--eval_tfrecords: {e}")
     total = task.eval_keyframes()

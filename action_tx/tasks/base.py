@@ -60,9 +60,10 @@ class Task:
         raise NotImplementedError
 
     def eval_dataset(self, batch_size: Optional[int] = None, split: str = "eval",
-                     source: Optional[str] = None):
+                     source: Optional[str] = None, keyframe_jpeg: bool = False):
         """Inference batches of a split ("eval" or "train") in a fixed order; `source`
-        overrides the split's files (frames: a glob or list of TFRecords)."""
+        overrides the split's files (frames: a glob or list of TFRecords). `keyframe_jpeg`:
+        batches also carry the stored keyframe, for pictures (frames only)."""
         raise NotImplementedError
 
     def eval_keyframes(self) -> Optional[int]:

@@ -42,7 +42,8 @@ class FeaturesTask(Task):
         return self._dataset(self._folder("train"), True, self.config.train.batch_size)
 
     def eval_dataset(self, batch_size: Optional[int] = None, split: str = "eval",
-                     source=None):
+                     source=None, keyframe_jpeg: bool = False):
+        del keyframe_jpeg   # stored features have no frames
         return self._dataset(source or self._folder(split), False,
                              batch_size or self.config.eval.batch_size)
 

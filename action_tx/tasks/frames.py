@@ -35,14 +35,14 @@ class FramesTask(Task):
                              **self.dataset_kwargs(training=True))
 
     def eval_dataset(self, batch_size: Optional[int] = None, split: str = "eval",
-                     source=None):
+                     source=None, keyframe_jpeg: bool = False):
         from action_tx.data.pipeline import build_dataset
         d = self.config.data
         source = source or (d.train_tfrecords if split == "train" else d.eval_tfrecords)
         if not source:
             raise ConfigError(f"config: no {split}_tfrecords for the {split} split")
         return build_dataset(source, batch_size=batch_size or self.config.eval.batch_size,
-                             **self.dataset_kwargs(training=False))
+                             keyframe_jpeg=keyframe_jpeg, **self.dataset_kwargs(training=False))
 
     def eval_keyframes(self) -> Optional[int]:
         from action_tx import eval_lib
