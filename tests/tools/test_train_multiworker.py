@@ -110,11 +110,11 @@ def test_two_workers_train_and_the_chief_checkpoints(one_person_data, tmp_path):
         f"checkpoint: step {s} saved to {mw}/ckpt-{s}" for s in (1, 2, 3)]
     assert not [l for l in other.splitlines() if l.startswith("checkpoint: ")]
     assert "trained to step 3; checkpoint: None;" in other
-    # Only the chief writes: worker 1's scratch saves are gone, model_flags.json is there.
+    # Only the chief writes: worker 1's scratch saves are gone, config.json is there.
     assert sorted(os.listdir(mw)) == ["checkpoint", "ckpt-1.data-00000-of-00001",
                                       "ckpt-1.index", "ckpt-2.data-00000-of-00001",
                                       "ckpt-2.index", "ckpt-3.data-00000-of-00001",
-                                      "ckpt-3.index", "model_flags.json", "train"]
+                                      "ckpt-3.index", "config.json", "train"]
     path, variables = model_variables(mw)
     assert path.endswith("ckpt-3") and len(variables) > 10
 
