@@ -24,6 +24,7 @@ short side, and redoes any other (temporaries of a killed run are removed first)
 Per-movie failures (`BadMovie`: missing, undecodable, too short) are counted and named in the
 result, never fatal.
 """
+
 from __future__ import annotations
 
 import collections
@@ -51,7 +52,7 @@ DEFAULT_SHORT_SIDE = 400
 DEFAULT_MARGIN = 2.0
 FORMATS = ("videos", "frames")
 PARTIAL = ".partial-"
-_KINETICS_NAME = re.compile(r"^(.+)_\d{6}_\d{6}$")   # Kinetics: YTID_START_END.mp4
+_KINETICS_NAME = re.compile(r"^(.+)_\d{6}_\d{6}$")  # Kinetics: YTID_START_END.mp4
 
 
 class BadMovie(Exception):
@@ -67,6 +68,7 @@ class PrepareResult:
     """done: movies written by this run; skipped: already complete; failed: reason -> ids;
     messages: id -> the failure's message; timestamp_offset: for the converter (None when
     Kinetics clips and AVA movies would need different ones: never, one mode per run)."""
+
     done: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
@@ -84,7 +86,7 @@ def read_keyframes(csv_paths) -> dict:
                     continue
                 try:
                     t = float(row[1])
-                except ValueError:   # a header line
+                except ValueError:  # a header line
                     continue
                 last[row[0].strip()] = max(t, last.get(row[0].strip(), t))
     return last
@@ -94,10 +96,14 @@ def find_movie(movies_dir: str, video_id: str) -> str | None:
     """`movies_dir/VID.*`, or a Kinetics clip `VID_NNNNNN_NNNNNN.*`; None when absent."""
     names = sorted(glob.glob(os.path.join(glob.escape(movies_dir), glob.escape(video_id) + ".*")))
     if not names:
-        names = [p for p in sorted(glob.glob(os.path.join(glob.escape(movies_dir),
-                                                          glob.escape(video_id) + "_*")))
-                 if (m := _KINETICS_NAME.match(os.path.splitext(os.path.basename(p))[0]))
-                 and m.group(1) == video_id]
+        names = [
+            p
+            for p in sorted(
+                glob.glob(os.path.join(glob.escape(movies_dir), glob.escape(video_id) + "_*"))
+            )
+            if (m := _KINETICS_NAME.match(os.path.splitext(os.path.basename(p))[0]))
+            and m.group(1) == video_id
+        ]
     return names[0] if names else None
 
 
@@ -109,8 +115,14 @@ def output_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(2, height - height % 2), max(2, width - width % 2)
 
 
-def segment(last_keyframe: float, *, kinetics: bool, margin: float, fps: int,
-            clip_seconds: Fraction | None = None) -> tuple[Fraction, int, Fraction]:
+def segment(
+    last_keyframe: float,
+    *,
+    kinetics: bool,
+    margin: float,
+    fps: int,
+    clip_seconds: Fraction | None = None,
+) -> tuple[Fraction, int, Fraction]:
     """(start s, frames to write, time the source must reach s) of one movie."""
     if kinetics:
         reach = Fraction(last_keyframe).limit_denominator(1000)
@@ -141,14 +153,16 @@ def _clip_seconds(stream, container) -> Fraction | None:
     return None
 
 
-def _resampled(container, stream, start: Fraction, count: int, fps: int, reach: Fraction,
-               path: str):
+def _resampled(
+    container, stream, start: Fraction, count: int, fps: int, reach: Fraction, path: str
+):
     """Yields (i, av.VideoFrame) for output frames i = 0..count-1 (see the module docstring)."""
     origin = (stream.start_time or 0) * stream.time_base
-    if start > 2:   # seek near the segment instead of decoding the movie's first 15 minutes
+    if start > 2:  # seek near the segment instead of decoding the movie's first 15 minutes
         try:
-            container.seek(int((start - 2 + origin) / stream.time_base), stream=stream,
-                           backward=True)
+            container.seek(
+                int((start - 2 + origin) / stream.time_base), stream=stream, backward=True
+            )
         except (av.FFmpegError, OSError):
             container.seek(0)
     previous, i = None, 0
@@ -160,8 +174,11 @@ def _resampled(container, stream, start: Fraction, count: int, fps: int, reach: 
             shown = frame.pts * stream.time_base - origin
             while i < count and target < shown:
                 if previous is None:
-                    raise BadMovie("undecodable", f"{path}: the first decoded frame is at "
-                                   f"{float(shown):.3f} s, after {float(target):.3f} s")
+                    raise BadMovie(
+                        "undecodable",
+                        f"{path}: the first decoded frame is at "
+                        f"{float(shown):.3f} s, after {float(target):.3f} s",
+                    )
                 yield i, previous
                 i += 1
                 target = start + Fraction(i, fps)
@@ -169,15 +186,21 @@ def _resampled(container, stream, start: Fraction, count: int, fps: int, reach: 
                 return
             previous, last_shown = frame, shown
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise BadMovie("undecodable", f"{path}: decoding failed at output frame {i} "
-                       f"({float(start + Fraction(i, fps)):.2f} s): {e}") from None
+        raise BadMovie(
+            "undecodable",
+            f"{path}: decoding failed at output frame {i} "
+            f"({float(start + Fraction(i, fps)):.2f} s): {e}",
+        ) from None
     if previous is None:
         raise BadMovie("undecodable", f"{path}: no frame decoded")
     # The source ended: its last frame stays on screen for one source frame interval.
     rate = stream.average_rate or stream.guessed_rate or fps
     if last_shown + 1 / Fraction(rate) <= reach:
-        raise BadMovie("too short", f"{path}: the video ends at {float(last_shown):.2f} s but "
-                       f"the keyframes need {float(reach):.2f} s")
+        raise BadMovie(
+            "too short",
+            f"{path}: the video ends at {float(last_shown):.2f} s but "
+            f"the keyframes need {float(reach):.2f} s",
+        )
     while i < count:
         yield i, previous
         i += 1
@@ -194,8 +217,9 @@ def _write(frames, kind: str, path: str, video_id: str, size, fps: int) -> int:
             written += 1
         return written
     with av.open(path, "w", format="mp4") as out:
-        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4",
-                                rate=fps)
+        stream = out.add_stream(
+            "libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps
+        )
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
         stream.options = {"crf": "18"} if stream.codec_context.name == "libx264" else {}
@@ -251,14 +275,18 @@ def prepare_movie(task: dict) -> tuple[str, str, str]:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             start, count, reach = segment(
-                task["last_keyframe"], kinetics=task["kinetics"], margin=task["margin"],
-                fps=fps, clip_seconds=_clip_seconds(stream, container))
+                task["last_keyframe"],
+                kinetics=task["kinetics"],
+                margin=task["margin"],
+                fps=fps,
+                clip_seconds=_clip_seconds(stream, container),
+            )
             size = output_size(stream.height, stream.width, task["short_side"])
             if os.path.exists(final):
                 if count_frames(final, kind) == (count, min(size)):
                     return vid, "skipped", ""
-                _remove(final)        # incomplete or written with other options: redo
-            _remove(partial)           # left by a killed run
+                _remove(final)  # incomplete or written with other options: redo
+            _remove(partial)  # left by a killed run
             frames = _resampled(container, stream, start, count, fps, reach, source)
             written = _write(frames, kind, partial, vid, size, fps)
         if written != count or count_frames(partial, kind) != (count, min(size)):
@@ -270,9 +298,19 @@ def prepare_movie(task: dict) -> tuple[str, str, str]:
         return vid, e.reason, str(e)
 
 
-def prepare(movies_dir: str, annotation_csvs, out_dir: str, *, kind: str = "videos",
-            short_side: int = DEFAULT_SHORT_SIDE, fps: int = FPS, margin: float = DEFAULT_MARGIN,
-            kinetics: bool = False, num_workers: int = 1, progress: bool = True) -> PrepareResult:
+def prepare(
+    movies_dir: str,
+    annotation_csvs,
+    out_dir: str,
+    *,
+    kind: str = "videos",
+    short_side: int = DEFAULT_SHORT_SIDE,
+    fps: int = FPS,
+    margin: float = DEFAULT_MARGIN,
+    kinetics: bool = False,
+    num_workers: int = 1,
+    progress: bool = True,
+) -> PrepareResult:
     """Prepares every movie named in `annotation_csvs` (see the module docstring).
 
     Args:
@@ -289,14 +327,28 @@ def prepare(movies_dir: str, annotation_csvs, out_dir: str, *, kind: str = "vide
         raise ValueError(f"kind must be one of {FORMATS}, got {kind!r}")
     last = read_keyframes(annotation_csvs)
     os.makedirs(os.path.join(out_dir, kind), exist_ok=True)
-    tasks = [dict(video_id=v, movies_dir=movies_dir, out_dir=out_dir, kind=kind,
-                  last_keyframe=t, kinetics=kinetics, margin=margin, fps=fps,
-                  short_side=short_side) for v, t in sorted(last.items())]
-    result = PrepareResult(timestamp_offset=0.0 if kinetics else float(
-        segment(0, kinetics=False, margin=margin, fps=fps)[0]))
+    tasks = [
+        dict(
+            video_id=v,
+            movies_dir=movies_dir,
+            out_dir=out_dir,
+            kind=kind,
+            last_keyframe=t,
+            kinetics=kinetics,
+            margin=margin,
+            fps=fps,
+            short_side=short_side,
+        )
+        for v, t in sorted(last.items())
+    ]
+    result = PrepareResult(
+        timestamp_offset=0.0
+        if kinetics
+        else float(segment(0, kinetics=False, margin=margin, fps=fps)[0])
+    )
     failed = collections.defaultdict(list)
     bar = Progress(len(tasks), "prepare", progress, unit="movies")
-    pool = (multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None)
+    pool = multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None
     try:
         done = pool.imap_unordered(prepare_movie, tasks) if pool else map(prepare_movie, tasks)
         for vid, status, message in done:
@@ -318,14 +370,22 @@ def prepare(movies_dir: str, annotation_csvs, out_dir: str, *, kind: str = "vide
     return result
 
 
-def read_frame(path: str, kind: str, index: int) -> np.ndarray:
-    """Frame `index` (0-based) of a prepared movie as uint8 [H, W, 3] (for checks and tests)."""
+def read_frames(path: str, kind: str, indices) -> dict:
+    """{index: uint8 [H, W, 3]} of frames `indices` (0-based) of a prepared movie (checks,
+    tests); one decode pass for a video."""
+    wanted, got = set(indices), {}
     if kind == "frames":
         vid = os.path.basename(path)
-        with Image.open(os.path.join(path, f"{vid}_{index + 1:06d}.jpg")) as im:
-            return np.asarray(im.convert("RGB"))
+        for i in wanted:
+            with Image.open(os.path.join(path, f"{vid}_{i + 1:06d}.jpg")) as im:
+                got[i] = np.asarray(im.convert("RGB"))
+        return got
     with av.open(path) as container:
         for i, frame in enumerate(container.decode(video=0)):
-            if i == index:
-                return frame.to_ndarray(format="rgb24")
-    raise IndexError(f"{path}: no frame {index}")
+            if i in wanted:
+                got[i] = frame.to_ndarray(format="rgb24")
+            if len(got) == len(wanted):
+                break
+    if len(got) != len(wanted):
+        raise IndexError(f"{path}: no frames {sorted(wanted - set(got))}")
+    return got
