@@ -132,42 +132,50 @@ def _keyframe(rows, ann, classes, num_classes):
     return np.array(boxes, np.float32).reshape(-1, 4), labels, np.array(pids, np.int64)
 
 
-def _video_task(task):
-    """Worker: one video's keyframes -> ("ok", records) or ("bad", reason, message)."""
+def video_output(task: dict, *, skip_bad: bool, num_shards: int, num_keys: int) -> dict:
+    """One video's keyframes -> {"video_id", "keyframes": count, "bad": None or [reason,
+    message], "records": [(shard, keyframe_index, record)]}: the unit of work of both the
+    process pool (`convert_split`) and the Beam pipeline (`beam_convert`). JSON-able but for
+    the records. A keyframe goes to shard keyframe_index * num_shards // num_keys, so shards
+    hold contiguous runs of the sorted keyframes."""
+    del skip_bad   # every keyframe of a readable video is written (bad ones: `bad`)
+    out = {"video_id": task["video_id"], "keyframes": len(task["keyframes"]), "bad": None,
+           "records": []}
     try:
         windows, fps, height, width = frame_source.read_windows(
             task["source"], [k["timestamp"] for k in task["keyframes"]], **task["read"])
     except frame_source.BadVideo as e:
-        return "bad", e.reason, str(e)
-    records = []
+        out["bad"] = [e.reason, str(e)]
+        return out
     for k, frames in zip(task["keyframes"], windows):
-        records.append(tfrecords.encode_example(
+        record = tfrecords.encode_example(
             frames=frames, keyframe_frame=task["read"]["num_frames"] // 2, fps=fps,
-            height=height, width=width, **k))
-    return "ok", records
+            height=height, width=width, **k)
+        out["records"].append((k["keyframe_index"] * num_shards // num_keys,
+                               k["keyframe_index"], record))
+    return out
 
 
-def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
-                  num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
-                  timestamp_offset: float = 0.0, skip_bad: bool = False, num_workers: int = 2,
-                  progress: bool = True, **files) -> dict:
-    """Converts one split; returns the manifest (also written as `<first shard dir>/
-    <split>_manifest.json`).
+class SplitPlan:
+    """What `plan_split` found: everything but the frames. Attributes: split, ava_dir,
+    paths (role -> file), fps, fps_source, label_map, rows (role -> RowReport), kept_rows,
+    num_keys, videos (sorted ids), missing (ids without frames), tasks (one per video with
+    frames: video_id, source, keyframes, read options), shards (paths), options (the
+    manifest's), skip_bad."""
 
-    Args:
-      ava_dir: AVA-format root (annotations/, frames/VID/ or videos/VID.*).
-      split: "train", "val", ...: picks annotations/ava_<split>*.csv and friends.
-      out: shard path spec (see `shard_paths`). num_shards: N when `out` does not say.
-      num_frames: W, the frames stored per keyframe (centred, edge frames repeated).
-      fps: frame rate of JPEG folders (default: `frame_folder_fps`); video files use their own.
-      max_side: downscale frames whose longer side exceeds this. timestamp_offset: seconds
-        shown by frame 1 (0 for whole videos).
-      skip_bad: skip and count bad rows and bad videos instead of failing on the first.
-      num_workers: processes decoding videos. progress: show a progress bar.
-      **files: explicit paths overriding `find_split_files` roles.
-    Raises:
-      ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos/options).
-    """
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def task_options(self) -> dict:
+        """`video_output`'s keyword arguments."""
+        return dict(skip_bad=self.skip_bad, num_shards=len(self.shards), num_keys=self.num_keys)
+
+
+def plan_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
+               num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
+               timestamp_offset: float = 0.0, skip_bad: bool = False, **files) -> SplitPlan:
+    """Reads and validates the split's annotations and finds its videos (arguments as
+    `convert_split`). Raises ava.AvaFormatError or ConversionError."""
     paths = find_split_files(ava_dir, split, **files)
     fps, fps_source = frame_folder_fps(ava_dir, fps)
     label_map = ava.read_label_map(paths["label_map"])
@@ -206,14 +214,9 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
             f"{os.path.join(ava_dir, 'frames', missing[0])}/ and no video "
             f"{os.path.join(ava_dir, 'videos', missing[0])}.*: {', '.join(missing[:5])}"
             + (" ..." if len(missing) > 5 else "") + " (use --skip_bad to skip them)")
-    rejected_files = collections.defaultdict(list)
-    rejected_keyframes = collections.Counter()
-    for v in missing:
-        rejected_files["missing frame folder or video"].append(v)
     tasks = []
     for k_index, (v, t) in enumerate(keys):
         if sources[v] is None:
-            rejected_keyframes["missing frame folder or video"] += 1
             continue
         if not tasks or tasks[-1]["video_id"] != v:
             tasks.append({"video_id": v, "source": sources[v], "keyframes": [], "read": dict(
@@ -232,27 +235,119 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
                      object_scores=d.score[idx])
         tasks[-1]["keyframes"].append(k)
 
-    shards = shard_paths(out, num_shards)
+    return SplitPlan(
+        split=split, ava_dir=ava_dir, paths=paths, fps=fps, fps_source=fps_source,
+        label_map=label_map, rows=rows, kept_rows=len(keep_rows), num_keys=len(keys),
+        videos=videos, missing=missing, tasks=tasks, shards=shard_paths(out, num_shards),
+        skip_bad=skip_bad, missing_keyframes=sum(1 for v, _ in keys if sources[v] is None),
+        options=dict(num_frames=num_frames, fps_for_frame_folders=fps, fps_source=fps_source,
+                     max_side=max_side, timestamp_offset=timestamp_offset, skip_bad=skip_bad))
+
+
+def bad_video_error(outcome: dict) -> ConversionError:
+    """The error of a bad video (`video_output`'s "bad") when bad videos are not skipped."""
+    return ConversionError(outcome["bad"][1] + " (use --skip_bad to skip bad videos)")
+
+
+def temp_path(shard: str) -> str:
+    """Where a shard is written before it is complete."""
+    return shard + ".tmp"
+
+
+def finish_split(plan: SplitPlan, outcomes, counts) -> dict:
+    """Writes `<split>_manifest.json` beside the shards -> the manifest (+ manifest_path).
+
+    outcomes: `video_output` results of `plan.tasks`, in that order (records not needed);
+    counts: records written per shard. Raises the first bad video's ConversionError unless
+    `plan.skip_bad`."""
+    rejected_files = collections.defaultdict(list)
+    rejected_keyframes = collections.Counter()
+    for v in plan.missing:
+        rejected_files["missing frame folder or video"].append(v)
+    if plan.missing_keyframes:
+        rejected_keyframes["missing frame folder or video"] += plan.missing_keyframes
+    for outcome in outcomes:
+        if outcome["bad"]:
+            if not plan.skip_bad:
+                raise bad_video_error(outcome)
+            rejected_files[outcome["bad"][0]].append(outcome["video_id"])
+            rejected_keyframes[outcome["bad"][0]] += outcome["keyframes"]
+    manifest = {
+        "split": plan.split,
+        "ava_dir": os.path.abspath(plan.ava_dir),
+        "inputs": {role: _input_record(p) for role, p in sorted(plan.paths.items()) if p},
+        "options": plan.options,
+        "label_map": {"num_classes": plan.label_map.num_classes,
+                      "ids": list(plan.label_map.ids)},
+        "rows": {role: {"path": os.path.abspath(r.path), "kept": int(r.kept),
+                        "rejected": {k: v for k, v in sorted(r.rejected.items()) if v},
+                        "examples": r.examples}
+                 for role, r in plan.rows.items()},
+        "videos": {"total": len(plan.videos), "written": len(plan.videos) - sum(
+            len(v) for v in rejected_files.values())},
+        "files_rejected": {r: sorted(v) for r, v in sorted(rejected_files.items())},
+        "keyframes": {"total": plan.num_keys, "written": sum(counts),
+                      "rejected": dict(sorted(rejected_keyframes.items()))},
+        "shards": [{"path": os.path.abspath(p), "records": c}
+                   for p, c in zip(plan.shards, counts)],
+    }
+    manifest["rows"]["annotations"]["kept"] = int(plan.kept_rows)
+    path = os.path.join(os.path.dirname(os.path.abspath(plan.shards[0])),
+                        f"{plan.split}_manifest.json")
+    with open(path, "w") as f:
+        json.dump(manifest, f, indent=1)
+    manifest["manifest_path"] = path
+    return manifest
+
+
+def _pool_task(args):
+    task, options = args
+    return video_output(task, **options)
+
+
+def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
+                  num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
+                  timestamp_offset: float = 0.0, skip_bad: bool = False, num_workers: int = 2,
+                  progress: bool = True, **files) -> dict:
+    """Converts one split; returns the manifest (also written as `<first shard dir>/
+    <split>_manifest.json`).
+
+    Args:
+      ava_dir: AVA-format root (annotations/, frames/VID/ or videos/VID.*).
+      split: "train", "val", ...: picks annotations/ava_<split>*.csv and friends.
+      out: shard path spec (see `shard_paths`). num_shards: N when `out` does not say.
+      num_frames: W, the frames stored per keyframe (centred, edge frames repeated).
+      fps: frame rate of JPEG folders (default: `frame_folder_fps`); video files use their own.
+      max_side: downscale frames whose longer side exceeds this. timestamp_offset: seconds
+        shown by frame 1 (0 for whole videos).
+      skip_bad: skip and count bad rows and bad videos instead of failing on the first.
+      num_workers: processes decoding videos. progress: show a progress bar.
+      **files: explicit paths overriding `find_split_files` roles.
+    Raises:
+      ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos/options).
+    """
+    plan = plan_split(ava_dir, split, out, num_shards=num_shards, num_frames=num_frames,
+                      fps=fps, max_side=max_side, timestamp_offset=timestamp_offset,
+                      skip_bad=skip_bad, **files)
+    shards, tasks = plan.shards, plan.tasks
     os.makedirs(os.path.dirname(os.path.abspath(shards[0])), exist_ok=True)
     counts = [0] * len(shards)
-    writers = [tf.io.TFRecordWriter(p + ".tmp") for p in shards]
+    writers = [tf.io.TFRecordWriter(temp_path(p)) for p in shards]
     bar = Progress(sum(len(t["keyframes"]) for t in tasks), f"{split}: keyframes", progress)
     pool = (multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None)
+    work = [(t, plan.task_options()) for t in tasks]
+    outcomes = []
     ok = False
     try:
-        results = pool.imap(_video_task, tasks) if pool else map(_video_task, tasks)
-        for task, result in zip(tasks, results):
-            if result[0] == "bad":
-                if not skip_bad:
-                    raise ConversionError(result[2] + " (use --skip_bad to skip bad videos)")
-                rejected_files[result[1]].append(task["video_id"])
-                rejected_keyframes[result[1]] += len(task["keyframes"])
-            else:
-                for k, record in zip(task["keyframes"], result[1]):
-                    shard = k["keyframe_index"] * len(shards) // len(keys)
-                    writers[shard].write(record)
-                    counts[shard] += 1
-            bar.update(len(task["keyframes"]))
+        results = pool.imap(_pool_task, work) if pool else map(_pool_task, work)
+        for outcome in results:
+            if outcome["bad"] and not skip_bad:
+                raise bad_video_error(outcome)
+            for shard, _, record in outcome.pop("records"):
+                writers[shard].write(record)
+                counts[shard] += 1
+            outcomes.append(outcome)
+            bar.update(outcome["keyframes"])
         ok = True
     finally:
         bar.close()
@@ -261,30 +356,7 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
         for w, p in zip(writers, shards):
             w.close()
             if ok:
-                os.replace(p + ".tmp", p)
+                os.replace(temp_path(p), p)
             else:
-                os.remove(p + ".tmp")
-
-    manifest = {
-        "split": split,
-        "ava_dir": os.path.abspath(ava_dir),
-        "inputs": {role: _input_record(p) for role, p in sorted(paths.items()) if p},
-        "options": dict(num_frames=num_frames, fps_for_frame_folders=fps, fps_source=fps_source,
-                        max_side=max_side, timestamp_offset=timestamp_offset, skip_bad=skip_bad),
-        "label_map": {"num_classes": label_map.num_classes, "ids": list(label_map.ids)},
-        "rows": {role: {"path": os.path.abspath(r.path), "kept": int(r.kept),
-                        "rejected": {k: v for k, v in sorted(r.rejected.items()) if v}, "examples": r.examples}
-                 for role, r in rows.items()},
-        "videos": {"total": len(videos), "written": len(videos) - sum(
-            len(v) for v in rejected_files.values())},
-        "files_rejected": {r: sorted(v) for r, v in sorted(rejected_files.items())},
-        "keyframes": {"total": len(keys), "written": sum(counts),
-                      "rejected": dict(sorted(rejected_keyframes.items()))},
-        "shards": [{"path": os.path.abspath(p), "records": c} for p, c in zip(shards, counts)],
-    }
-    manifest["rows"]["annotations"]["kept"] = int(len(keep_rows))
-    path = os.path.join(os.path.dirname(os.path.abspath(shards[0])), f"{split}_manifest.json")
-    with open(path, "w") as f:
-        json.dump(manifest, f, indent=1)
-    manifest["manifest_path"] = path
-    return manifest
+                os.remove(temp_path(p))
+    return finish_split(plan, outcomes, counts)
