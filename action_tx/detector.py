@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from action_tx import losses
 from action_tx.heads.base import HeadInputs
+from action_tx.heads.i3d_head import I3DHead
 from object_detection_ext import rpn
 from object_detection_ext.postprocess import postprocess
 from object_detection_ext.sampling import sample_rois
@@ -97,6 +98,10 @@ class ActionDetector(keras.Model):
           outputs and targets; outside training also the detections of `postprocess`
           (detection_boxes, detection_scores, action_scores, num_detections).
         """
+        return self._forward(batch, training)[0]
+
+    def _forward(self, batch, training):
+        """`call`'s pass -> (its outputs, the trunk features [B, T', H', W', C])."""
         features = self.trunk(batch["clip"], training=training)
         proposals = self.proposer(features, batch)
         out = dict(proposals)
@@ -148,7 +153,58 @@ class ActionDetector(keras.Model):
                 head_out.box_deltas, nms_iou=self.nms_iou, max_detections=self.max_detections,
                 score_threshold=self.score_threshold,
                 class_specific_nms=self.class_specific_nms))
+        return out, features
+
+    def detect_with_features(self, batch: Dict[str, tf.Tensor], feature_layer: str = "trunk",
+                             boxes: Optional[Dict[str, tuple]] = None) -> Dict[str, tf.Tensor]:
+        """Inference (`call(batch, training=False)`, the same one pass) that also returns
+        features of one layer, pooled per box and over the clip (the frozen features of
+        `action_tx.feature_extraction`).
+
+        Args:
+          batch: as for `call`.
+          feature_layer: 'trunk': the trunk's output (Mixed_4f, or Mixed_5c with
+            `build_detector(trunk_endpoint="Mixed_5c")`), each box's ST-RoIAlign tube averaged
+            over time and space. 'Mixed_5c': the I3D head's fine-tuned Mixed_5a-5c tail
+            (`i3d`, `tx_i3d` heads) on the box's tube, averaged as that head does
+            (`I3DHead.pooled_features`), and the same tail over the whole trunk map for
+            `feature_map` (STAGE §4 and HGRNN §3.1 read I3D features after Mixed_5c).
+          boxes: name -> (boxes [B, n, 4] normalized yxyx, mask [B, n]) of further boxes to
+            pool (e.g. the ground truth and the objects).
+
+        Returns:
+          `call`'s outputs (detections included) plus `feature_map` [B, T'', H'', W'', C] of
+          the layer, `detection_features` [B, K, C] of `detection_boxes`, and
+          `<name>_features` [B, n, C] for each entry of `boxes` (rows of masked boxes are
+          whatever the pooling gives; the masks say which are real).
+        """
+        out, features = self._forward(batch, training=False)
+        if feature_layer == "trunk":
+            feature_map = features
+            pool = lambda b, m: tf.reduce_mean(                   # noqa: E731
+                self.roi_extractor(features, b, m), axis=[2, 3, 4])
+        elif feature_layer == "Mixed_5c":
+            i3d_head = self.i3d_tail_head()
+            if i3d_head is None:
+                raise ValueError(f"feature_layer='Mixed_5c' needs a head with an I3D Mixed_5 "
+                                 f"tail (i3d, tx_i3d), not {type(self.head).__name__}")
+            feature_map = i3d_head.tail(features, training=False)
+            pool = lambda b, m: i3d_head.pooled_features(          # noqa: E731
+                self.roi_extractor(features, b, m), training=False)
+        else:
+            raise ValueError(f"feature_layer must be 'trunk' or 'Mixed_5c', got {feature_layer!r}")
+        k = tf.shape(out["detection_scores"])[1]
+        det_mask = tf.range(k)[None] < out["num_detections"][:, None]
+        out.update(feature_map=feature_map,
+                   detection_features=pool(out["detection_boxes"], det_mask))
+        for name, (b, m) in (boxes or {}).items():
+            out[f"{name}_features"] = pool(b, tf.cast(m, tf.bool))
         return out
+
+    def i3d_tail_head(self):
+        """The head's `I3DHead` (the head itself, or `tx_i3d`'s I3D sub-head), or None."""
+        head = getattr(self.head, "i3d_head", self.head)
+        return head if isinstance(head, I3DHead) else None
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Loss terms of a training forward pass (`call(batch, training=True)`).
