@@ -33,7 +33,8 @@ Flags:
 One pass, no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
 Resumable: each shard is written under a temporary name, renamed when complete and recorded
 in the manifest; a re-run skips recorded shards. A manifest written with other settings
-(checkpoint, inputs, map size, shard size, feature layer) is refused. Bad input: one `error: ...` line, exit 2.
+(checkpoint, inputs, map size, shard size, feature layer) is refused. Bad input: one
+`error: ...` line, exit 2.
 """
 import json
 import os

@@ -15,6 +15,9 @@ FLAGS = flags.FLAGS
 # --- model ---
 flags.DEFINE_string("trunk", "i3d_tiny", "Trunk preset: i3d (published Inception-I3D) or "
                     "i3d_tiny (quarter width, for CPUs).")
+flags.DEFINE_enum("trunk_endpoint", "Mixed_4f", ["Mixed_4f", "Mixed_5c"],
+                  "Last trunk layer: Mixed_4f (Action Transformer) or Mixed_5c, the backbone's "
+                  "last stage at stride 16 (ACAR-Net, AIA).")
 flags.DEFINE_float("width_multiplier", None, "Override the trunk preset's channel multiplier.")
 flags.DEFINE_bool("freeze_bn", False, "Fix BatchNorm statistics (paper §3.5).")
 flags.DEFINE_string("head", "i3d", "Head: a key of action_tx.heads.HEADS.")
@@ -171,7 +174,8 @@ def build_detector_from_flags(label_map):
     from action_tx.model_builder import build_detector
     return build_detector(
         num_classes=label_map.num_classes, trunk=FLAGS.trunk,
-        width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn, head=FLAGS.head,
+        width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn,
+        trunk_endpoint=FLAGS.trunk_endpoint, head=FLAGS.head,
         head_options=_head_options(FLAGS.head), proposals=FLAGS.proposals,
         anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
         post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
