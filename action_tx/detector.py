@@ -88,7 +88,8 @@ class ActionDetector(keras.Model):
         Args:
           batch: the batch dict of docs/DESIGN.md; `clip` is required; `boxes`, `box_mask`,
             `labels` are needed in training; `proposals*` for external proposals, `objects*`
-            when `use_objects`.
+            when `use_objects`; `keyframe_mask` and `target_mask` [B] with runs of
+            consecutive keyframes (their roi_mask is false where target_mask is).
           training: True samples RoIs against the ground truth and returns the targets.
 
         Returns:
@@ -134,13 +135,25 @@ class ActionDetector(keras.Model):
         if self.use_objects:
             objects, object_mask = batch["objects"], tf.cast(batch["object_mask"], tf.bool)
             object_features = self.roi_extractor(features, objects, object_mask)
+        keyframe_mask = batch.get("keyframe_mask")
         head_out = self.head(HeadInputs(
             features=features, rois=rois, roi_mask=roi_mask, roi_features=roi_features,
             roi_scores=roi_scores, objects=objects, object_mask=object_mask,
             object_features=object_features, video_index=batch.get("video_index"),
             timestamp=batch.get("timestamp"), keyframe_index=batch.get("keyframe_index"),
+            keyframe_mask=(tf.cast(keyframe_mask, tf.bool) if keyframe_mask is not None
+                           else None),
             roi_labels=out.get("roi_labels")),
             training=training)
+        if "target_mask" in batch:
+            # Runs of consecutive keyframes (`build_dataset(consecutive=True)`): context and
+            # padding keyframes fed the head's temporal part only; no loss, no detections.
+            target = tf.cast(batch["target_mask"], tf.bool) & tf.cast(keyframe_mask, tf.bool)
+            roi_mask = roi_mask & target[:, None]
+            if training:
+                out["roi_is_positive"] = out["roi_is_positive"] & target[:, None]
+                if "rpn_labels" in out:
+                    out["rpn_labels"] = tf.where(target[:, None], out["rpn_labels"], -1)
         out.update(rois=rois, roi_mask=roi_mask, roi_scores=roi_scores, logits=head_out.logits)
         if head_out.box_deltas is not None:
             out["box_deltas"] = head_out.box_deltas

@@ -96,8 +96,12 @@ flags.DEFINE_enum("train_actors", "both", ["both", "gt", "detected"],
                   "--input=features: actor boxes trained on.")
 flags.DEFINE_enum("eval_actors", "detected", ["detected", "gt"],
                   "--input=features: actor boxes scored (gt: the classification-only bound).")
-flags.DEFINE_integer("context_keyframes", 0, "--input=features: extra keyframes on each side "
-                     "of a batch (temporal context only: no loss, no detections).")
+flags.DEFINE_integer("context_keyframes", 0, "--input=features or --consecutive_keyframes: "
+                     "extra keyframes on each side of a batch (temporal context only: no loss, "
+                     "no detections).")
+flags.DEFINE_bool("consecutive_keyframes", False, "--input=frames: a batch is --batch_size "
+                  "consecutive keyframes (+ --context_keyframes each side), as feature batches, "
+                  "for heads with temporal parts (HGRNN's scene BiGRU, STAGE's temporal edges).")
 
 
 def _head_options(head: str) -> dict:
@@ -225,7 +229,8 @@ def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
                 frame_stride=FLAGS.frame_stride, image_size=FLAGS.image_size,
                 training=training, seed=FLAGS.seed, max_boxes=FLAGS.max_boxes,
                 max_proposals=FLAGS.max_proposals, max_objects=FLAGS.max_objects,
-                box_jitter=FLAGS.box_jitter)
+                box_jitter=FLAGS.box_jitter, consecutive=FLAGS.consecutive_keyframes,
+                context=FLAGS.context_keyframes if FLAGS.consecutive_keyframes else 0)
 
 
 def apply_model_flags_json(model_dir: str) -> dict:
