@@ -7,7 +7,7 @@ DEMO_OUT ?= demo_out
 VIDEO ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean-demo
+.PHONY: demo test lint venv clean-demo
 
 venv: $(VENV)/.installed
 
@@ -16,6 +16,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
 	touch $@
+
+# ruff and import-linter, pinned in pyproject.toml's `lint` extra (installed into .venv).
+# Contracts: object_detection_ext imports nothing from action_tx; action_tx.data no model code.
+$(VENV)/.lint-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[lint]'
+	touch $@
+
+lint: $(VENV)/.lint-installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests

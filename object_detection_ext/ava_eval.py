@@ -15,11 +15,18 @@ the TF Object Detection API's `PascalDetectionEvaluator`. The rules, checked aga
   skips them; an older one, with an exclusions file, scored them as false positives).
 * Excluded timestamps (`excluded`) are removed from ground truth and detections alike, as the
   older official script with `-e` did; the key then counts nowhere.
+* A detection row without a score (7 columns) has score 1.0 (the official `read_csv`).
 * Detection boxes with y1 >= y2 or x1 >= x2 are dropped after the cap (TF OD API
-  `_remove_invalid_boxes`).
+  `_remove_invalid_boxes`): neither true nor false positives. A CSV may hold zero-area boxes
+  (x1 == x2 or y1 == y2: a detector's box clipped at the frame edge), as the official script
+  reads them; other bad rows, coordinates outside [0, 1] and x2 < x1 or y2 < y1 are refused.
 * Matching and AP: see `object_detection_ext.voc_ap` (IoU without +1, greedy in descending
   score, argmax box without fall-back, VOC AP with precision envelope). mAP is the mean over
   the label map's classes that have ground truth.
+* An empty ground truth (no row, every key excluded, or no box of a label-map class) raises
+  ValueError. What is scored but probably not meant (rows without a score, a file where no row
+  has one or every score is a whole number, zero-area boxes, detections on videos absent from
+  the ground truth) gives one `AvaEvalWarning` each, with a count and the first FILE:LINE.
 
 Breakdowns, all computed from the same single matching pass:
 
@@ -47,7 +54,8 @@ import math
 import numpy as np
 
 from object_detection_ext import ava_eval_io as io
-from object_detection_ext import voc_ap
+from object_detection_ext import ava_eval_prepare, voc_ap
+from object_detection_ext.ava_eval_io import AvaEvalWarning  # noqa: F401  (part of the API)
 
 EVIDENCE_TYPES = ("self", "context", "temporal", "long_term")
 PERSON_BINS = ("1", "2", "3+")
@@ -144,11 +152,12 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
     """Scores AVA detections like the official ActivityNet evaluator (see module docstring).
 
     Args:
-      groundtruth: AVA ground-truth CSV path, or arrays: an `Annotations` (action_tx.data.ava)
-        or a dict with `video_id` [N] str, `timestamp` [N] int, `boxes` [N, 4] normalized yxyx
-        (NaN rows = key-only rows), `action_id` [N] int AVA id (-1 = none), optional
-        `person_id` [N] int.
-      detections: detection CSV path or the same arrays with `score` [N] float.
+      groundtruth: AVA ground-truth CSV path, or arrays: a dict or an object (such as
+        `action_tx.data.ava.Annotations`) with `video_id` [N] str, `timestamp` [N] int,
+        `boxes` [N, 4] normalized yxyx (NaN rows = key-only rows), `action_id` [N] int AVA
+        id (-1 = none), optional `person_id` [N] int.
+      detections: detection CSV path or the same arrays with `score` [N] float (NaN = none:
+        1.0, as the official evaluator reads a 7-column row).
       label_map: label-map path, a `LabelMap`, a dict AVA id -> name, or a sequence of ids.
       excluded: excluded-timestamps CSV path or an iterable of (video_id, timestamp).
       evidence: evidence CSV path (video_id,timestamp,person_id,action_id,evidence) or a dict
@@ -160,13 +169,19 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
       breakdowns: False skips localization, by_area and by_persons (evidence still counts).
     Returns:
       an `AvaEvalResult`.
+    Raises:
+      ValueError: a bad CSV row (`AvaFormatError`, FILE:LINE) or an empty ground truth.
+    Warns:
+      AvaEvalWarning: input scored as the official evaluator does but likely a mistake.
     """
     labels = io.as_label_map(label_map)
     gt = io.as_rows(groundtruth, "groundtruth")
-    det = io.as_rows(detections, "detections")
     excluded_rows = io.as_excluded(excluded)
+    ava_eval_prepare.check_groundtruth(gt, labels.ids, excluded_rows)
+    det = io.as_rows(detections, "detections")
     evidence_rows = io.as_evidence(evidence) if evidence is not None else None
-    data = io.prepare(gt, det, labels.ids, excluded_rows, evidence_rows, max_detections_per_key)
+    data = ava_eval_prepare.prepare(gt, det, labels.ids, excluded_rows, evidence_rows,
+                                    max_detections_per_key)
     ids = np.asarray(labels.ids)
     num_classes = len(ids)
 

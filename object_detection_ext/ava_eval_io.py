@@ -1,39 +1,59 @@
 """Inputs of the AVA evaluator: CSV paths or arrays -> the filtered, ordered arrays it scores.
 
-CSV files are read through `action_tx.data.ava` (the project's only AVA CSV parser); this module
-turns its arrays, or the caller's, into integer keys and applies the official filtering rules
-(see `object_detection_ext.ava_eval`).
+CSV files are read with `object_detection_ext.ava_csv` (the row parser that `action_tx.data.ava`
+uses too: bad rows are refused with FILE:LINE) and label maps with
+`object_detection_ext.ava_label_map`; this module turns those rows, or the caller's arrays, into
+integer keys and applies the official filtering rules (see `object_detection_ext.ava_eval`).
+
+Input the official evaluator scores but that is probably not what the user meant is scored the
+same way and reported as one `AvaEvalWarning` line each, with a count and the first FILE:LINE:
+detection rows without a score (7 columns, read as 1.0), a detection file where no row has a
+score or every score is a whole number (a ground-truth file given as detections), zero-area
+detection boxes (counted in the per-key cap, then dropped), detections on videos the ground truth
+does not have. An empty ground truth is a ValueError.
 """
+
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
 
-from object_detection_ext import voc_ap
+from object_detection_ext import ava_csv, ava_label_map
 
-# AVA's action groups by id range (ava_action_list_v2.x): poses, person-object, person-person.
-AVA_CATEGORIES = {"pose": range(1, 15), "person_object": range(15, 64),
-                  "person_person": range(64, 81)}
+
+class AvaEvalWarning(UserWarning):
+    """Input scored as the official evaluator does, but probably not what was meant."""
 
 
 @dataclasses.dataclass
 class Labels:
-    ids: tuple          # AVA ids, ascending
-    names: dict         # AVA id -> name
-    categories: dict    # category -> list of AVA ids present in `ids`
+    ids: tuple  # AVA ids, ascending
+    names: dict  # AVA id -> name
+    categories: dict  # category -> list of AVA ids present in `ids`
 
 
 @dataclasses.dataclass
 class Rows:
     """One entry per CSV row, arrays as given (not copied). boxes yxyx, NaN for key-only rows."""
-    video_id: np.ndarray    # [N] str
-    timestamp: np.ndarray   # [N] int
-    boxes: np.ndarray       # [N, 4] float
-    action_id: np.ndarray   # [N] int, -1 = none
-    person_id: np.ndarray   # [N] int, -1 = none
-    score: np.ndarray       # [N] float (float32 kept: it sorts faster)
+
+    video_id: np.ndarray  # [N] str
+    timestamp: np.ndarray  # [N] int
+    boxes: np.ndarray  # [N, 4] float
+    action_id: np.ndarray  # [N] int, -1 = none
+    person_id: np.ndarray  # [N] int, -1 = none
+    score: np.ndarray  # [N] float (float32 kept: it sorts faster)
     from_csv: bool = False  # boxes are the reader's float32 of decimal text
+    source: str = ""  # the CSV path, or "groundtruth"/"detections": names rows in messages
+    line: np.ndarray | None = None  # [N] int 1-based CSV line numbers (None: arrays)
+    missing_score: int = 0  # detection rows with a box but no score, read as 1.0
+
+    def where(self, row: int) -> str:
+        """Where row `row` is, for messages: `FILE:LINE` (arrays: `detections row I`, 0-based)."""
+        if self.line is None:
+            return f"{self.source} row {row}"
+        return f"{self.source}:{int(self.line[row])}"
 
     def boxes64(self, rows: np.ndarray) -> np.ndarray:
         """float64 boxes of `rows`, as the official script's float() parse of the CSV gives.
@@ -44,53 +64,62 @@ class Rows:
         """
         boxes = self.boxes[rows].astype(np.float64)
         if self.from_csv and self.boxes.dtype == np.float32:
-            boxes *= 1e7                # np.round(boxes, 7), in place
+            boxes *= 1e7  # np.round(boxes, 7), in place
             np.rint(boxes, out=boxes)
             boxes /= 1e7
         return boxes
 
 
-@dataclasses.dataclass
-class Prepared:
-    """What the evaluator scores. Detections are in processing order (descending score)."""
-    gt_key: np.ndarray        # [G] int64 key index (into the sorted ground-truth keys)
-    gt_class: np.ndarray      # [G] int64 contiguous class index
-    gt_boxes: np.ndarray      # [G, 4] float64
-    gt_evidence: np.ndarray   # [G] str evidence type, "" when none
-    det_key: np.ndarray       # [D] int64
-    det_class: np.ndarray     # [D] int64
-    det_boxes: np.ndarray     # [D, 4] float64
-    det_score: np.ndarray     # [D] float64, descending
-    person_key: np.ndarray    # [P] int64 key of every ground-truth row with a box (any class)
-    person_boxes: np.ndarray  # [P, 4]
-    person_first: np.ndarray  # [P] bool, first row of each distinct (key, box): the persons
-    box_key: np.ndarray       # [B] int64 key of each distinct detection box (of det_*)
-    box_boxes: np.ndarray     # [B, 4] float64, in descending order of their max score
-    persons_per_key: np.ndarray  # [K] int64 unique person boxes per key
-    counts: dict
-
-
-def _categories(ids) -> dict:
-    return {name: [i for i in ids if i in span] for name, span in AVA_CATEGORIES.items()
-            if any(i in span for i in ids)}
+def warn(message: str) -> None:
+    """One AvaEvalWarning line."""
+    warnings.warn(message, AvaEvalWarning, stacklevel=3)
 
 
 def as_label_map(label_map) -> Labels:
     """A label-map path, `LabelMap`, dict id -> name, or sequence of ids -> `Labels`."""
     if isinstance(label_map, (str, os.PathLike)):
-        from action_tx.data import ava  # the project's reader; imported late (light start)
-        label_map = ava.read_label_map(os.fspath(label_map))
+        label_map = ava_label_map.read_label_map(label_map)
     if hasattr(label_map, "ids") and hasattr(label_map, "names"):
-        ids = tuple(sorted(int(i) for i in label_map.ids))
-        cats = label_map.categories() if hasattr(label_map, "categories") else _categories(ids)
-        return Labels(ids, {int(k): v for k, v in label_map.names.items()}, dict(cats))
-    if isinstance(label_map, dict):
-        ids = tuple(sorted(int(i) for i in label_map))
-        return Labels(ids, {int(k): str(v) for k, v in label_map.items()}, _categories(ids))
-    ids = tuple(sorted(int(i) for i in label_map))
-    if len(set(ids)) != len(ids) or not ids:
-        raise ValueError(f"label map ids must be unique and non-empty, got {ids[:10]}")
-    return Labels(ids, {i: str(i) for i in ids}, _categories(ids))
+        names = {int(k): v for k, v in label_map.names.items()}
+    elif isinstance(label_map, dict):
+        names = {int(k): str(v) for k, v in label_map.items()}
+    else:
+        ids = [int(i) for i in label_map]
+        if len(set(ids)) != len(ids) or not ids:
+            raise ValueError(f"label map ids must be unique and non-empty, got {ids[:10]}")
+        names = {i: str(i) for i in ids}
+    labels = ava_label_map.LabelMap(ids=tuple(sorted(names)), names=names)
+    cats = label_map.categories() if hasattr(label_map, "categories") else labels.categories()
+    return Labels(labels.ids, labels.names, dict(cats))
+
+
+def _read_csv(path, kind: str) -> Rows:
+    """An AVA CSV -> Rows (float32 boxes and scores, as `action_tx.data.ava` reads them).
+
+    Detection files keep zero-area boxes (the official evaluator reads them); everything else
+    the parser refuses is an AvaFormatError naming FILE:LINE.
+    """
+    rows, _ = ava_csv.read_rows(
+        path, ava_csv.annotation_schema(kind, zero_area=kind == "detections")
+    )
+    n = len(rows.line)
+    col8 = rows.col8
+    person = kind == "groundtruth"
+    return Rows(
+        video_id=rows.video_id.astype(object),
+        timestamp=rows.timestamp.astype(np.int32),
+        boxes=rows.box[:, [1, 0, 3, 2]].astype(np.float32).reshape(n, 4),
+        action_id=rows.col7.astype(np.int32),
+        person_id=(
+            np.where(np.isnan(col8), -1, col8).astype(np.int32)
+            if person
+            else np.full(n, -1, np.int32)
+        ),
+        score=np.ones(n, np.float32) if person else col8.astype(np.float32),
+        from_csv=True,
+        source=os.fspath(path),
+        line=rows.line,
+    )
 
 
 def _field(source, name, default=None):
@@ -99,26 +128,83 @@ def _field(source, name, default=None):
 
 
 def as_rows(source, kind: str) -> Rows:
-    """A CSV path, an `Annotations` or a dict of arrays -> `Rows` (kind: groundtruth|detections)."""
-    from_csv = isinstance(source, (str, os.PathLike))
-    if from_csv:
-        from action_tx.data import ava
-        source, _ = ava.read_annotations(os.fspath(source), kind=kind)
-    video_id = np.asarray(_field(source, "video_id"), dtype=object)
-    n = len(video_id)
-    score = _field(source, "score")
-    if kind == "detections" and score is None:
-        raise ValueError("detections need a `score` array")
-    score = np.ones(n) if score is None or kind != "detections" else np.asarray(score)
-    if score.dtype not in (np.float32, np.float64):
-        score = score.astype(np.float64)
-    return Rows(
-        video_id=video_id,
-        timestamp=np.asarray(_field(source, "timestamp")).reshape(n),
-        boxes=np.asarray(_field(source, "boxes")).reshape(n, 4),
-        action_id=np.asarray(_field(source, "action_id")).reshape(n),
-        person_id=np.asarray(_field(source, "person_id", np.full(n, -1))).reshape(n),
-        score=score.reshape(n), from_csv=from_csv)
+    """A CSV path, an `Annotations` or a dict of arrays -> `Rows` (kind: groundtruth|detections).
+
+    Detections: a row with a box and no score (NaN; a 7-column CSV row) gets 1.0, as the
+    official `read_csv` does; see the module docstring for the warnings.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        rows = _read_csv(source, kind)
+    else:
+        video_id = np.asarray(_field(source, "video_id"), dtype=object)
+        n = len(video_id)
+        score = _field(source, "score")
+        if kind == "detections" and score is None:
+            raise ValueError("detections need a `score` array")
+        score = np.ones(n) if score is None or kind != "detections" else np.asarray(score)
+        if score.dtype not in (np.float32, np.float64):
+            score = score.astype(np.float64)
+        rows = Rows(
+            video_id=video_id,
+            timestamp=np.asarray(_field(source, "timestamp")).reshape(n),
+            boxes=np.asarray(_field(source, "boxes")).reshape(n, 4),
+            action_id=np.asarray(_field(source, "action_id")).reshape(n),
+            person_id=np.asarray(_field(source, "person_id", np.full(n, -1))).reshape(n),
+            score=score.reshape(n),
+            source=kind,
+        )
+    if kind == "detections":
+        _check_detections(rows)
+    return rows
+
+
+def detection_rows(n: int) -> str:
+    """Text of a row count: `1 detection row`, `1,234 detection rows`."""
+    return f"{n:,} detection row{'s' * (n != 1)}"
+
+
+def _check_detections(rows: Rows) -> None:
+    """Fills missing scores with 1.0 and warns about likely mistakes (module docstring)."""
+    has_box = np.isfinite(rows.boxes).all(axis=1)
+    if not has_box.any():
+        warn(f"{rows.source}: no detection row with a box ({len(has_box):,} rows): every AP is 0")
+    missing = has_box & np.isnan(rows.score)
+    rows.missing_score = int(missing.sum())
+    boxed = int(has_box.sum())
+    if rows.missing_score:
+        rows.score = np.where(missing, rows.score.dtype.type(1.0), rows.score)
+        first = rows.where(np.argmax(missing))
+        if rows.from_csv and rows.missing_score == boxed:
+            warn(
+                f"{first}: no detection row has a score (all {boxed:,} rows with a box have 7 "
+                "columns): each is read as 1.0, as the official evaluator does, so their order "
+                "is arbitrary; is this a ground-truth file given as detections?"
+            )
+        else:
+            columns = "7 columns; " if rows.from_csv else ""
+            warn(
+                f"{first}: {detection_rows(rows.missing_score)} without a score ({columns}the "
+                "first here): read as score 1.0, as the official evaluator does"
+            )
+    if not rows.from_csv:  # the checks below are about files
+        return
+    given = has_box & ~missing
+    scores = rows.score[given]
+    if len(scores) and rows.missing_score < boxed and (scores == np.floor(scores)).all():
+        warn(
+            f"{rows.where(np.argmax(given))}: every detection score is a whole number "
+            f"({scores.min():g} to {scores.max():g}), as the person_id column of a "
+            "ground-truth file is: is this a ground-truth file given as detections?"
+        )
+    b = rows.boxes
+    zero = has_box & ((b[:, 0] == b[:, 2]) | (b[:, 1] == b[:, 3]))
+    if zero.any():
+        warn(
+            f"{rows.where(np.argmax(zero))}: {detection_rows(int(zero.sum()))} with a "
+            "zero-area box (x1 == x2 or y1 == y2; the first here): they count in the "
+            "per-keyframe cap and are then dropped (neither true nor false positives), as in "
+            "the official evaluator"
+        )
 
 
 def as_excluded(excluded) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +212,12 @@ def as_excluded(excluded) -> tuple[np.ndarray, np.ndarray]:
     if excluded is None:
         return np.array([], dtype=object), np.array([], dtype=np.int64)
     if isinstance(excluded, (str, os.PathLike)):
-        from action_tx.data import ava
-        excluded = ava.read_excluded_timestamps(os.fspath(excluded))
+        excluded = ava_csv.read_excluded_timestamps(excluded)
     pairs = sorted((str(v), int(t)) for v, t in excluded)
-    return (np.array([p[0] for p in pairs], dtype=object),
-            np.array([p[1] for p in pairs], dtype=np.int64))
+    return (
+        np.array([p[0] for p in pairs], dtype=object),
+        np.array([p[1] for p in pairs], dtype=np.int64),
+    )
 
 
 def as_evidence(evidence) -> pd.DataFrame:
@@ -142,186 +229,20 @@ def as_evidence(evidence) -> pd.DataFrame:
     path = os.fspath(evidence)
     frame = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
     if frame.shape[1] != 5:
-        raise ValueError(f"{path}:1: expected 5 columns ({','.join(columns)}), "
-                         f"got {frame.shape[1]}")
+        raise ValueError(
+            f"{path}:1: expected 5 columns ({','.join(columns)}), got {frame.shape[1]}"
+        )
     frame.columns = columns
     first_line = 1
     if len(frame) and not frame.iloc[0]["timestamp"].strip().lstrip("-").isdigit():
-        frame, first_line = frame.iloc[1:], 2     # a header row
+        frame, first_line = frame.iloc[1:], 2  # a header row
     for column in ("timestamp", "person_id", "action_id"):
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = np.flatnonzero(values.isna().to_numpy())
         if len(bad):
-            raise ValueError(f"{path}:{bad[0] + first_line}: {column} is not an integer: "
-                             f"{frame[column].iloc[bad[0]]!r}")
+            raise ValueError(
+                f"{path}:{bad[0] + first_line}: {column} is not an integer: "
+                f"{frame[column].iloc[bad[0]]!r}"
+            )
         frame[column] = values.astype(np.int64)
     return frame.reset_index(drop=True)
-
-
-def _keys(codes: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
-    """int64 image key: video code in the high 32 bits, timestamp in the low 32 bits."""
-    return (codes.astype(np.int64) << 32) | (timestamp.astype(np.int64) & 0xFFFFFFFF)
-
-
-class _KeyIndex:
-    """(video code, timestamp) -> index of the key in the sorted ground-truth keys, or -1.
-
-    A dense table when videos x timestamp span is small (AVA: 64 x ~900), which is ~10x
-    faster than a binary search over millions of detection rows; a binary search otherwise.
-    """
-    MAX_TABLE = 1 << 24
-
-    def __init__(self, keys: np.ndarray, num_codes: int):
-        self.keys = keys
-        self.table = None
-        if len(keys):
-            ts = keys & 0xFFFFFFFF
-            self.t0, span = int(ts.min()), int(ts.max() - ts.min()) + 1
-            if num_codes * span <= self.MAX_TABLE:
-                self.table = np.full((num_codes, span), -1, dtype=np.int64)
-                self.table[keys >> 32, ts - self.t0] = np.arange(len(keys))
-
-    def __call__(self, codes: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
-        if len(self.keys) == 0:
-            return np.full(len(codes), -1, dtype=np.int64)
-        if self.table is not None:
-            t = (timestamp.astype(np.int64) & 0xFFFFFFFF) - self.t0
-            inside = (t >= 0) & (t < self.table.shape[1])
-            return np.where(inside, self.table[codes, np.where(inside, t, 0)], -1)
-        key64 = _keys(codes, timestamp)
-        index = np.minimum(np.searchsorted(self.keys, key64), len(self.keys) - 1)
-        return np.where(self.keys[index] == key64, index, -1)
-
-
-def first_occurrences(key: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """[N] bool: True for the first row of each distinct (key, box) pair, in array order.
-
-    Hashes the float64 bits of (key, box) into uint64, factorizes the hashes and checks the
-    rows against their group's first row; on a hash collision (never seen) falls back to
-    pandas' exact `duplicated`.
-    """
-    boxes = np.ascontiguousarray(boxes, dtype=np.float64) + 0.0   # -0.0 -> 0.0
-    bits = boxes.view(np.uint64)
-    digest = key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    for j in range(4):
-        digest = (digest ^ bits[:, j]) * np.uint64(0x100000001B3)
-        digest ^= digest >> np.uint64(29)
-    codes, uniques = pd.factorize(digest)
-    first = np.full(len(uniques), len(key), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(key)))
-    representative = first[codes]
-    if ((key[representative] == key) & (boxes[representative] == boxes).all(axis=1)).all():
-        return representative == np.arange(len(key))
-    frame = pd.DataFrame({"k": key, "y1": boxes[:, 0], "x1": boxes[:, 1], "y2": boxes[:, 2],
-                          "x2": boxes[:, 3]})
-    return ~frame.duplicated().to_numpy()
-
-
-def prepare(gt: Rows, det: Rows, ids, excluded, evidence, max_per_key: int) -> Prepared:
-    """Applies the official filters and orders (see ava_eval's docstring)."""
-    ids = np.asarray(ids, dtype=np.int64)
-    ev_vids = (np.asarray(evidence["video_id"], dtype=object) if evidence is not None
-               else np.array([], dtype=object))
-    parts = [gt.video_id, det.video_id, excluded[0], ev_vids]
-    codes, uniques = pd.factorize(np.concatenate(parts))
-    bounds = np.cumsum([0] + [len(p) for p in parts])
-    gt_codes, det_codes = codes[bounds[0]:bounds[1]], codes[bounds[1]:bounds[2]]
-    gt_key64 = _keys(gt_codes, gt.timestamp)
-    excluded_keys = np.unique(_keys(codes[bounds[2]:bounds[3]], excluded[1]))
-    counts = {"groundtruth_rows": len(gt_key64), "detection_rows": len(det_codes)}
-    gt_in = ~np.isin(gt_key64, excluded_keys)
-    keys = np.unique(gt_key64[gt_in])
-    key_of = _KeyIndex(keys, len(uniques))
-    counts.update(groundtruth_keys=len(keys), excluded_keys=int(len(excluded_keys)))
-
-    lookup = np.full(int(ids.max()) + 2, -1, dtype=np.int64)    # AVA id -> class index
-    lookup[ids] = np.arange(len(ids))
-
-    def class_of(action_id):
-        action_id = np.asarray(action_id, dtype=np.int64)
-        inside = (action_id >= 0) & (action_id < len(lookup))
-        return np.where(inside, lookup[np.where(inside, action_id, -1)], -1)
-
-    has_box = np.isfinite(gt.boxes).all(axis=1)
-    gt_class = class_of(gt.action_id)
-    keep = np.flatnonzero(gt_in & has_box & (gt_class >= 0))
-    counts["groundtruth_rows_scored"] = len(keep)
-    gt_evidence = _join_evidence(gt_key64[keep], np.asarray(gt.person_id)[keep],
-                                 np.asarray(gt.action_id)[keep], evidence, codes[bounds[3]:])
-    person = np.flatnonzero(gt_in & has_box)
-    person_key = key_of(gt_codes[person], gt.timestamp[person])
-
-    det_class = class_of(det.action_id)
-    det_key = key_of(det_codes, det.timestamp)
-    in_map = det_class >= 0
-    counts["detections_outside_label_map"] = int(len(in_map) - in_map.sum())
-    rows = np.flatnonzero(in_map & (det_key >= 0))
-    counts["detections_on_keys_not_in_groundtruth"] = int(in_map.sum()) - len(rows)
-    # Processing order: descending score, file order among equal scores.
-    rows = rows[voc_ap.descending_score_order(det.score[rows])]
-    counts["detections_over_cap"] = 0
-    if max_per_key > 0 and len(rows):
-        row_key = det_key[rows]
-        if np.bincount(row_key).max() > max_per_key:
-            by_key = voc_ap.stable_argsort_uint(row_key, len(keys))
-            sorted_keys = row_key[by_key]
-            run_start = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-            run_of = np.repeat(run_start, np.diff(np.r_[run_start, len(rows)]))
-            under_cap = np.empty(len(rows), dtype=bool)
-            under_cap[by_key] = (np.arange(len(rows)) - run_of) < max_per_key
-            counts["detections_over_cap"] = int(len(rows) - under_cap.sum())
-            rows = rows[under_cap]
-    boxes = det.boxes64(rows)
-    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
-    counts["detections_invalid_box"] = int(len(valid) - valid.sum())
-    rows, boxes = rows[valid], boxes[valid]
-    counts["detections_scored"] = len(rows)
-
-    person_boxes = gt.boxes64(person)
-    person_first = first_occurrences(person_key, person_boxes)
-    box_rows = _distinct_boxes(det, det_key, rows)
-    return Prepared(
-        gt_key=key_of(gt_codes[keep], gt.timestamp[keep]), gt_class=gt_class[keep],
-        gt_boxes=gt.boxes64(keep), gt_evidence=gt_evidence, det_key=det_key[rows],
-        det_class=det_class[rows], det_boxes=boxes, det_score=det.score[rows],
-        person_key=person_key, person_boxes=person_boxes, person_first=person_first,
-        box_key=det_key[box_rows], box_boxes=det.boxes64(box_rows),
-        persons_per_key=np.bincount(person_key[person_first], minlength=len(keys)),
-        counts=counts)
-
-
-def _distinct_boxes(det: Rows, det_key: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows (of `rows`) holding each distinct (key, box) once, with its maximum score, in
-    descending order of that score.
-
-    Detectors write a box's classes on consecutive lines, so runs of equal (key, box) in
-    file order are first collapsed with a cheap neighbour comparison (max score per run);
-    the general hash-based dedupe then only sees one row per run.
-    """
-    kept = np.zeros(len(det_key), dtype=bool)
-    kept[rows] = True
-    file_rows = np.flatnonzero(kept)
-    if len(file_rows) == 0:
-        return file_rows
-    key, boxes = det_key[file_rows], det.boxes[file_rows]
-    new_run = np.ones(len(file_rows), dtype=bool)
-    new_run[1:] = (key[1:] != key[:-1]) | (boxes[1:] != boxes[:-1]).any(axis=1)
-    starts = np.flatnonzero(new_run)
-    run_rows = file_rows[starts]
-    run_score = np.maximum.reduceat(det.score[file_rows], starts)
-    run_rows = run_rows[voc_ap.descending_score_order(run_score)]
-    return run_rows[first_occurrences(det_key[run_rows], det.boxes64(run_rows))]
-
-
-def _join_evidence(key64, person_id, action_id, evidence, ev_codes) -> np.ndarray:
-    """Evidence type of each ground-truth row ("" when the evidence table has none)."""
-    if evidence is None:
-        return np.full(len(key64), "", dtype=object)
-    right = pd.DataFrame({"k": _keys(ev_codes, np.asarray(evidence["timestamp"])),
-                          "p": np.asarray(evidence["person_id"], dtype=np.int64),
-                          "a": np.asarray(evidence["action_id"], dtype=np.int64),
-                          "e": np.asarray(evidence["evidence"], dtype=object)})
-    right = right.drop_duplicates(["k", "p", "a"])
-    left = pd.DataFrame({"k": key64, "p": person_id, "a": action_id})
-    merged = left.merge(right, on=["k", "p", "a"], how="left")
-    return merged["e"].fillna("").to_numpy(dtype=object)

@@ -8,7 +8,10 @@
 
 prints a per-class table with the category, localization and breakdown figures and writes
 them as JSON (`{"mAP@0.5IOU": ..., "per_class": {"<AVA id>": AP or null}, ...}`). The rules
-are in `object_detection_ext/ava_eval.py`. Several splits scored as one (e.g. the val splits of
+are in `object_detection_ext/ava_eval.py`. Input that the official evaluator scores but that is
+probably a mistake (rows without a score, zero-area boxes, a ground-truth file given as
+detections, detections on videos the ground truth lacks) prints one `warning:` line each; an
+empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored as one (e.g. the val splits of
 synthetic data made with different seeds): give --groundtruth, --detections and, when used,
 --excluded and --evidence as comma-separated lists, one entry per split in the same order
 (`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per split, so equal ids in
@@ -33,6 +36,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 from absl import app, flags
 
@@ -60,6 +64,22 @@ flags.DEFINE_bool("breakdowns", True, "Also compute localization AP and the AP b
 def _split_list(value):
     """A flag's comma-separated list of paths -> list (None -> None)."""
     return None if value is None else [v.strip() for v in value.split(",")]
+
+
+def show_eval_warnings():
+    """Prints each AvaEvalWarning as one `warning: ...` line on stderr, every time it occurs
+    (Python's default shows a warning once per place, with a source line)."""
+    from object_detection_ext.ava_eval import AvaEvalWarning
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AvaEvalWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+    warnings.simplefilter("always", AvaEvalWarning)
 
 
 def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
@@ -216,6 +236,7 @@ def main(argv):
         if len(argv) > 1:
             raise InputError(f"unexpected arguments: {' '.join(argv[1:])}")
         model_mode = bool(FLAGS.model_dir or FLAGS.checkpoint_path)
+        show_eval_warnings()
         if model_mode == bool(FLAGS.detections):
             raise InputError("choose one mode: --detections (score a detection file) or "
                              "--model_dir/--checkpoint_path (score a model)")

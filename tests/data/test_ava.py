@@ -1,10 +1,11 @@
-"""Tests of action_tx.data.ava (and its row parser action_tx.data.csv_fast)."""
+"""Tests of action_tx.data.ava (and its row parser object_detection_ext.ava_csv)."""
 import collections
 
 import numpy as np
 import pytest
 
-from action_tx.data import ava, csv_fast
+from action_tx.data import ava
+from object_detection_ext import ava_csv
 
 AVA = "ava_format"
 
@@ -151,7 +152,7 @@ def test_every_bad_row_is_named(tmp_path, rows):
                                 "duplicate row": 1, "box outside [0,1]": 1, "unknown action id": 1})
     if rows is not BAD_ROWS:
         want.update({"not a number": 2, "column count": 2})
-        assert sorted(want) == sorted(csv_fast.REASONS)  # every reason is exercised
+        assert sorted(want) == sorted(ava_csv.REASONS)  # every reason is exercised
     assert report.rejected == want and report.examples == expected[:ava.MAX_EXAMPLES]
     assert a.video_id.tolist() == ["vid_a", "-vid_b", "_vid_c"]
     assert a.action_id.tolist() == [1, -1, 3] and a.person_id.tolist() == [0, -1, 7]
@@ -175,13 +176,13 @@ def test_fast_and_per_line_paths_agree(monkeypatch, newline):
         rng.uniform(0, 0.5, 200), rng.uniform(0.01, 0.5, 200), rng.uniform(0.01, 0.5, 200),
         rng.integers(1, 5, 200), rng.integers(0, 50, 200))]
     text = newline.join(rows + [r for r, _ in BAD_ROWS] + ["x,0902"]) + newline
-    schema = csv_fast.RowSchema(known=frozenset((1, 2, 3)), duplicates=True)
-    slow_rows, slow_bad = csv_fast.parse(text.encode(), schema, force_slow=True)
+    schema = ava_csv.RowSchema(known=frozenset((1, 2, 3)), duplicates=True)
+    slow_rows, slow_bad = ava_csv.parse(text.encode(), schema, force_slow=True)
 
     def no_fallback(*args):
         raise AssertionError("the fast path fell back to the per-line path")
-    monkeypatch.setattr(csv_fast, "parse_slow", no_fallback)
-    fast_rows, fast_bad = csv_fast.parse(text.encode(), schema)
+    monkeypatch.setattr(ava_csv, "parse_slow", no_fallback)
+    fast_rows, fast_bad = ava_csv.parse(text.encode(), schema)
     assert fast_bad == slow_bad and len(fast_bad) > 11
     for name in ("video_id", "timestamp", "box", "col7", "col8", "line"):
         np.testing.assert_array_equal(getattr(fast_rows, name), getattr(slow_rows, name))

@@ -3,7 +3,10 @@
 Written from the rules of ActivityNet's get_ava_performance.py / TF OD API (not from our fast
 code): per image and per class loops, one detection at a time.
 Rows: (video_id, timestamp, y1, x1, y2, x2, action_id, score); ground truth may also hold
-key-only rows (video_id, timestamp).
+key-only rows (video_id, timestamp). A detection row without its score (7 fields) has score 1.0,
+as the official `read_csv` reads a 7-column row. Detection boxes with y1 >= y2 or x1 >= x2
+(zero-area ones included) take their place in the per-image cap and are then dropped, as
+`PerImageEvaluation._remove_invalid_boxes` does.
 """
 import collections
 import math
@@ -46,7 +49,7 @@ def evaluate(gt_rows, det_rows, class_ids, excluded=(), cap=50, threshold=0.5):
     dets = collections.defaultdict(list)
     for r in det_rows:
         if r[6] in class_ids:
-            dets[(r[0], r[1])].append((r[7], r[2:6], r[6]))
+            dets[(r[0], r[1])].append((r[7] if len(r) > 7 else 1.0, r[2:6], r[6]))
     scored = collections.defaultdict(list)   # class -> [(score, is_tp)]
     for key, items in dets.items():
         if key not in gt_keys:

@@ -1,5 +1,6 @@
 """AVA evaluator: hand-computed APs, the official rules one by one, and the fast vectorised code
 against a plain per-image reference (tests/object_detection_ext/ava_eval_reference.py)."""
+import collections
 import json
 import math
 
@@ -96,7 +97,9 @@ def test_cap_is_top_50_over_all_classes_after_label_map_filter():
 def test_detections_on_keys_absent_from_groundtruth_are_ignored():
     gt = [("v", 1, *BOX, 1, 0)]
     det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *NEAR, 1, 0.9), ("w", 1, *BOX, 1, 0.8)]
-    result = score_rows(gt, det)
+    with pytest.warns(ava_eval.AvaEvalWarning, match=r"^detections row 2: 1 of 3 detection "
+                      r"rows on 1 video absent from the ground truth \(w\): ignored"):
+        result = score_rows(gt, det)
     assert result.per_class[1] == 1.0
     assert result.counts["detections_on_keys_not_in_groundtruth"] == 2
 
@@ -159,7 +162,8 @@ def test_fast_equals_reference_on_random_inputs(seed):
     gt, det, ids = random_rows(seed)
     excluded = [("vid1", 901 + 5 * seed)]
     expected_map, expected = reference.evaluate(gt, det, ids, excluded=excluded)
-    result = score_rows(gt, det, ids, excluded=excluded)
+    with pytest.warns(ava_eval.AvaEvalWarning, match=r"60 of .* \(vid9\)"):
+        result = score_rows(gt, det, ids, excluded=excluded)
     assert result.counts["detections_over_cap"] > 0
     assert result.map == pytest.approx(expected_map, abs=1e-9)
     for c in ids:
@@ -221,14 +225,14 @@ def test_per_category_and_json(tmp_path):
 
 # ---------------------------------------------------------------- CSV paths and real files
 def write_csv(path, rows):
-    """Reference rows (yxyx) -> AVA CSV (x1,y1,x2,y2)."""
+    """Reference rows (yxyx) -> AVA CSV (x1,y1,x2,y2); a 7-field row gets 7 columns."""
     with open(path, "w") as f:
         for r in rows:
             if len(r) == 2:
                 f.write(f"{r[0]},{r[1]:04d}\n")
             else:
-                f.write(f"{r[0]},{r[1]:04d},{r[3]:.3f},{r[2]:.3f},{r[5]:.3f},{r[4]:.3f},"
-                        f"{r[6]},{r[7]:.6g}\n")
+                f.write(f"{r[0]},{r[1]:04d},{r[3]:.3f},{r[2]:.3f},{r[5]:.3f},{r[4]:.3f},{r[6]}"
+                        + (f",{r[7]:.6g}\n" if len(r) > 7 else "\n"))
 
 
 def test_csv_paths_equal_arrays(tmp_path):
@@ -239,11 +243,68 @@ def test_csv_paths_equal_arrays(tmp_path):
     (tmp_path / "map.pbtxt").write_text("".join(
         f'item {{\n  name: "a{i}"\n  id: {i}\n}}\n' for i in ids))
     (tmp_path / "excluded.csv").write_text("vid1,0906\n")
-    from_csv = ava_eval.evaluate(str(tmp_path / "gt.csv"), str(tmp_path / "det.csv"),
-                                 str(tmp_path / "map.pbtxt"), excluded=str(tmp_path / "excluded.csv"))
+    with pytest.warns(ava_eval.AvaEvalWarning, match=r"det.csv:\d+: 60 of .* \(vid9\)"):
+        from_csv = ava_eval.evaluate(str(tmp_path / "gt.csv"), str(tmp_path / "det.csv"),
+                                     str(tmp_path / "map.pbtxt"),
+                                     excluded=str(tmp_path / "excluded.csv"))
     expected_map, _ = reference.evaluate(gt, det, ids, excluded=[("vid1", 906)])
     assert from_csv.map == pytest.approx(expected_map, abs=1e-9)
     assert from_csv.class_names[1] == "a1"
+
+
+def unscored_and_zero_area(det, ids, seed):
+    """Detections with a few scores removed (7-column rows: 1.0 for the official evaluator) and
+    high-scoring zero-area boxes added on the most crowded keys, where they take places in the
+    cap of 50. Ties are avoided: one removed score per class and key, new scores between the old
+    ones (which are k / (N + 1))."""
+    rng = np.random.default_rng(100 + seed)
+    det = list(det)
+    used_classes, used_keys = set(), set()
+    for i in rng.permutation(len(det)):
+        r = det[i]
+        if r[6] in ids and r[6] not in used_classes and (r[0], r[1]) not in used_keys:
+            det[i] = r[:7]
+            used_classes.add(r[6])
+            used_keys.add((r[0], r[1]))
+    keys = collections.Counter((r[0], r[1]) for r in det)
+    crowded = [k for k, n in keys.most_common() if k not in used_keys][:8]
+    n = len(det) + 1
+    for j, (video, ts) in enumerate(crowded):
+        y, x = np.round(rng.uniform(0.1, 0.7, 2), 3)
+        flat = [(y, x, y, x + 0.2), (y, x, y + 0.2, x), (0.0, x, 0.0, x + 0.2)][j % 3]
+        for c in ids[:4]:   # four rows per key: a detector writes one per class
+            det.append((video, ts, *map(float, flat), c, (n - 1 - j - 0.5 - c / 10) / n))
+    det.append((*crowded[0], 0.3, 0.3, 0.3, 0.6, ids[0]))   # zero-area and no score
+    return det
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_7_column_rows_and_zero_area_boxes_equal_reference(tmp_path, seed):
+    """Issue 26 items 6-7: a CSV with rows without a score and zero-area boxes is read as the
+    official evaluator reads it and scores exactly as the reference."""
+    gt, det, ids = random_rows(seed)
+    det = unscored_and_zero_area([r for r in det if all(0 <= v <= 1 for v in r[2:6])], ids, seed)
+    write_csv(tmp_path / "gt.csv", gt)
+    write_csv(tmp_path / "det.csv", det)
+    unscored = sum(len(r) == 7 for r in det)
+    zero_area = sum(r[2] == r[4] or r[3] == r[5] for r in det)
+    first_unscored = 1 + next(i for i, r in enumerate(det) if len(r) == 7)
+    with pytest.warns(ava_eval.AvaEvalWarning) as caught:
+        result = ava_eval.evaluate(tmp_path / "gt.csv", tmp_path / "det.csv", ids)
+    messages = [str(w.message) for w in caught]
+    assert f"det.csv:{first_unscored}: {unscored} detection rows without a score" in messages[0]
+    assert f"{zero_area} detection rows with a zero-area box" in messages[1]
+    expected_map, expected = reference.evaluate(gt, det, ids)
+    assert result.map == pytest.approx(expected_map, abs=1e-9)
+    for c in ids:
+        assert result.per_class[c] == pytest.approx(expected[c], abs=1e-9)
+    assert result.counts["detections_without_score"] == unscored
+    assert result.counts["detections_invalid_box"] == zero_area
+    # They took places in the cap: without them fewer rows are over it.
+    kept = [r for r in det if not (r[2] == r[4] or r[3] == r[5])]
+    with pytest.warns(ava_eval.AvaEvalWarning, match="vid9"):
+        without = score_rows(gt, [r if len(r) > 7 else (*r, 1.0) for r in kept], ids)
+    assert without.counts["detections_over_cap"] < result.counts["detections_over_cap"]
 
 
 def test_real_eval_sample(shared_data):

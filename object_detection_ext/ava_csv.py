@@ -1,4 +1,7 @@
-"""Row parsing behind `action_tx.data.ava`: a fast pandas path and an exact per-line path.
+"""AVA CSV files: the row parser (a fast pandas path and an exact per-line path) and `read_rows`.
+
+Shared by the evaluator (`object_detection_ext.ava_eval_io`) and the project's readers
+(`action_tx.data.ava`), so both accept and refuse the same rows with the same messages.
 
 An AVA-style row is `video_id,timestamp[,x1,y1,x2,y2,col7[,col8]]`. Both paths apply the same
 rules, so they keep and reject exactly the same rows with the same values:
@@ -6,15 +9,19 @@ rules, so they keep and reject exactly the same rows with the same values:
 - trailing empty fields are dropped before counting columns (`a,0902,,,,,,` is a 2-column row);
 - numbers are decimal (`12`, `0.5`, `.5`, `1e-3`); integer columns (timestamp, col7 and a
   person id in col8) accept any integer-valued number (`0902`, `12.0`), as pandas' C parser does;
-- `nan`, `inf`, blank or space-only fields where a number is due are "not a number".
+- `nan`, `inf`, blank or space-only fields where a number is due are "not a number";
+- boxes lie in [0, 1] with x1 < x2 and y1 < y2; `RowSchema.zero_area` also keeps x1 == x2 or
+  y1 == y2 (a detector's box clipped at the frame edge), never x2 < x1 or y2 < y1.
 
 The fast path (`parse`) reads the whole file with pandas' C engine into fixed dtypes and
 validates with numpy masks; only the rows it flags are re-parsed line by line (`parse_line`) to
 get the exact message. Files pandas cannot read with fixed dtypes (a word in a number column,
 more than 9 fields, blank lines, an empty file) go through the per-line path entirely.
 """
+import collections
 import dataclasses
 import io
+import os
 import math
 import re
 import warnings
@@ -29,6 +36,18 @@ REASONS = ("column count", "not a number", "bad value", "box outside [0,1]", "em
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _BOX_NAMES = ("x1", "y1", "x2", "y2")
 _NCOL = 9  # one column more than AVA's 8 so that a 9th field is seen (and rejected)
+MAX_LISTED_ERRORS = 20  # rows listed in an AvaFormatError; the rest are counted
+MAX_EXAMPLES = 10  # messages kept in RowReport.examples
+
+
+class AvaFormatError(ValueError):
+    """A malformed AVA file. str(e) lists "FILE:LINE: what is wrong" lines; e.errors holds them."""
+
+    def __init__(self, errors, total=None):
+        self.errors = list(errors)
+        more = (total or len(self.errors)) - len(self.errors)
+        text = "\n".join(self.errors) + (f"\n... and {more} more bad rows" if more > 0 else "")
+        super().__init__(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +60,8 @@ class RowSchema:
     col7_optional: the 7th column may be empty (AVA person-detection CSVs leave it blank).
     known: frozenset of allowed col7 values, or None for no check.
     duplicates: reject a row identical to an earlier one (groundtruth).
+    zero_area: keep boxes with x1 == x2 or y1 == y2 (detections: the official evaluator reads
+      them, then drops them); boxes with x2 < x1 or y2 < y1 stay "empty box".
     """
     counts: tuple = (2, 7, 8)
     col7: str = "action_id"
@@ -48,6 +69,7 @@ class RowSchema:
     col7_optional: bool = False
     known: frozenset | None = None
     duplicates: bool = False
+    zero_area: bool = False
 
 
 @dataclasses.dataclass
@@ -124,7 +146,9 @@ def parse_line(text, schema):
     if n >= 7:
         if not all(0.0 <= v <= 1.0 for v in box):
             raise _Bad("box outside [0,1]", "box x1,y1,x2,y2 = " + ",".join(fields[2:6]))
-        if box[2] <= box[0] or box[3] <= box[1]:
+        if schema.zero_area and (box[2] < box[0] or box[3] < box[1]):
+            raise _Bad("empty box", "x2 < x1 or y2 < y1 in box " + ",".join(fields[2:6]))
+        if not schema.zero_area and (box[2] <= box[0] or box[3] <= box[1]):
             raise _Bad("empty box", "x2 <= x1 or y2 <= y1 in box " + ",".join(fields[2:6]))
         if schema.known is not None and fields[6] != "" and int(col7) not in schema.known:
             raise _Bad("unknown action id", f"{schema.col7} {int(col7)} is not in the label map")
@@ -183,7 +207,8 @@ def _fast_mask(frame, schema):
     with np.errstate(invalid="ignore"):
         for v in [col7] + ([col8] if schema.col8 == "person_id" else []):
             ok &= np.isnan(v) | ((v == np.floor(v)) & (np.abs(v) <= INT32_MAX))
-        inside = (x1 >= 0) & (y1 >= 0) & (x2 <= 1) & (y2 <= 1) & (x2 > x1) & (y2 > y1)
+        inside = (x1 >= 0) & (y1 >= 0) & (x2 <= 1) & (y2 <= 1)
+        inside &= ((x2 >= x1) & (y2 >= y1)) if schema.zero_area else ((x2 > x1) & (y2 > y1))
         ok &= no_box | inside  # with x1 >= 0 and x2 > x1, x2 >= 0 (and so on) follow
         if schema.known is not None:  # searchsorted: O(N log K), np.isin would sort all N
             known = np.array(sorted(schema.known) or [np.nan], np.float64)
@@ -237,3 +262,51 @@ def _dedupe(rows, bad, schema):
                 bad.append((int(line), "duplicate row", f"same as line {first[tuple(key)]}"))
             rows = rows.take(~dup)
     return rows, sorted(bad)
+
+
+@dataclasses.dataclass
+class RowReport:
+    """What a reader kept and skipped. rejected: reason -> count; examples: first messages."""
+    path: str
+    kept: int = 0
+    rejected: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    examples: list = dataclasses.field(default_factory=list)
+
+
+def annotation_schema(kind, **overrides):
+    """RowSchema of an AVA annotation CSV (kind="groundtruth": 8th column person_id, a row equal
+    to an earlier one is a "duplicate row") or detection CSV (kind="detections": 8th column
+    score); `overrides` set other RowSchema fields."""
+    if kind not in ("groundtruth", "detections"):
+        raise ValueError(f"kind must be 'groundtruth' or 'detections', got {kind!r}")
+    return RowSchema(col8="person_id" if kind == "groundtruth" else "score",
+                     duplicates=kind == "groundtruth", **overrides)
+
+
+def read_rows(path, schema, skip_bad=False, force_slow=False):
+    """Reads and parses a CSV file with `schema` -> (Rows, RowReport).
+
+    Raises AvaFormatError listing "FILE:LINE: reason: detail" for every bad row (up to
+    MAX_LISTED_ERRORS, the rest counted) unless skip_bad, which skips and counts them.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        rows, bad = parse(data, schema, force_slow=force_slow)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise AvaFormatError([f"{path}:{line}: not UTF-8 text"]) from None
+    messages = [f"{path}:{line}: {reason}: {detail}" for line, reason, detail in bad]
+    if messages and not skip_bad:
+        raise AvaFormatError(messages[:MAX_LISTED_ERRORS], total=len(messages))
+    report = RowReport(path=path, kept=len(rows.line),
+                       rejected=collections.Counter(reason for _, reason, _ in bad),
+                       examples=messages[:MAX_EXAMPLES])
+    return rows, report
+
+
+def read_excluded_timestamps(path):
+    """CSV of video_id,timestamp rows -> set of (video_id, timestamp) keys."""
+    rows, _ = read_rows(path, RowSchema(counts=(2,)))
+    return set(zip(rows.video_id.tolist(), rows.timestamp.tolist()))
