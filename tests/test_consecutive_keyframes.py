@@ -97,3 +97,15 @@ def test_hgrnn_scene_gru_sees_neighbour_clips_end_to_end(shards):
     train = det(batch, training=True)
     assert train["roi_mask"].numpy()[[0, 2]].sum() == 0 and train["roi_mask"].numpy()[1].any()
     assert np.isfinite(det.compute_losses(train)["total_loss"].numpy())
+
+
+def test_stage_temporal_edges_reach_neighbour_clips_end_to_end(shards):
+    keras.utils.set_random_seed(0)
+    det = build_detector(num_classes=C, trunk="i3d_tiny", head="stage", proposals="gt",
+                         head_options=dict(use_objects=False, dropout=0.0, num_layers=1))
+    batch = next(iter(_ds(shards, batch_size=1, context=1).skip(1)))   # v0 t = 0, 1, 2
+    out = det(batch, training=False)["logits"][1]
+    clip = batch["clip"].numpy()
+    clip[2] = -clip[2]
+    moved = det(dict(batch, clip=tf.constant(clip)), training=False)["logits"][1]
+    assert not np.allclose(moved, out, atol=1e-6)
