@@ -3,8 +3,10 @@
 Stage 1 trains an ACAR-Net without a bank. `extract_bank` runs it in inference mode over every
 keyframe of a split and archives the first-order actor-context relation maps L (the HR2O input
 F of each actor the model scores: its RoIs at inference) per keyframe. Stage 2 trains a new
-`ACARHead(bank_dir=...)` whose HR2O takes queries from its own short-term F and keys/values from
-L of the keyframes in [t - w, t + w] of the same video (`BankTable.read`).
+`ACARHead(use_bank=True)` whose HR2O takes queries from its own short-term F and keys/values
+from L of the keyframes in [t - w, t + w] of the same video (`BankTable.read`). This module
+reads and writes bank folders; whoever builds the model gives the loaded `Bank`s to the head
+(`attach_banks`, or `ACARHead.set_bank`): the head never reads files.
 
 On disk (`out_dir`): `acfb-%05d.npz` shards in the dataset's order, each holding, for k
 keyframes with at most P actors:
@@ -18,27 +20,16 @@ split: train with the training split's bank, evaluate with the evaluation split'
 """
 import json
 import os
-from typing import List, NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from action_tx.heads.acar import ACARHead
+from action_tx.heads.acar_bank import Bank, BankTable  # noqa: F401  (BankTable: re-exported)
 from action_tx.progress import Progress
 
 MANIFEST = "acfb.json"
-
-
-class Bank(NamedTuple):
-    """A loaded bank (numpy). K keyframes, P persons, relation maps h x w x d.
-
-    maps float16 [K, P, h, w, d]; mask bool [K, P]; video_index int32 [K] (-1: keyframe never
-    written); timestamp int32 [K]; video_id: list of K str ("" when not written).
-    """
-    maps: np.ndarray
-    mask: np.ndarray
-    video_index: np.ndarray
-    timestamp: np.ndarray
-    video_id: List[str]
 
 
 class BankWriter:
@@ -109,7 +100,7 @@ def extract_bank(model, dataset, out_dir: str, progress: bool = True,
     Returns the manifest dict.
     """
     head = model.head
-    if not hasattr(head, "recording"):
+    if not isinstance(head, ACARHead):
         raise ValueError(f"extract_bank: the model's head {type(head).__name__} is not an "
                          "ACARHead (no first-order relation maps to archive)")
 
@@ -171,43 +162,17 @@ def load_bank(bank_dir: str) -> Bank:
     return Bank(maps, mask, video, timestamp, video_id)
 
 
-class BankTable(tf.Module):
-    """A loaded bank as non-trainable TF variables, read by keyframe index.
+def attach_banks(head, bank_dir: Optional[str] = None,
+                 eval_bank_dir: Optional[str] = None) -> None:
+    """Reads the bank folders and gives them to `head` (`ACARHead.set_bank`).
 
-    A `tf.Module`, not Keras variables: the head's `variables` (hence checkpoints, see
-    `action_tx.checkpointing.checkpointable`) never hold it, so a checkpoint trained with the
-    training split's bank restores into a model that carries the evaluation split's bank.
+    bank_dir: the training split's bank (read in training); eval_bank_dir: the evaluation
+    split's (read in inference; None: bank_dir's). Raises ValueError, naming the file, for a
+    missing or malformed folder, and for a head that is not an ACARHead built with
+    `use_bank=True`.
     """
-
-    def __init__(self, bank: Bank, name: str = "acfb_table"):
-        super().__init__(name=name)
-        with tf.init_scope():
-            self.maps = tf.Variable(bank.maps, trainable=False, name="maps")
-            self.mask = tf.Variable(bank.mask, trainable=False, name="mask")
-            self.video_index = tf.Variable(bank.video_index, trainable=False, name="video_index")
-            self.timestamp = tf.Variable(bank.timestamp, trainable=False, name="timestamp")
-
-    @property
-    def map_shape(self):
-        return self.maps.shape[2:].as_list()
-
-    def read(self, keyframe_index, video_index, timestamp, window: int):
-        """L of keyframes keyframe_index + k, k in [-window, window], kept when written, of the
-        same video and |dt| <= window seconds (keyframes lie >= 1 s apart, so this covers every
-        keyframe of [t - w, t + w]).
-
-        keyframe_index, video_index, timestamp: int [B].
-        Returns maps float32 [B, 2w+1, P, h, w, d] and mask bool [B, 2w+1, P].
-        """
-        offsets = tf.range(-window, window + 1, dtype=tf.int32)
-        idx = tf.cast(keyframe_index, tf.int32)[:, None] + offsets[None]      # [B, 2w+1]
-        size = tf.shape(self.video_index)[0]
-        inside = (idx >= 0) & (idx < size)
-        safe = tf.clip_by_value(idx, 0, size - 1)
-        same_video = tf.gather(self.video_index, safe) == tf.cast(video_index, tf.int32)[:, None]
-        dt = tf.abs(tf.gather(self.timestamp, safe) - tf.cast(timestamp, tf.int32)[:, None])
-        valid = inside & same_video & (dt <= window)
-        mask = tf.gather(self.mask, safe) & valid[..., None]
-        maps = tf.cast(tf.gather(self.maps, safe), tf.float32)
-        maps = maps * tf.cast(mask, tf.float32)[..., None, None, None]
-        return maps, mask
+    if not isinstance(head, ACARHead):
+        raise ValueError(f"a feature bank was given ({bank_dir or eval_bank_dir}) but the head "
+                         f"{type(head).__name__} is not an ACARHead (only ACAR reads one)")
+    head.set_bank(load_bank(bank_dir) if bank_dir else None,
+                  load_bank(eval_bank_dir) if eval_bank_dir else None)

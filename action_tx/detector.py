@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from action_tx import losses
 from action_tx.heads.base import HeadInputs
-from action_tx.heads.i3d_head import I3DHead
 from object_detection_ext import rpn
 from object_detection_ext.postprocess import postprocess
 from object_detection_ext.sampling import sample_rois
@@ -32,7 +31,8 @@ class ActionDetector(keras.Model):
       num_classes: action classes C (contiguous indices of the label map).
       roi_extractor: layer (features, rois, roi_mask) -> tubes [B, N, T', 7, 7, C];
         default ST-RoIPool 14x14 -> max pool 7x7 (paper §3.4).
-      use_objects: also pool object tubes (batch `objects`) for heads that relate to objects.
+      use_objects: also pool object tubes (batch `objects`); None (default): the head's
+        `uses_objects` (`action_tx.heads.base.ActionHead`).
       pose_indices: contiguous class indices under one softmax (ACAR §4.1 `--pose_softmax`).
       focal_gamma, focal_alpha: focal loss on the sigmoid classes (HGRNN §3.3: gamma = 2).
       num_roi_samples, positive_fraction: second-stage RoI sample per clip in training.
@@ -45,7 +45,7 @@ class ActionDetector(keras.Model):
     """
 
     def __init__(self, trunk, proposer, head, num_classes: int, roi_extractor=None,
-                 use_objects: bool = False, pose_indices: Optional[Sequence[int]] = None,
+                 use_objects: Optional[bool] = None, pose_indices: Optional[Sequence[int]] = None,
                  focal_gamma: float = 0.0, focal_alpha: Optional[float] = None,
                  num_roi_samples: int = 64, positive_fraction: float = 0.25,
                  rpn_weight: float = 1.0, box_weight: float = 1.0, nms_iou: float = 0.6,
@@ -58,7 +58,7 @@ class ActionDetector(keras.Model):
         self.num_classes = num_classes
         self.roi_extractor = roi_extractor if roi_extractor is not None else STRoIAlign(
             crop_size=14, output_size=7, pool="max", name="st_roi_pool")
-        self.use_objects = use_objects
+        self.use_objects = bool(head.uses_objects if use_objects is None else use_objects)
         self.pose_indices = list(pose_indices) if pose_indices else None
         self.focal_gamma = focal_gamma
         self.focal_alpha = focal_alpha
@@ -180,7 +180,7 @@ class ActionDetector(keras.Model):
             `build_detector(trunk_endpoint="Mixed_5c")`), each box's ST-RoIAlign tube averaged
             over time and space. 'Mixed_5c': the I3D head's fine-tuned Mixed_5a-5c tail
             (`i3d`, `tx_i3d` heads) on the box's tube, averaged as that head does
-            (`I3DHead.pooled_features`), and the same tail over the whole trunk map for
+            (`head.tail_features`), and the same tail over the whole trunk map for
             `feature_map` (STAGE §4 and HGRNN §3.1 read I3D features after Mixed_5c).
           boxes: name -> (boxes [B, n, 4] normalized yxyx, mask [B, n]) of further boxes to
             pool (e.g. the ground truth and the objects).
@@ -197,12 +197,11 @@ class ActionDetector(keras.Model):
             pool = lambda b, m: tf.reduce_mean(                   # noqa: E731
                 self.roi_extractor(features, b, m), axis=[2, 3, 4])
         elif feature_layer == "Mixed_5c":
-            i3d_head = self.i3d_tail_head()
-            if i3d_head is None:
+            if self.head.tail is None:
                 raise ValueError(f"feature_layer='Mixed_5c' needs a head with an I3D Mixed_5 "
                                  f"tail (i3d, tx_i3d), not {type(self.head).__name__}")
-            feature_map = i3d_head.tail(features, training=False)
-            pool = lambda b, m: i3d_head.pooled_features(          # noqa: E731
+            feature_map = self.head.tail(features, training=False)
+            pool = lambda b, m: self.head.tail_features(          # noqa: E731
                 self.roi_extractor(features, b, m), training=False)
         else:
             raise ValueError(f"feature_layer must be 'trunk' or 'Mixed_5c', got {feature_layer!r}")
@@ -213,11 +212,6 @@ class ActionDetector(keras.Model):
         for name, (b, m) in (boxes or {}).items():
             out[f"{name}_features"] = pool(b, tf.cast(m, tf.bool))
         return out
-
-    def i3d_tail_head(self):
-        """The head's `I3DHead` (the head itself, or `tx_i3d`'s I3D sub-head), or None."""
-        head = getattr(self.head, "i3d_head", self.head)
-        return head if isinstance(head, I3DHead) else None
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Loss terms of a training forward pass (`call(batch, training=True)`).

@@ -13,7 +13,6 @@ summary writer, the scalars and images listed in `write_summaries`.
 import json
 import os
 import re
-import sys
 import time
 import types
 from typing import Iterator, Optional
@@ -25,31 +24,10 @@ from action_tx import visualize
 from action_tx.checkpointing import checkpointable
 from action_tx.data import ava
 from action_tx.outputs import detections_to_ava
+from action_tx.progress import Progress
 from object_detection_ext import ava_eval
 
 _ROW_KEYS = ("video_id", "timestamp", "boxes", "action_id", "score")
-
-
-class _Progress:
-    """A one-line progress bar on stderr (count, rate; fraction when the total is known)."""
-
-    def __init__(self, total: Optional[int], title: str, enabled: bool = True):
-        self.total, self.title, self.enabled = total, title, enabled
-        self.start = time.perf_counter()
-
-    def update(self, done: int, final: bool = False):
-        if not self.enabled:
-            return
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        if self.total:
-            filled = int(30 * min(done, self.total) / self.total)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}"
-        else:
-            bar = f"{done}"
-        sys.stderr.write(f"\r{self.title} {bar} keyframes, {rate:.1f}/s")
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def build_detector_on(detector, dataset) -> None:
@@ -61,7 +39,7 @@ def build_detector_on(detector, dataset) -> None:
     raise ValueError("the evaluation dataset is empty")
 
 
-def _reduce_attention(attention, indices):
+def attention_per_detection(attention, indices):
     """attention [B, N, layers, heads, T', H', W'] (the `tx` head's maps), indices [B, K] RoI
     of each detection -> [B, K, H', W']: the last layer's mean over heads at the central time
     slice, per detection. Other heads' attention layouts are not rendered (None)."""
@@ -73,10 +51,9 @@ def _reduce_attention(attention, indices):
 
 
 def has_inference_memory(head) -> bool:
-    """Whether `head` keeps a memory between keyframes at inference (AIA with M-blocks): it
-    asks for more than one pass and can reset that memory."""
-    return (getattr(head, "inference_passes", 1) >= 2
-            and hasattr(head, "reset_inference_memory"))
+    """Whether `head` (an `ActionHead`) keeps a memory between keyframes at inference (AIA with
+    M-blocks): it asks for more than one pass, the first filling that memory."""
+    return head.inference_passes >= 2
 
 
 def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
@@ -85,7 +62,8 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
     """Runs `detector(batch, training=False)` (in a tf.function) over an evaluation dataset.
 
     Args:
-      detector: an `ActionDetector` (or any callable with its outputs).
+      detector: an `ActionDetector` or `FeatureActionModel` (or any callable with their
+        outputs and a `head` with the `action_tx.heads.base.ActionHead` interface).
       dataset: batch dicts of `action_tx.data.pipeline.build_dataset(..., training=False)`;
         uses `clip` [B, T, H, W, 3] in [-1, 1], `video_id` [B], `timestamp` [B]; or feature
         batches (`action_tx.data.features`): no `clip` (no samples), `keyframe_mask` and
@@ -95,8 +73,8 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
       progress: show a progress bar on stderr. total: keyframes expected (for the bar).
       passes: runs over `dataset`; all but the last only fill the head's inference memory
         (AIA: every keyframe's persons are stored before any is scored). None: the head's
-        `inference_passes` attribute (1 when it has none). A head with
-        `reset_inference_memory()` has it called first (no entries of another split).
+        `inference_passes`. The head's `reset_inference_memory()` is called first (no
+        entries of another split).
       empty_memory: an ablation for a head with an inference memory: one pass, the memory
         reset before every batch (a head reads it before it writes), so every keyframe is
         scored as if nothing had been stored: does the model read its memory? Raises
@@ -116,31 +94,28 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         if "clip" in batch:   # feature-mode batches have no frames to render
             clip = batch["clip"]
             keep["keyframe"] = clip[:, tf.shape(clip)[1] // 2]   # T // 2 is the keyframe
-        heat = _reduce_attention(out.get("attention"), out.get("detection_indices"))
+        heat = attention_per_detection(out.get("attention"), out.get("detection_indices"))
         if heat is not None:
             keep["attention"] = heat
         return keep
 
-    head = getattr(detector, "head", None)
-    passes = passes if passes is not None else getattr(head, "inference_passes", 1)
+    head = detector.head
+    passes = passes if passes is not None else head.inference_passes
     if empty_memory:
         if not has_inference_memory(head):
             raise ValueError(f"empty_memory: the head {type(head).__name__} has no inference "
                              "memory")
         passes = 1
-    if hasattr(head, "reset_inference_memory"):
-        head.reset_inference_memory()
+    head.reset_inference_memory()
     for index in range(passes - 1):   # memory passes: outputs discarded
-        bar, done = _Progress(total, f"memory pass {index + 1}", progress), 0
+        bar = Progress(total, f"memory pass {index + 1}", progress, unit="keyframes")
         for batch in dataset:
             predict(batch)
-            done += len(batch["timestamp"])
-            bar.update(done)
-        bar.update(done, final=True)
+            bar.update(len(batch["timestamp"]))
+        bar.close()
     parts = {k: [] for k in _ROW_KEYS}
     samples = []
-    bar = _Progress(total, "eval", progress)
-    done = 0
+    bar = Progress(total, "eval", progress, unit="keyframes")
     for batch in dataset:
         if empty_memory:
             head.reset_inference_memory()
@@ -162,10 +137,9 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         # Feature-mode batches: padding and context keyframes (no detections) are not counted.
         real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
             if "target_mask" in batch else np.ones(len(timestamp), bool)
-        done += int(real.sum())
-        bar.update(done)
-    bar.update(done, final=True)
-    if done == 0:
+        bar.update(int(real.sum()))
+    bar.close()
+    if bar.done == 0:
         raise ValueError("the evaluation dataset is empty")
     rows = {k: np.concatenate(v) for k, v in parts.items()}
     return rows, samples

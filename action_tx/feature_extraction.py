@@ -44,7 +44,7 @@ class Extractor:
         self.batch_size = batch_size
         self.min_detection_score = min_detection_score
         self.feature_layer = feature_layer
-        if feature_layer == "Mixed_5c" and detector.i3d_tail_head() is None:
+        if feature_layer == "Mixed_5c" and detector.head.tail is None:
             raise ValueError(f"feature_layer='Mixed_5c' needs a checkpoint whose head has an "
                              f"I3D Mixed_5 tail (i3d, tx_i3d), not {type(detector.head).__name__}")
         eval_lib.build_detector_on(detector, self._dataset(0, batch_size))

@@ -23,7 +23,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                    proposals: str = "rpn", anchor_sizes: Sequence[float] = rpn.DEFAULT_SIZES,
                    rpn_filters: int = 512, post_nms_top_k: int = 300,
                    num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
-                   focal_gamma: float = 0.0, use_objects: bool = False,
+                   focal_gamma: float = 0.0, use_objects: Optional[bool] = None,
                    max_detections: int = 100, class_specific_nms: bool = False,
                    seed: int = 0) -> ActionDetector:
     """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
@@ -45,7 +45,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
       num_roi_samples: second-stage RoIs per clip in training.
       pose_indices: contiguous class indices under one softmax (ACAR `--pose_softmax`).
       focal_gamma: focal loss exponent (HGRNN: 2).
-      use_objects: pool object tubes for heads that relate persons to objects.
+      use_objects: pool object tubes; None: when the head reads them (`head.uses_objects`).
       max_detections: detections kept per clip after NMS.
       class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
       seed: sampler seed.

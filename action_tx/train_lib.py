@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from typing import Callable, Dict, Optional
 
@@ -29,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from action_tx import checkpointing
+from action_tx.progress import Progress
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 
@@ -149,30 +149,6 @@ def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: floa
     if weight_decay:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return opt
-
-
-class TrainProgress:
-    """One console line: `step 40/100 [####......] loss 1.234  3.1 steps/s  eta 0:00:19`."""
-
-    def __init__(self, total: int, start: int, enabled: bool = True, width: int = 24):
-        self.total, self.start, self.enabled, self.width = total, start, enabled, width
-        self.t0 = time.perf_counter()
-
-    def update(self, step: int, loss: float):
-        if not self.enabled:
-            return
-        rate = (step - self.start) / max(time.perf_counter() - self.t0, 1e-9)
-        eta = (self.total - step) / rate if rate > 0 else 0.0
-        filled = self.width * step // max(self.total, 1)
-        sys.stderr.write(f"\rstep {step}/{self.total} [{'#' * filled}{'.' * (self.width - filled)}]"
-                         f" loss {loss:.4f}  {rate:.2f} steps/s  eta "
-                         f"{time.strftime('%H:%M:%S', time.gmtime(eta))}")
-        sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def op_error_text(error: "tf.errors.OpError") -> str:
@@ -362,12 +338,11 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else \
         tf.summary.create_noop_writer()
     start = int(step.numpy())
-    bar = TrainProgress(train_steps, start, enabled=progress and chief)
+    bar = Progress(train_steps, "train", enabled=progress and chief, unit="steps", start=start)
     terms, history, t_log, s_log = {}, [], time.perf_counter(), start
 
     def save(at):
-        if bar.enabled:
-            sys.stderr.write("\n")
+        bar.newline()
         path = manager.save(checkpoint_number=at)
         if not chief:
             tf.io.gfile.rmtree(save_dir)
@@ -392,7 +367,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
                 bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
                 raise TrainingError(f"non-finite loss at step {at} ({bad}); stopped without "
                                     f"saving; the last good checkpoint is {last or 'none'}")
-            bar.update(at, terms["total_loss"])
+            bar.set(at, note=f"loss {terms['total_loss']:.4f}")
             if at % log_every == 0 or at == train_steps:
                 now = time.perf_counter()
                 with writer.as_default(step=at):
@@ -405,6 +380,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
             if at % checkpoint_every == 0 or at == train_steps:
                 last = save(at)
             if eval_fn is not None and eval_every and at % eval_every == 0:
+                bar.newline()
                 with writer.as_default(step=at):
                     for k, v in eval_fn(model, at).items():
                         tf.summary.scalar(k, v)

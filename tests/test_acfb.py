@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from action_tx.acfb import BankTable, extract_bank, load_bank
+from action_tx.acfb import attach_banks, extract_bank, load_bank
 from action_tx.checkpointing import checkpointable
 from action_tx.feature_model import FeatureActionModel
 from action_tx.heads.acar import ACARHead
+from action_tx.heads.acar_bank import BankTable
+from action_tx.heads.linear import LinearHead
 
 C, M, N, K = 6, 7, 3, 2   # channels, map size, actors per keyframe, classes
 # Keyframes of the split, by keyframe index: (video_index, timestamp, real actors).
@@ -49,8 +51,12 @@ def _batches(batch_size=2, training=False):
     return [{k: tf.constant(v) for k, v in b.items()} for b in out]
 
 
-def _model(**head_kwargs):
-    head = ACARHead(num_classes=K, hidden_size=4, dropout=0.0, block_dropout=0.0, **head_kwargs)
+def _model(bank_dir=None, eval_bank_dir=None, **head_kwargs):
+    """A FeatureActionModel on an ACARHead; with bank folders, the head gets their banks."""
+    head = ACARHead(num_classes=K, hidden_size=4, dropout=0.0, block_dropout=0.0,
+                    use_bank=bool(bank_dir or eval_bank_dir), **head_kwargs)
+    if bank_dir or eval_bank_dir:
+        attach_banks(head, bank_dir, eval_bank_dir)
     model = FeatureActionModel(head, num_classes=K, max_detections=N)
     model(_batches()[0], training=False)
     return model
@@ -116,7 +122,7 @@ def test_window_read_gives_stored_maps_and_masks_outside_the_video(bank):
 def test_stage2_uses_train_bank_in_training_eval_bank_in_inference(bank, tmp_path):
     _, out_dir, _ = bank
     model = _model(bank_dir=out_dir, bank_window=1)
-    bank_vars = {id(v) for v in model.head._train_table.variables}
+    bank_vars = {id(v) for v in model.head.bank_tables["train"].variables}
     assert bank_vars and not bank_vars & {id(v) for v in model.variables}
     ckpt = tf.train.Checkpoint(model=checkpointable(model))
     path = ckpt.save(str(tmp_path / "ckpt"))
@@ -134,8 +140,8 @@ def test_stage2_uses_train_bank_in_training_eval_bank_in_inference(bank, tmp_pat
     evaluator = _model(bank_dir=out_dir, eval_bank_dir=eval_dir, bank_window=1)
     tf.train.Checkpoint(model=checkpointable(evaluator)).restore(path).assert_consumed()
     batch = _batches()[1]   # keyframes 2, 3: keyframe 3 lies outside the eval bank
-    _, att = evaluator.head._eval_table.read(batch["keyframe_index"], batch["video_index"],
-                                            batch["timestamp"], 1)
+    _, att = evaluator.head.bank_tables["eval"].read(
+        batch["keyframe_index"], batch["video_index"], batch["timestamp"], 1)
     np.testing.assert_array_equal(att.numpy().sum(-1), [[3, 1, 0], [1, 0, 0]])
     train_att = evaluator(batch, training=True)["attention"].numpy()    # [B, N, 3 * 3, h, w]
     eval_att = evaluator(batch, training=False)["attention"].numpy()
@@ -164,3 +170,45 @@ def test_stage2_training_steps_lower_the_loss(bank):
 def test_missing_bank_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="acfb.json: not an ACFB manifest"):
         load_bank(str(tmp_path))
+
+
+def test_head_takes_loaded_banks_and_keeps_them_out_of_its_config(bank):
+    _, out_dir, _ = bank
+    loaded = load_bank(out_dir)
+    head = ACARHead(num_classes=K, hidden_size=4, dropout=0.0, block_dropout=0.0,
+                    use_bank=True, bank_window=1)
+    head.set_bank(loaded)                        # no eval bank: inference reads this one too
+    tables = head.bank_tables
+    assert tables["eval"] is tables["train"]
+    np.testing.assert_array_equal(tables["train"].maps.numpy(), loaded.maps)
+    # get_config is exactly the init args: a flag for the bank, never its arrays.
+    config = head.get_config()
+    assert config["use_bank"] is True and config["bank_window"] == 1
+    assert not any(isinstance(v, (np.ndarray, list, tf.Variable)) and np.size(v) > 8
+                   for v in config.values())
+    assert len(json.dumps(config)) < 1000
+    clone = ACARHead.from_config(config)
+    assert clone.get_config() == config and clone.bank_tables == {"train": None, "eval": None}
+    model = FeatureActionModel(clone, num_classes=K, max_detections=N)
+    with pytest.raises(ValueError, match="no bank was given; call set_bank"):
+        model(_batches()[0], training=False)
+    # An eval bank alone serves inference; training then asks for the training bank.
+    clone.set_bank(eval_bank=loaded)
+    assert model(_batches()[0], training=False)["attention"].shape[2] == 3 * 3
+    with pytest.raises(ValueError, match="training needs the training split's bank"):
+        model(_batches()[0], training=True)
+
+
+def test_bank_mismatches_are_clear_errors(bank):
+    _, out_dir, _ = bank
+    loaded = load_bank(out_dir)
+    with pytest.raises(ValueError, match="use_bank=False"):
+        ACARHead(num_classes=K, hidden_size=4).set_bank(loaded)
+    with pytest.raises(ValueError, match="d = 4, this head hidden_size = 8"):
+        ACARHead(num_classes=K, hidden_size=8, use_bank=True).set_bank(loaded)
+    with pytest.raises(ValueError, match="needs a bank or an eval_bank"):
+        ACARHead(num_classes=K, hidden_size=4, use_bank=True).set_bank()
+    with pytest.raises(ValueError, match="LinearHead is not an ACARHead"):
+        attach_banks(LinearHead(K), out_dir)
+    with pytest.raises(ValueError, match="not an ACARHead"):
+        extract_bank(FeatureActionModel(LinearHead(K), num_classes=K), _batches(), out_dir)

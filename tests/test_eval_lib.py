@@ -140,12 +140,12 @@ def test_reduce_attention_takes_last_layer_head_mean_central_slice():
     # [B=1, N=2, layers=2, heads=2, T'=3, H'=1, W'=2]: value = 1000n + 100l + 10h + t (+ w/10).
     n, l, h, t, w = np.meshgrid(*[np.arange(s) for s in (2, 2, 2, 3, 2)], indexing="ij")
     attention = (1000 * n + 100 * l + 10 * h + t + 0.1 * w)[None, :, :, :, :, None, :]
-    maps = eval_lib._reduce_attention(tf.constant(attention, tf.float32),
+    maps = eval_lib.attention_per_detection(tf.constant(attention, tf.float32),
                                       tf.constant([[1, 0, 1]]))
     # Detection 0 <- RoI 1: 1000 + 100 (last layer) + mean(0, 10) + t=1 + w/10.
     np.testing.assert_allclose(maps.numpy()[0, :, 0], [[1106.0, 1106.1], [106.0, 106.1],
                                                        [1106.0, 1106.1]], rtol=1e-6)
-    assert eval_lib._reduce_attention(tf.zeros([1, 2, 3]), tf.constant([[0]])) is None
+    assert eval_lib.attention_per_detection(tf.zeros([1, 2, 3]), tf.constant([[0]])) is None
 
 
 def test_render_samples_with_attention():

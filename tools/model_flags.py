@@ -122,8 +122,8 @@ def _head_options(head: str) -> dict:
                        hidden_size=FLAGS.hgrnn_hidden)
     if head == "acar":
         options.update(num_blocks=FLAGS.acar_blocks, hidden_size=FLAGS.acar_dim,
-                       relation=FLAGS.acar_relation, bank_dir=FLAGS.acfb_bank_dir,
-                       eval_bank_dir=FLAGS.eval_acfb_bank_dir, bank_window=FLAGS.acfb_window)
+                       relation=FLAGS.acar_relation, bank_window=FLAGS.acfb_window,
+                       use_bank=bool(FLAGS.acfb_bank_dir or FLAGS.eval_acfb_bank_dir))
     if head == "aia":
         options.update(blocks=list(FLAGS.aia_blocks), structure=FLAGS.aia_structure,
                        memory_window=FLAGS.aia_memory_window, use_amu=FLAGS.aia_amu,
@@ -153,12 +153,6 @@ def aia_memory_size() -> int:
     return max(counts)
 
 
-def _uses_objects(head: str) -> bool:
-    """Whether the detector must pool object tubes for `head` (batch `objects`)."""
-    return ((head == "aia" and "O" in FLAGS.aia_blocks)
-            or (head == "stage" and FLAGS.stage_objects))
-
-
 def exit_on_missing_flagfile(argv) -> None:
     """Exits with status 2 and one line when a `--flagfile=F` of `argv` does not exist (absl's
     own message for it is a multi-line usage dump). Tools call it before `app.run`."""
@@ -173,10 +167,19 @@ def pose_indices(label_map):
     return [i for i, c in enumerate(label_map.ids) if c in label_map.categories().get("pose", [])]
 
 
+def _with_banks(model):
+    """`model` with ACAR's feature banks (--acfb_bank_dir, --eval_acfb_bank_dir) read from their
+    folders and given to its head."""
+    if FLAGS.acfb_bank_dir or FLAGS.eval_acfb_bank_dir:
+        from action_tx.acfb import attach_banks
+        attach_banks(model.head, FLAGS.acfb_bank_dir, FLAGS.eval_acfb_bank_dir)
+    return model
+
+
 def build_detector_from_flags(label_map):
     """The ActionDetector the flags describe, for `label_map` (an action_tx.data.ava.LabelMap)."""
     from action_tx.model_builder import build_detector
-    return build_detector(
+    return _with_banks(build_detector(
         num_classes=label_map.num_classes, trunk=FLAGS.trunk,
         width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn,
         trunk_endpoint=FLAGS.trunk_endpoint, head=FLAGS.head,
@@ -184,9 +187,9 @@ def build_detector_from_flags(label_map):
         anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
         post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
         pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
-        focal_gamma=FLAGS.focal_gamma, use_objects=_uses_objects(FLAGS.head),
+        focal_gamma=FLAGS.focal_gamma,
         max_detections=FLAGS.max_detections,
-        class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed)
+        class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed))
 
 
 def build_model_from_flags(label_map):
@@ -199,12 +202,12 @@ def build_model_from_flags(label_map):
     if FLAGS.head not in HEADS:
         raise ValueError(f"unknown --head={FLAGS.head}; available heads: {sorted(HEADS)}")
     options = {"class_specific_nms": True} if FLAGS.class_specific_nms else {}
-    return FeatureActionModel(
+    return _with_banks(FeatureActionModel(
         head=HEADS[FLAGS.head](num_classes=label_map.num_classes,
                                **_head_options(FLAGS.head)),
         num_classes=label_map.num_classes,
         pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
-        focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections, **options)
+        focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections, **options))
 
 
 def feature_dataset_from_flags(label_map, training: bool, batch_size: int):

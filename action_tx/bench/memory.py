@@ -58,7 +58,11 @@ def _reset_rss_peak() -> bool:
         return False
 
 
-def _batch(window, mode, seed=0):
+def make_batch(window: int, mode: str, seed: int = 0) -> dict:
+    """One step's inputs (numpy): `KEYFRAMES` keyframes of one video with their clip [B, W, T,
+    H, W, 3] (W = 2 window + 1 clips for `joint`, the keyframe's own for `amu`), rois [B, W,
+    PERSONS, 4] and objects [B, W, OBJECTS, 4] yxyx, labels [B, PERSONS, CLASSES], and
+    keyframe_index / video_index / timestamp [B]."""
     import numpy as np
     rng = np.random.default_rng(seed)
     kf = np.array([40, 60], np.int32)[:KEYFRAMES]
@@ -112,10 +116,10 @@ def _make_step(mode, window):
         persons = tf.stop_gradient(tf.reduce_mean(t, axis=[2, 3, 4]))   # P_t, as AIA stores
         offset = tf.concat([tf.range(-window, 0), tf.range(1, window + 1)], 0)
         shift = lambda x: tf.reshape(x[:, None] + offset[None], [-1])  # noqa: E731
-        head._train_memory.write(shift(batch["keyframe_index"]),
-                                 tf.repeat(batch["video_index"], 2 * window),
-                                 shift(batch["timestamp"]), persons,
-                                 tf.ones(tf.shape(persons)[:2], tf.bool))
+        head.memory.train.write(shift(batch["keyframe_index"]),
+                                tf.repeat(batch["video_index"], 2 * window),
+                                shift(batch["timestamp"]), persons,
+                                tf.ones(tf.shape(persons)[:2], tf.bool))
 
     def build(batch):
         """Creates every variable eagerly (head in inference mode: it touches only the eval
@@ -152,15 +156,15 @@ def _ready_step(mode: str, window: int):
     import tensorflow as tf
 
     step, build, head = _make_step(mode, window)
-    batch = {k: tf.constant(v) for k, v in _batch(window, mode).items()}
+    batch = {k: tf.constant(v) for k, v in make_batch(window, mode).items()}
     build(batch)
     if head.uses_table and mode == "amu":
         # The table as after earlier steps: every keyframe of the video written, loss tag 1.
         kf = np.arange(VIDEO_LENGTH, dtype=np.int32)
-        head._train_memory.write(
+        table = head.memory.train
+        table.write(
             kf, np.zeros_like(kf), kf + 900,
-            np.random.default_rng(1).normal(size=[VIDEO_LENGTH, 5, head._train_memory.dim]).astype(
-                np.float32),
+            np.random.default_rng(1).normal(size=[VIDEO_LENGTH, 5, table.dim]).astype(np.float32),
             np.ones([VIDEO_LENGTH, 5], bool), loss_tag=1.0)
     for _ in range(2):                                   # trace + one warm step
         step(batch).numpy()

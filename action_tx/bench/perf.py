@@ -41,7 +41,7 @@ def parse_figure(report: str, pattern: str):
     return float(match.group(1).replace(",", "")) if match else None
 
 
-def _bench_flags() -> dict:
+def bench_flags() -> dict:
     """flag name -> value of configs/bench.flags (the lead's base flags of the bench preset)."""
     out = {}
     with open(CONFIG) as f:
@@ -56,7 +56,7 @@ def _bench_flags() -> dict:
 def bench_detector(num_classes: int):
     """The bench preset's detector (configs/bench.flags), random weights."""
     from action_tx.model_builder import build_detector
-    f = _bench_flags()
+    f = bench_flags()
     return build_detector(
         num_classes=num_classes, trunk=f["trunk"], freeze_bn=f.get("freeze_bn") == "true",
         head=f["head"], proposals=f["proposals"],

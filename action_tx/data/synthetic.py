@@ -15,7 +15,6 @@ Deterministic: every video draws from numpy Generators seeded by (seed, video in
 same seed and parameters give byte-identical annotation files (and JPEGs).
 """
 import os
-import sys
 import time
 
 import numpy as np
@@ -25,6 +24,7 @@ from action_tx.data import synthetic_labels as L
 from action_tx.data.synthetic_render import background, camera_offsets, render_frame
 from action_tx.data.synthetic_scenarios import CYCLE, SCENARIOS, build_video
 from action_tx.data.synthetic_story import OBJECT_NAMES
+from action_tx.progress import Progress
 
 PRESETS = {
     "tiny": dict(videos=15, seconds=20, fps=10, width=64, height=64, people=4),
@@ -116,22 +116,6 @@ def _jitter(rng, box, sigma):
     b = box + rng.normal(0, sigma, 4) * np.array([w, h, w, h])
     b = np.clip(b, 0, 1)
     return b if b[2] - b[0] > 0.01 and b[3] - b[1] > 0.01 else np.clip(box, 0, 1)
-
-
-class _Progress:
-    """Minimal progress bar on stderr."""
-
-    def __init__(self, total, label, enabled):
-        self.total, self.label, self.enabled, self.t0 = total, label, enabled, time.time()
-
-    def update(self, done):
-        if self.enabled:
-            n = int(30 * done / max(1, self.total))
-            sys.stderr.write(f"\r{self.label} [{'#' * n}{'.' * (30 - n)}] {done}/{self.total} "
-                             f"videos {time.time() - self.t0:.1f}s")
-            if done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def _video_writer(path, params):
@@ -233,11 +217,12 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
     os.makedirs(ann_dir, exist_ok=True)
     splits, scen = split_of(params), scenario_of(params, seed)
     rows = {s: dict(gt=[], excluded=[], persons=[], objects=[], evidence=[]) for s in set(splits)}
-    bar = _Progress(params["videos"], f"synthetic {preset}", progress)
+    bar = Progress(params["videos"], f"synthetic {preset}", progress, unit="videos")
     for i in range(params["videos"]):
         for key, value in render_video(params, seed, i, out_dir).items():
             rows[splits[i]][key] += value
-        bar.update(i + 1)
+        bar.update(1)
+    bar.close()
     ava.write_label_map(os.path.join(ann_dir, "action_list.pbtxt"), label_map())
     counts, scenarios = {}, {}
     for split in ("train", "val"):

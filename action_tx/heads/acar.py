@@ -20,14 +20,16 @@ Pipeline per keyframe (§3.1-3.2):
 
 ACFB (§3.3, eq. 5; `action_tx.acfb`): stage 1 trains this head without a bank;
 `action_tx.acfb.extract_bank` (tools/extract_features.py --bank=acfb) archives every keyframe's
-F maps as L. Stage 2 trains a new head with `bank_dir`: every HR2O block takes Q from the
+F maps as L. Stage 2 trains a new head with `use_bank=True`: every HR2O block takes Q from the
 short-term maps and K, V from the archived L of the keyframes in [t - w, t + w] of the same
 video (w = `bank_window`; the current keyframe's own archived L included, as the paper's window
-is closed). The bank table is no Keras variable, so checkpoints never hold it; in training the
-head reads `bank_dir` (the training split's bank), in inference `eval_bank_dir` (the evaluation
-split's, keyframe indices of that split): the trainer's periodic evaluation and tools/eval.py
-(which builds the model with both dirs from the flags and restores the checkpoint) both score
-with the evaluation bank. `eval_bank_dir=None` reads `bank_dir` in inference too.
+is closed). The head reads no files: whoever builds the model loads the banks
+(`action_tx.acfb.load_bank` / `attach_banks`) and hands them over with `set_bank(bank,
+eval_bank)`; they are no config (arrays of a split, not options) and no Keras variables, so
+neither `get_config` nor checkpoints hold them. In training the head reads `bank` (the training
+split's), in inference `eval_bank` (the evaluation split's, keyframe indices of that split; None:
+`bank`): the trainer's periodic evaluation and tools/eval.py (which builds the model with both
+banks from the flags and restores the checkpoint) both score with the evaluation bank.
 
 Padded RoIs (roi_mask false) are never keys, so they cannot change a real RoI; their logits are
 0. Inputs (`HeadInputs`): features [B, T', H', W', C], roi_features [B, N, T', S, S, C],
@@ -36,12 +38,14 @@ Outputs: logits [B, N, num_classes]; attention [B, N, M, h, w] of the last HR2O 
 or (2w + 1) * P bank actors; None for "rn").
 """
 import contextlib
+from typing import Optional
 
 import keras
 import tensorflow as tf
 
+from action_tx.heads.acar_bank import Bank, BankTable
 from action_tx.heads.acar_blocks import ActorContextEncoder, HR2OBlock, RelationNetworkBlock
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 
 RELATIONS = ("hr2o", "rn")
 
@@ -54,7 +58,7 @@ class _Recorder:
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class ACARHead(keras.layers.Layer):
+class ACARHead(ActionHead):
     """ACAR-Net head: ACRN first-order relations -> HR2O (or RN) -> classifier.
 
     Args:
@@ -63,9 +67,9 @@ class ACARHead(keras.layers.Layer):
       hidden_size: d, width of the relation maps and of Q, K, V (paper: 512).
       relation: "hr2o" (modified non-local, paper default) or "rn" (Relation Network).
       dropout: before the final FC. The paper is silent; 0.2 as the authors' HR2O blocks.
-      bank_dir: ACFB folder of the training split (stage 2); None: no bank (stage 1).
+      use_bank: HR2O reads keys and values from an Actor-Context Feature Bank (stage 2; the
+        banks themselves are given by `set_bank`, not config); False: no bank (stage 1).
       bank_window: w, bank keyframes on each side (paper §4.2: 2w + 1 = 21 s, w = 10).
-      eval_bank_dir: ACFB folder read in inference (None: bank_dir).
       reduce_size: C', 1x1 reduction of trunk channels (None: 2 * hidden_size, the authors'
         1024 for d = 512).
       kernel_size: k of the encoder's second conv and of the HR2O convs (authors: 3).
@@ -73,22 +77,21 @@ class ACARHead(keras.layers.Layer):
     """
 
     def __init__(self, num_classes: int, num_blocks: int = 2, hidden_size: int = 512,
-                 relation: str = "hr2o", dropout: float = 0.2, bank_dir=None,
-                 bank_window: int = 10, eval_bank_dir=None, reduce_size=None,
+                 relation: str = "hr2o", dropout: float = 0.2, use_bank: bool = False,
+                 bank_window: int = 10, reduce_size=None,
                  kernel_size: int = 3, block_dropout: float = 0.2, **kwargs):
         super().__init__(**kwargs)
         if relation not in RELATIONS:
             raise ValueError(f"ACARHead: relation={relation!r}, expected one of {RELATIONS}")
-        if relation == "rn" and (bank_dir or eval_bank_dir):
+        if relation == "rn" and use_bank:
             raise ValueError("ACARHead: the feature bank (eq. 5) needs relation='hr2o'")
         self.num_classes = num_classes
         self.num_blocks = num_blocks
         self.hidden_size = hidden_size
         self.relation = relation
         self.dropout = dropout
-        self.bank_dir = bank_dir
+        self.use_bank = bool(use_bank)
         self.bank_window = bank_window
-        self.eval_bank_dir = eval_bank_dir
         self.reduce_size = reduce_size
         self.kernel_size = kernel_size
         self.block_dropout = block_dropout
@@ -105,21 +108,33 @@ class ACARHead(keras.layers.Layer):
         self._dropout = keras.layers.Dropout(dropout)
         self._fc2 = keras.layers.Dense(num_classes, name="cls_logits")
         self._recorder = _Recorder()
-        self._train_table, self._eval_table = self._load_tables()
-        self._has_bank = self._eval_table is not None
+        self._train_table = self._eval_table = None
 
-    def _load_tables(self):
-        if not (self.bank_dir or self.eval_bank_dir):
-            return None, None
-        from action_tx.acfb import BankTable, load_bank
-        loaded = {}
-        for path in {self.bank_dir, self.eval_bank_dir or self.bank_dir} - {None}:
-            loaded[path] = BankTable(load_bank(path))
-            shape = loaded[path].map_shape
-            if shape[-1] != self.hidden_size:
-                raise ValueError(f"{path}: bank maps have d = {shape[-1]}, this head "
-                                 f"hidden_size = {self.hidden_size}")
-        return loaded.get(self.bank_dir), loaded[self.eval_bank_dir or self.bank_dir]
+    def set_bank(self, bank: Optional[Bank] = None, eval_bank: Optional[Bank] = None) -> None:
+        """Gives a `use_bank` head its banks (`action_tx.acfb.load_bank` reads them): `bank`,
+        the training split's, read in training; `eval_bank`, the evaluation split's, read in
+        inference (None: `bank`). At least one. Their maps must have d = hidden_size."""
+        if not self.use_bank:
+            raise ValueError(f"ACARHead {self.name!r}: set_bank on a head built with "
+                             "use_bank=False")
+        if bank is None and eval_bank is None:
+            raise ValueError(f"ACARHead {self.name!r}: set_bank needs a bank or an eval_bank")
+        tables = {}
+        for key, given in (("train", bank), ("eval", eval_bank)):
+            if given is not None:
+                tables[key] = BankTable(given, name=f"acfb_{key}_table")
+                d = tables[key].map_shape[-1]
+                if d != self.hidden_size:
+                    raise ValueError(f"ACARHead {self.name!r}: the {key} bank's maps have "
+                                     f"d = {d}, this head hidden_size = {self.hidden_size}")
+        self._train_table = tables.get("train")
+        self._eval_table = tables.get("eval", self._train_table)
+
+    @property
+    def bank_tables(self) -> dict:
+        """{"train": BankTable or None, "eval": BankTable or None}: what `set_bank` installed
+        (the eval entry is the train table when no eval bank was given)."""
+        return {"train": self._train_table, "eval": self._eval_table}
 
     @contextlib.contextmanager
     def recording(self):
@@ -135,9 +150,13 @@ class ACARHead(keras.layers.Layer):
         self.built = True   # sub-layers build on the first call
 
     def _bank_keys(self, inputs: HeadInputs, training, maps):
+        if self._eval_table is None:
+            raise ValueError(f"ACARHead {self.name!r}: use_bank=True but no bank was given; "
+                             "call set_bank (action_tx.acfb.attach_banks) after building it")
         table = self._train_table if training else self._eval_table
         if table is None:
-            raise ValueError("ACARHead: training needs bank_dir (only eval_bank_dir given)")
+            raise ValueError(f"ACARHead {self.name!r}: training needs the training split's "
+                             "bank (only an eval_bank was given)")
         if inputs.keyframe_index is None or inputs.video_index is None or \
                 inputs.timestamp is None:
             raise ValueError("ACARHead with a bank needs keyframe_index, video_index and "
@@ -164,10 +183,10 @@ class ACARHead(keras.layers.Layer):
         if self._rn is not None:
             maps = self._rn(actors, context, roi_mask, maps)
         else:
-            if self._has_bank:
+            if self.use_bank:
                 keys, key_mask = self._bank_keys(inputs, training, maps)
             for block in self._blocks:
-                if not self._has_bank:
+                if not self.use_bank:
                     keys, key_mask = maps, roi_mask   # self-attention among the keyframe's actors
                 maps, attention = block(maps, keys, key_mask, training=training)
         pooled = tf.reduce_mean(maps, axis=[2, 3])
@@ -183,8 +202,8 @@ class ACARHead(keras.layers.Layer):
         config = super().get_config()
         config.update(num_classes=self.num_classes, num_blocks=self.num_blocks,
                       hidden_size=self.hidden_size, relation=self.relation,
-                      dropout=self.dropout, bank_dir=self.bank_dir,
-                      bank_window=self.bank_window, eval_bank_dir=self.eval_bank_dir,
+                      dropout=self.dropout, use_bank=self.use_bank,
+                      bank_window=self.bank_window,
                       reduce_size=self.reduce_size, kernel_size=self.kernel_size,
                       block_dropout=self.block_dropout)
         return config

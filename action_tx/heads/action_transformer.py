@@ -32,14 +32,14 @@ Design decisions (the paper is silent or ambiguous on these; each says why):
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.tx_unit import LocationEmbedding, TxUnit, roi_align_map
 
 QUERY_MODES = ("highres", "lowres")
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class ActionTransformerHead(keras.layers.Layer):
+class ActionTransformerHead(ActionHead):
     """Action Transformer head: RoI queries attend over the location-embedded trunk map.
 
     Args:

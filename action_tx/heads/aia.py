@@ -3,7 +3,7 @@
 Person features P_t, object features O_t and memory features M_t (the persons of keyframes
 t-L..t+L of the same video) are fed to an Interaction Aggregation structure of P-, O- and
 M-blocks (§3.2, `aia_blocks.InteractionBlock`) whose output is classified. The memory is an
-`action_tx.memory.FeatureMemory` table, read and written by the Asynchronous Memory Update
+`aia_memory.FeatureMemory` table, read and written by the Asynchronous Memory Update
 (§3.3, Algorithm 1).
 
 Design decisions (the paper is silent; each follows what the authors' release plausibly does):
@@ -50,8 +50,8 @@ import keras
 import tensorflow as tf
 
 from action_tx.heads.aia_blocks import BLOCK_TYPES, InteractionBlock, amu_penalty, dense_query
-from action_tx.heads.base import HeadInputs, HeadOutputs
-from action_tx.memory import FeatureMemory, sum_replicas
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
+from action_tx.heads.aia_memory import FeatureMemory, MemoryTables, sum_replicas
 from object_detection_ext.box_ops import batched_nms
 
 STRUCTURES = ("parallel", "serial", "dense")
@@ -79,7 +79,7 @@ def _parse_blocks(blocks: Union[str, Sequence[str]]) -> list:
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class AIAHead(keras.layers.Layer):
+class AIAHead(ActionHead):
     """AIA head: interaction aggregation over persons, objects and an AMU memory.
 
     Args:
@@ -188,15 +188,46 @@ class AIAHead(keras.layers.Layer):
             name="current_loss", shape=(), initializer=keras.initializers.Constant(float("inf")),
             trainable=False, aggregation="mean")
 
-    # --- memory -------------------------------------------------------------------------
+    # --- public interface (ActionHead) ---------------------------------------------------
+    @property
+    def uses_objects(self) -> bool:
+        """O-blocks read object tubes."""
+        return "O" in self.blocks
+
+    @property
+    def memory(self):
+        """`MemoryTables(train, eval)` of `FeatureMemory` [memory_size, memory_persons, C]
+        (C = trunk channels), or None without a table (no M-block, memory_window 0) or before
+        `build`."""
+        if self._train_memory is None:
+            return None
+        return MemoryTables(train=self._train_memory, eval=self._eval_memory)
+
+    @property
+    def interaction_blocks(self) -> list:
+        """The `InteractionBlock`s, in the order of `blocks`."""
+        return list(self._blocks)
+
+    @property
+    def dense_weights(self) -> list:
+        """Dense Serial IA (eq. 1) weights: block i > 0 has a variable [i, hidden_size], one
+        d-vector per earlier block ([] for other structures; built in `build`)."""
+        return list(self._dense_weights)
+
     def reset_inference_memory(self):
         """Marks every eval-memory entry unwritten (before evaluating a split)."""
         if self._eval_memory is not None:
             self._eval_memory.video.assign(tf.fill([self.memory_size], -1))
 
-    def _select_persons(self, persons, rois, roi_mask, roi_scores, roi_labels):
-        """The `memory_persons` RoIs to store, one per person (NMS at IoU `MEMORY_NMS_IOU`):
-        persons [B, N, C] -> [B, P, C] and mask [B, P], best score first."""
+    # --- memory -------------------------------------------------------------------------
+
+    def select_persons(self, persons, rois, roi_mask, roi_scores, roi_labels):
+        """The `memory_persons` RoIs to store, one per person (NMS at IoU `MEMORY_NMS_IOU`).
+
+        persons [B, N, C] pooled RoI features; rois [B, N, 4] yxyx; roi_mask [B, N];
+        roi_scores [B, N] or None (all 1); roi_labels [B, N, num_classes] in training (only
+        labelled RoIs are candidates) or None at inference (every real RoI is).
+        Returns persons [B, P, C] and mask [B, P] (P = memory_persons), best score first."""
         valid = tf.cast(roi_mask, tf.bool)
         if roi_labels is not None:   # training: persons, not sampled background RoIs
             valid &= tf.reduce_any(roi_labels > 0, axis=-1)
@@ -205,9 +236,12 @@ class AIAHead(keras.layers.Layer):
                                   iou_threshold=MEMORY_NMS_IOU)
         return tf.gather(persons, order, batch_dims=1), kept
 
-    def _memory_context(self, inputs, current, current_mask, training):
-        """M̂_t (Algorithm 1 lines 5-13) from the current persons P_t [B, P, C]: trunk features
-        [B, (2L+1) P, C] (before `memory_proj`) and mask [B, (2L+1) P]."""
+    def memory_context(self, inputs, current, current_mask, training):
+        """M̂_t (Algorithm 1 lines 5-13): the memory read around each keyframe of `inputs`
+        (`HeadInputs`; the training table, AMU-penalised when `use_amu`, if `training`, else
+        the eval table), with the current persons `current` [B, P, C] (mask `current_mask`
+        [B, P], from `select_persons`) at offset 0. Returns trunk features [B, (2L+1) P, C]
+        (before `memory_proj`) and mask [B, (2L+1) P]; without a table, `current` itself."""
         current = tf.stop_gradient(current)
         if not self.uses_table:
             return current, current_mask
@@ -286,9 +320,9 @@ class AIAHead(keras.layers.Layer):
             object_mask = tf.cast(inputs.object_mask, tf.bool)
         labels = inputs.roi_labels if training else None
         if "M" in self.blocks:
-            current, current_mask = self._select_persons(pooled, inputs.rois, roi_mask,
+            current, current_mask = self.select_persons(pooled, inputs.rois, roi_mask,
                                                          inputs.roi_scores, labels)
-            memory, memory_mask = self._memory_context(inputs, current, current_mask, training)
+            memory, memory_mask = self.memory_context(inputs, current, current_mask, training)
             memory = self._memory_proj(memory)
         features = self._aggregate(persons, roi_mask, objects, object_mask, memory,
                                    memory_mask, training)

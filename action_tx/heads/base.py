@@ -1,11 +1,15 @@
-"""The head contract: what every relational head receives and returns.
+"""The head contract: what every relational head receives, returns and tells the model.
 
 `ActionDetector` builds a `HeadInputs` after the trunk, the proposer and the RoI extractor, calls
 `head(inputs, training=...)` and reads a `HeadOutputs`. Both are NamedTuples, so Keras 3 and
 `tf.function` treat them as nested structures (fields that a head does not use stay None).
+Every head subclasses `ActionHead`, whose attributes are the only way the code around a head
+learns what it needs (object tubes, evaluation passes, a memory): nothing probes a head with
+getattr/hasattr or reaches into its private attributes.
 """
 from typing import NamedTuple, Optional
 
+import keras
 import tensorflow as tf
 
 
@@ -60,3 +64,41 @@ class HeadOutputs(NamedTuple):
     logits: tf.Tensor
     box_deltas: Optional[tf.Tensor] = None
     attention: Optional[tf.Tensor] = None
+
+
+class ActionHead(keras.layers.Layer):
+    """Base class of the heads: `call(inputs: HeadInputs, training=None) -> HeadOutputs`, and
+    the public interface the detector, the evaluation, the benchmarks and the tools use. A head
+    overrides the members whose default does not describe it (a class attribute, or a property
+    when it depends on the head's options).
+
+    uses_objects: bool   the head reads object tubes (`HeadInputs.object_features`), so the
+        model must pool them (batch `objects`). Default False.
+    inference_passes: int   runs over an evaluation split: all but the last only fill the
+        head's inference memory (`eval_lib.predict_dataset`). Default 1.
+    memory: the head's long-term memory tables, None when it keeps none (default) or before
+        they are built (AIA: `aia_memory.MemoryTables(train, eval)` of `FeatureMemory`).
+    reset_inference_memory(): forgets every entry of the memory read at inference, before a
+        split is evaluated; the training memory is kept. A no-op for a head without one.
+    tail: the Inception-I3D Mixed_5a-5c layers the head runs, where Kinetics weights load
+        (`--init_checkpoint`, `i3d_checkpoint.detector_i3d_parts`), or None (default).
+    tail_features(roi_features, training): each RoI's feature after `tail`, pooled as the head
+        pools it before classifying (what `ActionDetector.detect_with_features` stores for the
+        Mixed_5c layer). Raises ValueError for a head without a tail (default).
+    """
+
+    uses_objects = False
+    inference_passes = 1
+    tail = None
+
+    @property
+    def memory(self):
+        return None
+
+    def tail_features(self, roi_features, training=None):
+        """roi_features [B, N, T', S, S, C] -> [B, N, C_tail]; no tail here: ValueError."""
+        raise ValueError(f"{type(self).__name__} has no I3D Mixed_5 tail (heads with one: "
+                         "i3d, tx_i3d)")
+
+    def reset_inference_memory(self) -> None:
+        """Marks every entry of the inference memory unwritten (no-op: no memory)."""

@@ -15,12 +15,12 @@ entries); end to end a batch holds unrelated keyframes and the BiGRU sees each o
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.hgrnn_ops import masked_max, max_over_others, temporal_neighbours
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class HGRNNHead(keras.layers.Layer):
+class HGRNNHead(ActionHead):
     """Scene BiGRU over 2l+1 keyframes + graph GRU over the persons of a keyframe. No box
     refinement (box_deltas None): the paper scores the detector's boxes as they are (§3.3).
 

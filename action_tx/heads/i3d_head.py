@@ -8,12 +8,12 @@ tube: the context-free reference the relational heads are compared with.
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.trunks.i3d import InceptionI3D
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class I3DHead(keras.layers.Layer):
+class I3DHead(ActionHead):
     """Mixed_5a-5c on RoI tubes -> pool -> dropout -> linear logits and box deltas.
 
     Args:
@@ -54,7 +54,7 @@ class I3DHead(keras.layers.Layer):
         # Sub-layers are built lazily on the first call (the tube shape comes with it).
         self.built = True
 
-    def pooled_features(self, tubes, training=None):
+    def tail_features(self, tubes, training=None):
         """The head's feature: tubes [B, N, T', S, S, C] (ST-RoIPool of Mixed_4f) -> the
         Mixed_5a-5c tail averaged over time and space [B, N, C5] (before dropout)."""
         shape = tf.shape(tubes)
@@ -65,7 +65,7 @@ class I3DHead(keras.layers.Layer):
         return tf.reshape(pooled, tf.stack([shape[0], shape[1], pooled.shape[-1]]))
 
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
-        pooled = self.pooled_features(inputs.roi_features, training=training)
+        pooled = self.tail_features(inputs.roi_features, training=training)
         pooled = self._dropout(pooled, training=training)
         mask = tf.cast(inputs.roi_mask, pooled.dtype)[..., None]
         logits = self._classifier(pooled) * mask if self._classifier is not None else None

@@ -3,11 +3,11 @@ on the RoI tube averaged over time and space. It sees only the person's own box.
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class LinearHead(keras.layers.Layer):
+class LinearHead(ActionHead):
     """Average-pooled RoI feature -> dropout -> linear logits. No box refinement.
 
     Args:

@@ -26,7 +26,7 @@ import math
 import keras
 import tensorflow as tf
 
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.stage_graph import adjacency_softmax, box_geometry, stage_adjacency
 
 _ATTENTIONS = ("graph", "transformer")
@@ -109,7 +109,7 @@ class _GraphAttentionLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class StageHead(keras.layers.Layer):
+class StageHead(ActionHead):
     """STAGE graph attention over the actors and objects of the batch's clips.
 
     Args:
@@ -161,6 +161,11 @@ class StageHead(keras.layers.Layer):
         self.return_attention = return_attention
         self._gal_layers = []
         self._classifier = keras.layers.Dense(num_classes, name="cls_logits")   # FC3
+
+    @property
+    def uses_objects(self) -> bool:
+        """Object nodes in the graph (`use_objects`)."""
+        return bool(self.use_objects)
 
     def build(self, input_shape):
         """Creates every weight from the feature width F of `roi_features` (must be static)."""

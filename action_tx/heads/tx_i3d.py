@@ -18,12 +18,12 @@ import keras
 import tensorflow as tf
 
 from action_tx.heads.action_transformer import ActionTransformerHead
-from action_tx.heads.base import HeadInputs, HeadOutputs
+from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.i3d_head import I3DHead
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
-class TxI3DHead(keras.layers.Layer):
+class TxI3DHead(ActionHead):
     """Action Transformer logits and attention, I3D-head box deltas.
 
     Args:
@@ -85,6 +85,10 @@ class TxI3DHead(keras.layers.Layer):
         --init_checkpoint loads Kinetics weights (it looks for `detector.head.tail`, as for
         `i3d`; paper §3.5: the I3D layers are pre-trained on Kinetics)."""
         return self.i3d_head.tail
+
+    def tail_features(self, roi_features, training=None):
+        """The I3D sub-head's pooled Mixed_5c feature of each RoI ([B, N, C5])."""
+        return self.i3d_head.tail_features(roi_features, training=training)
 
     def build(self, input_shape):
         # The Tx sub-head creates its weights from the shapes; the I3D sub-head builds its

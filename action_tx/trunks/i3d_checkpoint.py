@@ -176,8 +176,7 @@ def detector_i3d_parts(detector) -> list:
     """The Inception-I3D pieces of an ActionDetector: its trunk and, for heads that run the
     Mixed_5 tail (`i3d`, `tx_i3d`), that tail; what `--init_checkpoint` loads and
     `export_saved_model.py --trunk_only` writes."""
-    return [part for part in (detector.trunk, getattr(detector.head, "tail", None))
-            if part is not None]
+    return [part for part in (detector.trunk, detector.head.tail) if part is not None]
 
 
 def save_trunk(model, prefix):

@@ -5,8 +5,8 @@ from action_tx.bench import memory
 
 
 def test_batch_holds_the_neighbouring_clips_only_for_joint():
-    joint = memory._batch(window=3, mode="joint")
-    amu = memory._batch(window=3, mode="amu")
+    joint = memory.make_batch(window=3, mode="joint")
+    amu = memory.make_batch(window=3, mode="amu")
     assert joint["clip"].shape == (2, 7, 8, 64, 64, 3) and amu["clip"].shape == (2, 1, 8, 64, 64, 3)
     assert joint["rois"].shape == (2, 7, 4, 4) and joint["objects"].shape == (2, 7, 2, 4)
     np.testing.assert_array_equal(joint["keyframe_index"], [40, 60])

@@ -22,7 +22,7 @@ def test_parse_figures_of_the_sub_reports():
 
 
 def test_bench_flags_are_read_from_the_config():
-    flags = perf._bench_flags()
+    flags = perf.bench_flags()
     assert flags["trunk"] == "i3d_tiny" and flags["batch_size"] == "4"
     assert flags["anchor_sizes"] == "16,32,64,96"
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 from action_tx.heads.acar import ACARHead
 from action_tx.heads.acar_blocks import ActorContextEncoder, HR2OBlock, masked_softmax
 from action_tx.heads.base import HeadInputs
+from head_weights import weight
 
 
 def _normal(shape, seed):
@@ -35,8 +36,9 @@ def test_acrn_encoder_equals_tiled_concat_then_convs():
     assert maps.shape == (1, 2, 3, 3, 4)
     # Reference: concatenate [X, tile(A_i)], 1x1 conv with the stacked kernel, ReLU, 3x3 valid
     # conv, ReLU, 3x3/2 max pool with one cell of padding.
-    w1 = np.concatenate([enc._context_proj.kernel.numpy(), enc._actor_proj.kernel.numpy()], 0)
-    w2 = enc._conv2.kernel.numpy()
+    w1 = np.concatenate([weight(enc, "conv1_context/kernel").numpy(),
+                         weight(enc, "conv1_actor/kernel").numpy()], 0)
+    w2 = weight(enc, "conv2/kernel").numpy()
     for i in range(2):
         tiled = np.broadcast_to(actors.numpy()[0, i], (7, 7, 5))
         x = np.maximum(np.concatenate([context.numpy()[0], tiled], -1) @ w1, 0)
@@ -56,8 +58,8 @@ def test_hr2o_attention_is_scaled_dot_product_over_valid_actors():
     maps = _normal([1, 3, 2, 2, d], 3)
     mask = tf.constant([[True, True, False]])
     block(maps, maps, mask)
-    for conv in (block._q, block._k):   # identity Q, K projections: logits = <F_i, F_j>/sqrt(d)
-        conv.kernel.assign(np.eye(d, dtype=np.float32)[None, None])
+    for conv in ("conv_q", "conv_k"):   # identity Q, K projections: logits = <F_i, F_j>/sqrt(d)
+        weight(block, conv + "/kernel").assign(np.eye(d, dtype=np.float32)[None, None])
     _, att = block(maps, maps, mask)
     f = maps.numpy()[0]
     logits = np.einsum("nhwc,mhwc->nmhw", f, f)[:, :2] / np.sqrt(d)
@@ -115,8 +117,8 @@ def test_config_round_trip():
     clone = ACARHead.from_config(config)
     assert clone.get_config() == config
     assert {k: config[k] for k in ("num_classes", "num_blocks", "hidden_size", "relation",
-                                   "bank_dir", "bank_window", "reduce_size")} == dict(
-        num_classes=7, num_blocks=1, hidden_size=16, relation="rn", bank_dir=None,
+                                   "use_bank", "bank_window", "reduce_size")} == dict(
+        num_classes=7, num_blocks=1, hidden_size=16, relation="rn", use_bank=False,
         bank_window=4, reduce_size=24)
 
 
@@ -124,7 +126,7 @@ def test_bad_relation_and_rn_with_bank_are_refused():
     with pytest.raises(ValueError, match="relation"):
         ACARHead(num_classes=2, relation="nl")
     with pytest.raises(ValueError, match="hr2o"):
-        ACARHead(num_classes=2, relation="rn", bank_dir="/nonexistent")
+        ACARHead(num_classes=2, relation="rn", use_bank=True)
 
 
 def test_training_steps_lower_the_loss():

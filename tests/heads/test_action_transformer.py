@@ -7,7 +7,9 @@ from action_tx.heads.action_transformer import ActionTransformerHead
 from action_tx.heads.base import HeadInputs
 from action_tx.heads.linear import LinearHead
 from action_tx.heads.tx_unit import TxUnit, relative_coordinates, roi_align_map
+from head_weights import dense, weight
 
+NORM_EPSILON = 1e-6   # TxUnit's LayerNormalization
 SMALL = dict(num_heads=2, num_layers=2, hidden_size=8, dropout=0.0, location_embedding_size=4,
              highres_reduced_channels=3, ffn_hidden=16)
 
@@ -30,29 +32,31 @@ def _random_inputs(seed=0, b=2, n=3, t=3, h=4, w=5, c=6, s=2):
 
 # ---- numpy reference of §3.2 / §3.4, written from the equations ----------------------------
 
-def _dense(x, layer, relu=False):
-    y = x @ layer.kernel.numpy() + layer.bias.numpy()
-    return np.maximum(y, 0) if relu else y
+def _dense(x, layer, name, relu=False):
+    return dense(x, layer, name, relu)
 
 
-def _layer_norm(x, layer):
+def _layer_norm(x, layer, name):
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + layer.epsilon) * layer.gamma.numpy() + layer.beta.numpy()
+    return ((x - mean) / np.sqrt(var + NORM_EPSILON) * weight(layer, name + "/gamma").numpy()
+            + weight(layer, name + "/beta").numpy())
 
 
-def _unit_ref(unit, query, memory):
-    q = _dense(query, unit.query_proj)
-    k, v = _dense(memory, unit.key_proj), _dense(memory, unit.value_proj)
-    scores = np.einsum("bnd,bmd->bnm", q, k) / np.sqrt(unit.hidden_size)
+def _unit_ref(layer, query, memory, unit=""):
+    """TxUnit `unit` of `layer` ("tx_l0_h1/"; "" when `layer` is the unit itself)."""
+    q = _dense(query, layer, unit + "query")
+    k, v = _dense(memory, layer, unit + "key"), _dense(memory, layer, unit + "value")
+    scores = np.einsum("bnd,bmd->bnm", q, k) / np.sqrt(q.shape[-1])
     att = np.exp(scores - scores.max(-1, keepdims=True))
     att /= att.sum(-1, keepdims=True)
-    q1 = _layer_norm(q + att @ v, unit.norm1)
-    q2 = _layer_norm(q1 + _dense(_dense(q1, unit.ffn1, relu=True), unit.ffn2), unit.norm2)
+    q1 = _layer_norm(q + att @ v, layer, unit + "norm1")
+    q2 = _layer_norm(q1 + _dense(_dense(q1, layer, unit + "ffn1", relu=True), layer,
+                                 unit + "ffn2"), layer, unit + "norm2")
     return q2, att
 
 
-def _mlp_ref(mlp, x):
-    return _dense(_dense(x, mlp[0], relu=True), mlp[1])
+def _mlp_ref(layer, name, x):
+    return _dense(_dense(x, layer, name + "_1", relu=True), layer, name + "_2")
 
 
 def _bilinear(value_map, y, x):
@@ -71,8 +75,8 @@ def _head_ref(head, features, rois, mask, roi_features):
     n, s = roi_features.shape[1], roi_features.shape[3]
     rel = lambda k: (np.arange(k) - (k - 1) / 2) / max((k - 1) / 2, 0.5)
     yy, xx = np.meshgrid(rel(h), rel(w), indexing="ij")
-    spatial = _mlp_ref(head._location._spatial_mlp, np.stack([yy, xx], -1))  # [H, W, E]
-    temporal = _mlp_ref(head._location._temporal_mlp, rel(t)[:, None])  # [T, E]
+    spatial = _mlp_ref(head, "location_embedding/spatial_mlp", np.stack([yy, xx], -1))  # [H, W, E]
+    temporal = _mlp_ref(head, "location_embedding/temporal_mlp", rel(t)[:, None])  # [T, E]
     e = spatial.shape[-1]
     emb = np.concatenate([np.broadcast_to(spatial, [t, h, w, e]),
                           np.broadcast_to(temporal[:, None, None], [t, h, w, e])], -1)
@@ -90,17 +94,17 @@ def _head_ref(head, features, rois, mask, roi_features):
                         [roi_features[bi, ni, t // 2, i, j], _bilinear(spatial, yc, xc),
                          temporal[t // 2]])
     if head.query_mode == "highres":
-        query = _dense(query_map, head._reduce, relu=True).reshape(b, n, -1)
+        query = _dense(query_map, head, "qpr_conv1x1", relu=True).reshape(b, n, -1)
     else:
         query = query_map.mean(axis=(2, 3))
     atts = []
     for layer in range(head.num_layers):
-        outs = [_unit_ref(u, query, memory)
-                for u in head._units[layer * head.num_heads:(layer + 1) * head.num_heads]]
+        outs = [_unit_ref(head, query, memory, f"tx_l{layer}_h{h}/")
+                for h in range(head.num_heads)]
         query = np.concatenate([o for o, _ in outs], -1)
         atts.append(np.stack([a for _, a in outs], 2))
     m = mask[:, :, None].astype(float)
-    return (_dense(query, head._classifier) * m, _dense(query, head._box_regressor) * m,
+    return (_dense(query, head, "cls_logits") * m, _dense(query, head, "box_deltas") * m,
             np.stack(atts, 2).reshape(b, n, head.num_layers, head.num_heads, t, h, w))
 
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 from action_tx.heads.aia import AIAHead
 from action_tx.heads.aia_blocks import InteractionBlock, amu_penalty, dense_query
 from action_tx.heads.base import HeadInputs
+from head_weights import dense, weight
 
 B, N, O, C, K = 3, 4, 3, 6, 16
 
@@ -52,7 +53,7 @@ def test_head_reads_memory_with_penalty():
     x = _inputs()
     head(x, training=False)                        # builds (and fills the eval table)
     head.reset_inference_memory()
-    memory = head._train_memory
+    memory = head.memory.train
     assert memory.dim == C                       # the table holds trunk features P_t (§3.1)
     feats = np.ones([3, 5, C], np.float32)
     # Keyframes 1, 2, 4 of video 0 at t = 2, 3, 5, tagged with losses 4, 2, 1.
@@ -60,9 +61,9 @@ def test_head_reads_memory_with_penalty():
                  feats * np.array([1, 2, 3], np.float32)[:, None, None],
                  tf.constant([[1, 1, 0, 0, 0]] * 3) > 0, loss_tag=tf.constant([4.0, 2.0, 1.0]))
     head.current_loss.assign(2.0)
-    current, current_mask = head._select_persons(
+    current, current_mask = head.select_persons(
         tf.reduce_mean(x.roi_features, axis=[2, 3, 4]), x.rois, x.roi_mask, x.roi_scores, None)
-    context, mask = head._memory_context(x, current, current_mask, training=True)
+    context, mask = head.memory_context(x, current, current_mask, training=True)
     context = tf.reshape(context, [B, 5, 5, C]).numpy()          # [B, 2L+1, P, C]
     mask = tf.reshape(mask, [B, 5, 5]).numpy()
     # Keyframe index 3 (video 0, t=4): offsets -2..2 are indices 1, 2, 3, 4, 5.
@@ -78,7 +79,7 @@ def test_head_reads_memory_with_penalty():
     # Video 1's keyframe 9 sees nothing of video 0.
     assert not mask[2, [0, 1, 3, 4]].any()
     # Inference reads the eval table, unpenalised (empty here).
-    _, eval_mask = head._memory_context(x, current, current_mask, training=False)
+    _, eval_mask = head.memory_context(x, current, current_mask, training=False)
     assert not tf.reshape(eval_mask, [B, 5, 5]).numpy()[1, [0, 1, 3]].any()
 
 
@@ -102,7 +103,7 @@ def test_every_block_weight_gets_a_gradient():
     # At W_o = 0 only W_o gets a gradient (the rest sits behind it); one SGD step on W_o
     # then opens the path to every other weight.
     by_path = {v.path: g for v, g in zip(block.trainable_variables, grads)}
-    assert np.abs(by_path[block._out.kernel.path].numpy()).max() > 0
+    assert np.abs(by_path[weight(block, "out/kernel").path].numpy()).max() > 0
     for v, g in zip(block.trainable_variables, grads):
         v.assign_sub(0.1 * g)
     with tf.GradientTape() as tape:
@@ -121,12 +122,12 @@ def test_memory_keeps_each_person_once():
     # Training: IoU scores with the person; RoI 4 is background (no label), never stored.
     scores = tf.constant([[0.8, 1.0, 0.64, 0.9, 0.0]])
     labels = tf.constant([[[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 0]]])
-    got, kept = head._select_persons(persons, rois, mask, scores, labels)
+    got, kept = head.select_persons(persons, rois, mask, scores, labels)
     assert kept.numpy().tolist() == [[True, True, False]]
     np.testing.assert_array_equal(got.numpy()[0, :2, 0], [1.0, 3.0])   # best box of each
     # Inference: every real RoI is a candidate, by person score.
     scores = tf.constant([[0.9, 0.3, 0.2, 0.5, 0.7]])
-    got, kept = head._select_persons(persons, rois, mask, scores, None)
+    got, kept = head.select_persons(persons, rois, mask, scores, None)
     assert kept.numpy().tolist() == [[True, True, True]]
     np.testing.assert_array_equal(got.numpy()[0, :, 0], [0.0, 4.0, 3.0])
 
@@ -139,10 +140,10 @@ def test_dense_serial_weights_softmax_normalised():
                                rtol=1e-6)
     head = _head(structure="dense")
     head(_inputs(), training=False)
-    assert [tuple(w.shape) for w in head._dense_weights] == [(i, 8) for i in range(1, 6)]
+    assert [tuple(w.shape) for w in head.dense_weights] == [(i, 8) for i in range(1, 6)]
     # Initialised as the release does: a serial stack, block i's query is block i-1's output.
     outputs = [float(j + 1) * tf.ones([1, 1, 8]) for j in range(5)]
-    for i, w in enumerate(head._dense_weights, start=1):
+    for i, w in enumerate(head.dense_weights, start=1):
         np.testing.assert_allclose(dense_query(w, outputs[:i]).numpy(), outputs[i - 1].numpy(),
                                    rtol=1e-4)
 
@@ -195,14 +196,14 @@ def test_temporal_positions_added_per_offset():
     block.position_value.assign(pos_v)
     _, weights = block(query, context, mask)
     # By hand: logits q·(k + pos_k[offset]) / sqrt(D) over the two real entries.
-    q = block._query(query).numpy()[0, 0]
-    k = block._key(context).numpy()[0, 0]
+    q = dense(query.numpy(), block, "query")[0, 0]
+    k = dense(context.numpy(), block, "key")[0, 0]
     logits = np.array([q @ k, q @ (k + pos_k[1])]) / 2.0
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     np.testing.assert_allclose(weights.numpy()[0, 0, [0, 2]], expected, rtol=1e-5)
     # The same feature at offset 0 or offset 1 now gives different outputs (values differ;
     # the output projection starts at zero, so give it weights first).
-    block._out.kernel.assign(np.eye(4, dtype=np.float32))
+    weight(block, "out/kernel").assign(np.eye(4, dtype=np.float32))
     only_first = block(query, context, tf.constant([[True, False, False, False]]))[0]
     only_second = block(query, context, tf.constant([[False, False, True, False]]))[0]
     assert not np.allclose(only_first.numpy(), only_second.numpy())
@@ -214,11 +215,11 @@ def test_temporal_positions_added_per_offset():
 def test_only_memory_blocks_with_a_table_get_positions():
     head = _head(blocks=["P", "O", "M"])
     head(_inputs(), training=False)
-    assert [b.temporal_positions for b in head._blocks] == [0, 0, 5]      # 2L + 1, L = 2
-    assert head._blocks[2].position_key.shape == (5, 8)
+    assert [b.temporal_positions for b in head.interaction_blocks] == [0, 0, 5]      # 2L + 1, L = 2
+    assert head.interaction_blocks[2].position_key.shape == (5, 8)
     for kwargs in (dict(temporal_position=False), dict(memory_window=0)):
         head = _head(blocks=["P", "O", "M"], **kwargs)
-        assert [b.temporal_positions for b in head._blocks] == [0, 0, 0]
+        assert [b.temporal_positions for b in head.interaction_blocks] == [0, 0, 0]
 
 
 @pytest.mark.parametrize("tubes", [(1, 1, 1), (2, 3, 3)], ids=["feature_mode", "end_to_end"])
@@ -258,7 +259,7 @@ def test_training_lowers_loss_and_writes_memory():
     x = _inputs()
     head(x, training=False)
     head.reset_inference_memory()
-    assert np.all(head._train_memory.video.numpy() == -1)
+    assert np.all(head.memory.train.video.numpy() == -1)
     optimizer = keras.optimizers.Adam(0.05)
     labels, mask = x.roi_labels, tf.cast(x.roi_mask, tf.float32)
 
@@ -275,18 +276,18 @@ def test_training_lowers_loss_and_writes_memory():
     assert losses[-1] < 0.7 * losses[0]
     # err is the latest step's loss (it equals the loss computed from the same logits).
     np.testing.assert_allclose(head.current_loss.numpy(), losses[-1], rtol=1e-5)
-    video = head._train_memory.video.numpy()
+    video = head.memory.train.video.numpy()
     assert video[[2, 3, 9]].tolist() == [0, 0, 1] and np.all(np.delete(video, [2, 3, 9]) == -1)
-    np.testing.assert_allclose(head._train_memory.loss_tag.numpy()[[2, 3, 9]], losses[-1],
+    np.testing.assert_allclose(head.memory.train.loss_tag.numpy()[[2, 3, 9]], losses[-1],
                                rtol=1e-5)
     # Persons with labels are stored, best score first; padding stays empty.
     has_label = (x.roi_labels.numpy().max(-1) > 0) & x.roi_mask.numpy()
-    assert head._train_memory.mask.numpy()[[2, 3, 9]].sum(1).tolist() == \
+    assert head.memory.train.mask.numpy()[[2, 3, 9]].sum(1).tolist() == \
         has_label.sum(1).tolist()
     # What is stored is P_t itself, the pooled RoI features (§3.1), not a learned projection.
     pooled, scores = x.roi_features.numpy()[:, :, 0, 0, 0], x.roi_scores.numpy()
     for b, row in enumerate([2, 3, 9]):
         kept = [i for i in np.argsort(-scores[b], kind="stable") if has_label[b, i]]
-        np.testing.assert_allclose(head._train_memory.features.numpy()[row, :len(kept)],
+        np.testing.assert_allclose(head.memory.train.features.numpy()[row, :len(kept)],
                                    pooled[b, kept], rtol=1e-6)
-    assert np.all(head._eval_memory.video.numpy() == -1)          # training never touches it
+    assert np.all(head.memory.eval.video.numpy() == -1)          # training never touches it

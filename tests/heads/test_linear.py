@@ -3,6 +3,7 @@ import tensorflow as tf
 
 from action_tx.heads.base import HeadInputs
 from action_tx.heads.linear import LinearHead
+from head_weights import weight
 
 
 def _inputs(roi_features):
@@ -17,7 +18,7 @@ def test_linear_head_is_linear_in_pooled_feature():
     feats = tf.random.stateless_normal([2, 5, 2, 7, 7, 8], seed=[1, 2])
     out = head(_inputs(feats))
     assert out.logits.shape == (2, 5, 3) and out.box_deltas is None
-    kernel, bias = head._classifier.kernel.numpy(), head._classifier.bias.numpy()
+    kernel, bias = (weight(head, f"cls_logits/{w}").numpy() for w in ("kernel", "bias"))
     expected = feats.numpy().mean(axis=(2, 3, 4)) @ kernel + bias
     np.testing.assert_allclose(out.logits.numpy(), expected, rtol=1e-5, atol=1e-5)
 

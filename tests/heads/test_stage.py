@@ -6,6 +6,7 @@ import tensorflow as tf
 from action_tx.heads.base import HeadInputs
 from action_tx.heads.stage import StageHead
 from action_tx.heads.stage_graph import adjacency_softmax, box_geometry, stage_adjacency
+from head_weights import dense, weight
 
 # A hand-made 3-clip batch (one video, timestamps 10, 11, 12 s), 2 actor + 2 object slots per
 # clip. Box centres (y, x) sit on the corners of a 0.3 x 0.4 rectangle, so every distance is
@@ -127,8 +128,8 @@ def test_head_matches_numpy_reference_of_the_equations():
                              inputs.object_features.numpy().mean(axis=(2, 3, 4))], 1)
     geo = box_geometry(tf.constant(_boxes(CENTRES))).numpy()
     x = np.concatenate([pooled, geo], -1).reshape(12, 10)          # d_f = 6 + 4
-    gal = head._gal_layers[0]
-    kernel, a = gal.kernel.numpy(), gal.attention_kernel.numpy()    # [2, 10, 5], [2, 10]
+    kernel = weight(head, "gal1/kernel").numpy()                    # [2, 10, 5]
+    a = weight(head, "gal1/a").numpy()                              # [2, 10]
     heads = []
     for k in range(2):
         h = x @ kernel[k]
@@ -139,10 +140,10 @@ def test_head_matches_numpy_reference_of_the_equations():
         wts = wts / np.maximum(wts.sum(1, keepdims=True), 1e-30)     # Eq. 7; padded rows 0
         agg = wts @ h
         heads.append(np.where(agg > 0, agg, np.expm1(agg)))         # ELU
-    y = x + np.concatenate(heads, -1) @ gal._fc.kernel.numpy() + gal._fc.bias.numpy()
-    y = _np_layer_norm(y, gal._norm.gamma.numpy(), gal._norm.beta.numpy())
+    y = x + dense(np.concatenate(heads, -1), head, "gal1/fc")
+    y = _np_layer_norm(y, weight(head, "gamma").numpy(), weight(head, "beta").numpy())
     actors = y.reshape(3, 4, 10)[:, :2]
-    logits = actors @ head._classifier.kernel.numpy() + head._classifier.bias.numpy()
+    logits = dense(actors, head, "cls_logits")
     np.testing.assert_allclose(out.logits.numpy(), logits, rtol=1e-4, atol=1e-5)
 
 

@@ -9,6 +9,7 @@ from action_tx.heads.base import HeadInputs
 from action_tx.heads.i3d_head import I3DHead
 from action_tx.heads.tx_i3d import TxI3DHead
 from action_tx.model_builder import build_detector
+from head_weights import dense, has_sublayer, weight
 
 CLASSES = 3
 # Tiny: I3D tail at width 0.05 (every conv at its 8-channel floor or a little above).
@@ -40,7 +41,8 @@ def _standalone_copies(head, inputs):
     tx(inputs), i3d(inputs)
     tx.set_weights(head.tx_head.get_weights())
     i3d.tail.set_weights(head.i3d_head.tail.get_weights())
-    i3d._box.set_weights(head.i3d_head._box.get_weights())
+    for w in ("box_deltas/kernel", "box_deltas/bias"):
+        weight(i3d, w).assign(weight(head, "i3d_head/" + w))
     return tx, i3d
 
 
@@ -60,14 +62,14 @@ def test_logits_from_tx_boxes_from_i3d():
     # The box deltas by hand: mean of the I3D tail over (t, y, x), then the box layer.
     flat = tf.reshape(inputs.roi_features, [6, 2, 4, 4, 6])
     pooled = head.i3d_head.tail(flat, training=False).numpy().mean(axis=(1, 2, 3))
-    kernel, bias = head.i3d_head._box.get_weights()
-    np.testing.assert_allclose(out.box_deltas.numpy().reshape(6, 4), pooled @ kernel + bias,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.box_deltas.numpy().reshape(6, 4),
+                               dense(pooled, head, "i3d_head/box_deltas"), rtol=1e-5, atol=1e-6)
 
     # No unused weights: the composite holds the Tx head without box layer plus the I3D head
     # without classifier (its classifier: C5 inputs x C classes + C biases).
     c5 = head.i3d_head.tail.output_channels
-    assert head.i3d_head._classifier is None and head.tx_head._box_regressor is None
+    assert not has_sublayer(head.i3d_head, "cls_logits")
+    assert not has_sublayer(head.tx_head, "box_deltas")
     assert head.count_params() == (tx.count_params() + i3d.count_params()
                                    - (c5 * CLASSES + CLASSES))
 
@@ -133,7 +135,8 @@ def test_kinetics_init_reaches_the_i3d_tail(tmp_path):
     restore_trunk(head.tail, str(tmp_path / "tail"))
     for a, b in zip(source.tail.weights, head.tail.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    head.i3d_head._box.set_weights(source.i3d_head._box.get_weights())
+    for w in ("box_deltas/kernel", "box_deltas/bias"):
+        weight(head, "i3d_head/" + w).assign(weight(source, "i3d_head/" + w))
     np.testing.assert_allclose(head(inputs, training=False).box_deltas,
                                source(inputs, training=False).box_deltas, rtol=1e-6, atol=1e-6)
 

@@ -65,7 +65,7 @@ def main(out_path):
     step = tf.function(lambda batch: strategy.run(replica_step, args=(batch,)))
     for s in range(STEPS):
         step({k: tf.constant(v) for k, v in global_batch(s).items()})
-    memory = head._train_memory
+    memory = head.memory.train
     np.savez(out_path, **{name: getattr(memory, name).numpy() for name in (
         "features", "mask", "video", "timestamp", "loss_tag")},
         current_loss=head.current_loss.numpy())

@@ -1,4 +1,6 @@
-"""An in-graph long-term feature memory: per-person features of every keyframe of a split.
+"""AIA's long-term memory (the Asynchronous Memory Update's feature bank): an in-graph table of
+per-person features of every keyframe of a split. AIA is its only user, so it lives beside
+`aia.py`; `AIAHead.memory` gives the head's two tables as `MemoryTables(train, eval)`.
 
     memory = FeatureMemory(num_keyframes=K, max_persons=P, dim=D, storage_dtype="float16")
     got = memory.read(keyframe_index, video_index, timestamp, window=30)   # in the forward pass
@@ -30,13 +32,20 @@ batch); local replicas scatter the same rows into their shared table, which is i
 Reads and writes are gathers / scatters of the touched rows: their cost depends on the batch and
 the window, not on K.
 """
-from typing import Dict, Optional
+from typing import Dict, NamedTuple
 
 import keras
 import tensorflow as tf
 from tensorflow.python.distribute import numpy_dataset  # SingleDevice: see _host_placement
 
 STORAGE_DTYPES = ("float32", "float16")
+
+
+class MemoryTables(NamedTuple):
+    """A head's two memory tables: `train` is read and written in training steps, `eval` in
+    inference (train and eval splits share keyframe indices, so they never share a table)."""
+    train: "FeatureMemory"
+    eval: "FeatureMemory"
 
 
 def _host_placement():

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from action_tx import checkpointing, train_lib
-from action_tx.memory import FeatureMemory
+from action_tx.heads.aia_memory import FeatureMemory
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Two videos of 4 keyframes each, 1 s apart: keyframes 0-3 are video 0 (t = 900..903),
 # keyframes 4-7 are video 1 (t = 900..903).
@@ -254,8 +254,8 @@ import action_tx
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, "tests")
-from test_memory import toy_train
+sys.path.insert(0, "tests/heads")
+from test_aia_memory import toy_train
 from action_tx import train_lib
 strategy = train_lib.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
 # learning rate 0: the weights after the step are those that computed the written features
