@@ -121,8 +121,10 @@ flags.DEFINE_float("eval_timeout", 3600.0, "--continuous: stop after this many s
                    "without a new checkpoint.")
 flags.DEFINE_float("eval_poll", 10.0, "--continuous: seconds between looks for checkpoints.")
 flags.DEFINE_integer("eval_batch_size", 2, "Keyframes per inference batch.")
-flags.DEFINE_integer("num_images", 3, "Keyframes rendered with their detections to "
-                     "TensorBoard (and attention maps when the head returns them).")
+flags.DEFINE_integer("num_images", 3, "Keyframes rendered to TensorBoard (eval/keyframes: "
+                     "the stored frame at >= 448 px, detections and ground truth with a "
+                     "legend; eval/attention: heat maps beside the frame, for heads that "
+                     "return them).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("empty_memory", False, "Ablation: score with the head's inference memory "
                   "emptied (AIA: the M-blocks see only each keyframe's own persons), to see "
@@ -183,7 +185,9 @@ def score_model():
         total = features.count_target_keyframes(FLAGS.eval_feature_dir)
     else:
         try:
+            # keyframe_jpeg: TensorBoard pictures are drawn on the stored frames.
             dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
+                                    keyframe_jpeg=FLAGS.num_images > 0,
                                     **model_flags.dataset_kwargs_from_flags(label_map,
                                                                             training=False))
         except FileNotFoundError as e:

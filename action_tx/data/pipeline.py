@@ -5,7 +5,9 @@ The batch dict (docs/DESIGN.md):
   [B, N]; labels float32 [B, N, C]; person_ids int32 [B, N] (-1 padding); proposals float32
   [B, P, 4]; proposal_scores float32 [B, P]; proposal_mask bool [B, P]; objects float32
   [B, O, 4]; object_classes int32 [B, O]; object_scores float32 [B, O]; object_mask bool [B, O];
-  video_id string [B]; video_index, timestamp, keyframe_index int32 [B].
+  video_id string [B]; video_index, timestamp, keyframe_index int32 [B]; with
+  `keyframe_jpeg=True` also keyframe_jpeg string [B], the keyframe's stored JPEG (full size,
+  for pictures of it).
 With `consecutive=True` a batch is instead a run of consecutive keyframes of the stream
 (`_keyframe_windows`) and also has keyframe_mask and target_mask bool [B], as feature batches.
 
@@ -163,7 +165,8 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
                   min_crop_scale: float = 0.7, min_visible: float = 0.25, flip: bool = True,
                   box_jitter: float = 0.05, num_parallel_calls: int = tf.data.AUTOTUNE,
                   num_threads: int | None = None, cycle_length: int = 4,
-                  consecutive: bool = False, context: int = 0) -> tf.data.Dataset:
+                  keyframe_jpeg: bool = False, consecutive: bool = False,
+                  context: int = 0) -> tf.data.Dataset:
     """TFRecord shards -> dataset of batch dicts (see the module docstring).
 
     Args:
@@ -175,6 +178,7 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
         lowest score first, extra boxes last in file order).
       repeat: default `training`. The last partial batch is dropped when training.
       num_threads: size of a private thread pool (e.g. 2 to use two cores); None = TF default.
+      keyframe_jpeg: add `keyframe_jpeg`, the keyframe's encoded frame as stored.
       consecutive: batches of `batch_size` consecutive keyframes in the converter's (video_id,
         timestamp) order plus `context` keyframes on each side (B = batch_size + 2 * context;
         `_keyframe_windows`), with keyframe_mask and target_mask [B] (false: padding; false:
@@ -220,6 +224,8 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
             training=training, seed=seed, max_boxes=max_boxes, max_proposals=max_proposals,
             max_objects=max_objects, min_crop_scale=min_crop_scale, min_visible=min_visible,
             flip=flip, box_jitter=box_jitter)
+        if keyframe_jpeg:
+            out["keyframe_jpeg"] = ex["frames"][ex["keyframe_frame"]]
         if consecutive:
             _, valid, target = element
             out.update(keyframe_mask=valid, target_mask=target)
