@@ -109,3 +109,17 @@ def test_stage_temporal_edges_reach_neighbour_clips_end_to_end(shards):
     clip[2] = -clip[2]
     moved = det(dict(batch, clip=tf.constant(clip)), training=False)["logits"][1]
     assert not np.allclose(moved, out, atol=1e-6)
+
+
+def test_evaluation_scores_every_keyframe_once_in_consecutive_runs(shards):
+    from action_tx import eval_lib
+    keras.utils.set_random_seed(0)
+    det = build_detector(num_classes=C, trunk="i3d_tiny", head="hgrnn", proposals="gt",
+                         head_options=dict(window=1, hidden_size=16, iterations=1))
+    rows, samples = eval_lib.predict_dataset(det, _ds(shards), [1, 2, 3], num_images=8,
+                                             progress=False)
+    keys = {(v, int(t)) for v, t in zip(rows["video_id"], rows["timestamp"])}
+    assert keys == {(f"v{s}", t) for s in range(2) for t in range(4)}
+    # One person per keyframe, C rows each: no keyframe scored twice (as context or padding).
+    assert len(rows["timestamp"]) == 8 * C
+    assert [(s["video_id"], s["timestamp"]) for s in samples] == sorted(keys)
