@@ -88,7 +88,8 @@ class ActionDetector(keras.Model):
         Args:
           batch: the batch dict of docs/DESIGN.md; `clip` is required; `boxes`, `box_mask`,
             `labels` are needed in training; `proposals*` for external proposals, `objects*`
-            when `use_objects`.
+            when `use_objects`; `keyframe_mask` and `target_mask` [B] with runs of
+            consecutive keyframes (their roi_mask is false where target_mask is).
           training: True samples RoIs against the ground truth and returns the targets.
 
         Returns:
@@ -98,6 +99,10 @@ class ActionDetector(keras.Model):
           outputs and targets; outside training also the detections of `postprocess`
           (detection_boxes, detection_scores, action_scores, num_detections).
         """
+        return self._forward(batch, training)[0]
+
+    def _forward(self, batch, training):
+        """`call`'s pass -> (its outputs, the trunk features [B, T', H', W', C])."""
         features = self.trunk(batch["clip"], training=training)
         proposals = self.proposer(features, batch)
         out = dict(proposals)
@@ -130,13 +135,25 @@ class ActionDetector(keras.Model):
         if self.use_objects:
             objects, object_mask = batch["objects"], tf.cast(batch["object_mask"], tf.bool)
             object_features = self.roi_extractor(features, objects, object_mask)
+        keyframe_mask = batch.get("keyframe_mask")
         head_out = self.head(HeadInputs(
             features=features, rois=rois, roi_mask=roi_mask, roi_features=roi_features,
             roi_scores=roi_scores, objects=objects, object_mask=object_mask,
             object_features=object_features, video_index=batch.get("video_index"),
             timestamp=batch.get("timestamp"), keyframe_index=batch.get("keyframe_index"),
+            keyframe_mask=(tf.cast(keyframe_mask, tf.bool) if keyframe_mask is not None
+                           else None),
             roi_labels=out.get("roi_labels")),
             training=training)
+        if "target_mask" in batch:
+            # Runs of consecutive keyframes (`build_dataset(consecutive=True)`): context and
+            # padding keyframes fed the head's temporal part only; no loss, no detections.
+            target = tf.cast(batch["target_mask"], tf.bool) & tf.cast(keyframe_mask, tf.bool)
+            roi_mask = roi_mask & target[:, None]
+            if training:
+                out["roi_is_positive"] = out["roi_is_positive"] & target[:, None]
+                if "rpn_labels" in out:
+                    out["rpn_labels"] = tf.where(target[:, None], out["rpn_labels"], -1)
         out.update(rois=rois, roi_mask=roi_mask, roi_scores=roi_scores, logits=head_out.logits)
         if head_out.box_deltas is not None:
             out["box_deltas"] = head_out.box_deltas
@@ -149,6 +166,51 @@ class ActionDetector(keras.Model):
                 head_out.box_deltas, nms_iou=self.nms_iou, max_detections=self.max_detections,
                 score_threshold=self.score_threshold,
                 class_specific_nms=self.class_specific_nms))
+        return out, features
+
+    def detect_with_features(self, batch: Dict[str, tf.Tensor], feature_layer: str = "trunk",
+                             boxes: Optional[Dict[str, tuple]] = None) -> Dict[str, tf.Tensor]:
+        """Inference (`call(batch, training=False)`, the same one pass) that also returns
+        features of one layer, pooled per box and over the clip (the frozen features of
+        `action_tx.feature_extraction`).
+
+        Args:
+          batch: as for `call`.
+          feature_layer: 'trunk': the trunk's output (Mixed_4f, or Mixed_5c with
+            `build_detector(trunk_endpoint="Mixed_5c")`), each box's ST-RoIAlign tube averaged
+            over time and space. 'Mixed_5c': the I3D head's fine-tuned Mixed_5a-5c tail
+            (`i3d`, `tx_i3d` heads) on the box's tube, averaged as that head does
+            (`head.tail_features`), and the same tail over the whole trunk map for
+            `feature_map` (STAGE §4 and HGRNN §3.1 read I3D features after Mixed_5c).
+          boxes: name -> (boxes [B, n, 4] normalized yxyx, mask [B, n]) of further boxes to
+            pool (e.g. the ground truth and the objects).
+
+        Returns:
+          `call`'s outputs (detections included) plus `feature_map` [B, T'', H'', W'', C] of
+          the layer, `detection_features` [B, K, C] of `detection_boxes`, and
+          `<name>_features` [B, n, C] for each entry of `boxes` (rows of masked boxes are
+          whatever the pooling gives; the masks say which are real).
+        """
+        out, features = self._forward(batch, training=False)
+        if feature_layer == "trunk":
+            feature_map = features
+            pool = lambda b, m: tf.reduce_mean(                   # noqa: E731
+                self.roi_extractor(features, b, m), axis=[2, 3, 4])
+        elif feature_layer == "Mixed_5c":
+            if self.head.tail is None:
+                raise ValueError(f"feature_layer='Mixed_5c' needs a head with an I3D Mixed_5 "
+                                 f"tail (i3d, tx_i3d), not {type(self.head).__name__}")
+            feature_map = self.head.tail(features, training=False)
+            pool = lambda b, m: self.head.tail_features(          # noqa: E731
+                self.roi_extractor(features, b, m), training=False)
+        else:
+            raise ValueError(f"feature_layer must be 'trunk' or 'Mixed_5c', got {feature_layer!r}")
+        k = tf.shape(out["detection_scores"])[1]
+        det_mask = tf.range(k)[None] < out["num_detections"][:, None]
+        out.update(feature_map=feature_map,
+                   detection_features=pool(out["detection_boxes"], det_mask))
+        for name, (b, m) in (boxes or {}).items():
+            out[f"{name}_features"] = pool(b, tf.cast(m, tf.bool))
         return out
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -11,8 +11,14 @@ from object_detection_ext.proposer import Proposer
 _I3D_TAIL_HEADS = ("i3d", "tx_i3d")
 
 
+# Trunk endpoints: the Action Transformer's Mixed_4f cut, or the whole backbone to Mixed_5c
+# (ACAR-Net and AIA read the backbone's last stage) at stride 16 in space.
+TRUNK_ENDPOINTS = ("Mixed_4f", "Mixed_5c")
+
+
 def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                    width_multiplier: Optional[float] = None, freeze_bn: bool = False,
+                   trunk_endpoint: str = "Mixed_4f",
                    head: str = "i3d", head_options: Optional[Dict[str, Any]] = None,
                    proposals: str = "rpn", anchor_sizes: Sequence[float] = rpn.DEFAULT_SIZES,
                    rpn_filters: int = 512, post_nms_top_k: int = 300,
@@ -27,6 +33,11 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
       trunk: 'i3d' (the published Inception-I3D) or 'i3d_tiny' (quarter width, for CPUs).
       width_multiplier: overrides the preset's width.
       freeze_bn: BatchNorm statistics fixed (paper §3.5), in the trunk and any I3D tail.
+      trunk_endpoint: 'Mixed_4f' (the Action Transformer's trunk, §3.1: the I3D layers after
+        it form the `i3d` head) or 'Mixed_5c': the whole I3D backbone, its last stage read by
+        ACAR-Net (§3, §4.1) and AIA (§3.1), with MaxPool3d_5a pooling time only so the
+        features stay at stride 16 for the RPN and RoIAlign (ACAR §4.1 doubles res5's
+        resolution). Heads that run the I3D tail themselves (`i3d`, `tx_i3d`) need Mixed_4f.
       head: key of `HEADS`; head_options: extra keyword arguments of that head.
       proposals: 'rpn' | 'external' | 'gt'.
       anchor_sizes: RPN anchor sizes in input pixels; rpn_filters: RPN conv width.
@@ -43,7 +54,14 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
         raise ValueError(f"unknown head {head!r}; available heads: {sorted(HEADS)}")
     if trunk not in TRUNK_PRESETS:
         raise ValueError(f"unknown trunk {trunk!r}; available trunks: {sorted(TRUNK_PRESETS)}")
+    if trunk_endpoint not in TRUNK_ENDPOINTS:
+        raise ValueError(f"unknown trunk_endpoint {trunk_endpoint!r}; known: {TRUNK_ENDPOINTS}")
+    if trunk_endpoint != "Mixed_4f" and head in _I3D_TAIL_HEADS:
+        raise ValueError(f"head {head!r} runs the I3D Mixed_5 tail on RoI tubes: it needs "
+                         f"trunk_endpoint='Mixed_4f', not {trunk_endpoint!r}")
     trunk_kwargs = {"freeze_bn": freeze_bn}
+    if trunk_endpoint == "Mixed_5c":
+        trunk_kwargs.update(final_endpoint="Mixed_5c", pool_5a_spatial_stride=1)
     if width_multiplier is not None:
         trunk_kwargs["width_multiplier"] = width_multiplier
     trunk_layer = make_trunk(trunk, **trunk_kwargs)

@@ -22,6 +22,13 @@ Flags:
                     worker i writes the shards j with j % N == i (see below).
   --extract_batch_size  keyframes per forward pass (default 4).
   --min_detection_score detections with a person score below this are not stored (default 0).
+  --feature_layer   trunk | Mixed_5c. trunk (default): each box's ST-RoIAlign tube of the
+                    trunk's output (Mixed_4f, 832-d at full width), averaged. Mixed_5c: the
+                    papers' layer for STAGE (§4: "the last layer of the backbone before
+                    classification", 1024-d) and HGRNN (§3.1): the Mixed_5a-5c tail that an
+                    `i3d` or `tx_i3d` head checkpoint fine-tuned, run on each box's tube and
+                    averaged exactly as that head does; the context map and scene feature run
+                    the same tail over the whole trunk map.
   --bank            none | acfb: instead of features, write ACAR's Actor-Context Feature Bank
                     (action_tx.acfb.extract_bank) of the checkpoint's model (end-to-end or
                     feature-mode: then the split's feature folder from model_flags.json).
@@ -32,8 +39,8 @@ manifest.json. Resumable: each shard is written under a temporary name (NAME.tmp
 when complete and then marked done in the manifest (under a file lock, so parallel workers
 never lose each other's marks); a process killed halfway loses only the shard it was writing
 (its NAME.tmp is overwritten by the re-run, which skips every shard marked done). A manifest
-written with other settings (checkpoint, inputs, map size, shard size) is refused. Bad input:
-one `error: ...` line, exit 2.
+written with other settings (checkpoint, inputs, map size, shard size, feature layer) is
+refused. Bad input: one `error: ...` line, exit 2.
 
 N parallel processes (one machine or several sharing --out on one filesystem):
 
@@ -65,6 +72,9 @@ flags.DEFINE_integer("num_workers", 1, "Parallel extraction processes sharing --
 flags.DEFINE_integer("worker_index", 0, "This process's index in [0, --num_workers).")
 flags.DEFINE_integer("extract_batch_size", 4, "Keyframes per forward pass.")
 flags.DEFINE_float("min_detection_score", 0.0, "Detections below this score are not stored.")
+flags.DEFINE_enum("feature_layer", "trunk", ["trunk", "Mixed_5c"],
+                  "trunk: the trunk's output (Mixed_4f); Mixed_5c: the checkpoint's fine-tuned "
+                  "I3D head tail on each RoI tube (STAGE, HGRNN: 1024-d I3D features).")
 flags.DEFINE_enum("bank", "none", ["none", "acfb"], "acfb: write ACAR's feature bank instead.")
 
 
@@ -173,7 +183,7 @@ def extract():
                          "extracted with an end-to-end detector checkpoint")
     pattern, files = _input_files()
     from action_tx.data import ava, features
-    from action_tx.data.feature_extractor import Extractor   # TensorFlow, after flag checks
+    from action_tx.feature_extraction import Extractor   # TensorFlow, after flag checks
     label_map = ava.read_label_map(FLAGS.label_map)
     if not 0 <= FLAGS.worker_index < FLAGS.num_workers:
         raise InputError(f"--worker_index={FLAGS.worker_index} must be in [0, --num_workers="
@@ -181,7 +191,7 @@ def extract():
     settings = dict(checkpoint=os.path.abspath(checkpoint), tfrecords=[os.path.abspath(f)
                     for f in files], split=FLAGS.split, map_size=FLAGS.map_size,
                     shard_size=FLAGS.shard_size, min_detection_score=FLAGS.min_detection_score,
-                    num_classes=label_map.num_classes)
+                    num_classes=label_map.num_classes, feature_layer=FLAGS.feature_layer)
     manifest = _load_manifest(FLAGS.out, settings, files)
     todo = [s for i, s in enumerate(manifest["shards"])
             if not s["done"] and i % FLAGS.num_workers == FLAGS.worker_index]
@@ -195,7 +205,8 @@ def extract():
     extractor = Extractor(model_flags.build_detector_from_flags(label_map), checkpoint, files,
                           dataset_kwargs=kwargs, map_size=FLAGS.map_size,
                           batch_size=FLAGS.extract_batch_size,
-                          min_detection_score=FLAGS.min_detection_score)
+                          min_detection_score=FLAGS.min_detection_score,
+                          feature_layer=FLAGS.feature_layer)
     from action_tx.progress import Progress
     bar = Progress(sum(s["records"] for s in todo), "extract", enabled=FLAGS.progress)
     for shard in todo:

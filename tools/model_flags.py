@@ -15,6 +15,9 @@ FLAGS = flags.FLAGS
 # --- model ---
 flags.DEFINE_string("trunk", "i3d_tiny", "Trunk preset: i3d (published Inception-I3D) or "
                     "i3d_tiny (quarter width, for CPUs).")
+flags.DEFINE_enum("trunk_endpoint", "Mixed_4f", ["Mixed_4f", "Mixed_5c"],
+                  "Last trunk layer: Mixed_4f (Action Transformer) or Mixed_5c, the backbone's "
+                  "last stage at stride 16 (ACAR-Net, AIA).")
 flags.DEFINE_float("width_multiplier", None, "Override the trunk preset's channel multiplier.")
 flags.DEFINE_bool("freeze_bn", False, "Fix BatchNorm statistics (paper §3.5).")
 flags.DEFINE_string("head", "i3d", "Head: a key of action_tx.heads.HEADS.")
@@ -93,8 +96,12 @@ flags.DEFINE_enum("train_actors", "both", ["both", "gt", "detected"],
                   "--input=features: actor boxes trained on.")
 flags.DEFINE_enum("eval_actors", "detected", ["detected", "gt"],
                   "--input=features: actor boxes scored (gt: the classification-only bound).")
-flags.DEFINE_integer("context_keyframes", 0, "--input=features: extra keyframes on each side "
-                     "of a batch (temporal context only: no loss, no detections).")
+flags.DEFINE_integer("context_keyframes", 0, "--input=features or --consecutive_keyframes: "
+                     "extra keyframes on each side of a batch (temporal context only: no loss, "
+                     "no detections).")
+flags.DEFINE_bool("consecutive_keyframes", False, "--input=frames: a batch is --batch_size "
+                  "consecutive keyframes (+ --context_keyframes each side), as feature batches, "
+                  "for heads with temporal parts (HGRNN's scene BiGRU, STAGE's temporal edges).")
 
 
 def _head_options(head: str) -> dict:
@@ -174,7 +181,8 @@ def build_detector_from_flags(label_map):
     from action_tx.model_builder import build_detector
     return _with_banks(build_detector(
         num_classes=label_map.num_classes, trunk=FLAGS.trunk,
-        width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn, head=FLAGS.head,
+        width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn,
+        trunk_endpoint=FLAGS.trunk_endpoint, head=FLAGS.head,
         head_options=_head_options(FLAGS.head), proposals=FLAGS.proposals,
         anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
         post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
@@ -224,7 +232,8 @@ def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
                 frame_stride=FLAGS.frame_stride, image_size=FLAGS.image_size,
                 training=training, seed=FLAGS.seed, max_boxes=FLAGS.max_boxes,
                 max_proposals=FLAGS.max_proposals, max_objects=FLAGS.max_objects,
-                box_jitter=FLAGS.box_jitter)
+                box_jitter=FLAGS.box_jitter, consecutive=FLAGS.consecutive_keyframes,
+                context=FLAGS.context_keyframes if FLAGS.consecutive_keyframes else 0)
 
 
 def apply_model_flags_json(model_dir: str) -> dict:

@@ -82,6 +82,9 @@ class ActionHead(keras.layers.Layer):
         split is evaluated; the training memory is kept. A no-op for a head without one.
     tail: the Inception-I3D Mixed_5a-5c layers the head runs, where Kinetics weights load
         (`--init_checkpoint`, `i3d_checkpoint.detector_i3d_parts`), or None (default).
+    tail_features(roi_features, training): each RoI's feature after `tail`, pooled as the head
+        pools it before classifying (what `ActionDetector.detect_with_features` stores for the
+        Mixed_5c layer). Raises ValueError for a head without a tail (default).
     """
 
     uses_objects = False
@@ -91,6 +94,11 @@ class ActionHead(keras.layers.Layer):
     @property
     def memory(self):
         return None
+
+    def tail_features(self, roi_features, training=None):
+        """roi_features [B, N, T', S, S, C] -> [B, N, C_tail]; no tail here: ValueError."""
+        raise ValueError(f"{type(self).__name__} has no I3D Mixed_5 tail (heads with one: "
+                         "i3d, tx_i3d)")
 
     def reset_inference_memory(self) -> None:
         """Marks every entry of the inference memory unwritten (no-op: no memory)."""

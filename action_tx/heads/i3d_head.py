@@ -54,14 +54,18 @@ class I3DHead(ActionHead):
         # Sub-layers are built lazily on the first call (the tube shape comes with it).
         self.built = True
 
-    def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
-        tubes = inputs.roi_features  # [B, N, T', S, S, C]
+    def tail_features(self, tubes, training=None):
+        """The head's feature: tubes [B, N, T', S, S, C] (ST-RoIPool of Mixed_4f) -> the
+        Mixed_5a-5c tail averaged over time and space [B, N, C5] (before dropout)."""
         shape = tf.shape(tubes)
         flat = tf.reshape(tubes, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
         flat.set_shape([None] + tubes.shape[2:].as_list())
         x = self.tail(flat, training=training)  # [B*N, T'/2, 4, 4, C5]
         pooled = tf.reduce_mean(x, axis=[1, 2, 3])
-        pooled = tf.reshape(pooled, tf.stack([shape[0], shape[1], pooled.shape[-1]]))
+        return tf.reshape(pooled, tf.stack([shape[0], shape[1], pooled.shape[-1]]))
+
+    def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
+        pooled = self.tail_features(inputs.roi_features, training=training)
         pooled = self._dropout(pooled, training=training)
         mask = tf.cast(inputs.roi_mask, pooled.dtype)[..., None]
         logits = self._classifier(pooled) * mask if self._classifier is not None else None

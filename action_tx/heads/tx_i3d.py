@@ -86,6 +86,10 @@ class TxI3DHead(ActionHead):
         `i3d`; paper §3.5: the I3D layers are pre-trained on Kinetics)."""
         return self.i3d_head.tail
 
+    def tail_features(self, roi_features, training=None):
+        """The I3D sub-head's pooled Mixed_5c feature of each RoI ([B, N, C5])."""
+        return self.i3d_head.tail_features(roi_features, training=training)
+
     def build(self, input_shape):
         # The Tx sub-head creates its weights from the shapes; the I3D sub-head builds its
         # tail lazily on the first call (as `i3d` does).
