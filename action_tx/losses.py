@@ -1,4 +1,5 @@
-"""Second-stage losses: multi-label action classification and class-agnostic box regression.
+"""Second-stage losses: multi-label action classification, the person (actor) logit and
+class-agnostic box regression.
 
 All functions are pure TF, reduce to a scalar, and take a per-RoI weight (0 for padding) so
 that padded RoIs never contribute. Normalisation: summed over classes, averaged over weighted
@@ -89,6 +90,21 @@ def action_probabilities(logits: tf.Tensor,
     position = {c: i for i, c in enumerate(sorted(pose_indices))}
     gather_idx = tf.constant([position.get(c, 0) for c in range(num_classes)], tf.int32)
     return tf.where(is_pose, tf.gather(pose_probs, gather_idx, axis=-1), probs)
+
+
+def actor_loss(targets: tf.Tensor, logits: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """Sigmoid cross-entropy of the second-stage person (non-background) logit.
+
+    Args:
+      targets: float32 [B, N], 1 for RoIs with IoU >= 0.5 with a ground-truth person, else 0.
+      logits: float32 [B, N].
+      weights: float32 [B, N], 0 for padded RoIs.
+    Returns:
+      scalar float32, averaged over weighted RoIs.
+    """
+    per_roi = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(targets, logits.dtype), logits=logits)
+    return _safe_mean(per_roi, tf.cast(weights, logits.dtype))
 
 
 def box_regression_loss(targets: tf.Tensor, deltas: tf.Tensor, positive: tf.Tensor,

@@ -19,7 +19,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                    num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
                    focal_gamma: float = 0.0, use_objects: bool = False,
                    max_detections: int = 100, class_specific_nms: bool = False,
-                   seed: int = 0) -> ActionDetector:
+                   person_score: str = "actor", seed: int = 0) -> ActionDetector:
     """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
 
     Args:
@@ -37,6 +37,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
       use_objects: pool object tubes for heads that relate persons to objects.
       max_detections: detections kept per clip after NMS.
       class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
+      person_score: the person score rule of heads with an actor logit (`ActionDetector`).
       seed: sampler seed.
     """
     if head not in HEADS:
@@ -58,4 +59,5 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                           num_classes=num_classes, use_objects=use_objects,
                           pose_indices=pose_indices, focal_gamma=focal_gamma,
                           num_roi_samples=num_roi_samples, max_detections=max_detections,
-                          class_specific_nms=class_specific_nms, seed=seed)
+                          class_specific_nms=class_specific_nms, person_score=person_score,
+                          seed=seed)

@@ -34,6 +34,11 @@ flags.DEFINE_enum("tx_query", "highres", ["highres", "lowres"], "Action Transfor
 flags.DEFINE_integer("max_detections", 100, "Detections kept per clip after NMS.")
 flags.DEFINE_bool("class_specific_nms", False, "NMS per action class on person score x action "
                   "score (HGRNN §3.3) instead of class-agnostic NMS on the person score.")
+flags.DEFINE_enum("person_score", "actor", ["actor", "product", "geometric", "proposal"],
+                  "Person score of a detection for heads with an actor (background) logit "
+                  "(i3d, tx, tx_i3d, stage, linear; action_transformer.txt §3): its probability "
+                  "a alone, a x the RPN / external score p, sqrt(a p), or p alone. GT boxes "
+                  "keep score 1.")
 # STAGE (stage_graph_attention.txt)
 flags.DEFINE_integer("stage_heads", 4, "STAGE: graph attention heads per layer.")
 flags.DEFINE_integer("stage_layers", 2, "STAGE: graph attention layers.")
@@ -178,7 +183,8 @@ def build_detector_from_flags(label_map):
         pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
         focal_gamma=FLAGS.focal_gamma, use_objects=_uses_objects(FLAGS.head),
         max_detections=FLAGS.max_detections,
-        class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed)
+        class_specific_nms=FLAGS.class_specific_nms, person_score=FLAGS.person_score,
+        seed=FLAGS.seed)
 
 
 def build_model_from_flags(label_map):

@@ -29,6 +29,10 @@ split's, keyframe indices of that split): the trainer's periodic evaluation and 
 (which builds the model with both dirs from the flags and restores the checkpoint) both score
 with the evaluation bank. `eval_bank_dir=None` reads `bank_dir` in inference too.
 
+No actor (background) logit: ACAR classifies the actions of an off-the-shelf person detector's
+boxes (§3.1, §4.1: Faster R-CNN detections with score > 0.85); its classifier has only the
+action classes, so the proposal / detector person score is kept as is.
+
 Padded RoIs (roi_mask false) are never keys, so they cannot change a real RoI; their logits are
 0. Inputs (`HeadInputs`): features [B, T', H', W', C], roi_features [B, N, T', S, S, C],
 roi_mask [B, N]; with a bank also keyframe_index, video_index, timestamp [B].
