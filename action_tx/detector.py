@@ -51,6 +51,10 @@ class ActionDetector(keras.Model):
       actor_weight: weight of the actor loss (sigmoid cross-entropy of the actor logit on the
         sampled RoIs: 1 for IoU >= 0.5 with a person, else 0). No actor loss with proposals
         'gt': every RoI is a person there, nothing to tell apart.
+      background_rois: train the second stage on background samples too (Faster R-CNN: RoIs
+        with IoU < 0.5, all-zero action targets). False trains on labelled actor boxes only:
+        the ground truth plus the proposals matched to it (IoU >= 0.5), as ACAR-Net's release
+        does (its `models/necks/basic.py` builds the RoIs from the labelled boxes alone).
     """
 
     def __init__(self, trunk, proposer, head, num_classes: int, roi_extractor=None,
@@ -60,7 +64,7 @@ class ActionDetector(keras.Model):
                  rpn_weight: float = 1.0, box_weight: float = 1.0, nms_iou: float = 0.6,
                  max_detections: int = 100, score_threshold: float = 0.0, seed: int = 0,
                  class_specific_nms: bool = False, person_score: str = "actor",
-                 actor_weight: float = 1.0, **kwargs):
+                 actor_weight: float = 1.0, background_rois: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.trunk = trunk
         self.proposer = proposer
@@ -84,6 +88,7 @@ class ActionDetector(keras.Model):
         combine_person_scores(tf.zeros([1, 1]), None, person_score)   # validates the rule
         self.person_score = person_score
         self.actor_weight = actor_weight
+        self.background_rois = background_rois
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
 
     def build(self, input_shape=None):
@@ -129,17 +134,22 @@ class ActionDetector(keras.Model):
                 sample = sample_rois(rois, roi_mask, batch["boxes"], batch["box_mask"],
                                      batch["labels"], seed=self._next_seed(),
                                      num_samples=self.num_roi_samples,
-                                     positive_fraction=self.positive_fraction)
+                                     positive_fraction=(self.positive_fraction
+                                                        if self.background_rois else 1.0))
                 rois, roi_mask = sample["rois"], sample["roi_mask"]
+                if not self.background_rois:
+                    roi_mask = roi_mask & sample["is_positive"]
                 # A sampled RoI's score is how well it covers its person (IoU with the matched
                 # ground truth, 1 for an added GT box), so a head keeping one box per person
                 # (AIA's memory) keeps the best; background 0.
                 roi_scores = tf.where(sample["is_positive"], sample["max_iou"], 0.0)
                 out.update(roi_labels=sample["labels"], roi_is_positive=sample["is_positive"],
-                           roi_box_targets=sample["box_targets"],
-                           # Actor targets (Faster R-CNN second stage): a sampled RoI is a
-                           # person when its IoU with a ground-truth person is >= 0.5.
-                           roi_actor_targets=tf.cast(sample["is_positive"], tf.float32))
+                           roi_box_targets=sample["box_targets"])
+                if self.background_rois:
+                    # Actor targets (Faster R-CNN second stage): a sampled RoI is a person
+                    # when its IoU with a ground-truth person is >= 0.5. Without background
+                    # samples there is nothing to tell apart, so no actor loss.
+                    out["roi_actor_targets"] = tf.cast(sample["is_positive"], tf.float32)
             if "rpn_objectness" in proposals:
                 targets = rpn.rpn_targets(proposals["anchors"], batch["boxes"],
                                           batch["box_mask"], seed=self._next_seed())
@@ -231,7 +241,8 @@ class ActionDetector(keras.Model):
             rpn_weight=self.rpn_weight, box_weight=self.box_weight, nms_iou=self.nms_iou,
             max_detections=self.max_detections, score_threshold=self.score_threshold,
             seed=self.seed, class_specific_nms=self.class_specific_nms,
-            person_score=self.person_score, actor_weight=self.actor_weight)
+            person_score=self.person_score, actor_weight=self.actor_weight,
+            background_rois=self.background_rois)
         return config
 
     @classmethod

@@ -49,8 +49,13 @@ def action_classification_loss(labels: tf.Tensor, logits: tf.Tensor, weights: tf
       logits: float32 [B, N, C].
       weights: float32 [B, N], 0 for padded RoIs.
       pose_indices: contiguous indices of the mutually exclusive pose classes. When given, those
-        classes go under one softmax cross-entropy (ACAR-Net §4.1: softmax for poses, sigmoid for
-        interactions), applied to RoIs that carry a pose label; the other classes stay sigmoid.
+        classes go under one softmax and the pose term is binary cross-entropy on those softmax
+        probabilities, per pose class (ACAR-Net §4.1: "softmax for poses and sigmoid for
+        interactions before binary cross-entropy loss"; the authors' release, `losses.py`
+        `ava_pose_softmax_criterion`, does the same: BCE on softmax(pose logits)), applied to
+        RoIs that carry a pose label (every labelled AVA person has one); the other classes
+        stay sigmoid. As elsewhere here it is summed over classes and averaged over RoIs (the
+        release averages over classes too, a factor 1/C on the loss scale).
       focal_gamma, focal_alpha: focal loss on the sigmoid part (see `sigmoid_focal_terms`).
     Returns:
       scalar float32.
@@ -66,9 +71,11 @@ def action_classification_loss(labels: tf.Tensor, logits: tf.Tensor, weights: tf
     pose_labels = tf.gather(labels, pose, axis=-1)
     pose_logits = tf.gather(logits, pose, axis=-1)
     has_pose = tf.cast(tf.reduce_sum(pose_labels, -1) > 0, logits.dtype)
-    # Normalise in case an annotation lists two poses; AVA gives exactly one.
-    pose_targets = pose_labels / tf.maximum(tf.reduce_sum(pose_labels, -1, keepdims=True), 1.0)
-    pose_ce = tf.nn.softmax_cross_entropy_with_logits(labels=pose_targets, logits=pose_logits)
+    # BCE on the softmax probabilities: -t log p - (1 - t) log(1 - p) per pose class, with
+    # log p from log_softmax (stable) and log(1 - p) floored at -100 as PyTorch's BCE does.
+    log_p = tf.nn.log_softmax(pose_logits, axis=-1)
+    log_not_p = tf.maximum(tf.math.log1p(-tf.minimum(tf.exp(log_p), 1.0)), -100.0)
+    pose_ce = -tf.reduce_sum(pose_labels * log_p + (1.0 - pose_labels) * log_not_p, -1)
     other_ce = tf.reduce_sum(sigmoid_focal_terms(
         tf.gather(labels, other, axis=-1), tf.gather(logits, other, axis=-1),
         focal_gamma, focal_alpha), -1)

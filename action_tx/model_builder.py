@@ -9,6 +9,9 @@ from object_detection_ext.proposer import Proposer
 
 # Heads that run the I3D tail (Mixed_5a-5c) and so must share the trunk's width and BN mode.
 _I3D_TAIL_HEADS = ("i3d", "tx_i3d")
+# Heads whose paper trains on labelled actor boxes only, no background samples (ACAR-Net §4.1:
+# "ground-truth boxes and predicted human boxes"; its release labels each RoI from the boxes).
+_LABELLED_ROI_HEADS = ("acar",)
 
 
 def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
@@ -19,7 +22,8 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                    num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
                    focal_gamma: float = 0.0, use_objects: bool = False,
                    max_detections: int = 100, class_specific_nms: bool = False,
-                   person_score: str = "actor", seed: int = 0) -> ActionDetector:
+                   person_score: str = "actor", background_rois: Optional[bool] = None,
+                   seed: int = 0) -> ActionDetector:
     """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
 
     Args:
@@ -38,6 +42,8 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
       max_detections: detections kept per clip after NMS.
       class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
       person_score: the person score rule of heads with an actor logit (`ActionDetector`).
+      background_rois: train on background RoI samples too (`ActionDetector`); None: the
+        head's paper (False for `acar`, whose release trains on labelled actor boxes only).
       seed: sampler seed.
     """
     if head not in HEADS:
@@ -60,4 +66,6 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                           pose_indices=pose_indices, focal_gamma=focal_gamma,
                           num_roi_samples=num_roi_samples, max_detections=max_detections,
                           class_specific_nms=class_specific_nms, person_score=person_score,
+                          background_rois=(head not in _LABELLED_ROI_HEADS
+                                           if background_rois is None else background_rois),
                           seed=seed)

@@ -20,9 +20,9 @@ Design decisions (the paper is silent or ambiguous on these; each says why):
 - `highres_reduced_channels` = 128 (= D): the paper only says the 1x1 conv "reduces the
   dimensionality"; matching the key/value width is the natural choice.
 - `ffn_hidden` = 4 * D = 512 as in the Transformer [41] (d_ff = 4 d_model). With it, at paper
-  size and 80 classes, the LowRes head has 2,677,268 parameters and the I3D head 4,847,396,
-  2.17M fewer, close to §4.2's "2.3M fewer parameters than the I3D head"
-  (`python tools/benchmark.py --suite=params`).
+  size and 80 classes, the LowRes head has 2,677,525 parameters and the I3D head 4,848,421
+  (each with its actor logit), 2.17M fewer, close to §4.2's "2.3M fewer parameters than the
+  I3D head" (`python tools/benchmark.py --suite=params`).
 - Classification and class-agnostic box regression: linear layers on the last layer's
   concatenated heads (§3, "This feature is then used to regress a tight bounding box and
   classify"). No dropout before them (the paper mentions dropout only inside the Tx unit).
