@@ -22,7 +22,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                    num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
                    focal_gamma: float = 0.0, use_objects: bool = False,
                    max_detections: int = 100, class_specific_nms: bool = False,
-                   person_score: str = "actor", background_rois: Optional[bool] = None,
+                   person_score: str = "geometric", background_rois: Optional[bool] = None,
                    seed: int = 0) -> ActionDetector:
     """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
 

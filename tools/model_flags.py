@@ -37,11 +37,11 @@ flags.DEFINE_enum("tx_query", "highres", ["highres", "lowres"], "Action Transfor
 flags.DEFINE_integer("max_detections", 100, "Detections kept per clip after NMS.")
 flags.DEFINE_bool("class_specific_nms", False, "NMS per action class on person score x action "
                   "score (HGRNN §3.3) instead of class-agnostic NMS on the person score.")
-flags.DEFINE_enum("person_score", "actor", ["actor", "product", "geometric", "proposal"],
+flags.DEFINE_enum("person_score", "geometric", ["geometric", "actor", "product", "proposal"],
                   "Person score of a detection for heads with an actor (background) logit "
-                  "(i3d, tx, tx_i3d, stage, linear; action_transformer.txt §3): its probability "
-                  "a alone, a x the RPN / external score p, sqrt(a p), or p alone. GT boxes "
-                  "keep score 1.")
+                  "(i3d, tx, tx_i3d, stage, linear; action_transformer.txt §3): sqrt(a p) of "
+                  "its probability a and the RPN / external score p, a alone, a x p, or p "
+                  "alone. GT boxes keep score 1.")
 # STAGE (stage_graph_attention.txt)
 flags.DEFINE_integer("stage_heads", 4, "STAGE: graph attention heads per layer.")
 flags.DEFINE_integer("stage_layers", 2, "STAGE: graph attention layers.")
