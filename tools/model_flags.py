@@ -202,6 +202,8 @@ def build_model_from_flags(label_map):
     if FLAGS.head not in HEADS:
         raise ValueError(f"unknown --head={FLAGS.head}; available heads: {sorted(HEADS)}")
     options = {"class_specific_nms": True} if FLAGS.class_specific_nms else {}
+    if FLAGS.eval_actors == "gt":
+        options["nms"] = False   # ground-truth boxes keep one row each (issue 27)
     return FeatureActionModel(
         head=HEADS[FLAGS.head](num_classes=label_map.num_classes,
                                **_head_options(FLAGS.head)),

@@ -54,3 +54,11 @@ def test_hgrnn_config_uses_focal_loss_and_class_specific_nms():
     path = CONFIGS / "ava_hgrnn.flags"
     assert float(_flag_value(path, "focal_gamma", 0.0)) == 2.0
     assert _flag_value(path, "class_specific_nms", False) is True
+
+
+def test_eval_actors_gt_builds_a_feature_model_without_nms(model_flags):
+    model_flags.FLAGS(["prog", "--input=features", "--head=linear", "--eval_actors=gt"])
+    assert model_flags.build_model_from_flags(LABELS).nms is False
+    model_flags.FLAGS.unparse_flags()
+    model_flags.FLAGS(["prog", "--input=features", "--head=linear"])
+    assert model_flags.build_model_from_flags(LABELS).nms is True
