@@ -21,8 +21,9 @@ Inputs:
     them in order; T < num_frames repeats frames). T = 0 is an error.
   person_boxes: float32 [P, 4] normalized [y1, x1, y2, x2] of the frame, P >= 0; each gets
     detector score 1, and is rescored (the detector's `person_score` rule, for heads with an
-    actor logit) and refined by the head's box regression when it has one, exactly as the
-    detector treats external proposals; no NMS runs over them.
+    actor logit, unless the detector was trained on ground-truth boxes: then the score stays
+    1) and refined by the head's box regression when it has one, exactly as the detector
+    treats external proposals; no NMS runs over them.
 
 Outputs of serving_default / with_boxes (K = the detector's max_detections):
   detection_boxes float32 [K, 4] normalized yxyx; detection_scores float32 [K] person scores,
@@ -78,7 +79,10 @@ def boxes_twin(detector: ActionDetector) -> ActionDetector:
         num_classes=detector.num_classes, roi_extractor=detector.roi_extractor,
         use_objects=detector.use_objects, pose_indices=detector.pose_indices,
         nms_iou=detector.nms_iou, max_detections=detector.max_detections,
-        score_threshold=detector.score_threshold, person_score=detector.person_score,
+        score_threshold=detector.score_threshold,
+        # A detector trained on ground-truth boxes never trained its actor logit (no
+        # background RoIs): given boxes keep their score 1, as its own gt proposals do.
+        person_score="proposal" if detector.proposer.mode == "gt" else detector.person_score,
         name="with_boxes_detector")
 
 
