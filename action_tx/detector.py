@@ -15,7 +15,7 @@ import tensorflow as tf
 from action_tx import losses
 from action_tx.heads.base import HeadInputs
 from object_detection_ext import rpn
-from object_detection_ext.postprocess import postprocess
+from object_detection_ext.postprocess import combine_person_scores, postprocess
 from object_detection_ext.sampling import sample_rois
 from object_detection_ext.st_roi_align import STRoIAlign
 
@@ -42,6 +42,23 @@ class ActionDetector(keras.Model):
         §3.3) instead of class-agnostic NMS on the person score (`postprocess`).
       seed: seed of the RoI / anchor samplers (a Keras SeedGenerator, so its state is
         checkpointed with the model and a resumed run draws the same samples).
+      person_score: how a detection's person score is made when the head has an actor logit
+        (the background class of action_transformer.txt §3; `HeadOutputs.actor_logits`):
+        'actor' (its probability a alone, Faster R-CNN's second-stage rescoring), 'product'
+        (a x the proposal score p: RPN objectness or external detector score), 'geometric'
+        (sqrt(a p)) or 'proposal' (p alone, as for heads without one). Default 'geometric',
+        chosen by measurement (issue 27, two demo-size runs of 900 steps): it kept the
+        localization AP@0.5 and frame-mAP of 'proposal' and raised AP@0.75 a little, where
+        'actor' lost AP@0.5 (0.79 vs 0.83). External boxes are rescored like RPN proposals,
+        with their detector score as p. Ground-truth boxes (proposals 'gt') keep their given
+        score 1: they are persons by definition, so they are never rescored.
+      actor_weight: weight of the actor loss (sigmoid cross-entropy of the actor logit on the
+        sampled RoIs: 1 for IoU >= 0.5 with a person, else 0). No actor loss with proposals
+        'gt': every RoI is a person there, nothing to tell apart.
+      background_rois: train the second stage on background samples too (Faster R-CNN: RoIs
+        with IoU < 0.5, all-zero action targets). False trains on labelled actor boxes only:
+        the ground truth plus the proposals matched to it (IoU >= 0.5), as ACAR-Net's release
+        does (its `models/necks/basic.py` builds the RoIs from the labelled boxes alone).
     """
 
     def __init__(self, trunk, proposer, head, num_classes: int, roi_extractor=None,
@@ -50,7 +67,8 @@ class ActionDetector(keras.Model):
                  num_roi_samples: int = 64, positive_fraction: float = 0.25,
                  rpn_weight: float = 1.0, box_weight: float = 1.0, nms_iou: float = 0.6,
                  max_detections: int = 100, score_threshold: float = 0.0, seed: int = 0,
-                 class_specific_nms: bool = False, **kwargs):
+                 class_specific_nms: bool = False, person_score: str = "geometric",
+                 actor_weight: float = 1.0, background_rois: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.trunk = trunk
         self.proposer = proposer
@@ -71,6 +89,10 @@ class ActionDetector(keras.Model):
         self.score_threshold = score_threshold
         self.seed = seed
         self.class_specific_nms = class_specific_nms
+        combine_person_scores(tf.zeros([1, 1]), None, person_score)   # validates the rule
+        self.person_score = person_score
+        self.actor_weight = actor_weight
+        self.background_rois = background_rois
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
 
     def build(self, input_shape=None):
@@ -94,10 +116,13 @@ class ActionDetector(keras.Model):
 
         Returns:
           dict with rois [B, N, 4], roi_mask [B, N], roi_scores [B, N], logits [B, N, C],
-          box_deltas [B, N, 4] (or absent), attention (head specific, if any); in training also
-          roi_labels [B, N, C], roi_box_targets [B, N, 4], roi_is_positive [B, N] and the RPN
-          outputs and targets; outside training also the detections of `postprocess`
-          (detection_boxes, detection_scores, action_scores, num_detections).
+          box_deltas [B, N, 4] (or absent), attention (head specific, if any), actor_logits
+          [B, N] (heads with a background class); in training also roi_labels [B, N, C],
+          roi_box_targets [B, N, 4], roi_is_positive [B, N], roi_actor_targets [B, N] (float
+          1/0: IoU >= 0.5 with a person; with an actor logit and sampled RoIs) and the RPN
+          outputs and targets; outside training also person_scores [B, N] (the rule of
+          `person_score`) and the detections of `postprocess` (detection_boxes,
+          detection_scores, action_scores, num_detections).
         """
         return self._forward(batch, training)[0]
 
@@ -118,14 +143,22 @@ class ActionDetector(keras.Model):
                 sample = sample_rois(rois, roi_mask, batch["boxes"], batch["box_mask"],
                                      batch["labels"], seed=self._next_seed(),
                                      num_samples=self.num_roi_samples,
-                                     positive_fraction=self.positive_fraction)
+                                     positive_fraction=(self.positive_fraction
+                                                        if self.background_rois else 1.0))
                 rois, roi_mask = sample["rois"], sample["roi_mask"]
+                if not self.background_rois:
+                    roi_mask = roi_mask & sample["is_positive"]
                 # A sampled RoI's score is how well it covers its person (IoU with the matched
                 # ground truth, 1 for an added GT box), so a head keeping one box per person
                 # (AIA's memory) keeps the best; background 0.
                 roi_scores = tf.where(sample["is_positive"], sample["max_iou"], 0.0)
                 out.update(roi_labels=sample["labels"], roi_is_positive=sample["is_positive"],
                            roi_box_targets=sample["box_targets"])
+                if self.background_rois:
+                    # Actor targets (Faster R-CNN second stage): a sampled RoI is a person
+                    # when its IoU with a ground-truth person is >= 0.5. Without background
+                    # samples there is nothing to tell apart, so no actor loss.
+                    out["roi_actor_targets"] = tf.cast(sample["is_positive"], tf.float32)
             if "rpn_objectness" in proposals:
                 targets = rpn.rpn_targets(proposals["anchors"], batch["boxes"],
                                           batch["box_mask"], seed=self._next_seed())
@@ -159,13 +192,20 @@ class ActionDetector(keras.Model):
             out["box_deltas"] = head_out.box_deltas
         if head_out.attention is not None:
             out["attention"] = head_out.attention
+        if head_out.actor_logits is not None:
+            out["actor_logits"] = head_out.actor_logits
         if not training:
+            out["person_scores"] = self.person_scores(roi_scores, head_out.actor_logits)
             out.update(postprocess(
-                rois, roi_mask, roi_scores,
+                rois, roi_mask, out["person_scores"],
                 losses.action_probabilities(head_out.logits, self.pose_indices),
                 head_out.box_deltas, nms_iou=self.nms_iou, max_detections=self.max_detections,
                 score_threshold=self.score_threshold,
-                class_specific_nms=self.class_specific_nms))
+                class_specific_nms=self.class_specific_nms,
+                # Given boxes (ground truth, or external detections that their detector has
+                # already suppressed) keep one row each, also where people overlap: NMS runs
+                # over the RPN's proposals only (issue 27: the GT-box bound stays unbiased).
+                nms=self.proposer.mode == "rpn"))
         return out, features
 
     def detect_with_features(self, batch: Dict[str, tf.Tensor], feature_layer: str = "trunk",
@@ -213,12 +253,23 @@ class ActionDetector(keras.Model):
             out[f"{name}_features"] = pool(b, tf.cast(m, tf.bool))
         return out
 
+    def person_scores(self, proposal_scores: tf.Tensor,
+                      actor_logits: Optional[tf.Tensor]) -> tf.Tensor:
+        """Person score [B, N] of each RoI: `person_score`'s rule on the proposal scores [B, N]
+        and the head's actor logits [B, N] (None: the proposal scores). Ground-truth boxes
+        keep their score."""
+        if actor_logits is None or self.proposer.mode == "gt":
+            return tf.cast(proposal_scores, tf.float32)
+        return combine_person_scores(proposal_scores, tf.sigmoid(tf.cast(actor_logits,
+                                                                          tf.float32)),
+                                     self.person_score)
+
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Loss terms of a training forward pass (`call(batch, training=True)`).
 
         Returns:
-          dict of scalar float32: action_loss, box_loss, rpn_objectness_loss, rpn_box_loss
-          (the terms that apply) and total_loss, their weighted sum.
+          dict of scalar float32: action_loss, actor_loss, box_loss, rpn_objectness_loss,
+          rpn_box_loss (the terms that apply) and total_loss, their weighted sum.
         """
         logits = tf.cast(outputs["logits"], tf.float32)
         terms = {"action_loss": losses.action_classification_loss(
@@ -226,6 +277,11 @@ class ActionDetector(keras.Model):
             pose_indices=self.pose_indices, focal_gamma=self.focal_gamma,
             focal_alpha=self.focal_alpha)}
         total = terms["action_loss"]
+        if "actor_logits" in outputs and "roi_actor_targets" in outputs:
+            terms["actor_loss"] = losses.actor_loss(
+                outputs["roi_actor_targets"], tf.cast(outputs["actor_logits"], tf.float32),
+                tf.cast(outputs["roi_mask"], tf.float32))
+            total += self.actor_weight * terms["actor_loss"]
         if "box_deltas" in outputs and self.proposer.mode != "gt":
             terms["box_loss"] = losses.box_regression_loss(
                 outputs["roi_box_targets"], tf.cast(outputs["box_deltas"], tf.float32),
@@ -250,7 +306,9 @@ class ActionDetector(keras.Model):
             num_roi_samples=self.num_roi_samples, positive_fraction=self.positive_fraction,
             rpn_weight=self.rpn_weight, box_weight=self.box_weight, nms_iou=self.nms_iou,
             max_detections=self.max_detections, score_threshold=self.score_threshold,
-            seed=self.seed, class_specific_nms=self.class_specific_nms)
+            seed=self.seed, class_specific_nms=self.class_specific_nms,
+            person_score=self.person_score, actor_weight=self.actor_weight,
+            background_rois=self.background_rois)
         return config
 
     @classmethod

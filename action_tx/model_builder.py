@@ -9,6 +9,9 @@ from object_detection_ext.proposer import Proposer
 
 # Heads that run the I3D tail (Mixed_5a-5c) and so must share the trunk's width and BN mode.
 _I3D_TAIL_HEADS = ("i3d", "tx_i3d")
+# Heads whose paper trains on labelled actor boxes only, no background samples (ACAR-Net §4.1:
+# "ground-truth boxes and predicted human boxes"; its release labels each RoI from the boxes).
+_LABELLED_ROI_HEADS = ("acar",)
 
 
 # Trunk endpoints: the Action Transformer's Mixed_4f cut, or the whole backbone to Mixed_5c
@@ -25,6 +28,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                    num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
                    focal_gamma: float = 0.0, use_objects: Optional[bool] = None,
                    max_detections: int = 100, class_specific_nms: bool = False,
+                   person_score: str = "geometric", background_rois: Optional[bool] = None,
                    seed: int = 0) -> ActionDetector:
     """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
 
@@ -48,6 +52,9 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
       use_objects: pool object tubes; None: when the head reads them (`head.uses_objects`).
       max_detections: detections kept per clip after NMS.
       class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
+      person_score: the person score rule of heads with an actor logit (`ActionDetector`).
+      background_rois: train on background RoI samples too (`ActionDetector`); None: the
+        head's paper (False for `acar`, whose release trains on labelled actor boxes only).
       seed: sampler seed.
     """
     if head not in HEADS:
@@ -76,4 +83,7 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
                           num_classes=num_classes, use_objects=use_objects,
                           pose_indices=pose_indices, focal_gamma=focal_gamma,
                           num_roi_samples=num_roi_samples, max_detections=max_detections,
-                          class_specific_nms=class_specific_nms, seed=seed)
+                          class_specific_nms=class_specific_nms, person_score=person_score,
+                          background_rois=(head not in _LABELLED_ROI_HEADS
+                                           if background_rois is None else background_rois),
+                          seed=seed)

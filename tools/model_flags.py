@@ -27,6 +27,9 @@ flags.DEFINE_list("anchor_sizes", ["32", "64", "128", "256"], "RPN anchor sizes,
 flags.DEFINE_integer("rpn_filters", 512, "RPN 3x3 conv width.")
 flags.DEFINE_integer("post_nms_top_k", 300, "R: proposals kept after NMS (paper: 300).")
 flags.DEFINE_integer("num_roi_samples", 64, "Second-stage RoIs sampled per clip in training.")
+flags.DEFINE_bool("background_rois", None, "Train the second stage on background RoI samples "
+                  "too (Faster R-CNN); false: on labelled actor boxes only (ground truth and "
+                  "proposals matched to it). Default: the head's paper (false for acar).")
 flags.DEFINE_bool("pose_softmax", False, "Softmax over the pose classes (ACAR-Net §4.1).")
 flags.DEFINE_float("focal_gamma", 0.0, "Focal loss exponent on sigmoid classes (HGRNN: 2).")
 flags.DEFINE_float("head_dropout", None, "Dropout of the head (default: the head's own).")
@@ -37,6 +40,11 @@ flags.DEFINE_enum("tx_query", "highres", ["highres", "lowres"], "Action Transfor
 flags.DEFINE_integer("max_detections", 100, "Detections kept per clip after NMS.")
 flags.DEFINE_bool("class_specific_nms", False, "NMS per action class on person score x action "
                   "score (HGRNN §3.3) instead of class-agnostic NMS on the person score.")
+flags.DEFINE_enum("person_score", "geometric", ["geometric", "actor", "product", "proposal"],
+                  "Person score of a detection for heads with an actor (background) logit "
+                  "(i3d, tx, tx_i3d, stage, linear; action_transformer.txt §3): sqrt(a p) of "
+                  "its probability a and the RPN / external score p, a alone, a x p, or p "
+                  "alone. GT boxes keep score 1.")
 # STAGE (stage_graph_attention.txt)
 flags.DEFINE_integer("stage_heads", 4, "STAGE: graph attention heads per layer.")
 flags.DEFINE_integer("stage_layers", 2, "STAGE: graph attention layers.")
@@ -60,7 +68,8 @@ flags.DEFINE_enum("acar_relation", "hr2o", ["hr2o", "rn"],
 flags.DEFINE_string("acfb_bank_dir", None, "ACAR: Actor-Context Feature Bank of the training "
                     "split (tools/extract_features.py --bank=acfb); none: no bank.")
 flags.DEFINE_string("eval_acfb_bank_dir", None, "ACAR: the bank of the evaluation split.")
-flags.DEFINE_integer("acfb_window", 2, "ACAR: w, bank keyframes on each side (eq. 5).")
+flags.DEFINE_integer("acfb_window", 10, "ACAR: w, bank keyframes on each side (eq. 5; "
+                     "paper §4.2: 2w + 1 = 21 s, w = 10).")
 # AIA (aia_interaction_aggregation.txt)
 flags.DEFINE_list("aia_blocks", ["P", "O", "M", "P", "O", "M"],
                   "AIA: interaction blocks in order (P person, O object, M memory).")
@@ -72,8 +81,9 @@ flags.DEFINE_bool("aia_temporal_position", True, "AIA: M-blocks add a learned em
                   "memory offset to keys and values (the authors' release; the paper is silent).")
 flags.DEFINE_enum("aia_memory_dtype", "float32", ["float32", "float16"],
                   "AIA: storage type of the memory table.")
-flags.DEFINE_float("box_jitter", 0.05, "Training jitter of the ground-truth boxes (AIA §4.1), "
-                   "as a fraction of the box size (data pipeline; 0: none).")
+flags.DEFINE_float("box_jitter", 0.0, "Training jitter of the ground-truth boxes, as a "
+                   "fraction of the box size (data pipeline; 0: none). Off by default: of the "
+                   "papers only AIA jitters (§4.1), so only configs/ava_aia.flags sets it.")
 flags.DEFINE_integer("aia_memory_size", 0, "AIA: rows of the memory tables, >= the keyframes of "
                      "every split the model runs on; 0: the largest split in the manifests of "
                      "the data flags given (set it when train and eval run apart).")
@@ -189,7 +199,8 @@ def build_detector_from_flags(label_map):
         pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
         focal_gamma=FLAGS.focal_gamma,
         max_detections=FLAGS.max_detections,
-        class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed))
+        class_specific_nms=FLAGS.class_specific_nms, person_score=FLAGS.person_score,
+        background_rois=FLAGS.background_rois, seed=FLAGS.seed))
 
 
 def build_model_from_flags(label_map):
@@ -202,6 +213,8 @@ def build_model_from_flags(label_map):
     if FLAGS.head not in HEADS:
         raise ValueError(f"unknown --head={FLAGS.head}; available heads: {sorted(HEADS)}")
     options = {"class_specific_nms": True} if FLAGS.class_specific_nms else {}
+    if FLAGS.eval_actors == "gt":
+        options["nms"] = False   # ground-truth boxes keep one row each (issue 27)
     return _with_banks(FeatureActionModel(
         head=HEADS[FLAGS.head](num_classes=label_map.num_classes,
                                **_head_options(FLAGS.head)),

@@ -75,7 +75,7 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
                     image_size: Sequence[int], training: bool, seed: int, max_boxes: int,
                     max_proposals: int, max_objects: int, min_crop_scale: float = 0.7,
                     min_visible: float = 0.25, flip: bool = True,
-                    box_jitter: float = 0.05) -> dict:
+                    box_jitter: float = 0.0) -> dict:
     """One parsed example (`parse_example`) -> one unbatched element of the batch dict.
 
     Training: a random square-fraction crop (boxes, proposals and objects moved, clipped, and
@@ -163,7 +163,7 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
                   max_boxes: int = 16, max_proposals: int = 32, max_objects: int = 16,
                   shuffle_buffer: int = 256, repeat: bool | None = None,
                   min_crop_scale: float = 0.7, min_visible: float = 0.25, flip: bool = True,
-                  box_jitter: float = 0.05, num_parallel_calls: int = tf.data.AUTOTUNE,
+                  box_jitter: float = 0.0, num_parallel_calls: int = tf.data.AUTOTUNE,
                   num_threads: int | None = None, cycle_length: int = 4,
                   keyframe_jpeg: bool = False, consecutive: bool = False,
                   context: int = 0) -> tf.data.Dataset:

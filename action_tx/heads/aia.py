@@ -6,6 +6,10 @@ M-blocks (§3.2, `aia_blocks.InteractionBlock`) whose output is classified. The 
 `aia_memory.FeatureMemory` table, read and written by the Asynchronous Memory Update
 (§3.3, Algorithm 1).
 
+No actor (background) logit: AIA classifies the actions of a separate Faster R-CNN person
+detector's boxes (§4.1: detections with confidence > 0.8 at inference), with action classes
+only, so the proposal / detector person score is kept as is.
+
 Design decisions (the paper is silent; each follows what the authors' release plausibly does):
 - Person / object vectors: the RoI tubes averaged over T', S, S, then a linear projection to
   `hidden_size` (one per input kind). The memory stores the person features P_t themselves,

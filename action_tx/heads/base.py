@@ -60,10 +60,16 @@ class HeadOutputs(NamedTuple):
                                               `object_detection_ext.box_ops.encode_boxes` with the
                                               second-stage weights; None = keep the RoI.
     attention:   float32 [B, N, ...] or None  attention maps for visualisation (head specific).
+    actor_logits: float32 [B, N] or None      second-stage person logit ("is this RoI a person":
+                                              the background class of a Faster R-CNN second
+                                              stage, action_transformer.txt §3), 0 for padded
+                                              RoIs; None for heads whose paper has no
+                                              background class (the proposal score is kept).
     """
     logits: tf.Tensor
     box_deltas: Optional[tf.Tensor] = None
     attention: Optional[tf.Tensor] = None
+    actor_logits: Optional[tf.Tensor] = None
 
 
 class ActionHead(keras.layers.Layer):
