@@ -172,12 +172,15 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
 
 
 def count_keyframes(file_pattern) -> Optional[int]:
-    """Keyframes in the shards matching `file_pattern` (`tfrecords.match_files`: raises on a
-    match that is not a shard), from the converter's manifests
-    (`<split>_manifest.json` beside the shards); None when a shard is not listed in one.
+    """Keyframes in the shards matching `file_pattern`, from the converter's manifests
+    (`<split>_manifest.json` beside the shards); None when nothing matches or a shard is not
+    listed in one. Raises `tfrecords.NotTFRecordError` on a match that is not a shard.
     A manifest's shards are matched by file name in its own folder, so a moved or copied
     folder still counts."""
-    files = {os.path.abspath(f) for f in tfrecords.match_files(file_pattern)}
+    try:
+        files = {os.path.abspath(f) for f in tfrecords.match_files(file_pattern)}
+    except FileNotFoundError:
+        return None
     counts = {}
     for folder in {os.path.dirname(f) for f in files}:
         for manifest in tf.io.gfile.glob(os.path.join(folder, "*_manifest.json")):

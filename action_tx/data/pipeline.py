@@ -11,8 +11,8 @@ Only TF ops (no py_function), and randomness comes from stateless ops seeded by 
 of the element in the stream), so the same seed gives identical batches and
 `tf.train.Checkpoint(iterator=iter(ds))` saves and restores the position.
 
-A record whose frames do not decode stops the pipeline with an error that names it in one line
-(`RECORD_ERROR` ... shard, video_id,timestamp: `record_error_text` extracts it).
+A record whose frames do not decode stops the pipeline with an InvalidArgumentError that names
+its keyframe (video_id,timestamp) and shard; `record_error_text` extracts that one line.
 """
 from __future__ import annotations
 
@@ -229,8 +229,8 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
     ds = ds.batch(batch_size, drop_remainder=training).prefetch(1)
     options = tf.data.Options()
     options.deterministic = True
-    # The decode guard's one-element dataset (`_decode_frames`) counts as external state; it
-    # holds none between elements, so an iterator checkpoint may leave it out.
+    # The decode guard (`_decode_frames`) reads a one-element dataset per record, a stateful
+    # op to tf.data; it keeps nothing between records, so an iterator checkpoint may skip it.
     options.experimental_external_state_policy = (
         tf.data.experimental.ExternalStatePolicy.IGNORE)
     if num_threads:

@@ -95,7 +95,7 @@ def _not_a_shard(path: str):
     return None
 
 
-def match_files(patterns: str | Sequence[str], what: str = "TFRecord files") -> list[str]:
+def match_files(patterns: str | Sequence[str]) -> list[str]:
     """The sorted files that one glob or a list of globs match: the one way every reader of
     shards (pipeline, evaluation, feature extraction, benchmarks) expands them.
 
@@ -109,7 +109,7 @@ def match_files(patterns: str | Sequence[str], what: str = "TFRecord files") -> 
     for pattern in patterns:
         found = sorted(tf.io.gfile.glob(pattern))
         if not found:
-            raise FileNotFoundError(f"no {what} match {pattern}")
+            raise FileNotFoundError(f"no TFRecord files match {pattern}")
         for path in found:
             why = _not_a_shard(path)
             if why:
