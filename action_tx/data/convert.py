@@ -211,8 +211,8 @@ def _check_frames(video, used, chunk: int = 256):
                     # libjpeg's own words; TensorFlow's log lines (timestamped) are noise
                     why += "".join(f"; libjpeg: {l}" for l in printed
                                    if not re.match(r"\d{4}-\d\d-\d\d ", l))
-                    video.problems[i] = ("undecodable frame", f"{video.names[i]}: not a "
-                                         f"decodable JPEG (tf.io.decode_jpeg: {why})")
+                    video.problems[i] = ("undecodable frame", (
+                        f"{video.names[i]}: not a decodable JPEG (tf.io.decode_jpeg: {why})"))
         for i, size in zip(part, sizes):
             if size is not None and tuple(int(v) for v in size) != (video.height, video.width):
                 video.problems[i] = ("frame size differs", (

@@ -106,8 +106,8 @@ def _folder_frames(folder, timestamps, *, fps, num_frames, max_side, offset):
         data, problem = None, None
         if i + 1 not in index:
             name = f"{folder} frame {i + 1}"
-            problem = ("missing frame", f"{folder}: frame {i + 1} is missing (the folder's "
-                       f"frames go up to {count})")
+            problem = ("missing frame", (f"{folder}: frame {i + 1} is missing (the folder's "
+                                         f"frames go up to {count})"))
         else:
             name = os.path.join(folder, index[i + 1])
             with open(name, "rb") as f:

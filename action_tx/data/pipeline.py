@@ -75,9 +75,9 @@ def _decode_frames(jpegs: tf.Tensor, record) -> tf.Tensor:
     def fail(shard, video_id, timestamp):
         text = tf.strings.join([RECORD_ERROR, " of keyframe ", video_id, ",",
                                 tf.strings.as_string(timestamp), " in shard ", shard,
-                                ": a frame is not a decodable JPEG (tf.io.decode_jpeg failed);"
-                                " convert the split again (tools/create_ava_tfrecords.py "
-                                "decodes every frame it stores)"])
+                                (": a frame is not a decodable JPEG (tf.io.decode_jpeg "
+                                 "failed); convert the split again (tools/create_ava_tfrecords"
+                                 ".py decodes every frame it stores)")])
         with tf.control_dependencies([tf.debugging.Assert(False, [text])]):
             return tf.zeros([0, 0, 0, 3], tf.uint8)
 
