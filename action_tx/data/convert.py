@@ -16,15 +16,12 @@ unfinished file; shards of another count under the same name are refused (or rem
 from __future__ import annotations
 
 import collections
-import contextlib
 import glob
 import hashlib
 import json
 import multiprocessing
 import os
 import re
-import sys
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -160,64 +157,6 @@ def _video_task(task):
             keyframe_frame=task["read"]["num_frames"] // 2, fps=video.fps, height=video.height,
             width=video.width, **k))
     return "ok", records, video
-
-
-@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-def _decoded_sizes(jpegs):
-    """string [F] JPEGs -> int32 [F, 2] (height, width), decoded exactly as the pipeline does
-    (`pipeline.make_clip`); raises if any one does not decode."""
-    return tf.map_fn(lambda b: tf.shape(tf.io.decode_jpeg(b, channels=3))[:2], jpegs,
-                     fn_output_signature=tf.TensorSpec([2], tf.int32))
-
-
-@contextlib.contextmanager
-def _libjpeg_messages():
-    """Collects what is written to file descriptor 2 inside the block (TensorFlow's JPEG
-    decoder prints libjpeg's complaint about a bad file there) -> a list, filled on exit."""
-    sys.stderr.flush()
-    saved, lines = os.dup(2), []
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(l.strip() for l in tmp.read().decode(errors="replace").splitlines()
-                         if l.strip())
-
-
-def _check_frames(video, used, chunk: int = 256):
-    """Decodes the frames `used` (indices into video.frames) with TensorFlow's decoder and
-    adds a problem for each one that fails or has another size than the video's."""
-    todo = [i for i in sorted(used) if video.problems[i] is None]
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        try:
-            with _libjpeg_messages():
-                sizes = _decoded_sizes(tf.constant([video.frames[i] for i in part])).numpy()
-        except tf.errors.InvalidArgumentError:  # find which ones, one at a time
-            sizes = []
-            for i in part:
-                try:
-                    with _libjpeg_messages() as printed:
-                        size = tf.shape(tf.io.decode_jpeg(video.frames[i], channels=3))[:2]
-                    sizes.append(size)
-                except tf.errors.InvalidArgumentError as e:
-                    sizes.append(None)
-                    why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "",
-                                 e.message.strip().splitlines()[0])
-                    # libjpeg's own words; TensorFlow's log lines (timestamped) are noise
-                    why += "".join(f"; libjpeg: {l}" for l in printed
-                                   if not re.match(r"\d{4}-\d\d-\d\d ", l))
-                    video.problems[i] = ("undecodable frame", (
-                        f"{video.names[i]}: not a decodable JPEG (tf.io.decode_jpeg: {why})"))
-        for i, size in zip(part, sizes):
-            if size is not None and tuple(int(v) for v in size) != (video.height, video.width):
-                video.problems[i] = ("frame size differs", (
-                    f"{video.names[i]}: {int(size[0])}x{int(size[1])} pixels where the video's "
-                    f"first frame has {video.height}x{video.width}"))
 
 
 def _stale_shards(template: str, shards: list[str]) -> list[str]:
@@ -364,7 +303,8 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
                 bar.update(len(task["keyframes"]))
                 continue
             _, records, video = result
-            _check_frames(video, {i for w, r in zip(video.windows, records) if r for i in w})
+            frame_source.check_frames(
+                video, {i for w, r in zip(video.windows, records) if r for i in w})
             for k, record, window in zip(task["keyframes"], records, video.windows):
                 bad = next((i for i in window if video.problems[i]), None)
                 if bad is not None:

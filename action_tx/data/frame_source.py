@@ -6,19 +6,24 @@ centred on the keyframe (position W // 2) and repeat the first/last frame at the
 Video files (`ROOT/videos/VID.*`) are decoded with PyAV; a decode that stops before the frames the
 timestamps need (a truncated or damaged file can end early without any error) is a bad video.
 A frame that is missing from its folder, or that cannot be read, spoils only the windows that
-hold it (`read_frames` reports it); the converter decodes every stored frame again with the
-pipeline's own decoder (`action_tx.data.convert`).
+hold it (`read_frames` reports it); `check_frames` then decodes every frame with the training
+pipeline's own decoder (the converter calls it in its main process: its forked workers never
+run TensorFlow).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import io
 import os
 import re
+import sys
+import tempfile
 
 import av
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 JPEG_QUALITY = 90
@@ -218,6 +223,65 @@ def read_frames(source, timestamps, *, num_frames: int, fps: float, max_side=Non
                 out.problems[i] = ("undecodable frame",
                                    f"{out.names[i]}: not a readable JPEG ({e})")
     return out
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+def _decoded_sizes(jpegs):
+    """string [F] JPEGs -> int32 [F, 2] (height, width), decoded exactly as the pipeline does
+    (`pipeline.make_clip`); raises if any one does not decode."""
+    return tf.map_fn(lambda b: tf.shape(tf.io.decode_jpeg(b, channels=3))[:2], jpegs,
+                     fn_output_signature=tf.TensorSpec([2], tf.int32))
+
+
+@contextlib.contextmanager
+def _libjpeg_messages():
+    """Collects what is written to file descriptor 2 inside the block (TensorFlow's JPEG
+    decoder prints libjpeg's complaint about a bad file there) -> a list, filled on exit."""
+    sys.stderr.flush()
+    saved, lines = os.dup(2), []
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(l.strip() for l in tmp.read().decode(errors="replace").splitlines()
+                         if l.strip())
+
+
+def check_frames(video: VideoFrames, used, chunk: int = 256):
+    """Decodes the frames `used` (indices into video.frames) with TensorFlow's decoder and
+    adds a problem to `video.problems` for each one that fails (naming the file, with
+    libjpeg's complaint) or has another size than the video's height x width."""
+    todo = [i for i in sorted(used) if video.problems[i] is None]
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        try:
+            with _libjpeg_messages():
+                sizes = _decoded_sizes(tf.constant([video.frames[i] for i in part])).numpy()
+        except tf.errors.InvalidArgumentError:  # find which ones, one at a time
+            sizes = []
+            for i in part:
+                try:
+                    with _libjpeg_messages() as printed:
+                        size = tf.shape(tf.io.decode_jpeg(video.frames[i], channels=3))[:2]
+                    sizes.append(size)
+                except tf.errors.InvalidArgumentError as e:
+                    sizes.append(None)
+                    why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "",
+                                 e.message.strip().splitlines()[0])
+                    # libjpeg's own words; TensorFlow's log lines (timestamped) are noise
+                    why += "".join(f"; libjpeg: {l}" for l in printed
+                                   if not re.match(r"\d{4}-\d\d-\d\d ", l))
+                    video.problems[i] = ("undecodable frame", (
+                        f"{video.names[i]}: not a decodable JPEG (tf.io.decode_jpeg: {why})"))
+        for i, size in zip(part, sizes):
+            if size is not None and tuple(int(v) for v in size) != (video.height, video.width):
+                video.problems[i] = ("frame size differs", (
+                    f"{video.names[i]}: {int(size[0])}x{int(size[1])} pixels where the video's "
+                    f"first frame has {video.height}x{video.width}"))
 
 
 def read_windows(source, timestamps, *, num_frames: int, fps: float, max_side=None,
