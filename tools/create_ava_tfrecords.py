@@ -4,12 +4,20 @@
         --out demo_out/tfrecords/train.tfrecord@4
 
 Validates the annotations (bad rows listed as FILE:LINE), reads frames from
-ROOT/frames/VID/ or ROOT/videos/VID.*, and fails with a one-line message on a missing frame
-folder, an unreadable or truncated video or bad rows, unless --skip_bad (skip and count them in
-the manifest). Library code: action_tx/data/convert.py.
+ROOT/frames/VID/ or ROOT/videos/VID.*, decodes every frame it stores with the training
+pipeline's decoder, and fails with a one-line message (exit status 2) on a missing frame
+folder, an unreadable or truncated video, a missing, undecodable or odd-sized frame, or bad
+rows, unless --skip_bad (skip and count them in the manifest: a bad frame costs only the
+keyframes whose windows hold it). Read the shards back with the glob NAME.tfrecord-* (here
+demo_out/tfrecords/train.tfrecord-*): unfinished shards are hidden (.tmp-NAME) until complete,
+and shards of another count under the same name are refused unless --overwrite.
+Library code: action_tx/data/convert.py.
 """
 import os
 import sys
+
+# Run as a script, import this checkout's action_tx (not another installed copy).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags
 
@@ -18,7 +26,10 @@ flags.DEFINE_string("ava_dir", None, "AVA-format root (annotations/, frames/ or 
 flags.DEFINE_string("split", "train", "Split: reads annotations/ava_<split>*.csv and friends.")
 flags.DEFINE_string("out", None, "Shards: DIR/name@N, a pattern with %05d-of-%05d, or a path.")
 flags.DEFINE_integer("num_shards", None, "Number of shards when --out does not say (@N).")
-flags.DEFINE_bool("skip_bad", False, "Skip and count bad rows/videos instead of failing.")
+flags.DEFINE_bool("skip_bad", False, "Skip and count bad rows, videos and the keyframes of bad "
+                  "frames instead of failing.")
+flags.DEFINE_bool("overwrite", False, "Remove shards of the same name and another count (e.g. "
+                  "an earlier @2 when writing @3); without it they are an error.")
 flags.DEFINE_integer("num_workers", 2, "Processes decoding videos.")
 flags.DEFINE_integer("num_frames", 32, "Frames stored per keyframe, centred on it.")
 flags.DEFINE_float("fps", None, "Frame rate of JPEG frame folders (default: the fps=N of "
@@ -47,14 +58,12 @@ def main(argv):
             FLAGS.ava_dir, FLAGS.split, FLAGS.out, num_shards=FLAGS.num_shards,
             num_frames=FLAGS.num_frames, fps=FLAGS.fps, max_side=FLAGS.max_side,
             timestamp_offset=FLAGS.timestamp_offset, skip_bad=FLAGS.skip_bad,
-            num_workers=FLAGS.num_workers, progress=FLAGS.progress,
+            num_workers=FLAGS.num_workers, progress=FLAGS.progress, overwrite=FLAGS.overwrite,
             **{k: v for k, v in files.items() if v})
     except (ava.AvaFormatError, convert.ConversionError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    k = manifest["keyframes"]
-    print(f"wrote {k['written']} of {k['total']} keyframes to {len(manifest['shards'])} shard(s); "
-          f"rejected: {k['rejected'] or 'none'}; manifest: {manifest['manifest_path']}")
+        return 2   # bad input, as every tool
+    print(convert.summary(manifest))
     return 0
 
 

@@ -6,6 +6,12 @@ them, so the same inputs give byte-identical shards whatever the number of worke
 `video_index` is the position of the video id in the split's sorted ids and `keyframe_index` the
 position of the keyframe in the split's sorted keyframes (both counted before any video is
 rejected, so they do not depend on --skip_bad).
+
+Every stored frame is decoded once, in the main process, with the decoder of the training
+pipeline (`tf.io.decode_jpeg(..., channels=3)`); a frame that is missing, does not decode or
+has another size than its video rejects the keyframes whose windows hold it. Shards are
+written as `DIR/.tmp-NAME` and renamed when complete, so `NAME.tfrecord-*` never matches an
+unfinished file; shards of another count under the same name are refused (or removed).
 """
 from __future__ import annotations
 
@@ -133,24 +139,56 @@ def _keyframe(rows, ann, classes, num_classes):
 
 
 def _video_task(task):
-    """Worker: one video's keyframes -> ("ok", records) or ("bad", reason, message)."""
+    """Worker: one video's keyframes -> ("ok", records, frames) or ("bad", reason, message).
+    records: one per keyframe, None where a frame of its window is missing or unreadable;
+    frames: the `frame_source.VideoFrames` (each frame once) for the main process to decode."""
     try:
-        windows, fps, height, width = frame_source.read_windows(
+        video = frame_source.read_frames(
             task["source"], [k["timestamp"] for k in task["keyframes"]], **task["read"])
     except frame_source.BadVideo as e:
         return "bad", e.reason, str(e)
     records = []
-    for k, frames in zip(task["keyframes"], windows):
+    for k, window in zip(task["keyframes"], video.windows):
+        if any(video.problems[i] for i in window):
+            records.append(None)
+            continue
         records.append(tfrecords.encode_example(
-            frames=frames, keyframe_frame=task["read"]["num_frames"] // 2, fps=fps,
-            height=height, width=width, **k))
-    return "ok", records
+            frames=[video.frames[i] for i in window],
+            keyframe_frame=task["read"]["num_frames"] // 2, fps=video.fps, height=video.height,
+            width=video.width, **k))
+    return "ok", records, video
+
+
+def _stale_shards(template: str, shards: list[str]) -> list[str]:
+    """Files beside the shards that a run with another shard count would have written (or
+    left unfinished): the shard template with its %d fields as digits, and NAME-00000-of-00002
+    style names, with or without the temporary prefix."""
+    folder = os.path.dirname(os.path.abspath(shards[0]))
+    base = os.path.basename(template)
+    parts = re.split(r"%0?\d*d", base)
+    pattern = r"\d+".join(re.escape(p) for p in parts)
+    plain = re.escape(re.sub(r"-%05d-of-%05d$", "", base)) + r"-\d{5}-of-\d{5}"
+    ours = {prefix + os.path.basename(p) for p in shards for prefix in ("", tfrecords.TEMP_PREFIX)}
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(os.path.join(folder, n) for n in names if n not in ours and any(
+        re.fullmatch(prefix + p, n) for p in (pattern, plain)
+        for prefix in ("", re.escape(tfrecords.TEMP_PREFIX))))
+
+
+def shard_template(out: str, num_shards: int | None = None) -> str:
+    """The shard name `shard_paths` formats with (i, N) (the plain path for one shard)."""
+    m = re.fullmatch(r"(.*)@(\d+)", out)
+    if m:
+        return m.group(1) + "-%05d-of-%05d"
+    if "%" not in out and (num_shards or 1) > 1:
+        return out + "-%05d-of-%05d"
+    return out
 
 
 def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
                   num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
                   timestamp_offset: float = 0.0, skip_bad: bool = False, num_workers: int = 2,
-                  progress: bool = True, **files) -> dict:
+                  progress: bool = True, overwrite: bool = False, **files) -> dict:
     """Converts one split; returns the manifest (also written as `<first shard dir>/
     <split>_manifest.json`).
 
@@ -162,12 +200,24 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
       fps: frame rate of JPEG folders (default: `frame_folder_fps`); video files use their own.
       max_side: downscale frames whose longer side exceeds this. timestamp_offset: seconds
         shown by frame 1 (0 for whole videos).
-      skip_bad: skip and count bad rows and bad videos instead of failing on the first.
+      skip_bad: skip and count bad rows, bad videos and the keyframes whose windows hold a
+        missing, undecodable or odd-sized frame, instead of failing on the first.
       num_workers: processes decoding videos. progress: show a progress bar.
+      overwrite: remove shards of the same name and another count (e.g. an earlier @2 when
+        writing @3) after writing; without it such shards are an error.
       **files: explicit paths overriding `find_split_files` roles.
     Raises:
-      ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos/options).
+      ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos, frames
+      or options; shards of another count).
     """
+    shards = shard_paths(out, num_shards)
+    stale = _stale_shards(shard_template(out, num_shards), shards)
+    if stale and not overwrite:
+        raise ConversionError(
+            f"{os.path.dirname(stale[0])} holds {len(stale)} shard(s) of an earlier conversion "
+            f"with another shard count ({', '.join(os.path.basename(p) for p in stale[:3])}"
+            + (" ..." if len(stale) > 3 else "") + "): a glob of the shards would read old and "
+            "new together; delete them, or pass --overwrite to have them removed")
     paths = find_split_files(ava_dir, split, **files)
     fps, fps_source = frame_folder_fps(ava_dir, fps)
     label_map = ava.read_label_map(paths["label_map"])
@@ -232,10 +282,13 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
                      object_scores=d.score[idx])
         tasks[-1]["keyframes"].append(k)
 
-    shards = shard_paths(out, num_shards)
-    os.makedirs(os.path.dirname(os.path.abspath(shards[0])), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(shards[0]))
+    os.makedirs(folder, exist_ok=True)
+    temps = [os.path.join(os.path.dirname(p), tfrecords.TEMP_PREFIX + os.path.basename(p))
+             for p in shards]
     counts = [0] * len(shards)
-    writers = [tf.io.TFRecordWriter(p + ".tmp") for p in shards]
+    rejected_frames = collections.defaultdict(set)
+    writers = [tf.io.TFRecordWriter(p) for p in temps]
     bar = Progress(sum(len(t["keyframes"]) for t in tasks), f"{split}: keyframes", progress)
     pool = (multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None)
     ok = False
@@ -247,23 +300,39 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
                     raise ConversionError(result[2] + " (use --skip_bad to skip bad videos)")
                 rejected_files[result[1]].append(task["video_id"])
                 rejected_keyframes[result[1]] += len(task["keyframes"])
-            else:
-                for k, record in zip(task["keyframes"], result[1]):
-                    shard = k["keyframe_index"] * len(shards) // len(keys)
-                    writers[shard].write(record)
-                    counts[shard] += 1
+                bar.update(len(task["keyframes"]))
+                continue
+            _, records, video = result
+            frame_source.check_frames(
+                video, {i for w, r in zip(video.windows, records) if r for i in w})
+            for k, record, window in zip(task["keyframes"], records, video.windows):
+                bad = next((i for i in window if video.problems[i]), None)
+                if bad is not None:
+                    reason, message = video.problems[bad]
+                    if not skip_bad:
+                        raise ConversionError(
+                            f"{message}; keyframe {k['video_id']},{k['timestamp']} needs it "
+                            "(use --skip_bad to skip the keyframes whose windows hold it)")
+                    rejected_keyframes[reason] += 1
+                    rejected_frames[reason].add(os.path.relpath(video.names[bad], ava_dir))
+                    continue
+                shard = k["keyframe_index"] * len(shards) // len(keys)
+                writers[shard].write(record)
+                counts[shard] += 1
             bar.update(len(task["keyframes"]))
         ok = True
     finally:
         bar.close()
         if pool:
             pool.terminate()
-        for w, p in zip(writers, shards):
+        for w, t, p in zip(writers, temps, shards):
             w.close()
             if ok:
-                os.replace(p + ".tmp", p)
+                os.replace(t, p)
             else:
-                os.remove(p + ".tmp")
+                os.remove(t)
+    for p in stale:  # only with overwrite, and only once the new shards are complete
+        os.remove(p)
 
     manifest = {
         "split": split,
@@ -278,6 +347,7 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
         "videos": {"total": len(videos), "written": len(videos) - sum(
             len(v) for v in rejected_files.values())},
         "files_rejected": {r: sorted(v) for r, v in sorted(rejected_files.items())},
+        "frames_rejected": {r: sorted(v) for r, v in sorted(rejected_frames.items())},
         "keyframes": {"total": len(keys), "written": sum(counts),
                       "rejected": dict(sorted(rejected_keyframes.items()))},
         "shards": [{"path": os.path.abspath(p), "records": c} for p, c in zip(shards, counts)],
@@ -288,3 +358,23 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
         json.dump(manifest, f, indent=1)
     manifest["manifest_path"] = path
     return manifest
+
+
+def _counts(rejected: dict) -> str:
+    total = sum(rejected.values())
+    return f"{total} (" + ", ".join(f"{r}: {n}" for r, n in sorted(rejected.items())) + ")"
+
+
+def summary(manifest: dict) -> str:
+    """One line for the end of a conversion: what was written, and every rejection the
+    manifest counts (keyframes, then the rows of each input CSV, then frames) with its reason."""
+    k = manifest["keyframes"]
+    rejected = [f"keyframes {_counts(k['rejected']) if k['rejected'] else 'none'}"]
+    for role, r in manifest["rows"].items():
+        if r["rejected"]:
+            rejected.append(f"{role} rows {_counts(r['rejected'])}")
+    frames = {r: len(v) for r, v in manifest.get("frames_rejected", {}).items()}
+    if frames:
+        rejected.append(f"frames {_counts(frames)}")
+    return (f"wrote {k['written']} of {k['total']} keyframes to {len(manifest['shards'])} "
+            f"shard(s); rejected: {'; '.join(rejected)}; manifest: {manifest['manifest_path']}")
