@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from action_tx import render, visualize
 from action_tx.checkpointing import checkpointable
-from action_tx.data import ava
+from action_tx.data import ava, tfrecords
 from action_tx.outputs import detections_to_ava
 from action_tx.progress import Progress
 from object_detection_ext import ava_eval
@@ -160,10 +160,14 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
 
 def count_keyframes(file_pattern) -> Optional[int]:
     """Keyframes in the shards matching `file_pattern`, from the converter's manifests
-    (`<split>_manifest.json` beside the shards); None when a shard is not listed in one.
+    (`<split>_manifest.json` beside the shards); None when nothing matches or a shard is not
+    listed in one. Raises `tfrecords.NotTFRecordError` on a match that is not a shard.
     A manifest's shards are matched by file name in its own folder, so a moved or copied
     folder still counts."""
-    files = {os.path.abspath(f) for f in tf.io.gfile.glob(file_pattern)}
+    try:
+        files = {os.path.abspath(f) for f in tfrecords.match_files(file_pattern)}
+    except FileNotFoundError:
+        return None
     counts = {}
     for folder in {os.path.dirname(f) for f in files}:
         for manifest in tf.io.gfile.glob(os.path.join(folder, "*_manifest.json")):

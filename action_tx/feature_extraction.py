@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from action_tx import eval_lib
 from action_tx.data.features import encode_keyframe, transfer_labels
-from action_tx.data.pipeline import process_example
+from action_tx.data.pipeline import process_example, shard_records
 from action_tx.data.tfrecords import parse_example
 
 
@@ -57,11 +57,12 @@ class Extractor:
         size = kw.pop("image_size")
         size = (size, size) if isinstance(size, int) else tuple(size)
 
-        def fn(serialized):
-            return process_example(parse_example(serialized, num_classes=num_classes),
-                                   tf.constant(0, tf.int64), image_size=size, training=False,
-                                   seed=0, **kw)
-        ds = tf.data.TFRecordDataset(self.files).skip(start).take(count)
+        def fn(shard, serialized):
+            ex = dict(parse_example(serialized, num_classes=num_classes), shard=shard)
+            return process_example(ex, tf.constant(0, tf.int64), image_size=size,
+                                   training=False, seed=0, **kw)
+        ds = tf.data.Dataset.from_tensor_slices(self.files).flat_map(
+            shard_records).skip(start).take(count)
         return ds.map(fn, num_parallel_calls=2, deterministic=True).batch(
             self.batch_size).prefetch(1)
 

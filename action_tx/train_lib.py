@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from action_tx import checkpointing
+from action_tx.data import pipeline
 from action_tx.progress import Progress
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
@@ -153,6 +154,9 @@ def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: floa
 
 def op_error_text(error: "tf.errors.OpError") -> str:
     """The readable part of a TF op error ("corrupted record at 0 ..."), one line."""
+    record = pipeline.record_error_text(error)   # an undecodable record, named by the pipeline
+    if record:
+        return record
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "",
                   error.message.strip().splitlines()[-1] if error.message.strip() else "")
     return text.strip() or type(error).__name__
@@ -226,7 +230,8 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     delete, and all restore from `model_dir`.
 
     Raises:
-      TrainingError (empty input, non-finite loss, bad settings), checkpointing.CheckpointError,
+      TrainingError (empty input, non-finite loss, bad settings, a record whose frames do not
+      decode), checkpointing.CheckpointError,
       WorkerLostError (multi-worker: another worker died or stopped answering; restart all).
     """
     strategy = strategy or make_strategy("one_device")
@@ -235,6 +240,11 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
         resolver.cluster_spec().as_dict().get("chief", [])) if resolver else 1
     try:
         return _train(model_dir=model_dir, strategy=strategy, **kwargs)
+    except tf.errors.InvalidArgumentError as e:
+        if not pipeline.record_error_text(e):
+            raise
+        raise TrainingError(f"{op_error_text(e)}; newest checkpoint: "
+                            f"{tf.train.latest_checkpoint(model_dir) or 'none'}") from None
     except _PEER_ERRORS as e:
         if workers < 2:
             raise

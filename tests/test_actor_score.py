@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from action_tx.detector import ActionDetector
-from action_tx.heads.base import HeadOutputs
+from action_tx.heads.base import ActionHead, HeadOutputs
 from action_tx.heads.linear import LinearHead
 from action_tx.trunks.i3d import make_trunk
 from object_detection_ext.postprocess import combine_person_scores
@@ -85,7 +85,7 @@ def test_actor_loss_falls_on_a_tiny_detector():
     assert np.mean(losses[-5:]) < 0.7 * losses[0], losses
 
 
-class _XHead(keras.layers.Layer):
+class _XHead(ActionHead):
     """Test head: actor logit 8 (x1 - 0.5): boxes further right look more like persons."""
 
     def call(self, inputs, training=None):

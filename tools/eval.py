@@ -21,7 +21,7 @@ different splits stay apart).
 continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones until
 `--eval_timeout` seconds pass without one):
 
-    python tools/eval.py --model_dir=runs/ava_tx --eval_tfrecords='tfrecords/val-*' \
+    python tools/eval.py --model_dir=runs/ava_tx --eval_tfrecords='tfrecords/val.tfrecord-*' \
         --groundtruth=ava_val.csv --label_map=action_list.pbtxt [--continuous] \
         [--flagfile=configs/ava_tx.flags] [--proposals=gt]
 
@@ -173,7 +173,8 @@ def score_model():
     import tensorflow as tf   # after flag checks: errors and --help stay instant
     from action_tx import eval_lib
     from action_tx.data import ava
-    from action_tx.data.pipeline import build_dataset
+    from action_tx.data.pipeline import build_dataset, record_error_text
+    from action_tx.data.tfrecords import NotTFRecordError
 
     label_map = ava.read_label_map(FLAGS.label_map)
     if FLAGS.input == "features":
@@ -190,7 +191,7 @@ def score_model():
                                     keyframe_jpeg=FLAGS.num_images > 0,
                                     **model_flags.dataset_kwargs_from_flags(label_map,
                                                                             training=False))
-        except FileNotFoundError as e:
+        except (FileNotFoundError, NotTFRecordError) as e:   # nothing, or not only shards
             raise InputError(f"--eval_tfrecords: {e}")
         total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
     detector = model_flags.build_model_from_flags(label_map)
@@ -213,7 +214,7 @@ def score_model():
                 empty_memory=FLAGS.empty_memory, iou_threshold=FLAGS.iou_threshold,
                 max_detections_per_key=FLAGS.max_detections_per_key, breakdowns=FLAGS.breakdowns)
         except tf.errors.OpError as e:   # e.g. a corrupt shard, a checkpoint of another model
-            raise InputError(f"{path}: {e.message.splitlines()[0]}")
+            raise InputError(record_error_text(e) or f"{path}: {e.message.splitlines()[0]}")
         print(result.format_table())
         print(f"\n{os.path.basename(path)}: frame-mAP@{result.iou_threshold}IOU = "
               f"{result.map:.6f}  (written to {out_dir})", flush=True)

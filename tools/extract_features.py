@@ -104,16 +104,16 @@ def _checkpoint():
 
 
 def _input_files():
-    import tensorflow as tf
     pattern = FLAGS.tfrecords or (FLAGS.train_tfrecords if FLAGS.split == "train"
                                   else FLAGS.eval_tfrecords)
     if not pattern:
         raise InputError(f"--tfrecords is required for --split={FLAGS.split} (or --"
                          f"{'train' if FLAGS.split == 'train' else 'eval'}_tfrecords)")
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise InputError(f"--tfrecords={pattern}: no files match")
-    return pattern, files
+    from action_tx.data import tfrecords
+    try:
+        return pattern, tfrecords.match_files(pattern)
+    except (FileNotFoundError, tfrecords.NotTFRecordError) as e:
+        raise InputError(f"--tfrecords: {e}") from None
 
 
 def _load_manifest(out, settings, files):

@@ -179,9 +179,13 @@ def _check_data(pattern):
     """-> error message or None. An empty input would make the repeated pipeline spin."""
     import tensorflow as tf
     from action_tx import train_lib
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
+    from action_tx.data import tfrecords
+    try:
+        files = tfrecords.match_files(pattern)
+    except FileNotFoundError:
         return f"--train_tfrecords={pattern}: no files match"
+    except tfrecords.NotTFRecordError as e:
+        return f"--train_tfrecords: {e}"
     try:
         for _ in tf.data.TFRecordDataset(files).take(1):
             return None

@@ -1,8 +1,9 @@
 """The AVA conversion (`convert.convert_split`) as an Apache Beam pipeline.
 
 Same inputs, same shards and manifest, byte for byte: the plan (annotations read, keyframes
-indexed, videos found), each video's records (`convert.video_output`) and the manifest
-(`convert.write_manifest`) are the single-process converter's own functions. Beam only
+indexed, videos found), each video's records (`convert.read_video`, `convert.video_outcome`)
+and the manifest (`convert.finish_split`) are the single-process converter's own functions.
+Beam only
 distributes the videos: one element per video, its records keyed by shard, grouped, each
 shard written by one worker in keyframe order (the order the single-process writer appends
 in), under the temporary name and renamed when complete. Per-video outcomes (records per
@@ -80,7 +81,7 @@ def convert_split_beam(ava_dir: str, split: str, out: str, *, pipeline_args=None
 
     def run_video(item):
         position, task = item
-        outcome = convert.video_output(task, **options)
+        outcome = convert.video_outcome(task, convert.read_video(task), **options)
         records = outcome.pop("records")
         outcome["position"] = position
         yield beam.pvalue.TaggedOutput("outcome", json.dumps(outcome, sort_keys=True))
