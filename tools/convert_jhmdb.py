@@ -10,9 +10,13 @@ extents (`action_tx/data/jhmdb.py`); frames are re-encoded as JPEG. Timestamps a
 indices and the layout says fps=1 (`action_tx/data/tube_layout.py`). Bad input fails with the
 file:line or video:frame at fault unless --skip_bad (then listed in conversion_manifest.json).
 """
+import os
 import sys
 
 from absl import app, flags
+
+# Repo root on sys.path: the tool runs from a plain checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("jhmdb_dir", None, "JHMDB root: puppet_mask/, Rename_Images/, splits/.")

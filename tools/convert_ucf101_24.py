@@ -13,9 +13,13 @@ decoded from the UCF101 videos of `--videos_dir` (UCF-101/Class/v_....avi). Time
 annotated frame is its own keyframe. Bad boxes are listed as `video:frame` and fail the run
 unless --skip_bad (then excluded and listed in conversion_manifest.json).
 """
+import os
 import sys
 
 from absl import app, flags
+
+# Repo root on sys.path: the tool runs from a plain checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("annotations", None, "The corrected UCF101-24 annotation pickle "
