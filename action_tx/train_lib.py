@@ -22,7 +22,7 @@ import math
 import os
 import re
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -114,12 +114,52 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
                                        and "chief" not in resolver.cluster_spec().as_dict())
 
 
+class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup warmup_learning_rate -> learning_rate over `warmup_steps`, then the rate
+    divided by `factor` at each of `boundaries` (steps, ascending): the step schedule of
+    ACAR-Net §5 (UCF101-24: 0.002, /10 at 4.9k and 5.1k) and AIA §4.1."""
+
+    def __init__(self, learning_rate, warmup_learning_rate, warmup_steps, boundaries,
+                 factor=10.0):
+        super().__init__()
+        self.learning_rate = float(learning_rate)
+        self.warmup_learning_rate = float(warmup_learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.boundaries = [int(b) for b in boundaries]
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        passed = tf.add_n([tf.cast(step >= b, tf.float32) for b in self.boundaries] or
+                          [tf.zeros_like(step)])
+        rate = self.learning_rate * tf.pow(1.0 / self.factor, passed)
+        if self.warmup_steps <= 0:
+            return rate
+        warm = self.warmup_learning_rate + (self.learning_rate - self.warmup_learning_rate) * (
+            step / self.warmup_steps)
+        return tf.where(step < self.warmup_steps, warm, rate)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate,
+                "warmup_learning_rate": self.warmup_learning_rate,
+                "warmup_steps": self.warmup_steps, "boundaries": self.boundaries,
+                "factor": self.factor}
+
+
 def learning_rate_schedule(*, learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
                            warmup_steps: int = 1000, decay_steps: int = 500_000,
-                           final_fraction: float = 0.0):
+                           final_fraction: float = 0.0, lr_steps=None):
     """Linear warmup warmup_learning_rate -> learning_rate over `warmup_steps`, then cosine decay
     to final_fraction * learning_rate at step `decay_steps` (counted from step 0, as the paper
-    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000")."""
+    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000").
+    With `lr_steps` (ascending steps after the warmup), a step decay instead: the rate divided
+    by 10 at each (`WarmupStepDecay`); decay_steps is then unused."""
+    if lr_steps:
+        lr_steps = [int(b) for b in lr_steps]
+        if lr_steps != sorted(lr_steps) or lr_steps[0] < warmup_steps:
+            raise TrainingError(f"lr_steps {lr_steps} must ascend and start at or after the "
+                                f"warmup's end ({warmup_steps})")
+        return WarmupStepDecay(learning_rate, warmup_learning_rate, warmup_steps, lr_steps)
     if decay_steps <= warmup_steps:
         raise TrainingError(f"decay_steps ({decay_steps}) must exceed warmup_steps "
                             f"({warmup_steps})")
@@ -208,7 +248,8 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
       train_steps: total steps; a resumed run continues up to it.
       global_batch_size: examples per step over all replicas (split evenly).
       optimizer, learning_rate, warmup_learning_rate, warmup_steps, decay_steps (default
-        train_steps), momentum, weight_decay: see `build_optimizer`/`learning_rate_schedule`.
+        train_steps), lr_steps, momentum, weight_decay: see `build_optimizer` /
+        `learning_rate_schedule`.
       clip_norm: clip the summed gradients to this global norm (None: no clipping).
       checkpoint_every, keep_checkpoints, log_every: in steps.
       eval_fn, eval_every: eval_fn(model, step) -> {tag: scalar} for TensorBoard.
@@ -248,7 +289,8 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
           model_dir: str, train_steps: int, global_batch_size: int,
           strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
           learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-          warmup_steps: int = 1000, decay_steps: Optional[int] = None, momentum: float = 0.9,
+          warmup_steps: int = 1000, decay_steps: Optional[int] = None,
+          lr_steps: Optional[Sequence[int]] = None, momentum: float = 0.9,
           weight_decay: float = 0.0, clip_norm: Optional[float] = None,
           checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
           eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
@@ -283,7 +325,8 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
         model(_replica_slice(first, per_replica, 0), training=False)   # creates the variables
         schedule = learning_rate_schedule(
             learning_rate=learning_rate, warmup_learning_rate=warmup_learning_rate,
-            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps)
+            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps,
+            lr_steps=lr_steps)
         opt = build_optimizer(optimizer=optimizer, learning_rate=schedule, momentum=momentum,
                               weight_decay=weight_decay)
         opt.build(model.trainable_variables)   # Keras 3: slots exist before the tf.function
