@@ -151,7 +151,9 @@ def _split_rows(dataset: TubeDataset, names, stride: int, bad_keys: set):
     video = np.array(video, dtype=object)
     keep = np.array([(v, int(t)) not in bad_keys for v, t in zip(video, ts)], bool)
     order = np.lexsort((np.concatenate(person)[keep] if person else [], ts[keep], video[keep]))
-    cat = (lambda parts, shape: np.concatenate(parts)[keep][order] if parts else np.zeros(shape))
+
+    def cat(parts, shape):
+        return np.concatenate(parts)[keep][order] if parts else np.zeros(shape)
     return ava.Annotations(
         video_id=video[keep][order], timestamp=ts[keep][order],
         boxes=cat(boxes, (0, 4)), action_id=cat(action, 0), person_id=cat(person, 0),
