@@ -11,11 +11,11 @@ them as JSON (`{"mAP@0.5IOU": ..., "per_class": {"<AVA id>": AP or null}, ...}`)
 are in `object_detection_ext/ava_eval.py`. Input that the official evaluator scores but that is
 probably a mistake (rows without a score, zero-area boxes, a ground-truth file given as
 detections, detections on videos the ground truth lacks) prints one `warning:` line each; an
-empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored as one (e.g. the val splits of
-synthetic data made with different seeds): give --groundtruth, --detections and, when used,
---excluded and --evidence as comma-separated lists, one entry per split in the same order
-(`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per split, so equal ids in
-different splits stay apart).
+empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored
+as one (e.g. the val splits of synthetic data made with different seeds): give --groundtruth,
+--detections and, when used, --excluded and --evidence as comma-separated lists, one entry per
+split in the same order (`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per
+split, so equal ids in different splits stay apart).
 
 (b) Score a model, once (`--checkpoint_path`, or the latest checkpoint of `--model_dir`) or
 continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones until
@@ -30,7 +30,12 @@ Model and data flags come from `--flagfile` or, without one, from `model_dir/mod
 on ground-truth boxes: the classification-only upper bound (Action Transformer paper, Table 1).
 Per checkpoint `ckpt-N`, `--output_dir` (default `model_dir/eval`) gets
 `ckpt-N_detections.csv`, `ckpt-N_results.json` and TensorBoard scalars and images
-(`action_tx.eval_lib`).
+(`action_tx.eval_lib`); with `--video_map` also `ckpt-N_video_results.json`.
+
+(c) Video-mAP (`--video_map`, either mode): the per-frame detections are linked into tubes per
+class and scored against the ground-truth tubes (one per video, person_id and action) at
+spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 (`object_detection_ext/video_map.py`); in
+file mode the JSON goes to `<output_json stem>_video.json`.
 """
 import json
 import os
@@ -241,6 +246,11 @@ def score_model():
         print(result.format_table())
         print(f"\n{os.path.basename(path)}: frame-mAP@{result.iou_threshold}IOU = "
               f"{result.map:.6f}  (written to {out_dir})", flush=True)
+        if FLAGS.video_map:
+            name = os.path.basename(path)
+            score_video_map(FLAGS.groundtruth, os.path.join(out_dir, f"{name}_detections.csv"),
+                            FLAGS.label_map, os.path.join(out_dir, f"{name}_video_results.json"),
+                            excluded=FLAGS.excluded)
 
     if FLAGS.continuous:
         done = [os.path.join(model_dir, n[:-len("_results.json")]) for n in os.listdir(out_dir)
