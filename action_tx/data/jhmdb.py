@@ -83,8 +83,8 @@ def _frame_count(folder):
 def read(root: str, split_index: int = 1) -> TubeDataset:
     """JHMDB-21 under `root` -> `TubeDataset` of split `split_index` (1, 2 or 3).
 
-    A video's frame count is its image folder's; a mask with more frames than the folder is an
-    error naming the .mat file.
+    A video's frame count is its image folder's, or its mask's when that has more (the writer
+    then reports the folder as short).
     """
     if split_index not in (1, 2, 3):
         raise TubeDataError(f"JHMDB has splits 1, 2 and 3, not {split_index}")
@@ -104,10 +104,9 @@ def read(root: str, split_index: int = 1) -> TubeDataset:
                 height, width, nmask = mask.shape
                 image_dir = os.path.join(root, "Rename_Images", cls, name)
                 source = ("image_folder", image_dir) if os.path.isdir(image_dir) else None
-                nframes = _frame_count(image_dir) if source else nmask
-                if nmask > nframes:
-                    raise TubeDataError(f"{mat}: mask has {nmask} frames, {image_dir} only "
-                                        f"{nframes}")
+                # More mask frames than images: the writer reports the video as bad (an
+                # error, or skipped and listed with --skip_bad).
+                nframes = max(_frame_count(image_dir), nmask) if source else nmask
                 frames, pixel_boxes = mask_boxes(mask)
                 keep, boxes = [], []
                 for f, b in zip(frames, pixel_boxes):

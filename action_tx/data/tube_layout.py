@@ -26,6 +26,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -180,6 +181,13 @@ def write_layout(dataset: TubeDataset, out_dir: str, *, name: str, keyframe_stri
                 bad_videos[n] = "no frame folder or video found"
                 continue
             folder = os.path.join(out_dir, "frames", n)
+            # A folder of an earlier run is reused when complete, else written again.
+            if os.path.lexists(folder) and (not os.path.exists(folder)
+                                            or _count_jpegs(folder) < v.nframes):
+                if os.path.islink(folder):
+                    os.unlink(folder)
+                else:
+                    shutil.rmtree(folder)
             if not os.path.lexists(folder):
                 os.makedirs(os.path.dirname(folder), exist_ok=True)
                 try:
@@ -214,7 +222,7 @@ def write_layout(dataset: TubeDataset, out_dir: str, *, name: str, keyframe_stri
         rows = _split_rows(dataset, names, keyframe_stride, bad_keys)
         ava.write_annotations(os.path.join(ann_dir, f"ava_{split}.csv"), rows)
         excluded = sorted((v, t) for v, t in bad_keys if v in set(names)
-                          and t % keyframe_stride == 0)
+                          and t % keyframe_stride == 0 and 0 <= t < dataset.videos[v].nframes)
         with open(os.path.join(ann_dir, f"ava_{split}_excluded_timestamps.csv"), "w") as f:
             f.write("".join(f"{v},{t:04d}\n" for v, t in excluded))
         has_box = ~np.isnan(rows.boxes[:, 0])

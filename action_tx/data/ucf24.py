@@ -100,9 +100,13 @@ def read(path, split_index: int = 1, frames_dir=None, videos_dir=None) -> TubeDa
                 for row in arr:
                     frame = int(row[0]) - 1
                     where = f"{vid}:{frame}"
-                    if row[0] != int(row[0]) or not 0 <= frame < nframes:
+                    if row[0] != int(row[0]):
                         raise TubeDataError(f"{path}: video {video} label {label} tube {k}: "
-                                            f"frame {row[0]:g} outside 1..{nframes}")
+                                            f"frame {row[0]:g} is not an integer")
+                    if not 0 <= frame < nframes:
+                        problems.append((where, f"tube {k} of label {label}: frame "
+                                                f"{row[0]:g} outside 1..{nframes}"))
+                        continue
                     box, reason = check_box(row[1:], width, height, where)
                     if reason:
                         problems.append((where, reason))

@@ -102,7 +102,7 @@ def test_jhmdb_tool_and_bad_input(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert_jhmdb.py"),
                           f"--jhmdb_dir={root}", "--split=3", f"--out={tmp_path / 'o'}"],
                          capture_output=True, text=True, timeout=120, env=ENV, cwd=REPO)
-    assert bad.returncode == 2 and "puppet_mask.mat: mask has 5 frames" in bad.stderr
+    assert bad.returncode == 2 and "w2: 3 frames, the annotation says 5" in bad.stderr
     for t in (4, 5):
         Image.new("RGB", (64, 48)).save(root / "Rename_Images" / "wave" / "w2" / f"{t:05d}.png")
     proc = _tool("convert_jhmdb.py", f"--jhmdb_dir={root}", "--split=3",
