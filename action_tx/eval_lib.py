@@ -129,9 +129,15 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         rows = detections_to_ava(out, video_id, timestamp, class_ids)
         for k in _ROW_KEYS:
             parts[k].append(rows[k])
+        # Padding and context keyframes (feature batches, consecutive runs) have no
+        # detections: they are neither counted nor pictured.
+        real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
+            if "target_mask" in batch else np.ones(len(timestamp), bool)
         for b in range(len(timestamp)):
             if len(samples) >= num_images or "keyframe" not in out:
                 break
+            if not real[b]:
+                continue
             n = int(out["num_detections"][b])
             gt = batch["box_mask"][b].numpy() if "box_mask" in batch else None
             samples.append(dict(
@@ -144,9 +150,6 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
                 attention=out["attention"][b, :n] if "attention" in out else None,
                 gt_boxes=batch["boxes"][b].numpy()[gt] if gt is not None else None,
                 gt_labels=batch["labels"][b].numpy()[gt] if gt is not None else None))
-        # Feature-mode batches: padding and context keyframes (no detections) are not counted.
-        real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
-            if "target_mask" in batch else np.ones(len(timestamp), bool)
         bar.update(int(real.sum()))
     bar.close()
     if bar.done == 0:

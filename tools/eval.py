@@ -21,9 +21,9 @@ split, so equal ids in different splits stay apart).
 continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones until
 `--eval_timeout` seconds pass without one):
 
-    python tools/eval.py --model_dir=runs/tx --eval_tfrecords='tfrecords/val-*' \
+    python tools/eval.py --model_dir=runs/ava_tx --eval_tfrecords='tfrecords/val-*' \
         --groundtruth=ava_val.csv --label_map=action_list.pbtxt [--continuous] \
-        [--flagfile=configs/tx.flags] [--proposals=gt]
+        [--flagfile=configs/ava_tx.flags] [--proposals=gt]
 
 Model and data flags come from `--flagfile` or, without one, from `model_dir/model_flags.json`
 (written by the trainer); flags on the command line win. `--proposals=gt` scores the classifier

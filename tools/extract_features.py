@@ -19,6 +19,13 @@ Flags:
   --shard_size      keyframes per output shard (default 256).
   --extract_batch_size  keyframes per forward pass (default 4).
   --min_detection_score detections with a person score below this are not stored (default 0).
+  --feature_layer   trunk | Mixed_5c. trunk (default): each box's ST-RoIAlign tube of the
+                    trunk's output (Mixed_4f, 832-d at full width), averaged. Mixed_5c: the
+                    papers' layer for STAGE (§4: "the last layer of the backbone before
+                    classification", 1024-d) and HGRNN (§3.1): the Mixed_5a-5c tail that an
+                    `i3d` or `tx_i3d` head checkpoint fine-tuned, run on each box's tube and
+                    averaged exactly as that head does; the context map and scene feature run
+                    the same tail over the whole trunk map.
   --bank            none | acfb: instead of features, write ACAR's Actor-Context Feature Bank
                     (action_tx.acfb.extract_bank) of the checkpoint's model (end-to-end or
                     feature-mode: then the split's feature folder from model_flags.json).
@@ -26,7 +33,8 @@ Flags:
 One pass, no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
 Resumable: each shard is written under a temporary name, renamed when complete and recorded
 in the manifest; a re-run skips recorded shards. A manifest written with other settings
-(checkpoint, inputs, map size, shard size) is refused. Bad input: one `error: ...` line, exit 2.
+(checkpoint, inputs, map size, shard size, feature layer) is refused. Bad input: one
+`error: ...` line, exit 2.
 """
 import json
 import os
@@ -45,6 +53,9 @@ flags.DEFINE_integer("map_size", 7, "M: context map size.")
 flags.DEFINE_integer("shard_size", 256, "Keyframes per output shard.")
 flags.DEFINE_integer("extract_batch_size", 4, "Keyframes per forward pass.")
 flags.DEFINE_float("min_detection_score", 0.0, "Detections below this score are not stored.")
+flags.DEFINE_enum("feature_layer", "trunk", ["trunk", "Mixed_5c"],
+                  "trunk: the trunk's output (Mixed_4f); Mixed_5c: the checkpoint's fine-tuned "
+                  "I3D head tail on each RoI tube (STAGE, HGRNN: 1024-d I3D features).")
 flags.DEFINE_enum("bank", "none", ["none", "acfb"], "acfb: write ACAR's feature bank instead.")
 
 
@@ -164,13 +175,13 @@ def extract():
                          "extracted with an end-to-end detector checkpoint")
     pattern, files = _input_files()
     from action_tx.data import ava
-    from action_tx.data.feature_extractor import Extractor   # TensorFlow, after flag checks
+    from action_tx.feature_extraction import Extractor   # TensorFlow, after flag checks
     label_map = ava.read_label_map(FLAGS.label_map)
     total = _count(pattern, files)
     settings = dict(checkpoint=os.path.abspath(checkpoint), tfrecords=[os.path.abspath(f)
                     for f in files], split=FLAGS.split, map_size=FLAGS.map_size,
                     shard_size=FLAGS.shard_size, min_detection_score=FLAGS.min_detection_score,
-                    num_classes=label_map.num_classes)
+                    num_classes=label_map.num_classes, feature_layer=FLAGS.feature_layer)
     manifest = _load_manifest(FLAGS.out, settings, total)
     _write_manifest(FLAGS.out, manifest)
     todo = [s for s in manifest["shards"] if not s["done"]]
@@ -183,7 +194,8 @@ def extract():
     extractor = Extractor(model_flags.build_detector_from_flags(label_map), checkpoint, files,
                           dataset_kwargs=kwargs, map_size=FLAGS.map_size,
                           batch_size=FLAGS.extract_batch_size,
-                          min_detection_score=FLAGS.min_detection_score)
+                          min_detection_score=FLAGS.min_detection_score,
+                          feature_layer=FLAGS.feature_layer)
     from action_tx.progress import Progress
     bar = Progress(sum(s["records"] for s in todo), "extract", enabled=FLAGS.progress)
     for shard in todo:

@@ -120,6 +120,8 @@ def build_train_kwargs(label_map, strategy=None) -> dict:
             pattern, batch_size=FLAGS.batch_size,
             **model_flags.dataset_kwargs_from_flags(label_map, True))
         description = f"--train_tfrecords={pattern}"
+        if FLAGS.consecutive_keyframes:
+            batch_size += 2 * FLAGS.context_keyframes
     return dict(
         model_fn=lambda: model_flags.build_model_from_flags(label_map),
         dataset_fn=dataset_fn, data_description=description, model_dir=FLAGS.model_dir,

@@ -8,6 +8,8 @@ The batch dict (docs/DESIGN.md):
   video_id string [B]; video_index, timestamp, keyframe_index int32 [B]; with
   `keyframe_jpeg=True` also keyframe_jpeg string [B], the keyframe's stored JPEG (full size,
   for pictures of it).
+With `consecutive=True` a batch is instead a run of consecutive keyframes of the stream
+(`_keyframe_windows`) and also has keyframe_mask and target_mask bool [B], as feature batches.
 
 Only TF ops (no py_function), and randomness comes from stateless ops seeded by (seed, position
 of the element in the stream), so the same seed gives identical batches and
@@ -73,7 +75,7 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
                     image_size: Sequence[int], training: bool, seed: int, max_boxes: int,
                     max_proposals: int, max_objects: int, min_crop_scale: float = 0.7,
                     min_visible: float = 0.25, flip: bool = True,
-                    box_jitter: float = 0.05) -> dict:
+                    box_jitter: float = 0.0) -> dict:
     """One parsed example (`parse_example`) -> one unbatched element of the batch dict.
 
     Training: a random square-fraction crop (boxes, proposals and objects moved, clipped, and
@@ -130,15 +132,41 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
     }
 
 
+def _keyframe_windows(records: tf.data.Dataset, batch_size: int,
+                      context: int) -> tf.data.Dataset:
+    """Serialized keyframes in (video_id, timestamp) order -> windows of L = batch_size +
+    2 * context consecutive ones: (serialized string [L], valid bool [L], target bool [L]).
+
+    The targets (positions context .. context + batch_size - 1) of successive windows tile the
+    stream, so every keyframe is a target once; the `context` keyframes on each side feed only
+    the temporal part of a head (STAGE's temporal edges, HGRNN's scene BiGRU: target false).
+    Positions past either end of the stream are padding (valid false; their serialized entry
+    repeats a real one of the window so that it parses). A window may span two videos: heads
+    find neighbours by video_index and timestamp, never by batch position alone.
+    """
+    size = batch_size + 2 * context
+    pad = lambda n: tf.data.Dataset.from_tensors((tf.constant(""), False)).repeat(n)  # noqa: E731
+    stream = pad(context).concatenate(records.map(lambda r: (r, True))).concatenate(
+        pad(batch_size + context))
+    windows = stream.window(size, shift=batch_size, drop_remainder=True).flat_map(
+        lambda r, v: tf.data.Dataset.zip((r.batch(size), v.batch(size))))
+    middle = tf.constant([False] * context + [True] * batch_size + [False] * context)
+
+    def fill(r, v):
+        return tf.where(v, r, r[tf.argmax(tf.cast(v, tf.int32))]), v, v & middle
+    return windows.filter(lambda r, v: tf.reduce_any(v & middle)).map(fill)
+
+
 def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_classes: int,
                   num_frames: int = 8, frame_stride: int = 2,
                   image_size: int | Sequence[int] = 224, training: bool = False, seed: int = 0,
                   max_boxes: int = 16, max_proposals: int = 32, max_objects: int = 16,
                   shuffle_buffer: int = 256, repeat: bool | None = None,
                   min_crop_scale: float = 0.7, min_visible: float = 0.25, flip: bool = True,
-                  box_jitter: float = 0.05, num_parallel_calls: int = tf.data.AUTOTUNE,
+                  box_jitter: float = 0.0, num_parallel_calls: int = tf.data.AUTOTUNE,
                   num_threads: int | None = None, cycle_length: int = 4,
-                  keyframe_jpeg: bool = False) -> tf.data.Dataset:
+                  keyframe_jpeg: bool = False, consecutive: bool = False,
+                  context: int = 0) -> tf.data.Dataset:
     """TFRecord shards -> dataset of batch dicts (see the module docstring).
 
     Args:
@@ -151,6 +179,13 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
       repeat: default `training`. The last partial batch is dropped when training.
       num_threads: size of a private thread pool (e.g. 2 to use two cores); None = TF default.
       keyframe_jpeg: add `keyframe_jpeg`, the keyframe's encoded frame as stored.
+      consecutive: batches of `batch_size` consecutive keyframes in the converter's (video_id,
+        timestamp) order plus `context` keyframes on each side (B = batch_size + 2 * context;
+        `_keyframe_windows`), with keyframe_mask and target_mask [B] (false: padding; false:
+        context, no loss and no detections), as feature batches have: what heads with temporal
+        parts need end to end (HGRNN §3.2's scene BiGRU over t-l..t+l, STAGE §3's temporal
+        edges between consecutive clips). Each shard is read in order (no interleaving) and
+        training shuffles shards and whole windows, so no keyframe leaves its run.
     """
     patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
     files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
@@ -169,12 +204,20 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
     cycle = min(cycle_length, len(files)) if training else 1
     calls = num_parallel_calls if num_parallel_calls == tf.data.AUTOTUNE else min(
         num_parallel_calls, cycle)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=calls,
-                       deterministic=True)
-    if training and shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=seed)
+    if consecutive:
+        size = batch_size + 2 * context
+        ds = _keyframe_windows(ds.flat_map(tf.data.TFRecordDataset), batch_size, context)
+        if training and shuffle_buffer > 1:   # the same records in memory as without runs
+            ds = ds.shuffle(max(1, shuffle_buffer // size), seed=seed)
+        ds = ds.unbatch()
+    else:
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle,
+                           num_parallel_calls=calls, deterministic=True)
+        if training and shuffle_buffer > 1:
+            ds = ds.shuffle(shuffle_buffer, seed=seed)
 
-    def fn(index, serialized):
+    def fn(index, element):
+        serialized = element[0] if consecutive else element
         ex = parse_example(serialized, num_classes=num_classes)
         out = process_example(
             ex, index, num_frames=num_frames, frame_stride=frame_stride, image_size=image_size,
@@ -183,10 +226,19 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
             flip=flip, box_jitter=box_jitter)
         if keyframe_jpeg:
             out["keyframe_jpeg"] = ex["frames"][ex["keyframe_frame"]]
+        if consecutive:
+            _, valid, target = element
+            out.update(keyframe_mask=valid, target_mask=target)
+            # Padding: nobody's neighbour, no memory row (as in feature batches).
+            for key in ("video_index", "keyframe_index"):
+                out[key] = tf.where(valid, out[key], -1)
         return out
 
     ds = ds.enumerate().map(fn, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=training).prefetch(1)
+    if consecutive:
+        ds = ds.batch(size, drop_remainder=True).prefetch(1)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=training).prefetch(1)
     options = tf.data.Options()
     options.deterministic = True
     if num_threads:
