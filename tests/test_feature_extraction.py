@@ -22,7 +22,10 @@ def _detector(num_classes, head="i3d"):
     keras.utils.set_random_seed(0)
     return build_detector(num_classes=num_classes, trunk="i3d_tiny", head=head,
                           anchor_sizes=[16, 32, 48], rpn_filters=32, post_nms_top_k=20,
-                          max_detections=8, class_specific_nms=True)
+                          max_detections=8, class_specific_nms=True,
+                          # the RPN's scores alone: with this seed the actor-rescored boxes of
+                          # both NMS kinds coincide, and the test needs them to differ
+                          person_score="proposal")
 
 
 @pytest.fixture(scope="module")
