@@ -188,3 +188,12 @@ def test_matches_reference_on_random_tubes():
     for thr in (0.2, 0.5):
         assert result.map[thr] == pytest.approx(_reference(gt, det, IDS, thr), abs=1e-9)
     assert 0.0 < result.map[0.5] < 1.0
+
+
+def test_excluded_keyframes_leave_both_sides():
+    # Detections only on frames 0-4, ground truth on 0-9: tIoU 0.5, unless 5-9 are excluded.
+    gt = _gt([("v", t, BOX, 1, 0) for t in range(10)])
+    det = _det([("v", t, BOX, 1, 0.9) for t in range(5)])
+    assert video_map.evaluate(gt, det, IDS).map[0.75] == 0.0
+    result = video_map.evaluate(gt, det, IDS, excluded=[("v", t) for t in range(5, 10)])
+    assert result.map[0.75] == 1.0 and result.counts["detection_rows"] == 5
