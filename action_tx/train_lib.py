@@ -22,13 +22,14 @@ import math
 import os
 import re
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
 from action_tx import checkpointing
 from action_tx.data import pipeline
+from action_tx.lr_schedule import WarmupStepDecay
 from action_tx.progress import Progress
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
@@ -117,10 +118,18 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def learning_rate_schedule(*, learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
                            warmup_steps: int = 1000, decay_steps: int = 500_000,
-                           final_fraction: float = 0.0):
+                           final_fraction: float = 0.0, lr_steps=None):
     """Linear warmup warmup_learning_rate -> learning_rate over `warmup_steps`, then cosine decay
     to final_fraction * learning_rate at step `decay_steps` (counted from step 0, as the paper
-    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000")."""
+    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000").
+    With `lr_steps` (ascending steps after the warmup), a step decay instead: the rate divided
+    by 10 at each (`WarmupStepDecay`); decay_steps is then unused."""
+    if lr_steps:
+        lr_steps = [int(b) for b in lr_steps]
+        if lr_steps != sorted(lr_steps) or lr_steps[0] < warmup_steps:
+            raise TrainingError(f"lr_steps {lr_steps} must ascend and start at or after the "
+                                f"warmup's end ({warmup_steps})")
+        return WarmupStepDecay(learning_rate, warmup_learning_rate, warmup_steps, lr_steps)
     if decay_steps <= warmup_steps:
         raise TrainingError(f"decay_steps ({decay_steps}) must exceed warmup_steps "
                             f"({warmup_steps})")
@@ -212,7 +221,8 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
       train_steps: total steps; a resumed run continues up to it.
       global_batch_size: examples per step over all replicas (split evenly).
       optimizer, learning_rate, warmup_learning_rate, warmup_steps, decay_steps (default
-        train_steps), momentum, weight_decay: see `build_optimizer`/`learning_rate_schedule`.
+        train_steps), lr_steps, momentum, weight_decay: see `build_optimizer` /
+        `learning_rate_schedule`.
       clip_norm: clip the summed gradients to this global norm (None: no clipping).
       checkpoint_every, keep_checkpoints, log_every: in steps.
       eval_fn, eval_every: eval_fn(model, step) -> {tag: scalar} for TensorBoard.
@@ -258,7 +268,8 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
           model_dir: str, train_steps: int, global_batch_size: int,
           strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
           learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-          warmup_steps: int = 1000, decay_steps: Optional[int] = None, momentum: float = 0.9,
+          warmup_steps: int = 1000, decay_steps: Optional[int] = None,
+          lr_steps: Optional[Sequence[int]] = None, momentum: float = 0.9,
           weight_decay: float = 0.0, clip_norm: Optional[float] = None,
           checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
           eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
@@ -293,7 +304,8 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
         model(_replica_slice(first, per_replica, 0), training=False)   # creates the variables
         schedule = learning_rate_schedule(
             learning_rate=learning_rate, warmup_learning_rate=warmup_learning_rate,
-            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps)
+            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps,
+            lr_steps=lr_steps)
         opt = build_optimizer(optimizer=optimizer, learning_rate=schedule, momentum=momentum,
                               weight_decay=weight_decay)
         opt.build(model.trainable_variables)   # Keras 3: slots exist before the tf.function

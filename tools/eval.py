@@ -11,11 +11,11 @@ them as JSON (`{"mAP@0.5IOU": ..., "per_class": {"<AVA id>": AP or null}, ...}`)
 are in `object_detection_ext/ava_eval.py`. Input that the official evaluator scores but that is
 probably a mistake (rows without a score, zero-area boxes, a ground-truth file given as
 detections, detections on videos the ground truth lacks) prints one `warning:` line each; an
-empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored as one (e.g. the val splits of
-synthetic data made with different seeds): give --groundtruth, --detections and, when used,
---excluded and --evidence as comma-separated lists, one entry per split in the same order
-(`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per split, so equal ids in
-different splits stay apart).
+empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored
+as one (e.g. the val splits of synthetic data made with different seeds): give --groundtruth,
+--detections and, when used, --excluded and --evidence as comma-separated lists, one entry per
+split in the same order (`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per
+split, so equal ids in different splits stay apart).
 
 (b) Score a model, once (`--checkpoint_path`, or the latest checkpoint of `--model_dir`) or
 continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones until
@@ -30,7 +30,12 @@ Model and data flags come from `--flagfile` or, without one, from `model_dir/mod
 on ground-truth boxes: the classification-only upper bound (Action Transformer paper, Table 1).
 Per checkpoint `ckpt-N`, `--output_dir` (default `model_dir/eval`) gets
 `ckpt-N_detections.csv`, `ckpt-N_results.json` and TensorBoard scalars and images
-(`action_tx.eval_lib`).
+(`action_tx.eval_lib`); with `--video_map` also `ckpt-N_video_results.json`.
+
+(c) Video-mAP (`--video_map`, either mode): the per-frame detections are linked into tubes per
+class and scored against the ground-truth tubes (one per video, person_id and action) at
+spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 (`object_detection_ext/video_map.py`); in
+file mode the JSON goes to `<output_json stem>_video.json`.
 """
 import json
 import os
@@ -57,6 +62,13 @@ flags.DEFINE_string("evidence", None, "Evidence CSV of the synthetic data "
 flags.DEFINE_float("iou_threshold", 0.5, "IoU at which a detection matches a box.")
 flags.DEFINE_integer("max_detections_per_key", 50, "Official cap on detection rows per "
                      "keyframe (over all classes); 0 = no cap.")
+flags.DEFINE_bool("video_map", False, "Also link the per-frame detections into tubes per class "
+                  "(greedy online linking, Singh et al. 2017) and report video-mAP at "
+                  "spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 with per-class AP "
+                  "(object_detection_ext/video_map.py). A ground-truth tube is one "
+                  "(video, person_id, action); timestamps are frame indices or keyframe times.")
+flags.DEFINE_float("link_iou", 0.5, "--video_map: IoU with a tube's last box to extend it.")
+flags.DEFINE_integer("link_max_gap", 5, "--video_map: keyframes a tube may miss before it ends.")
 flags.DEFINE_bool("breakdowns", True, "Also compute localization AP and the AP by box area "
                   "and by persons per keyframe.")
 
@@ -104,6 +116,23 @@ def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
         os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
         with open(output_json, "w") as f:
             json.dump(result.to_json(), f, indent=1, sort_keys=False)
+        print(f"written: {output_json}", file=sys.stderr)
+    return result
+
+
+def score_video_map(groundtruth, detections, label_map, output_json=None, excluded=None):
+    """Video-mAP of a detection CSV: prints the table, writes JSON; returns the result."""
+    from object_detection_ext import video_map
+    start = time.perf_counter()
+    result = video_map.evaluate(groundtruth, detections, label_map, excluded=excluded,
+                                link_iou=FLAGS.link_iou, max_gap=FLAGS.link_max_gap)
+    print(result.format_table())
+    print(f"\nvideo-mAP ({result.counts['linked_tubes']:,} linked tubes, "
+          f"{result.counts['groundtruth_tubes']:,} ground-truth tubes, "
+          f"{time.perf_counter() - start:.1f} s)")
+    if output_json:
+        with open(output_json, "w") as f:
+            json.dump(result.to_json(), f, indent=1)
         print(f"written: {output_json}", file=sys.stderr)
     return result
 
@@ -218,6 +247,11 @@ def score_model():
         print(result.format_table())
         print(f"\n{os.path.basename(path)}: frame-mAP@{result.iou_threshold}IOU = "
               f"{result.map:.6f}  (written to {out_dir})", flush=True)
+        if FLAGS.video_map:
+            name = os.path.basename(path)
+            score_video_map(FLAGS.groundtruth, os.path.join(out_dir, f"{name}_detections.csv"),
+                            FLAGS.label_map, os.path.join(out_dir, f"{name}_video_results.json"),
+                            excluded=FLAGS.excluded)
 
     if FLAGS.continuous:
         done = [os.path.join(model_dir, n[:-len("_results.json")]) for n in os.listdir(out_dir)
@@ -263,6 +297,12 @@ def main(argv):
                    iou_threshold=FLAGS.iou_threshold,
                    max_detections_per_key=FLAGS.max_detections_per_key,
                    breakdowns=FLAGS.breakdowns)
+        if FLAGS.video_map:
+            if len(_split_list(FLAGS.groundtruth)) > 1:
+                raise InputError("--video_map scores one split (no comma-separated lists)")
+            out = FLAGS.output_json and os.path.splitext(FLAGS.output_json)[0] + "_video.json"
+            score_video_map(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, out,
+                            excluded=FLAGS.excluded)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -31,6 +31,9 @@ flags.DEFINE_bool("background_rois", None, "Train the second stage on background
                   "too (Faster R-CNN); false: on labelled actor boxes only (ground truth and "
                   "proposals matched to it). Default: the head's paper (false for acar).")
 flags.DEFINE_bool("pose_softmax", False, "Softmax over the pose classes (ACAR-Net §4.1).")
+flags.DEFINE_bool("single_label_softmax", False, "One softmax over all classes: for data sets "
+                  "with one action per actor (UCF101-24, JHMDB-21); multi-label AVA keeps "
+                  "sigmoids.")
 flags.DEFINE_float("focal_gamma", 0.0, "Focal loss exponent on sigmoid classes (HGRNN: 2).")
 flags.DEFINE_float("head_dropout", None, "Dropout of the head (default: the head's own).")
 flags.DEFINE_integer("tx_heads", 2, "Action Transformer: heads per layer.")
@@ -177,6 +180,16 @@ def pose_indices(label_map):
     return [i for i, c in enumerate(label_map.ids) if c in label_map.categories().get("pose", [])]
 
 
+def softmax_indices(label_map):
+    """The classes under one softmax (the models' `pose_indices`): all of them with
+    --single_label_softmax, AVA's poses with --pose_softmax, else None (sigmoids only)."""
+    if FLAGS.single_label_softmax and FLAGS.pose_softmax:
+        raise ValueError("--single_label_softmax and --pose_softmax exclude each other")
+    if FLAGS.single_label_softmax:
+        return list(range(label_map.num_classes))
+    return pose_indices(label_map) if FLAGS.pose_softmax else None
+
+
 def _with_banks(model):
     """`model` with ACAR's feature banks (--acfb_bank_dir, --eval_acfb_bank_dir) read from their
     folders and given to its head."""
@@ -196,7 +209,7 @@ def build_detector_from_flags(label_map):
         head_options=_head_options(FLAGS.head), proposals=FLAGS.proposals,
         anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
         post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
-        pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
+        pose_indices=softmax_indices(label_map),
         focal_gamma=FLAGS.focal_gamma,
         max_detections=FLAGS.max_detections,
         class_specific_nms=FLAGS.class_specific_nms, person_score=FLAGS.person_score,
@@ -219,7 +232,7 @@ def build_model_from_flags(label_map):
         head=HEADS[FLAGS.head](num_classes=label_map.num_classes,
                                **_head_options(FLAGS.head)),
         num_classes=label_map.num_classes,
-        pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
+        pose_indices=softmax_indices(label_map),
         focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections, **options))
 
 

@@ -35,6 +35,9 @@ flags.DEFINE_float("warmup_learning_rate", 0.01, "Learning rate at step 0 (paper
 flags.DEFINE_integer("warmup_steps", 1000, "Linear warmup steps (paper: 1000).")
 flags.DEFINE_integer("decay_steps", None, "Step where the cosine reaches 0 (paper: 500000); "
                      "default --train_steps.")
+flags.DEFINE_list("lr_steps", None, "Step decay instead of the cosine: the learning rate is "
+                  "divided by 10 at each of these steps (after the warmup; ACAR-Net §5 on "
+                  "UCF101-24: 4900,5100).")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
 flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (kernels only).")
 flags.DEFINE_float("clip_norm", None, "Clip the gradients to this global norm.")
@@ -127,6 +130,7 @@ def build_train_kwargs(label_map, strategy=None) -> dict:
         optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         warmup_learning_rate=FLAGS.warmup_learning_rate, warmup_steps=FLAGS.warmup_steps,
         decay_steps=FLAGS.decay_steps, momentum=FLAGS.momentum,
+        lr_steps=[int(s) for s in FLAGS.lr_steps] if FLAGS.lr_steps else None,
         weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
