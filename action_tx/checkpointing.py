@@ -1,7 +1,9 @@
 """Training checkpoints: what they hold, resuming with fallback, and the model-config guard.
 
 A checkpoint (`model_dir/ckpt-<step>`, `tf.train.CheckpointManager`) holds the model (including
-any in-graph memory, which is model variables), the optimizer, the step, the input iterator
+any in-graph memory, which is model variables, except the variables a layer lists in its
+`transient_variables`: state the model rebuilds itself, such as AIA's eval memory, which the
+first evaluation pass refills), the optimizer, the step, the input iterator
 and the state of every Keras `SeedGenerator` in the model. The latter are not reached by the
 model's own checkpoint dependencies (a SeedGenerator is not a trackable), yet they drive
 dropout and the RoI / anchor samplers: without them a resumed run would draw other samples.
@@ -45,8 +47,19 @@ class VariableTable(tf.__internal__.tracking.AutoTrackable):
         self.table = dict(variables)
 
 
-def _positional(variables) -> VariableTable:
-    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)})
+def _positional(variables, transient=frozenset()) -> VariableTable:
+    # Keys are positions in the full list, so leaving a transient variable out shifts no other
+    # key: checkpoints written before a variable became transient still restore.
+    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)
+                          if id(v) not in transient})
+
+
+def transient_variable_ids(model) -> frozenset:
+    """ids of the variables left out of checkpoints: those every layer of `model` (itself
+    included) lists in a `transient_variables` attribute (state it rebuilds itself)."""
+    layers = [model] + list(model._flatten_layers(include_self=False, recursive=True))
+    return frozenset(id(v) for layer in layers
+                     for v in (getattr(layer, "transient_variables", None) or ()))
 
 
 def checkpointable(model) -> tf.__internal__.tracking.AutoTrackable:
@@ -61,19 +74,20 @@ def checkpointable(model) -> tf.__internal__.tracking.AutoTrackable:
     `action_detector_1/...`, its dropouts `seed_generator_7`). Groups make a checkpoint usable
     by a model that lacks a part: a detector with ground-truth proposals has no RPN variables
     and still restores the trunk and head of an RPN-trained checkpoint. A checkpoint of another
-    architecture fails on shapes or unmatched variables at restore.
+    architecture fails on shapes or unmatched variables at restore. A layer's
+    `transient_variables` are left out (`transient_variable_ids`).
     """
     if not model.variables:
         raise ValueError(f"{model.name}: build the model (call it once) before checkpointing it")
     root = tf.__internal__.tracking.AutoTrackable()
-    seen = set()
+    seen, transient = set(), transient_variable_ids(model)
     for attr, value in sorted(vars(model).items()):
         if attr.startswith("_") or not isinstance(value, keras.layers.Layer):
             continue
         group = [v for v in value.variables if id(v) not in seen]
         seen.update(id(v) for v in group)
-        setattr(root, attr, _positional(group))
-    root.own = _positional([v for v in model.variables if id(v) not in seen])
+        setattr(root, attr, _positional(group, transient))
+    root.own = _positional([v for v in model.variables if id(v) not in seen], transient)
     return root
 
 

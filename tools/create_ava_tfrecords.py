@@ -12,7 +12,18 @@ keyframes whose windows hold it). Read the shards back with the glob NAME.tfreco
 demo_out/tfrecords/train.tfrecord-*): unfinished shards are hidden (.tmp-NAME) until complete,
 and shards of another count under the same name are refused unless --overwrite.
 Library code: action_tx/data/convert.py.
+
+--beam runs the same conversion as an Apache Beam pipeline (`pip install -e '.[beam]'`),
+writing the same shards and manifest byte for byte: on the local cores by default
+(--runner=DirectRunner, one process per core), or on any runner, whose options follow the
+converter's (inputs and output on a filesystem every worker mounts at the same path):
+
+    python tools/create_ava_tfrecords.py --beam --ava_dir=/shared/ava --split=train \
+        --out=/shared/tfrecords/train.tfrecord@1024 --runner=FlinkRunner \
+        --flink_master=HOST:8081 --environment_type=LOOPBACK
+Library code of --beam: action_tx/data/beam_convert.py.
 """
+import functools
 import os
 import sys
 
@@ -43,18 +54,36 @@ flags.DEFINE_string("excluded", None, "Override: excluded timestamps CSV.")
 flags.DEFINE_string("person_detections", None, "Override: person detections CSV.")
 flags.DEFINE_string("object_detections", None, "Override: object detections CSV.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("beam", False, "Run the conversion as an Apache Beam pipeline; flags the "
+                  "converter does not define are Beam pipeline options (default "
+                  "--runner=DirectRunner on the local cores).")
 flags.mark_flags_as_required(["ava_dir", "out"])
 
 
 def main(argv):
-    del argv
+    beam_args = argv[1:]
+    if beam_args and not FLAGS.beam:
+        print(f"error: unknown arguments {' '.join(beam_args)} (Beam pipeline options need "
+              "--beam)", file=sys.stderr)
+        return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from action_tx.data import ava, convert  # after flags: --help stays fast
 
     files = {k: getattr(FLAGS, k) for k in ("annotations", "label_map", "excluded",
                                            "person_detections", "object_detections")}
     try:
-        manifest = convert.convert_split(
+        if FLAGS.beam:
+            try:
+                import apache_beam  # noqa: F401
+                from action_tx.data import beam_convert
+            except ImportError as e:
+                print(f"error: --beam needs apache-beam (pip install -e '.[beam]'): {e}",
+                      file=sys.stderr)
+                return 2
+            run = functools.partial(beam_convert.convert_split_beam, pipeline_args=beam_args)
+        else:
+            run = convert.convert_split
+        manifest = run(
             FLAGS.ava_dir, FLAGS.split, FLAGS.out, num_shards=FLAGS.num_shards,
             num_frames=FLAGS.num_frames, fps=FLAGS.fps, max_side=FLAGS.max_side,
             timestamp_offset=FLAGS.timestamp_offset, skip_bad=FLAGS.skip_bad,
@@ -68,4 +97,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    # Unknown flags are left in argv (Beam pipeline options with --beam, an error without).
+    app.run(lambda argv: sys.exit(main(argv)),
+            flags_parser=lambda argv: FLAGS(argv, known_only=True))

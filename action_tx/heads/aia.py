@@ -36,7 +36,8 @@ Design decisions (the paper is silent; each follows what the authors' release pl
   during training must not clobber the training memory. Like the release (which extracts the
   test split's person features first), evaluation runs the split twice (`inference_passes` = 2):
   `eval_lib.predict_dataset` calls `reset_inference_memory()`, runs a pass that only fills the
-  eval memory, then the scoring pass. No penalty at inference (nothing is stale).
+  eval memory, then the scoring pass. No penalty at inference (nothing is stale). So the eval
+  table is left out of checkpoints (`transient_variables`).
 - M-blocks add a learned embedding per memory offset (2L + 1) to their keys and values, as the
   release does by default (TEMPORAL_POSITION); without it the memory is an unordered set and
   "watched someone 3 s ago" reads the same as "30 s ago" or "in 3 s" (`temporal_position`).
@@ -217,6 +218,13 @@ class AIAHead(ActionHead):
         """Dense Serial IA (eq. 1) weights: block i > 0 has a variable [i, hidden_size], one
         d-vector per earlier block ([] for other structures; built in `build`)."""
         return list(self._dense_weights)
+
+    @property
+    def transient_variables(self) -> list:
+        """The eval table's variables: left out of checkpoints (`action_tx.checkpointing`),
+        since evaluation resets it and its first pass refills it; at AVA size it would add
+        a table as large as the train table to every checkpoint."""
+        return list(self._eval_memory.variables) if self._eval_memory is not None else []
 
     def reset_inference_memory(self):
         """Marks every eval-memory entry unwritten (before evaluating a split)."""

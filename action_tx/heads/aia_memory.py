@@ -14,7 +14,9 @@ keyframes of the same video found among the rows keyframe_index-L..keyframe_inde
 the slot of its own time, so a neighbouring video's keyframes are masked and a gap in the video
 (an excluded timestamp) leaves an empty slot instead of shifting the time offsets.
 
-Variables (non-trainable, checkpointed with the model since they are `model.variables`):
+Variables (non-trainable, checkpointed with the model since they are `model.variables`; AIA's
+eval table is not: the head lists it in `transient_variables`, the first evaluation pass
+refills it):
   features   [K, P, D] storage_dtype   persons of each keyframe, zero padded.
   mask       [K, P]    bool            true for real persons.
   video      [K]       int32           video index of the entry, -1 = never written.
