@@ -195,16 +195,15 @@ def restore_newest(checkpoints: List[str], restore: Callable[[str], None],
     while it fails on a damaged checkpoint; returns the path that restored, or None for an
     empty list.
 
-    Each damaged checkpoint (truncated or unreadable file) that an older one follows is reported
-    through `log` with the reason. Raises CheckpointMismatchError when a checkpoint belongs to a different model
-    (shapes or objects differ), CheckpointError when none of them can be read.
+    Each damaged checkpoint (truncated or unreadable file) that an older one follows is
+    reported through `log` with the reason. Raises CheckpointMismatchError when a checkpoint
+    belongs to a different model (shapes or objects differ), CheckpointError when none of
+    them can be read.
     """
     reasons = []
     for i, path in reversed(list(enumerate(checkpoints))):
         try:
             restore(path)
-            if reasons:
-                log(f"using the older checkpoint {path}")
             return path
         except Exception as e:  # noqa: BLE001  (any failure: report it and try the previous)
             reason = " ".join(str(e).split())[:300]
@@ -216,7 +215,7 @@ def restore_newest(checkpoints: List[str], restore: Callable[[str], None],
             reasons.append(f"{path}: {type(e).__name__}: {reason}")
             if i:   # (the oldest one's failure is in the error raised below)
                 log(f"cannot restore {path} ({type(e).__name__}: {reason}); falling back to "
-                    "the checkpoint before it")
+                    f"the checkpoint before it, {checkpoints[i - 1]}")
     if reasons:
         raise CheckpointError("no checkpoint can be restored: " + "; ".join(reasons))
     return None
