@@ -143,7 +143,8 @@ def score_model():
     if FLAGS.model_dir and not os.path.isdir(model_dir):
         raise InputError(f"--model_dir: no such directory: {model_dir}")
     if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
-        if not _load_model_flags_json(model_dir) and FLAGS.model_dir:
+        _load_model_flags_json(model_dir)
+        if FLAGS.model_dir and not os.path.isfile(os.path.join(model_dir, "model_flags.json")):
             from action_tx import checkpointing   # (imports TensorFlow)
             if not checkpointing.find_checkpoints(model_dir, log=None):
                 raise InputError(f"--model_dir: {model_dir} holds no trained model (no "

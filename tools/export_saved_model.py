@@ -117,7 +117,8 @@ def export():
     if FLAGS.model_dir and not any(a == "--flagfile" or a.startswith("--flagfile=")
                                    for a in sys.argv):
         saved = _apply_model_flags_json(FLAGS.model_dir)
-        if not saved and not FLAGS.checkpoint_path:
+        if not (FLAGS.checkpoint_path or
+                os.path.isfile(os.path.join(FLAGS.model_dir, "model_flags.json"))):
             from action_tx import checkpointing   # (imports TensorFlow)
             if not checkpointing.find_checkpoints(FLAGS.checkpoint_dir or FLAGS.model_dir,
                                                   log=None):
