@@ -286,10 +286,10 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     except _PEER_ERRORS as e:
         if workers < 2:
             raise
+        newest = (checkpointing.find_checkpoints(model_dir, log=None) or ["none"])[-1]
         raise WorkerLostError(
             f"another worker died or stopped answering ({_peer_error_text(e)}); newest "
-            f"checkpoint: {tf.train.latest_checkpoint(model_dir) or 'none'}; restart every "
-            "worker to resume from it") from None
+            f"checkpoint: {newest}; restart every worker to resume from it") from None
 
 
 def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
