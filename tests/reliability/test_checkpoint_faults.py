@@ -107,6 +107,7 @@ def test_finished_run_rerun_says_it_is_complete(trained, tmp_path):
         f"the run is already complete at step 3 (--train_steps=3); checkpoint: "
         f"{model_dir}/ckpt-3")
     assert "nan" not in proc.stdout and "checkpoint: step" not in proc.stdout
+    assert not (model_dir / "train.lock").exists()   # the lock is given back on normal exit
 
 
 def _limit_file_size():
