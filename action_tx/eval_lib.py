@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from action_tx import render, visualize
-from action_tx.checkpointing import checkpointable
+from action_tx.checkpointing import (CheckpointMismatchError, checkpointable,
+                                     find_checkpoints)
 from action_tx.data import ava, tfrecords
 from action_tx.outputs import detections_to_ava
 from action_tx.progress import Progress
@@ -209,13 +210,16 @@ def _has_model_object(checkpoint_path: str) -> bool:
 
 def restore(detector, checkpoint_path: str) -> None:
     """Restores the model weights of a trainer checkpoint into a built detector (optimizer,
-    iterator etc. of the checkpoint are ignored); raises ValueError when nothing matches."""
+    iterator etc. of the checkpoint are ignored). Raises ValueError when there is no
+    checkpoint at `checkpoint_path`, CheckpointMismatchError (a ValueError) when it holds another
+    model; a damaged file raises what the reader raises (OpError, IndexError ...)."""
     if not tf.io.gfile.exists(checkpoint_path + ".index"):
         raise ValueError(f"no checkpoint at {checkpoint_path} ({checkpoint_path}.index is "
                          "missing)")
     if not _has_model_object(checkpoint_path):
-        raise ValueError(f"checkpoint {checkpoint_path} holds no weights of this model (no "
-                         "'model' object: not written as tf.train.Checkpoint(model=...))")
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint_path} holds no weights of this model (no 'model' object: "
+            "not written as tf.train.Checkpoint(model=...))")
     # The trainer's optimizer, step and iterator are not restored here (expect_partial), but
     # every variable of this model must be found (other model flags -> a clear error).
     try:
@@ -223,8 +227,9 @@ def restore(detector, checkpoint_path: str) -> None:
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
-        raise ValueError(f"checkpoint {checkpoint_path} does not match this model (was it "
-                         f"trained with other model flags?): {str(e)[:300]}") from None
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint_path} does not match this model (was it trained with "
+            f"other model flags?): {str(e)[:300]}") from None
 
 
 def _tag(text: str) -> str:
@@ -349,7 +354,8 @@ def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, grou
 
 def wait_for_checkpoints(model_dir: str, timeout_s: float, poll_s: float = 10.0,
                          done=()) -> Iterator[str]:
-    """Yields every checkpoint of `model_dir` (its `checkpoint` state file), oldest first,
+    """Yields every checkpoint of `model_dir` (its `checkpoint` state file, or its ckpt-*.index
+    files when that file is lost or garbled: `checkpointing.find_checkpoints`), oldest first,
     then new ones as the trainer writes them; stops after `timeout_s` seconds without a new
     one (counted from the end of the last evaluation, i.e. the generator's last resume).
 
@@ -360,9 +366,8 @@ def wait_for_checkpoints(model_dir: str, timeout_s: float, poll_s: float = 10.0,
     seen = set(done)
     last_new = time.monotonic()
     while True:
-        state = tf.train.get_checkpoint_state(model_dir)
-        paths = [p if os.path.isabs(p) else os.path.join(model_dir, p)
-                 for p in (state.all_model_checkpoint_paths if state else [])]
+        # The state file's list, or the ckpt-*.index files when it is lost or garbled.
+        paths = find_checkpoints(model_dir, log=None)
         fresh = [p for p in paths if p not in seen]
         for path in fresh:
             seen.add(path)

@@ -199,6 +199,30 @@ def _replica_slice(batch: Dict[str, tf.Tensor], per_replica: int, replica_id) ->
     return {k: v[begin:begin + per_replica] for k, v in batch.items()}
 
 
+def _save(manager: tf.train.CheckpointManager, number: int) -> str:
+    """manager.save; a failed write (a full disk: ResourceExhausted / OSError) raises
+    CheckpointSaveError naming the newest complete checkpoint, which the failure left intact
+    (the state file is only rewritten after a complete save)."""
+    before = manager.latest_checkpoint
+    try:
+        return manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as e:
+        # The saver's scratch folder of this save holds only its partial shards: free it.
+        partial = os.path.join(manager.directory, f"ckpt-{number}_temp")
+        try:
+            if tf.io.gfile.isdir(partial):
+                tf.io.gfile.rmtree(partial)
+        except (tf.errors.OpError, OSError):
+            pass
+        # "<scratch file path>; No space left on device": the reason is the last part.
+        why = (op_error_text(e) if isinstance(e, tf.errors.OpError) else str(e)).split("; ")[-1]
+        raise checkpointing.CheckpointSaveError(
+            f"cannot write the checkpoint of step {number} in {manager.directory} "
+            f"({type(e).__name__}: {why}); the newest complete checkpoint is "
+            f"{before or 'none'}: free some space and rerun the same command to resume "
+            "from it") from None
+
+
 def _log(message: str, chief: bool = True):
     if chief:
         print(message, flush=True)
@@ -258,10 +282,10 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     except _PEER_ERRORS as e:
         if workers < 2:
             raise
+        newest = (checkpointing.find_checkpoints(model_dir, log=None) or ["none"])[-1]
         raise WorkerLostError(
             f"another worker died or stopped answering ({_peer_error_text(e)}); newest "
-            f"checkpoint: {tf.train.latest_checkpoint(model_dir) or 'none'}; restart every "
-            "worker to resume from it") from None
+            f"checkpoint: {newest}; restart every worker to resume from it") from None
 
 
 def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
@@ -316,10 +340,13 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
     # Non-chief workers take part in the save (collectives) but write to a scratch folder.
     save_dir = model_dir if chief else os.path.join(
         model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    # Found before the manager reads the state file: when that file is lost or garbled the
+    # checkpoints are found from their .index files (and the chief rewrites the state file).
+    checkpoints = checkpointing.find_checkpoints(
+        model_dir, log=lambda m: _log(f"warning: {m}", chief), repair=chief)
     manager = tf.train.CheckpointManager(ckpt, save_dir, max_to_keep=keep_checkpoints)
     restored = checkpointing.restore_latest(
-        ckpt, tf.train.CheckpointManager(ckpt, model_dir, max_to_keep=None).checkpoints,
-        log=lambda m: _log(f"warning: {m}", True))
+        ckpt, checkpoints, log=lambda m: _log(f"warning: {m}", True))
     if restored:
         _log(f"resumed from {restored} at step {int(step.numpy())}", chief)
     elif init_fn is not None:
@@ -365,7 +392,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
 
     def save(at):
         bar.newline()
-        path = manager.save(checkpoint_number=at)
+        path = _save(manager, at)
         if not chief:
             tf.io.gfile.rmtree(save_dir)
             return None

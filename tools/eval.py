@@ -28,6 +28,9 @@ continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones
 Model and data flags come from `--flagfile` or, without one, from `model_dir/model_flags.json`
 (written by the trainer); flags on the command line win. `--proposals=gt` scores the classifier
 on ground-truth boxes: the classification-only upper bound (Action Transformer paper, Table 1).
+A damaged newest checkpoint of `--model_dir` is named in a warning line and the one before it is
+scored (as the trainer resumes); `--continuous` skips a damaged one with that line. A lost or
+garbled `model_dir/checkpoint` state file: the `ckpt-N.index` files are used instead.
 Per checkpoint `ckpt-N`, `--output_dir` (default `model_dir/eval`) gets
 `ckpt-N_detections.csv`, `ckpt-N_results.json` and TensorBoard scalars and images
 (`action_tx.eval_lib`); with `--video_map` also `ckpt-N_video_results.json`.
@@ -192,6 +195,12 @@ def score_model():
         raise InputError(f"--model_dir: no such directory: {model_dir}")
     if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
         _load_model_flags_json(model_dir)
+        if FLAGS.model_dir and not os.path.isfile(os.path.join(model_dir, "model_flags.json")):
+            from action_tx import checkpointing   # (imports TensorFlow)
+            if not checkpointing.find_checkpoints(model_dir, log=None):
+                raise InputError(f"--model_dir: {model_dir} holds no trained model (no "
+                                 "model_flags.json, no ckpt-N checkpoint): train one there "
+                                 "with tools/train.py")
     data_flag = "eval_feature_dir" if FLAGS.input == "features" else "eval_tfrecords"
     missing = [f"--{n}" for n in (data_flag, "groundtruth", "label_map")
                if not getattr(FLAGS, n)]
@@ -200,7 +209,7 @@ def score_model():
     _file_flags("groundtruth", "label_map", "excluded", "evidence")
 
     import tensorflow as tf   # after flag checks: errors and --help stay instant
-    from action_tx import eval_lib
+    from action_tx import checkpointing, eval_lib
     from action_tx.data import ava
     from action_tx.data.pipeline import build_dataset, record_error_text
     from action_tx.data.tfrecords import NotTFRecordError
@@ -234,6 +243,17 @@ def score_model():
         print("proposals=gt: ground-truth boxes, the classification-only upper bound",
               file=sys.stderr)
 
+    def warn(message):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    def newest_readable(paths):
+        """The newest of `paths` that restores, after a warning line for each damaged one."""
+        try:
+            return checkpointing.restore_newest(
+                paths, lambda p: eval_lib.restore(detector, p), warn)
+        except checkpointing.CheckpointError as e:   # another model's, or none readable
+            raise InputError(" ".join(str(e).split()))
+
     def score(path):
         try:
             result = eval_lib.evaluate_checkpoint(
@@ -259,12 +279,22 @@ def score_model():
         count = 0
         for path in eval_lib.wait_for_checkpoints(model_dir, FLAGS.eval_timeout,
                                                   FLAGS.eval_poll, done=done):
+            try:
+                checkpointing.restore_newest([path], lambda p: eval_lib.restore(detector, p),
+                                             warn)
+            except checkpointing.CheckpointMismatchError as e:
+                raise InputError(" ".join(str(e).split()))
+            except checkpointing.CheckpointError as e:   # damaged (or rotated away meanwhile)
+                warn(f"{' '.join(str(e).split())}; skipping it")
+                continue
             score(path)
             count += 1
         print(f"no new checkpoint for {FLAGS.eval_timeout:g} s: stopping after {count} "
               "evaluated", file=sys.stderr)
         return
-    path = FLAGS.checkpoint_path or tf.train.latest_checkpoint(model_dir)
+    # A damaged newest checkpoint: the one before it is scored, as the trainer resumes.
+    path = newest_readable([FLAGS.checkpoint_path] if FLAGS.checkpoint_path else
+                           checkpointing.find_checkpoints(model_dir, log=warn))
     if not path:
         raise InputError(f"--model_dir: no checkpoint in {model_dir}")
     score(path)

@@ -5,8 +5,11 @@
 Strategies: --strategy=one_device | mirrored (all local GPUs) | multi_worker (cluster from
 TF_CONFIG; --batch_size is the global batch, split over all replicas). Writes
 DIR/ckpt-<step>, DIR/model_flags.json (the model/data flags; a restart with other model flags
-is refused), TensorBoard logs in DIR/train (and DIR/eval with --eval_every). Flags are parsed
-here only; the work is `action_tx.train_lib.train`. Bad input: one `error: ...` line, exit 2.
+is refused), TensorBoard logs in DIR/train (and DIR/eval with --eval_every), and holds
+DIR/train.lock while it runs: a second trainer on DIR refuses (`action_tx.model_dir_lock`).
+Flags are parsed here only; the work is `action_tx.train_lib.train`. Bad input: one
+`error: ...` line, exit 2; a run that cannot go on (a full disk at a checkpoint, a lost
+worker): one `error: ...` line, exit 1. A rerun of a finished run says so and exits 0.
 
 multi_worker: start this program once per worker, each with the same flags, the same
 --model_dir on a shared file system, and its own TF_CONFIG, e.g. for worker i of two:
@@ -205,25 +208,47 @@ def main(argv):
     problem = _check_flags()
     if problem:
         return problem
-    from action_tx import checkpointing, train_lib
-    from action_tx.data import ava
+    from action_tx import model_dir_lock, train_lib
     try:
         strategy = make_strategy()
     except train_lib.TrainingError as e:
         return " ".join(str(e).split())
+    lock = None
+    if train_lib.is_chief(strategy):   # multi_worker: the chief alone writes, and locks
+        try:
+            lock = model_dir_lock.acquire(
+                FLAGS.model_dir, log=lambda m: print(f"warning: {m}", flush=True))
+        except (model_dir_lock.ModelDirLocked, OSError) as e:
+            return " ".join(str(e).split())
+    try:
+        return _train(strategy)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(strategy):
+    """The run itself, with the model_dir locked -> error message (, status) or None."""
+    from action_tx import checkpointing, train_lib
+    from action_tx.data import ava
     problem = None if FLAGS.input == "features" else _check_data(FLAGS.train_tfrecords)
     if problem:
         return problem
     try:
         label_map = ava.read_label_map(FLAGS.label_map)
         result = train_lib.train(**build_train_kwargs(label_map, strategy))
-    except train_lib.WorkerLostError as e:   # not bad input: exit 1 (see _run)
-        return " ".join(str(e).split()), 1
+    except (train_lib.WorkerLostError, checkpointing.CheckpointSaveError) as e:
+        return " ".join(str(e).split()), 1   # not bad input: exit 1 (see _run)
     except (train_lib.TrainingError, checkpointing.CheckpointError, ava.AvaFormatError,
             FileNotFoundError, ValueError) as e:
         return " ".join(str(e).split())
+    if not result["history"]:   # resumed at or past --train_steps: no step ran
+        print(f"the run is already complete at step {result['step']} "
+              f"(--train_steps={FLAGS.train_steps}); checkpoint: {result['checkpoint']}",
+              flush=True)
+        return None
     print(f"trained to step {result['step']}; checkpoint: {result['checkpoint']}; "
-          f"total_loss {result['losses'].get('total_loss', float('nan')):.4f}", flush=True)
+          f"total_loss {result['losses']['total_loss']:.4f}", flush=True)
     return None
 
 
