@@ -311,8 +311,9 @@ SCENARIOS = {
     "jog": (jog, 2, 4),
 }
 # The order videos cycle through, chosen (with the per-video `variant`) so that one cycle meets
-# the spec's quotas: streets and conversations carry the long-term labels, jogs and kicks the
-# temporal ones, vehicles drive/ride and lie/sleep, silent pairs give/serve.
+# the spec's quotas: streets and conversations carry the long-term labels (four streets: half
+# their watchers per pass are matched negatives), jogs and kicks the temporal ones, vehicles
+# drive/ride and lie/sleep, silent pairs give/serve.
 CYCLE = ("street", "conversation", "jog", "vehicle", "silent", "street", "kick", "conversation",
          "street", "street", "vehicle", "silent")
 
