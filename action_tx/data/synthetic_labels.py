@@ -176,11 +176,11 @@ def matched_negatives(state, p, k, ids):
     """Matched negatives of person p at keyframe frame k -> list of (AVA id, kind), kind in
     context_negative | long_term_negative (module docstring). ids: p's positive AVA ids at k.
     listen: p still and silent, faces q silent all window; long_term also needs p still and
-    silent all window and q a talker (talks somewhere in the video). watch: p still, faces the way it faced when it saw some q move
-    (same place, same facing); long_term also needs q off screen all window. ride: p in a rear
-    vehicle seat that nobody drives."""
-    fps, F = state.fps, state.num_frames
-    C, M = (int(round(v * fps)) for v in (CLIP_HALF_S, MEMORY_S))
+    silent all window and q a talker (talks somewhere in the video). watch: p still, faces the
+    way it faced (same place, same facing) when it saw some q move; long_term also needs q off
+    screen all window. ride: p in a rear vehicle seat that nobody drives."""
+    F = state.num_frames
+    C = int(round(CLIP_HALF_S * state.fps))
     w0, w1 = max(0, k - C), min(F - 1, k + C)
     out = []
     if not (state.present[p, k] and int(state.pose[p, k]) in (STAND, SIT)):
@@ -208,7 +208,8 @@ def matched_negatives(state, p, k, ids):
             if not seen.any():
                 continue
             kinds.add("context_negative")
-            on = state.present[q, w0:w1 + 1] & (state.x[q, w0:w1 + 1] >= 0) & (state.x[q, w0:w1 + 1] <= 1)
+            xq = state.x[q, w0:w1 + 1]
+            on = state.present[q, w0:w1 + 1] & (xq >= 0) & (xq <= 1)
             if still_win and not on.any():
                 kinds.add("long_term_negative")
         out += [(WATCH, kind) for kind in sorted(kinds)]

@@ -37,9 +37,9 @@ def _extra(b, p, x, facing, kind):
 
 def conversation(b, n):
     """One talker, one to three pure listeners (they never talk, so their crops equal those of a
-    person facing a silent partner). The talker talks twice (1.5-2.2 s), 7.8-8.4 s apart; the listeners
-    hear one of the two bursts and face away during the other, turning back 0.3 s after it:
-    then they face the silent talker 2-6 s after a talk they did not hear (long-term matched
+    person facing a silent partner). The talker talks twice (1.5-2.2 s), 7.8-8.4 s apart; the
+    listeners hear one of the two bursts and face away during the other, turning back 0.3 s
+    after it: then they face the silent talker 2-6 s after a talk they did not hear (long-term matched
     negatives), with the same clip window as after the talk they heard (long-term positives)."""
     rng, F = b.rng, b.F
     a, l1 = b.person(), b.person()
@@ -138,7 +138,8 @@ def street(b, n):
             if (i + j + b.variant) % 2 == 0:
                 b.set(w, "facing", away_from, last + b.s(0.3), -1)
         if talker is not None:       # talks 2.5-3.5 s, up to the mover's last frame on screen
-            b.set(talker, "talking", max(away_from, last - b.s(rng.uniform(2.5, 3.5))), last + 1, True)
+            start = max(away_from, last - b.s(rng.uniform(2.5, 3.5)))
+            b.set(talker, "talking", start, last + 1, True)
         f = _last_on_screen(b, m, f, turn, pose, stop)
         b.set(m, "present", f, F, False)
         i += 1

@@ -244,7 +244,8 @@ def _positives_and_matched(root, split):
     """-> (positives, matched negatives), Counters of (class, context | long_term), recounted
     from the written CSVs; a matched negative must have no ground-truth row of its class."""
     gt = _gt(root, split)
-    keys = set(zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(), gt.action_id.tolist()))
+    keys = set(zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(),
+                   gt.action_id.tolist()))
     pos, neg = collections.Counter(), collections.Counter()
     for vid, t, p, a, e in _evidence(root, split):
         key = (vid, int(t), int(p), int(a))
