@@ -39,8 +39,9 @@ def conversation(b, n):
     """One talker, one to three pure listeners (they never talk, so their crops equal those of a
     person facing a silent partner). The talker talks twice (1.5-2.2 s), 7.8-8.4 s apart; the
     listeners hear one of the two bursts and face away during the other, turning back 0.3 s
-    after it: then they face the silent talker 2-6 s after a talk they did not hear (long-term matched
-    negatives), with the same clip window as after the talk they heard (long-term positives)."""
+    after it: then they face the silent talker 2-6 s after a talk they did not hear (long-term
+    matched negatives), with the same clip window as after the talk they heard (long-term
+    positives)."""
     rng, F = b.rng, b.F
     a, l1 = b.person(), b.person()
     pose = STAND if b.variant % 3 != 2 else SIT
