@@ -27,6 +27,11 @@ VERSION = 1
 PROPOSALS = ("rpn", "external", "gt")
 INPUTS = ("frames", "features")
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
+# Trunk endpoints: the Action Transformer's Mixed_4f cut, or the whole backbone to Mixed_5c
+# (ACAR-Net and AIA read the backbone's last stage) at stride 16 in space.
+TRUNK_ENDPOINTS = ("Mixed_4f", "Mixed_5c")
+# object_detection_ext.postprocess.PERSON_SCORE_RULES (kept here: no TensorFlow on import).
+PERSON_SCORES = ("geometric", "actor", "product", "proposal")
 
 
 class ConfigError(ValueError):
@@ -46,6 +51,7 @@ class ModelConfig:
     head: str = "i3d"
     head_options: Optional["HeadConfig"] = None
     trunk: str = "i3d_tiny"                # i3d: the published Inception-I3D; i3d_tiny: 1/4 width
+    trunk_endpoint: str = "Mixed_4f"       # Mixed_5c: the backbone's last stage (ACAR, AIA)
     width_multiplier: Optional[float] = None
     freeze_bn: bool = False                # action_transformer.txt §3.5: BN statistics fixed
     proposals: str = "rpn"                 # rpn | external (detection CSVs) | gt
@@ -54,6 +60,9 @@ class ModelConfig:
     post_nms_top_k: int = 300              # action_transformer.txt §4.4: R = 300
     num_roi_samples: int = 64
     pose_softmax: bool = False             # acar_net.txt §4.1: one softmax over the poses
+    single_label_softmax: bool = False     # one softmax over all classes (UCF101-24, JHMDB)
+    background_rois: Optional[bool] = None  # None: the head's paper (default_background_rois)
+    person_score: str = "geometric"        # detector.ActionDetector's rule (actor logit heads)
     focal_gamma: float = 0.0               # hgrnn_graph_rnn.txt §3.3 uses 2
     max_detections: int = 100
     class_specific_nms: bool = False       # hgrnn_graph_rnn.txt §3.3
@@ -91,7 +100,26 @@ class ModelConfig:
             problems.append(f"anchor_sizes must be positive, got {list(self.anchor_sizes)}")
         if self.focal_gamma < 0:
             problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.trunk_endpoint not in TRUNK_ENDPOINTS:
+            problems.append(f"unknown trunk_endpoint {self.trunk_endpoint!r}; known: "
+                            f"{', '.join(TRUNK_ENDPOINTS)}")
+        elif self.trunk_endpoint != "Mixed_4f" and options.runs_i3d_tail:
+            problems.append(f"head {self.head!r} runs the I3D Mixed_5 tail on RoI tubes: it "
+                            f"needs trunk_endpoint='Mixed_4f', not {self.trunk_endpoint!r}")
+        if self.person_score not in PERSON_SCORES:
+            problems.append(f"person_score must be one of {', '.join(PERSON_SCORES)}, got "
+                            f"{self.person_score!r}")
+        if self.single_label_softmax and self.pose_softmax:
+            problems.append("single_label_softmax and pose_softmax exclude each other")
         _check(problems, "model config")
+
+    @property
+    def trains_on_background(self) -> bool:
+        """Whether the second stage trains on background RoI samples too: `background_rois`,
+        else the head's paper."""
+        if self.background_rois is None:
+            return self.head_options.default_background_rois
+        return self.background_rois
 
     @property
     def uses_objects(self) -> bool:
@@ -113,12 +141,13 @@ class DataConfig:
     max_boxes: int = 16
     max_proposals: int = 32
     max_objects: int = 16
-    box_jitter: float = 0.05                # aia_interaction_aggregation.txt §4.1 jitters
+    box_jitter: float = 0.0                 # of the papers only AIA jitters (§4.1): its flagfile
     feature_dir: Optional[str] = None       # training split's features (features)
     eval_feature_dir: Optional[str] = None  # evaluation split's features (features)
     train_actors: str = "both"              # features: gt | detected | both
     eval_actors: str = "detected"           # features: detected | gt (classification bound)
-    context_keyframes: int = 0              # features: extra keyframes each side (no loss)
+    context_keyframes: int = 0              # features / consecutive: extra keyframes each side
+    consecutive_keyframes: bool = False     # frames: a batch is consecutive keyframes of a video
 
     # Paths of a run, not of the model: a resumed run may read moved shards.
     RUN_FIELDS = ("train_tfrecords", "eval_tfrecords")
@@ -154,6 +183,7 @@ class TrainConfig:
     warmup_learning_rate: float = 0.01     # §3.5: warmup from 0.01
     warmup_steps: int = 1000               # §3.5: 1000 steps
     decay_steps: Optional[int] = None      # cosine end; None: train_steps
+    lr_steps: Optional[Tuple[int, ...]] = None  # step decay (/10 at each) instead of the cosine
     momentum: float = 0.9
     weight_decay: float = 0.0
     clip_norm: Optional[float] = None
@@ -170,7 +200,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        if self.lr_steps is not None:
+            object.__setattr__(self, "lr_steps", tuple(int(s) for s in self.lr_steps) or None)
         problems = []
+        if self.lr_steps and (list(self.lr_steps) != sorted(self.lr_steps)
+                              or self.lr_steps[0] < self.warmup_steps):
+            problems.append(f"lr_steps {list(self.lr_steps)} must ascend and start at or after "
+                            f"the warmup's end ({self.warmup_steps})")
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if self.strategy not in STRATEGIES:

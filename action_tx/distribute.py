@@ -9,6 +9,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from action_tx.data import pipeline
+
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 
 
@@ -95,6 +97,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def op_error_text(error: "tf.errors.OpError") -> str:
     """The readable part of a TF op error ("corrupted record at 0 ..."), one line."""
+    record = pipeline.record_error_text(error)   # an undecodable record, named by the pipeline
+    if record:
+        return record
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "",
                   error.message.strip().splitlines()[-1] if error.message.strip() else "")
     return text.strip() or type(error).__name__

@@ -20,6 +20,14 @@ def pose_indices(label_map) -> list:
     return [i for i, c in enumerate(label_map.ids) if c in poses]
 
 
+def softmax_indices(model: ModelConfig, label_map) -> Optional[list]:
+    """The classes of `label_map` under one softmax (the models' `pose_indices`): all of them
+    with `single_label_softmax`, AVA's poses with `pose_softmax`, else None (sigmoids only)."""
+    if model.single_label_softmax:
+        return list(range(label_map.num_classes))
+    return pose_indices(label_map) if model.pose_softmax else None
+
+
 def _classes(model: ModelConfig, label_map, num_classes: Optional[int],
              label_map_path: Optional[str]):
     """-> (num_classes, pose_indices or None) from a LabelMap, its path, or a class count."""
@@ -27,10 +35,12 @@ def _classes(model: ModelConfig, label_map, num_classes: Optional[int],
         from action_tx.data import ava
         label_map = ava.read_label_map(label_map_path)
     if label_map is not None:
-        return label_map.num_classes, pose_indices(label_map) if model.pose_softmax else None
+        return label_map.num_classes, softmax_indices(model, label_map)
     if num_classes is None:
         raise ConfigError("build_detector needs the classes: a label map (data.label_map or "
                           "label_map=) or num_classes=")
+    if model.single_label_softmax:
+        return int(num_classes), list(range(int(num_classes)))
     if model.pose_softmax:
         raise ConfigError("pose_softmax needs the label map (its pose classes), not "
                           "num_classes")
@@ -68,6 +78,10 @@ def build_detector(config: Union[ExperimentConfig, ModelConfig, None] = None, *,
     classes, poses = _classes(config, label_map, num_classes, path)
     poses = list(pose_indices) if pose_indices is not None else poses
     trunk_kwargs = {"freeze_bn": config.freeze_bn}
+    if config.trunk_endpoint == "Mixed_5c":
+        # The whole backbone, its MaxPool3d_5a pooling time only: stride 16 in space for the
+        # RPN and RoIAlign (ACAR §4.1 doubles res5's resolution).
+        trunk_kwargs.update(final_endpoint="Mixed_5c", pool_5a_spatial_stride=1)
     if config.width_multiplier is not None:
         trunk_kwargs["width_multiplier"] = config.width_multiplier
     trunk = make_trunk(config.trunk, **trunk_kwargs)
@@ -79,4 +93,6 @@ def build_detector(config: Union[ExperimentConfig, ModelConfig, None] = None, *,
                           focal_gamma=config.focal_gamma,
                           num_roi_samples=config.num_roi_samples,
                           max_detections=config.max_detections,
-                          class_specific_nms=config.class_specific_nms, seed=config.seed)
+                          class_specific_nms=config.class_specific_nms,
+                          person_score=config.person_score,
+                          background_rois=config.trains_on_background, seed=config.seed)

@@ -70,14 +70,16 @@ def flagfile_given(argv=None) -> bool:
     return any(a == "--flagfile" or a.startswith("--flagfile=") for a in (argv or sys.argv))
 
 
-def run(main) -> None:
+def run(main, known_only: bool = False) -> None:
     """`absl.app.run(main)` with the tools' error convention (module docstring). `main(argv)`
-    returns None or an exit status; extra positional arguments are refused."""
-    from absl import app
+    returns None or an exit status; extra positional arguments are refused, unless
+    `known_only`: then flags this program does not define are left in argv for `main` too
+    (e.g. Beam pipeline options)."""
+    from absl import app, flags
 
     def wrapped(argv):
         try:
-            if len(argv) > 1:
+            if len(argv) > 1 and not known_only:
                 raise CliError(f"unexpected arguments: {' '.join(argv[1:])}")
             status = main(argv)
         except CliError as e:
@@ -89,4 +91,7 @@ def run(main) -> None:
         sys.exit(status or 0)
 
     exit_on_missing_flagfile(sys.argv)
-    app.run(wrapped)
+    if known_only:
+        app.run(wrapped, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
+    else:
+        app.run(wrapped)

@@ -31,6 +31,13 @@ flags.DEFINE_string(
     config_default(M, "trunk"),
     "Trunk preset: i3d (published Inception-I3D) or i3d_tiny (quarter width, for CPUs).",
 )
+flags.DEFINE_enum(
+    "trunk_endpoint",
+    config_default(M, "trunk_endpoint"),
+    list(C.TRUNK_ENDPOINTS),
+    "Last trunk layer: Mixed_4f (Action Transformer) or Mixed_5c, the backbone's last stage "
+    "at stride 16 (ACAR-Net, AIA).",
+)
 flags.DEFINE_float("width_multiplier", None, "Override the trunk preset's channel multiplier.")
 flags.DEFINE_bool(
     "freeze_bn", config_default(M, "freeze_bn"), "Fix BatchNorm statistics (paper §3.5)."
@@ -62,6 +69,27 @@ flags.DEFINE_bool(
     "pose_softmax",
     config_default(M, "pose_softmax"),
     "Softmax over the pose classes (ACAR-Net §4.1).",
+)
+flags.DEFINE_bool(
+    "background_rois",
+    None,
+    "Train the second stage on background RoI samples too (Faster R-CNN); false: on labelled "
+    "actor boxes only (ground truth and proposals matched to it). Default: the head's paper "
+    "(false for acar).",
+)
+flags.DEFINE_bool(
+    "single_label_softmax",
+    config_default(M, "single_label_softmax"),
+    "One softmax over all classes: for data sets with one action per actor (UCF101-24, "
+    "JHMDB-21); multi-label AVA keeps sigmoids.",
+)
+flags.DEFINE_enum(
+    "person_score",
+    config_default(M, "person_score"),
+    list(C.PERSON_SCORES),
+    "Person score of a detection for heads with an actor (background) logit (i3d, tx, tx_i3d, "
+    "stage, linear; action_transformer.txt §3): sqrt(a p) of its probability a and the RPN / "
+    "external score p, a alone, a x p, or p alone. GT boxes keep score 1.",
 )
 flags.DEFINE_float(
     "focal_gamma",
@@ -218,8 +246,15 @@ flags.DEFINE_enum(
 flags.DEFINE_integer(
     "context_keyframes",
     config_default(D, "context_keyframes"),
-    "--input=features: extra keyframes on each side of a batch (temporal "
-    "context only: no loss, no detections).",
+    "--input=features or --consecutive_keyframes: extra keyframes on each side of a batch "
+    "(temporal context only: no loss, no detections).",
+)
+flags.DEFINE_bool(
+    "consecutive_keyframes",
+    config_default(D, "consecutive_keyframes"),
+    "--input=frames: a batch is --batch_size consecutive keyframes (+ --context_keyframes each "
+    "side), as feature batches, for heads with temporal parts (HGRNN's scene BiGRU, STAGE's "
+    "temporal edges).",
 )
 
 # Config fields whose flag is named otherwise (first defined flag wins).

@@ -6,10 +6,13 @@ Strategies: --strategy=one_device | mirrored (all local GPUs) | multi_worker (cl
 TF_CONFIG; --batch_size is the global batch, split over all replicas). Writes
 DIR/ckpt-<step>, DIR/config.json (the experiment config; a restart with another model or data
 config is refused, naming the fields that differ), TensorBoard logs in DIR/train (and DIR/eval
-with --eval_every). Flags are parsed here only: `model_flags.experiment_config` maps them onto
-an `action_tx.config.ExperimentConfig`, and `action_tx.train_lib.train_task` does the work.
-A model_dir of an older run (model_flags.json, no config.json) resumes: its config.json is
-written from that file first. Bad input: one `error: ...` line, exit 2.
+with --eval_every), and holds DIR/train.lock while it runs: a second trainer on DIR refuses
+(`action_tx.model_dir_lock`). Flags are parsed here only: `model_flags.experiment_config` maps
+them onto an `action_tx.config.ExperimentConfig`, and `action_tx.train_lib.train_task` does the
+work. A model_dir of an older run (model_flags.json, no config.json) resumes: its config.json
+is written from that file first. Bad input: one `error: ...` line, exit 2; a run that cannot go
+on (a full disk at a checkpoint, a lost worker): one `error: ...` line, exit 1. A rerun of a
+finished run says so and exits 0.
 
 multi_worker: start this program once per worker, each with the same flags, the same
 --model_dir on a shared file system, and its own TF_CONFIG, e.g. for worker i of two:
@@ -52,6 +55,9 @@ flags.DEFINE_integer("warmup_steps", _d("warmup_steps"),
                      "Linear warmup steps (paper: 1000).")
 flags.DEFINE_integer("decay_steps", None, "Step where the cosine reaches 0 (paper: 500000); "
                      "default --train_steps.")
+flags.DEFINE_list("lr_steps", None, "Step decay instead of the cosine: the learning rate is "
+                  "divided by 10 at each of these steps (after the warmup; ACAR-Net §5 on "
+                  "UCF101-24: 4900,5100).")
 flags.DEFINE_float("momentum", _d("momentum"), "SGD momentum.")
 flags.DEFINE_float("weight_decay", _d("weight_decay"),
                    "Decoupled weight decay (kernels only).")
@@ -104,8 +110,7 @@ def _migrate_legacy(model_dir, config):
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)   # TF's per-save INFO lines drown the progress bar
-    from action_tx import checkpointing, train_lib
-    from action_tx.tasks import make_task
+    from action_tx import model_dir_lock, train_lib
     config = experiment_config()
     if not os.path.isfile(config.data.label_map):
         raise cli.CliError(f"--label_map: no such file: {config.data.label_map}")
@@ -119,16 +124,39 @@ def main(argv):
         strategy = train_lib.make_strategy(t.strategy, collective_timeout_s=t.collective_timeout)
     except train_lib.TrainingError as e:
         raise cli.CliError(e) from None
+    lock = None
+    if train_lib.is_chief(strategy):   # multi_worker: the chief alone writes, and locks
+        try:
+            lock = model_dir_lock.acquire(
+                t.model_dir, log=lambda m: print(f"warning: {m}", flush=True))
+        except (model_dir_lock.ModelDirLocked, OSError) as e:
+            raise cli.CliError(e) from None
+    try:
+        _train(config, strategy)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(config, strategy):
+    """The run itself, with the model_dir locked."""
+    from action_tx import checkpointing, train_lib
+    from action_tx.tasks import make_task
     task = make_task(config)
     task.check_train_data()
-    _migrate_legacy(t.model_dir, config)
+    _migrate_legacy(config.train.model_dir, config)
     try:
         result = train_lib.train_task(task, strategy, on_eval=lambda step, r: print(
             f"\nstep {step}: frame-mAP@0.5 = {r.map:.4f}", flush=True))
-    except train_lib.WorkerLostError as e:   # not bad input: exit 1
-        raise cli.CliError(e, status=1) from None
+    except (train_lib.WorkerLostError, checkpointing.CheckpointSaveError) as e:
+        raise cli.CliError(e, status=1) from None   # not bad input: exit 1
     except (train_lib.TrainingError, checkpointing.CheckpointError) as e:
         raise cli.CliError(e) from None
+    if not result["history"]:   # resumed at or past --train_steps: no step ran
+        print(f"the run is already complete at step {result['step']} "
+              f"(--train_steps={config.train.train_steps}); checkpoint: {result['checkpoint']}",
+              flush=True)
+        return
     print(f"trained to step {result['step']}; checkpoint: {result['checkpoint']}; "
           f"total_loss {result['losses'].get('total_loss', float('nan')):.4f}", flush=True)
 

@@ -20,6 +20,12 @@ class HeadConfig:
     # Command-line flag -> field, for tools/model_flags.py (the flags of today's flagfiles).
     # `--head_dropout` maps onto `dropout` for every head and wins over a head's own flag.
     flag_names: ClassVar[Dict[str, str]] = {}
+    # The head runs the I3D Mixed_5 tail on its RoI tubes itself: the trunk must stop at
+    # Mixed_4f and the tail takes the trunk's width and BatchNorm mode.
+    runs_i3d_tail: ClassVar[bool] = False
+    # Whether the head's paper trains the second stage on background RoI samples too (the
+    # detector's `background_rois` when ModelConfig.background_rois is None).
+    default_background_rois: ClassVar[bool] = True
 
     @property
     def uses_objects(self) -> bool:

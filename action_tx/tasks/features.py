@@ -21,12 +21,14 @@ class FeaturesTask(Task):
 
     def build_model(self):
         from action_tx.feature_model import FeatureActionModel
-        from action_tx.model_builder import build_head, pose_indices
+        from action_tx.model_builder import build_head, softmax_indices
         m, classes = self.config.model, self.label_map.num_classes
         options = {"class_specific_nms": True} if m.class_specific_nms else {}
+        if self.config.data.eval_actors == "gt":
+            options["nms"] = False   # ground-truth boxes keep one row each (issue 27)
         return FeatureActionModel(
             head=build_head(m, classes), num_classes=classes,
-            pose_indices=pose_indices(self.label_map) if m.pose_softmax else None,
+            pose_indices=softmax_indices(m, self.label_map),
             focal_gamma=m.focal_gamma, max_detections=m.max_detections, **options)
 
     def _dataset(self, directory, training: bool, batch_size: int):

@@ -11,6 +11,13 @@ class FramesTask(Task):
     runs_on_frames = True
 
     @property
+    def global_batch_size(self) -> int:
+        """With consecutive_keyframes, a batch also holds `context_keyframes` on each side."""
+        d = self.config.data
+        return self.config.train.batch_size + (2 * d.context_keyframes
+                                               if d.consecutive_keyframes else 0)
+
+    @property
     def data_description(self) -> str:
         return f"train_tfrecords={self.config.data.train_tfrecords}"
 
@@ -26,7 +33,8 @@ class FramesTask(Task):
                     frame_stride=d.frame_stride, image_size=d.image_size, training=training,
                     seed=self.config.model.seed, max_boxes=d.max_boxes,
                     max_proposals=d.max_proposals, max_objects=d.max_objects,
-                    box_jitter=d.box_jitter)
+                    box_jitter=d.box_jitter, consecutive=d.consecutive_keyframes,
+                    context=d.context_keyframes if d.consecutive_keyframes else 0)
 
     def train_dataset(self):
         from action_tx.data.pipeline import build_dataset
@@ -51,11 +59,15 @@ class FramesTask(Task):
     def check_train_data(self) -> None:
         """An empty input would make the repeated pipeline spin: fail on it here."""
         import tensorflow as tf
+        from action_tx.data import tfrecords
         from action_tx.distribute import op_error_text
         pattern = self.config.data.train_tfrecords
-        files = sorted(tf.io.gfile.glob(pattern))
-        if not files:
-            raise ConfigError(f"train_tfrecords={pattern}: no files match")
+        try:
+            files = tfrecords.match_files(pattern)
+        except FileNotFoundError:
+            raise ConfigError(f"train_tfrecords={pattern}: no files match") from None
+        except tfrecords.NotTFRecordError as e:
+            raise ConfigError(f"train_tfrecords: {e}") from None
         try:
             for _ in tf.data.TFRecordDataset(files).take(1):
                 return

@@ -2,7 +2,6 @@
 other are refused before anything is written; keyframes without a detection still give every
 output; Ctrl-C, SIGTERM and SIGKILL never leave a half-written file at an output path."""
 import json
-import os
 import pathlib
 import signal
 import subprocess

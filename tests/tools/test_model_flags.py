@@ -64,9 +64,31 @@ def test_hgrnn_flags_and_head_dropout_win(model_flags):
     assert detector.class_specific_nms is True
 
 
+def test_consecutive_keyframes_and_trunk_endpoint_flags(model_flags):
+    labels = LabelMap(ids=(1, 4), names={1: "a", 4: "b"})
+    config = _parse(model_flags, "--head=hgrnn", "--consecutive_keyframes",
+                    "--context_keyframes=3", "--trunk_endpoint=Mixed_5c", "--batch_size=2")
+    task = make_task(config, label_map=labels)
+    kwargs = task.dataset_kwargs(training=True)
+    assert (kwargs["consecutive"], kwargs["context"]) == (True, 3)
+    assert task.global_batch_size == 2 + 2 * 3
+    trunk = task.build_model().trunk
+    assert (trunk.final_endpoint, trunk.pool_5a_spatial_stride) == ("Mixed_5c", 1)
+    model_flags.FLAGS.unparse_flags()
+    config = _parse(model_flags, "--context_keyframes=3")   # feature-mode context only
+    task = make_task(config, label_map=labels)
+    kwargs = task.dataset_kwargs(training=True)
+    assert (kwargs["consecutive"], kwargs["context"]) == (False, 0)
+    assert task.global_batch_size == config.train.batch_size
+
+
 @pytest.mark.parametrize("flagfile", sorted(p.name for p in (REPO / "configs").glob("*.flags")))
 def test_every_flagfile_is_a_valid_config(model_flags, flagfile):
-    config = _parse(model_flags, f"--flagfile={REPO / 'configs' / flagfile}")
+    lines = (REPO / "configs" / flagfile).read_text().splitlines()
+    # A flagfile may leave the AIA memory size to the command line (its header says so).
+    extra = (["--aia_memory_size=100"] if "--head=aia" in lines and not any(
+        line.startswith("--aia_memory_size") for line in lines) else [])
+    config = _parse(model_flags, f"--flagfile={REPO / 'configs' / flagfile}", *extra)
     config.check_train()
     head = model_flags.FLAGS.head
     assert config.model.head == head
