@@ -145,13 +145,18 @@ def _train(config, strategy):
     task = make_task(config)
     task.check_train_data()
     _migrate_legacy(config.train.model_dir, config)
+    problem = None
     try:
         result = train_lib.train_task(task, strategy, on_eval=lambda step, r: print(
             f"\nstep {step}: frame-mAP@0.5 = {r.map:.4f}", flush=True))
     except (train_lib.WorkerLostError, checkpointing.CheckpointSaveError) as e:
-        raise cli.CliError(e, status=1) from None   # not bad input: exit 1
+        problem = (str(e), 1)   # not bad input: exit 1
     except (train_lib.TrainingError, checkpointing.CheckpointError) as e:
-        raise cli.CliError(e) from None
+        problem = (str(e), 2)
+    if problem:
+        # Raised here, after the failed run's frames are gone: its input pipeline's threads
+        # (e.g. libjpeg's complaints about a bad frame) stop before the error line is printed.
+        raise cli.CliError(*problem)
     if not result["history"]:   # resumed at or past --train_steps: no step ran
         print(f"the run is already complete at step {result['step']} "
               f"(--train_steps={config.train.train_steps}); checkpoint: {result['checkpoint']}",

@@ -164,8 +164,8 @@ def test_export_falls_back_or_names_the_damaged_checkpoint(trained, tmp_path):
     damaged = export(f"--model_dir={model_dir}", f"--checkpoint_path={model_dir}/ckpt-3",
                      f"--output_dir={tmp_path / 'x'}")
     assert damaged.returncode == 2 and "Traceback" not in damaged.stderr
-    [line] = [l for l in damaged.stderr.splitlines() if "export_saved_model.py:" in l]
-    assert line.startswith("export_saved_model.py: error: ") and f"{model_dir}/ckpt-3" in line
+    [line] = [l for l in damaged.stderr.splitlines() if l.startswith("error: ")]   # tools/cli.py
+    assert f"{model_dir}/ckpt-3" in line
     proc = export(f"--model_dir={model_dir}", f"--output_dir={tmp_path / 'saved'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     [warning] = [l for l in proc.stderr.splitlines() if "export_saved_model.py: warning" in l]
@@ -179,8 +179,8 @@ def test_a_dir_with_no_trained_model_is_named_so(tmp_path):
     proc = export(f"--model_dir={tmp_path / 'empty'}", f"--output_dir={tmp_path / 'x'}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"export_saved_model.py: error: --model_dir: {tmp_path / 'empty'} holds no trained "
-        "model (no model_flags.json, no ckpt-N checkpoint): train one there with "
+        f"error: --model_dir: {tmp_path / 'empty'} holds no trained "
+        "model (no config.json, no ckpt-N checkpoint): train one there with "
         "tools/train.py"]
     proc = subprocess.run([sys.executable, EVAL, f"--model_dir={tmp_path / 'empty'}",
                            f"--eval_tfrecords={tmp_path}/none-*",
