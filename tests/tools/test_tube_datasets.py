@@ -64,8 +64,8 @@ def test_ucf24_convert_train_eval_video_map(tmp_path):
                f"--train_tfrecords={tmp_path / 'tf' / 'train-*'}", f"--label_map={label_map}",
                "--single_label_softmax", "--proposals=gt")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    flags = json.loads((tmp_path / "model" / "model_flags.json").read_text())
-    assert flags["single_label_softmax"] is True
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["model"]["single_label_softmax"] is True
     proc = _tool("eval.py", f"--checkpoint_path={tmp_path / 'model' / 'ckpt-3'}",
                  f"--eval_tfrecords={tmp_path / 'tf' / 'test-*'}",
                  f"--groundtruth={ann / 'ava_test.csv'}", f"--label_map={label_map}",
