@@ -85,10 +85,10 @@ def build_detector(config: Union[ExperimentConfig, ModelConfig, None] = None, *,
     if config.width_multiplier is not None:
         trunk_kwargs["width_multiplier"] = config.width_multiplier
     trunk = make_trunk(config.trunk, **trunk_kwargs)
+    head = build_head(config, classes, trunk)   # before the proposer, as the seeds were set
     proposer = Proposer(mode=config.proposals, sizes=config.anchor_sizes,
                         filters=config.rpn_filters, post_nms_top_k=config.post_nms_top_k)
-    return ActionDetector(trunk=trunk, proposer=proposer,
-                          head=build_head(config, classes, trunk), num_classes=classes,
+    return ActionDetector(trunk=trunk, proposer=proposer, head=head, num_classes=classes,
                           use_objects=use_objects, pose_indices=poses,
                           focal_gamma=config.focal_gamma,
                           num_roi_samples=config.num_roi_samples,
