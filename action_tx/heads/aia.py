@@ -385,6 +385,7 @@ class AIAHeadConfig(HeadConfig):
     memory_size: int = 0           # rows of the memory tables: the keyframes of the data
     temporal_position: bool = True   # the authors' release; the paper is silent
     dropout: float = 0.2           # the authors' release; the paper is silent
+    hidden_size: int = 512         # D, every block's width (the release; no flag)
 
     def __post_init__(self):
         object.__setattr__(self, "blocks", tuple(_parse_blocks(self.blocks)))
