@@ -25,7 +25,7 @@ def test_dummy_inputs_shapes():
 def test_count_params_of_a_linear_head():
     # 6 channels -> 3 classes: 6 x 3 kernel + 3 biases; no non-trainable weights.
     head = LinearHead(3)
-    assert params.count_params(head, params.dummy_inputs(6, (2, 3, 3), 2)) == (21, 21)
+    assert params.count_params(head, params.dummy_inputs(6, (2, 3, 3), 2)) == (28, 28)   # 6 classes + the actor logit (issue 27)
 
 
 def test_head_counts_relations_on_a_tiny_configuration():
