@@ -13,16 +13,17 @@ modes), `TrainConfig` and `EvalConfig`. Each checks its own fields; `ExperimentC
 the rules that join them and raises `ConfigError` with every problem in one message.
 `tools/model_flags.py` maps the command-line flags onto this (one function).
 """
+
 import dataclasses
 import json
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-if TYPE_CHECKING:   # the heads (TensorFlow) load when a ModelConfig is made, not on import
+if TYPE_CHECKING:  # the heads (TensorFlow) load when a ModelConfig is made, not on import
     from action_tx.heads.head_config import HeadConfig
 
 CONFIG_FILE = "config.json"
-LEGACY_CONFIG_FILE = "model_flags.json"   # model_dirs written before config.json (flat flags)
+LEGACY_CONFIG_FILE = "model_flags.json"  # model_dirs written before config.json (flat flags)
 VERSION = 1
 PROPOSALS = ("rpn", "external", "gt")
 INPUTS = ("frames", "features")
@@ -48,31 +49,34 @@ class ModelConfig:
     """The detector: trunk, person boxes, head (`head_options`: the head's config class of
     `HEADS`, its defaults when None; a dict is read as that class's fields), losses and
     post-processing. Defaults are those of the Action Transformer paper where it has one."""
+
     head: str = "i3d"
     head_options: Optional["HeadConfig"] = None
-    trunk: str = "i3d_tiny"                # i3d: the published Inception-I3D; i3d_tiny: 1/4 width
-    trunk_endpoint: str = "Mixed_4f"       # Mixed_5c: the backbone's last stage (ACAR, AIA)
+    trunk: str = "i3d_tiny"  # i3d: the published Inception-I3D; i3d_tiny: 1/4 width
+    trunk_endpoint: str = "Mixed_4f"  # Mixed_5c: the backbone's last stage (ACAR, AIA)
     width_multiplier: Optional[float] = None
-    freeze_bn: bool = False                # action_transformer.txt §3.5: BN statistics fixed
-    proposals: str = "rpn"                 # rpn | external (detection CSVs) | gt
+    freeze_bn: bool = False  # action_transformer.txt §3.5: BN statistics fixed
+    proposals: str = "rpn"  # rpn | external (detection CSVs) | gt
     anchor_sizes: Tuple[float, ...] = (32.0, 64.0, 128.0, 256.0)
     rpn_filters: int = 512
-    post_nms_top_k: int = 300              # action_transformer.txt §4.4: R = 300
+    post_nms_top_k: int = 300  # action_transformer.txt §4.4: R = 300
     num_roi_samples: int = 64
-    pose_softmax: bool = False             # acar_net.txt §4.1: one softmax over the poses
-    single_label_softmax: bool = False     # one softmax over all classes (UCF101-24, JHMDB)
+    pose_softmax: bool = False  # acar_net.txt §4.1: one softmax over the poses
+    single_label_softmax: bool = False  # one softmax over all classes (UCF101-24, JHMDB)
     background_rois: Optional[bool] = None  # None: the head's paper (default_background_rois)
-    person_score: str = "geometric"        # detector.ActionDetector's rule (actor logit heads)
-    focal_gamma: float = 0.0               # hgrnn_graph_rnn.txt §3.3 uses 2
+    person_score: str = "geometric"  # detector.ActionDetector's rule (actor logit heads)
+    focal_gamma: float = 0.0  # hgrnn_graph_rnn.txt §3.3 uses 2
     max_detections: int = 100
-    class_specific_nms: bool = False       # hgrnn_graph_rnn.txt §3.3
-    seed: int = 0                          # weights, samplers, input shuffling
+    class_specific_nms: bool = False  # hgrnn_graph_rnn.txt §3.3
+    seed: int = 0  # weights, samplers, input shuffling
 
     def __post_init__(self):
         from action_tx.heads import HEADS
+
         if self.head not in HEADS:
-            raise ConfigError(f"unknown head {self.head!r}; available heads: "
-                              f"{', '.join(sorted(HEADS))}")
+            raise ConfigError(
+                f"unknown head {self.head!r}; available heads: {', '.join(sorted(HEADS))}"
+            )
         config_class = HEADS[self.head][1]
         options = self.head_options
         if options is None or isinstance(options, dict):
@@ -81,18 +85,24 @@ class ModelConfig:
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"head {self.head!r}: {e}") from None
         elif not isinstance(options, config_class):
-            raise ConfigError(f"head {self.head!r} takes {config_class.__name__} options, got "
-                              f"{type(options).__name__}")
+            raise ConfigError(
+                f"head {self.head!r} takes {config_class.__name__} options, got "
+                f"{type(options).__name__}"
+            )
         object.__setattr__(self, "head_options", options)
         object.__setattr__(self, "anchor_sizes", tuple(float(s) for s in self.anchor_sizes))
         from action_tx.trunks.i3d import TRUNK_PRESETS
+
         problems = []
         if self.trunk not in TRUNK_PRESETS:
-            problems.append(f"unknown trunk {self.trunk!r}; available trunks: "
-                            f"{', '.join(sorted(TRUNK_PRESETS))}")
+            problems.append(
+                f"unknown trunk {self.trunk!r}; available trunks: "
+                f"{', '.join(sorted(TRUNK_PRESETS))}"
+            )
         if self.proposals not in PROPOSALS:
-            problems.append(f"proposals must be one of {', '.join(PROPOSALS)}, got "
-                            f"{self.proposals!r}")
+            problems.append(
+                f"proposals must be one of {', '.join(PROPOSALS)}, got {self.proposals!r}"
+            )
         for name in ("rpn_filters", "post_nms_top_k", "num_roi_samples", "max_detections"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -101,14 +111,19 @@ class ModelConfig:
         if self.focal_gamma < 0:
             problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
         if self.trunk_endpoint not in TRUNK_ENDPOINTS:
-            problems.append(f"unknown trunk_endpoint {self.trunk_endpoint!r}; known: "
-                            f"{', '.join(TRUNK_ENDPOINTS)}")
+            problems.append(
+                f"unknown trunk_endpoint {self.trunk_endpoint!r}; known: "
+                f"{', '.join(TRUNK_ENDPOINTS)}"
+            )
         elif self.trunk_endpoint != "Mixed_4f" and options.runs_i3d_tail:
-            problems.append(f"head {self.head!r} runs the I3D Mixed_5 tail on RoI tubes: it "
-                            f"needs trunk_endpoint='Mixed_4f', not {self.trunk_endpoint!r}")
+            problems.append(
+                f"head {self.head!r} runs the I3D Mixed_5 tail on RoI tubes: it "
+                f"needs trunk_endpoint='Mixed_4f', not {self.trunk_endpoint!r}"
+            )
         if self.person_score not in PERSON_SCORES:
-            problems.append(f"person_score must be one of {', '.join(PERSON_SCORES)}, got "
-                            f"{self.person_score!r}")
+            problems.append(
+                f"person_score must be one of {', '.join(PERSON_SCORES)}, got {self.person_score!r}"
+            )
         if self.single_label_softmax and self.pose_softmax:
             problems.append("single_label_softmax and pose_softmax exclude each other")
         _check(problems, "model config")
@@ -131,23 +146,24 @@ class ModelConfig:
 class DataConfig:
     """The data of both input modes: `input="frames"` reads TFRecords of clips end to end,
     `"features"` the frozen trunk features of tools/extract_features.py."""
+
     label_map: Optional[str] = None
     input: str = "frames"
-    train_tfrecords: Optional[str] = None   # glob of the training shards (frames)
-    eval_tfrecords: Optional[str] = None    # glob of the evaluation shards (frames)
-    num_frames: int = 8                     # T
-    frame_stride: int = 2                   # s
+    train_tfrecords: Optional[str] = None  # glob of the training shards (frames)
+    eval_tfrecords: Optional[str] = None  # glob of the evaluation shards (frames)
+    num_frames: int = 8  # T
+    frame_stride: int = 2  # s
     image_size: int = 112
     max_boxes: int = 16
     max_proposals: int = 32
     max_objects: int = 16
-    box_jitter: float = 0.0                 # of the papers only AIA jitters (§4.1): its flagfile
-    feature_dir: Optional[str] = None       # training split's features (features)
+    box_jitter: float = 0.0  # of the papers only AIA jitters (§4.1): its flagfile
+    feature_dir: Optional[str] = None  # training split's features (features)
     eval_feature_dir: Optional[str] = None  # evaluation split's features (features)
-    train_actors: str = "both"              # features: gt | detected | both
-    eval_actors: str = "detected"           # features: detected | gt (classification bound)
-    context_keyframes: int = 0              # features / consecutive: extra keyframes each side
-    consecutive_keyframes: bool = False     # frames: a batch is consecutive keyframes of a video
+    train_actors: str = "both"  # features: gt | detected | both
+    eval_actors: str = "detected"  # features: detected | gt (classification bound)
+    context_keyframes: int = 0  # features / consecutive: extra keyframes each side
+    consecutive_keyframes: bool = False  # frames: a batch is consecutive keyframes of a video
 
     # Paths of a run, not of the model: a resumed run may read moved shards.
     RUN_FIELDS = ("train_tfrecords", "eval_tfrecords")
@@ -157,8 +173,7 @@ class DataConfig:
         if self.input not in INPUTS:
             problems.append(f"input must be one of {', '.join(INPUTS)}, got {self.input!r}")
         if self.train_actors not in ("both", "gt", "detected"):
-            problems.append(f"train_actors must be both, gt or detected, got "
-                            f"{self.train_actors!r}")
+            problems.append(f"train_actors must be both, gt or detected, got {self.train_actors!r}")
         if self.eval_actors not in ("detected", "gt"):
             problems.append(f"eval_actors must be detected or gt, got {self.eval_actors!r}")
         for name in ("num_frames", "frame_stride", "image_size", "max_boxes"):
@@ -175,14 +190,15 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The trainer (`action_tx.train_lib`); defaults: action_transformer.txt §3.5."""
+
     model_dir: Optional[str] = None
-    batch_size: int = 2                    # GLOBAL batch, split over the replicas
+    batch_size: int = 2  # GLOBAL batch, split over the replicas
     train_steps: int = 1000
     optimizer: str = "sgd"
-    learning_rate: float = 0.1             # §3.5: 0.1
-    warmup_learning_rate: float = 0.01     # §3.5: warmup from 0.01
-    warmup_steps: int = 1000               # §3.5: 1000 steps
-    decay_steps: Optional[int] = None      # cosine end; None: train_steps
+    learning_rate: float = 0.1  # §3.5: 0.1
+    warmup_learning_rate: float = 0.01  # §3.5: warmup from 0.01
+    warmup_steps: int = 1000  # §3.5: 1000 steps
+    decay_steps: Optional[int] = None  # cosine end; None: train_steps
     lr_steps: Optional[Tuple[int, ...]] = None  # step decay (/10 at each) instead of the cosine
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -203,17 +219,26 @@ class TrainConfig:
         if self.lr_steps is not None:
             object.__setattr__(self, "lr_steps", tuple(int(s) for s in self.lr_steps) or None)
         problems = []
-        if self.lr_steps and (list(self.lr_steps) != sorted(self.lr_steps)
-                              or self.lr_steps[0] < self.warmup_steps):
-            problems.append(f"lr_steps {list(self.lr_steps)} must ascend and start at or after "
-                            f"the warmup's end ({self.warmup_steps})")
+        if self.lr_steps and (
+            list(self.lr_steps) != sorted(self.lr_steps) or self.lr_steps[0] < self.warmup_steps
+        ):
+            problems.append(
+                f"lr_steps {list(self.lr_steps)} must ascend and start at or after "
+                f"the warmup's end ({self.warmup_steps})"
+            )
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if self.strategy not in STRATEGIES:
-            problems.append(f"strategy must be one of {', '.join(STRATEGIES)}, got "
-                            f"{self.strategy!r}")
-        for name in ("batch_size", "train_steps", "checkpoint_every", "keep_checkpoints",
-                     "log_every"):
+            problems.append(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        for name in (
+            "batch_size",
+            "train_steps",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         _check(problems, "train config")
@@ -222,6 +247,7 @@ class TrainConfig:
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Scoring a model: the split's ground truth and the inference batch."""
+
     groundtruth: Optional[str] = None
     batch_size: int = 2
     num_images: int = 3
@@ -231,6 +257,7 @@ class EvalConfig:
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """model + data + train + eval, with the rules that join them."""
+
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -240,19 +267,21 @@ class ExperimentConfig:
         m, d, t = self.model, self.data, self.train
         problems = list(m.head_options.problems())
         if m.proposals == "external" and d.max_proposals < 1:
-            problems.append("proposals=external reads the person detections stored from the "
-                            "detection CSVs: max_proposals must be >= 1")
+            problems.append(
+                "proposals=external reads the person detections stored from the "
+                "detection CSVs: max_proposals must be >= 1"
+            )
         if m.uses_objects and d.max_objects < 1:
             problems.append(f"head {m.head!r} pools object boxes: max_objects must be >= 1")
         if m.pose_softmax and not d.label_map:
             problems.append("pose_softmax needs the label map (its pose classes)")
         if d.input == "features":
             if t.init_checkpoint:
-                problems.append("init_checkpoint is for end-to-end training, not "
-                                "input=features")
+                problems.append("init_checkpoint is for end-to-end training, not input=features")
             if t.strategy != "one_device":
-                problems.append("input=features trains with strategy=one_device (a batch is "
-                                "one video)")
+                problems.append(
+                    "input=features trains with strategy=one_device (a batch is one video)"
+                )
         _check(problems, "config")
 
     # Rules of one use: each names the settings a command needs.
@@ -269,8 +298,11 @@ class ExperimentConfig:
             problems.append("train_tfrecords is required (a glob of TFRecord shards)")
         if self.train.eval_every:
             split = "eval_feature_dir" if d.input == "features" else "eval_tfrecords"
-            missing = [n for n, v in ((split, getattr(d, split)),
-                                      ("groundtruth", self.eval.groundtruth)) if not v]
+            missing = [
+                n
+                for n, v in ((split, getattr(d, split)), ("groundtruth", self.eval.groundtruth))
+                if not v
+            ]
             if missing:
                 problems.append(f"eval_every needs {' and '.join(missing)}")
         _check(problems, "config")
@@ -279,9 +311,15 @@ class ExperimentConfig:
         """Raises ConfigError unless this config can score a model."""
         d = self.data
         data_field = "eval_feature_dir" if d.input == "features" else "eval_tfrecords"
-        missing = [n for n, v in ((data_field, getattr(d, data_field)),
-                                  ("groundtruth", self.eval.groundtruth),
-                                  ("label_map", d.label_map)) if not v]
+        missing = [
+            n
+            for n, v in (
+                (data_field, getattr(d, data_field)),
+                ("groundtruth", self.eval.groundtruth),
+                ("label_map", d.label_map),
+            )
+            if not v
+        ]
         _check([f"scoring a model needs {', '.join(missing)}"] if missing else [], "config")
 
     # --- config.json ---
@@ -290,9 +328,13 @@ class ExperimentConfig:
         model = {f.name: getattr(self.model, f.name) for f in dataclasses.fields(self.model)}
         model["head_options"] = self.model.head_options.to_json()
         model["anchor_sizes"] = list(self.model.anchor_sizes)
-        return {"version": VERSION, "model": model,
-                "data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train),
-                "eval": dataclasses.asdict(self.eval)}
+        return {
+            "version": VERSION,
+            "model": model,
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+            "eval": dataclasses.asdict(self.eval),
+        }
 
     @classmethod
     def from_json(cls, values: Dict[str, Any], where: str = "config") -> "ExperimentConfig":
@@ -300,11 +342,16 @@ class ExperimentConfig:
         if not isinstance(values, dict) or "model" not in values:
             raise ConfigError(f"{where}: not an experiment config (no 'model' section)")
         if values.get("version", VERSION) > VERSION:
-            raise ConfigError(f"{where}: config version {values['version']} is newer than "
-                              f"this code's {VERSION}")
+            raise ConfigError(
+                f"{where}: config version {values['version']} is newer than this code's {VERSION}"
+            )
         sections = {}
-        for name, section in (("model", ModelConfig), ("data", DataConfig),
-                              ("train", TrainConfig), ("eval", EvalConfig)):
+        for name, section in (
+            ("model", ModelConfig),
+            ("data", DataConfig),
+            ("train", TrainConfig),
+            ("eval", EvalConfig),
+        ):
             raw = dict(values.get(name) or {})
             known = {f.name for f in dataclasses.fields(section)}
             unknown = sorted(set(raw) - known)
@@ -323,7 +370,8 @@ class ExperimentConfig:
 
 def save(config: ExperimentConfig, model_dir: str) -> str:
     """Writes `model_dir/config.json`; returns its path."""
-    import tensorflow as tf   # gfile: model_dirs may be on any file system TF reads
+    import tensorflow as tf  # gfile: model_dirs may be on any file system TF reads
+
     path = os.path.join(model_dir, CONFIG_FILE)
     tf.io.gfile.makedirs(model_dir)
     with tf.io.gfile.GFile(path, "w") as f:
@@ -334,6 +382,7 @@ def save(config: ExperimentConfig, model_dir: str) -> str:
 def load(model_dir: str) -> Optional[ExperimentConfig]:
     """`model_dir/config.json` as a config; None when absent. ConfigError when unreadable."""
     import tensorflow as tf
+
     path = os.path.join(model_dir, CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         return None

@@ -1,7 +1,8 @@
 """Distribution for training: strategies, the chief, TF_CONFIG, and the errors of a run.
 
-    strategy = make_strategy("mirrored")        # or "one_device", "multi_worker" (TF_CONFIG)
+strategy = make_strategy("mirrored")        # or "one_device", "multi_worker" (TF_CONFIG)
 """
+
 import json
 import os
 import re
@@ -27,17 +28,23 @@ class WorkerLostError(TrainingError):
 # service heartbeats and the survivors are aborted (UNAVAILABLE, ~12 s); a live but stuck peer
 # trips the collective timeout (DEADLINE_EXCEEDED); aborted ops can also surface as
 # ABORTED / CANCELLED.
-PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                tf.errors.AbortedError, tf.errors.CancelledError)
+PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+)
 
 
 def check_tf_config() -> Optional[str]:
     """-> what is wrong with the TF_CONFIG variable for 'multi_worker', or None."""
     text = os.environ.get("TF_CONFIG", "")
     if not text.strip():
-        return ("--strategy=multi_worker needs the TF_CONFIG environment variable (JSON: "
-                '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
-                '"index": i}}); it is not set')
+        return (
+            "--strategy=multi_worker needs the TF_CONFIG environment variable (JSON: "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+            '"index": i}}); it is not set'
+        )
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
@@ -47,13 +54,13 @@ def check_tf_config() -> Optional[str]:
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return f"TF_CONFIG is not valid (needs 'cluster' and 'task' with 'type', 'index'): {e}"
     if not workers or not members or not 0 <= index < len(members):
-        return (f"TF_CONFIG: task {kind}:{index} is not in the cluster "
-                f"{json.dumps(cluster)}")
+        return f"TF_CONFIG: task {kind}:{index} is not in the cluster {json.dumps(cluster)}"
     return None
 
 
-def make_strategy(name: str = "one_device", devices=None,
-                  collective_timeout_s: Optional[float] = None) -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "one_device", devices=None, collective_timeout_s: Optional[float] = None
+) -> tf.distribute.Strategy:
     """'one_device' (first GPU else CPU), 'mirrored' (all local GPUs, or `devices`), or
     'multi_worker' (MultiWorkerMirroredStrategy; cluster from the TF_CONFIG variable).
 
@@ -74,14 +81,17 @@ def make_strategy(name: str = "one_device", devices=None,
         if problem:
             raise TrainingError(problem)
         options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=collective_timeout_s)
+            timeout_seconds=collective_timeout_s
+        )
         try:
             return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         except RuntimeError as e:
             if "program startup" not in str(e):
                 raise
-            raise TrainingError("the multi_worker strategy must be made before TensorFlow "
-                                "runs any op in the process") from None
+            raise TrainingError(
+                "the multi_worker strategy must be made before TensorFlow "
+                "runs any op in the process"
+            ) from None
     raise TrainingError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
@@ -91,17 +101,23 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
     task = resolver.task_type
-    return task in ("chief", None) or (task == "worker" and resolver.task_id == 0
-                                       and "chief" not in resolver.cluster_spec().as_dict())
+    return task in ("chief", None) or (
+        task == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def op_error_text(error: "tf.errors.OpError") -> str:
     """The readable part of a TF op error ("corrupted record at 0 ..."), one line."""
-    record = pipeline.record_error_text(error)   # an undecodable record, named by the pipeline
+    record = pipeline.record_error_text(error)  # an undecodable record, named by the pipeline
     if record:
         return record
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "",
-                  error.message.strip().splitlines()[-1] if error.message.strip() else "")
+    text = re.sub(
+        r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$",
+        "",
+        error.message.strip().splitlines()[-1] if error.message.strip() else "",
+    )
     return text.strip() or type(error).__name__
 
 
@@ -109,9 +125,15 @@ def peer_error_text(error: "tf.errors.OpError") -> str:
     """The line of a failed collective's message that says why (one line)."""
     lines = [line.strip() for line in error.message.splitlines()]
     for i, line in enumerate(lines):
-        if re.search(r"aborted by|timed out|timeout|deadline|connection|unavailable|heartbeat",
-                     line, re.IGNORECASE) and "Detected at node" not in line:
-            if line.endswith(":") and i + 1 < len(lines):   # "unhealthy tasks:" + the task
+        if (
+            re.search(
+                r"aborted by|timed out|timeout|deadline|connection|unavailable|heartbeat",
+                line,
+                re.IGNORECASE,
+            )
+            and "Detected at node" not in line
+        ):
+            if line.endswith(":") and i + 1 < len(lines):  # "unhealthy tasks:" + the task
                 line = f"{line} {lines[i + 1]}"
             return line[:300]
     return op_error_text(error)

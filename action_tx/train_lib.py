@@ -18,6 +18,7 @@ Gradients: each replica's loss is divided by the number of replicas, the gradien
 over replicas, clipped by their global norm, and applied. Keras would clip per replica before
 the all-reduce, which differs from single-device training, so clipping is done here.
 """
+
 import math
 import os
 import time
@@ -28,8 +29,16 @@ import tensorflow as tf
 
 from action_tx import checkpointing
 from action_tx.distribute import (  # noqa: F401  (the trainer's API, re-exported)
-    PEER_ERRORS, STRATEGIES, TrainingError, WorkerLostError, check_tf_config, is_chief,
-    make_strategy, op_error_text, peer_error_text)
+    PEER_ERRORS,
+    STRATEGIES,
+    TrainingError,
+    WorkerLostError,
+    check_tf_config,
+    is_chief,
+    make_strategy,
+    op_error_text,
+    peer_error_text,
+)
 from action_tx.lr_schedule import WarmupStepDecay  # noqa: F401
 from action_tx.optimization import build_optimizer, learning_rate_schedule  # noqa: F401
 from action_tx.data import pipeline
@@ -40,16 +49,19 @@ def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor
     try:
         for batch in dataset.take(1):
             return batch
-    except tf.errors.OpError as e:   # e.g. DataLossError: a file that is not a TFRecord
-        raise TrainingError(f"cannot read the training data ({describe}): "
-                            f"{op_error_text(e)}") from None
-    raise TrainingError(f"the training data yields no batch ({describe}): no records, or "
-                        "fewer examples than one global batch")
+    except tf.errors.OpError as e:  # e.g. DataLossError: a file that is not a TFRecord
+        raise TrainingError(
+            f"cannot read the training data ({describe}): {op_error_text(e)}"
+        ) from None
+    raise TrainingError(
+        f"the training data yields no batch ({describe}): no records, or "
+        "fewer examples than one global batch"
+    )
 
 
 def _replica_slice(batch: Dict[str, tf.Tensor], per_replica: int, replica_id) -> Dict:
     begin = replica_id * per_replica
-    return {k: v[begin:begin + per_replica] for k, v in batch.items()}
+    return {k: v[begin : begin + per_replica] for k, v in batch.items()}
 
 
 def _save(manager: tf.train.CheckpointManager, number: int) -> str:
@@ -73,7 +85,8 @@ def _save(manager: tf.train.CheckpointManager, number: int) -> str:
             f"cannot write the checkpoint of step {number} in {manager.directory} "
             f"({type(e).__name__}: {why}); the newest complete checkpoint is "
             f"{before or 'none'}: free some space and rerun the same command to resume "
-            "from it") from None
+            "from it"
+        ) from None
 
 
 def _log(message: str, chief: bool = True):
@@ -81,8 +94,9 @@ def _log(message: str, chief: bool = True):
         print(message, flush=True)
 
 
-def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
-          **kwargs) -> Dict[str, object]:
+def train(
+    *, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None, **kwargs
+) -> Dict[str, object]:
     """Trains (or resumes) the model in `model_dir`.
 
     Returns: {"step": last step, "losses": last step's terms (floats, with grad_norm),
@@ -124,44 +138,69 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     """
     strategy = strategy or make_strategy("one_device")
     resolver = getattr(strategy, "cluster_resolver", None)
-    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) + len(
-        resolver.cluster_spec().as_dict().get("chief", [])) if resolver else 1
+    workers = (
+        len(resolver.cluster_spec().as_dict().get("worker", []))
+        + len(resolver.cluster_spec().as_dict().get("chief", []))
+        if resolver
+        else 1
+    )
     try:
         return _train(model_dir=model_dir, strategy=strategy, **kwargs)
     except tf.errors.InvalidArgumentError as e:
         if not pipeline.record_error_text(e):
             raise
-        raise TrainingError(f"{op_error_text(e)}; newest checkpoint: "
-                            f"{tf.train.latest_checkpoint(model_dir) or 'none'}") from None
+        raise TrainingError(
+            f"{op_error_text(e)}; newest checkpoint: "
+            f"{tf.train.latest_checkpoint(model_dir) or 'none'}"
+        ) from None
     except PEER_ERRORS as e:
         if workers < 2:
             raise
         newest = (checkpointing.find_checkpoints(model_dir, log=None) or ["none"])[-1]
         raise WorkerLostError(
             f"another worker died or stopped answering ({peer_error_text(e)}); newest "
-            f"checkpoint: {newest}; restart every worker to resume from it") from None
+            f"checkpoint: {newest}; restart every worker to resume from it"
+        ) from None
 
 
-def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
-          model_dir: str, train_steps: int, global_batch_size: int,
-          strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
-          learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-          warmup_steps: int = 1000, decay_steps: Optional[int] = None,
-          lr_steps: Optional[Sequence[int]] = None, momentum: float = 0.9,
-          weight_decay: float = 0.0, clip_norm: Optional[float] = None,
-          checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
-          eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
-          eval_every: int = 0, init_fn: Optional[Callable[[keras.Model], None]] = None,
-          model_config=None, seed: int = 0,
-          deterministic: bool = False, mixed_precision: bool = False,
-          jit_compile: bool = False, progress: bool = True,
-          data_description: str = "") -> Dict[str, object]:
+def _train(
+    *,
+    model_fn: Callable[[], keras.Model],
+    dataset_fn: Callable[[], tf.data.Dataset],
+    model_dir: str,
+    train_steps: int,
+    global_batch_size: int,
+    strategy: Optional[tf.distribute.Strategy] = None,
+    optimizer: str = "sgd",
+    learning_rate: float = 0.1,
+    warmup_learning_rate: float = 0.01,
+    warmup_steps: int = 1000,
+    decay_steps: Optional[int] = None,
+    lr_steps: Optional[Sequence[int]] = None,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_norm: Optional[float] = None,
+    checkpoint_every: int = 1000,
+    keep_checkpoints: int = 5,
+    log_every: int = 100,
+    eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
+    eval_every: int = 0,
+    init_fn: Optional[Callable[[keras.Model], None]] = None,
+    model_config=None,
+    seed: int = 0,
+    deterministic: bool = False,
+    mixed_precision: bool = False,
+    jit_compile: bool = False,
+    progress: bool = True,
+    data_description: str = "",
+) -> Dict[str, object]:
     """`train` with its strategy made."""
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
-        raise TrainingError(f"global batch size {global_batch_size} is not a multiple of the "
-                            f"{replicas} replicas")
+        raise TrainingError(
+            f"global batch size {global_batch_size} is not a multiple of the {replicas} replicas"
+        )
     per_replica = global_batch_size // replicas
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -173,34 +212,46 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
 
     dataset = dataset_fn()
     first = _first_batch(dataset, data_description or "dataset_fn")
-    size = int(first["clip" if "clip" in first else "keyframe_mask"].shape[0])   # frames/features
+    size = int(first["clip" if "clip" in first else "keyframe_mask"].shape[0])  # frames/features
     if size != global_batch_size:
-        raise TrainingError(f"the dataset's batch is {size}, expected the "
-                            f"global batch {global_batch_size}")
+        raise TrainingError(
+            f"the dataset's batch is {size}, expected the global batch {global_batch_size}"
+        )
     with strategy.scope():
         model = model_fn()
-        model(_replica_slice(first, per_replica, 0), training=False)   # creates the variables
+        model(_replica_slice(first, per_replica, 0), training=False)  # creates the variables
         schedule = learning_rate_schedule(
-            learning_rate=learning_rate, warmup_learning_rate=warmup_learning_rate,
-            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps,
-            lr_steps=lr_steps)
-        opt = build_optimizer(optimizer=optimizer, learning_rate=schedule, momentum=momentum,
-                              weight_decay=weight_decay)
-        opt.build(model.trainable_variables)   # Keras 3: slots exist before the tf.function
+            learning_rate=learning_rate,
+            warmup_learning_rate=warmup_learning_rate,
+            warmup_steps=warmup_steps,
+            decay_steps=decay_steps or train_steps,
+            lr_steps=lr_steps,
+        )
+        opt = build_optimizer(
+            optimizer=optimizer,
+            learning_rate=schedule,
+            momentum=momentum,
+            weight_decay=weight_decay,
+        )
+        opt.build(model.trainable_variables)  # Keras 3: slots exist before the tf.function
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     iterator = iter(dataset)
-    ckpt = checkpointing.make_checkpoint(model=model, optimizer=opt, step=step,
-                                         iterator=iterator)
+    ckpt = checkpointing.make_checkpoint(model=model, optimizer=opt, step=step, iterator=iterator)
     # Non-chief workers take part in the save (collectives) but write to a scratch folder.
-    save_dir = model_dir if chief else os.path.join(
-        model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    save_dir = (
+        model_dir
+        if chief
+        else os.path.join(model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    )
     # Found before the manager reads the state file: when that file is lost or garbled the
     # checkpoints are found from their .index files (and the chief rewrites the state file).
     checkpoints = checkpointing.find_checkpoints(
-        model_dir, log=lambda m: _log(f"warning: {m}", chief), repair=chief)
+        model_dir, log=lambda m: _log(f"warning: {m}", chief), repair=chief
+    )
     manager = tf.train.CheckpointManager(ckpt, save_dir, max_to_keep=keep_checkpoints)
     restored = checkpointing.restore_latest(
-        ckpt, checkpoints, log=lambda m: _log(f"warning: {m}", True))
+        ckpt, checkpoints, log=lambda m: _log(f"warning: {m}", True)
+    )
     if restored:
         _log(f"resumed from {restored} at step {int(step.numpy())}", chief)
     elif init_fn is not None:
@@ -233,13 +284,17 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
     @tf.function
     def train_step(it):
         terms, norm = strategy.run(replica_step, args=(next(it),))
-        terms = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                 for k, v in terms.items()}
+        terms = {
+            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in terms.items()
+        }
         terms["grad_norm"] = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
         return terms
 
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else \
-        tf.summary.create_noop_writer()
+    writer = (
+        tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+        if chief
+        else tf.summary.create_noop_writer()
+    )
     start = int(step.numpy())
     bar = Progress(train_steps, "train", enabled=progress and chief, unit="steps", start=start)
     terms, history, t_log, s_log = {}, [], time.perf_counter(), start
@@ -259,8 +314,10 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
             try:
                 out = train_step(iterator)
             except tf.errors.OutOfRangeError:
-                raise TrainingError(f"the training data ran out at step {int(step.numpy())} "
-                                    f"({data_description or 'dataset_fn'}); repeat it") from None
+                raise TrainingError(
+                    f"the training data ran out at step {int(step.numpy())} "
+                    f"({data_description or 'dataset_fn'}); repeat it"
+                ) from None
             step.assign_add(1)
             at = int(step.numpy())
             terms = {k: float(v) for k, v in out.items()}
@@ -268,8 +325,10 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
             if not all(math.isfinite(v) for v in terms.values()):
                 bar.close()
                 bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
-                raise TrainingError(f"non-finite loss at step {at} ({bad}); stopped without "
-                                    f"saving; the last good checkpoint is {last or 'none'}")
+                raise TrainingError(
+                    f"non-finite loss at step {at} ({bad}); stopped without "
+                    f"saving; the last good checkpoint is {last or 'none'}"
+                )
             bar.set(at, note=f"loss {terms['total_loss']:.4f}")
             if at % log_every == 0 or at == train_steps:
                 now = time.perf_counter()
@@ -277,8 +336,10 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
                     for k, v in terms.items():
                         tf.summary.scalar(f"loss/{k}" if k != "grad_norm" else k, v)
                     tf.summary.scalar("learning_rate", float(schedule(at - 1)))
-                    tf.summary.scalar("examples_per_second",
-                                      (at - s_log) * global_batch_size / max(now - t_log, 1e-9))
+                    tf.summary.scalar(
+                        "examples_per_second",
+                        (at - s_log) * global_batch_size / max(now - t_log, 1e-9),
+                    )
                 t_log, s_log = now, at
             if at % checkpoint_every == 0 or at == train_steps:
                 last = save(at)
@@ -292,12 +353,21 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
         writer.flush()
     if start >= train_steps and restored:
         last = restored
-    return {"step": int(step.numpy()), "losses": terms, "history": history,
-            "checkpoint": last, "model": model, "optimizer": opt}
+    return {
+        "step": int(step.numpy()),
+        "losses": terms,
+        "history": history,
+        "checkpoint": last,
+        "model": model,
+        "optimizer": opt,
+    }
 
 
-def train_task(task, strategy: Optional[tf.distribute.Strategy] = None,
-               on_eval: Optional[Callable[[int, object], None]] = None) -> Dict[str, object]:
+def train_task(
+    task,
+    strategy: Optional[tf.distribute.Strategy] = None,
+    on_eval: Optional[Callable[[int, object], None]] = None,
+) -> Dict[str, object]:
     """Trains (or resumes) the experiment of `task` (an `action_tx.tasks.Task`): its model on
     its training data with `task.config.train`'s settings, `config.json` written into (and
     compared with, on resume) the model_dir, and with `train.eval_every` the evaluation split
@@ -315,24 +385,44 @@ def train_task(task, strategy: Optional[tf.distribute.Strategy] = None,
             if on_eval is not None:
                 on_eval(step, result)
             return eval_lib.scalars(result)
+
     init_fn = None
     if t.init_checkpoint:
+
         def init_fn(model):
             from action_tx.trunks.i3d_checkpoint import detector_i3d_parts, restore_trunk
+
             for part in detector_i3d_parts(model):
                 report = restore_trunk(part, t.init_checkpoint)
                 _log(f"initialised {part.name} from {t.init_checkpoint}: {report}")
+
     return train(
-        model_fn=task.build_model, dataset_fn=task.train_dataset,
-        data_description=task.data_description, model_dir=t.model_dir,
-        train_steps=t.train_steps, global_batch_size=task.global_batch_size,
+        model_fn=task.build_model,
+        dataset_fn=task.train_dataset,
+        data_description=task.data_description,
+        model_dir=t.model_dir,
+        train_steps=t.train_steps,
+        global_batch_size=task.global_batch_size,
         strategy=strategy or make_strategy(t.strategy, collective_timeout_s=t.collective_timeout),
-        optimizer=t.optimizer, learning_rate=t.learning_rate,
-        warmup_learning_rate=t.warmup_learning_rate, warmup_steps=t.warmup_steps,
-        decay_steps=t.decay_steps, lr_steps=t.lr_steps, momentum=t.momentum,
+        optimizer=t.optimizer,
+        learning_rate=t.learning_rate,
+        warmup_learning_rate=t.warmup_learning_rate,
+        warmup_steps=t.warmup_steps,
+        decay_steps=t.decay_steps,
+        lr_steps=t.lr_steps,
+        momentum=t.momentum,
         weight_decay=t.weight_decay,
-        clip_norm=t.clip_norm, checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints, log_every=t.log_every, eval_every=t.eval_every,
-        eval_fn=eval_fn, init_fn=init_fn, model_config=config, seed=config.model.seed,
-        deterministic=t.deterministic, mixed_precision=t.mixed_precision,
-        jit_compile=t.jit_compile, progress=t.progress)
+        clip_norm=t.clip_norm,
+        checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints,
+        log_every=t.log_every,
+        eval_every=t.eval_every,
+        eval_fn=eval_fn,
+        init_fn=init_fn,
+        model_config=config,
+        seed=config.model.seed,
+        deterministic=t.deterministic,
+        mixed_precision=t.mixed_precision,
+        jit_compile=t.jit_compile,
+        progress=t.progress,
+    )

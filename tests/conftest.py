@@ -1,5 +1,6 @@
 """Shared fixtures. Real files in ../shared/data exist on our machines and in CI, never in a
 user's clone: tests that read them use `shared_data` and skip with a clear reason without them."""
+
 import os
 import pathlib
 
@@ -12,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tools that tests start as scripts import this checkout's packages (an editable install may
 # point at another clone of the repository).
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
 # oneDNN CPU kernels (~100x faster 3D-conv gradients here); read when TensorFlow starts.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
@@ -21,6 +23,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 def shared_data() -> pathlib.Path:
     """Path of ../shared/data; skips the test when the folder is absent (a user's clone)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real test files not present: {SHARED_DATA} is absent (they exist only on "
-                    "the project's machines and in CI)")
+        pytest.skip(
+            f"real test files not present: {SHARED_DATA} is absent (they exist only on "
+            "the project's machines and in CI)"
+        )
     return SHARED_DATA

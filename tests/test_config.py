@@ -1,5 +1,6 @@
 """action_tx.config: the library without tools/ (the README's Python snippet), the head config
 classes (one set of defaults), validation and config.json."""
+
 import dataclasses
 import inspect
 
@@ -15,22 +16,30 @@ from action_tx.model_builder import build_detector
 def test_readme_snippet_builds_and_runs_a_detector(tmp_path):
     (tmp_path / "labels.txt").write_text("1: bend/bow\n12: stand\n80: watch (a person)\n")
     config = C.ExperimentConfig(
-        model=C.ModelConfig(head="tx", trunk="i3d_tiny", proposals="gt", pose_softmax=True,
-                            head_options=ActionTransformerConfig(num_layers=1, hidden_size=16)),
-        data=C.DataConfig(label_map=str(tmp_path / "labels.txt"), num_frames=8,
-                          image_size=64))
+        model=C.ModelConfig(
+            head="tx",
+            trunk="i3d_tiny",
+            proposals="gt",
+            pose_softmax=True,
+            head_options=ActionTransformerConfig(num_layers=1, hidden_size=16),
+        ),
+        data=C.DataConfig(label_map=str(tmp_path / "labels.txt"), num_frames=8, image_size=64),
+    )
     detector = build_detector(config)
     assert isinstance(detector.head, ActionTransformerHead)
     assert detector.head.num_layers == 1 and detector.head.num_classes == 3
-    assert detector.pose_indices == [0, 1]    # AVA ids 1 and 12 are pose classes
+    assert detector.pose_indices == [0, 1]  # AVA ids 1 and 12 are pose classes
     import tensorflow as tf
-    batch = {"clip": tf.random.stateless_uniform([1, 8, 64, 64, 3], [1, 2]),
-             "boxes": tf.constant([[[0.1, 0.1, 0.6, 0.5], [0.3, 0.5, 0.9, 0.9]]]),
-             "box_mask": tf.ones([1, 2], tf.bool)}
+
+    batch = {
+        "clip": tf.random.stateless_uniform([1, 8, 64, 64, 3], [1, 2]),
+        "boxes": tf.constant([[[0.1, 0.1, 0.6, 0.5], [0.3, 0.5, 0.9, 0.9]]]),
+        "box_mask": tf.ones([1, 2], tf.bool),
+    }
     out = detector(batch, training=False)
     scores = out["action_scores"].numpy()
     assert scores.shape[-1] == 3 and np.all((scores >= 0) & (scores <= 1))
-    assert int(out["num_detections"][0]) == 2     # the two ground-truth boxes
+    assert int(out["num_detections"][0]) == 2  # the two ground-truth boxes
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
@@ -39,7 +48,7 @@ def test_head_config_defaults_are_the_heads(name):
     head_class, config_class = HEADS[name]
     signature = inspect.signature(head_class.__init__).parameters
     for field in dataclasses.fields(config_class):
-        if field.name not in signature:   # e.g. ACAR's bank folders: read for the head
+        if field.name not in signature:  # e.g. ACAR's bank folders: read for the head
             assert name == "acar" and field.name.endswith("bank_dir"), (name, field.name)
             continue
         default = signature[field.name].default
@@ -48,8 +57,9 @@ def test_head_config_defaults_are_the_heads(name):
 
 
 def test_i3d_tail_heads_take_the_trunks_width_and_bn():
-    detector = build_detector(num_classes=2, head="i3d", trunk="i3d_tiny", freeze_bn=True,
-                              proposals="gt")
+    detector = build_detector(
+        num_classes=2, head="i3d", trunk="i3d_tiny", freeze_bn=True, proposals="gt"
+    )
     assert detector.head.width_multiplier == detector.trunk.width_multiplier == 0.25
     assert detector.head.freeze_bn is True
 
@@ -57,9 +67,11 @@ def test_i3d_tail_heads_take_the_trunks_width_and_bn():
 def test_config_json_round_trip_and_validation(tmp_path):
     config = C.ExperimentConfig(
         model=C.ModelConfig(head="aia", head_options={"blocks": "P,M", "memory_size": 7}),
-        data=C.DataConfig(label_map="l.txt"), train=C.TrainConfig(model_dir=str(tmp_path)))
+        data=C.DataConfig(label_map="l.txt"),
+        train=C.TrainConfig(model_dir=str(tmp_path)),
+    )
     assert config.model.head_options.blocks == ("P", "M")
-    assert config.model.uses_objects is False       # no O-block: no object tubes
+    assert config.model.uses_objects is False  # no O-block: no object tubes
     C.save(config, str(tmp_path))
     assert C.load(str(tmp_path)) == config
     (tmp_path / "config.json").write_text('{"version": 99, "model": {}}')

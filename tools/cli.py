@@ -16,6 +16,7 @@ same way, before absl prints its usage dump.
 TensorFlow's C++ log is quiet by default (`action_tx/__init__.py`); absl's `--verbosity=N`
 (or `-v N`) brings it back: 0 (INFO) shows all, -1 warnings and errors, -2 errors.
 """
+
 import os
 import sys
 
@@ -48,7 +49,7 @@ def _set_tf_log_level(argv) -> None:
     try:
         level = int(value)
     except ValueError:
-        return   # absl reports the bad value itself
+        return  # absl reports the bad value itself
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = str(min(3, max(0, -level)))
 
 
@@ -85,7 +86,7 @@ def run(main, known_only: bool = False) -> None:
         except CliError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(e.status)
-        except (ValueError, OSError) as e:   # ConfigError, AvaFormatError, restore errors
+        except (ValueError, OSError) as e:  # ConfigError, AvaFormatError, restore errors
             print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
             sys.exit(2)
         sys.exit(status or 0)

@@ -322,14 +322,16 @@ def experiment_config(base=None, value=None, resolve: bool = True) -> "C.Experim
     if head not in HEADS:
         raise C.ConfigError(f"unknown --head={head}; available heads: {', '.join(sorted(HEADS))}")
     config_class = HEADS[head][1]
-    if custom is None:   # flags given for another head are a mistake, not a no-op
-        foreign = sorted({f for _, cls in HEADS.values() for f in cls.flag_names}
-                         - set(config_class.flag_names))
+    if custom is None:  # flags given for another head are a mistake, not a no-op
+        foreign = sorted(
+            {f for _, cls in HEADS.values() for f in cls.flag_names} - set(config_class.flag_names)
+        )
         foreign = [f for f in foreign if FLAGS[f].present and FLAGS[f].value is not None]
         if foreign:
             raise C.ConfigError(
                 f"{', '.join('--' + f for f in foreign)}: not an option of --head={head} "
-                f"(its own: {', '.join('--' + f for f in config_class.flag_names) or 'none'})")
+                f"(its own: {', '.join('--' + f for f in config_class.flag_names) or 'none'})"
+            )
     same = base is not None and base.model.head == head
     options = dataclasses.asdict(base.model.head_options) if same else {}
     for flag, field in config_class.flag_names.items():

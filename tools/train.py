@@ -22,6 +22,7 @@ Worker 0 is the chief (checkpoints, logs). When a worker dies or stops answering
 --collective_timeout seconds, the others stop with one `error: ...` line and exit 1; restart
 all of them to resume from the newest checkpoint.
 """
+
 import os
 
 import cli  # noqa: F401  (first: TF's log level and start-up options)
@@ -42,48 +43,54 @@ flags.DEFINE_string("model_dir", None, "Checkpoints, config.json and TensorBoard
 flags.DEFINE_string("train_tfrecords", None, "Glob of the training TFRecord shards.")
 flags.DEFINE_string("eval_tfrecords", None, "Glob of evaluation shards (for --eval_every).")
 flags.DEFINE_string("eval_groundtruth", None, "AVA ground-truth CSV of --eval_tfrecords.")
-flags.DEFINE_integer("batch_size", _d("batch_size"),
-                     "GLOBAL batch size (split over replicas).")
+flags.DEFINE_integer("batch_size", _d("batch_size"), "GLOBAL batch size (split over replicas).")
 flags.DEFINE_integer("train_steps", _d("train_steps"), "Total training steps.")
-flags.DEFINE_enum("optimizer", _d("optimizer"), ["sgd", "adamw"],
-                  "SGD with momentum, or AdamW.")
-flags.DEFINE_float("learning_rate", _d("learning_rate"),
-                   "Peak learning rate (paper §3.5: 0.1).")
-flags.DEFINE_float("warmup_learning_rate", _d("warmup_learning_rate"),
-                   "Learning rate at step 0 (paper: 0.01).")
-flags.DEFINE_integer("warmup_steps", _d("warmup_steps"),
-                     "Linear warmup steps (paper: 1000).")
-flags.DEFINE_integer("decay_steps", None, "Step where the cosine reaches 0 (paper: 500000); "
-                     "default --train_steps.")
-flags.DEFINE_list("lr_steps", None, "Step decay instead of the cosine: the learning rate is "
-                  "divided by 10 at each of these steps (after the warmup; ACAR-Net §5 on "
-                  "UCF101-24: 4900,5100).")
+flags.DEFINE_enum("optimizer", _d("optimizer"), ["sgd", "adamw"], "SGD with momentum, or AdamW.")
+flags.DEFINE_float("learning_rate", _d("learning_rate"), "Peak learning rate (paper §3.5: 0.1).")
+flags.DEFINE_float(
+    "warmup_learning_rate", _d("warmup_learning_rate"), "Learning rate at step 0 (paper: 0.01)."
+)
+flags.DEFINE_integer("warmup_steps", _d("warmup_steps"), "Linear warmup steps (paper: 1000).")
+flags.DEFINE_integer(
+    "decay_steps", None, "Step where the cosine reaches 0 (paper: 500000); default --train_steps."
+)
+flags.DEFINE_list(
+    "lr_steps",
+    None,
+    "Step decay instead of the cosine: the learning rate is "
+    "divided by 10 at each of these steps (after the warmup; ACAR-Net §5 on "
+    "UCF101-24: 4900,5100).",
+)
 flags.DEFINE_float("momentum", _d("momentum"), "SGD momentum.")
-flags.DEFINE_float("weight_decay", _d("weight_decay"),
-                   "Decoupled weight decay (kernels only).")
+flags.DEFINE_float("weight_decay", _d("weight_decay"), "Decoupled weight decay (kernels only).")
 flags.DEFINE_float("clip_norm", None, "Clip the gradients to this global norm.")
-flags.DEFINE_enum("strategy", _d("strategy"), list(C.STRATEGIES),
-                  "Distribution strategy.")
-flags.DEFINE_float("collective_timeout", _d("collective_timeout"),
-                   "multi_worker: seconds a collective may wait "
-                   "for the other workers before the run fails (a dead worker).")
-flags.DEFINE_bool("mixed_precision", _d("mixed_precision"),
-                  "Keras 'mixed_bfloat16' policy.")
-flags.DEFINE_bool("jit_compile", _d("jit_compile"),
-                  "XLA for the forward/backward pass (off on CPUs: 5x "
-                  "slower there, docs/DESIGN.md).")
-flags.DEFINE_bool("deterministic", _d("deterministic"),
-                  "TF op determinism: bitwise repeatable runs.")
-flags.DEFINE_integer("checkpoint_every", _d("checkpoint_every"),
-                     "Steps between checkpoints.")
+flags.DEFINE_enum("strategy", _d("strategy"), list(C.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_float(
+    "collective_timeout",
+    _d("collective_timeout"),
+    "multi_worker: seconds a collective may wait "
+    "for the other workers before the run fails (a dead worker).",
+)
+flags.DEFINE_bool("mixed_precision", _d("mixed_precision"), "Keras 'mixed_bfloat16' policy.")
+flags.DEFINE_bool(
+    "jit_compile",
+    _d("jit_compile"),
+    "XLA for the forward/backward pass (off on CPUs: 5x slower there, docs/DESIGN.md).",
+)
+flags.DEFINE_bool(
+    "deterministic", _d("deterministic"), "TF op determinism: bitwise repeatable runs."
+)
+flags.DEFINE_integer("checkpoint_every", _d("checkpoint_every"), "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", _d("keep_checkpoints"), "Checkpoints kept.")
-flags.DEFINE_integer("log_every", _d("log_every"),
-                     "Steps between TensorBoard scalars.")
-flags.DEFINE_integer("eval_every", _d("eval_every"),
-                     "Steps between evaluations (0: none).")
-flags.DEFINE_string("init_checkpoint", None, "Converted Kinetics I3D checkpoint "
-                    "(tools/convert_i3d_checkpoint.py) for the trunk and any I3D head tail; "
-                    "used on a fresh start only.")
+flags.DEFINE_integer("log_every", _d("log_every"), "Steps between TensorBoard scalars.")
+flags.DEFINE_integer("eval_every", _d("eval_every"), "Steps between evaluations (0: none).")
+flags.DEFINE_string(
+    "init_checkpoint",
+    None,
+    "Converted Kinetics I3D checkpoint "
+    "(tools/convert_i3d_checkpoint.py) for the trunk and any I3D head tail; "
+    "used on a fresh start only.",
+)
 flags.DEFINE_bool("progress", _d("progress"), "Show a progress bar.")
 
 
@@ -103,21 +110,27 @@ def _migrate_legacy(model_dir, config):
     if os.path.isfile(legacy):
         saved = model_flags.model_dir_config(model_dir)
         # Its run settings are this run's: only the model and data sections are compared.
-        C.save(C.ExperimentConfig(model=saved.model, data=saved.data, train=config.train,
-                                  eval=config.eval), model_dir)
+        C.save(
+            C.ExperimentConfig(
+                model=saved.model, data=saved.data, train=config.train, eval=config.eval
+            ),
+            model_dir,
+        )
 
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)   # TF's per-save INFO lines drown the progress bar
+    logging.set_verbosity(logging.WARNING)  # TF's per-save INFO lines drown the progress bar
     from action_tx import model_dir_lock, train_lib
+
     config = experiment_config()
     if not os.path.isfile(config.data.label_map):
         raise cli.CliError(f"--label_map: no such file: {config.data.label_map}")
     t = config.train
     if t.init_checkpoint and not os.path.exists(t.init_checkpoint + ".index"):
-        raise cli.CliError(f"--init_checkpoint: no checkpoint at {t.init_checkpoint} (no "
-                           ".index file)")
+        raise cli.CliError(
+            f"--init_checkpoint: no checkpoint at {t.init_checkpoint} (no .index file)"
+        )
     try:
         # Before TensorFlow runs any op: MultiWorkerMirroredStrategy configures collectives
         # at program start.
@@ -125,10 +138,11 @@ def main(argv):
     except train_lib.TrainingError as e:
         raise cli.CliError(e) from None
     lock = None
-    if train_lib.is_chief(strategy):   # multi_worker: the chief alone writes, and locks
+    if train_lib.is_chief(strategy):  # multi_worker: the chief alone writes, and locks
         try:
             lock = model_dir_lock.acquire(
-                t.model_dir, log=lambda m: print(f"warning: {m}", flush=True))
+                t.model_dir, log=lambda m: print(f"warning: {m}", flush=True)
+            )
         except (model_dir_lock.ModelDirLocked, OSError) as e:
             raise cli.CliError(e) from None
     try:
@@ -142,28 +156,39 @@ def _train(config, strategy):
     """The run itself, with the model_dir locked."""
     from action_tx import checkpointing, train_lib
     from action_tx.tasks import make_task
+
     task = make_task(config)
     task.check_train_data()
     _migrate_legacy(config.train.model_dir, config)
     problem = None
     try:
-        result = train_lib.train_task(task, strategy, on_eval=lambda step, r: print(
-            f"\nstep {step}: frame-mAP@0.5 = {r.map:.4f}", flush=True))
+        result = train_lib.train_task(
+            task,
+            strategy,
+            on_eval=lambda step, r: print(
+                f"\nstep {step}: frame-mAP@0.5 = {r.map:.4f}", flush=True
+            ),
+        )
     except (train_lib.WorkerLostError, checkpointing.CheckpointSaveError) as e:
-        problem = (str(e), 1)   # not bad input: exit 1
+        problem = (str(e), 1)  # not bad input: exit 1
     except (train_lib.TrainingError, checkpointing.CheckpointError) as e:
         problem = (str(e), 2)
     if problem:
         # Raised here, after the failed run's frames are gone: its input pipeline's threads
         # (e.g. libjpeg's complaints about a bad frame) stop before the error line is printed.
         raise cli.CliError(*problem)
-    if not result["history"]:   # resumed at or past --train_steps: no step ran
-        print(f"the run is already complete at step {result['step']} "
-              f"(--train_steps={config.train.train_steps}); checkpoint: {result['checkpoint']}",
-              flush=True)
+    if not result["history"]:  # resumed at or past --train_steps: no step ran
+        print(
+            f"the run is already complete at step {result['step']} "
+            f"(--train_steps={config.train.train_steps}); checkpoint: {result['checkpoint']}",
+            flush=True,
+        )
         return
-    print(f"trained to step {result['step']}; checkpoint: {result['checkpoint']}; "
-          f"total_loss {result['losses'].get('total_loss', float('nan')):.4f}", flush=True)
+    print(
+        f"trained to step {result['step']}; checkpoint: {result['checkpoint']}; "
+        f"total_loss {result['losses'].get('total_loss', float('nan')):.4f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 class) (no registry, no import side effects). Every head takes `HeadInputs` and returns
 `HeadOutputs` (see `base.py`); its config (a frozen dataclass in the head's own module, the
 paper's defaults) gives its keyword arguments (`head_config.HeadConfig`)."""
+
 from action_tx.heads.acar import ACARHead, ACARHeadConfig
 from action_tx.heads.action_transformer import ActionTransformerConfig, ActionTransformerHead
 from action_tx.heads.aia import AIAHead, AIAHeadConfig

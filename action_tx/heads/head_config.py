@@ -9,6 +9,7 @@ what the detector fixes (the class count, an I3D tail's width) is added by `head
 What the rest of the library needs to know about a head is asked here (`uses_objects`,
 `keyframes_needed`, `problems`), never by branching on the head's name.
 """
+
 import dataclasses
 from typing import ClassVar, Dict, List, Optional
 
@@ -69,8 +70,10 @@ class HeadConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(fields))}")
+            raise ValueError(
+                f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(fields))}"
+            )
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 

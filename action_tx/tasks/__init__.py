@@ -1,7 +1,8 @@
 """Tasks: one per input mode, chosen by `config.data.input` (`make_task`).
 
-    task = make_task(config)          # FramesTask (end to end) or FeaturesTask (stored features)
+task = make_task(config)          # FramesTask (end to end) or FeaturesTask (stored features)
 """
+
 from action_tx.tasks.base import Task, resolve_keyframe_counts
 from action_tx.tasks.features import FeaturesTask
 from action_tx.tasks.frames import FramesTask
@@ -14,5 +15,4 @@ def make_task(config, label_map=None) -> Task:
     return TASKS[config.data.input](config, label_map=label_map)
 
 
-__all__ = ["TASKS", "FeaturesTask", "FramesTask", "Task", "make_task",
-           "resolve_keyframe_counts"]
+__all__ = ["TASKS", "FeaturesTask", "FramesTask", "Task", "make_task", "resolve_keyframe_counts"]

@@ -9,6 +9,7 @@
 (features.py) trains a head on frozen trunk features. The trainer (`train_lib.train_task`) and
 the tools drive either through this interface and never ask which one they have.
 """
+
 import dataclasses
 import os
 from typing import Optional
@@ -36,6 +37,7 @@ class Task:
     def label_map(self):
         if self._label_map is None:
             from action_tx.data import ava
+
             if not self.config.data.label_map:
                 raise ConfigError("config: label_map is required")
             self._label_map = ava.read_label_map(self.config.data.label_map)
@@ -59,8 +61,13 @@ class Task:
         """The training `tf.data.Dataset` of global batches, repeated."""
         raise NotImplementedError
 
-    def eval_dataset(self, batch_size: Optional[int] = None, split: str = "eval",
-                     source: Optional[str] = None, keyframe_jpeg: bool = False):
+    def eval_dataset(
+        self,
+        batch_size: Optional[int] = None,
+        split: str = "eval",
+        source: Optional[str] = None,
+        keyframe_jpeg: bool = False,
+    ):
         """Inference batches of a split ("eval" or "train") in a fixed order; `source`
         overrides the split's files (frames: a glob or list of TFRecords). `keyframe_jpeg`:
         batches also carry the stored keyframe, for pictures (frames only)."""
@@ -80,9 +87,11 @@ class Task:
         split against `config.eval.groundtruth`."""
         from action_tx import eval_lib
         from object_detection_ext import ava_eval
+
         dataset = self.eval_dataset(batch_size or self.config.train.batch_size)
-        rows, _ = eval_lib.predict_dataset(model, dataset, self.label_map.ids, num_images=0,
-                                           progress=progress)
+        rows, _ = eval_lib.predict_dataset(
+            model, dataset, self.label_map.ids, num_images=0, progress=progress
+        )
         return ava_eval.evaluate(self.config.eval.groundtruth, rows, self.label_map)
 
 
@@ -95,6 +104,7 @@ def resolve_keyframe_counts(model: ModelConfig, data: DataConfig) -> ModelConfig
         return model
     from action_tx import eval_lib
     from action_tx.data import features
+
     counts = [0]
     for pattern in (data.train_tfrecords, data.eval_tfrecords):
         if pattern:
@@ -104,5 +114,4 @@ def resolve_keyframe_counts(model: ModelConfig, data: DataConfig) -> ModelConfig
             counts.append(features.count_target_keyframes(folder))
     if max(counts) == 0:
         return model
-    return dataclasses.replace(model, head_options=model.head_options.with_keyframes(
-        max(counts)))
+    return dataclasses.replace(model, head_options=model.head_options.with_keyframes(max(counts)))

@@ -1,5 +1,6 @@
 """Feature task: a head on frozen trunk features (`action_tx.data.features`, written by
 tools/extract_features.py), as `FeatureActionModel`."""
+
 import os
 from typing import Optional
 
@@ -22,32 +23,49 @@ class FeaturesTask(Task):
     def build_model(self):
         from action_tx.feature_model import FeatureActionModel
         from action_tx.model_builder import build_head, softmax_indices
+
         m, classes = self.config.model, self.label_map.num_classes
         options = {"class_specific_nms": True} if m.class_specific_nms else {}
         if self.config.data.eval_actors == "gt":
-            options["nms"] = False   # ground-truth boxes keep one row each (issue 27)
+            options["nms"] = False  # ground-truth boxes keep one row each (issue 27)
         return FeatureActionModel(
-            head=build_head(m, classes), num_classes=classes,
+            head=build_head(m, classes),
+            num_classes=classes,
             pose_indices=softmax_indices(m, self.label_map),
-            focal_gamma=m.focal_gamma, max_detections=m.max_detections, **options)
+            focal_gamma=m.focal_gamma,
+            max_detections=m.max_detections,
+            **options,
+        )
 
     def _dataset(self, directory, training: bool, batch_size: int):
         from action_tx.data.features import build_feature_dataset
+
         d = self.config.data
         return build_feature_dataset(
-            directory, num_classes=self.label_map.num_classes, batch_size=batch_size,
-            training=training, seed=self.config.model.seed,
+            directory,
+            num_classes=self.label_map.num_classes,
+            batch_size=batch_size,
+            training=training,
+            seed=self.config.model.seed,
             actors=d.train_actors if training else d.eval_actors,
-            context=d.context_keyframes, max_objects=d.max_objects)
+            context=d.context_keyframes,
+            max_objects=d.max_objects,
+        )
 
     def train_dataset(self):
         return self._dataset(self._folder("train"), True, self.config.train.batch_size)
 
-    def eval_dataset(self, batch_size: Optional[int] = None, split: str = "eval",
-                     source=None, keyframe_jpeg: bool = False):
-        del keyframe_jpeg   # stored features have no frames
-        return self._dataset(source or self._folder(split), False,
-                             batch_size or self.config.eval.batch_size)
+    def eval_dataset(
+        self,
+        batch_size: Optional[int] = None,
+        split: str = "eval",
+        source=None,
+        keyframe_jpeg: bool = False,
+    ):
+        del keyframe_jpeg  # stored features have no frames
+        return self._dataset(
+            source or self._folder(split), False, batch_size or self.config.eval.batch_size
+        )
 
     def _folder(self, split: str) -> str:
         name = "feature_dir" if split == "train" else "eval_feature_dir"
@@ -58,13 +76,16 @@ class FeaturesTask(Task):
 
     def eval_keyframes(self) -> Optional[int]:
         from action_tx.data import features
+
         return features.count_target_keyframes(self._folder("eval"))
 
     def check_train_data(self) -> None:
         from action_tx.data import features
+
         for split in ("train",) + (("eval",) if self.config.train.eval_every else ()):
             folder = self._folder(split)
             if not os.path.isfile(os.path.join(folder, features.MANIFEST)):
                 name = "feature_dir" if split == "train" else "eval_feature_dir"
-                raise ConfigError(f"{name}: no {features.MANIFEST} in {folder} (run "
-                                  "tools/extract_features.py)")
+                raise ConfigError(
+                    f"{name}: no {features.MANIFEST} in {folder} (run tools/extract_features.py)"
+                )

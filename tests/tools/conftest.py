@@ -1,5 +1,6 @@
 """Fixtures shared by the tests of tools/ (tools/ is on sys.path: pyproject's pytest
 `pythonpath`, as for `python tools/X.py`)."""
+
 import pytest
 
 
@@ -10,6 +11,7 @@ def model_flags():
     after each test."""
     import model_flags
     import train  # noqa: F401  (the trainer's flags)
+
     model_flags.FLAGS.unparse_flags()
     yield model_flags
     model_flags.FLAGS.unparse_flags()

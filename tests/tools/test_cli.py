@@ -1,5 +1,6 @@
 """tools/cli.py: one `error: ...` line and exit 2 for bad input, TensorFlow's C++ log quiet on
 a newcomer's console (no `E ... cuInit` lines on a CPU-only machine), back with --verbosity."""
+
 import os
 import re
 import subprocess
@@ -15,9 +16,20 @@ def _train(tmp_path, *extra):
     (tmp_path / "labels.txt").write_text("1: bend/bow\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     return subprocess.run(
-        [sys.executable, TRAIN, f"--label_map={tmp_path / 'labels.txt'}",
-         f"--train_tfrecords={tmp_path / 'none-*'}", f"--model_dir={tmp_path / 'm'}", *extra],
-        capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+        [
+            sys.executable,
+            TRAIN,
+            f"--label_map={tmp_path / 'labels.txt'}",
+            f"--train_tfrecords={tmp_path / 'none-*'}",
+            f"--model_dir={tmp_path / 'm'}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def test_quiet_console_and_verbosity_brings_tf_logs_back(tmp_path):

@@ -1,6 +1,7 @@
 """ACAR's feature banks (--acfb_bank_dir, --eval_acfb_bank_dir): the head's config names the
 folders, the model builder reads them and gives them to the head (`ACARHeadConfig.prepare`):
 the head itself takes loaded arrays and reads no files."""
+
 import numpy as np
 import pytest
 
@@ -16,16 +17,25 @@ def _bank(folder, keyframes, d=4):
     """A bank of `keyframes` keyframes (one video, 1 s apart), one actor each; maps = index."""
     writer = BankWriter(str(folder))
     for k in range(keyframes):
-        writer.add(k, 0, 900 + k, "v", np.full([1, 3, 3, d], k, np.float32),
-                   np.zeros([1, 4]), np.ones([1]))
+        writer.add(
+            k, 0, 900 + k, "v", np.full([1, 3, 3, d], k, np.float32), np.zeros([1, 4]), np.ones([1])
+        )
     writer.close()
     return str(folder)
 
 
 def test_bank_flags_load_the_banks_into_the_head(model_flags, tmp_path):
     train, val = _bank(tmp_path / "train", 5), _bank(tmp_path / "val", 3)
-    model_flags.FLAGS(["prog", "--head=acar", "--acar_dim=4", "--input=features",
-                       f"--acfb_bank_dir={train}", f"--eval_acfb_bank_dir={val}"])
+    model_flags.FLAGS(
+        [
+            "prog",
+            "--head=acar",
+            "--acar_dim=4",
+            "--input=features",
+            f"--acfb_bank_dir={train}",
+            f"--eval_acfb_bank_dir={val}",
+        ]
+    )
     head = make_task(model_flags.experiment_config(), LABELS).build_model().head
     assert isinstance(head, ACARHead) and head.get_config()["use_bank"] is True
     tables = head.bank_tables
@@ -39,7 +49,8 @@ def test_no_bank_flags_no_bank_and_a_bank_for_another_head_is_refused(model_flag
     head = make_task(model_flags.experiment_config(), LABELS).build_model().head
     assert head.use_bank is False and head.bank_tables == {"train": None, "eval": None}
     model_flags.FLAGS.unparse_flags()
-    model_flags.FLAGS(["prog", "--head=linear", "--input=features",
-                       f"--acfb_bank_dir={_bank(tmp_path / 'b', 2)}"])
+    model_flags.FLAGS(
+        ["prog", "--head=linear", "--input=features", f"--acfb_bank_dir={_bank(tmp_path / 'b', 2)}"]
+    )
     with pytest.raises(ValueError, match="--acfb_bank_dir: not an option of --head=linear"):
         model_flags.experiment_config()
