@@ -20,7 +20,7 @@ from typing import Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
-from action_tx import visualize
+from action_tx import render, visualize
 from action_tx.checkpointing import checkpointable
 from action_tx.data import ava
 from action_tx.outputs import detections_to_ava
@@ -65,7 +65,9 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
       detector: an `ActionDetector` or `FeatureActionModel` (or any callable with their
         outputs and a `head` with the `action_tx.heads.base.ActionHead` interface).
       dataset: batch dicts of `action_tx.data.pipeline.build_dataset(..., training=False)`;
-        uses `clip` [B, T, H, W, 3] in [-1, 1], `video_id` [B], `timestamp` [B]; or feature
+        uses `clip` [B, T, H, W, 3] in [-1, 1], `video_id` [B], `timestamp` [B], for the
+        samples `boxes`, `box_mask`, `labels` (ground truth) and `keyframe_jpeg` [B] (the
+        stored keyframe; `build_dataset(..., keyframe_jpeg=True)`) when present; or feature
         batches (`action_tx.data.features`): no `clip` (no samples), `keyframe_mask` and
         `target_mask` [B] (the model gives other keyframes no detections; not counted).
       class_ids: [C] AVA id of each contiguous class index (`LabelMap.ids`).
@@ -82,9 +84,10 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
     Returns:
       (rows, samples): rows = dict of AVA detection arrays (`detections_to_ava`: video_id,
       timestamp, boxes [R, 4] yxyx, action_id, score); samples = list of up to `num_images`
-      dicts with frame uint8 [H, W, 3] (the keyframe, the clip's frame T // 2), video_id,
-      timestamp, boxes [K, 4], scores [K], action_scores [K, C] (valid detections only, by
-      descending score) and attention [K, H', W'] or None.
+      dicts with frame uint8 [H, W, 3] (the keyframe, the clip's frame T // 2), source uint8
+      [H0, W0, 3] (the stored keyframe) or None, video_id, timestamp, boxes [K, 4], scores [K],
+      action_scores [K, C] (valid detections only, by descending score), attention
+      [K, H', W'] or None, gt_boxes [G, 4] and gt_labels [G, C] or None.
     """
     @tf.function(reduce_retracing=True)
     def predict(batch):
@@ -119,6 +122,8 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
     for batch in dataset:
         if empty_memory:
             head.reset_inference_memory()
+        batch = dict(batch)
+        jpegs = batch.pop("keyframe_jpeg", None)   # for the pictures only, not the model
         out = {k: v.numpy() for k, v in predict(batch).items()}
         video_id, timestamp = batch["video_id"].numpy(), batch["timestamp"].numpy()
         rows = detections_to_ava(out, video_id, timestamp, class_ids)
@@ -128,12 +133,17 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
             if len(samples) >= num_images or "keyframe" not in out:
                 break
             n = int(out["num_detections"][b])
+            gt = batch["box_mask"][b].numpy() if "box_mask" in batch else None
             samples.append(dict(
                 frame=visualize.denormalize_frame(out["keyframe"][b]),
+                source=(tf.io.decode_image(jpegs[b], channels=3, expand_animations=False)
+                        .numpy() if jpegs is not None else None),
                 video_id=video_id[b].decode(), timestamp=int(timestamp[b]),
                 boxes=out["detection_boxes"][b, :n], scores=out["detection_scores"][b, :n],
                 action_scores=out["action_scores"][b, :n],
-                attention=out["attention"][b, :n] if "attention" in out else None))
+                attention=out["attention"][b, :n] if "attention" in out else None,
+                gt_boxes=batch["boxes"][b].numpy()[gt] if gt is not None else None,
+                gt_labels=batch["labels"][b].numpy()[gt] if gt is not None else None))
         # Feature-mode batches: padding and context keyframes (no detections) are not counted.
         real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
             if "target_mask" in batch else np.ones(len(timestamp), bool)
@@ -232,31 +242,39 @@ def scalars(result: ava_eval.AvaEvalResult) -> dict:
 
 
 def render_samples(samples, class_names, *, top_k: int = 3, max_detections: int = 5,
-                   attention_detections: int = 2):
-    """samples of `predict_dataset` -> (keyframes uint8 [S, H, W, 3] with the top
-    `max_detections` boxes and `top_k` labels, attention uint8 [S, H, A*W, 3] or None): per
-    keyframe, the heat maps of its A best detections side by side, each with its box."""
+                   attention_detections: int = 2,
+                   min_short_side: int = render.MIN_SHORT_SIDE):
+    """samples of `predict_dataset` -> (keyframes, attention or None), readable pictures
+    (`action_tx.render`) drawn on each sample's `source` frame (else its model-input `frame`)
+    scaled to a short side of at least `min_short_side`.
+
+    keyframes: uint8 [S, H, W, 3], `render.render_keyframe` of each sample: the top
+    `max_detections` detections with `top_k` labels, its ground truth, a legend.
+    attention: uint8 [S', H2, W2, 3] for the S' samples with attention maps and a detection:
+    `render.render_attention` of its A = `attention_detections` best detections stacked
+    top to bottom (the frame with the detection, its heat map beside it).
+    Images of different sizes are padded (`render.stack_padded`).
+    """
     images, heat_images = [], []
     for s in samples:
-        images.append(visualize.draw_detections(
-            s["frame"], s["boxes"], s["scores"], s["action_scores"], class_names, top_k=top_k,
-            max_detections=max_detections))
-        if s["attention"] is None:
+        frame = s["source"] if s.get("source") is not None else s["frame"]
+        title = f"{s['video_id']} t={s['timestamp']}s"
+        images.append(render.render_keyframe(
+            frame, s["boxes"], s["scores"], s["action_scores"], class_names,
+            gt_boxes=s.get("gt_boxes"), gt_labels=s.get("gt_labels"), title=title,
+            top_k=top_k, max_detections=max_detections, min_short_side=min_short_side))
+        count = min(attention_detections, len(s["boxes"]))
+        if s["attention"] is None or not count:
             continue
-        panels = []
-        for k in range(attention_detections):   # detections are sorted by score
-            if k < len(s["boxes"]):
-                frame = visualize.overlay_heatmap(
-                    s["frame"], visualize.normalize_heatmap(s["attention"][k]), alpha=0.6)
-                panels.append(visualize.draw_detections(
-                    frame, s["boxes"][k:k + 1], s["scores"][k:k + 1],
-                    s["action_scores"][k:k + 1], class_names, top_k=top_k))
-            else:
-                panels.append(s["frame"])
-        heat_images.append(np.concatenate(panels, axis=1))
+        heat_images.append(np.concatenate([render.render_attention(   # by score already
+            frame, visualize.normalize_heatmap(s["attention"][k]), s["boxes"][k],
+            s["scores"][k], s["action_scores"][k], class_names,
+            title=f"{title}, detection {k + 1} (person {s['scores'][k]:.2f})", top_k=top_k,
+            min_short_side=min_short_side) for k in range(count)], axis=0))
     if not images:
         return None, None
-    return np.stack(images), (np.stack(heat_images) if heat_images else None)
+    return (render.stack_padded(images),
+            render.stack_padded(heat_images) if heat_images else None)
 
 
 def write_summaries(summary_writer, result, samples, class_names, step: int) -> None:

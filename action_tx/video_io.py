@@ -155,29 +155,36 @@ def clip_indices(center: int, num_frames: int, step: float, last: int) -> np.nda
     return np.clip(center + offsets, 0, last)
 
 
+# Container kinds VideoWriter writes, by file extension -> FFmpeg muxer name.
+WRITABLE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+                    ".avi": "avi", ".gif": "gif"}
+
+
 class VideoWriter:
-    """Writes RGB uint8 frames to a video file (H.264 in .mp4/.mkv/.mov, else MPEG-4 Part 2;
-    GIF for .gif). Odd frame sizes lose their last row/column (4:2:0 needs even sizes).
+    """Writes RGB uint8 frames to a video file (H.264 in .mp4/.m4v/.mkv/.mov, else MPEG-4
+    Part 2; GIF for .gif). Odd frame sizes lose their last row/column (4:2:0 needs even sizes).
 
     Use as a context manager: `with VideoWriter(path, rate) as w: w.write(frame)`.
+    `ext` (a key of WRITABLE_FORMATS) gives the container kind when `path` is a temporary
+    name without the final file's extension; default: `path`'s extension.
     """
 
-    def __init__(self, path: str, rate, crf: int = 23):
+    def __init__(self, path: str, rate, crf: int = 23, ext: Optional[str] = None):
         self.path = path
+        self.ext = (ext or os.path.splitext(path)[1]).lower()
         self.rate = fractions.Fraction(rate).limit_denominator(100000)
         self.crf = crf
         self._container = None
         self._stream = None
 
     def __enter__(self):
-        self._container = av.open(self.path, mode="w")
+        self._container = av.open(self.path, mode="w", format=WRITABLE_FORMATS.get(self.ext))
         return self
 
     def _start(self, height: int, width: int):
-        ext = os.path.splitext(self.path)[1].lower()
-        if ext == ".gif":
+        if self.ext == ".gif":
             codec, pix, options = "gif", "rgb8", {}
-        elif ext in (".mp4", ".mkv", ".mov") and "libx264" in av.codecs_available:
+        elif self.ext in (".mp4", ".m4v", ".mkv", ".mov") and "libx264" in av.codecs_available:
             codec, pix, options = "libx264", "yuv420p", {"crf": str(self.crf)}
         else:
             codec, pix, options = "mpeg4", "yuv420p", {"qscale": "3"}

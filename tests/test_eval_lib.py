@@ -11,9 +11,10 @@ import tensorflow as tf
 from action_tx.checkpointing import checkpointable
 from tensorboard.backend.event_processing import event_accumulator
 
-from action_tx import eval_lib
+from action_tx import eval_lib, render, visualize
 from action_tx.data import ava, convert, synthetic
 from action_tx.data.pipeline import build_dataset
+from action_tx.data.tfrecords import parse_example
 from action_tx.model_builder import build_detector
 from object_detection_ext import ava_eval
 
@@ -31,7 +32,7 @@ def setup(tmp_path_factory):
     label_map = ava.read_label_map(str(root / "syn" / "annotations" / "action_list.pbtxt"))
     dataset = build_dataset(str(root / "rec" / "val-*"), batch_size=2,
                             num_classes=label_map.num_classes, num_frames=8, frame_stride=1,
-                            image_size=64, training=False)
+                            image_size=64, training=False, keyframe_jpeg=True)
     detector = build_detector(num_classes=label_map.num_classes, seed=0, **TINY_MODEL)
     eval_lib.build_detector_on(detector, dataset)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=checkpointable(detector)),
@@ -77,11 +78,34 @@ def test_evaluate_checkpoint_outputs(setup):
     assert "eval/per_class/12_stand" in tags["tensors"]
     assert "eval/evidence/self" in tags["tensors"]
     image = acc.Tensors("eval/keyframes")[0]
-    # Image summaries: [width, height, png_1, png_2]; two keyframes of 64x64.
+    # Image summaries: [width, height, png_1, png_2]; two keyframes drawn on the stored frames
+    # (not the model's 64x64 input), scaled to a short side of 448, a legend strip below.
     encoded = tf.make_ndarray(image.tensor_proto)
-    assert encoded[:2].tolist() == [b"64", b"64"] and len(encoded) == 4
+    rows_, samples = eval_lib.predict_dataset(setup["detector"], setup["dataset"],
+                                              setup["label_map"].ids, num_images=2,
+                                              progress=False)
+    # The source is the stored keyframe JPEG (the tiny preset stores 64x64 frames).
+    record = next(iter(tf.data.TFRecordDataset(sorted(
+        str(p) for p in (setup["root"] / "rec").glob("val-*")))))
+    ex = parse_example(record, num_classes=setup["label_map"].num_classes)
+    stored = tf.io.decode_jpeg(ex["frames"][ex["keyframe_frame"]]).numpy()
+    source = samples[0]["source"]
+    np.testing.assert_array_equal(source, stored)
+    scaled = render.scale_frame(source)
+    assert min(scaled.shape[:2]) == 448
+    width, height = int(encoded[0]), int(encoded[1])
+    assert width == scaled.shape[1] and height > scaled.shape[0] and len(encoded) == 4
     png = tf.io.decode_png(encoded[2]).numpy()
-    assert png.shape == (64, 64, 3)
+    assert png.shape == (height, width, 3)
+    # The ground truth of the first keyframe (the batch's valid boxes) is drawn dashed.
+    batch = next(iter(setup["dataset"]))
+    gt = batch["box_mask"][0].numpy()
+    np.testing.assert_array_equal(samples[0]["gt_boxes"], batch["boxes"][0].numpy()[gt])
+    assert len(samples[0]["gt_boxes"]) > 0 and samples[0]["gt_labels"].sum() > 0
+    top, left, _, _ = visualize.box_to_pixels(samples[0]["gt_boxes"][0], *scaled.shape[:2])
+    edge = png[top, left:left + 40]
+    assert {tuple(p) for p in edge} <= set(visualize.GT_COLOURS) | {
+        visualize.colour(r) for r in range(10)}   # dashes, or a prediction's box drawn over
 
 
 def test_restore_reproduces_the_saved_model(setup):
@@ -155,16 +179,37 @@ def test_render_samples_with_attention():
                   scores=np.array([0.9, 0.8], np.float32),
                   action_scores=np.array([[0.9, 0.1], [0.2, 0.7]], np.float32),
                   attention=np.zeros((2, 2, 2), np.float32))
-    images, heat = eval_lib.render_samples([sample], ["a", "b"], top_k=0,
-                                           attention_detections=3)
-    assert images.shape == (1, 8, 8, 3) and heat.shape == (1, 8, 24, 3)
-    # Zero attention: each panel is the frame with only its own detection's box.
-    # Panel 0: detection 0's box (rows/columns 0..3); panel 1 (columns 8..15): detection 1's
-    # (rows/columns 4..7 of the panel), each in the colour of rank 0.
-    assert tuple(heat[0, 0, 0]) == (230, 25, 75) and tuple(heat[0, 7, 7]) == (50, 50, 50)
-    assert tuple(heat[0, 0, 8]) == (50, 50, 50) and tuple(heat[0, 7, 15]) == (230, 25, 75)
-    assert tuple(images[0, 7, 7]) == (60, 180, 75)           # keyframe image: both, by rank
-    np.testing.assert_array_equal(heat[0, :, 16:], frame)    # no third detection: plain frame
+    no_attention = dict(sample, frame=np.full((16, 8, 3), 50, np.uint8), attention=None)
+    images, heat = eval_lib.render_samples([sample, no_attention], ["a", "b"], top_k=0,
+                                           attention_detections=3, min_short_side=32)
+    # No source frame: the 8x8 model frame scaled to 32x32 (16x8 -> 64x32), a legend below;
+    # one canvas for both, padded.
+    key = render.render_keyframe(frame, sample["boxes"], sample["scores"],
+                                 sample["action_scores"], ["a", "b"], title="v t=1s", top_k=0,
+                                 min_short_side=32)
+    tall = render.render_keyframe(no_attention["frame"], sample["boxes"], sample["scores"],
+                                  sample["action_scores"], ["a", "b"], title="v t=1s",
+                                  top_k=0, min_short_side=32)
+    assert tall.shape[:2][1] == 32 and tall.shape[0] > 64
+    assert images.shape == (2, max(key.shape[0], tall.shape[0]), 32, 3)
+    np.testing.assert_array_equal(images[0, :key.shape[0]], key)
+    np.testing.assert_array_equal(images[1, :tall.shape[0]], tall)
+    assert tuple(images[0, 0, 5]) == visualize.colour(0)     # box 0 by score: rank 0
+    assert tuple(images[0, 31, 31]) == visualize.colour(1)   # box 1: rank 1
+    # Attention only for the sample that has it: both detections (not 3), stacked: each row
+    # the frame with its detection, a gap, the heat panel beside it.
+    assert heat.shape[0] == 1
+    row = render.render_attention(frame, np.zeros((2, 2)), sample["boxes"][0], 0.9,
+                                  sample["action_scores"][0], ["a", "b"], top_k=0,
+                                  title="v t=1s, detection 1 (person 0.90)", min_short_side=32)
+    assert heat.shape[1:3] == (2 * row.shape[0], row.shape[1])
+    np.testing.assert_array_equal(heat[0, :row.shape[0]], row)
+    # Zero attention: the heat panel is the frame with only its own detection's box.
+    gap = row.shape[1] - 64
+    assert tuple(heat[0, 0, 32 + gap]) == visualize.colour(0)
+    assert tuple(heat[0, 20, 32 + gap + 20]) == (50, 50, 50)
+    second = heat[0, row.shape[0]:]
+    assert tuple(second[31, 31]) == visualize.colour(0) and tuple(second[0, 0]) == (50, 50, 50)
 
 
 def test_scalars_tags_and_values(tmp_path):

@@ -10,11 +10,19 @@ from the model's fps to the video's), centred on the keyframe, edge frames repea
                   (video_id = --video_id or the file's stem; boxes normalized);
   --output_json   per keyframe: timestamp, frame, detections (box, person score, actions);
   --output_video  the video with each keyframe's detections drawn until the next keyframe
-                  (boxes and top labels with scores; --show_attention overlays the attention
-                  maps of heads that return them).
+                  (boxes and top labels with scores on tags above the boxes, as in
+                  tools/eval.py's pictures; --show_attention overlays the attention maps of
+                  heads that return them).
 The video header is checked (--max_resolution, --max_duration_s) and the whole file decoded
 once before TensorFlow starts: a missing, empty, unreadable or damaged (short-decoding) file
-is reported in one line with exit status 2.
+is reported in one line with exit status 2, as is an output path that resolves (symlinks,
+relative parts) to the input video or to another output.
+
+Outputs are written under hidden temporary names beside their final ones
+(`.NAME.PID.partial`, matched by no `*.mp4`/`*.csv`/`*.json` glob) and renamed when all are
+complete, so an output path holds either a complete file or what it held before. Ctrl-C
+(exit 130) and SIGTERM (exit 143) remove the temporary files and print one line; the
+`.NAME.PID.partial` left by a SIGKILL is removed by the next run writing NAME.
 
 The SavedModel is the one of tools/export_saved_model.py; nothing else of the project's model
 code is needed. SavedModels and checkpoints are programs: load only ones you trust.
@@ -22,6 +30,7 @@ code is needed. SavedModels and checkpoints are programs: load only ones you tru
 import bisect
 import json
 import os
+import signal
 import sys
 import time
 
@@ -55,8 +64,100 @@ flags.DEFINE_bool("show_attention", False, "Overlay the attention maps of the ke
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
+OUTPUT_FLAGS = ("output_csv", "output_json", "output_video")
+
+
 class InputError(ValueError):
     """Bad flags, model or video; reported as one line, exit status 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; raised like KeyboardInterrupt so that cleanup runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _remove_stale_partials(folder: str, base: str):
+    """Removes `.BASE.PID.partial` files of processes no longer alive on this machine (left
+    by a SIGKILL), so that they do not pile up."""
+    prefix = f".{base}."
+    for name in os.listdir(folder):
+        pid = name[len(prefix):-len(".partial")]
+        if not (name.startswith(prefix) and name.endswith(".partial") and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            try:
+                os.remove(os.path.join(folder, name))
+            except FileNotFoundError:
+                pass
+        except PermissionError:   # alive, another user's
+            pass
+
+
+class Outputs:
+    """The run's output files, each written to a temporary name in its own folder and renamed
+    to its final path by `commit` once every output is complete."""
+
+    def __init__(self, paths: dict):
+        self.paths = {name: path for name, path in paths.items() if path}
+        self.written = []
+        self._temps = {}
+
+    def temp(self, name: str) -> str:
+        """Temporary path for output `name` (a hidden `.BASE.PID.partial` beside it)."""
+        if name not in self._temps:
+            folder, base = os.path.split(os.path.abspath(self.paths[name]))
+            _remove_stale_partials(folder, base)
+            self._temps[name] = os.path.join(folder, f".{base}.{os.getpid()}.partial")
+        return self._temps[name]
+
+    def commit(self):
+        for name, temp in list(self._temps.items()):
+            os.replace(temp, self.paths[name])
+            del self._temps[name]
+            self.written.append(self.paths[name])
+
+    def discard(self):
+        """Removes the temporary files not yet renamed."""
+        for temp in self._temps.values():
+            try:
+                os.remove(temp)
+            except FileNotFoundError:
+                pass
+        self._temps.clear()
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two resolved paths name one file (equal, or hard links of one existing file)."""
+    return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+
+def check_output_paths():
+    """Refuses an output that resolves to the input video or to another output, an output
+    that is a folder, and a video extension the writer cannot write."""
+    taken = [(os.path.realpath(FLAGS.video), "is the input --video")]
+    for name in OUTPUT_FLAGS:
+        path = getattr(FLAGS, name)
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        for other, what in taken:
+            if _same_file(real, other):
+                raise InputError(f"--{name}={path} {what} ({real}); choose another path")
+        if os.path.isdir(real):
+            raise InputError(f"--{name}={path} is a directory")
+        if not os.path.isdir(os.path.dirname(real)):
+            raise InputError(f"--{name}: no such directory: {os.path.dirname(real)}")
+        taken.append((real, f"is the same file as --{name}"))
+    ext = os.path.splitext(FLAGS.output_video or "")[1].lower()
+    if FLAGS.output_video and ext not in video_io.WRITABLE_FORMATS:
+        kinds = ", ".join(video_io.WRITABLE_FORMATS)
+        raise InputError(f"--output_video={FLAGS.output_video}: cannot write "
+                         f"{ext or 'a file without extension'} (use {kinds})")
 
 
 def check_inputs():
@@ -66,11 +167,7 @@ def check_inputs():
     if not os.path.isfile(os.path.join(FLAGS.saved_model, "saved_model.pb")):
         raise InputError(f"--saved_model: {FLAGS.saved_model} is not a SavedModel directory "
                          "(no saved_model.pb)")
-    for name in ("output_csv", "output_json", "output_video"):
-        path = getattr(FLAGS, name)
-        parent = os.path.dirname(os.path.abspath(path)) if path else None
-        if parent and not os.path.isdir(parent):
-            raise InputError(f"--{name}: no such directory: {parent}")
+    check_output_paths()
     info = video_io.probe(FLAGS.video, max_resolution=FLAGS.max_resolution or None,
                           max_duration_s=FLAGS.max_duration_s or None)
     decoded, error = video_io.count_frames(FLAGS.video)
@@ -114,15 +211,17 @@ def attention_map(attention, keep):
     return visualize.normalize_heatmap(maps.max(axis=0))
 
 
-def run():
+def run(outputs: Outputs):
     info, num_frames = check_inputs()
     import numpy as np
     import tensorflow as tf
-    from action_tx import visualize
+    from action_tx import render, visualize
     from action_tx.data import ava
     from action_tx.outputs import detections_to_ava
 
     detect, meta, class_ids, class_names = load_model(FLAGS.saved_model)
+    # Lines and labels sized to the video (as tools/eval.py's pictures), tags above the boxes.
+    thickness, font_size = render.line_sizes(info.height, info.width)
     video_id = FLAGS.video_id or os.path.splitext(os.path.basename(FLAGS.video))[0]
     clip_len = int(meta["num_frames"])
     step = float(meta["frame_stride"]) * info.fps / float(meta["fps"])
@@ -136,7 +235,8 @@ def run():
     limit = max(end, max(int(n.max()) for n in needs) + 1)
 
     results, rows, buffer = [], [], {}
-    writer = (video_io.VideoWriter(FLAGS.output_video, info.rate).__enter__()
+    ext = os.path.splitext(FLAGS.output_video or "")[1]
+    writer = (video_io.VideoWriter(outputs.temp("output_video"), info.rate, ext=ext).__enter__()
               if FLAGS.output_video else None)
     from action_tx.progress import Progress
     bar = Progress(len(times), f"{os.path.basename(FLAGS.video)}: keyframes", FLAGS.progress)
@@ -172,7 +272,8 @@ def run():
                     frame = visualize.overlay_heatmap(frame, res["heat"])
                 frame = visualize.draw_detections(
                     frame, res["kept"]["detection_boxes"], res["kept"]["detection_scores"],
-                    res["kept"]["action_scores"], class_names, top_k=FLAGS.top_k)
+                    res["kept"]["action_scores"], class_names, top_k=FLAGS.top_k,
+                    thickness=thickness, font_size=font_size, label_side="above")
                 writer.write(frame)
             write_ptr += 1
 
@@ -190,35 +291,29 @@ def run():
         if decoded < limit or len(results) < len(times):
             raise video_io.VideoError(f"{FLAGS.video}: damaged video: the second decode ended "
                                       f"at frame {decoded} of {limit}")
-    except BaseException:
-        if writer is not None:   # no half-written video left behind
-            writer.__exit__(None, None, None)
-            os.remove(FLAGS.output_video)
-            writer = None
-        raise
     finally:
         bar.close()
-        if writer is not None:
+        if writer is not None:   # a half-written video is removed by Outputs.discard
             writer.__exit__(None, None, None)
     seconds = time.perf_counter() - start
 
     rows = {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
     if FLAGS.output_csv:
         count = len(rows["score"])
-        ava.write_annotations(FLAGS.output_csv, ava.Annotations(
+        ava.write_annotations(outputs.temp("output_csv"), ava.Annotations(
             video_id=rows["video_id"], timestamp=rows["timestamp"], boxes=rows["boxes"],
             action_id=rows["action_id"], person_id=np.full(count, -1, np.int32),
             score=rows["score"], line=np.arange(1, count + 1)), kind="detections")
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
+        with open(outputs.temp("output_json"), "w") as f:
             json.dump(_json(info, video_id, meta, times, centers, results, class_ids,
                             class_names), f, indent=1)
+    outputs.commit()
     total = sum(len(r["kept"]["detection_scores"]) for r in results)
     print(f"{video_id}: {len(times)} keyframes, {total} detections, {len(rows['score'])} CSV "
           f"rows, {seconds:.1f} s ({seconds / max(len(times), 1):.2f} s per keyframe)")
-    for name in ("output_csv", "output_json", "output_video"):
-        if getattr(FLAGS, name):
-            print(f"written: {getattr(FLAGS, name)}")
+    for path in outputs.written:
+        print(f"written: {path}")
 
 
 def _json(info, video_id, meta, times, centers, results, class_ids, class_names):
@@ -245,11 +340,24 @@ def main(argv):
     if len(argv) > 1:
         print(f"detect.py: error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    outputs = Outputs({name: getattr(FLAGS, name) for name in OUTPUT_FLAGS})
     try:
-        run()
+        run(outputs)
     except (InputError, video_io.VideoError) as e:
         print(f"detect.py: error: {e}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as e:
+        for sig in (signal.SIGINT, signal.SIGTERM):   # a second signal must not stop cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        written = (f"only {', '.join(outputs.written)} written" if outputs.written
+                   else "no output written")
+        interrupt = isinstance(e, KeyboardInterrupt)
+        what = "interrupted (Ctrl-C)" if interrupt else "terminated (SIGTERM)"
+        print(f"detect.py: error: {what}; {written}", file=sys.stderr)
+        return 130 if interrupt else 143
+    finally:
+        outputs.discard()
     return 0
 
 

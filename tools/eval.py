@@ -124,8 +124,10 @@ flags.DEFINE_integer("eval_batch_size", 2, "Keyframes per inference batch.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Keras dtype policy the model runs in (any of them reads any checkpoint: "
                   "variables are float32 in all three).")
-flags.DEFINE_integer("num_images", 3, "Keyframes rendered with their detections to "
-                     "TensorBoard (and attention maps when the head returns them).")
+flags.DEFINE_integer("num_images", 3, "Keyframes rendered to TensorBoard (eval/keyframes: "
+                     "the stored frame at >= 448 px, detections and ground truth with a "
+                     "legend; eval/attention: heat maps beside the frame, for heads that "
+                     "return them).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("empty_memory", False, "Ablation: score with the head's inference memory "
                   "emptied (AIA: the M-blocks see only each keyframe's own persons), to see "
@@ -186,7 +188,9 @@ def score_model():
         total = features.count_target_keyframes(FLAGS.eval_feature_dir)
     else:
         try:
+            # keyframe_jpeg: TensorBoard pictures are drawn on the stored frames.
             dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
+                                    keyframe_jpeg=FLAGS.num_images > 0,
                                     **model_flags.dataset_kwargs_from_flags(label_map,
                                                                             training=False))
         except FileNotFoundError as e:

@@ -5,7 +5,9 @@ The batch dict (docs/DESIGN.md):
   [B, N]; labels float32 [B, N, C]; person_ids int32 [B, N] (-1 padding); proposals float32
   [B, P, 4]; proposal_scores float32 [B, P]; proposal_mask bool [B, P]; objects float32
   [B, O, 4]; object_classes int32 [B, O]; object_scores float32 [B, O]; object_mask bool [B, O];
-  video_id string [B]; video_index, timestamp, keyframe_index int32 [B].
+  video_id string [B]; video_index, timestamp, keyframe_index int32 [B]; with
+  `keyframe_jpeg=True` also keyframe_jpeg string [B], the keyframe's stored JPEG (full size,
+  for pictures of it).
 
 Only TF ops (no py_function), and randomness comes from stateless ops seeded by (seed, position
 of the element in the stream), so the same seed gives identical batches and
@@ -135,7 +137,8 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
                   shuffle_buffer: int = 256, repeat: bool | None = None,
                   min_crop_scale: float = 0.7, min_visible: float = 0.25, flip: bool = True,
                   box_jitter: float = 0.05, num_parallel_calls: int = tf.data.AUTOTUNE,
-                  num_threads: int | None = None, cycle_length: int = 4) -> tf.data.Dataset:
+                  num_threads: int | None = None, cycle_length: int = 4,
+                  keyframe_jpeg: bool = False) -> tf.data.Dataset:
     """TFRecord shards -> dataset of batch dicts (see the module docstring).
 
     Args:
@@ -147,6 +150,7 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
         lowest score first, extra boxes last in file order).
       repeat: default `training`. The last partial batch is dropped when training.
       num_threads: size of a private thread pool (e.g. 2 to use two cores); None = TF default.
+      keyframe_jpeg: add `keyframe_jpeg`, the keyframe's encoded frame as stored.
     """
     patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
     files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
@@ -172,11 +176,14 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
 
     def fn(index, serialized):
         ex = parse_example(serialized, num_classes=num_classes)
-        return process_example(
+        out = process_example(
             ex, index, num_frames=num_frames, frame_stride=frame_stride, image_size=image_size,
             training=training, seed=seed, max_boxes=max_boxes, max_proposals=max_proposals,
             max_objects=max_objects, min_crop_scale=min_crop_scale, min_visible=min_visible,
             flip=flip, box_jitter=box_jitter)
+        if keyframe_jpeg:
+            out["keyframe_jpeg"] = ex["frames"][ex["keyframe_frame"]]
+        return out
 
     ds = ds.enumerate().map(fn, num_parallel_calls=num_parallel_calls, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=training).prefetch(1)
