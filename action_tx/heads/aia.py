@@ -330,7 +330,8 @@ class AIAHead(ActionHead):
         features = self._aggregate(persons, roi_mask, objects, object_mask, memory,
                                    memory_mask, training)
         hidden = self._dropout(self._fc(features), training=training)
-        logits = self._classifier(hidden) * tf.cast(roi_mask, tf.float32)[..., None]
+        logits = self._classifier(hidden)
+        logits *= tf.cast(roi_mask, logits.dtype)[..., None]
         if not self.uses_table:   # no table: nothing to write, no err to keep (AMU only)
             return HeadOutputs(logits=logits)
         if training and labels is not None:
