@@ -17,8 +17,9 @@ What stays float32 under both mixed policies, because its range or resolution ma
 place says so where it casts): box coding/decoding, anchors and proposals (RPN outputs are cast
 to float32, `object_detection_ext.rpn_head`), every loss (`ActionDetector.compute_losses`
 casts logits and deltas first), the attention softmax of the Tx unit, the sample positions of
-RoI pooling, and the AIA memory tables (their own `memory_dtype`). Layers whose bfloat16
-kernel is broken on CPU run in float32 (`action_tx.trunks.unit3d.bfloat16_conv3d_unsafe`).
+RoI pooling, and the AIA memory tables (their own `memory_dtype`). Conv3D units run in float32
+where TF's CPU kernel of the mixed dtype is broken or impractical (`action_tx.trunks.unit3d`:
+bfloat16 filter gradients with fewer time steps than the kernel; float16 without a GPU).
 """
 import contextlib
 

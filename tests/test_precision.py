@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from action_tx import precision, train_lib
 from action_tx.model_builder import build_detector
-from action_tx.trunks.unit3d import Unit3D, bfloat16_conv3d_unsafe
+from action_tx.trunks.unit3d import Unit3D, bfloat16_conv3d_unsafe, float16_conv3d_on_cpu
 
 CLASSES, FRAMES, SIZE, PEOPLE = 3, 8, 32, 2
 MIXED = ("mixed_bfloat16", "mixed_float16")
@@ -74,8 +74,8 @@ def detector(head, proposals="gt", i3d=True):
                          post_nms_top_k=8, num_roi_samples=4,
                          use_objects=head in ("aia", "stage"), seed=1)
     if not i3d:
-        det.trunk = keras.layers.Conv3D(24, (4, 8, 8), strides=(4, 8, 8), padding="same",
-                                        activation="relu", name="conv_trunk")
+        det.trunk = Unit3D(24, (4, 8, 8), strides=(4, 8, 8), use_batch_norm=False,
+                           name="conv_trunk")
     return det
 
 
@@ -144,6 +144,8 @@ def test_bfloat16_conv3d_filter_gradient_workaround():
     assert not bfloat16_conv3d_unsafe("bfloat16", 3, 3)
     assert not bfloat16_conv3d_unsafe("float16", 2, 3)
     assert not bfloat16_conv3d_unsafe("bfloat16", None, 3)
+    assert float16_conv3d_on_cpu("float16") == (not tf.config.list_logical_devices("GPU"))
+    assert not float16_conv3d_on_cpu("bfloat16")
     # bfloat16-exact input: the unit's autocast then changes nothing, and float32 kernels
     # (the workaround) agree with float32 to float32 rounding.
     x = tf.cast(tf.cast(tf.random.stateless_normal([2, 2, 6, 6, 4], seed=[1, 2]),
