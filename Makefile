@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both create .venv when it is
-# missing and install the project into it (TensorFlow 2.20, Keras 3, tf-models-official 2.20).
+# missing and install the project into it (TensorFlow 2.20, Keras 3, tf-models-official 2.20,
+# and the `beam` extra, so that the Beam conversion test runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= data/synthetic_demo
@@ -14,7 +15,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[beam]'
 	touch $@
 
 # ruff and import-linter, pinned in pyproject.toml's `lint` extra (installed into .venv).

@@ -1,7 +1,9 @@
 """Training checkpoints: what they hold, resuming with fallback, and the model-config guard.
 
 A checkpoint (`model_dir/ckpt-<step>`, `tf.train.CheckpointManager`) holds the model (including
-any in-graph memory, which is model variables), the optimizer, the step, the input iterator
+any in-graph memory, which is model variables, except the variables a layer lists in its
+`transient_variables`: state the model rebuilds itself, such as AIA's eval memory, which the
+first evaluation pass refills), the optimizer, the step, the input iterator
 and the state of every Keras `SeedGenerator` in the model. The latter are not reached by the
 model's own checkpoint dependencies (a SeedGenerator is not a trackable), yet they drive
 dropout and the RoI / anchor samplers: without them a resumed run would draw other samples.
@@ -9,16 +11,28 @@ dropout and the RoI / anchor samplers: without them a resumed run would draw oth
 import json
 import logging
 import os
+import re
 from typing import Callable, Dict, List, Optional
 
 import keras
 import tensorflow as tf
 
 CONFIG_FILE = "model_flags.json"
+STATE_FILE = "checkpoint"   # tf.train.CheckpointManager's list of its checkpoints
+_STATE_LINE = re.compile(r'^(\w+):\s*(?:"((?:[^"\\]|\\.)*)"|([-+.\deE]+))\s*$')
+_INDEX_FILE = re.compile(r"^ckpt-(\d+)\.index$")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used (none readable, or it belongs to another model)."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """A readable checkpoint that holds another model's variables (shapes or objects differ)."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """Writing a checkpoint failed (a full disk, ...); the checkpoints before it are intact."""
 
 
 def seed_generator_states(model) -> Dict[str, object]:
@@ -45,8 +59,19 @@ class VariableTable(tf.__internal__.tracking.AutoTrackable):
         self.table = dict(variables)
 
 
-def _positional(variables) -> VariableTable:
-    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)})
+def _positional(variables, transient=frozenset()) -> VariableTable:
+    # Keys are positions in the full list, so leaving a transient variable out shifts no other
+    # key: checkpoints written before a variable became transient still restore.
+    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)
+                          if id(v) not in transient})
+
+
+def transient_variable_ids(model) -> frozenset:
+    """ids of the variables left out of checkpoints: those every layer of `model` (itself
+    included) lists in a `transient_variables` attribute (state it rebuilds itself)."""
+    layers = [model] + list(model._flatten_layers(include_self=False, recursive=True))
+    return frozenset(id(v) for layer in layers
+                     for v in (getattr(layer, "transient_variables", None) or ()))
 
 
 def checkpointable(model) -> tf.__internal__.tracking.AutoTrackable:
@@ -61,19 +86,20 @@ def checkpointable(model) -> tf.__internal__.tracking.AutoTrackable:
     `action_detector_1/...`, its dropouts `seed_generator_7`). Groups make a checkpoint usable
     by a model that lacks a part: a detector with ground-truth proposals has no RPN variables
     and still restores the trunk and head of an RPN-trained checkpoint. A checkpoint of another
-    architecture fails on shapes or unmatched variables at restore.
+    architecture fails on shapes or unmatched variables at restore. A layer's
+    `transient_variables` are left out (`transient_variable_ids`).
     """
     if not model.variables:
         raise ValueError(f"{model.name}: build the model (call it once) before checkpointing it")
     root = tf.__internal__.tracking.AutoTrackable()
-    seen = set()
+    seen, transient = set(), transient_variable_ids(model)
     for attr, value in sorted(vars(model).items()):
         if attr.startswith("_") or not isinstance(value, keras.layers.Layer):
             continue
         group = [v for v in value.variables if id(v) not in seen]
         seen.update(id(v) for v in group)
-        setattr(root, attr, _positional(group))
-    root.own = _positional([v for v in model.variables if id(v) not in seen])
+        setattr(root, attr, _positional(group, transient))
+    root.own = _positional([v for v in model.variables if id(v) not in seen], transient)
     return root
 
 
@@ -89,41 +115,144 @@ def make_checkpoint(*, model, optimizer, step: tf.Variable, iterator=None) -> tf
 def _is_structure_mismatch(error: Exception) -> bool:
     # A checkpoint of another architecture fails with shape / missing-object errors; a damaged
     # file fails with read errors (DataLoss, OutOfRange, "truncated", checksum ...).
+    if isinstance(error, CheckpointMismatchError):
+        return True
     text = str(error)
     return isinstance(error, (AssertionError, ValueError)) and not isinstance(
         error, tf.errors.OpError) and ("shape" in text.lower() or "Unresolved object" in text
                                         or "not found in checkpoint" in text)
 
 
-def restore_latest(checkpoint: tf.train.Checkpoint, checkpoints: List[str],
-                   log: Callable[[str], None] = logging.warning) -> Optional[str]:
-    """Restores the newest readable checkpoint of `checkpoints` (oldest first, as
-    `CheckpointManager.checkpoints`); returns its path, or None when the list is empty.
+def _read_state(model_dir: str):
+    """-> (checkpoint paths the state file lists, oldest first; None or why it is unusable)."""
+    path = os.path.join(model_dir, STATE_FILE)
+    if not tf.io.gfile.exists(path):
+        return [], "is missing"
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except (UnicodeDecodeError, tf.errors.OpError) as e:
+        return [], f"is unreadable ({type(e).__name__})"
+    # Parsed here rather than by tf.train.get_checkpoint_state, which logs its parse errors
+    # and returns None, or raises UnicodeDecodeError on binary garbage.
+    listed, newest = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _STATE_LINE.match(line.strip())
+        if line.strip() and not match:
+            return [], f"is unreadable (line {number}: {line.strip()[:60]!r})"
+        if match and match.group(1) == "all_model_checkpoint_paths":
+            listed.append(match.group(2))
+        elif match and match.group(1) == "model_checkpoint_path":
+            newest = match.group(2)
+    listed = listed or ([newest] if newest else [])
+    listed = [p if os.path.isabs(p) or "://" in p else os.path.join(model_dir, p)
+              for p in listed]
+    if not any(tf.io.gfile.exists(p + ".index") for p in listed):
+        return listed, "names no checkpoint that exists"
+    return listed, None
 
-    A damaged newest checkpoint (truncated or unreadable file) is reported through `log` with
-    the reason and the one before it is tried; a run never restarts from scratch silently.
-    Raises CheckpointError when a checkpoint belongs to a different model (shapes or objects
-    differ) or when none of them can be read.
+
+def _index_checkpoints(model_dir: str) -> List[str]:
+    """The ckpt-<N> prefixes of `model_dir` that have an .index file, oldest first."""
+    found = []
+    for name in tf.io.gfile.listdir(model_dir) if tf.io.gfile.isdir(model_dir) else []:
+        match = _INDEX_FILE.match(name)
+        if match:
+            found.append((int(match.group(1)), os.path.join(model_dir, name[:-len(".index")])))
+    return [p for _, p in sorted(found)]
+
+
+def _write_state(model_dir: str, checkpoints: List[str]) -> None:
+    """A fresh state file listing `checkpoints` (oldest first), written atomically. The
+    timestamps (the files' times) let tf.train.CheckpointManager rotate them as its own."""
+    times = [tf.io.gfile.stat(p + ".index").mtime_nsec / 1e9 for p in checkpoints]
+    lines = [f'model_checkpoint_path: "{os.path.basename(checkpoints[-1])}"']
+    lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in checkpoints]
+    lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in times]
+    lines.append(f"last_preserved_timestamp: {min(times) - 1.0!r}")
+    path = os.path.join(model_dir, STATE_FILE)
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def find_checkpoints(model_dir: str, log: Optional[Callable[[str], None]] = logging.warning,
+                     repair: bool = False) -> List[str]:
+    """The checkpoints of `model_dir`, oldest first.
+
+    Normally those its `checkpoint` state file lists. When that file is missing, unreadable,
+    or names no checkpoint that exists, while `ckpt-<N>.index` files are there, those files
+    are the list instead, said in one line through `log`: a lost state file never hides the
+    checkpoints (a trainer would otherwise start from scratch over them). `repair`: then also
+    rewrite the state file from them (the trainer's chief does, so that its
+    CheckpointManager sees and rotates them).
+    """
+    listed, problem = _read_state(model_dir)
+    if problem is None:
+        return listed
+    found = _index_checkpoints(model_dir)
+    if not found:
+        return listed   # nothing better: restoring the listed ones reports what is missing
+    names = ", ".join(os.path.basename(p) for p in found)
+    if repair:
+        _write_state(model_dir, found)
+    if log:
+        log(f"{os.path.join(model_dir, STATE_FILE)} {problem}; found {len(found)} "
+            f"checkpoint(s) from their ckpt-*.index files ({names}); using the newest that "
+            f"restores{' (state file rewritten from them)' if repair else ''}")
+    return found
+
+
+def restore_newest(checkpoints: List[str], restore: Callable[[str], None],
+                   log: Callable[[str], None] = logging.warning) -> Optional[str]:
+    """Calls `restore(path)` on the newest of `checkpoints` (oldest first), then on older ones
+    while it fails on a damaged checkpoint; returns the path that restored, or None for an
+    empty list.
+
+    Each damaged checkpoint (truncated or unreadable file) that an older one follows is
+    reported through `log` with the reason. Raises CheckpointMismatchError when a checkpoint
+    belongs to a different model (shapes or objects differ), CheckpointError when none of
+    them can be read.
     """
     reasons = []
-    for path in reversed(checkpoints):
+    for i, path in reversed(list(enumerate(checkpoints))):
         try:
-            checkpoint.restore(path).assert_existing_objects_matched()
-            if reasons:
-                log(f"resumed from the older checkpoint {path}")
+            restore(path)
             return path
         except Exception as e:  # noqa: BLE001  (any failure: report it and try the previous)
             reason = " ".join(str(e).split())[:300]
             if _is_structure_mismatch(e):
-                raise CheckpointError(
+                if isinstance(e, CheckpointMismatchError):
+                    raise
+                raise CheckpointMismatchError(
                     f"{path} was written by a different model configuration: {reason}") from None
             reasons.append(f"{path}: {type(e).__name__}: {reason}")
-            log(f"cannot restore {path} ({type(e).__name__}: {reason}); "
-                "falling back to the checkpoint before it")
+            if i:   # (the oldest one's failure is in the error raised below)
+                log(f"cannot restore {path} ({type(e).__name__}: {reason}); falling back to "
+                    f"the checkpoint before it, {checkpoints[i - 1]}")
     if reasons:
-        raise CheckpointError("no checkpoint can be restored; refusing to start from scratch "
-                              "over them (delete the model_dir to do so): " + "; ".join(reasons))
+        raise CheckpointError("no checkpoint can be restored: " + "; ".join(reasons))
     return None
+
+
+def restore_latest(checkpoint: tf.train.Checkpoint, checkpoints: List[str],
+                   log: Callable[[str], None] = logging.warning) -> Optional[str]:
+    """Restores the newest readable checkpoint of `checkpoints` (oldest first) into the
+    training `checkpoint`; returns its path, or None when the list is empty.
+
+    `restore_newest`'s fallback: a damaged newest checkpoint is reported through `log` and the
+    one before it is tried; a run never restarts from scratch silently. Raises
+    CheckpointMismatchError for another model's checkpoint, CheckpointError when none of them
+    can be read.
+    """
+    try:
+        return restore_newest(
+            checkpoints, lambda p: checkpoint.restore(p).assert_existing_objects_matched(), log)
+    except CheckpointMismatchError:
+        raise
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; refusing to start from scratch over them (delete the "
+                              "model_dir to do so)") from None
 
 
 def check_model_config(model_dir: str, config: Dict[str, object], write: bool = True) -> None:

@@ -21,8 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from action_tx import render, visualize
-from action_tx.checkpointing import checkpointable
-from action_tx.data import ava
+from action_tx.checkpointing import (CheckpointMismatchError, checkpointable,
+                                     find_checkpoints)
+from action_tx.data import ava, tfrecords
 from action_tx.outputs import detections_to_ava
 from action_tx.progress import Progress
 from object_detection_ext import ava_eval
@@ -129,9 +130,15 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         rows = detections_to_ava(out, video_id, timestamp, class_ids)
         for k in _ROW_KEYS:
             parts[k].append(rows[k])
+        # Padding and context keyframes (feature batches, consecutive runs) have no
+        # detections: they are neither counted nor pictured.
+        real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
+            if "target_mask" in batch else np.ones(len(timestamp), bool)
         for b in range(len(timestamp)):
             if len(samples) >= num_images or "keyframe" not in out:
                 break
+            if not real[b]:
+                continue
             n = int(out["num_detections"][b])
             gt = batch["box_mask"][b].numpy() if "box_mask" in batch else None
             samples.append(dict(
@@ -144,9 +151,6 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
                 attention=out["attention"][b, :n] if "attention" in out else None,
                 gt_boxes=batch["boxes"][b].numpy()[gt] if gt is not None else None,
                 gt_labels=batch["labels"][b].numpy()[gt] if gt is not None else None))
-        # Feature-mode batches: padding and context keyframes (no detections) are not counted.
-        real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
-            if "target_mask" in batch else np.ones(len(timestamp), bool)
         bar.update(int(real.sum()))
     bar.close()
     if bar.done == 0:
@@ -157,10 +161,14 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
 
 def count_keyframes(file_pattern) -> Optional[int]:
     """Keyframes in the shards matching `file_pattern`, from the converter's manifests
-    (`<split>_manifest.json` beside the shards); None when a shard is not listed in one.
+    (`<split>_manifest.json` beside the shards); None when nothing matches or a shard is not
+    listed in one. Raises `tfrecords.NotTFRecordError` on a match that is not a shard.
     A manifest's shards are matched by file name in its own folder, so a moved or copied
     folder still counts."""
-    files = {os.path.abspath(f) for f in tf.io.gfile.glob(file_pattern)}
+    try:
+        files = {os.path.abspath(f) for f in tfrecords.match_files(file_pattern)}
+    except FileNotFoundError:
+        return None
     counts = {}
     for folder in {os.path.dirname(f) for f in files}:
         for manifest in tf.io.gfile.glob(os.path.join(folder, "*_manifest.json")):
@@ -202,13 +210,16 @@ def _has_model_object(checkpoint_path: str) -> bool:
 
 def restore(detector, checkpoint_path: str) -> None:
     """Restores the model weights of a trainer checkpoint into a built detector (optimizer,
-    iterator etc. of the checkpoint are ignored); raises ValueError when nothing matches."""
+    iterator etc. of the checkpoint are ignored). Raises ValueError when there is no
+    checkpoint at `checkpoint_path`, CheckpointMismatchError (a ValueError) when it holds another
+    model; a damaged file raises what the reader raises (OpError, IndexError ...)."""
     if not tf.io.gfile.exists(checkpoint_path + ".index"):
         raise ValueError(f"no checkpoint at {checkpoint_path} ({checkpoint_path}.index is "
                          "missing)")
     if not _has_model_object(checkpoint_path):
-        raise ValueError(f"checkpoint {checkpoint_path} holds no weights of this model (no "
-                         "'model' object: not written as tf.train.Checkpoint(model=...))")
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint_path} holds no weights of this model (no 'model' object: "
+            "not written as tf.train.Checkpoint(model=...))")
     # The trainer's optimizer, step and iterator are not restored here (expect_partial), but
     # every variable of this model must be found (other model flags -> a clear error).
     try:
@@ -216,8 +227,9 @@ def restore(detector, checkpoint_path: str) -> None:
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
-        raise ValueError(f"checkpoint {checkpoint_path} does not match this model (was it "
-                         f"trained with other model flags?): {str(e)[:300]}") from None
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint_path} does not match this model (was it trained with "
+            f"other model flags?): {str(e)[:300]}") from None
 
 
 def _tag(text: str) -> str:
@@ -342,7 +354,8 @@ def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, grou
 
 def wait_for_checkpoints(model_dir: str, timeout_s: float, poll_s: float = 10.0,
                          done=()) -> Iterator[str]:
-    """Yields every checkpoint of `model_dir` (its `checkpoint` state file), oldest first,
+    """Yields every checkpoint of `model_dir` (its `checkpoint` state file, or its ckpt-*.index
+    files when that file is lost or garbled: `checkpointing.find_checkpoints`), oldest first,
     then new ones as the trainer writes them; stops after `timeout_s` seconds without a new
     one (counted from the end of the last evaluation, i.e. the generator's last resume).
 
@@ -353,9 +366,8 @@ def wait_for_checkpoints(model_dir: str, timeout_s: float, poll_s: float = 10.0,
     seen = set(done)
     last_new = time.monotonic()
     while True:
-        state = tf.train.get_checkpoint_state(model_dir)
-        paths = [p if os.path.isabs(p) else os.path.join(model_dir, p)
-                 for p in (state.all_model_checkpoint_paths if state else [])]
+        # The state file's list, or the ckpt-*.index files when it is lost or garbled.
+        paths = find_checkpoints(model_dir, log=None)
         fresh = [p for p in paths if p not in seen]
         for path in fresh:
             seen.add(path)

@@ -20,8 +20,10 @@ Inputs:
     frame floor((i + 0.5) * T / num_frames) for i = 0..num_frames-1 (T == num_frames: all of
     them in order; T < num_frames repeats frames). T = 0 is an error.
   person_boxes: float32 [P, 4] normalized [y1, x1, y2, x2] of the frame, P >= 0; each gets
-    person score 1 (as ground-truth boxes), and is refined by the head's box regression when it
-    has one, exactly as the detector treats external proposals.
+    detector score 1, and is rescored (the detector's `person_score` rule, for heads with an
+    actor logit, unless the detector was trained on ground-truth boxes: then the score stays
+    1) and refined by the head's box regression when it has one, exactly as the detector
+    treats external proposals; no NMS runs over them.
 
 Outputs of serving_default / with_boxes (K = the detector's max_detections):
   detection_boxes float32 [K, 4] normalized yxyx; detection_scores float32 [K] person scores,
@@ -77,7 +79,11 @@ def boxes_twin(detector: ActionDetector) -> ActionDetector:
         num_classes=detector.num_classes, roi_extractor=detector.roi_extractor,
         use_objects=detector.use_objects, pose_indices=detector.pose_indices,
         nms_iou=detector.nms_iou, max_detections=detector.max_detections,
-        score_threshold=detector.score_threshold, name="with_boxes_detector")
+        score_threshold=detector.score_threshold,
+        # A detector trained on ground-truth boxes never trained its actor logit (no
+        # background RoIs): given boxes keep their score 1, as its own gt proposals do.
+        person_score="proposal" if detector.proposer.mode == "gt" else detector.person_score,
+        name="with_boxes_detector")
 
 
 class DetectorModule(tf.Module):

@@ -27,12 +27,17 @@ class FeatureActionModel(keras.Model):
       pose_indices, focal_gamma, focal_alpha: the action loss (`losses.action_classification_loss`).
       nms_iou, max_detections, score_threshold: post-processing of the stored boxes.
       class_specific_nms: NMS per action class on person x action score (HGRNN §3.3).
+      nms: False runs no NMS over the stored boxes: for ground-truth boxes (`eval_actors='gt'`,
+        the classification bound), where overlapping people must keep their own rows.
+    The heads' actor logits (`HeadOutputs.actor_logits`) are not used here: the stored
+    detections carry the final person score of the detector that wrote them.
     """
 
     def __init__(self, head, num_classes: int, pose_indices: Optional[Sequence[int]] = None,
                  focal_gamma: float = 0.0, focal_alpha: Optional[float] = None,
                  nms_iou: float = 0.6, max_detections: int = 100,
-                 score_threshold: float = 0.0, class_specific_nms: bool = False, **kwargs):
+                 score_threshold: float = 0.0, class_specific_nms: bool = False,
+                 nms: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.head = head
         self.num_classes = num_classes
@@ -43,6 +48,7 @@ class FeatureActionModel(keras.Model):
         self.max_detections = max_detections
         self.score_threshold = score_threshold
         self.class_specific_nms = class_specific_nms
+        self.nms = nms
 
     def build(self, input_shape=None):
         """Nothing to create here: every sub-layer builds on the first (eager) call. Without
@@ -89,7 +95,7 @@ class FeatureActionModel(keras.Model):
                 losses.action_probabilities(head_out.logits, self.pose_indices), None,
                 nms_iou=self.nms_iou, max_detections=self.max_detections,
                 score_threshold=self.score_threshold,
-                class_specific_nms=self.class_specific_nms))
+                class_specific_nms=self.class_specific_nms, nms=self.nms))
         return out
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -107,7 +113,7 @@ class FeatureActionModel(keras.Model):
             pose_indices=self.pose_indices, focal_gamma=self.focal_gamma,
             focal_alpha=self.focal_alpha, nms_iou=self.nms_iou,
             max_detections=self.max_detections, score_threshold=self.score_threshold,
-            class_specific_nms=self.class_specific_nms)
+            class_specific_nms=self.class_specific_nms, nms=self.nms)
         return config
 
     @classmethod

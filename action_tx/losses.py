@@ -1,4 +1,5 @@
-"""Second-stage losses: multi-label action classification and class-agnostic box regression.
+"""Second-stage losses: multi-label action classification, the person (actor) logit and
+class-agnostic box regression.
 
 All functions are pure TF, reduce to a scalar, and take a per-RoI weight (0 for padding) so
 that padded RoIs never contribute. Normalisation: summed over classes, averaged over weighted
@@ -48,8 +49,13 @@ def action_classification_loss(labels: tf.Tensor, logits: tf.Tensor, weights: tf
       logits: float32 [B, N, C].
       weights: float32 [B, N], 0 for padded RoIs.
       pose_indices: contiguous indices of the mutually exclusive pose classes. When given, those
-        classes go under one softmax cross-entropy (ACAR-Net §4.1: softmax for poses, sigmoid for
-        interactions), applied to RoIs that carry a pose label; the other classes stay sigmoid.
+        classes go under one softmax and the pose term is binary cross-entropy on those softmax
+        probabilities, per pose class (ACAR-Net §4.1: "softmax for poses and sigmoid for
+        interactions before binary cross-entropy loss"; the authors' release, `losses.py`
+        `ava_pose_softmax_criterion`, does the same: BCE on softmax(pose logits)), applied to
+        RoIs that carry a pose label (every labelled AVA person has one); the other classes
+        stay sigmoid. As elsewhere here it is summed over classes and averaged over RoIs (the
+        release averages over classes too, a factor 1/C on the loss scale).
       focal_gamma, focal_alpha: focal loss on the sigmoid part (see `sigmoid_focal_terms`).
     Returns:
       scalar float32.
@@ -65,9 +71,11 @@ def action_classification_loss(labels: tf.Tensor, logits: tf.Tensor, weights: tf
     pose_labels = tf.gather(labels, pose, axis=-1)
     pose_logits = tf.gather(logits, pose, axis=-1)
     has_pose = tf.cast(tf.reduce_sum(pose_labels, -1) > 0, logits.dtype)
-    # Normalise in case an annotation lists two poses; AVA gives exactly one.
-    pose_targets = pose_labels / tf.maximum(tf.reduce_sum(pose_labels, -1, keepdims=True), 1.0)
-    pose_ce = tf.nn.softmax_cross_entropy_with_logits(labels=pose_targets, logits=pose_logits)
+    # BCE on the softmax probabilities: -t log p - (1 - t) log(1 - p) per pose class, with
+    # log p from log_softmax (stable) and log(1 - p) floored at -100 as PyTorch's BCE does.
+    log_p = tf.nn.log_softmax(pose_logits, axis=-1)
+    log_not_p = tf.maximum(tf.math.log1p(-tf.minimum(tf.exp(log_p), 1.0)), -100.0)
+    pose_ce = -tf.reduce_sum(pose_labels * log_p + (1.0 - pose_labels) * log_not_p, -1)
     other_ce = tf.reduce_sum(sigmoid_focal_terms(
         tf.gather(labels, other, axis=-1), tf.gather(logits, other, axis=-1),
         focal_gamma, focal_alpha), -1)
@@ -89,6 +97,21 @@ def action_probabilities(logits: tf.Tensor,
     position = {c: i for i, c in enumerate(sorted(pose_indices))}
     gather_idx = tf.constant([position.get(c, 0) for c in range(num_classes)], tf.int32)
     return tf.where(is_pose, tf.gather(pose_probs, gather_idx, axis=-1), probs)
+
+
+def actor_loss(targets: tf.Tensor, logits: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """Sigmoid cross-entropy of the second-stage person (non-background) logit.
+
+    Args:
+      targets: float32 [B, N], 1 for RoIs with IoU >= 0.5 with a ground-truth person, else 0.
+      logits: float32 [B, N].
+      weights: float32 [B, N], 0 for padded RoIs.
+    Returns:
+      scalar float32, averaged over weighted RoIs.
+    """
+    per_roi = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(targets, logits.dtype), logits=logits)
+    return _safe_mean(per_roi, tf.cast(weights, logits.dtype))
 
 
 def box_regression_loss(targets: tf.Tensor, deltas: tf.Tensor, positive: tf.Tensor,

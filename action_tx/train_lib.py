@@ -30,13 +30,15 @@ import math
 import os
 import re
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
 from action_tx import checkpointing
 from action_tx import precision as precision_lib
+from action_tx.data import pipeline
+from action_tx.lr_schedule import WarmupStepDecay
 from action_tx.progress import Progress
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
@@ -125,10 +127,18 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def learning_rate_schedule(*, learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
                            warmup_steps: int = 1000, decay_steps: int = 500_000,
-                           final_fraction: float = 0.0):
+                           final_fraction: float = 0.0, lr_steps=None):
     """Linear warmup warmup_learning_rate -> learning_rate over `warmup_steps`, then cosine decay
     to final_fraction * learning_rate at step `decay_steps` (counted from step 0, as the paper
-    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000")."""
+    §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000").
+    With `lr_steps` (ascending steps after the warmup), a step decay instead: the rate divided
+    by 10 at each (`WarmupStepDecay`); decay_steps is then unused."""
+    if lr_steps:
+        lr_steps = [int(b) for b in lr_steps]
+        if lr_steps != sorted(lr_steps) or lr_steps[0] < warmup_steps:
+            raise TrainingError(f"lr_steps {lr_steps} must ascend and start at or after the "
+                                f"warmup's end ({warmup_steps})")
+        return WarmupStepDecay(learning_rate, warmup_learning_rate, warmup_steps, lr_steps)
     if decay_steps <= warmup_steps:
         raise TrainingError(f"decay_steps ({decay_steps}) must exceed warmup_steps "
                             f"({warmup_steps})")
@@ -162,6 +172,9 @@ def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: floa
 
 def op_error_text(error: "tf.errors.OpError") -> str:
     """The readable part of a TF op error ("corrupted record at 0 ..."), one line."""
+    record = pipeline.record_error_text(error)   # an undecodable record, named by the pipeline
+    if record:
+        return record
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "",
                   error.message.strip().splitlines()[-1] if error.message.strip() else "")
     return text.strip() or type(error).__name__
@@ -195,6 +208,30 @@ def _replica_slice(batch: Dict[str, tf.Tensor], per_replica: int, replica_id) ->
     return {k: v[begin:begin + per_replica] for k, v in batch.items()}
 
 
+def _save(manager: tf.train.CheckpointManager, number: int) -> str:
+    """manager.save; a failed write (a full disk: ResourceExhausted / OSError) raises
+    CheckpointSaveError naming the newest complete checkpoint, which the failure left intact
+    (the state file is only rewritten after a complete save)."""
+    before = manager.latest_checkpoint
+    try:
+        return manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as e:
+        # The saver's scratch folder of this save holds only its partial shards: free it.
+        partial = os.path.join(manager.directory, f"ckpt-{number}_temp")
+        try:
+            if tf.io.gfile.isdir(partial):
+                tf.io.gfile.rmtree(partial)
+        except (tf.errors.OpError, OSError):
+            pass
+        # "<scratch file path>; No space left on device": the reason is the last part.
+        why = (op_error_text(e) if isinstance(e, tf.errors.OpError) else str(e)).split("; ")[-1]
+        raise checkpointing.CheckpointSaveError(
+            f"cannot write the checkpoint of step {number} in {manager.directory} "
+            f"({type(e).__name__}: {why}); the newest complete checkpoint is "
+            f"{before or 'none'}: free some space and rerun the same command to resume "
+            "from it") from None
+
+
 def _log(message: str, chief: bool = True):
     if chief:
         print(message, flush=True)
@@ -217,7 +254,8 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
       train_steps: total steps; a resumed run continues up to it.
       global_batch_size: examples per step over all replicas (split evenly).
       optimizer, learning_rate, warmup_learning_rate, warmup_steps, decay_steps (default
-        train_steps), momentum, weight_decay: see `build_optimizer`/`learning_rate_schedule`.
+        train_steps), lr_steps, momentum, weight_decay: see `build_optimizer` /
+        `learning_rate_schedule`.
       clip_norm: clip the summed gradients to this global norm (None: no clipping).
       checkpoint_every, keep_checkpoints, log_every: in steps.
       eval_fn, eval_every: eval_fn(model, step) -> {tag: scalar} for TensorBoard.
@@ -237,7 +275,8 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     delete, and all restore from `model_dir`.
 
     Raises:
-      TrainingError (empty input, non-finite loss, bad settings), checkpointing.CheckpointError,
+      TrainingError (empty input, non-finite loss, bad settings, a record whose frames do not
+      decode), checkpointing.CheckpointError,
       WorkerLostError (multi-worker: another worker died or stopped answering; restart all).
     """
     strategy = strategy or make_strategy("one_device")
@@ -247,20 +286,26 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     try:
         with precision_lib.policy(kwargs.get("precision", "float32")):
             return _train(model_dir=model_dir, strategy=strategy, **kwargs)
+    except tf.errors.InvalidArgumentError as e:
+        if not pipeline.record_error_text(e):
+            raise
+        raise TrainingError(f"{op_error_text(e)}; newest checkpoint: "
+                            f"{tf.train.latest_checkpoint(model_dir) or 'none'}") from None
     except _PEER_ERRORS as e:
         if workers < 2:
             raise
+        newest = (checkpointing.find_checkpoints(model_dir, log=None) or ["none"])[-1]
         raise WorkerLostError(
             f"another worker died or stopped answering ({_peer_error_text(e)}); newest "
-            f"checkpoint: {tf.train.latest_checkpoint(model_dir) or 'none'}; restart every "
-            "worker to resume from it") from None
+            f"checkpoint: {newest}; restart every worker to resume from it") from None
 
 
 def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
           model_dir: str, train_steps: int, global_batch_size: int,
           strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
           learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-          warmup_steps: int = 1000, decay_steps: Optional[int] = None, momentum: float = 0.9,
+          warmup_steps: int = 1000, decay_steps: Optional[int] = None,
+          lr_steps: Optional[Sequence[int]] = None, momentum: float = 0.9,
           weight_decay: float = 0.0, clip_norm: Optional[float] = None,
           checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
           eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
@@ -294,7 +339,8 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
         model(_replica_slice(first, per_replica, 0), training=False)   # creates the variables
         schedule = learning_rate_schedule(
             learning_rate=learning_rate, warmup_learning_rate=warmup_learning_rate,
-            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps)
+            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps,
+            lr_steps=lr_steps)
         opt = precision_lib.wrap_optimizer(
             build_optimizer(optimizer=optimizer, learning_rate=schedule, momentum=momentum,
                             weight_decay=weight_decay), precision)
@@ -306,10 +352,13 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
     # Non-chief workers take part in the save (collectives) but write to a scratch folder.
     save_dir = model_dir if chief else os.path.join(
         model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    # Found before the manager reads the state file: when that file is lost or garbled the
+    # checkpoints are found from their .index files (and the chief rewrites the state file).
+    checkpoints = checkpointing.find_checkpoints(
+        model_dir, log=lambda m: _log(f"warning: {m}", chief), repair=chief)
     manager = tf.train.CheckpointManager(ckpt, save_dir, max_to_keep=keep_checkpoints)
     restored = checkpointing.restore_latest(
-        ckpt, tf.train.CheckpointManager(ckpt, model_dir, max_to_keep=None).checkpoints,
-        log=lambda m: _log(f"warning: {m}", True))
+        ckpt, checkpoints, log=lambda m: _log(f"warning: {m}", True))
     if restored:
         _log(f"resumed from {restored} at step {int(step.numpy())}", chief)
     elif init_fn is not None:
@@ -363,7 +412,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
 
     def save(at):
         bar.newline()
-        path = manager.save(checkpoint_number=at)
+        path = _save(manager, at)
         if not chief:
             tf.io.gfile.rmtree(save_dir)
             return None

@@ -41,7 +41,9 @@ Breakdowns, all computed from the same single matching pass:
 * `by_evidence` (needs `evidence` rows: video_id, timestamp, person_id, action_id, evidence):
   for each evidence type, ground-truth rows of any other type (or with no evidence row) are
   marked difficult (VOC: a detection matched to them is neither TP nor FP) and the mAP is
-  taken over the classes with ground truth of that type.
+  taken over the classes with ground truth of that type. Evidence rows that match no
+  ground-truth row (e.g. synthetic AVA's matched-negative rows, evidence
+  `context_negative` / `long_term_negative`) are ignored.
 * `by_area`: the ground-truth persons (unique boxes per key, any class) are split into three
   equal-count bins by box area (tertiles); for each bin the scored ground-truth rows whose
   box falls in another bin are difficult.

@@ -12,12 +12,44 @@ import tensorflow as tf
 
 from object_detection_ext import box_ops
 
+# How a detection's person score is made from the proposal score p (RPN objectness or external
+# detector score) and the second-stage actor probability a (`combine_person_scores`).
+PERSON_SCORE_RULES = ("proposal", "actor", "product", "geometric")
+
+
+def combine_person_scores(proposal_scores: tf.Tensor, actor_probs: Optional[tf.Tensor],
+                          rule: str) -> tf.Tensor:
+  """Person score of each RoI from the first and second stage.
+
+  Args:
+    proposal_scores: float [B, N] in [0, 1]: RPN objectness or external detector score.
+    actor_probs: float [B, N] in [0, 1]: sigmoid of the second-stage actor logit, or None
+      (a head without a background class): then the proposal score is returned whatever
+      the rule.
+    rule: 'proposal' (p: the first stage alone), 'actor' (a: Faster R-CNN's second-stage
+      rescoring), 'product' (p a), 'geometric' (sqrt(p a)).
+
+  Returns:
+    float32 [B, N] in [0, 1].
+  """
+  if rule not in PERSON_SCORE_RULES:
+    raise ValueError(f"person score rule must be one of {PERSON_SCORE_RULES}, got {rule!r}")
+  p = tf.cast(proposal_scores, tf.float32)
+  if actor_probs is None or rule == "proposal":
+    return p
+  a = tf.cast(actor_probs, tf.float32)
+  if rule == "actor":
+    return a
+  if rule == "product":
+    return p * a
+  return tf.sqrt(p * a)
+
 
 def postprocess(rois: tf.Tensor, roi_mask: tf.Tensor, person_scores: tf.Tensor,
                 action_probs: tf.Tensor, box_deltas: Optional[tf.Tensor] = None, *,
                 weights: Sequence[float] = box_ops.SECOND_STAGE_WEIGHTS, nms_iou: float = 0.6,
                 max_detections: int = 100, score_threshold: float = 0.0,
-                class_specific_nms: bool = False) -> Dict[str, tf.Tensor]:
+                class_specific_nms: bool = False, nms: bool = True) -> Dict[str, tf.Tensor]:
   """Final detections of a batch.
 
   Defaults follow the TF OD API Faster R-CNN second stage (class-agnostic IoU 0.6, 100 boxes,
@@ -39,6 +71,9 @@ def postprocess(rois: tf.Tensor, roi_mask: tf.Tensor, person_scores: tf.Tensor,
       keeping at most `max_detections` boxes per class. The outputs keep their keys and shapes:
       one row per box that survives the NMS of at least one class (the best K by person score,
       descending); in `action_scores` the classes whose NMS suppressed that box are 0.
+    nms: False keeps every RoI (the best `max_detections` by person score): for given boxes
+      (ground truth, or external detections already suppressed by their detector) that must
+      keep one row each even where people overlap.
 
   Returns:
     dict of
@@ -53,6 +88,8 @@ def postprocess(rois: tf.Tensor, roi_mask: tf.Tensor, person_scores: tf.Tensor,
     boxes = box_ops.decode_boxes(box_deltas, boxes, weights)
   boxes = box_ops.clip_boxes(boxes)
   scores = tf.cast(person_scores, tf.float32)
+  # No NMS: an IoU threshold no overlap exceeds (suppression needs IoU > threshold).
+  nms_iou = nms_iou if nms else 1.0
   if class_specific_nms:
     return _class_specific(boxes, tf.cast(roi_mask, tf.bool), scores,
                            tf.cast(action_probs, tf.float32), nms_iou=nms_iou,

@@ -80,8 +80,8 @@ def test_forward_shapes_and_padding():
     assert np.all(train_out["roi_scores"].numpy()[~pos] == 0.0)
     assert np.isclose(train_out["roi_scores"].numpy()[pos].max(), 1.0)
     terms = det.compute_losses(train_out)
-    assert set(terms) == {"action_loss", "box_loss", "rpn_objectness_loss", "rpn_box_loss",
-                          "total_loss"}
+    assert set(terms) == {"action_loss", "actor_loss", "box_loss", "rpn_objectness_loss",
+                          "rpn_box_loss", "total_loss"}
     assert all(np.isfinite(v.numpy()) for v in terms.values())
 
 

@@ -266,3 +266,49 @@ def test_predict_dataset_empty_memory_scores_every_batch_on_an_empty_memory():
     with pytest.raises(ValueError, match="no inference memory"):
         eval_lib.predict_dataset(_ReadsThenWrites(passes=1), dataset, [1], progress=False,
                                  empty_memory=True)
+
+
+def test_aia_checkpoint_leaves_the_eval_table_out_and_two_pass_eval_refills_it(setup, tmp_path):
+    """AIA's eval memory is not checkpointed (rebuilt by the first evaluation pass, issue 31):
+    a restored model scores the split as the saved one did; the train table is kept."""
+    options = dict(blocks="P,M", memory_window=2, memory_size=16, hidden_size=8, dropout=0.0)
+    make = lambda seed: build_detector(  # noqa: E731
+        num_classes=setup["label_map"].num_classes, seed=0,
+        **{**TINY_MODEL, "head": "aia", "head_options": options, "proposals": "gt"})
+    tf.keras.utils.set_random_seed(0)
+    detector = make(0)
+    eval_lib.build_detector_on(detector, setup["dataset"])
+    tables = detector.head.memory
+    rng = np.random.default_rng(0)
+    for v in detector.head.trainable_variables:   # untrained blocks start as identities
+        v.assign(rng.normal(scale=0.3, size=v.shape))
+    tables.train.features.assign(rng.normal(size=tables.train.features.shape))
+    tables.train.video.assign(np.arange(16) % 3)
+    ids = setup["label_map"].ids
+    rows, _ = eval_lib.predict_dataset(detector, setup["dataset"], ids, progress=False)
+    assert (tables.eval.video.numpy()[:5] >= 0).all()             # the eval table is filled
+    path = tf.train.Checkpoint(model=checkpointable(detector)).save(str(tmp_path / "ckpt"))
+
+    saved = [(name, shape) for name, shape in tf.train.list_variables(path)
+             if name.startswith("model/")]
+    assert len(saved) == len(detector.variables) - len(tables.eval.variables) == \
+        len(detector.variables) - 6
+    table_shape = list(tables.train.features.shape)
+    assert [shape for _, shape in saved].count(table_shape) == 1   # the train table only
+
+    tf.keras.utils.set_random_seed(1)
+    fresh = make(1)
+    eval_lib.build_detector_on(fresh, setup["dataset"])
+    before = fresh.head.memory.eval.video.numpy()                   # the build call's writes
+    assert (before != tables.eval.video.numpy()).any()
+    eval_lib.restore(fresh, path)
+    np.testing.assert_array_equal(fresh.head.memory.train.features.numpy(),
+                                  tables.train.features.numpy())
+    np.testing.assert_array_equal(fresh.head.memory.eval.video.numpy(), before)  # not restored
+    again, _ = eval_lib.predict_dataset(fresh, setup["dataset"], ids, progress=False)
+    np.testing.assert_array_equal(again["timestamp"], rows["timestamp"])
+    np.testing.assert_allclose(again["score"], rows["score"], atol=1e-5)
+    # The memory pass matters: scored on an empty memory, the same model gives other scores.
+    empty, _ = eval_lib.predict_dataset(fresh, setup["dataset"], ids, progress=False,
+                                        empty_memory=True)
+    assert np.abs(np.sort(empty["score"]) - np.sort(rows["score"])).max() > 1e-4

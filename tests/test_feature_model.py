@@ -84,3 +84,19 @@ def test_training_lowers_the_loss(folder):
 
     losses = [float(step(batch)) for batch in ds.take(40)]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("nms,count", [(True, 1), (False, 2)])
+def test_ground_truth_boxes_are_not_suppressed(tmp_path, nms, count):
+    # Two people overlapping with IoU 0.667 > nms_iou 0.6: the GT-box bound scores both.
+    kf = _keyframe(0)
+    kf["gt"] = dict(boxes=np.array([[0.1, 0.1, 0.9, 0.5], [0.1, 0.18, 0.9, 0.58]]),
+                    labels=np.eye(K)[[0, 1]], person_ids=[0, 1],
+                    features=np.repeat(kf["gt"]["features"], 2, axis=0))
+    features.write_feature_dir(str(tmp_path), [kf], num_classes=K)
+    batch = next(iter(features.build_feature_dataset(str(tmp_path), num_classes=K,
+                                                     batch_size=1, training=False,
+                                                     actors="gt")))
+    out = FeatureActionModel(LinearHead(K), K, nms_iou=0.6, nms=nms)(batch, training=False)
+    assert int(out["num_detections"][0]) == count
+

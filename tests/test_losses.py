@@ -40,12 +40,25 @@ def test_pose_softmax_part():
     weights = tf.constant([[1.0, 1.0]])
     value = _both(lambda: losses.action_classification_loss(labels, logits, weights,
                                                               pose_indices=[0, 1]))
-    # softmax CE on RoI 0 only (RoI 1 has no pose label): log 2; sigmoid on class 2 over both
-    # RoIs: (log 2 + log 2) / 2.
-    assert value == pytest.approx(math.log(2) + math.log(2), rel=1e-6)
+    # Pose term on RoI 0 only (RoI 1 has no pose label): binary cross-entropy on the softmax
+    # (ACAR-Net's release), p = (0.5, 0.5): -log 0.5 - log(1 - 0.5) = 2 log 2; sigmoid on
+    # class 2 over both RoIs: (log 2 + log 2) / 2.
+    assert value == pytest.approx(2 * math.log(2) + math.log(2), rel=1e-6)
     probs = losses.action_probabilities(logits, pose_indices=[0, 1]).numpy()
     np.testing.assert_allclose(probs[0, 1, :2].sum(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(probs[0, 1, 2], 0.5, rtol=1e-6)
+
+
+def test_pose_term_is_binary_cross_entropy_on_the_softmax():
+    # Three poses, logits (2, 0, -1), pose 0 labelled: -log p0 - log(1 - p1) - log(1 - p2),
+    # not the softmax cross-entropy -log p0 (ACAR-Net release, losses.py).
+    logits = np.array([2.0, 0.0, -1.0])
+    p = np.exp(logits) / np.exp(logits).sum()
+    expected = -math.log(p[0]) - math.log(1 - p[1]) - math.log(1 - p[2])
+    value = _both(lambda: losses.action_classification_loss(
+        tf.constant([[[1.0, 0.0, 0.0]]]), tf.constant(logits[None, None], tf.float32),
+        tf.ones([1, 1]), pose_indices=[0, 1, 2]))
+    assert value == pytest.approx(expected, rel=1e-5)
 
 
 def test_box_regression_smooth_l1():

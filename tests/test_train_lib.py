@@ -156,3 +156,18 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path, precision):
     np.testing.assert_allclose(out["two"]["loss"], out["one"]["loss"], rtol=rtol)
     np.testing.assert_allclose(out["two"]["weights"], out["one"]["weights"], rtol=rtol)
     assert out["one"]["loss"][-1] < out["one"]["loss"][0]   # it does learn
+
+
+def test_step_schedule_acar_ucf24():
+    """ACAR-Net §5 on UCF101-24: linear warm-up over the first quarter of 5.4k steps to 0.002,
+    divided by 10 at 4.9k and at 5.1k."""
+    schedule = train_lib.learning_rate_schedule(learning_rate=0.002, warmup_learning_rate=0.0,
+                                                warmup_steps=1350, lr_steps=[4900, 5100])
+    steps = [0, 675, 1350, 4899, 4900, 5099, 5100, 5399]
+    got = [float(schedule(s)) for s in steps]
+    np.testing.assert_allclose(got, [0.0, 0.001, 0.002, 0.002, 0.0002, 0.0002, 0.00002, 0.00002],
+                               rtol=1e-5)
+    again = train_lib.WarmupStepDecay(**schedule.get_config())
+    assert float(again(5000)) == pytest.approx(0.0002)
+    with pytest.raises(train_lib.TrainingError, match="must ascend"):
+        train_lib.learning_rate_schedule(warmup_steps=100, lr_steps=[50])

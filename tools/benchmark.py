@@ -1,7 +1,8 @@
 """Measurements that are too long for tests.
 
     python tools/benchmark.py --suite=input   # input pipeline clips/s (demo preset)
-    python tools/benchmark.py --suite=eval    # AVA evaluator at validation scale
+    python tools/benchmark.py --suite=eval    # AVA evaluator at validation scale; video-mAP
+                                              # on a UCF101-24-sized split (910 videos)
     python tools/benchmark.py --suite=trunk   # Inception-I3D forward / backward FLOP/s
     python tools/benchmark.py --suite=params  # head parameter counts at the paper's sizes (§4.2)
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]  # head comparison

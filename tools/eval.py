@@ -11,26 +11,34 @@ them as JSON (`{"mAP@0.5IOU": ..., "per_class": {"<AVA id>": AP or null}, ...}`)
 are in `object_detection_ext/ava_eval.py`. Input that the official evaluator scores but that is
 probably a mistake (rows without a score, zero-area boxes, a ground-truth file given as
 detections, detections on videos the ground truth lacks) prints one `warning:` line each; an
-empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored as one (e.g. the val splits of
-synthetic data made with different seeds): give --groundtruth, --detections and, when used,
---excluded and --evidence as comma-separated lists, one entry per split in the same order
-(`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per split, so equal ids in
-different splits stay apart).
+empty ground truth or a bad row is one `error:` line and exit status 2. Several splits scored
+as one (e.g. the val splits of synthetic data made with different seeds): give --groundtruth,
+--detections and, when used, --excluded and --evidence as comma-separated lists, one entry per
+split in the same order (`object_detection_ext/ava_eval_pool.py`: video ids are prefixed per
+split, so equal ids in different splits stay apart).
 
 (b) Score a model, once (`--checkpoint_path`, or the latest checkpoint of `--model_dir`) or
 continuously (`--model_dir --continuous`: every checkpoint, waiting for new ones until
 `--eval_timeout` seconds pass without one):
 
-    python tools/eval.py --model_dir=runs/tx --eval_tfrecords='tfrecords/val-*' \
+    python tools/eval.py --model_dir=runs/ava_tx --eval_tfrecords='tfrecords/val.tfrecord-*' \
         --groundtruth=ava_val.csv --label_map=action_list.pbtxt [--continuous] \
-        [--flagfile=configs/tx.flags] [--proposals=gt]
+        [--flagfile=configs/ava_tx.flags] [--proposals=gt]
 
 Model and data flags come from `--flagfile` or, without one, from `model_dir/model_flags.json`
 (written by the trainer); flags on the command line win. `--proposals=gt` scores the classifier
 on ground-truth boxes: the classification-only upper bound (Action Transformer paper, Table 1).
+A damaged newest checkpoint of `--model_dir` is named in a warning line and the one before it is
+scored (as the trainer resumes); `--continuous` skips a damaged one with that line. A lost or
+garbled `model_dir/checkpoint` state file: the `ckpt-N.index` files are used instead.
 Per checkpoint `ckpt-N`, `--output_dir` (default `model_dir/eval`) gets
 `ckpt-N_detections.csv`, `ckpt-N_results.json` and TensorBoard scalars and images
-(`action_tx.eval_lib`).
+(`action_tx.eval_lib`); with `--video_map` also `ckpt-N_video_results.json`.
+
+(c) Video-mAP (`--video_map`, either mode): the per-frame detections are linked into tubes per
+class and scored against the ground-truth tubes (one per video, person_id and action) at
+spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 (`object_detection_ext/video_map.py`); in
+file mode the JSON goes to `<output_json stem>_video.json`.
 """
 import json
 import os
@@ -57,6 +65,13 @@ flags.DEFINE_string("evidence", None, "Evidence CSV of the synthetic data "
 flags.DEFINE_float("iou_threshold", 0.5, "IoU at which a detection matches a box.")
 flags.DEFINE_integer("max_detections_per_key", 50, "Official cap on detection rows per "
                      "keyframe (over all classes); 0 = no cap.")
+flags.DEFINE_bool("video_map", False, "Also link the per-frame detections into tubes per class "
+                  "(greedy online linking, Singh et al. 2017) and report video-mAP at "
+                  "spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 with per-class AP "
+                  "(object_detection_ext/video_map.py). A ground-truth tube is one "
+                  "(video, person_id, action); timestamps are frame indices or keyframe times.")
+flags.DEFINE_float("link_iou", 0.5, "--video_map: IoU with a tube's last box to extend it.")
+flags.DEFINE_integer("link_max_gap", 5, "--video_map: keyframes a tube may miss before it ends.")
 flags.DEFINE_bool("breakdowns", True, "Also compute localization AP and the AP by box area "
                   "and by persons per keyframe.")
 
@@ -104,6 +119,23 @@ def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
         os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
         with open(output_json, "w") as f:
             json.dump(result.to_json(), f, indent=1, sort_keys=False)
+        print(f"written: {output_json}", file=sys.stderr)
+    return result
+
+
+def score_video_map(groundtruth, detections, label_map, output_json=None, excluded=None):
+    """Video-mAP of a detection CSV: prints the table, writes JSON; returns the result."""
+    from object_detection_ext import video_map
+    start = time.perf_counter()
+    result = video_map.evaluate(groundtruth, detections, label_map, excluded=excluded,
+                                link_iou=FLAGS.link_iou, max_gap=FLAGS.link_max_gap)
+    print(result.format_table())
+    print(f"\nvideo-mAP ({result.counts['linked_tubes']:,} linked tubes, "
+          f"{result.counts['groundtruth_tubes']:,} ground-truth tubes, "
+          f"{time.perf_counter() - start:.1f} s)")
+    if output_json:
+        with open(output_json, "w") as f:
+            json.dump(result.to_json(), f, indent=1)
         print(f"written: {output_json}", file=sys.stderr)
     return result
 
@@ -166,6 +198,12 @@ def score_model():
         raise InputError(f"--model_dir: no such directory: {model_dir}")
     if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
         _load_model_flags_json(model_dir)
+        if FLAGS.model_dir and not os.path.isfile(os.path.join(model_dir, "model_flags.json")):
+            from action_tx import checkpointing   # (imports TensorFlow)
+            if not checkpointing.find_checkpoints(model_dir, log=None):
+                raise InputError(f"--model_dir: {model_dir} holds no trained model (no "
+                                 "model_flags.json, no ckpt-N checkpoint): train one there "
+                                 "with tools/train.py")
     data_flag = "eval_feature_dir" if FLAGS.input == "features" else "eval_tfrecords"
     missing = [f"--{n}" for n in (data_flag, "groundtruth", "label_map")
                if not getattr(FLAGS, n)]
@@ -174,9 +212,10 @@ def score_model():
     _file_flags("groundtruth", "label_map", "excluded", "evidence")
 
     import tensorflow as tf   # after flag checks: errors and --help stay instant
-    from action_tx import eval_lib
+    from action_tx import checkpointing, eval_lib
     from action_tx.data import ava
-    from action_tx.data.pipeline import build_dataset
+    from action_tx.data.pipeline import build_dataset, record_error_text
+    from action_tx.data.tfrecords import NotTFRecordError
 
     label_map = ava.read_label_map(FLAGS.label_map)
     if FLAGS.input == "features":
@@ -193,7 +232,7 @@ def score_model():
                                     keyframe_jpeg=FLAGS.num_images > 0,
                                     **model_flags.dataset_kwargs_from_flags(label_map,
                                                                             training=False))
-        except FileNotFoundError as e:
+        except (FileNotFoundError, NotTFRecordError) as e:   # nothing, or not only shards
             raise InputError(f"--eval_tfrecords: {e}")
         total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
     from action_tx import precision
@@ -209,6 +248,17 @@ def score_model():
         print("proposals=gt: ground-truth boxes, the classification-only upper bound",
               file=sys.stderr)
 
+    def warn(message):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    def newest_readable(paths):
+        """The newest of `paths` that restores, after a warning line for each damaged one."""
+        try:
+            return checkpointing.restore_newest(
+                paths, lambda p: eval_lib.restore(detector, p), warn)
+        except checkpointing.CheckpointError as e:   # another model's, or none readable
+            raise InputError(" ".join(str(e).split()))
+
     def score(path):
         try:
             result = eval_lib.evaluate_checkpoint(
@@ -218,10 +268,15 @@ def score_model():
                 empty_memory=FLAGS.empty_memory, iou_threshold=FLAGS.iou_threshold,
                 max_detections_per_key=FLAGS.max_detections_per_key, breakdowns=FLAGS.breakdowns)
         except tf.errors.OpError as e:   # e.g. a corrupt shard, a checkpoint of another model
-            raise InputError(f"{path}: {e.message.splitlines()[0]}")
+            raise InputError(record_error_text(e) or f"{path}: {e.message.splitlines()[0]}")
         print(result.format_table())
         print(f"\n{os.path.basename(path)}: frame-mAP@{result.iou_threshold}IOU = "
               f"{result.map:.6f}  (written to {out_dir})", flush=True)
+        if FLAGS.video_map:
+            name = os.path.basename(path)
+            score_video_map(FLAGS.groundtruth, os.path.join(out_dir, f"{name}_detections.csv"),
+                            FLAGS.label_map, os.path.join(out_dir, f"{name}_video_results.json"),
+                            excluded=FLAGS.excluded)
 
     if FLAGS.continuous:
         done = [os.path.join(model_dir, n[:-len("_results.json")]) for n in os.listdir(out_dir)
@@ -229,12 +284,22 @@ def score_model():
         count = 0
         for path in eval_lib.wait_for_checkpoints(model_dir, FLAGS.eval_timeout,
                                                   FLAGS.eval_poll, done=done):
+            try:
+                checkpointing.restore_newest([path], lambda p: eval_lib.restore(detector, p),
+                                             warn)
+            except checkpointing.CheckpointMismatchError as e:
+                raise InputError(" ".join(str(e).split()))
+            except checkpointing.CheckpointError as e:   # damaged (or rotated away meanwhile)
+                warn(f"{' '.join(str(e).split())}; skipping it")
+                continue
             score(path)
             count += 1
         print(f"no new checkpoint for {FLAGS.eval_timeout:g} s: stopping after {count} "
               "evaluated", file=sys.stderr)
         return
-    path = FLAGS.checkpoint_path or tf.train.latest_checkpoint(model_dir)
+    # A damaged newest checkpoint: the one before it is scored, as the trainer resumes.
+    path = newest_readable([FLAGS.checkpoint_path] if FLAGS.checkpoint_path else
+                           checkpointing.find_checkpoints(model_dir, log=warn))
     if not path:
         raise InputError(f"--model_dir: no checkpoint in {model_dir}")
     score(path)
@@ -267,6 +332,12 @@ def main(argv):
                    iou_threshold=FLAGS.iou_threshold,
                    max_detections_per_key=FLAGS.max_detections_per_key,
                    breakdowns=FLAGS.breakdowns)
+        if FLAGS.video_map:
+            if len(_split_list(FLAGS.groundtruth)) > 1:
+                raise InputError("--video_map scores one split (no comma-separated lists)")
+            out = FLAGS.output_json and os.path.splitext(FLAGS.output_json)[0] + "_video.json"
+            score_video_map(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, out,
+                            excluded=FLAGS.excluded)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

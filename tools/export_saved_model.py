@@ -7,7 +7,10 @@ r"""Exports a trained detector as a SavedModel that runs on raw uint8 video clip
 
 Model and data flags come from `--flagfile` or, without one, from the trainer's
 `model_dir/model_flags.json` (flags on the command line win). The weights are those of the
-latest checkpoint of `--checkpoint_dir` (default `--model_dir`) or of `--checkpoint_path`.
+latest checkpoint of `--checkpoint_dir` (default `--model_dir`) or of `--checkpoint_path`; a
+damaged latest one is named in a warning line and the one before it is used (as the trainer
+resumes). A `--model_dir` without model_flags.json or checkpoints is refused: it holds no
+trained model.
 The SavedModel's signatures are described in `action_tx/export.py`; load it with plain
 `tf.saved_model.load(EXPORT_DIR)` and run it with `tools/detect.py`.
 
@@ -21,7 +24,6 @@ SavedModels and checkpoints are programs: load only ones you trust.
 Exit status 2 with a one-line message on bad input.
 """
 import os
-import re
 import sys
 
 import model_flags  # noqa: F401  (repo root on sys.path, oneDNN on, model/data flags)
@@ -56,29 +58,30 @@ def _apply_model_flags_json(model_dir):
         raise InputError(str(e)) from None
 
 
-def _checkpoint_path():
-    """The checkpoint prefix to export (file checks only, before TensorFlow loads)."""
+def _checkpoint_paths():
+    """The checkpoint prefixes to try, oldest first: --checkpoint_path alone, or those of the
+    directory (its state file's list; its ckpt-N.index files when that file is lost)."""
     if FLAGS.checkpoint_path:
         if not os.path.isfile(FLAGS.checkpoint_path + ".index"):
             raise InputError(f"--checkpoint_path: no checkpoint at {FLAGS.checkpoint_path} "
                              f"({FLAGS.checkpoint_path}.index is missing)")
-        return FLAGS.checkpoint_path
+        return [FLAGS.checkpoint_path]
     directory = FLAGS.checkpoint_dir or FLAGS.model_dir
     if not directory:
         raise InputError("give --checkpoint_dir, --checkpoint_path or --model_dir")
     if not os.path.isdir(directory):
         raise InputError(f"--checkpoint_dir: no such directory: {directory}")
-    state = os.path.join(directory, "checkpoint")
-    prefix = None
-    if os.path.isfile(state):
-        with open(state) as f:
-            # The CheckpointManager's state file: `model_checkpoint_path: "ckpt-N"` first.
-            match = re.search(r'^model_checkpoint_path:\s*"(.*)"', f.read(), re.M)
-        prefix = match and os.path.join(directory, match.group(1))
-    if not prefix or not os.path.isfile(prefix + ".index"):
+    from action_tx import checkpointing
+    paths = [p for p in checkpointing.find_checkpoints(directory, log=_warn)
+             if os.path.isfile(p + ".index")]
+    if not paths:
         raise InputError(f"{directory}: no checkpoint (no 'checkpoint' file naming an existing "
-                         "ckpt-N)")
-    return prefix
+                         "ckpt-N, no ckpt-N.index file)")
+    return paths
+
+
+def _warn(message):
+    print(f"export_saved_model.py: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _dummy_batch(tf, label_map):
@@ -117,6 +120,14 @@ def export():
     if FLAGS.model_dir and not any(a == "--flagfile" or a.startswith("--flagfile=")
                                    for a in sys.argv):
         saved = _apply_model_flags_json(FLAGS.model_dir)
+        if not (FLAGS.checkpoint_path or
+                os.path.isfile(os.path.join(FLAGS.model_dir, "model_flags.json"))):
+            from action_tx import checkpointing   # (imports TensorFlow)
+            if not checkpointing.find_checkpoints(FLAGS.checkpoint_dir or FLAGS.model_dir,
+                                                  log=None):
+                raise InputError(f"--model_dir: {FLAGS.model_dir} holds no trained model (no "
+                                 "model_flags.json, no ckpt-N checkpoint): train one there "
+                                 "with tools/train.py")
     if FLAGS.input == "features":
         raise InputError("a feature-mode model (--input=features) reads stored features, not "
                          "frames: it cannot be exported; export an end-to-end checkpoint")
@@ -128,10 +139,10 @@ def export():
     fps = FLAGS.fps or float(saved.get("fps") or 30.0)
     if fps <= 0:
         raise InputError(f"--fps must be positive, got {fps}")
-    path = _checkpoint_path()
+    paths = _checkpoint_paths()
 
     import tensorflow as tf   # after the flag checks: errors and --help stay instant
-    from action_tx import eval_lib
+    from action_tx import checkpointing, eval_lib
     from action_tx.data import ava
     from action_tx.export import export_saved_model
 
@@ -144,10 +155,14 @@ def export():
         detector = model_flags.build_detector_from_flags(label_map)
         detector(_dummy_batch(tf, label_map), training=False)
     try:
-        eval_lib.restore(detector, path)
-    except (ValueError, tf.errors.OpError) as e:
-        raise InputError(f"checkpoint {path} does not hold this model's weights (were the "
-                         f"model flags different?): {' '.join(str(e).split())[:300]}")
+        # A damaged newest checkpoint: a warning line, and the one before it (as the trainer).
+        path = checkpointing.restore_newest(paths, lambda p: eval_lib.restore(detector, p),
+                                            _warn)
+    except checkpointing.CheckpointMismatchError as e:
+        raise InputError(f"the checkpoint does not hold this model's weights (were the model "
+                         f"flags different?): {' '.join(str(e).split())[:400]}")
+    except checkpointing.CheckpointError as e:   # none of them can be read
+        raise InputError(" ".join(str(e).split()))
     print(f"restored {path}", file=sys.stderr)
     if FLAGS.trunk_only:
         _write_i3d_weights(detector)

@@ -16,19 +16,42 @@ Flags:
   --out             output folder: features-%05d-of-%05d.tfrecord shards + manifest.json
                     (layout: action_tx/data/features.py).
   --map_size        M of the stored context map (default 7).
-  --shard_size      keyframes per output shard (default 256).
+  --shard_size      keyframes per output shard (default 256); shards hold whole videos
+                    (a shard takes videos until it has at least this many keyframes).
+  --num_workers, --worker_index  N parallel processes over disjoint shards of one --out:
+                    worker i writes the shards j with j % N == i (see below).
   --extract_batch_size  keyframes per forward pass (default 4).
   --min_detection_score detections with a person score below this are not stored (default 0).
+  --feature_layer   trunk | Mixed_5c. trunk (default): each box's ST-RoIAlign tube of the
+                    trunk's output (Mixed_4f, 832-d at full width), averaged. Mixed_5c: the
+                    papers' layer for STAGE (§4: "the last layer of the backbone before
+                    classification", 1024-d) and HGRNN (§3.1): the Mixed_5a-5c tail that an
+                    `i3d` or `tx_i3d` head checkpoint fine-tuned, run on each box's tube and
+                    averaged exactly as that head does; the context map and scene feature run
+                    the same tail over the whole trunk map.
   --bank            none | acfb: instead of features, write ACAR's Actor-Context Feature Bank
                     (action_tx.acfb.extract_bank) of the checkpoint's model (end-to-end or
                     feature-mode: then the split's feature folder from model_flags.json).
 
 One pass, no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
-Resumable: each shard is written under a temporary name, renamed when complete and recorded
-in the manifest; a re-run skips recorded shards. A manifest written with other settings
-(checkpoint, inputs, map size, shard size) is refused. Bad input: one `error: ...` line, exit 2.
+The first run plans the shards (reading each input record's video index once) into
+manifest.json. Resumable: each shard is written under a temporary name (NAME.tmp), renamed
+when complete and then marked done in the manifest (under a file lock, so parallel workers
+never lose each other's marks); a process killed halfway loses only the shard it was writing
+(its NAME.tmp is overwritten by the re-run, which skips every shard marked done). A manifest
+written with other settings (checkpoint, inputs, map size, shard size, feature layer) is
+refused. Bad input: one `error: ...` line, exit 2.
+
+N parallel processes (one machine or several sharing --out on one filesystem):
+
+    for i in $(seq 0 $((N - 1))); do
+      python tools/extract_features.py --flagfile=F --checkpoint_dir=C --split=train \
+          --out=features/train --num_workers=$N --worker_index=$i &
+    done; wait
+
+The features are complete when every worker has exited 0 (a re-run of any worker prints that
+its shards are done); re-run a worker that failed or was killed with the same flags.
 """
-import json
 import os
 import sys
 
@@ -42,9 +65,16 @@ flags.DEFINE_enum("split", None, ["train", "val"], "Split to extract.")
 flags.DEFINE_string("tfrecords", None, "Glob of the split's TFRecord shards.")
 flags.DEFINE_string("out", None, "Output folder.")
 flags.DEFINE_integer("map_size", 7, "M: context map size.")
-flags.DEFINE_integer("shard_size", 256, "Keyframes per output shard.")
+flags.DEFINE_integer("shard_size", 256, "Keyframes per output shard (whole videos: a shard "
+                     "takes videos until it holds at least this many).")
+flags.DEFINE_integer("num_workers", 1, "Parallel extraction processes sharing --out; each "
+                     "writes the shards i with i % num_workers == --worker_index.")
+flags.DEFINE_integer("worker_index", 0, "This process's index in [0, --num_workers).")
 flags.DEFINE_integer("extract_batch_size", 4, "Keyframes per forward pass.")
 flags.DEFINE_float("min_detection_score", 0.0, "Detections below this score are not stored.")
+flags.DEFINE_enum("feature_layer", "trunk", ["trunk", "Mixed_5c"],
+                  "trunk: the trunk's output (Mixed_4f); Mixed_5c: the checkpoint's fine-tuned "
+                  "I3D head tail on each RoI tube (STAGE, HGRNN: 1024-d I3D features).")
 flags.DEFINE_enum("bank", "none", ["none", "acfb"], "acfb: write ACAR's feature bank instead.")
 
 
@@ -74,52 +104,41 @@ def _checkpoint():
 
 
 def _input_files():
-    import tensorflow as tf
     pattern = FLAGS.tfrecords or (FLAGS.train_tfrecords if FLAGS.split == "train"
                                   else FLAGS.eval_tfrecords)
     if not pattern:
         raise InputError(f"--tfrecords is required for --split={FLAGS.split} (or --"
                          f"{'train' if FLAGS.split == 'train' else 'eval'}_tfrecords)")
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise InputError(f"--tfrecords={pattern}: no files match")
-    return pattern, files
+    from action_tx.data import tfrecords
+    try:
+        return pattern, tfrecords.match_files(pattern)
+    except (FileNotFoundError, tfrecords.NotTFRecordError) as e:
+        raise InputError(f"--tfrecords: {e}") from None
 
 
-def _count(pattern, files):
-    """Keyframes of the input: from the converter's manifest, else by reading the shards."""
-    import tensorflow as tf
-    from action_tx import eval_lib
-    total = eval_lib.count_keyframes(pattern)
-    if not total:
-        total = int(tf.data.TFRecordDataset(files).reduce(0, lambda n, _: n + 1))
-    return total
-
-
-def _load_manifest(out, settings, total):
+def _load_manifest(out, settings, files):
+    """The folder's manifest: checked against `settings`, or planned (shards of whole videos,
+    `features.plan_shards`) and written when absent. Workers that start together plan the
+    same shards; the first to take the lock writes them, the others read them."""
     from action_tx.data import features
-    path = os.path.join(out, features.MANIFEST)
-    num = max(1, -(-total // FLAGS.shard_size))
-    if os.path.isfile(path):
-        manifest = features.read_manifest(out)
-        if manifest.get("settings") != settings:
-            diff = sorted(k for k in set(settings) | set(manifest.get("settings", {}))
-                          if settings.get(k) != manifest.get("settings", {}).get(k))
-            raise InputError(f"{path}: written with other settings ({', '.join(diff)} "
-                             "differ); use another --out or delete the folder")
-        return manifest
-    shards = [{"path": features.SHARD_PATTERN % (i, num), "start": i * FLAGS.shard_size,
-               "records": min(FLAGS.shard_size, total - i * FLAGS.shard_size), "done": False}
-              for i in range(num)]
-    return {"settings": settings, "keyframes": total, "shards": shards}
 
+    def plan(manifest):
+        if manifest is not None:
+            return manifest
+        shards = features.plan_shards(features.video_runs(files), FLAGS.shard_size)
+        return {"settings": settings, "keyframes": sum(s["records"] for s in shards),
+                "shards": shards}
 
-def _write_manifest(out, manifest):
-    from action_tx.data import features
     path = os.path.join(out, features.MANIFEST)
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(path + ".tmp", path)
+    if not os.path.isfile(path):
+        features.update_manifest(out, plan)
+    manifest = features.read_manifest(out)
+    if manifest.get("settings") != settings:
+        diff = sorted(k for k in set(settings) | set(manifest.get("settings", {}))
+                      if settings.get(k) != manifest.get("settings", {}).get(k))
+        raise InputError(f"{path}: written with other settings ({', '.join(diff)} "
+                         "differ); use another --out or delete the folder")
+    return manifest
 
 
 def _extract_bank(checkpoint):
@@ -163,19 +182,22 @@ def extract():
         raise InputError(f"{FLAGS.checkpoint_dir} holds a feature-mode model: features are "
                          "extracted with an end-to-end detector checkpoint")
     pattern, files = _input_files()
-    from action_tx.data import ava
-    from action_tx.data.feature_extractor import Extractor   # TensorFlow, after flag checks
+    from action_tx.data import ava, features
+    from action_tx.feature_extraction import Extractor   # TensorFlow, after flag checks
     label_map = ava.read_label_map(FLAGS.label_map)
-    total = _count(pattern, files)
+    if not 0 <= FLAGS.worker_index < FLAGS.num_workers:
+        raise InputError(f"--worker_index={FLAGS.worker_index} must be in [0, --num_workers="
+                         f"{FLAGS.num_workers})")
     settings = dict(checkpoint=os.path.abspath(checkpoint), tfrecords=[os.path.abspath(f)
                     for f in files], split=FLAGS.split, map_size=FLAGS.map_size,
                     shard_size=FLAGS.shard_size, min_detection_score=FLAGS.min_detection_score,
-                    num_classes=label_map.num_classes)
-    manifest = _load_manifest(FLAGS.out, settings, total)
-    _write_manifest(FLAGS.out, manifest)
-    todo = [s for s in manifest["shards"] if not s["done"]]
+                    num_classes=label_map.num_classes, feature_layer=FLAGS.feature_layer)
+    manifest = _load_manifest(FLAGS.out, settings, files)
+    todo = [s for i, s in enumerate(manifest["shards"])
+            if not s["done"] and i % FLAGS.num_workers == FLAGS.worker_index]
     if not todo:
-        print(f"all {len(manifest['shards'])} shards already in {FLAGS.out}", file=sys.stderr)
+        print(f"all {len(manifest['shards'])} shards of worker {FLAGS.worker_index} already "
+              f"in {FLAGS.out}", file=sys.stderr)
         return
     kwargs = model_flags.dataset_kwargs_from_flags(label_map, training=False)
     kwargs = {k: kwargs[k] for k in ("num_classes", "num_frames", "frame_stride", "image_size",
@@ -183,16 +205,23 @@ def extract():
     extractor = Extractor(model_flags.build_detector_from_flags(label_map), checkpoint, files,
                           dataset_kwargs=kwargs, map_size=FLAGS.map_size,
                           batch_size=FLAGS.extract_batch_size,
-                          min_detection_score=FLAGS.min_detection_score)
+                          min_detection_score=FLAGS.min_detection_score,
+                          feature_layer=FLAGS.feature_layer)
     from action_tx.progress import Progress
     bar = Progress(sum(s["records"] for s in todo), "extract", enabled=FLAGS.progress)
     for shard in todo:
         info = extractor.write_shard(os.path.join(FLAGS.out, shard["path"]), shard["start"],
                                      shard["records"], bar.update)
-        shard.update(done=True, records=info["records"])
-        manifest.update(num_classes=label_map.num_classes, feature_dim=info["feature_dim"],
-                        map_size=FLAGS.map_size)
-        _write_manifest(FLAGS.out, manifest)
+
+        def done(manifest, shard=shard, info=info):
+            for entry in manifest["shards"]:
+                if entry["path"] == shard["path"]:
+                    entry.update(done=True, records=info["records"])
+            manifest.update(num_classes=label_map.num_classes,
+                            feature_dim=info["feature_dim"], map_size=FLAGS.map_size)
+            return manifest
+
+        manifest = features.update_manifest(FLAGS.out, done)
     bar.close()
     print(f"{sum(s['records'] for s in manifest['shards'])} keyframes in "
           f"{len(manifest['shards'])} shards: {FLAGS.out}", file=sys.stderr)

@@ -15,6 +15,9 @@ FLAGS = flags.FLAGS
 # --- model ---
 flags.DEFINE_string("trunk", "i3d_tiny", "Trunk preset: i3d (published Inception-I3D) or "
                     "i3d_tiny (quarter width, for CPUs).")
+flags.DEFINE_enum("trunk_endpoint", "Mixed_4f", ["Mixed_4f", "Mixed_5c"],
+                  "Last trunk layer: Mixed_4f (Action Transformer) or Mixed_5c, the backbone's "
+                  "last stage at stride 16 (ACAR-Net, AIA).")
 flags.DEFINE_float("width_multiplier", None, "Override the trunk preset's channel multiplier.")
 flags.DEFINE_bool("freeze_bn", False, "Fix BatchNorm statistics (paper §3.5).")
 flags.DEFINE_string("head", "i3d", "Head: a key of action_tx.heads.HEADS.")
@@ -24,7 +27,13 @@ flags.DEFINE_list("anchor_sizes", ["32", "64", "128", "256"], "RPN anchor sizes,
 flags.DEFINE_integer("rpn_filters", 512, "RPN 3x3 conv width.")
 flags.DEFINE_integer("post_nms_top_k", 300, "R: proposals kept after NMS (paper: 300).")
 flags.DEFINE_integer("num_roi_samples", 64, "Second-stage RoIs sampled per clip in training.")
+flags.DEFINE_bool("background_rois", None, "Train the second stage on background RoI samples "
+                  "too (Faster R-CNN); false: on labelled actor boxes only (ground truth and "
+                  "proposals matched to it). Default: the head's paper (false for acar).")
 flags.DEFINE_bool("pose_softmax", False, "Softmax over the pose classes (ACAR-Net §4.1).")
+flags.DEFINE_bool("single_label_softmax", False, "One softmax over all classes: for data sets "
+                  "with one action per actor (UCF101-24, JHMDB-21); multi-label AVA keeps "
+                  "sigmoids.")
 flags.DEFINE_float("focal_gamma", 0.0, "Focal loss exponent on sigmoid classes (HGRNN: 2).")
 flags.DEFINE_float("head_dropout", None, "Dropout of the head (default: the head's own).")
 flags.DEFINE_integer("tx_heads", 2, "Action Transformer: heads per layer.")
@@ -34,6 +43,11 @@ flags.DEFINE_enum("tx_query", "highres", ["highres", "lowres"], "Action Transfor
 flags.DEFINE_integer("max_detections", 100, "Detections kept per clip after NMS.")
 flags.DEFINE_bool("class_specific_nms", False, "NMS per action class on person score x action "
                   "score (HGRNN §3.3) instead of class-agnostic NMS on the person score.")
+flags.DEFINE_enum("person_score", "geometric", ["geometric", "actor", "product", "proposal"],
+                  "Person score of a detection for heads with an actor (background) logit "
+                  "(i3d, tx, tx_i3d, stage, linear; action_transformer.txt §3): sqrt(a p) of "
+                  "its probability a and the RPN / external score p, a alone, a x p, or p "
+                  "alone. GT boxes keep score 1.")
 # STAGE (stage_graph_attention.txt)
 flags.DEFINE_integer("stage_heads", 4, "STAGE: graph attention heads per layer.")
 flags.DEFINE_integer("stage_layers", 2, "STAGE: graph attention layers.")
@@ -57,7 +71,8 @@ flags.DEFINE_enum("acar_relation", "hr2o", ["hr2o", "rn"],
 flags.DEFINE_string("acfb_bank_dir", None, "ACAR: Actor-Context Feature Bank of the training "
                     "split (tools/extract_features.py --bank=acfb); none: no bank.")
 flags.DEFINE_string("eval_acfb_bank_dir", None, "ACAR: the bank of the evaluation split.")
-flags.DEFINE_integer("acfb_window", 2, "ACAR: w, bank keyframes on each side (eq. 5).")
+flags.DEFINE_integer("acfb_window", 10, "ACAR: w, bank keyframes on each side (eq. 5; "
+                     "paper §4.2: 2w + 1 = 21 s, w = 10).")
 # AIA (aia_interaction_aggregation.txt)
 flags.DEFINE_list("aia_blocks", ["P", "O", "M", "P", "O", "M"],
                   "AIA: interaction blocks in order (P person, O object, M memory).")
@@ -69,8 +84,9 @@ flags.DEFINE_bool("aia_temporal_position", True, "AIA: M-blocks add a learned em
                   "memory offset to keys and values (the authors' release; the paper is silent).")
 flags.DEFINE_enum("aia_memory_dtype", "float32", ["float32", "float16"],
                   "AIA: storage type of the memory table.")
-flags.DEFINE_float("box_jitter", 0.05, "Training jitter of the ground-truth boxes (AIA §4.1), "
-                   "as a fraction of the box size (data pipeline; 0: none).")
+flags.DEFINE_float("box_jitter", 0.0, "Training jitter of the ground-truth boxes, as a "
+                   "fraction of the box size (data pipeline; 0: none). Off by default: of the "
+                   "papers only AIA jitters (§4.1), so only configs/ava_aia.flags sets it.")
 flags.DEFINE_integer("aia_memory_size", 0, "AIA: rows of the memory tables, >= the keyframes of "
                      "every split the model runs on; 0: the largest split in the manifests of "
                      "the data flags given (set it when train and eval run apart).")
@@ -93,8 +109,12 @@ flags.DEFINE_enum("train_actors", "both", ["both", "gt", "detected"],
                   "--input=features: actor boxes trained on.")
 flags.DEFINE_enum("eval_actors", "detected", ["detected", "gt"],
                   "--input=features: actor boxes scored (gt: the classification-only bound).")
-flags.DEFINE_integer("context_keyframes", 0, "--input=features: extra keyframes on each side "
-                     "of a batch (temporal context only: no loss, no detections).")
+flags.DEFINE_integer("context_keyframes", 0, "--input=features or --consecutive_keyframes: "
+                     "extra keyframes on each side of a batch (temporal context only: no loss, "
+                     "no detections).")
+flags.DEFINE_bool("consecutive_keyframes", False, "--input=frames: a batch is --batch_size "
+                  "consecutive keyframes (+ --context_keyframes each side), as feature batches, "
+                  "for heads with temporal parts (HGRNN's scene BiGRU, STAGE's temporal edges).")
 
 
 def _head_options(head: str) -> dict:
@@ -160,6 +180,16 @@ def pose_indices(label_map):
     return [i for i, c in enumerate(label_map.ids) if c in label_map.categories().get("pose", [])]
 
 
+def softmax_indices(label_map):
+    """The classes under one softmax (the models' `pose_indices`): all of them with
+    --single_label_softmax, AVA's poses with --pose_softmax, else None (sigmoids only)."""
+    if FLAGS.single_label_softmax and FLAGS.pose_softmax:
+        raise ValueError("--single_label_softmax and --pose_softmax exclude each other")
+    if FLAGS.single_label_softmax:
+        return list(range(label_map.num_classes))
+    return pose_indices(label_map) if FLAGS.pose_softmax else None
+
+
 def _with_banks(model):
     """`model` with ACAR's feature banks (--acfb_bank_dir, --eval_acfb_bank_dir) read from their
     folders and given to its head."""
@@ -174,14 +204,16 @@ def build_detector_from_flags(label_map):
     from action_tx.model_builder import build_detector
     return _with_banks(build_detector(
         num_classes=label_map.num_classes, trunk=FLAGS.trunk,
-        width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn, head=FLAGS.head,
+        width_multiplier=FLAGS.width_multiplier, freeze_bn=FLAGS.freeze_bn,
+        trunk_endpoint=FLAGS.trunk_endpoint, head=FLAGS.head,
         head_options=_head_options(FLAGS.head), proposals=FLAGS.proposals,
         anchor_sizes=[float(s) for s in FLAGS.anchor_sizes], rpn_filters=FLAGS.rpn_filters,
         post_nms_top_k=FLAGS.post_nms_top_k, num_roi_samples=FLAGS.num_roi_samples,
-        pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
+        pose_indices=softmax_indices(label_map),
         focal_gamma=FLAGS.focal_gamma,
         max_detections=FLAGS.max_detections,
-        class_specific_nms=FLAGS.class_specific_nms, seed=FLAGS.seed))
+        class_specific_nms=FLAGS.class_specific_nms, person_score=FLAGS.person_score,
+        background_rois=FLAGS.background_rois, seed=FLAGS.seed))
 
 
 def build_model_from_flags(label_map):
@@ -194,11 +226,13 @@ def build_model_from_flags(label_map):
     if FLAGS.head not in HEADS:
         raise ValueError(f"unknown --head={FLAGS.head}; available heads: {sorted(HEADS)}")
     options = {"class_specific_nms": True} if FLAGS.class_specific_nms else {}
+    if FLAGS.eval_actors == "gt":
+        options["nms"] = False   # ground-truth boxes keep one row each (issue 27)
     return _with_banks(FeatureActionModel(
         head=HEADS[FLAGS.head](num_classes=label_map.num_classes,
                                **_head_options(FLAGS.head)),
         num_classes=label_map.num_classes,
-        pose_indices=pose_indices(label_map) if FLAGS.pose_softmax else None,
+        pose_indices=softmax_indices(label_map),
         focal_gamma=FLAGS.focal_gamma, max_detections=FLAGS.max_detections, **options))
 
 
@@ -224,7 +258,8 @@ def dataset_kwargs_from_flags(label_map, training: bool) -> dict:
                 frame_stride=FLAGS.frame_stride, image_size=FLAGS.image_size,
                 training=training, seed=FLAGS.seed, max_boxes=FLAGS.max_boxes,
                 max_proposals=FLAGS.max_proposals, max_objects=FLAGS.max_objects,
-                box_jitter=FLAGS.box_jitter)
+                box_jitter=FLAGS.box_jitter, consecutive=FLAGS.consecutive_keyframes,
+                context=FLAGS.context_keyframes if FLAGS.consecutive_keyframes else 0)
 
 
 def apply_model_flags_json(model_dir: str) -> dict:

@@ -5,8 +5,11 @@
 Strategies: --strategy=one_device | mirrored (all local GPUs) | multi_worker (cluster from
 TF_CONFIG; --batch_size is the global batch, split over all replicas). Writes
 DIR/ckpt-<step>, DIR/model_flags.json (the model/data flags; a restart with other model flags
-is refused), TensorBoard logs in DIR/train (and DIR/eval with --eval_every). Flags are parsed
-here only; the work is `action_tx.train_lib.train`. Bad input: one `error: ...` line, exit 2.
+is refused), TensorBoard logs in DIR/train (and DIR/eval with --eval_every), and holds
+DIR/train.lock while it runs: a second trainer on DIR refuses (`action_tx.model_dir_lock`).
+Flags are parsed here only; the work is `action_tx.train_lib.train`. Bad input: one
+`error: ...` line, exit 2; a run that cannot go on (a full disk at a checkpoint, a lost
+worker): one `error: ...` line, exit 1. A rerun of a finished run says so and exits 0.
 
 multi_worker: start this program once per worker, each with the same flags, the same
 --model_dir on a shared file system, and its own TF_CONFIG, e.g. for worker i of two:
@@ -35,6 +38,9 @@ flags.DEFINE_float("warmup_learning_rate", 0.01, "Learning rate at step 0 (paper
 flags.DEFINE_integer("warmup_steps", 1000, "Linear warmup steps (paper: 1000).")
 flags.DEFINE_integer("decay_steps", None, "Step where the cosine reaches 0 (paper: 500000); "
                      "default --train_steps.")
+flags.DEFINE_list("lr_steps", None, "Step decay instead of the cosine: the learning rate is "
+                  "divided by 10 at each of these steps (after the warmup; ACAR-Net §5 on "
+                  "UCF101-24: 4900,5100).")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
 flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (kernels only).")
 flags.DEFINE_float("clip_norm", None, "Clip the gradients to this global norm.")
@@ -122,6 +128,8 @@ def build_train_kwargs(label_map, strategy=None) -> dict:
             pattern, batch_size=FLAGS.batch_size,
             **model_flags.dataset_kwargs_from_flags(label_map, True))
         description = f"--train_tfrecords={pattern}"
+        if FLAGS.consecutive_keyframes:
+            batch_size += 2 * FLAGS.context_keyframes
     return dict(
         model_fn=lambda: model_flags.build_model_from_flags(label_map),
         dataset_fn=dataset_fn, data_description=description, model_dir=FLAGS.model_dir,
@@ -130,6 +138,7 @@ def build_train_kwargs(label_map, strategy=None) -> dict:
         optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
         warmup_learning_rate=FLAGS.warmup_learning_rate, warmup_steps=FLAGS.warmup_steps,
         decay_steps=FLAGS.decay_steps, momentum=FLAGS.momentum,
+        lr_steps=[int(s) for s in FLAGS.lr_steps] if FLAGS.lr_steps else None,
         weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm,
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
@@ -191,9 +200,13 @@ def _check_data(pattern):
     """-> error message or None. An empty input would make the repeated pipeline spin."""
     import tensorflow as tf
     from action_tx import train_lib
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
+    from action_tx.data import tfrecords
+    try:
+        files = tfrecords.match_files(pattern)
+    except FileNotFoundError:
         return f"--train_tfrecords={pattern}: no files match"
+    except tfrecords.NotTFRecordError as e:
+        return f"--train_tfrecords: {e}"
     try:
         for _ in tf.data.TFRecordDataset(files).take(1):
             return None
@@ -209,25 +222,47 @@ def main(argv):
     problem = _check_flags()
     if problem:
         return problem
-    from action_tx import checkpointing, train_lib
-    from action_tx.data import ava
+    from action_tx import model_dir_lock, train_lib
     try:
         strategy = make_strategy()
     except train_lib.TrainingError as e:
         return " ".join(str(e).split())
+    lock = None
+    if train_lib.is_chief(strategy):   # multi_worker: the chief alone writes, and locks
+        try:
+            lock = model_dir_lock.acquire(
+                FLAGS.model_dir, log=lambda m: print(f"warning: {m}", flush=True))
+        except (model_dir_lock.ModelDirLocked, OSError) as e:
+            return " ".join(str(e).split())
+    try:
+        return _train(strategy)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(strategy):
+    """The run itself, with the model_dir locked -> error message (, status) or None."""
+    from action_tx import checkpointing, train_lib
+    from action_tx.data import ava
     problem = None if FLAGS.input == "features" else _check_data(FLAGS.train_tfrecords)
     if problem:
         return problem
     try:
         label_map = ava.read_label_map(FLAGS.label_map)
         result = train_lib.train(**build_train_kwargs(label_map, strategy))
-    except train_lib.WorkerLostError as e:   # not bad input: exit 1 (see _run)
-        return " ".join(str(e).split()), 1
+    except (train_lib.WorkerLostError, checkpointing.CheckpointSaveError) as e:
+        return " ".join(str(e).split()), 1   # not bad input: exit 1 (see _run)
     except (train_lib.TrainingError, checkpointing.CheckpointError, ava.AvaFormatError,
             FileNotFoundError, ValueError) as e:
         return " ".join(str(e).split())
+    if not result["history"]:   # resumed at or past --train_steps: no step ran
+        print(f"the run is already complete at step {result['step']} "
+              f"(--train_steps={FLAGS.train_steps}); checkpoint: {result['checkpoint']}",
+              flush=True)
+        return None
     print(f"trained to step {result['step']}; checkpoint: {result['checkpoint']}; "
-          f"total_loss {result['losses'].get('total_loss', float('nan')):.4f}", flush=True)
+          f"total_loss {result['losses']['total_loss']:.4f}", flush=True)
     return None
 
 

@@ -6,6 +6,12 @@ them, so the same inputs give byte-identical shards whatever the number of worke
 `video_index` is the position of the video id in the split's sorted ids and `keyframe_index` the
 position of the keyframe in the split's sorted keyframes (both counted before any video is
 rejected, so they do not depend on --skip_bad).
+
+Every stored frame is decoded once, in the main process, with the decoder of the training
+pipeline (`tf.io.decode_jpeg(..., channels=3)`); a frame that is missing, does not decode or
+has another size than its video rejects the keyframes whose windows hold it. Shards are
+written as `DIR/.tmp-NAME` and renamed when complete, so `NAME.tfrecord-*` never matches an
+unfinished file; shards of another count under the same name are refused (or removed).
 """
 from __future__ import annotations
 
@@ -132,42 +138,83 @@ def _keyframe(rows, ann, classes, num_classes):
     return np.array(boxes, np.float32).reshape(-1, 4), labels, np.array(pids, np.int64)
 
 
-def _video_task(task):
-    """Worker: one video's keyframes -> ("ok", records) or ("bad", reason, message)."""
+def read_video(task):
+    """Worker: one video's keyframes -> ("ok", records, frames) or ("bad", reason, message).
+    records: one per keyframe, None where a frame of its window is missing or unreadable;
+    frames: the `frame_source.VideoFrames` (each frame once) for the main process to decode."""
     try:
-        windows, fps, height, width = frame_source.read_windows(
+        video = frame_source.read_frames(
             task["source"], [k["timestamp"] for k in task["keyframes"]], **task["read"])
     except frame_source.BadVideo as e:
         return "bad", e.reason, str(e)
     records = []
-    for k, frames in zip(task["keyframes"], windows):
+    for k, window in zip(task["keyframes"], video.windows):
+        if any(video.problems[i] for i in window):
+            records.append(None)
+            continue
         records.append(tfrecords.encode_example(
-            frames=frames, keyframe_frame=task["read"]["num_frames"] // 2, fps=fps,
-            height=height, width=width, **k))
-    return "ok", records
+            frames=[video.frames[i] for i in window],
+            keyframe_frame=task["read"]["num_frames"] // 2, fps=video.fps, height=video.height,
+            width=video.width, **k))
+    return "ok", records, video
 
 
-def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
-                  num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
-                  timestamp_offset: float = 0.0, skip_bad: bool = False, num_workers: int = 2,
-                  progress: bool = True, **files) -> dict:
-    """Converts one split; returns the manifest (also written as `<first shard dir>/
-    <split>_manifest.json`).
+def _stale_shards(template: str, shards: list[str]) -> list[str]:
+    """Files beside the shards that a run with another shard count would have written (or
+    left unfinished): the shard template with its %d fields as digits, and NAME-00000-of-00002
+    style names, with or without the temporary prefix."""
+    folder = os.path.dirname(os.path.abspath(shards[0]))
+    base = os.path.basename(template)
+    parts = re.split(r"%0?\d*d", base)
+    pattern = r"\d+".join(re.escape(p) for p in parts)
+    plain = re.escape(re.sub(r"-%05d-of-%05d$", "", base)) + r"-\d{5}-of-\d{5}"
+    ours = {prefix + os.path.basename(p) for p in shards for prefix in ("", tfrecords.TEMP_PREFIX)}
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(os.path.join(folder, n) for n in names if n not in ours and any(
+        re.fullmatch(prefix + p, n) for p in (pattern, plain)
+        for prefix in ("", re.escape(tfrecords.TEMP_PREFIX))))
 
-    Args:
-      ava_dir: AVA-format root (annotations/, frames/VID/ or videos/VID.*).
-      split: "train", "val", ...: picks annotations/ava_<split>*.csv and friends.
-      out: shard path spec (see `shard_paths`). num_shards: N when `out` does not say.
-      num_frames: W, the frames stored per keyframe (centred, edge frames repeated).
-      fps: frame rate of JPEG folders (default: `frame_folder_fps`); video files use their own.
-      max_side: downscale frames whose longer side exceeds this. timestamp_offset: seconds
-        shown by frame 1 (0 for whole videos).
-      skip_bad: skip and count bad rows and bad videos instead of failing on the first.
-      num_workers: processes decoding videos. progress: show a progress bar.
-      **files: explicit paths overriding `find_split_files` roles.
-    Raises:
-      ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos/options).
-    """
+
+def shard_template(out: str, num_shards: int | None = None) -> str:
+    """The shard name `shard_paths` formats with (i, N) (the plain path for one shard)."""
+    m = re.fullmatch(r"(.*)@(\d+)", out)
+    if m:
+        return m.group(1) + "-%05d-of-%05d"
+    if "%" not in out and (num_shards or 1) > 1:
+        return out + "-%05d-of-%05d"
+    return out
+
+
+class SplitPlan:
+    """What `plan_split` found: everything but the frames. Attributes: split, ava_dir, paths
+    (role -> file), label_map, rows (role -> RowReport), kept_rows, num_keys, videos (sorted
+    ids), missing (ids without frames) and missing_keyframes (theirs), tasks (one per video
+    with frames: video_id, source, keyframes, read options), shards, stale (shards of another
+    count, removed once the new ones are complete), options (the manifest's), skip_bad."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def task_options(self) -> dict:
+        """`video_outcome`'s keyword arguments (small: what a Beam worker receives)."""
+        return dict(skip_bad=self.skip_bad, num_shards=len(self.shards),
+                    num_keys=self.num_keys, ava_dir=self.ava_dir)
+
+
+def plan_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
+               num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
+               timestamp_offset: float = 0.0, skip_bad: bool = False, overwrite: bool = False,
+               **files) -> SplitPlan:
+    """Reads and validates the split's annotations, finds its videos and checks the shard
+    names (arguments as `convert_split`). Raises ava.AvaFormatError or ConversionError."""
+    shards = shard_paths(out, num_shards)
+    stale = _stale_shards(shard_template(out, num_shards), shards)
+    if stale and not overwrite:
+        raise ConversionError(
+            f"{os.path.dirname(stale[0])} holds {len(stale)} shard(s) of an earlier conversion "
+            f"with another shard count ({', '.join(os.path.basename(p) for p in stale[:3])}"
+            + (" ..." if len(stale) > 3 else "") + "): a glob of the shards would read old and "
+            "new together; delete them, or pass --overwrite to have them removed")
     paths = find_split_files(ava_dir, split, **files)
     fps, fps_source = frame_folder_fps(ava_dir, fps)
     label_map = ava.read_label_map(paths["label_map"])
@@ -206,14 +253,9 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
             f"{os.path.join(ava_dir, 'frames', missing[0])}/ and no video "
             f"{os.path.join(ava_dir, 'videos', missing[0])}.*: {', '.join(missing[:5])}"
             + (" ..." if len(missing) > 5 else "") + " (use --skip_bad to skip them)")
-    rejected_files = collections.defaultdict(list)
-    rejected_keyframes = collections.Counter()
-    for v in missing:
-        rejected_files["missing frame folder or video"].append(v)
     tasks = []
     for k_index, (v, t) in enumerate(keys):
         if sources[v] is None:
-            rejected_keyframes["missing frame folder or video"] += 1
             continue
         if not tasks or tasks[-1]["video_id"] != v:
             tasks.append({"video_id": v, "source": sources[v], "keyframes": [], "read": dict(
@@ -232,26 +274,163 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
                      object_scores=d.score[idx])
         tasks[-1]["keyframes"].append(k)
 
-    shards = shard_paths(out, num_shards)
+    return SplitPlan(
+        split=split, ava_dir=ava_dir, paths=paths, label_map=label_map, rows=rows,
+        kept_rows=len(keep_rows), num_keys=len(keys), videos=videos, missing=missing,
+        missing_keyframes=sum(1 for v, _ in keys if sources[v] is None), tasks=tasks,
+        shards=shards, stale=stale, skip_bad=skip_bad,
+        options=dict(num_frames=num_frames, fps_for_frame_folders=fps, fps_source=fps_source,
+                     max_side=max_side, timestamp_offset=timestamp_offset, skip_bad=skip_bad))
+
+
+def video_outcome(task: dict, result, *, skip_bad: bool, num_shards: int, num_keys: int,
+                  ava_dir: str) -> dict:
+    """One video's `read_video` result -> {"video_id", "keyframes": count, "bad": None or
+    [reason, message] (a bad video), "error": None or the message of its first bad frame
+    (when not skip_bad), "rejected_keyframes": {reason: n}, "rejected_frames": {reason:
+    [frame paths]}, "records": [(shard, keyframe_index, record)]}; JSON-able but for the
+    records. Decodes the stored frames with TensorFlow (`frame_source.check_frames`): the
+    process pool calls it in the main process, the Beam pipeline in its workers. A keyframe
+    goes to shard keyframe_index * num_shards // num_keys (contiguous runs of keyframes)."""
+    out = {"video_id": task["video_id"], "keyframes": len(task["keyframes"]), "bad": None,
+           "error": None, "rejected_keyframes": {}, "rejected_frames": {}, "records": []}
+    if result[0] == "bad":
+        out["bad"] = [result[1], result[2]]
+        return out
+    _, records, video = result
+    frame_source.check_frames(video, {i for w, r in zip(video.windows, records) if r for i in w})
+    rejected_frames = collections.defaultdict(set)
+    for k, record, window in zip(task["keyframes"], records, video.windows):
+        bad = next((i for i in window if video.problems[i]), None)
+        if bad is not None:
+            reason, message = video.problems[bad]
+            if not skip_bad:
+                out["error"] = (f"{message}; keyframe {k['video_id']},{k['timestamp']} needs it "
+                                "(use --skip_bad to skip the keyframes whose windows hold it)")
+                out["records"] = []
+                return out
+            out["rejected_keyframes"][reason] = out["rejected_keyframes"].get(reason, 0) + 1
+            rejected_frames[reason].add(os.path.relpath(video.names[bad], ava_dir))
+            continue
+        out["records"].append((k["keyframe_index"] * num_shards // num_keys,
+                               k["keyframe_index"], record))
+    out["rejected_frames"] = {r: sorted(v) for r, v in rejected_frames.items()}
+    return out
+
+
+def outcome_error(outcome: dict) -> ConversionError | None:
+    """The error that stops a conversion at this video (None: it goes on)."""
+    if outcome["bad"]:
+        return ConversionError(outcome["bad"][1] + " (use --skip_bad to skip bad videos)")
+    return ConversionError(outcome["error"]) if outcome["error"] else None
+
+
+def temp_path(shard: str) -> str:
+    """Where a shard is written until it is complete (hidden from NAME.tfrecord-*)."""
+    return os.path.join(os.path.dirname(shard), tfrecords.TEMP_PREFIX + os.path.basename(shard))
+
+
+def finish_split(plan: SplitPlan, outcomes, counts) -> dict:
+    """Removes the stale shards and writes `<split>_manifest.json` beside the shards -> the
+    manifest (+ manifest_path). outcomes: `video_outcome`s of `plan.tasks` in that order
+    (records not needed); counts: records written per shard. Raises the first video's
+    ConversionError (`outcome_error`) unless skip_bad."""
+    rejected_files = collections.defaultdict(list)
+    rejected_keyframes = collections.Counter()
+    rejected_frames = collections.defaultdict(set)
+    for v in plan.missing:
+        rejected_files["missing frame folder or video"].append(v)
+    if plan.missing_keyframes:
+        rejected_keyframes["missing frame folder or video"] += plan.missing_keyframes
+    for outcome in outcomes:
+        if (error := outcome_error(outcome)) is not None and (
+                outcome["error"] or not plan.skip_bad):
+            raise error
+        if outcome["bad"]:
+            rejected_files[outcome["bad"][0]].append(outcome["video_id"])
+            rejected_keyframes[outcome["bad"][0]] += outcome["keyframes"]
+        rejected_keyframes.update(outcome["rejected_keyframes"])
+        for reason, names in outcome["rejected_frames"].items():
+            rejected_frames[reason].update(names)
+    for p in plan.stale:  # only with overwrite, and only once the new shards are complete
+        os.remove(p)
+    videos, shards = plan.videos, plan.shards
+    manifest = {
+        "split": plan.split,
+        "ava_dir": os.path.abspath(plan.ava_dir),
+        "inputs": {role: _input_record(p) for role, p in sorted(plan.paths.items()) if p},
+        "options": plan.options,
+        "label_map": {"num_classes": plan.label_map.num_classes,
+                      "ids": list(plan.label_map.ids)},
+        "rows": {role: {"path": os.path.abspath(r.path), "kept": int(r.kept),
+                        "rejected": {k: v for k, v in sorted(r.rejected.items()) if v},
+                        "examples": r.examples}
+                 for role, r in plan.rows.items()},
+        "videos": {"total": len(videos), "written": len(videos) - sum(
+            len(v) for v in rejected_files.values())},
+        "files_rejected": {r: sorted(v) for r, v in sorted(rejected_files.items())},
+        "frames_rejected": {r: sorted(v) for r, v in sorted(rejected_frames.items())},
+        "keyframes": {"total": plan.num_keys, "written": sum(counts),
+                      "rejected": dict(sorted(rejected_keyframes.items()))},
+        "shards": [{"path": os.path.abspath(p), "records": c} for p, c in zip(shards, counts)],
+    }
+    manifest["rows"]["annotations"]["kept"] = int(plan.kept_rows)
+    path = os.path.join(os.path.dirname(os.path.abspath(shards[0])),
+                        f"{plan.split}_manifest.json")
+    with open(path, "w") as f:
+        json.dump(manifest, f, indent=1)
+    manifest["manifest_path"] = path
+    return manifest
+
+
+def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
+                  num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
+                  timestamp_offset: float = 0.0, skip_bad: bool = False, num_workers: int = 2,
+                  progress: bool = True, overwrite: bool = False, **files) -> dict:
+    """Converts one split; returns the manifest (also written as `<first shard dir>/
+    <split>_manifest.json`).
+
+    Args:
+      ava_dir: AVA-format root (annotations/, frames/VID/ or videos/VID.*).
+      split: "train", "val", ...: picks annotations/ava_<split>*.csv and friends.
+      out: shard path spec (see `shard_paths`). num_shards: N when `out` does not say.
+      num_frames: W, the frames stored per keyframe (centred, edge frames repeated).
+      fps: frame rate of JPEG folders (default: `frame_folder_fps`); video files use their own.
+      max_side: downscale frames whose longer side exceeds this. timestamp_offset: seconds
+        shown by frame 1 (0 for whole videos).
+      skip_bad: skip and count bad rows, bad videos and the keyframes whose windows hold a
+        missing, undecodable or odd-sized frame, instead of failing on the first.
+      num_workers: processes decoding videos. progress: show a progress bar.
+      overwrite: remove shards of the same name and another count (e.g. an earlier @2 when
+        writing @3) after writing; without it such shards are an error.
+      **files: explicit paths overriding `find_split_files` roles.
+    Raises:
+      ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos, frames
+      or options; shards of another count).
+    """
+    plan = plan_split(ava_dir, split, out, num_shards=num_shards, num_frames=num_frames,
+                      fps=fps, max_side=max_side, timestamp_offset=timestamp_offset,
+                      skip_bad=skip_bad, overwrite=overwrite, **files)
+    shards, tasks = plan.shards, plan.tasks
     os.makedirs(os.path.dirname(os.path.abspath(shards[0])), exist_ok=True)
     counts = [0] * len(shards)
-    writers = [tf.io.TFRecordWriter(p + ".tmp") for p in shards]
+    writers = [tf.io.TFRecordWriter(temp_path(p)) for p in shards]
     bar = Progress(sum(len(t["keyframes"]) for t in tasks), f"{split}: keyframes", progress)
     pool = (multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None)
+    outcomes = []
     ok = False
     try:
-        results = pool.imap(_video_task, tasks) if pool else map(_video_task, tasks)
+        results = pool.imap(read_video, tasks) if pool else map(read_video, tasks)
         for task, result in zip(tasks, results):
-            if result[0] == "bad":
-                if not skip_bad:
-                    raise ConversionError(result[2] + " (use --skip_bad to skip bad videos)")
-                rejected_files[result[1]].append(task["video_id"])
-                rejected_keyframes[result[1]] += len(task["keyframes"])
-            else:
-                for k, record in zip(task["keyframes"], result[1]):
-                    shard = k["keyframe_index"] * len(shards) // len(keys)
-                    writers[shard].write(record)
-                    counts[shard] += 1
+            # Frames decode here, in the main process (TensorFlow is not fork-safe).
+            outcome = video_outcome(task, result, **plan.task_options())
+            error = outcome_error(outcome)
+            if error is not None and (outcome["error"] or not skip_bad):
+                raise error
+            for shard, _, record in outcome.pop("records"):
+                writers[shard].write(record)
+                counts[shard] += 1
+            outcomes.append(outcome)
             bar.update(len(task["keyframes"]))
         ok = True
     finally:
@@ -261,30 +440,27 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
         for w, p in zip(writers, shards):
             w.close()
             if ok:
-                os.replace(p + ".tmp", p)
+                os.replace(temp_path(p), p)
             else:
-                os.remove(p + ".tmp")
+                os.remove(temp_path(p))
+    return finish_split(plan, outcomes, counts)
 
-    manifest = {
-        "split": split,
-        "ava_dir": os.path.abspath(ava_dir),
-        "inputs": {role: _input_record(p) for role, p in sorted(paths.items()) if p},
-        "options": dict(num_frames=num_frames, fps_for_frame_folders=fps, fps_source=fps_source,
-                        max_side=max_side, timestamp_offset=timestamp_offset, skip_bad=skip_bad),
-        "label_map": {"num_classes": label_map.num_classes, "ids": list(label_map.ids)},
-        "rows": {role: {"path": os.path.abspath(r.path), "kept": int(r.kept),
-                        "rejected": {k: v for k, v in sorted(r.rejected.items()) if v}, "examples": r.examples}
-                 for role, r in rows.items()},
-        "videos": {"total": len(videos), "written": len(videos) - sum(
-            len(v) for v in rejected_files.values())},
-        "files_rejected": {r: sorted(v) for r, v in sorted(rejected_files.items())},
-        "keyframes": {"total": len(keys), "written": sum(counts),
-                      "rejected": dict(sorted(rejected_keyframes.items()))},
-        "shards": [{"path": os.path.abspath(p), "records": c} for p, c in zip(shards, counts)],
-    }
-    manifest["rows"]["annotations"]["kept"] = int(len(keep_rows))
-    path = os.path.join(os.path.dirname(os.path.abspath(shards[0])), f"{split}_manifest.json")
-    with open(path, "w") as f:
-        json.dump(manifest, f, indent=1)
-    manifest["manifest_path"] = path
-    return manifest
+
+def _counts(rejected: dict) -> str:
+    total = sum(rejected.values())
+    return f"{total} (" + ", ".join(f"{r}: {n}" for r, n in sorted(rejected.items())) + ")"
+
+
+def summary(manifest: dict) -> str:
+    """One line for the end of a conversion: what was written, and every rejection the
+    manifest counts (keyframes, then the rows of each input CSV, then frames) with its reason."""
+    k = manifest["keyframes"]
+    rejected = [f"keyframes {_counts(k['rejected']) if k['rejected'] else 'none'}"]
+    for role, r in manifest["rows"].items():
+        if r["rejected"]:
+            rejected.append(f"{role} rows {_counts(r['rejected'])}")
+    frames = {r: len(v) for r, v in manifest.get("frames_rejected", {}).items()}
+    if frames:
+        rejected.append(f"frames {_counts(frames)}")
+    return (f"wrote {k['written']} of {k['total']} keyframes to {len(manifest['shards'])} "
+            f"shard(s); rejected: {'; '.join(rejected)}; manifest: {manifest['manifest_path']}")

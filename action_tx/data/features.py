@@ -133,6 +133,59 @@ def write_feature_dir(directory: str, keyframes: List[dict], *, num_classes: int
     return manifest
 
 
+def video_runs(files: List[str]) -> List[List[int]]:
+    """[[video_index, keyframes], ...]: the runs of consecutive records of one video in the
+    converter's TFRecord shards `files` (read in order; only each record's video index is
+    parsed, but every byte is read once)."""
+    from action_tx.data import tfrecords
+    spec = {tfrecords.VIDEO_INDEX: tf.io.FixedLenFeature([], tf.int64)}
+    ds = tf.data.TFRecordDataset(files).map(
+        lambda r: tf.io.parse_single_sequence_example(r, context_features=spec)[0][
+            tfrecords.VIDEO_INDEX], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    runs: List[List[int]] = []
+    for batch in ds.batch(4096):
+        for v in batch.numpy().tolist():
+            if runs and runs[-1][0] == v:
+                runs[-1][1] += 1
+            else:
+                runs.append([v, 1])
+    return runs
+
+
+def plan_shards(runs: List[List[int]], shard_size: int) -> List[dict]:
+    """Output shards of whole videos: consecutive videos of `runs` (`video_runs`) are added to
+    a shard until it holds >= shard_size keyframes (a longer video is a shard of its own), so
+    a video's keyframes (a memory or bank window) never span two shards or two workers.
+    -> [{"path", "start", "records", "videos", "done": False}]."""
+    parts, start = [], 0
+    for video, count in runs:
+        if not parts or parts[-1]["records"] >= shard_size:
+            parts.append({"start": start, "records": 0, "videos": 0})
+        parts[-1]["records"] += count
+        parts[-1]["videos"] += 1
+        start += count
+    return [dict(path=SHARD_PATTERN % (i, len(parts)), done=False, **p)
+            for i, p in enumerate(parts)]
+
+
+def update_manifest(directory: str, update) -> dict:
+    """Applies `update(manifest) -> manifest` to DIR/manifest.json under an exclusive lock
+    (`fcntl.flock` on manifest.json.lock), so that parallel extraction workers of one folder
+    never lose each other's updates; the file is replaced atomically. A missing manifest
+    reaches `update` as None."""
+    import fcntl
+    path = os.path.join(directory, MANIFEST)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = read_manifest(directory) if os.path.isfile(path) else None
+        manifest = update(manifest)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=1)
+        os.replace(tmp, path)
+        return manifest
+
+
 def read_manifest(directory: str) -> dict:
     path = os.path.join(directory, MANIFEST)
     if not os.path.isfile(path):

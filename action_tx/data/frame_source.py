@@ -5,16 +5,25 @@ keyframe of timestamp t is frame round((t - timestamp_offset) * fps) + 1. Window
 centred on the keyframe (position W // 2) and repeat the first/last frame at the video's ends.
 Video files (`ROOT/videos/VID.*`) are decoded with PyAV; a decode that stops before the frames the
 timestamps need (a truncated or damaged file can end early without any error) is a bad video.
+A frame that is missing from its folder, or that cannot be read, spoils only the windows that
+hold it (`read_frames` reports it); `check_frames` then decodes every frame with the training
+pipeline's own decoder (the converter calls it in its main process: its forked workers never
+run TensorFlow).
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
 import io
 import os
 import re
+import sys
+import tempfile
 
 import av
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 JPEG_QUALITY = 90
@@ -27,6 +36,26 @@ class BadVideo(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+@dataclasses.dataclass
+class VideoFrames:
+    """The frames the windows of one video need, each stored once.
+
+    frames: JPEG bytes per distinct frame (None where `problems` says why there are none).
+    names: where each frame comes from (a file, or "VIDEO frame N" for a video file), for messages.
+    problems: per frame None, or (reason, message) when it is missing or unreadable.
+    windows: per timestamp, W indices into `frames`, oldest first.
+    fps: frame rate. height, width: size of the video's first readable window frame (0, 0 if
+      none is readable).
+    """
+    frames: list
+    names: list
+    problems: list
+    windows: list
+    fps: float
+    height: int = 0
+    width: int = 0
 
 
 def find_source(ava_dir: str, video_id: str):
@@ -64,7 +93,7 @@ def _size(jpeg: bytes) -> tuple[int, int]:
         return im.size[1], im.size[0]
 
 
-def _folder_windows(folder, timestamps, *, fps, num_frames, max_side, offset):
+def _folder_frames(folder, timestamps, *, fps, num_frames, max_side, offset):
     index = {}
     for name in os.listdir(folder):
         m = _FRAME_NAME.search(name)
@@ -73,15 +102,20 @@ def _folder_windows(folder, timestamps, *, fps, num_frames, max_side, offset):
     if not index:
         raise BadVideo("empty frame folder", f"{folder}: no JPEG frames")
     count = max(index)
-    cache = {}
+    out = VideoFrames([], [], [], [], fps)
+    slot = {}  # 0-based frame index -> position in out.frames
 
-    def frame(i):  # 0-based
-        if i not in cache:
-            if i + 1 not in index:
-                raise BadVideo("missing frame", f"{folder}: frame {i + 1} is missing "
-                               f"(the folder's frames go up to {count})")
-            path = os.path.join(folder, index[i + 1])
-            with open(path, "rb") as f:
+    def frame(i):
+        if i in slot:
+            return slot[i]
+        data, problem = None, None
+        if i + 1 not in index:
+            name = f"{folder} frame {i + 1}"
+            problem = ("missing frame", (f"{folder}: frame {i + 1} is missing (the folder's "
+                                         f"frames go up to {count})"))
+        else:
+            name = os.path.join(folder, index[i + 1])
+            with open(name, "rb") as f:
                 data = f.read()
             if max_side:
                 try:
@@ -89,25 +123,25 @@ def _folder_windows(folder, timestamps, *, fps, num_frames, max_side, offset):
                         if max(im.size) > max_side:
                             data = _encode(im, max_side)
                 except OSError as e:
-                    raise BadVideo("unreadable frame", f"{path}: not a readable JPEG ({e})")
-            cache[i] = data
-        return cache[i]
+                    data, problem = None, ("undecodable frame",
+                                           f"{name}: not a readable JPEG ({e})")
+        slot[i] = len(out.frames)
+        out.frames.append(data)
+        out.names.append(name)
+        out.problems.append(problem)
+        return slot[i]
 
-    windows = []
     for t in timestamps:
         center = keyframe_frame(t, fps, offset)
         if not 0 <= center < count:
             raise BadVideo("timestamp outside video",
                            f"{folder}: timestamp {t} needs frame {center + 1} but the folder has "
                            f"frames 1..{count} at {fps:g} fps")
-        idx = window_indices(center, num_frames, count - 1)
-        windows.append([frame(i) for i in idx])
-        for i in [k for k in cache if k < idx[0]]:  # timestamps ascend: drop passed frames
-            del cache[i]
-    return windows
+        out.windows.append([frame(i) for i in window_indices(center, num_frames, count - 1)])
+    return out
 
 
-def _video_windows(path, timestamps, *, num_frames, max_side, offset):
+def _video_frames(path, timestamps, *, num_frames, max_side, offset):
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, ValueError) as e:
@@ -148,12 +182,17 @@ def _video_windows(path, timestamps, *, num_frames, max_side, offset):
                        f"{path}: decoded {decoded} frames but the timestamps need frame "
                        f"{need_max + 1}" + (f" of {total}" if total else "") + error)
     last = min(last, decoded - 1)
-    return [[frames[i] for i in window_indices(c, num_frames, last)] for c in centers], fps
+    order = sorted(frames)
+    slot = {i: k for k, i in enumerate(order)}
+    return VideoFrames([frames[i] for i in order], [f"{path} frame {i + 1}" for i in order],
+                       [None] * len(order),
+                       [[slot[i] for i in window_indices(c, num_frames, last)] for c in centers],
+                       fps)
 
 
-def read_windows(source, timestamps, *, num_frames: int, fps: float, max_side=None,
-                 offset: float = 0.0):
-    """JPEG windows around each timestamp of one video.
+def read_frames(source, timestamps, *, num_frames: int, fps: float, max_side=None,
+                offset: float = 0.0) -> VideoFrames:
+    """The frames of the windows around each timestamp of one video.
 
     Args:
       source: ("frames", folder) or ("video", file) from `find_source`.
@@ -162,16 +201,102 @@ def read_windows(source, timestamps, *, num_frames: int, fps: float, max_side=No
       max_side: if set, frames larger than this on their longer side are downscaled.
       offset: seconds at which frame 1 starts (0 for AVA-format folders of whole videos).
     Returns:
-      (windows: list of W JPEG bytes per timestamp, fps, height, width).
+      `VideoFrames`; a missing or unreadable frame of a folder is in its `problems`.
     Raises:
-      BadVideo on a missing/unreadable frame, a timestamp past the end, or a short decode.
+      BadVideo on an empty folder, a timestamp past the end, an unreadable or short video.
     """
     kind, path = source
     if kind == "frames":
-        windows = _folder_windows(path, timestamps, fps=fps, num_frames=num_frames,
-                                  max_side=max_side, offset=offset)
+        out = _folder_frames(path, timestamps, fps=fps, num_frames=num_frames,
+                             max_side=max_side, offset=offset)
     else:
-        windows, fps = _video_windows(path, timestamps, num_frames=num_frames,
-                                      max_side=max_side, offset=offset)
-    height, width = _size(windows[0][0]) if windows else (0, 0)
-    return windows, fps, height, width
+        out = _video_frames(path, timestamps, num_frames=num_frames, max_side=max_side,
+                            offset=offset)
+    # The stored size: the first readable frame in window order (the first frame of the first
+    # window when it is good). A header PIL cannot read makes that frame undecodable.
+    for i in (i for w in out.windows for i in w):
+        if out.problems[i] is None:
+            try:
+                out.height, out.width = _size(out.frames[i])
+                break
+            except OSError as e:
+                out.problems[i] = ("undecodable frame",
+                                   f"{out.names[i]}: not a readable JPEG ({e})")
+    return out
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+def _decoded_sizes(jpegs):
+    """string [F] JPEGs -> int32 [F, 2] (height, width), decoded exactly as the pipeline does
+    (`pipeline.make_clip`); raises if any one does not decode."""
+    return tf.map_fn(lambda b: tf.shape(tf.io.decode_jpeg(b, channels=3))[:2], jpegs,
+                     fn_output_signature=tf.TensorSpec([2], tf.int32))
+
+
+@contextlib.contextmanager
+def _libjpeg_messages():
+    """Collects what is written to file descriptor 2 inside the block (TensorFlow's JPEG
+    decoder prints libjpeg's complaint about a bad file there) -> a list, filled on exit."""
+    sys.stderr.flush()
+    saved, lines = os.dup(2), []
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(l.strip() for l in tmp.read().decode(errors="replace").splitlines()
+                         if l.strip())
+
+
+def check_frames(video: VideoFrames, used, chunk: int = 256):
+    """Decodes the frames `used` (indices into video.frames) with TensorFlow's decoder and
+    adds a problem to `video.problems` for each one that fails (naming the file, with
+    libjpeg's complaint) or has another size than the video's height x width."""
+    todo = [i for i in sorted(used) if video.problems[i] is None]
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        try:
+            with _libjpeg_messages():
+                sizes = _decoded_sizes(tf.constant([video.frames[i] for i in part])).numpy()
+        except tf.errors.InvalidArgumentError:  # find which ones, one at a time
+            sizes = []
+            for i in part:
+                try:
+                    with _libjpeg_messages() as printed:
+                        size = tf.shape(tf.io.decode_jpeg(video.frames[i], channels=3))[:2]
+                    sizes.append(size)
+                except tf.errors.InvalidArgumentError as e:
+                    sizes.append(None)
+                    why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "",
+                                 e.message.strip().splitlines()[0])
+                    # libjpeg's own words; TensorFlow's log lines (timestamped) are noise
+                    why += "".join(f"; libjpeg: {l}" for l in printed
+                                   if not re.match(r"\d{4}-\d\d-\d\d ", l))
+                    video.problems[i] = ("undecodable frame", (
+                        f"{video.names[i]}: not a decodable JPEG (tf.io.decode_jpeg: {why})"))
+        for i, size in zip(part, sizes):
+            if size is not None and tuple(int(v) for v in size) != (video.height, video.width):
+                video.problems[i] = ("frame size differs", (
+                    f"{video.names[i]}: {int(size[0])}x{int(size[1])} pixels where the video's "
+                    f"first frame has {video.height}x{video.width}"))
+
+
+def read_windows(source, timestamps, *, num_frames: int, fps: float, max_side=None,
+                 offset: float = 0.0):
+    """JPEG windows around each timestamp of one video (`read_frames` as bytes).
+
+    Returns:
+      (windows: list of W JPEG bytes per timestamp, fps, height, width).
+    Raises:
+      BadVideo as `read_frames`, and on the first missing or unreadable frame.
+    """
+    out = read_frames(source, timestamps, num_frames=num_frames, fps=fps, max_side=max_side,
+                      offset=offset)
+    for w in out.windows:
+        for i in w:
+            if out.problems[i]:
+                raise BadVideo(*out.problems[i])
+    return [[out.frames[i] for i in w] for w in out.windows], out.fps, out.height, out.width

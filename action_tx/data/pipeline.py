@@ -8,19 +8,27 @@ The batch dict (docs/DESIGN.md):
   video_id string [B]; video_index, timestamp, keyframe_index int32 [B]; with
   `keyframe_jpeg=True` also keyframe_jpeg string [B], the keyframe's stored JPEG (full size,
   for pictures of it).
+With `consecutive=True` a batch is instead a run of consecutive keyframes of the stream
+(`_keyframe_windows`) and also has keyframe_mask and target_mask bool [B], as feature batches.
 
 Only TF ops (no py_function), and randomness comes from stateless ops seeded by (seed, position
 of the element in the stream), so the same seed gives identical batches and
 `tf.train.Checkpoint(iterator=iter(ds))` saves and restores the position.
+
+A record whose frames do not decode stops the pipeline with an InvalidArgumentError that names
+its keyframe (video_id,timestamp) and shard; `record_error_text` extracts that one line.
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import tensorflow as tf
 
-from action_tx.data import augment
+from action_tx.data import augment, tfrecords
 from action_tx.data.tfrecords import parse_example
+
+RECORD_ERROR = "cannot decode the frames of the record"
 
 
 def _pad(t: tf.Tensor, size: int, value) -> tf.Tensor:
@@ -45,21 +53,60 @@ def _element_seeds(seed: int, index: tf.Tensor) -> tf.Tensor:
     return tf.random.experimental.stateless_split(base, num=3)
 
 
+def shard_records(shard: tf.Tensor) -> tf.data.Dataset:
+    """The records of one shard file as (shard, serialized) pairs: the shard's name travels
+    with each record, so an error can name it."""
+    return tf.data.TFRecordDataset(shard).map(lambda r: (shard, r))
+
+
+def record_error_text(error: tf.errors.OpError):
+    """The one line naming an undecodable record in a pipeline error, or None."""
+    m = re.search(re.escape(RECORD_ERROR) + r"[^\n]*?(?=\]\s*(\n|$))", error.message or "")
+    return m.group(0) if m else None
+
+
+def _decode_frames(jpegs: tf.Tensor, record) -> tf.Tensor:
+    """string [T] JPEGs -> uint8 [T, h, w, 3]. A failure names `record` ((shard, video_id,
+    timestamp) tensors): TF has no try/except in a graph, so the decode runs in a one-element
+    dataset whose errors are dropped, followed by an element that fails with the record's
+    name and is only reached when the decode failed."""
+    decode = lambda b: tf.map_fn(  # noqa: E731
+        lambda x: tf.io.decode_jpeg(x, channels=3), b,
+        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    if record is None:
+        return decode(jpegs)
+
+    def fail(shard, video_id, timestamp):
+        text = tf.strings.join([RECORD_ERROR, " of keyframe ", video_id, ",",
+                                tf.strings.as_string(timestamp), " in shard ", shard,
+                                (": a frame is not a decodable JPEG (tf.io.decode_jpeg "
+                                 "failed); convert the split again (tools/create_ava_tfrecords"
+                                 ".py decodes every frame it stores)")])
+        with tf.control_dependencies([tf.debugging.Assert(False, [text])]):
+            return tf.zeros([0, 0, 0, 3], tf.uint8)
+
+    good = tf.data.Dataset.from_tensors(jpegs).map(decode).ignore_errors()
+    bad = tf.data.Dataset.from_tensors(tuple(record)).map(fail)
+    return good.concatenate(bad).take(1).get_single_element()
+
+
 def make_clip(frames: tf.Tensor, keyframe_frame: tf.Tensor, *, num_frames: int,
-              frame_stride: int, image_size: Sequence[int], window=None) -> tf.Tensor:
+              frame_stride: int, image_size: Sequence[int], window=None,
+              record=None) -> tf.Tensor:
     """Decodes the T frames around the keyframe, crops and resizes them.
 
     Args:
       frames: string [W] JPEG window. keyframe_frame: int32 [] position of the keyframe in it.
       num_frames, frame_stride: T and s. image_size: (H, W) of the output.
       window: optional float32 [4] yxyx crop, normalized; default the whole frame.
+      record: optional (shard string [], video_id string [], timestamp int32 []) that an
+        error names when a frame does not decode.
     Returns:
       float32 [T, H, W, 3] in [-1, 1].
     """
     idx = augment.select_frame_indices(keyframe_frame, tf.shape(frames)[0], num_frames,
                                        frame_stride)
-    decoded = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3), tf.gather(frames, idx),
-                        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    decoded = _decode_frames(tf.gather(frames, idx), record)
     if window is None:
         window = tf.constant([0.0, 0.0, 1.0, 1.0])
     clip = tf.image.crop_and_resize(
@@ -73,8 +120,9 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
                     image_size: Sequence[int], training: bool, seed: int, max_boxes: int,
                     max_proposals: int, max_objects: int, min_crop_scale: float = 0.7,
                     min_visible: float = 0.25, flip: bool = True,
-                    box_jitter: float = 0.05) -> dict:
-    """One parsed example (`parse_example`) -> one unbatched element of the batch dict.
+                    box_jitter: float = 0.0) -> dict:
+    """One parsed example (`parse_example`, plus `shard`: string [] to name it in a decode
+    error) -> one unbatched element of the batch dict.
 
     Training: a random square-fraction crop (boxes, proposals and objects moved, clipped, and
     dropped when less than `min_visible` of them stays in view), a random horizontal flip,
@@ -95,8 +143,10 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
             props, pscores = tf.boolean_mask(props, keep), tf.boolean_mask(pscores, keep)
             objs, keep = augment.crop_boxes(objs, window, min_visible)
             objs, oclasses, oscores = [tf.boolean_mask(t, keep) for t in (objs, oclasses, oscores)]
+    record = (ex["shard"], ex["video_id"], ex["timestamp"]) if "shard" in ex else None
     clip = make_clip(ex["frames"], ex["keyframe_frame"], num_frames=num_frames,
-                     frame_stride=frame_stride, image_size=image_size, window=window)
+                     frame_stride=frame_stride, image_size=image_size, window=window,
+                     record=record)
     if training:
         if flip:
             do = augment.sample_flip(seeds[1])
@@ -130,19 +180,49 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
     }
 
 
+def _keyframe_windows(records: tf.data.Dataset, batch_size: int,
+                      context: int) -> tf.data.Dataset:
+    """(shard, serialized) keyframes in (video_id, timestamp) order -> windows of L =
+    batch_size + 2 * context consecutive ones: (shard string [L], serialized string [L],
+    valid bool [L], target bool [L]).
+
+    The targets (positions context .. context + batch_size - 1) of successive windows tile the
+    stream, so every keyframe is a target once; the `context` keyframes on each side feed only
+    the temporal part of a head (STAGE's temporal edges, HGRNN's scene BiGRU: target false).
+    Positions past either end of the stream are padding (valid false; their serialized entry
+    repeats a real one of the window so that it parses). A window may span two videos: heads
+    find neighbours by video_index and timestamp, never by batch position alone.
+    """
+    size = batch_size + 2 * context
+    def pad(n):
+        return tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(""), False)).repeat(n)
+    stream = pad(context).concatenate(records.map(lambda s, r: (s, r, True))).concatenate(
+        pad(batch_size + context))
+    windows = stream.window(size, shift=batch_size, drop_remainder=True).flat_map(
+        lambda s, r, v: tf.data.Dataset.zip((s.batch(size), r.batch(size), v.batch(size))))
+    middle = tf.constant([False] * context + [True] * batch_size + [False] * context)
+
+    def fill(s, r, v):
+        first = tf.argmax(tf.cast(v, tf.int32))
+        return tf.where(v, s, s[first]), tf.where(v, r, r[first]), v, v & middle
+    return windows.filter(lambda s, r, v: tf.reduce_any(v & middle)).map(fill)
+
+
 def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_classes: int,
                   num_frames: int = 8, frame_stride: int = 2,
                   image_size: int | Sequence[int] = 224, training: bool = False, seed: int = 0,
                   max_boxes: int = 16, max_proposals: int = 32, max_objects: int = 16,
                   shuffle_buffer: int = 256, repeat: bool | None = None,
                   min_crop_scale: float = 0.7, min_visible: float = 0.25, flip: bool = True,
-                  box_jitter: float = 0.05, num_parallel_calls: int = tf.data.AUTOTUNE,
+                  box_jitter: float = 0.0, num_parallel_calls: int = tf.data.AUTOTUNE,
                   num_threads: int | None = None, cycle_length: int = 4,
-                  keyframe_jpeg: bool = False) -> tf.data.Dataset:
+                  keyframe_jpeg: bool = False, consecutive: bool = False,
+                  context: int = 0) -> tf.data.Dataset:
     """TFRecord shards -> dataset of batch dicts (see the module docstring).
 
     Args:
-      file_pattern: glob(s) of the shards; files are read in sorted order.
+      file_pattern: glob(s) of the shards (`tfrecords.match_files`: a match that is not a
+        shard is an error); files are read in sorted order.
       batch_size: B. num_classes: C. num_frames, frame_stride: T and s.
       image_size: H (square) or (H, W). training: shuffle, repeat and augment.
       seed: drives file order, shuffling and augmentation: same seed, same batches.
@@ -151,11 +231,15 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
       repeat: default `training`. The last partial batch is dropped when training.
       num_threads: size of a private thread pool (e.g. 2 to use two cores); None = TF default.
       keyframe_jpeg: add `keyframe_jpeg`, the keyframe's encoded frame as stored.
+      consecutive: batches of `batch_size` consecutive keyframes in the converter's (video_id,
+        timestamp) order plus `context` keyframes on each side (B = batch_size + 2 * context;
+        `_keyframe_windows`), with keyframe_mask and target_mask [B] (false: padding; false:
+        context, no loss and no detections), as feature batches have: what heads with temporal
+        parts need end to end (HGRNN §3.2's scene BiGRU over t-l..t+l, STAGE §3's temporal
+        edges between consecutive clips). Each shard is read in order (no interleaving) and
+        training shuffles shards and whole windows, so no keyframe leaves its run.
     """
-    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
-    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
-    if not files:
-        raise FileNotFoundError(f"no TFRecord files match {patterns}")
+    files = tfrecords.match_files(file_pattern)
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     repeat = training if repeat is None else repeat
@@ -169,13 +253,21 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
     cycle = min(cycle_length, len(files)) if training else 1
     calls = num_parallel_calls if num_parallel_calls == tf.data.AUTOTUNE else min(
         num_parallel_calls, cycle)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=calls,
-                       deterministic=True)
-    if training and shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=seed)
+    if consecutive:
+        size = batch_size + 2 * context
+        ds = _keyframe_windows(ds.flat_map(shard_records), batch_size, context)
+        if training and shuffle_buffer > 1:   # the same records in memory as without runs
+            ds = ds.shuffle(max(1, shuffle_buffer // size), seed=seed)
+        ds = ds.unbatch()
+    else:
+        ds = ds.interleave(shard_records, cycle_length=cycle, num_parallel_calls=calls,
+                           deterministic=True)
+        if training and shuffle_buffer > 1:
+            ds = ds.shuffle(shuffle_buffer, seed=seed)
 
-    def fn(index, serialized):
-        ex = parse_example(serialized, num_classes=num_classes)
+    def fn(index, element):
+        shard, serialized = element[:2]
+        ex = dict(parse_example(serialized, num_classes=num_classes), shard=shard)
         out = process_example(
             ex, index, num_frames=num_frames, frame_stride=frame_stride, image_size=image_size,
             training=training, seed=seed, max_boxes=max_boxes, max_proposals=max_proposals,
@@ -183,12 +275,25 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
             flip=flip, box_jitter=box_jitter)
         if keyframe_jpeg:
             out["keyframe_jpeg"] = ex["frames"][ex["keyframe_frame"]]
+        if consecutive:
+            _, _, valid, target = element
+            out.update(keyframe_mask=valid, target_mask=target)
+            # Padding: nobody's neighbour, no memory row (as in feature batches).
+            for key in ("video_index", "keyframe_index"):
+                out[key] = tf.where(valid, out[key], -1)
         return out
 
     ds = ds.enumerate().map(fn, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=training).prefetch(1)
+    if consecutive:
+        ds = ds.batch(size, drop_remainder=True).prefetch(1)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=training).prefetch(1)
     options = tf.data.Options()
     options.deterministic = True
+    # The decode guard (`_decode_frames`) reads a one-element dataset per record, a stateful
+    # op to tf.data; it keeps nothing between records, so an iterator checkpoint may skip it.
+    options.experimental_external_state_policy = (
+        tf.data.experimental.ExternalStatePolicy.IGNORE)
     if num_threads:
         options.threading.private_threadpool_size = num_threads
     return ds.with_options(options)

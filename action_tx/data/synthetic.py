@@ -8,6 +8,14 @@ videos/VIDEO_ID.mp4, annotations/ (ava_{train,val}.csv, action_list.pbtxt,
 ava_{train,val}_excluded_timestamps.csv, person_detections_{split}.csv,
 object_detections_{split}.csv, evidence_{split}.csv) and README.txt.
 
+evidence_{split}.csv starts with the header video_id,timestamp,person_id,action_id,evidence.
+Each positive (row of ava_{split}.csv) has one row whose evidence is self|context|temporal|
+long_term. Matched negatives (synthetic_labels.matched_negatives) add rows whose evidence is
+context_negative|long_term_negative and whose action_id is the class they are a look-alike
+negative of; that (person, class) has no ground-truth row, so evaluators joining evidence to
+ground truth ignore them. Per split, matched negatives >= positives for every (class, context |
+long_term) pair (generate checks it).
+
 Time convention: frame k (1-based) shows time (k - 1) / fps seconds; timestamps start at 0 at
 the first frame (unlike AVA's 902 s), so keyframe t is frame round(t * fps) + 1. Keyframes are
 the whole seconds skip_seconds .. seconds - skip_seconds, so clips of +-skip_seconds fit.
@@ -176,6 +184,7 @@ def _keyframe_rows(state, f, t, vid, geo, W, H, rng, rows):
         elif vis >= AMBIGUOUS_MIN:
             ambiguous = True
     labels = {p: L.person_labels(state, p, f) for p, _ in people}
+    negatives = {p: L.matched_negatives(state, p, f, {a for a, _ in labels[p]}) for p, _ in people}
     # A positive decided only 1.6-2 s back is neither context nor long_term: unsure, excluded.
     ambiguous = ambiguous or any(e == L.AMBIGUOUS for lab in labels.values() for _, e in lab)
     if ambiguous:             # like AVA: excluded keyframes carry no annotation rows
@@ -185,6 +194,7 @@ def _keyframe_rows(state, f, t, vid, geo, W, H, rng, rows):
             for action, evidence in labels[p]:
                 rows["gt"].append((vid, t, box, action, p))
                 rows["evidence"].append((vid, t, p, action, evidence))
+            rows["evidence"] += [(vid, t, p, action, kind) for action, kind in negatives[p]]
     # Simulated person detector: 92 % recall with jittered boxes, ~0.4 false positives a frame.
     for p, box in people:
         if rng.random() < 0.92:
@@ -206,7 +216,8 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
 
     overrides: any of videos, seconds, fps, width, height, people, val_fraction, skip_seconds,
     jpeg_quality, write_videos. check=True raises ValueError when a class has < 2 % of the
-    train person-keyframes positive or an evidence type < 10 % of the train positives.
+    train person-keyframes positive or an evidence type < 10 % of the train positives, or when in
+    a split a (class, context | long_term) pair has fewer matched negatives than positives.
     Summary: out_dir, preset, seed, params, seconds (wall time), splits {split: counts of
     synthetic_write.split_counts}.
     """
@@ -233,9 +244,10 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
     SW.write_readme(os.path.join(out_dir, "README.txt"), params, seed, preset, counts, scenarios)
     if check and "train" in counts:
         bad = SW.check_balance(counts["train"], MIN_CLASS_FRACTION, MIN_EVIDENCE_FRACTION)
+        bad += [f"{split}: {m}" for split in counts for m in SW.check_matched(counts[split])]
         if bad:
             raise ValueError(f"synthetic preset {preset!r} (seed {seed}, {params}) violates the "
-                             "class/evidence balance of SYNTHETIC_DATA.md in train: "
+                             "class/evidence balance of SYNTHETIC_DATA.md: "
                              + "; ".join(bad))
     return dict(out_dir=out_dir, preset=preset, seed=seed, params=params,
                 seconds=time.time() - t0, splits=counts)

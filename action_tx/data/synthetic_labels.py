@@ -10,6 +10,12 @@ Evidence (what a model must see to get the label right):
   ambiguous (not a label) the only deciding event ended 1.6-2 s before the keyframe: neither in
             the clip nor long-term. Like AVA's unsure keyframes, such a keyframe is excluded.
 
+Matched negatives (`matched_negatives`): person-keyframes negative for a context / long_term
+class that look like its positives. context_negative: the person's own state at the keyframe is
+a positive's (still, facing a person who talks / a spot where someone moved in its view / in a
+rear vehicle seat); long_term_negative: its whole +-CLIP_HALF_S window is (still and silent all
+window, the deciding person as visible as for a positive), only the history 2-6 s back differs.
+
 "p faces q": both present, p not lying, q on screen (0 <= x <= 1) on the side p's head points to,
 at horizontal distance MIN_GAP..FACE_RANGE. "q moves": q walks or runs.
 """
@@ -78,7 +84,8 @@ def _listen(state, p, k, C, G, M):
     """Evidence of 'p listens at k' (None: negative): p silent and still (stands or sits; a
     passer-by does not listen), faces q who talked within M
     frames; context if q talks in the clip window, long_term if q's last talk ended > G frames
-    back, else ambiguous."""
+    back and p faced q then and stayed still since (one who turned to q after the talk did
+    not hear it), else ambiguous."""
     best = None
     if state.talking[p, k] or int(state.pose[p, k]) not in (STAND, SIT):
         return None
@@ -88,6 +95,8 @@ def _listen(state, p, k, C, G, M):
         if state.talking[q, max(0, k - C):k + C + 1].any():
             return "context"
         last = max(0, k - M) + int(np.flatnonzero(state.talking[q, max(0, k - M):k + 1])[-1])
+        if not (faces(state, p, q, last) and _still(state, p, last, k)):
+            continue
         best = "long_term" if k - last > G else (best or AMBIGUOUS)
     return best
 
@@ -153,4 +162,57 @@ def person_labels(state, p, k):
     ev = _watch(state, p, k, C, G, M)
     if ev:
         out.append((WATCH, ev))
+    return sorted(out)
+
+
+def _faces_all(state, p, q):
+    """[F] bool: faces(state, p, q, f) for every frame f (p != q)."""
+    on = state.present[q] & (state.x[q] >= 0) & (state.x[q] <= 1)
+    dx = (state.x[q] - state.x[p]) * state.facing[p]
+    return state.present[p] & (state.pose[p] != LIE) & on & (dx > MIN_GAP) & (dx < FACE_RANGE)
+
+
+def matched_negatives(state, p, k, ids):
+    """Matched negatives of person p at keyframe frame k -> list of (AVA id, kind), kind in
+    context_negative | long_term_negative (module docstring). ids: p's positive AVA ids at k.
+    listen: p still and silent, faces q silent all window; long_term also needs p still and
+    silent all window and q a talker (talks somewhere in the video). watch: p still, faces the
+    way it faced (same place, same facing) when it saw some q move; long_term also needs q off
+    screen all window. ride: p in a rear vehicle seat that nobody drives."""
+    F = state.num_frames
+    C = int(round(CLIP_HALF_S * state.fps))
+    w0, w1 = max(0, k - C), min(F - 1, k + C)
+    out = []
+    if not (state.present[p, k] and int(state.pose[p, k]) in (STAND, SIT)):
+        return out
+    still_win = _still(state, p, w0, w1)
+    others = [q for q in range(state.num_people) if q != p]
+    if LISTEN not in ids and not state.talking[p, k]:
+        kinds = set()
+        for q in others:
+            if faces(state, p, q, k) and not state.talking[q, w0:w1 + 1].any():
+                kinds.add("context_negative")
+                if (state.talking[q].any() and still_win
+                        and not state.talking[p, w0:w1 + 1].any()):
+                    kinds.add("long_term_negative")
+        out += [(LISTEN, kind) for kind in sorted(kinds)]
+    if WATCH not in ids:
+        kinds = set()
+        cache = state.__dict__.setdefault("_watched_from", {})   # per video, per (p, q)
+        for q in others:
+            if (p, q) not in cache:       # frames where p faces q moving
+                cache[p, q] = np.flatnonzero(_faces_all(state, p, q) & state.present[q]
+                                             & np.isin(state.pose[q], (WALK, RUN)))
+            g = cache[p, q]
+            seen = (state.x[p, g] == state.x[p, k]) & (state.facing[p, g] == state.facing[p, k])
+            if not seen.any():
+                continue
+            kinds.add("context_negative")
+            xq = state.x[q, w0:w1 + 1]
+            on = state.present[q, w0:w1 + 1] & (xq >= 0) & (xq <= 1)
+            if still_win and not on.any():
+                kinds.add("long_term_negative")
+        out += [(WATCH, kind) for kind in sorted(kinds)]
+    if RIDE not in ids and state.vehicle[p, k] >= 0 and state.seat[p, k] == 1:
+        out.append((RIDE, "context_negative"))
     return sorted(out)

@@ -36,10 +36,12 @@ def _extra(b, p, x, facing, kind):
 
 
 def conversation(b, n):
-    """One talker, one or two pure listeners (they never talk, so their crops equal those of a
-    person facing a silent partner). Talk comes in bursts with long pauses and stops for good
-    8-9 s before the end, so listeners spend seconds in long-term listening (the last talk
-    more than 2 s back) and end facing a silent talker (negative)."""
+    """One talker, one to three pure listeners (they never talk, so their crops equal those of a
+    person facing a silent partner). The talker talks twice (1.5-2.2 s), 7.8-8.4 s apart; the
+    listeners hear one of the two bursts and face away during the other, turning back 0.3 s
+    after it: then they face the silent talker 2-6 s after a talk they did not hear (long-term
+    matched negatives), with the same clip window as after the talk they heard (long-term
+    positives)."""
     rng, F = b.rng, b.F
     a, l1 = b.person(), b.person()
     pose = STAND if b.variant % 3 != 2 else SIT
@@ -48,18 +50,30 @@ def conversation(b, n):
     b.stay(a, 0, F, xa, 1, pose)
     arrive = 0
     if b.variant % 2:                                    # the listener walks in
-        arrive = b.go(l1, 0, 1.0 + 0.05, x1, WALK)
+        arrive = b.go(l1, 0, x1 + 0.15, x1, WALK)
     b.stay(l1, arrive, F, x1, -1, pose)
+    listeners = [(l1, -1)]
     if pose == STAND:
         b.shake(a, l1, arrive, arrive + b.s(2.5))
     if n >= 3:
         l2 = b.person()
         b.stay(l2, 0, F, xa - rng.uniform(0.22, 0.3), 1, pose)
+        listeners.append((l2, 1))
+    if n >= 4:                                           # a third listener behind l1
+        l3 = b.person()
+        b.stay(l3, 0, F, x1 + rng.uniform(0.12, 0.18), -1, pose)
+        listeners.append((l3, -1))
     if b.variant % 2 == 0:
         b.hold(b.obj(CUP), a, 0, F)
-    b.talk_bursts(a, arrive + b.s(rng.uniform(0, 0.5)), F - b.s(rng.uniform(6, 7)))
-    if n >= 4:
-        _extra(b, b.person(), 0.06, -1, b.variant % 3)
+    f = arrive + b.s(rng.uniform(0.3, 0.8))
+    for burst in range(2):
+        n_talk = b.s(rng.uniform(1.5, 2.2))
+        n_talk += b.snap_end(f + n_talk - 1)
+        b.set(a, "talking", f, f + n_talk, True)
+        if (burst + b.variant // 2) % 2 == 0:            # this burst goes unheard
+            for p, d in listeners:
+                b.set(p, "facing", f, f + n_talk + b.s(0.3), -d)
+        f += n_talk + b.s(rng.uniform(7.8, 8.4))
 
 
 def silent(b, n):
@@ -75,7 +89,7 @@ def silent(b, n):
     f += b.s(2.5)
     cup, holder = b.obj(CUP), a
     while f < F - b.s(3):
-        n_hold = b.s(rng.uniform(0.5, 1.5))
+        n_hold = b.s(rng.uniform(0.3, 0.8))
         b.hold(cup, holder, f, f + n_hold)
         f = b.give(cup, holder, c if holder == a else a, f + n_hold)
         holder = c if holder == a else a
@@ -93,39 +107,48 @@ def silent(b, n):
 
 
 def street(b, n):
-    """Stationary watchers (all but one of the cast) face the street; the other person walks
-    or runs in, sometimes stops, and leaves. The street then stays empty 7.6-8.6 s (every
-    third time 10-11 s), so the watchers face the empty street shortly after someone left (long-term
-    positive, 2-6 s) and long after or before anyone came (the look-alike negative)."""
+    """Stationary watchers face the street; the last person walks or runs in, sometimes stops,
+    and leaves, while the front watcher (with at least 3 people) comments (talk to) until it
+    leaves, heard by the watchers behind it. The street then stays empty 7.8-8.4 s
+    (every third time 10-11 s), so a watcher that faced the pass watches the empty street and
+    listens to the silent talker 2-6 s after (long-term positives of both); half of the watchers
+    (alternating per pass) face away during the pass and turn back 0.3 s after it, so their
+    clip windows 2-6 s after are the same without having watched or heard (matched
+    negatives)."""
     rng, F = b.rng, b.F
     watchers = [b.person() for _ in range(max(1, n - 1))]
     x = rng.uniform(0.06, 0.1)
     for w in watchers:
         b.stay(w, 0, F, x, 1, STAND if rng.random() < 0.6 else SIT)
         x += rng.uniform(0.14, 0.18)
-    if len(watchers) >= 2 and b.variant % 2 == 0:
-        # The back watcher comments to the others (talk to); they face away from it, so
-        # nobody listens, and the talk is independent of the passes.
-        b.talk_bursts(watchers[0], b.s(rng.uniform(0, 2)), F, pause=(0.3, 1.0))
+    talker = watchers[-1] if len(watchers) >= 2 else None
     m = b.person()
-    i, f = 0, None
+    i, f, last = 0, None, None
     while f is None or f < F:
         pose = RUN if (i + b.variant) % 2 else WALK      # alternate, so both gaits are common
-        turn = rng.uniform(max(0.78, x), 0.9)   # short passes: more long-term than context
+        turn = rng.uniform(max(0.75, x), 0.88)  # short passes: more long-term than context
         stop = b.s(rng.uniform(0.5, 1)) if rng.random() < 0.2 else 0
         if f is None:                 # the first pass ends 0.3-1.2 s into the video
             f = _last_on_screen(b, m, 0, turn, pose, stop, dry=True)
             f = b.s(rng.uniform(0.3, 1.2)) - f
         e = _last_on_screen(b, m, f, turn, pose, stop, dry=True)
         f += b.snap_end(e + f)
+        away_from = 0 if last is None else last + b.s(7.7)
+        last = f + e
+        for j, w in enumerate(watchers):
+            if (i + j + b.variant) % 2 == 0:
+                b.set(w, "facing", away_from, last + b.s(0.3), -1)
+        if talker is not None:       # talks 2.5-3.5 s, up to the mover's last frame on screen
+            start = max(away_from, last - b.s(rng.uniform(2.5, 3.5)))
+            b.set(talker, "talking", start, last + 1, True)
         f = _last_on_screen(b, m, f, turn, pose, stop)
         b.set(m, "present", f, F, False)
         i += 1
         speed = RUN_SPEED if pose == RUN else WALK_SPEED
         nxt = RUN_SPEED if (i + b.variant) % 2 else WALK_SPEED
-        # 7.6 s: the whole long-term span (2-6 s after leaving) precedes the next clip that
-        # shows the mover again (1.6 s before re-entry)
-        off_screen = rng.uniform(10, 11) if i % 3 == 0 else rng.uniform(7.6, 8.2)
+        # 7.8 s: the whole long-term span (2-6 s after leaving) and the turn of the watchers
+        # precede the next clip that shows the mover again (1.6 s before re-entry)
+        off_screen = rng.uniform(10, 11) if i % 3 == 0 else rng.uniform(7.8, 8.4)
         # off screen from x = 1 on the way out to x = 1 on the way back in
         f += b.s(off_screen - (OFF_RIGHT - 1) / speed - (OFF_RIGHT - 1) / nxt)
 
@@ -150,7 +173,8 @@ def _last_on_screen(b, m, f, turn, pose, stop, dry=False):
 def vehicle(b, n):
     """A vehicle with a rider in the back seat; the driver drives (hands on the steering wheel,
     whose marker turns), stops, gets out and walks off (the rider watches, then keeps facing
-    the empty street), stays away 7.6-8.5 s, comes back and drives again."""
+    the empty street; in even variants it looks back instead), stays away 7.6-8.5 s, comes back
+    and drives again."""
     rng, F = b.rng, b.F
     vf = 1
     vx, gy = rng.uniform(0.42, 0.52), rng.uniform(0.9, 0.95)
@@ -176,6 +200,12 @@ def vehicle(b, n):
         k = np.arange(n_drive)
         b.oset(v, "angle", f, f + n_drive, (angle + 0.9 * k)[:max(0, min(n_drive, F - f))])
         f += n_drive + n_idle
+        if b.variant % 2 == 0:
+            # The rider looks back while the driver walks off and turns forward 0.3 s after
+            # the driver left the frame: it faces the empty street as a watcher would, without
+            # having watched (long-term matched negatives; odd variants watch).
+            gone = f + int(np.ceil((1.0 - xd) / WALK_SPEED * b.fps))
+            b.set(rider, "facing", f, gone + b.s(0.3), -vf)
         f = b.go(driver, f, xd, OFF_RIGHT, WALK)
         b.set(driver, "present", f, F, False)
         f += b.s(rng.uniform(7.6, 8.5) - 2 * (OFF_RIGHT - 1) / WALK_SPEED)
@@ -185,7 +215,7 @@ def vehicle(b, n):
 
 
 def _kicker(b, k, xk, d):
-    """Kicker k at xk facing d: ball at the foot 1-2 s, kick, ball flies out, rolls back."""
+    """Kicker k at xk facing d: ball at the foot 0.2-0.4 s, kick, ball flies out, rolls back."""
     rng, F = b.rng, b.F
     b.stay(k, 0, F, xk, d, STAND)
     ball = b.obj(BALL, y=b.people[k]["y"][0])
@@ -195,7 +225,7 @@ def _kicker(b, k, xk, d):
     b.oset(ball, "present", 0, f, True)
     b.oset(ball, "x", 0, f, foot)
     while f < F:
-        rest = b.s(rng.uniform(0.5, 1.0))
+        rest = b.s(rng.uniform(0.2, 0.4))
         b.oset(ball, "present", f, f + rest, True)
         b.oset(ball, "x", f, f + rest, foot)
         f += rest
@@ -210,7 +240,7 @@ def _kicker(b, k, xk, d):
             path = start + (stop - start) * np.arange(n) / n
             b.oset(ball, "present", f, f + n, True)
             b.oset(ball, "x", f, f + n, path[:max(0, min(n, F - f))])
-            f += n + (b.s(rng.uniform(0.3, 1.0)) if speed > 1 else 0)
+            f += n + (b.s(rng.uniform(0.2, 0.5)) if speed > 1 else 0)
 
 
 def kick(b, n):
@@ -261,33 +291,33 @@ def meet(b, n):
 
 def jog(b, n):
     """A jogger runs back and forth across the whole frame, a walker strolls across the other
-    way; with three people someone sits at the edge facing out, on and off the phone."""
+    way; a third person jogs too, a fourth walks."""
     rng, F = b.rng, b.F
-    for p, pose, d in ((b.person(), RUN, 1), (b.person(), WALK, -1)):
+    cast = ((RUN, 1), (WALK, -1), (RUN, -1), (WALK, 1))[:n]
+    for p, pose, d in ((b.person(), pose, d) for pose, d in cast):
         f = -b.s(rng.uniform(0, 4))
         while f < F:
             x0, x1 = (OFF_LEFT, OFF_RIGHT) if d > 0 else (OFF_RIGHT, OFF_LEFT)
             f = b.go(p, f, x0, x1, pose) + b.s(rng.uniform(0, 0.5))
             d = -d
-    if n >= 3:
-        _extra(b, b.person(), 0.04 if b.variant % 2 else 0.96, -1 if b.variant % 2 else 1, 1)
 
 
 # name -> (function, min people, max people)
 SCENARIOS = {
-    "conversation": (conversation, 2, 3),
+    "conversation": (conversation, 2, 4),
     "street": (street, 2, 4),
     "kick": (kick, 1, 3),
     "vehicle": (vehicle, 2, 3),
     "silent": (silent, 2, 3),
     "meet": (meet, 2, 3),
-    "jog": (jog, 2, 2),
+    "jog": (jog, 2, 4),
 }
 # The order videos cycle through, chosen (with the per-video `variant`) so that one cycle meets
-# the spec's quotas: streets and conversations carry the long-term labels, jogs and kicks the
-# temporal ones, vehicles drive/ride and lie/sleep, silent pairs give/serve.
+# the spec's quotas: streets and conversations carry the long-term labels (four streets: half
+# their watchers per pass are matched negatives), jogs and kicks the temporal ones, vehicles
+# drive/ride and lie/sleep, silent pairs give/serve.
 CYCLE = ("street", "conversation", "jog", "vehicle", "silent", "street", "kick", "conversation",
-         "jog", "street", "vehicle", "silent")
+         "street", "street", "vehicle", "silent")
 
 
 def build_video(scenario, num_frames, fps, max_people, rng, variant=0):

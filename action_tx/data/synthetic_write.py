@@ -40,20 +40,34 @@ def write_split(ann_dir, split, rows):
         for vid, t, b, s in rows["persons"]:
             f.write("%s,%04d,%.3f,%.3f,%.3f,%.3f,,%.4f\n" % (vid, t, *b, s))
     with open(os.path.join(ann_dir, f"evidence_{split}.csv"), "w") as f:
+        f.write("video_id,timestamp,person_id,action_id,evidence\n")
         for vid, t, p, a, e in rows["evidence"]:
             f.write("%s,%04d,%d,%d,%s\n" % (vid, t, p, a, e))
 
 
 def split_counts(rows, num_videos):
     """-> dict: videos, keyframes with people, person_keyframes, excluded keyframes,
-    classes {AVA id: positives}, evidence {type: positives}, class_evidence {(id, type): n}."""
+    classes {AVA id: positives}, evidence {type: positives}, class_evidence {(id, type): n},
+    matched {(id, context_negative | long_term_negative): matched negatives}."""
     pk = {(r[0], r[1], r[4]) for r in rows["gt"]}
     return dict(
         videos=num_videos, keyframes=len({(r[0], r[1]) for r in rows["gt"]}),
         person_keyframes=len(pk), excluded=len(rows["excluded"]),
         classes={i: sum(1 for r in rows["gt"] if r[3] == i) for i in sorted(L.NAMES)},
         evidence={e: sum(1 for r in rows["evidence"] if r[4] == e) for e in L.EVIDENCE},
-        class_evidence=dict(sorted(collections.Counter((r[3], r[4]) for r in rows["evidence"]).items())))
+        class_evidence=dict(sorted(collections.Counter(
+            (r[3], r[4]) for r in rows["evidence"] if r[4] in L.EVIDENCE).items())),
+        matched=dict(sorted(collections.Counter(
+            (r[3], r[4]) for r in rows["evidence"] if r[4] not in L.EVIDENCE).items())))
+
+
+def check_matched(counts):
+    """-> list of violation messages: (class, context | long_term) pairs with fewer matched
+    negatives than positives."""
+    return [f"class {i} '{L.NAMES[i]}' {e}: {counts['matched'].get((i, e + '_negative'), 0)} "
+            f"matched negatives < {n} positives"
+            for (i, e), n in counts["class_evidence"].items()
+            if e in ("context", "long_term") and counts["matched"].get((i, e + "_negative"), 0) < n]
 
 
 def check_balance(counts, min_class, min_evidence):
@@ -87,11 +101,15 @@ def write_readme(path, params, seed, preset, counts, scenarios):
         "- Boxes normalized x1,y1,x2,y2 in the AVA CSVs; person ids are per video and stable.",
         "- A person is annotated when >= 50 % of its box is in the frame; keyframes with a person",
         "  20-50 % in the frame are in ava_*_excluded_timestamps.csv and carry no rows.",
-        "- evidence_*.csv (no header): video_id,timestamp,person_id,action_id,evidence with",
-        "  evidence in self|context|temporal|long_term; context: decided by others inside the clip",
+        "- evidence_*.csv (header video_id,timestamp,person_id,action_id,evidence): one row per",
+        "  positive, evidence self|context|temporal|long_term; context: decided by others",
+        "  inside the clip",
         f"  window +-{L.CLIP_HALF_S} s; long_term: by an event that ended more than {L.LONG_TERM_S} s",
         f"  (and at most {L.MEMORY_S} s) before the keyframe, nothing of it inside that window.",
         f"  Keyframes where a positive was decided only {L.CLIP_HALF_S}-{L.LONG_TERM_S} s back are excluded.",
+        "  Matched negatives add rows with evidence context_negative|long_term_negative and the",
+        "  action_id of the class they look like a positive of (no ground-truth row: they are",
+        "  negatives): same own state (context) or same clip window (long_term) as its positives.",
         "- person_detections_*.csv: simulated detector (jittered true boxes, 92 % recall, ~0.4",
         "  false positives per keyframe); object_detections_*.csv: object_class "
         + ", ".join(f"{k}={v}" for k, v in sorted(OBJECT_NAMES.items())) + ".",
@@ -112,5 +130,7 @@ def write_readme(path, params, seed, preset, counts, scenarios):
         lines += [f"    {e:10s} {n:6d}  {100 * n / total:5.1f}%" for e, n in c["evidence"].items()]
         lines += ["  counts per (class, evidence):"]
         lines += [f"    {i:3d} {e:10s} {n:6d}" for (i, e), n in c["class_evidence"].items()]
+        lines += ["  matched negatives per (class, kind):"]
+        lines += [f"    {i:3d} {e:18s} {n:6d}" for (i, e), n in c["matched"].items()]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -14,9 +14,13 @@ Context features (keys below):
   object/yxyx [4O] + object/class [O] (AVA-format object class ids) + object/score [O].
 Feature list:
   image/encoded: one JPEG per frame of the window, oldest first.
+
+Every reader expands its shard globs with `match_files`, which refuses what is not a shard.
 """
 from __future__ import annotations
 
+import os
+import struct
 from typing import Sequence
 
 import numpy as np
@@ -41,6 +45,79 @@ OBJECT_YXYX = "object/yxyx"
 OBJECT_CLASS = "object/class"
 OBJECT_SCORE = "object/score"
 FRAMES = "image/encoded"
+
+
+# The converter writes a shard under this prefix and renames it when the shard is complete:
+# `NAME.tfrecord-*` never matches an unfinished (or killed) conversion's files.
+TEMP_PREFIX = ".tmp-"
+
+
+class NotTFRecordError(ValueError):
+    """A file matched by a shard glob that is not a TFRecord shard; the message names it."""
+
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _not_a_shard(path: str):
+    """-> why `path` is not a TFRecord shard, or None. Reads the 12-byte header of the first
+    record (length + its masked CRC-32C): a JSON, CSV or JPEG fails it; an empty file is a
+    shard without records."""
+    if tf.io.gfile.isdir(path):
+        return "is a folder"
+    if os.path.basename(path).startswith(TEMP_PREFIX):
+        return ("is an unfinished shard of a conversion that did not end (killed?); delete it "
+                "or run the conversion again")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        head = f.read(12)
+    if not head:
+        return None
+    if len(head) < 12 or struct.unpack("<I", head[8:])[0] != _masked_crc32c(head[:8]):
+        return "is not a TFRecord file (corrupted record header at byte 0)"
+    return None
+
+
+def match_files(patterns: str | Sequence[str]) -> list[str]:
+    """The sorted files that one glob or a list of globs match: the one way every reader of
+    shards (pipeline, evaluation, feature extraction, benchmarks) expands them.
+
+    Raises:
+      FileNotFoundError when a glob matches nothing; NotTFRecordError, naming the file, when
+      a match is not a TFRecord shard (e.g. `DIR/val*` also matching `val_manifest.json`):
+      nothing a glob matches is skipped silently.
+    """
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = set()
+    for pattern in patterns:
+        found = sorted(tf.io.gfile.glob(pattern))
+        if not found:
+            raise FileNotFoundError(f"no TFRecord files match {pattern}")
+        for path in found:
+            why = _not_a_shard(path)
+            if why:
+                raise NotTFRecordError(
+                    f"{path} {why}; the glob {pattern!r} matches it: give a glob of the shards "
+                    "alone (e.g. DIR/NAME.tfrecord-*)")
+        files.update(found)
+    return sorted(files)
 
 
 def _int64(values) -> tf.train.Feature:

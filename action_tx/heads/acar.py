@@ -31,6 +31,10 @@ split's), in inference `eval_bank` (the evaluation split's, keyframe indices of 
 `bank`): the trainer's periodic evaluation and tools/eval.py (which builds the model with both
 banks from the flags and restores the checkpoint) both score with the evaluation bank.
 
+No actor (background) logit: ACAR classifies the actions of an off-the-shelf person detector's
+boxes (§3.1, §4.1: Faster R-CNN detections with score > 0.85); its classifier has only the
+action classes, so the proposal / detector person score is kept as is.
+
 Padded RoIs (roi_mask false) are never keys, so they cannot change a real RoI; their logits are
 0. Inputs (`HeadInputs`): features [B, T', H', W', C], roi_features [B, N, T', S, S, C],
 roi_mask [B, N]; with a bank also keyframe_index, video_index, timestamp [B].

@@ -20,12 +20,15 @@ Design decisions (the paper is silent or ambiguous on these; each says why):
 - `highres_reduced_channels` = 128 (= D): the paper only says the 1x1 conv "reduces the
   dimensionality"; matching the key/value width is the natural choice.
 - `ffn_hidden` = 4 * D = 512 as in the Transformer [41] (d_ff = 4 d_model). With it, at paper
-  size and 80 classes, the LowRes head has 2,677,268 parameters and the I3D head 4,847,396,
-  2.17M fewer, close to §4.2's "2.3M fewer parameters than the I3D head"
-  (`python tools/benchmark.py --suite=params`).
+  size and 80 classes, the LowRes head has 2,677,525 parameters and the I3D head 4,848,421
+  (each with its actor logit), 2.17M fewer, close to §4.2's "2.3M fewer parameters than the
+  I3D head" (`python tools/benchmark.py --suite=params`).
 - Classification and class-agnostic box regression: linear layers on the last layer's
   concatenated heads (§3, "This feature is then used to regress a tight bounding box and
   classify"). No dropout before them (the paper mentions dropout only inside the Tx unit).
+  The classifier covers "C action classes or background" (§3): the background part is one
+  more linear output, the actor logit (sigmoid "is this RoI a person"), trained on the
+  sampled RoIs and used to rescore the detections (`ActionDetector`'s `person_score`).
 - Padded RoIs: rows are independent (cross-attention from RoIs to cells), so padding can never
   change a real RoI; their logits, box deltas and attention maps are set to 0.
 """
@@ -56,6 +59,7 @@ class ActionTransformerHead(ActionHead):
       regress_boxes: also output class-agnostic box deltas [B, N, 4].
       return_attention: return the attention maps (at paper size 300 RoIs x 6 units x 10^4
         cells = 72 MB per clip; turn off when they are not visualised).
+      actor_logit: also output the person (non-background) logit [B, N] (§3).
     Call (`inputs: HeadInputs`):
       features:     float32 [B, T', H', W', C] trunk map.
       rois:         float32 [B, N, 4] normalized [y1, x1, y2, x2].
@@ -68,13 +72,15 @@ class ActionTransformerHead(ActionHead):
       attention:  float32 [B, N, num_layers, num_heads, T', H', W']: the softmax attention of
                   each RoI in each unit; sums to 1 over (T', H', W') for real RoIs, 0 for padded
                   ones. None when return_attention=False.
+      actor_logits: float32 [B, N] (0 for padded RoIs) or None when actor_logit=False.
     """
 
     def __init__(self, num_classes: int, num_heads: int = 2, num_layers: int = 3,
                  hidden_size: int = 128, dropout: float = 0.3, query_mode: str = "highres",
                  location_embedding: bool = True, location_embedding_size: int = 64,
                  highres_reduced_channels: int = 128, ffn_hidden: int = 512,
-                 regress_boxes: bool = True, return_attention: bool = True, **kwargs):
+                 regress_boxes: bool = True, return_attention: bool = True,
+                 actor_logit: bool = True, **kwargs):
         super().__init__(**kwargs)
         if query_mode not in QUERY_MODES:
             raise ValueError(f"ActionTransformerHead: query_mode must be one of {QUERY_MODES}, "
@@ -101,6 +107,7 @@ class ActionTransformerHead(ActionHead):
         self.ffn_hidden = ffn_hidden
         self.regress_boxes = regress_boxes
         self.return_attention = return_attention
+        self.actor_logit = actor_logit
 
         self._location = (LocationEmbedding(location_embedding_size, name="location_embedding")
                           if location_embedding else None)
@@ -114,6 +121,7 @@ class ActionTransformerHead(ActionHead):
         self._classifier = keras.layers.Dense(num_classes, name="cls_logits")
         self._box_regressor = (keras.layers.Dense(4, name="box_deltas")
                                if regress_boxes else None)
+        self._actor = keras.layers.Dense(1, name="actor_logit") if actor_logit else None
 
     def build(self, input_shape):
         """Creates every weight from the shapes of `HeadInputs` (C and S must be static), so
@@ -138,6 +146,8 @@ class ActionTransformerHead(ActionHead):
         self._classifier.build(final)
         if self._box_regressor is not None:
             self._box_regressor.build(final)
+        if self._actor is not None:
+            self._actor.build(final)
 
     def _check(self, features, roi_features, rois, roi_mask):
         """Static shape checks with one-line errors instead of deep TF tracebacks."""
@@ -218,13 +228,17 @@ class ActionTransformerHead(ActionHead):
         box_deltas = None
         if self._box_regressor is not None:
             box_deltas = tf.cast(self._box_regressor(query), tf.float32) * mask
+        actor = None
+        if self._actor is not None:
+            actor = tf.cast(self._actor(query), tf.float32)[..., 0] * mask[..., 0]
         attention_maps = None
         if self.return_attention:
             shape = tf.shape(features)
             stacked = tf.stack(attention, axis=2) * mask[..., None, None]  # [B, N, L, heads, M]
             attention_maps = tf.reshape(stacked, tf.concat(
                 [tf.shape(stacked)[:4], shape[1:4]], axis=0))
-        return HeadOutputs(logits=logits, box_deltas=box_deltas, attention=attention_maps)
+        return HeadOutputs(logits=logits, box_deltas=box_deltas, attention=attention_maps,
+                           actor_logits=actor)
 
     def get_config(self):
         config = super().get_config()
@@ -235,5 +249,5 @@ class ActionTransformerHead(ActionHead):
                       location_embedding_size=self.location_embedding_size,
                       highres_reduced_channels=self.highres_reduced_channels,
                       ffn_hidden=self.ffn_hidden, regress_boxes=self.regress_boxes,
-                      return_attention=self.return_attention)
+                      return_attention=self.return_attention, actor_logit=self.actor_logit)
         return config

@@ -6,6 +6,10 @@ M-blocks (§3.2, `aia_blocks.InteractionBlock`) whose output is classified. The 
 `aia_memory.FeatureMemory` table, read and written by the Asynchronous Memory Update
 (§3.3, Algorithm 1).
 
+No actor (background) logit: AIA classifies the actions of a separate Faster R-CNN person
+detector's boxes (§4.1: detections with confidence > 0.8 at inference), with action classes
+only, so the proposal / detector person score is kept as is.
+
 Design decisions (the paper is silent; each follows what the authors' release plausibly does):
 - Person / object vectors: the RoI tubes averaged over T', S, S, then a linear projection to
   `hidden_size` (one per input kind). The memory stores the person features P_t themselves,
@@ -32,7 +36,8 @@ Design decisions (the paper is silent; each follows what the authors' release pl
   during training must not clobber the training memory. Like the release (which extracts the
   test split's person features first), evaluation runs the split twice (`inference_passes` = 2):
   `eval_lib.predict_dataset` calls `reset_inference_memory()`, runs a pass that only fills the
-  eval memory, then the scoring pass. No penalty at inference (nothing is stale).
+  eval memory, then the scoring pass. No penalty at inference (nothing is stale). So the eval
+  table is left out of checkpoints (`transient_variables`).
 - M-blocks add a learned embedding per memory offset (2L + 1) to their keys and values, as the
   release does by default (TEMPORAL_POSITION); without it the memory is an unordered set and
   "watched someone 3 s ago" reads the same as "30 s ago" or "in 3 s" (`temporal_position`).
@@ -51,7 +56,7 @@ import tensorflow as tf
 
 from action_tx.heads.aia_blocks import BLOCK_TYPES, InteractionBlock, amu_penalty, dense_query
 from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
-from action_tx.heads.aia_memory import FeatureMemory, MemoryTables
+from action_tx.heads.aia_memory import FeatureMemory, MemoryTables, sum_replicas
 from object_detection_ext.box_ops import batched_nms
 
 STRUCTURES = ("parallel", "serial", "dense")
@@ -214,6 +219,13 @@ class AIAHead(ActionHead):
         d-vector per earlier block ([] for other structures; built in `build`)."""
         return list(self._dense_weights)
 
+    @property
+    def transient_variables(self) -> list:
+        """The eval table's variables: left out of checkpoints (`action_tx.checkpointing`),
+        since evaluation resets it and its first pass refills it; at AVA size it would add
+        a table as large as the train table to every checkpoint."""
+        return list(self._eval_memory.variables) if self._eval_memory is not None else []
+
     def reset_inference_memory(self):
         """Marks every eval-memory entry unwritten (before evaluating a split)."""
         if self._eval_memory is not None:
@@ -339,8 +351,10 @@ class AIAHead(ActionHead):
             weights = tf.cast(roi_mask, tf.float32)
             per_roi = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
                 tf.cast(labels, tf.float32), tf.cast(logits, tf.float32)), axis=-1)
-            loss = tf.stop_gradient(tf.reduce_sum(per_roi * weights)
-                                    / tf.maximum(tf.reduce_sum(weights), 1.0))
+            # The loss of the whole global batch (summed over the replicas in sync), so that
+            # err and the tags are one run's, whatever the number of replicas and workers.
+            total, count = sum_replicas(tf.reduce_sum(per_roi * weights), tf.reduce_sum(weights))
+            loss = tf.stop_gradient(total / tf.maximum(count, 1.0))
             self._write(inputs, current, current_mask, loss, training=True)
             self.current_loss.assign(loss)
         elif not training:

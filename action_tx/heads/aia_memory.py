@@ -14,7 +14,9 @@ keyframes of the same video found among the rows keyframe_index-L..keyframe_inde
 the slot of its own time, so a neighbouring video's keyframes are masked and a gap in the video
 (an excluded timestamp) leaves an empty slot instead of shifting the time offsets.
 
-Variables (non-trainable, checkpointed with the model since they are `model.variables`):
+Variables (non-trainable, checkpointed with the model since they are `model.variables`; AIA's
+eval table is not: the head lists it in `transient_variables`, the first evaluation pass
+refills it):
   features   [K, P, D] storage_dtype   persons of each keyframe, zero padded.
   mask       [K, P]    bool            true for real persons.
   video      [K]       int32           video index of the entry, -1 = never written.
@@ -24,9 +26,11 @@ Variables (non-trainable, checkpointed with the model since they are `model.vari
 
 Distribution: the table is ONE plain variable per worker, on the worker's host CPU, not a
 mirrored copy per replica (a mirrored table would cost replicas x its size in memory, and a
-replica's writes would never reach the others' copies). Every replica reads it and scatters its
-own keyframes into it, so after a step it holds the writes of all local replicas. Under
-MultiWorkerMirroredStrategy every worker keeps its own table with its own replicas' writes.
+replica's writes would never reach the others' copies). Every replica reads it; a write first
+all-gathers the rows of every replica in sync (`gather_replicas`), so under
+MultiWorkerMirroredStrategy each worker's table receives the writes of all replicas of all
+workers and the tables stay identical (and equal to a one-process run's with the same global
+batch); local replicas scatter the same rows into their shared table, which is idempotent.
 Reads and writes are gathers / scatters of the touched rows: their cost depends on the batch and
 the window, not on K.
 """
@@ -65,6 +69,35 @@ def _host_placement():
         return next_creator(**kwargs)
 
     return tf.variable_creator_scope(creator)
+
+
+def _multi_replica_context():
+    """The replica context when running in one of several replicas in sync, else None
+    (no strategy, one replica, or cross-replica code such as a model's first build call)."""
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return None
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+
+
+def gather_replicas(*tensors):
+    """Each tensor [B, ...] -> [R * B, ...], the rows of all R replicas in replica order
+    (`ReplicaContext.all_gather`) when called from one of several replicas in sync; unchanged
+    otherwise. bool tensors travel as int32 (collectives carry no bool)."""
+    ctx = _multi_replica_context()
+    if ctx is None:
+        return tensors
+    gathered = ctx.all_gather([tf.cast(t, tf.int32) if t.dtype == tf.bool else t
+                               for t in tensors], axis=0)
+    return tuple(tf.cast(g, tf.bool) if t.dtype == tf.bool else g
+                 for g, t in zip(gathered, tensors))
+
+
+def sum_replicas(*tensors):
+    """All-reduce SUM over the replicas in sync (unchanged outside a multi-replica step)."""
+    ctx = _multi_replica_context()
+    return tensors if ctx is None else tuple(ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                                            list(tensors)))
 
 
 class FeatureMemory(keras.layers.Layer):
@@ -184,7 +217,8 @@ class FeatureMemory(keras.layers.Layer):
         """Stores the persons of B keyframes (gradients stopped); other entries are untouched.
 
         keyframe_index, video_index, timestamp: int32 [B]; rows with keyframe_index < 0 are
-          skipped (pass -1 for padded keyframes). The B indices must be distinct.
+          skipped (pass -1 for padded keyframes). The B indices must be distinct, also across
+          the replicas of a distributed step (each writes the rows of all of them).
         features: float [B, N, D]; mask: bool [B, N] real persons. N may differ from P: real
           persons are moved to the front (in order), then padded / cut to P.
         loss_tag: float [B] or scalar, default 0. step: int scalar, default 0.
@@ -209,6 +243,10 @@ class FeatureMemory(keras.layers.Layer):
         loss_tag = tf.zeros([batch]) if loss_tag is None else tf.broadcast_to(
             tf.cast(loss_tag, tf.float32), [batch])
         step = tf.zeros([], tf.int64) if step is None else tf.cast(step, tf.int64)
+        # Every replica's rows, so that every worker's table holds the whole global batch.
+        keyframe_index, video_index, timestamp, features, mask, loss_tag = gather_replicas(
+            keyframe_index, tf.cast(video_index, tf.int32), tf.cast(timestamp, tf.int32),
+            features, mask, loss_tag)
 
         keep = tf.where(keyframe_index >= 0)[:, 0]
         rows = tf.gather(keyframe_index, keep)[:, None]

@@ -60,10 +60,16 @@ class HeadOutputs(NamedTuple):
                                               `object_detection_ext.box_ops.encode_boxes` with the
                                               second-stage weights; None = keep the RoI.
     attention:   float32 [B, N, ...] or None  attention maps for visualisation (head specific).
+    actor_logits: float32 [B, N] or None      second-stage person logit ("is this RoI a person":
+                                              the background class of a Faster R-CNN second
+                                              stage, action_transformer.txt §3), 0 for padded
+                                              RoIs; None for heads whose paper has no
+                                              background class (the proposal score is kept).
     """
     logits: tf.Tensor
     box_deltas: Optional[tf.Tensor] = None
     attention: Optional[tf.Tensor] = None
+    actor_logits: Optional[tf.Tensor] = None
 
 
 class ActionHead(keras.layers.Layer):
@@ -82,6 +88,9 @@ class ActionHead(keras.layers.Layer):
         split is evaluated; the training memory is kept. A no-op for a head without one.
     tail: the Inception-I3D Mixed_5a-5c layers the head runs, where Kinetics weights load
         (`--init_checkpoint`, `i3d_checkpoint.detector_i3d_parts`), or None (default).
+    tail_features(roi_features, training): each RoI's feature after `tail`, pooled as the head
+        pools it before classifying (what `ActionDetector.detect_with_features` stores for the
+        Mixed_5c layer). Raises ValueError for a head without a tail (default).
     """
 
     uses_objects = False
@@ -107,6 +116,11 @@ class ActionHead(keras.layers.Layer):
     @property
     def memory(self):
         return None
+
+    def tail_features(self, roi_features, training=None):
+        """roi_features [B, N, T', S, S, C] -> [B, N, C_tail]; no tail here: ValueError."""
+        raise ValueError(f"{type(self).__name__} has no I3D Mixed_5 tail (heads with one: "
+                         "i3d, tx_i3d)")
 
     def reset_inference_memory(self) -> None:
         """Marks every entry of the inference memory unwritten (no-op: no memory)."""

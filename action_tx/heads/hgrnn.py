@@ -11,6 +11,10 @@ x_pi is its RoI tube averaged over T', S, S (both modes of heads_spec.md). The k
 window are found among the batch entries by `video_index` and `timestamp` (`hgrnn_ops`): in
 feature mode a batch is consecutive keyframes of one video (with `--context_keyframes` margin
 entries); end to end a batch holds unrelated keyframes and the BiGRU sees each one alone.
+
+No actor (background) logit: the paper classifies the actions of a fine-tuned person detector's
+boxes and scores each "by a simple multiplication of the person detection confidence with the
+corresponding action prediction score" (§3.3), so the detector's person score is kept as is.
 """
 import keras
 import tensorflow as tf

@@ -14,8 +14,9 @@ Table 6), `num_layers` times:
        -> concat heads -> FC (-> d_f) -> x + . -> LayerNorm                     (FC_l3, LNorm)
 
 then objects are dropped and one linear layer gives the per-class logits of the N actors (FC3;
-sigmoid cross-entropy in the loss). The paper's 81st "background" output is not used: our
-losses have no background class.
+sigmoid cross-entropy in the loss). The paper's 81st independent "background class" output
+(§4, "Implementation and training details") is the actor logit (`actor_logit`): one more
+linear output of the same actor features, sigmoid, trained on the detector's sampled RoIs.
 
 Batches: in feature mode (`FeatureActionModel`) the B keyframes are consecutive keyframes of
 one video, so temporal edges join neighbouring clips. End to end the batch holds unrelated
@@ -125,6 +126,8 @@ class StageHead(ActionHead):
       attention: "graph" (GAT, Eq. 4) or "transformer" (scaled dot product, Eq. 11, Table 5).
       keyframe_interval: seconds between consecutive clips (AVA's τ = 1).
       return_attention: return the last layer's attention (see Returns).
+      actor_logit: the person (non-background) logit of each actor (§4: 80 actions plus a
+        background class).
 
     Inputs (`HeadInputs`): roi_features [B, N, T', S, S, F] (feature mode: [B, N, 1, 1, 1, F]),
       rois [B, N, 4] yxyx, roi_mask [B, N]; objects [B, O, 4], object_mask [B, O],
@@ -136,12 +139,14 @@ class StageHead(ActionHead):
       attention:  float32 [B, N, B, N + O'] (O' = O with objects, else 0): the last layer's
                   attention of each actor over every node of the batch graph, mean over heads;
                   rows of padded actors are 0. None when return_attention=False.
+      actor_logits: float32 [B, N] (0 for padded actors), or None when actor_logit=False.
     """
 
     def __init__(self, num_classes: int, num_heads: int = 4, num_layers: int = 2,
                  dropout: float = 0.5, temporal_extent: int = 1, use_proximity: bool = True,
                  use_objects: bool = True, attention: str = "graph",
-                 keyframe_interval: int = 1, return_attention: bool = True, **kwargs):
+                 keyframe_interval: int = 1, return_attention: bool = True,
+                 actor_logit: bool = True, **kwargs):
         super().__init__(**kwargs)
         if attention not in _ATTENTIONS:
             raise ValueError(f"StageHead: attention={attention!r}; choose one of {_ATTENTIONS}")
@@ -159,8 +164,10 @@ class StageHead(ActionHead):
         self.attention = attention
         self.keyframe_interval = keyframe_interval
         self.return_attention = return_attention
+        self.actor_logit = actor_logit
         self._gal_layers = []
         self._classifier = keras.layers.Dense(num_classes, name="cls_logits")   # FC3
+        self._actor = keras.layers.Dense(1, name="actor_logit") if actor_logit else None
 
     @property
     def uses_objects(self) -> bool:
@@ -187,6 +194,8 @@ class StageHead(ActionHead):
         for layer in self._gal_layers:
             layer.build((None, width))
         self._classifier.build((None, None, width))
+        if self._actor is not None:
+            self._actor.build((None, None, width))
 
     def _nodes(self, inputs: HeadInputs):
         """-> features [B, M, d_f], boxes [B, M, 4], mask [B, M] (actors first in each clip)."""
@@ -219,11 +228,14 @@ class StageHead(ActionHead):
             x, weights = layer(x, adjacency, training=training)
         actors = tf.reshape(x, [b, m, x.shape[-1]])[:, :n]                      # objects dropped
         logits = self._classifier(actors)
+        actor = None
+        if self._actor is not None:
+            actor = self._actor(actors)[..., 0] * tf.cast(inputs.roi_mask, actors.dtype)
         attention = None
         if self.return_attention:
             mean = tf.reshape(tf.reduce_mean(weights, axis=0), [b, m, b, m])
             attention = mean[:, :n]
-        return HeadOutputs(logits=logits, attention=attention)
+        return HeadOutputs(logits=logits, attention=attention, actor_logits=actor)
 
     def get_config(self):
         config = super().get_config()
@@ -232,5 +244,5 @@ class StageHead(ActionHead):
                       temporal_extent=self.temporal_extent, use_proximity=self.use_proximity,
                       use_objects=self.use_objects, attention=self.attention,
                       keyframe_interval=self.keyframe_interval,
-                      return_attention=self.return_attention)
+                      return_attention=self.return_attention, actor_logit=self.actor_logit)
         return config

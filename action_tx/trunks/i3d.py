@@ -213,6 +213,9 @@ class InceptionI3D(keras.Model):
       num_classes: outputs of the Logits endpoint (400 or 600 for Kinetics); used only when
         Logits is built.
       dropout_keep_prob: keep probability of the dropout before the logits (training only).
+      pool_5a_spatial_stride: spatial stride (and size) of MaxPool3d_5a_2x2: 2 is the release;
+        1 keeps Mixed_5b/5c at stride 16 in space, as ACAR-Net §4.1 "increase[s] the spatial
+        resolution of res5 by 2x" for detection (the trunk of `trunk_endpoint="Mixed_5c"`).
 
     Call: inputs float32 [B, T, H, W, C_in] (RGB in [-1, 1] for the stem) ->
       the final endpoint's features [B, T', H', W', C'] ('SAME' padding, so e.g. Mixed_4f is
@@ -221,7 +224,8 @@ class InceptionI3D(keras.Model):
 
     def __init__(self, final_endpoint="Mixed_4f", first_endpoint="Conv3d_1a_7x7",
                  width_multiplier=1.0, min_channels=8, freeze_bn=False, num_classes=400,
-                 dropout_keep_prob=1.0, name="inception_i3d", **kwargs):
+                 dropout_keep_prob=1.0, pool_5a_spatial_stride=2, name="inception_i3d",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         for arg, ep in (("final_endpoint", final_endpoint), ("first_endpoint", first_endpoint)):
             if ep not in ENDPOINTS:
@@ -239,6 +243,10 @@ class InceptionI3D(keras.Model):
         self.freeze_bn = bool(freeze_bn)
         self.num_classes = int(num_classes)
         self.dropout_keep_prob = float(dropout_keep_prob)
+        if pool_5a_spatial_stride not in (1, 2):
+            raise ValueError(f"InceptionI3D: pool_5a_spatial_stride must be 1 or 2, got "
+                             f"{pool_5a_spatial_stride!r}")
+        self.pool_5a_spatial_stride = int(pool_5a_spatial_stride)
         self.endpoints = ENDPOINTS[first:last + 1]
         self.blocks = [self._make_block(ep) for ep in self.endpoints]
 
@@ -253,7 +261,10 @@ class InceptionI3D(keras.Model):
             return Unit3D(self.channels(filters), kernel, strides, freeze_bn=self.freeze_bn,
                           name=ep, dtype=dtype)
         if ep in _POOLS:
-            return _MaxPool(*_POOLS[ep], name=ep, dtype=dtype)
+            size, strides = _POOLS[ep]
+            if ep == "MaxPool3d_5a_2x2" and self.pool_5a_spatial_stride == 1:
+                size, strides = (2, 1, 1), (2, 1, 1)    # time only
+            return _MaxPool(size, strides, name=ep, dtype=dtype)
         if ep in _MIXED:
             return _InceptionModule([self.channels(f) for f in _MIXED[ep]],
                                     freeze_bn=self.freeze_bn, name=ep, dtype=dtype,
@@ -321,5 +332,6 @@ class InceptionI3D(keras.Model):
         config.update(final_endpoint=self.final_endpoint, first_endpoint=self.first_endpoint,
                       width_multiplier=self.width_multiplier, min_channels=self.min_channels,
                       freeze_bn=self.freeze_bn, num_classes=self.num_classes,
-                      dropout_keep_prob=self.dropout_keep_prob)
+                      dropout_keep_prob=self.dropout_keep_prob,
+                      pool_5a_spatial_stride=self.pool_5a_spatial_stride)
         return config

@@ -25,6 +25,13 @@ def _gt(root, split):
     return a
 
 
+def _evidence(root, split):
+    """Rows of evidence_{split}.csv after its header, as lists of strings."""
+    with open(os.path.join(root, "annotations", f"evidence_{split}.csv")) as f:
+        assert f.readline().strip() == "video_id,timestamp,person_id,action_id,evidence"
+        return [line.strip().split(",") for line in f]
+
+
 def _small(path, seed):
     synthetic.generate(str(path), preset="tiny", seed=seed, check=False, videos=3, seconds=8)
     ann = path / "annotations"
@@ -87,7 +94,7 @@ def test_one_pose_per_person_keyframe_and_evidence_rows(tiny):
         gt.video_id, gt.timestamp, gt.person_id, gt.action_id) if a in pose_ids)
     keys = set(zip(gt.video_id, gt.timestamp, gt.person_id))
     assert set(poses) == keys and set(poses.values()) == {1}
-    ev = [line.strip().split(",") for line in open(os.path.join(root, "annotations", "evidence_train.csv"))]
+    ev = [r for r in _evidence(root, "train") if r[4] in L.EVIDENCE]
     assert sorted((v, int(t), int(q), int(a)) for v, t, q, a, _ in ev) == sorted(
         zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(), gt.action_id.tolist()))
     assert {e for *_, e in ev} == set(L.EVIDENCE)
@@ -170,8 +177,7 @@ def test_tiny_balance_from_written_csvs(tiny):
     pk = len(set(zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist())))
     for a in L.NAMES:
         assert (gt.action_id == a).sum() / pk >= 0.02, (a, int((gt.action_id == a).sum()), pk)
-    ev = collections.Counter(line.strip().split(",")[4]
-                             for line in open(os.path.join(root, "annotations", "evidence_train.csv")))
+    ev = collections.Counter(r[4] for r in _evidence(root, "train") if r[4] in L.EVIDENCE)
     assert set(ev) == set(L.EVIDENCE) and sum(ev.values()) == len(gt)
     for e in L.EVIDENCE:
         assert ev[e] / len(gt) >= 0.10, (e, ev)
@@ -187,8 +193,8 @@ def test_long_term_events_end_over_2s_before_and_outside_clip(tiny):
     states = _states(summary)
     seen = collections.Counter()
     for split in ("train", "val"):
-        for line in open(os.path.join(root, "annotations", f"evidence_{split}.csv")):
-            vid, t, p, a, e = line.strip().split(",")
+        for vid, t, p, a, e in _evidence(root, split):
+            line = ",".join((vid, t, p, a, e))
             if e != "long_term":
                 continue
             s, k, p, a = states[vid], int(t) * fps, int(p), int(a)
@@ -225,3 +231,85 @@ def test_generate_fails_loudly_when_unbalanced(tmp_path):
         synthetic.generate(str(tmp_path), preset="tiny", seed=0, videos=2, seconds=6)
     with pytest.raises(ValueError, match="unknown synthetic parameter"):
         synthetic.resolve_params("tiny", frames=3)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("syn_demo"))
+    summary = synthetic.generate(out, preset="demo", seed=SEED, check=True)
+    return out, summary
+
+
+def _positives_and_matched(root, split):
+    """-> (positives, matched negatives), Counters of (class, context | long_term), recounted
+    from the written CSVs; a matched negative must have no ground-truth row of its class."""
+    gt = _gt(root, split)
+    keys = set(zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(),
+                   gt.action_id.tolist()))
+    pos, neg = collections.Counter(), collections.Counter()
+    for vid, t, p, a, e in _evidence(root, split):
+        key = (vid, int(t), int(p), int(a))
+        if e in ("context", "long_term"):
+            assert key in keys
+            pos[int(a), e] += 1
+        elif e in ("context_negative", "long_term_negative"):
+            assert key not in keys, key
+            neg[int(a), e[:-len("_negative")]] += 1
+        else:
+            assert e in L.EVIDENCE, e
+    return pos, neg
+
+
+@pytest.mark.parametrize("preset", ["tiny", "demo"])
+def test_matched_negatives_at_least_positives(preset, request):
+    """Spec "Clean evidence": per split, per class and evidence type (context, long_term),
+    matched negatives >= positives."""
+    root, summary = request.getfixturevalue(preset)
+    for split in ("train", "val"):
+        pos, neg = _positives_and_matched(root, split)
+        if split == "train":
+            assert set(pos) == {(49, "context"), (74, "context"), (74, "long_term"),
+                                (80, "context"), (80, "long_term")}, pos
+        for key, n in pos.items():
+            assert neg[key] >= n > 0, (preset, split, key, n, neg[key])
+        assert summary["splits"][split]["matched"] == {
+            (a, e + "_negative"): n for (a, e), n in neg.items()}
+
+
+def _window_stats(s, p, k, C):
+    """Statistics of p's +-C frame clip window at keyframe frame k, from the scene state: p
+    still (same place and facing as at k, standing or sitting), p sits, number of others on
+    screen / 3, p faces someone, mean distance to the nearest person p faces, someone on
+    screen talks, someone p faces walks or runs, p faces a talker (one who talks in the video)."""
+    rows = []
+    for g in range(max(0, k - C), min(s.num_frames, k + C + 1)):
+        on = [q for q in range(s.num_people) if q != p and s.present[q, g] and 0 <= s.x[q, g] <= 1]
+        faced = _facing_others(s, p, g)
+        rows.append((
+            float(s.x[p, g] == s.x[p, k] and s.facing[p, g] == s.facing[p, k]
+                  and s.pose[p, g] in (STAND, SIT)),
+            float(s.pose[p, g] == SIT), len(on) / 3, float(bool(faced)),
+            min((abs(float(s.x[q, g] - s.x[p, g])) for q in faced), default=0.0),
+            float(any(s.talking[q, g] for q in on)),
+            float(any(s.pose[q, g] in (WALK, RUN) for q in faced)),
+            float(any(s.talking[q].any() for q in faced))))
+    return np.mean(rows, axis=0)
+
+
+def test_long_term_matched_negatives_share_the_clip_window(tiny):
+    """The +-1.6 s windows of long_term positives and of their matched negatives agree (means
+    within 0.1) on what a model without memory could read: stillness, pose, who is visible,
+    facing, distance, talk and motion in view, facing a talker."""
+    root, summary = tiny
+    fps = summary["params"]["fps"]
+    C = int(round(L.CLIP_HALF_S * fps))
+    states = _states(summary)
+    stats = collections.defaultdict(list)
+    for split in ("train", "val"):
+        for vid, t, p, a, e in _evidence(root, split):
+            if e in ("long_term", "long_term_negative"):
+                stats[int(a), e].append(_window_stats(states[vid], int(p), int(t) * fps, C))
+    for a in (74, 80):
+        pos, neg = np.mean(stats[a, "long_term"], 0), np.mean(stats[a, "long_term_negative"], 0)
+        assert len(stats[a, "long_term"]) >= 10 and len(stats[a, "long_term_negative"]) >= 10
+        assert np.all(np.abs(pos - neg) < 0.1), (a, pos.round(2), neg.round(2))

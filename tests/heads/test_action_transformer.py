@@ -289,8 +289,8 @@ def test_count_params_by_hand():
     unit_rest = 2 * (14 * 8 + 8) + (8 * 16 + 16) + (16 * 8 + 8) + 2 * (2 * 8)  # K, V, FFN, LNs
     layer1 = 2 * ((12 * 8 + 8) + unit_rest)
     layer2 = 2 * ((16 * 8 + 8) + unit_rest)  # query = concat of 2 heads x 8
-    outputs = (16 * 3 + 3) + (16 * 4 + 4)
-    assert head.count_params() == embedding + conv1x1 + layer1 + layer2 + outputs == 2912
+    outputs = (16 * 3 + 3) + (16 * 4 + 4) + (16 + 1)   # classes, box, actor logit
+    assert head.count_params() == embedding + conv1x1 + layer1 + layer2 + outputs == 2929
 
 
 def test_mixed_precision_outputs_float32_and_normalised_attention():

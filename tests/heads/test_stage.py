@@ -219,7 +219,8 @@ def test_get_config_round_trip_and_bad_arguments():
 
 def test_a_few_training_steps_lower_the_loss():
     keras.utils.set_random_seed(4)
-    head = StageHead(num_classes=3, dropout=0.1)
+    # Only the action logits are trained here (the actor logit has no gradient).
+    head = StageHead(num_classes=3, dropout=0.1, actor_logit=False)
     inputs = _inputs(seed=5)
     labels = tf.constant(np.random.default_rng(6).integers(0, 2, (3, 2, 3)), tf.float32)
     weight = tf.cast(inputs.roi_mask, tf.float32)[..., None] * tf.ones_like(labels)

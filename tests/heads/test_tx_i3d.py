@@ -37,7 +37,8 @@ def _inputs(seed=0, b=2, n=3, t=2, h=4, w=5, c=6, s=4, mask=None):
 def _standalone_copies(head, inputs):
     """An `ActionTransformerHead` and an `I3DHead` with the composite's sub-heads' weights."""
     tx = ActionTransformerHead(CLASSES, regress_boxes=False, **TX)
-    i3d = I3DHead(CLASSES, width_multiplier=0.05, freeze_bn=True, dropout=0.0)
+    i3d = I3DHead(CLASSES, width_multiplier=0.05, freeze_bn=True, dropout=0.0,
+                  actor_logit=False)
     tx(inputs), i3d(inputs)
     tx.set_weights(head.tx_head.get_weights())
     i3d.tail.set_weights(head.i3d_head.tail.get_weights())
@@ -57,6 +58,8 @@ def test_logits_from_tx_boxes_from_i3d():
     tx_out, i3d_out = tx(inputs, training=False), i3d(inputs, training=False)
     np.testing.assert_allclose(out.logits, tx_out.logits, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out.attention, tx_out.attention, rtol=1e-6, atol=1e-6)
+    # The actor (background) logit comes with the classification: from the Tx sub-head.
+    np.testing.assert_allclose(out.actor_logits, tx_out.actor_logits, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out.box_deltas, i3d_out.box_deltas, rtol=1e-6, atol=1e-6)
 
     # The box deltas by hand: mean of the I3D tail over (t, y, x), then the box layer.

@@ -198,6 +198,21 @@ def test_by_evidence_marks_other_evidence_difficult():
     assert result.by_evidence["self"].num_groundtruth == 1
 
 
+def test_by_evidence_ignores_rows_without_groundtruth():
+    """Synthetic AVA's matched-negative rows (evidence context_negative, a class the person is
+    negative for) join no ground-truth row: the breakdown is unchanged and gains no type."""
+    gt = [("v", 1, *BOX, 1, 0), ("v", 1, *FAR, 1, 1)]
+    evidence = {"video_id": ["v", "v"], "timestamp": [1, 1], "person_id": [0, 1],
+                "action_id": [1, 1], "evidence": ["self", "context"]}
+    extra = {k: v + [w] for (k, v), w in zip(evidence.items(), ["v", 1, 0, 20, "context_negative"])}
+    det = [("v", 1, *FAR, 1, 0.9), ("v", 1, *NEAR, 1, 0.2), ("v", 1, 0.0, 0.0, 0.05, 0.05, 1, 0.5)]
+    plain, with_negative = (score_rows(gt, det, ids=(1, 20), evidence=e) for e in (evidence, extra))
+    assert set(with_negative.by_evidence) == {"self", "context"}
+    for e in ("self", "context"):
+        assert with_negative.by_evidence[e].map == plain.by_evidence[e].map
+        assert with_negative.by_evidence[e].num_groundtruth == plain.by_evidence[e].num_groundtruth
+
+
 def test_by_persons_and_by_area_bins():
     gt = [("v", 1, *BOX, 1, 0),                                               # 1 person
           ("v", 2, *BOX, 1, 0), ("v", 2, *FAR, 1, 1),                        # 2 persons

@@ -185,7 +185,7 @@ def test_cli_error_is_one_line(root, tmp_path):
         [sys.executable, str(REPO / "tools" / "create_ava_tfrecords.py"), f"--ava_dir={root}",
          "--split=train", f"--out={tmp_path / 'o' / 'train.tfrecord'}", "--fps=10"],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 1
+    assert proc.returncode == 2   # bad input: 2, as every tool
     assert "Traceback" not in proc.stderr
     assert "error: " in proc.stderr and "ava_train.csv:1:" in proc.stderr
 
@@ -195,8 +195,12 @@ def test_missing_frame_inside_folder(root, tmp_path):
     with pytest.raises(convert.ConversionError, match=r"frames/vidA: frame 20 is missing"):
         _run(root, tmp_path / "out")
     m = _run(root, tmp_path / "out", skip_bad=True)
-    assert m["files_rejected"] == {"missing frame": ["vidA"]}
-    assert m["keyframes"]["rejected"] == {"missing frame": 2}
+    # Only the keyframe whose window holds frame 20 is lost, not the whole video.
+    assert m["files_rejected"] == {}
+    assert m["frames_rejected"] == {"missing frame": ["frames/vidA frame 20"]}
+    assert m["keyframes"] == {"total": 3, "written": 2, "rejected": {"missing frame": 1}}
+    keys = [(r["video_id"].numpy().decode(), int(r["timestamp"])) for r in _records(m)]
+    assert keys == [("vidA", 0), ("vidB", 2)]
 
 
 def test_shard_paths_and_fps_source(tmp_path):

@@ -2,6 +2,7 @@
 checkpoint: stored values, resume, clear errors; then feature-mode train.py and eval.py."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -67,10 +68,13 @@ def setup(tmp_path_factory):
 def test_stored_values(setup):
     from action_tx.data import features
     manifest = json.loads((setup["out"] / "manifest.json").read_text())
-    assert [s["records"] for s in manifest["shards"]] == [4, 4, 1]
-    assert all(s["done"] for s in manifest["shards"]) and manifest["keyframes"] == 9
     stored = features.read_feature_dir(str(setup["out"]))
     kfs = stored["keyframes"]
+    # Shards of whole videos (--shard_size=4: the 5 keyframes of syn0000, the 4 of syn0001).
+    assert [(s["start"], s["records"], s["videos"]) for s in manifest["shards"]] == \
+        [(0, 5, 1), (5, 4, 1)]
+    assert [k["video_id"] for k in kfs] == ["syn0000"] * 5 + ["syn0001"] * 4
+    assert all(s["done"] for s in manifest["shards"]) and manifest["keyframes"] == 9
     assert [(k["video_id"], k["timestamp"]) for k in kfs] == sorted(
         (k["video_id"], k["timestamp"]) for k in kfs)
     # Keyframe 0 recomputed in process: gt boxes / labels, pooled gt feature, scene, context.
@@ -117,13 +121,59 @@ def test_resume_skips_finished_shards(setup):
     paths[1].unlink()
     proc = run("extract_features.py", *setup["args"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [p.stat().st_mtime_ns for p in (paths[0], paths[2])] == [times[0], times[2]]
+    assert paths[0].stat().st_mtime_ns == times[0]
     after = features.read_feature_dir(str(out))["keyframes"]   # the same values again
     for a, b in zip(after, before):
         assert (a["video_id"], a["timestamp"]) == (b["video_id"], b["timestamp"])
         np.testing.assert_allclose(a["det"]["features"], b["det"]["features"], atol=1e-5)
         np.testing.assert_allclose(a["context"], b["context"], atol=1e-3)
     assert all(s["done"] for s in json.loads((out / "manifest.json").read_text())["shards"])
+
+
+def read_all(out):
+    from action_tx.data import features
+    return features.read_feature_dir(str(out))["keyframes"]
+
+
+def assert_same_features(got, want):
+    assert [(k["video_id"], k["timestamp"]) for k in got] == \
+        [(k["video_id"], k["timestamp"]) for k in want]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a["det"]["features"], b["det"]["features"], atol=1e-5)
+        np.testing.assert_allclose(a["gt"]["features"], b["gt"]["features"], atol=1e-5)
+
+
+def test_parallel_workers_and_a_kill_halfway(setup, tmp_path):
+    """Two workers over disjoint shards of one folder; worker 1, killed while writing its
+    shard, leaves only that shard's .tmp, unmarked; worker 0 finishes its own; worker 1's
+    re-run completes the folder: the one-process features."""
+    import signal
+    import time
+    want = read_all(setup["out"])
+    out = tmp_path / "par"
+    base = [a for a in setup["args"] if not a.startswith("--out=")] + [
+        f"--out={out}", "--num_workers=2"]
+    procs = [subprocess.Popen([sys.executable, TOOL, *base, f"--worker_index={i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
+             for i in (0, 1)]
+    second = out / "features-00001-of-00002.tfrecord"
+    deadline = time.time() + 300
+    while not pathlib.Path(str(second) + ".tmp").exists():
+        assert procs[1].poll() is None and time.time() < deadline, procs[1].stderr.read()[-3000:]
+        time.sleep(0.01)
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].wait()
+    _, err = procs[0].communicate(timeout=600)
+    assert procs[0].returncode == 0, err[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["done"] for s in manifest["shards"]] == [True, False] and not second.exists()
+    first = out / "features-00000-of-00002.tfrecord"
+    stamp = first.stat().st_mtime_ns
+    rerun = run("extract_features.py", *base, "--worker_index=1")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert first.stat().st_mtime_ns == stamp and second.exists()
+    assert not list(out.glob("*.tmp"))
+    assert_same_features(read_all(out), want)
 
 
 def test_clear_errors(setup, tmp_path):

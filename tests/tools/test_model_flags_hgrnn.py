@@ -15,3 +15,17 @@ def test_hgrnn_flags_build_the_head_and_class_specific_nms(model_flags):
                                                    "iterations": 3, "hidden_size": 8,
                                                    "dropout": 0.1}
     assert detector.class_specific_nms is True
+
+
+def test_consecutive_keyframes_and_trunk_endpoint_flags(model_flags):
+    labels = LabelMap(ids=(1, 4), names={1: "a", 4: "b"})
+    model_flags.FLAGS(["prog", "--head=hgrnn", "--consecutive_keyframes",
+                       "--context_keyframes=3", "--trunk_endpoint=Mixed_5c"])
+    kwargs = model_flags.dataset_kwargs_from_flags(labels, training=True)
+    assert (kwargs["consecutive"], kwargs["context"]) == (True, 3)
+    trunk = model_flags.build_detector_from_flags(labels).trunk
+    assert (trunk.final_endpoint, trunk.pool_5a_spatial_stride) == ("Mixed_5c", 1)
+    model_flags.FLAGS.unparse_flags()
+    model_flags.FLAGS(["prog", "--context_keyframes=3"])   # feature-mode context only
+    kwargs = model_flags.dataset_kwargs_from_flags(labels, training=True)
+    assert (kwargs["consecutive"], kwargs["context"]) == (False, 0)

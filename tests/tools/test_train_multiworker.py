@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -163,3 +164,38 @@ def test_tf_config_missing_or_outside_the_cluster(tmp_path):
     outside = dict(env, TF_CONFIG=json.dumps(
         {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}))
     assert_clean_error(run(*args, env=outside), "task worker:3 is not in the cluster")
+
+
+def test_aia_memory_tables_identical_across_workers(tmp_path):
+    """Issue 27 item 6: every worker's AIA memory holds the writes of every replica (an
+    all-gather before the scatter) and the loss tags are the global batch's, so after 3 steps
+    both workers' tables are identical and equal a one-process run's with the same global
+    batch (tests/tools/aia_memory_worker.py)."""
+    worker = os.path.join(REPO, "tests", "tools", "aia_memory_worker.py")
+    addresses = free_addresses(2)
+    procs = []
+    try:
+        for i in range(2):
+            env = dict(ENV, TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
+                                                  "task": {"type": "worker", "index": i}}))
+            with open(tmp_path / f"w{i}.err", "w") as err:
+                procs.append(subprocess.Popen([sys.executable, worker, str(tmp_path / f"w{i}.npz")],
+                                              stderr=err, env=env, cwd=REPO))
+        one = subprocess.run([sys.executable, worker, str(tmp_path / "one.npz")],
+                             capture_output=True, text=True, env={
+                                 k: v for k, v in ENV.items() if k != "TF_CONFIG"}, cwd=REPO,
+                             timeout=START_TIMEOUT)
+        wait_all(procs, [str(tmp_path / "w0"), str(tmp_path / "w1")], timeout=START_TIMEOUT)
+    finally:
+        kill_all(procs)
+    assert one.returncode == 0, one.stderr[-3000:]
+    for i, p in enumerate(procs):
+        assert p.returncode == 0, read(str(tmp_path / f"w{i}.err"))[-3000:]
+    tables = [np.load(tmp_path / f"{name}.npz") for name in ("w0", "w1", "one")]
+    assert (tables[2]["video"] == 0).all()           # the one-process run wrote every row
+    for name in ("features", "mask", "video", "timestamp"):
+        np.testing.assert_array_equal(tables[0][name], tables[1][name], err_msg=name)
+        np.testing.assert_array_equal(tables[0][name], tables[2][name], err_msg=name)
+    for name in ("loss_tag", "current_loss"):
+        np.testing.assert_allclose(tables[0][name], tables[1][name], rtol=0, atol=0)
+        np.testing.assert_allclose(tables[0][name], tables[2][name], rtol=1e-6, err_msg=name)

@@ -32,7 +32,7 @@ def _randomize(model, seed=0):
         var.assign(value.astype("float32"))
 
 
-def _reference(x, w, final_endpoint):
+def _reference(x, w, final_endpoint, pool_5a=([2, 2, 2], [2, 2, 2])):
     """The release network in plain tf.nn ops, reading weights by release name `w[...]`."""
     def unit(x, path, stride=1, bn=True):
         y = tf.nn.conv3d(x, w[f"{path}/conv_3d/w"], [1, stride, stride, stride, 1], "SAME")
@@ -61,7 +61,9 @@ def _reference(x, w, final_endpoint):
         x = mixed(x, ep)
     if final_endpoint == "Mixed_4f":
         return x
-    x = mixed(mixed(pool(x, [2, 2, 2], [2, 2, 2]), "Mixed_5b"), "Mixed_5c")
+    x = mixed(mixed(pool(x, *pool_5a), "Mixed_5b"), "Mixed_5c")
+    if final_endpoint == "Mixed_5c":
+        return x
     x = tf.nn.avg_pool3d(x, [2, 7, 7], [1, 1, 1], "VALID")
     return tf.reduce_mean(unit(x, "Logits/Conv3d_0c_1x1", bn=False)[:, :, 0, 0], axis=1)
 
@@ -103,6 +105,30 @@ def test_forward_equals_release_reference(final_endpoint, clip):
     weights = {k: v.value for k, v in model.release_variables().items()}
     np.testing.assert_allclose(out.numpy(), _reference(x, weights, final_endpoint).numpy(),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_5c_trunk_at_stride_16_equals_reference():
+    """`pool_5a_spatial_stride=1` (ACAR-Net §4.1: res5 at twice the resolution): MaxPool3d_5a
+    pools time only, so Mixed_5c keeps Mixed_4f's 16x spatial stride."""
+    from action_tx.model_builder import build_detector
+    clip = (1, 16, 64, 48, 3)
+    model = InceptionI3D(final_endpoint="Mixed_5c", width_multiplier=0.25,
+                         pool_5a_spatial_stride=1)
+    model.build(clip)
+    _randomize(model)
+    x = tf.random.stateless_uniform(clip, seed=[5, 6], minval=-1, maxval=1)
+    out = model(x, training=False)
+    assert tuple(out.shape) == (1, 2, 4, 3, 256) == model.compute_output_shape(clip)
+    weights = {k: v.value for k, v in model.release_variables().items()}
+    np.testing.assert_allclose(
+        out.numpy(), _reference(x, weights, "Mixed_5c", ([2, 1, 1], [2, 1, 1])).numpy(),
+        rtol=1e-4, atol=1e-4)
+    det = build_detector(num_classes=3, trunk="i3d_tiny", head="acar",
+                         trunk_endpoint="Mixed_5c")
+    assert (det.trunk.final_endpoint, det.trunk.pool_5a_spatial_stride) == ("Mixed_5c", 1)
+    assert InceptionI3D.from_config(det.trunk.get_config()).pool_5a_spatial_stride == 1
+    with pytest.raises(ValueError, match="trunk_endpoint='Mixed_4f'"):
+        build_detector(num_classes=3, head="i3d", trunk_endpoint="Mixed_5c")
 
 
 def test_width_multiplier_scales_channels_with_a_floor():

@@ -1,19 +1,20 @@
 """Runs a trained ActionDetector once per keyframe and writes feature shards
-(`action_tx.data.features` layout). The library side of `tools/extract_features.py`."""
+(`action_tx.data.features` layout). The library side of `tools/extract_features.py`.
+
+One forward pass: the stored detections are the detector's own (`ActionDetector.
+detect_with_features`, its inference with class-specific NMS and every post-processing
+option), and the features are pooled in the same pass."""
 from __future__ import annotations
 
 import os
 from typing import Callable, Sequence
 
-import numpy as np
 import tensorflow as tf
 
-from action_tx import eval_lib, losses
+from action_tx import eval_lib
 from action_tx.data.features import encode_keyframe, transfer_labels
-from action_tx.data.pipeline import process_example
+from action_tx.data.pipeline import process_example, shard_records
 from action_tx.data.tfrecords import parse_example
-from action_tx.heads.base import HeadInputs
-from object_detection_ext.postprocess import postprocess
 
 
 class Extractor:
@@ -27,16 +28,25 @@ class Extractor:
         max_boxes, max_proposals, max_objects) and num_classes.
       map_size: M of the context map. batch_size: keyframes per forward pass.
       min_detection_score: detections with a lower person score are not stored.
+      feature_layer: 'trunk' (the trunk's output, Mixed_4f unless the detector's trunk ends
+        at Mixed_5c) or 'Mixed_5c' (the `i3d`/`tx_i3d` head's fine-tuned Mixed_5a-5c tail on
+        each RoI tube, as that head pools it: STAGE §4, HGRNN §3.1): see
+        `ActionDetector.detect_with_features`.
     """
 
     def __init__(self, detector, checkpoint: str, files: Sequence[str], *, dataset_kwargs: dict,
-                 map_size: int = 7, batch_size: int = 4, min_detection_score: float = 0.0):
+                 map_size: int = 7, batch_size: int = 4, min_detection_score: float = 0.0,
+                 feature_layer: str = "trunk"):
         self.detector = detector
         self.files = list(files)
         self.kwargs = dict(dataset_kwargs)
         self.map_size = map_size
         self.batch_size = batch_size
         self.min_detection_score = min_detection_score
+        self.feature_layer = feature_layer
+        if feature_layer == "Mixed_5c" and detector.head.tail is None:
+            raise ValueError(f"feature_layer='Mixed_5c' needs a checkpoint whose head has an "
+                             f"I3D Mixed_5 tail (i3d, tx_i3d), not {type(detector.head).__name__}")
         eval_lib.build_detector_on(detector, self._dataset(0, batch_size))
         eval_lib.restore(detector, checkpoint)
         self._step = tf.function(self._features, reduce_retracing=True)
@@ -47,55 +57,38 @@ class Extractor:
         size = kw.pop("image_size")
         size = (size, size) if isinstance(size, int) else tuple(size)
 
-        def fn(serialized):
-            return process_example(parse_example(serialized, num_classes=num_classes),
-                                   tf.constant(0, tf.int64), image_size=size, training=False,
-                                   seed=0, **kw)
-        ds = tf.data.TFRecordDataset(self.files).skip(start).take(count)
+        def fn(shard, serialized):
+            ex = dict(parse_example(serialized, num_classes=num_classes), shard=shard)
+            return process_example(ex, tf.constant(0, tf.int64), image_size=size,
+                                   training=False, seed=0, **kw)
+        ds = tf.data.Dataset.from_tensor_slices(self.files).flat_map(
+            shard_records).skip(start).take(count)
         return ds.map(fn, num_parallel_calls=2, deterministic=True).batch(
             self.batch_size).prefetch(1)
 
     def _features(self, batch):
-        """The detector's inference path (ActionDetector.call, training=False), keeping the
-        trunk features, then the pooled features of every box kind."""
-        det = self.detector
-        features = det.trunk(batch["clip"], training=False)         # [B, T', H', W', C]
-        proposals = det.proposer(features, batch)
-        rois, roi_mask = proposals["proposals"], proposals["proposal_mask"]
-        roi_scores = proposals["proposal_scores"]
-        pool = lambda boxes, mask: tf.reduce_mean(                 # noqa: E731  [B, n, C]
-            det.roi_extractor(features, boxes, mask), axis=[2, 3, 4])
-        objects = object_mask = object_features = None
-        if det.use_objects:
-            objects, object_mask = batch["objects"], tf.cast(batch["object_mask"], tf.bool)
-            object_features = det.roi_extractor(features, objects, object_mask)
-        head_out = det.head(HeadInputs(
-            features=features, rois=rois, roi_mask=roi_mask,
-            roi_features=det.roi_extractor(features, rois, roi_mask), roi_scores=roi_scores,
-            objects=objects, object_mask=object_mask, object_features=object_features,
-            video_index=batch["video_index"], timestamp=batch["timestamp"],
-            keyframe_index=batch["keyframe_index"]), training=False)
-        dets = postprocess(rois, roi_mask, roi_scores,
-                           losses.action_probabilities(head_out.logits, det.pose_indices),
-                           head_out.box_deltas, nms_iou=det.nms_iou,
-                           max_detections=det.max_detections,
-                           score_threshold=det.score_threshold)
-        k = tf.shape(dets["detection_scores"])[1]
-        det_mask = ((tf.range(k)[None] < dets["num_detections"][:, None])
-                    & (dets["detection_scores"] >= self.min_detection_score))
+        """The detector's own inference pass (`ActionDetector.detect_with_features`: the
+        detections `detector(batch)` gives), with the pooled features of every box kind."""
         gt_mask = tf.cast(batch["box_mask"], tf.bool)
         obj_mask = tf.cast(batch["object_mask"], tf.bool)
-        # Context map: mean over T', then area (average) pooling to M x M.
+        out = self.detector.detect_with_features(
+            batch, feature_layer=self.feature_layer,
+            boxes={"gt": (batch["boxes"], gt_mask), "obj": (batch["objects"], obj_mask)})
+        features = out["feature_map"]                                # [B, T'', H'', W'', C]
+        k = tf.shape(out["detection_scores"])[1]
+        det_mask = ((tf.range(k)[None] < out["num_detections"][:, None])
+                    & (out["detection_scores"] >= self.min_detection_score))
+        # Context map: mean over T'', then area (average) pooling to M x M.
         context = tf.image.resize(tf.reduce_mean(features, axis=1),
                                   [self.map_size, self.map_size], method="area")
         return {
             "context": context, "scene": tf.reduce_mean(features, axis=[1, 2, 3]),
-            "gt_features": pool(batch["boxes"], gt_mask), "gt_mask": gt_mask,
-            "det_boxes": dets["detection_boxes"], "det_scores": dets["detection_scores"],
-            "det_mask": det_mask, "det_features": pool(dets["detection_boxes"], det_mask),
-            "det_labels": transfer_labels(dets["detection_boxes"], det_mask, batch["boxes"],
+            "gt_features": out["gt_features"], "gt_mask": gt_mask,
+            "det_boxes": out["detection_boxes"], "det_scores": out["detection_scores"],
+            "det_mask": det_mask, "det_features": out["detection_features"],
+            "det_labels": transfer_labels(out["detection_boxes"], det_mask, batch["boxes"],
                                           gt_mask, batch["labels"]),
-            "obj_features": pool(batch["objects"], obj_mask), "obj_mask": obj_mask,
+            "obj_features": out["obj_features"], "obj_mask": obj_mask,
         }
 
     def write_shard(self, path: str, start: int, count: int,
