@@ -50,7 +50,8 @@ def _interpolation_weights(lo: tf.Tensor, hi: tf.Tensor, size: tf.Tensor, crop_s
     last = cells + 1.0            # last index of the padded map
   else:
     last = cells - 1.0
-  # crop_and_resize's own arithmetic (crop_size > 1): in = lo * last + i * (hi - lo) * last / (crop - 1).
+  # crop_and_resize's own arithmetic (crop_size > 1):
+  # in = lo * last + i * (hi - lo) * last / (crop - 1).
   if crop_size > 1:
     step = (hi - lo) * last / (crop_size - 1)
     pos = lo[..., None] * last + tf.range(crop_size, dtype=tf.float32) * step[..., None]

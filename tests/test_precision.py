@@ -55,7 +55,8 @@ def _data():
             "object_scores": np.ones((n, 1), np.float32),
             "object_classes": np.ones((n, 1), np.int32),
             "video_id": np.array([b"v0"] * n), "video_index": np.zeros(n, np.int32),
-            "timestamp": np.arange(n, dtype=np.int32), "keyframe_index": np.arange(n, dtype=np.int32)}
+            "timestamp": np.arange(n, dtype=np.int32),
+            "keyframe_index": np.arange(n, dtype=np.int32)}
 
 
 DATA = _data()

@@ -40,8 +40,9 @@ flags.DEFINE_string("output_dir", None, "Where to write the SavedModel, or with 
 flags.DEFINE_float("fps", None, "Frame rate of the training videos, in which --frame_stride "
                    "counts frames (default: 'fps' of model_flags.json, else AVA's 30).")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras dtype policy the SavedModel computes in; its inputs and outputs stay uint8/float32 (any of them reads any checkpoint: "
-                  "variables are float32 in all three).")
+                  "Keras dtype policy the SavedModel computes in; its inputs and outputs stay "
+                  "uint8/float32 (any of them reads any checkpoint: variables are float32 in "
+                  "all three).")
 flags.DEFINE_bool("trunk_only", False, "Write only the Inception-I3D weights (trunk and any "
                   "I3D head tail), as OUTPUT_DIR/i3d_trunk for tools/train.py --init_checkpoint, "
                   "instead of a SavedModel.")
