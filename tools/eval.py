@@ -153,6 +153,9 @@ flags.DEFINE_float("eval_timeout", 3600.0, "--continuous: stop after this many s
                    "without a new checkpoint.")
 flags.DEFINE_float("eval_poll", 10.0, "--continuous: seconds between looks for checkpoints.")
 flags.DEFINE_integer("eval_batch_size", 2, "Keyframes per inference batch.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy the model runs in (any of them reads any checkpoint: "
+                  "variables are float32 in all three).")
 flags.DEFINE_integer("num_images", 3, "Keyframes rendered to TensorBoard (eval/keyframes: "
                      "the stored frame at >= 448 px, detections and ground truth with a "
                      "legend; eval/attention: heat maps beside the frame, for heads that "
@@ -232,8 +235,10 @@ def score_model():
         except (FileNotFoundError, NotTFRecordError) as e:   # nothing, or not only shards
             raise InputError(f"--eval_tfrecords: {e}")
         total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
-    detector = model_flags.build_model_from_flags(label_map)
-    eval_lib.build_detector_on(detector, dataset)
+    from action_tx import precision
+    with precision.policy(FLAGS.precision):
+        detector = model_flags.build_model_from_flags(label_map)
+        eval_lib.build_detector_on(detector, dataset)
     if FLAGS.empty_memory and not eval_lib.has_inference_memory(detector.head):
         raise InputError(f"--empty_memory: the head {FLAGS.head!r} has no inference memory")
     out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")

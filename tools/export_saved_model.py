@@ -39,6 +39,10 @@ flags.DEFINE_string("output_dir", None, "Where to write the SavedModel, or with 
                     "the I3D weights (must not exist or be empty).")
 flags.DEFINE_float("fps", None, "Frame rate of the training videos, in which --frame_stride "
                    "counts frames (default: 'fps' of model_flags.json, else AVA's 30).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy the SavedModel computes in; its inputs and outputs stay "
+                  "uint8/float32 (any of them reads any checkpoint: variables are float32 in "
+                  "all three).")
 flags.DEFINE_bool("trunk_only", False, "Write only the Inception-I3D weights (trunk and any "
                   "I3D head tail), as OUTPUT_DIR/i3d_trunk for tools/train.py --init_checkpoint, "
                   "instead of a SavedModel.")
@@ -147,8 +151,10 @@ def export():
         label_map = ava.read_label_map(FLAGS.label_map)
     except (ValueError, OSError) as e:
         raise InputError(f"--label_map: {' '.join(str(e).split())}")
-    detector = model_flags.build_detector_from_flags(label_map)
-    detector(_dummy_batch(tf, label_map), training=False)
+    from action_tx import precision
+    with precision.policy(FLAGS.precision):
+        detector = model_flags.build_detector_from_flags(label_map)
+        detector(_dummy_batch(tf, label_map), training=False)
     try:
         # A damaged newest checkpoint: a warning line, and the one before it (as the trainer).
         path = checkpointing.restore_newest(paths, lambda p: eval_lib.restore(detector, p),
