@@ -1,4 +1,5 @@
 """action_tx: spatio-temporal action detection (AVA) in TensorFlow / Keras 3."""
+
 import os
 
 # TF reads these when it starts, so they must be set before the first `import tensorflow`:

@@ -18,6 +18,7 @@ and `acfb.json`: {"num_keyframes": K (max keyframe_index + 1), "max_persons": P 
 Keyframe indices are those of the split (docs/DESIGN.md), so a split's bank serves only that
 split: train with the training split's bank, evaluate with the evaluation split's.
 """
+
 import json
 import os
 from typing import Optional
@@ -41,14 +42,30 @@ class BankWriter:
         self._rows, self._shards, self._map_shape = [], [], None
         self._max_persons, self._max_index, self._count = 0, -1, 0
 
-    def add(self, keyframe_index: int, video_index: int, timestamp: int, video_id: str,
-            maps: np.ndarray, boxes: np.ndarray, scores: np.ndarray):
+    def add(
+        self,
+        keyframe_index: int,
+        video_index: int,
+        timestamp: int,
+        video_id: str,
+        maps: np.ndarray,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+    ):
         """One keyframe: maps [P, h, w, d] of its P actors, boxes [P, 4], scores [P]."""
         if self._map_shape is None:
             self._map_shape = list(maps.shape[1:])
-        self._rows.append((int(keyframe_index), int(video_index), int(timestamp), str(video_id),
-                           maps.astype(np.float16), boxes.astype(np.float32),
-                           scores.astype(np.float32)))
+        self._rows.append(
+            (
+                int(keyframe_index),
+                int(video_index),
+                int(timestamp),
+                str(video_id),
+                maps.astype(np.float16),
+                boxes.astype(np.float32),
+                scores.astype(np.float32),
+            )
+        )
         self._max_persons = max(self._max_persons, maps.shape[0])
         self._max_index = max(self._max_index, int(keyframe_index))
         self._count += 1
@@ -66,26 +83,42 @@ class BankWriter:
             n = row[4].shape[0]
             maps[i, :n], mask[i, :n], boxes[i, :n], scores[i, :n] = row[4], True, row[5], row[6]
         name = f"acfb-{len(self._shards):05d}.npz"
-        np.savez(os.path.join(self.out_dir, name),
-                 keyframe_index=np.array([r[0] for r in self._rows], np.int64),
-                 video_index=np.array([r[1] for r in self._rows], np.int32),
-                 timestamp=np.array([r[2] for r in self._rows], np.int32),
-                 video_id=np.array([r[3] for r in self._rows]),
-                 maps=maps, mask=mask, boxes=boxes, scores=scores)
+        np.savez(
+            os.path.join(self.out_dir, name),
+            keyframe_index=np.array([r[0] for r in self._rows], np.int64),
+            video_index=np.array([r[1] for r in self._rows], np.int32),
+            timestamp=np.array([r[2] for r in self._rows], np.int32),
+            video_id=np.array([r[3] for r in self._rows]),
+            maps=maps,
+            mask=mask,
+            boxes=boxes,
+            scores=scores,
+        )
         self._shards.append(name)
         self._rows = []
 
     def close(self) -> dict:
         self._flush()
-        manifest = dict(num_keyframes=self._max_index + 1, max_persons=self._max_persons,
-                        map_shape=self._map_shape, shards=self._shards, keyframes=self._count)
+        manifest = dict(
+            num_keyframes=self._max_index + 1,
+            max_persons=self._max_persons,
+            map_shape=self._map_shape,
+            shards=self._shards,
+            keyframes=self._count,
+        )
         with open(os.path.join(self.out_dir, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=1)
         return manifest
 
 
-def extract_bank(model, dataset, out_dir: str, progress: bool = True,
-                 total: Optional[int] = None, shard_size: int = 256) -> dict:
+def extract_bank(
+    model,
+    dataset,
+    out_dir: str,
+    progress: bool = True,
+    total: Optional[int] = None,
+    shard_size: int = 256,
+) -> dict:
     """Archives the first-order relation maps L of every keyframe's actors (stage 1 -> bank).
 
     Args:
@@ -101,8 +134,10 @@ def extract_bank(model, dataset, out_dir: str, progress: bool = True,
     """
     head = model.head
     if not isinstance(head, ACARHead):
-        raise ValueError(f"extract_bank: the model's head {type(head).__name__} is not an "
-                         "ACARHead (no first-order relation maps to archive)")
+        raise ValueError(
+            f"extract_bank: the model's head {type(head).__name__} is not an "
+            "ACARHead (no first-order relation maps to archive)"
+        )
 
     @tf.function
     def step(batch):
@@ -122,8 +157,15 @@ def extract_bank(model, dataset, out_dir: str, progress: bool = True,
         for b in np.nonzero(keep)[0]:
             m = roi_mask[b].astype(bool)
             vid = video_ids[b].decode() if isinstance(video_ids[b], bytes) else str(video_ids[b])
-            writer.add(batch["keyframe_index"][b], batch["video_index"][b],
-                       batch["timestamp"][b], vid, maps[b][m], rois[b][m], scores[b][m])
+            writer.add(
+                batch["keyframe_index"][b],
+                batch["video_index"][b],
+                batch["timestamp"][b],
+                vid,
+                maps[b][m],
+                rois[b][m],
+                scores[b][m],
+            )
         bar.update(int(keep.sum()))
     bar.close()
     return writer.close()
@@ -139,8 +181,10 @@ def load_bank(bank_dir: str) -> Bank:
         k, p = int(manifest["num_keyframes"]), max(int(manifest["max_persons"]), 1)
         shape, shards = [int(s) for s in manifest["map_shape"] or [1, 1, 1]], manifest["shards"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not an ACFB manifest ({e}); make one with "
-                         "tools/extract_features.py --bank=acfb") from None
+        raise ValueError(
+            f"{path}: not an ACFB manifest ({e}); make one with "
+            "tools/extract_features.py --bank=acfb"
+        ) from None
     maps = np.zeros([max(k, 1), p] + shape, np.float16)
     mask = np.zeros([max(k, 1), p], bool)
     video = np.full([max(k, 1)], -1, np.int32)
@@ -162,8 +206,7 @@ def load_bank(bank_dir: str) -> Bank:
     return Bank(maps, mask, video, timestamp, video_id)
 
 
-def attach_banks(head, bank_dir: Optional[str] = None,
-                 eval_bank_dir: Optional[str] = None) -> None:
+def attach_banks(head, bank_dir: Optional[str] = None, eval_bank_dir: Optional[str] = None) -> None:
     """Reads the bank folders and gives them to `head` (`ACARHead.set_bank`).
 
     bank_dir: the training split's bank (read in training); eval_bank_dir: the evaluation
@@ -172,7 +215,11 @@ def attach_banks(head, bank_dir: Optional[str] = None,
     `use_bank=True`.
     """
     if not isinstance(head, ACARHead):
-        raise ValueError(f"a feature bank was given ({bank_dir or eval_bank_dir}) but the head "
-                         f"{type(head).__name__} is not an ACARHead (only ACAR reads one)")
-    head.set_bank(load_bank(bank_dir) if bank_dir else None,
-                  load_bank(eval_bank_dir) if eval_bank_dir else None)
+        raise ValueError(
+            f"a feature bank was given ({bank_dir or eval_bank_dir}) but the head "
+            f"{type(head).__name__} is not an ACARHead (only ACAR reads one)"
+        )
+    head.set_bank(
+        load_bank(bank_dir) if bank_dir else None,
+        load_bank(eval_bank_dir) if eval_bank_dir else None,
+    )

@@ -8,6 +8,7 @@ and the state of every Keras `SeedGenerator` in the model. The latter are not re
 model's own checkpoint dependencies (a SeedGenerator is not a trackable), yet they drive
 dropout and the RoI / anchor samplers: without them a resumed run would draw other samples.
 """
+
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import keras
 import tensorflow as tf
 
 CONFIG_FILE = "model_flags.json"
-STATE_FILE = "checkpoint"   # tf.train.CheckpointManager's list of its checkpoints
+STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's list of its checkpoints
 _STATE_LINE = re.compile(r'^(\w+):\s*(?:"((?:[^"\\]|\\.)*)"|([-+.\deE]+))\s*$')
 _INDEX_FILE = re.compile(r"^ckpt-(\d+)\.index$")
 
@@ -62,16 +63,18 @@ class VariableTable(tf.__internal__.tracking.AutoTrackable):
 def _positional(variables, transient=frozenset()) -> VariableTable:
     # Keys are positions in the full list, so leaving a transient variable out shifts no other
     # key: checkpoints written before a variable became transient still restore.
-    return VariableTable({f"v{i:05d}": v for i, v in enumerate(variables)
-                          if id(v) not in transient})
+    return VariableTable(
+        {f"v{i:05d}": v for i, v in enumerate(variables) if id(v) not in transient}
+    )
 
 
 def transient_variable_ids(model) -> frozenset:
     """ids of the variables left out of checkpoints: those every layer of `model` (itself
     included) lists in a `transient_variables` attribute (state it rebuilds itself)."""
     layers = [model] + list(model._flatten_layers(include_self=False, recursive=True))
-    return frozenset(id(v) for layer in layers
-                     for v in (getattr(layer, "transient_variables", None) or ()))
+    return frozenset(
+        id(v) for layer in layers for v in (getattr(layer, "transient_variables", None) or ())
+    )
 
 
 def checkpointable(model) -> tf.__internal__.tracking.AutoTrackable:
@@ -105,8 +108,12 @@ def checkpointable(model) -> tf.__internal__.tracking.AutoTrackable:
 
 def make_checkpoint(*, model, optimizer, step: tf.Variable, iterator=None) -> tf.train.Checkpoint:
     """The training checkpoint object (see the module docstring)."""
-    kwargs = dict(model=checkpointable(model), optimizer=optimizer, step=step,
-                  seed_generators=seed_generator_states(model))
+    kwargs = dict(
+        model=checkpointable(model),
+        optimizer=optimizer,
+        step=step,
+        seed_generators=seed_generator_states(model),
+    )
     if iterator is not None:
         kwargs["iterator"] = iterator
     return tf.train.Checkpoint(**kwargs)
@@ -118,9 +125,15 @@ def _is_structure_mismatch(error: Exception) -> bool:
     if isinstance(error, CheckpointMismatchError):
         return True
     text = str(error)
-    return isinstance(error, (AssertionError, ValueError)) and not isinstance(
-        error, tf.errors.OpError) and ("shape" in text.lower() or "Unresolved object" in text
-                                        or "not found in checkpoint" in text)
+    return (
+        isinstance(error, (AssertionError, ValueError))
+        and not isinstance(error, tf.errors.OpError)
+        and (
+            "shape" in text.lower()
+            or "Unresolved object" in text
+            or "not found in checkpoint" in text
+        )
+    )
 
 
 def _read_state(model_dir: str):
@@ -145,8 +158,7 @@ def _read_state(model_dir: str):
         elif match and match.group(1) == "model_checkpoint_path":
             newest = match.group(2)
     listed = listed or ([newest] if newest else [])
-    listed = [p if os.path.isabs(p) or "://" in p else os.path.join(model_dir, p)
-              for p in listed]
+    listed = [p if os.path.isabs(p) or "://" in p else os.path.join(model_dir, p) for p in listed]
     if not any(tf.io.gfile.exists(p + ".index") for p in listed):
         return listed, "names no checkpoint that exists"
     return listed, None
@@ -158,7 +170,7 @@ def _index_checkpoints(model_dir: str) -> List[str]:
     for name in tf.io.gfile.listdir(model_dir) if tf.io.gfile.isdir(model_dir) else []:
         match = _INDEX_FILE.match(name)
         if match:
-            found.append((int(match.group(1)), os.path.join(model_dir, name[:-len(".index")])))
+            found.append((int(match.group(1)), os.path.join(model_dir, name[: -len(".index")])))
     return [p for _, p in sorted(found)]
 
 
@@ -176,8 +188,9 @@ def _write_state(model_dir: str, checkpoints: List[str]) -> None:
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
-def find_checkpoints(model_dir: str, log: Optional[Callable[[str], None]] = logging.warning,
-                     repair: bool = False) -> List[str]:
+def find_checkpoints(
+    model_dir: str, log: Optional[Callable[[str], None]] = logging.warning, repair: bool = False
+) -> List[str]:
     """The checkpoints of `model_dir`, oldest first.
 
     Normally those its `checkpoint` state file lists. When that file is missing, unreadable,
@@ -192,19 +205,24 @@ def find_checkpoints(model_dir: str, log: Optional[Callable[[str], None]] = logg
         return listed
     found = _index_checkpoints(model_dir)
     if not found:
-        return listed   # nothing better: restoring the listed ones reports what is missing
+        return listed  # nothing better: restoring the listed ones reports what is missing
     names = ", ".join(os.path.basename(p) for p in found)
     if repair:
         _write_state(model_dir, found)
     if log:
-        log(f"{os.path.join(model_dir, STATE_FILE)} {problem}; found {len(found)} "
+        log(
+            f"{os.path.join(model_dir, STATE_FILE)} {problem}; found {len(found)} "
             f"checkpoint(s) from their ckpt-*.index files ({names}); using the newest that "
-            f"restores{' (state file rewritten from them)' if repair else ''}")
+            f"restores{' (state file rewritten from them)' if repair else ''}"
+        )
     return found
 
 
-def restore_newest(checkpoints: List[str], restore: Callable[[str], None],
-                   log: Callable[[str], None] = logging.warning) -> Optional[str]:
+def restore_newest(
+    checkpoints: List[str],
+    restore: Callable[[str], None],
+    log: Callable[[str], None] = logging.warning,
+) -> Optional[str]:
     """Calls `restore(path)` on the newest of `checkpoints` (oldest first), then on older ones
     while it fails on a damaged checkpoint; returns the path that restored, or None for an
     empty list.
@@ -225,18 +243,24 @@ def restore_newest(checkpoints: List[str], restore: Callable[[str], None],
                 if isinstance(e, CheckpointMismatchError):
                     raise
                 raise CheckpointMismatchError(
-                    f"{path} was written by a different model configuration: {reason}") from None
+                    f"{path} was written by a different model configuration: {reason}"
+                ) from None
             reasons.append(f"{path}: {type(e).__name__}: {reason}")
-            if i:   # (the oldest one's failure is in the error raised below)
-                log(f"cannot restore {path} ({type(e).__name__}: {reason}); falling back to "
-                    f"the checkpoint before it, {checkpoints[i - 1]}")
+            if i:  # (the oldest one's failure is in the error raised below)
+                log(
+                    f"cannot restore {path} ({type(e).__name__}: {reason}); falling back to "
+                    f"the checkpoint before it, {checkpoints[i - 1]}"
+                )
     if reasons:
         raise CheckpointError("no checkpoint can be restored: " + "; ".join(reasons))
     return None
 
 
-def restore_latest(checkpoint: tf.train.Checkpoint, checkpoints: List[str],
-                   log: Callable[[str], None] = logging.warning) -> Optional[str]:
+def restore_latest(
+    checkpoint: tf.train.Checkpoint,
+    checkpoints: List[str],
+    log: Callable[[str], None] = logging.warning,
+) -> Optional[str]:
     """Restores the newest readable checkpoint of `checkpoints` (oldest first) into the
     training `checkpoint`; returns its path, or None when the list is empty.
 
@@ -247,12 +271,14 @@ def restore_latest(checkpoint: tf.train.Checkpoint, checkpoints: List[str],
     """
     try:
         return restore_newest(
-            checkpoints, lambda p: checkpoint.restore(p).assert_existing_objects_matched(), log)
+            checkpoints, lambda p: checkpoint.restore(p).assert_existing_objects_matched(), log
+        )
     except CheckpointMismatchError:
         raise
     except CheckpointError as e:
-        raise CheckpointError(f"{e}; refusing to start from scratch over them (delete the "
-                              "model_dir to do so)") from None
+        raise CheckpointError(
+            f"{e}; refusing to start from scratch over them (delete the model_dir to do so)"
+        ) from None
 
 
 def check_model_config(model_dir: str, config: Dict[str, object], write: bool = True) -> None:
@@ -262,17 +288,21 @@ def check_model_config(model_dir: str, config: Dict[str, object], write: bool = 
     key when it holds other values, since the checkpoints there belong to that model.
     """
     path = os.path.join(model_dir, CONFIG_FILE)
-    config = json.loads(json.dumps(config))   # the JSON view: tuples -> lists, etc.
+    config = json.loads(json.dumps(config))  # the JSON view: tuples -> lists, etc.
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             saved = json.load(f)
         keys = sorted(set(saved) | set(config))
-        diff = [f"{k}: {saved.get(k, '<absent>')!r} in {CONFIG_FILE}, now {config.get(k, '<absent>')!r}"
-                for k in keys if saved.get(k, "<absent>") != config.get(k, "<absent>")]
+        diff = [
+            f"{k}: {saved.get(k, '<absent>')!r} in {CONFIG_FILE}, now {config.get(k, '<absent>')!r}"
+            for k in keys
+            if saved.get(k, "<absent>") != config.get(k, "<absent>")
+        ]
         if diff:
             raise CheckpointError(
                 f"{model_dir} holds a run of a different model configuration ({'; '.join(diff)}); "
-                "use another --model_dir or the same model flags")
+                "use another --model_dir or the same model flags"
+            )
         return
     if write:
         tf.io.gfile.makedirs(model_dir)

@@ -7,6 +7,7 @@
 
 The pieces are composed, not configured: `ActionDetector(trunk=..., proposer=..., head=...)`.
 """
+
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -61,21 +62,41 @@ class ActionDetector(keras.Model):
         does (its `models/necks/basic.py` builds the RoIs from the labelled boxes alone).
     """
 
-    def __init__(self, trunk, proposer, head, num_classes: int, roi_extractor=None,
-                 use_objects: Optional[bool] = None, pose_indices: Optional[Sequence[int]] = None,
-                 focal_gamma: float = 0.0, focal_alpha: Optional[float] = None,
-                 num_roi_samples: int = 64, positive_fraction: float = 0.25,
-                 rpn_weight: float = 1.0, box_weight: float = 1.0, nms_iou: float = 0.6,
-                 max_detections: int = 100, score_threshold: float = 0.0, seed: int = 0,
-                 class_specific_nms: bool = False, person_score: str = "geometric",
-                 actor_weight: float = 1.0, background_rois: bool = True, **kwargs):
+    def __init__(
+        self,
+        trunk,
+        proposer,
+        head,
+        num_classes: int,
+        roi_extractor=None,
+        use_objects: Optional[bool] = None,
+        pose_indices: Optional[Sequence[int]] = None,
+        focal_gamma: float = 0.0,
+        focal_alpha: Optional[float] = None,
+        num_roi_samples: int = 64,
+        positive_fraction: float = 0.25,
+        rpn_weight: float = 1.0,
+        box_weight: float = 1.0,
+        nms_iou: float = 0.6,
+        max_detections: int = 100,
+        score_threshold: float = 0.0,
+        seed: int = 0,
+        class_specific_nms: bool = False,
+        person_score: str = "geometric",
+        actor_weight: float = 1.0,
+        background_rois: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.trunk = trunk
         self.proposer = proposer
         self.head = head
         self.num_classes = num_classes
-        self.roi_extractor = roi_extractor if roi_extractor is not None else STRoIAlign(
-            crop_size=14, output_size=7, pool="max", name="st_roi_pool")
+        self.roi_extractor = (
+            roi_extractor
+            if roi_extractor is not None
+            else STRoIAlign(crop_size=14, output_size=7, pool="max", name="st_roi_pool")
+        )
         self.use_objects = bool(head.uses_objects if use_objects is None else use_objects)
         self.pose_indices = list(pose_indices) if pose_indices else None
         self.focal_gamma = focal_gamma
@@ -89,7 +110,7 @@ class ActionDetector(keras.Model):
         self.score_threshold = score_threshold
         self.seed = seed
         self.class_specific_nms = class_specific_nms
-        combine_person_scores(tf.zeros([1, 1]), None, person_score)   # validates the rule
+        combine_person_scores(tf.zeros([1, 1]), None, person_score)  # validates the rule
         self.person_score = person_score
         self.actor_weight = actor_weight
         self.background_rois = background_rois
@@ -136,15 +157,22 @@ class ActionDetector(keras.Model):
         if training:
             if self.proposer.mode == "gt":
                 # Classification given GT boxes (paper §4.2): every RoI is a positive.
-                out.update(roi_labels=tf.cast(batch["labels"], tf.float32),
-                           roi_is_positive=roi_mask,
-                           roi_box_targets=tf.zeros_like(rois))
+                out.update(
+                    roi_labels=tf.cast(batch["labels"], tf.float32),
+                    roi_is_positive=roi_mask,
+                    roi_box_targets=tf.zeros_like(rois),
+                )
             else:
-                sample = sample_rois(rois, roi_mask, batch["boxes"], batch["box_mask"],
-                                     batch["labels"], seed=self._next_seed(),
-                                     num_samples=self.num_roi_samples,
-                                     positive_fraction=(self.positive_fraction
-                                                        if self.background_rois else 1.0))
+                sample = sample_rois(
+                    rois,
+                    roi_mask,
+                    batch["boxes"],
+                    batch["box_mask"],
+                    batch["labels"],
+                    seed=self._next_seed(),
+                    num_samples=self.num_roi_samples,
+                    positive_fraction=(self.positive_fraction if self.background_rois else 1.0),
+                )
                 rois, roi_mask = sample["rois"], sample["roi_mask"]
                 if not self.background_rois:
                     roi_mask = roi_mask & sample["is_positive"]
@@ -152,16 +180,20 @@ class ActionDetector(keras.Model):
                 # ground truth, 1 for an added GT box), so a head keeping one box per person
                 # (AIA's memory) keeps the best; background 0.
                 roi_scores = tf.where(sample["is_positive"], sample["max_iou"], 0.0)
-                out.update(roi_labels=sample["labels"], roi_is_positive=sample["is_positive"],
-                           roi_box_targets=sample["box_targets"])
+                out.update(
+                    roi_labels=sample["labels"],
+                    roi_is_positive=sample["is_positive"],
+                    roi_box_targets=sample["box_targets"],
+                )
                 if self.background_rois:
                     # Actor targets (Faster R-CNN second stage): a sampled RoI is a person
                     # when its IoU with a ground-truth person is >= 0.5. Without background
                     # samples there is nothing to tell apart, so no actor loss.
                     out["roi_actor_targets"] = tf.cast(sample["is_positive"], tf.float32)
             if "rpn_objectness" in proposals:
-                targets = rpn.rpn_targets(proposals["anchors"], batch["boxes"],
-                                          batch["box_mask"], seed=self._next_seed())
+                targets = rpn.rpn_targets(
+                    proposals["anchors"], batch["boxes"], batch["box_mask"], seed=self._next_seed()
+                )
                 out.update(rpn_labels=targets["labels"], rpn_box_targets=targets["box_targets"])
         roi_features = self.roi_extractor(features, rois, roi_mask)
         objects = object_mask = object_features = None
@@ -169,15 +201,26 @@ class ActionDetector(keras.Model):
             objects, object_mask = batch["objects"], tf.cast(batch["object_mask"], tf.bool)
             object_features = self.roi_extractor(features, objects, object_mask)
         keyframe_mask = batch.get("keyframe_mask")
-        head_out = self.head(HeadInputs(
-            features=features, rois=rois, roi_mask=roi_mask, roi_features=roi_features,
-            roi_scores=roi_scores, objects=objects, object_mask=object_mask,
-            object_features=object_features, video_index=batch.get("video_index"),
-            timestamp=batch.get("timestamp"), keyframe_index=batch.get("keyframe_index"),
-            keyframe_mask=(tf.cast(keyframe_mask, tf.bool) if keyframe_mask is not None
-                           else None),
-            roi_labels=out.get("roi_labels")),
-            training=training)
+        head_out = self.head(
+            HeadInputs(
+                features=features,
+                rois=rois,
+                roi_mask=roi_mask,
+                roi_features=roi_features,
+                roi_scores=roi_scores,
+                objects=objects,
+                object_mask=object_mask,
+                object_features=object_features,
+                video_index=batch.get("video_index"),
+                timestamp=batch.get("timestamp"),
+                keyframe_index=batch.get("keyframe_index"),
+                keyframe_mask=(
+                    tf.cast(keyframe_mask, tf.bool) if keyframe_mask is not None else None
+                ),
+                roi_labels=out.get("roi_labels"),
+            ),
+            training=training,
+        )
         if "target_mask" in batch:
             # Runs of consecutive keyframes (`build_dataset(consecutive=True)`): context and
             # padding keyframes fed the head's temporal part only; no loss, no detections.
@@ -196,20 +239,31 @@ class ActionDetector(keras.Model):
             out["actor_logits"] = head_out.actor_logits
         if not training:
             out["person_scores"] = self.person_scores(roi_scores, head_out.actor_logits)
-            out.update(postprocess(
-                rois, roi_mask, out["person_scores"],
-                losses.action_probabilities(head_out.logits, self.pose_indices),
-                head_out.box_deltas, nms_iou=self.nms_iou, max_detections=self.max_detections,
-                score_threshold=self.score_threshold,
-                class_specific_nms=self.class_specific_nms,
-                # Given boxes (ground truth, or external detections that their detector has
-                # already suppressed) keep one row each, also where people overlap: NMS runs
-                # over the RPN's proposals only (issue 27: the GT-box bound stays unbiased).
-                nms=self.proposer.mode == "rpn"))
+            out.update(
+                postprocess(
+                    rois,
+                    roi_mask,
+                    out["person_scores"],
+                    losses.action_probabilities(head_out.logits, self.pose_indices),
+                    head_out.box_deltas,
+                    nms_iou=self.nms_iou,
+                    max_detections=self.max_detections,
+                    score_threshold=self.score_threshold,
+                    class_specific_nms=self.class_specific_nms,
+                    # Given boxes (ground truth, or external detections that their detector has
+                    # already suppressed) keep one row each, also where people overlap: NMS runs
+                    # over the RPN's proposals only (issue 27: the GT-box bound stays unbiased).
+                    nms=self.proposer.mode == "rpn",
+                )
+            )
         return out, features
 
-    def detect_with_features(self, batch: Dict[str, tf.Tensor], feature_layer: str = "trunk",
-                             boxes: Optional[Dict[str, tuple]] = None) -> Dict[str, tf.Tensor]:
+    def detect_with_features(
+        self,
+        batch: Dict[str, tf.Tensor],
+        feature_layer: str = "trunk",
+        boxes: Optional[Dict[str, tuple]] = None,
+    ) -> Dict[str, tf.Tensor]:
         """Inference (`call(batch, training=False)`, the same one pass) that also returns
         features of one layer, pooled per box and over the clip (the frozen features of
         `action_tx.feature_extraction`).
@@ -234,35 +288,41 @@ class ActionDetector(keras.Model):
         out, features = self._forward(batch, training=False)
         if feature_layer == "trunk":
             feature_map = features
-            pool = lambda b, m: tf.reduce_mean(                   # noqa: E731
-                self.roi_extractor(features, b, m), axis=[2, 3, 4])
+            pool = lambda b, m: tf.reduce_mean(  # noqa: E731
+                self.roi_extractor(features, b, m), axis=[2, 3, 4]
+            )
         elif feature_layer == "Mixed_5c":
             if self.head.tail is None:
-                raise ValueError(f"feature_layer='Mixed_5c' needs a head with an I3D Mixed_5 "
-                                 f"tail (i3d, tx_i3d), not {type(self.head).__name__}")
+                raise ValueError(
+                    f"feature_layer='Mixed_5c' needs a head with an I3D Mixed_5 "
+                    f"tail (i3d, tx_i3d), not {type(self.head).__name__}"
+                )
             feature_map = self.head.tail(features, training=False)
-            pool = lambda b, m: self.head.tail_features(          # noqa: E731
-                self.roi_extractor(features, b, m), training=False)
+            pool = lambda b, m: self.head.tail_features(  # noqa: E731
+                self.roi_extractor(features, b, m), training=False
+            )
         else:
             raise ValueError(f"feature_layer must be 'trunk' or 'Mixed_5c', got {feature_layer!r}")
         k = tf.shape(out["detection_scores"])[1]
         det_mask = tf.range(k)[None] < out["num_detections"][:, None]
-        out.update(feature_map=feature_map,
-                   detection_features=pool(out["detection_boxes"], det_mask))
+        out.update(
+            feature_map=feature_map, detection_features=pool(out["detection_boxes"], det_mask)
+        )
         for name, (b, m) in (boxes or {}).items():
             out[f"{name}_features"] = pool(b, tf.cast(m, tf.bool))
         return out
 
-    def person_scores(self, proposal_scores: tf.Tensor,
-                      actor_logits: Optional[tf.Tensor]) -> tf.Tensor:
+    def person_scores(
+        self, proposal_scores: tf.Tensor, actor_logits: Optional[tf.Tensor]
+    ) -> tf.Tensor:
         """Person score [B, N] of each RoI: `person_score`'s rule on the proposal scores [B, N]
         and the head's actor logits [B, N] (None: the proposal scores). Ground-truth boxes
         keep their score."""
         if actor_logits is None or self.proposer.mode == "gt":
             return tf.cast(proposal_scores, tf.float32)
-        return combine_person_scores(proposal_scores, tf.sigmoid(tf.cast(actor_logits,
-                                                                          tf.float32)),
-                                     self.person_score)
+        return combine_person_scores(
+            proposal_scores, tf.sigmoid(tf.cast(actor_logits, tf.float32)), self.person_score
+        )
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Loss terms of a training forward pass (`call(batch, training=True)`).
@@ -272,24 +332,38 @@ class ActionDetector(keras.Model):
           rpn_box_loss (the terms that apply) and total_loss, their weighted sum.
         """
         logits = tf.cast(outputs["logits"], tf.float32)
-        terms = {"action_loss": losses.action_classification_loss(
-            outputs["roi_labels"], logits, tf.cast(outputs["roi_mask"], tf.float32),
-            pose_indices=self.pose_indices, focal_gamma=self.focal_gamma,
-            focal_alpha=self.focal_alpha)}
+        terms = {
+            "action_loss": losses.action_classification_loss(
+                outputs["roi_labels"],
+                logits,
+                tf.cast(outputs["roi_mask"], tf.float32),
+                pose_indices=self.pose_indices,
+                focal_gamma=self.focal_gamma,
+                focal_alpha=self.focal_alpha,
+            )
+        }
         total = terms["action_loss"]
         if "actor_logits" in outputs and "roi_actor_targets" in outputs:
             terms["actor_loss"] = losses.actor_loss(
-                outputs["roi_actor_targets"], tf.cast(outputs["actor_logits"], tf.float32),
-                tf.cast(outputs["roi_mask"], tf.float32))
+                outputs["roi_actor_targets"],
+                tf.cast(outputs["actor_logits"], tf.float32),
+                tf.cast(outputs["roi_mask"], tf.float32),
+            )
             total += self.actor_weight * terms["actor_loss"]
         if "box_deltas" in outputs and self.proposer.mode != "gt":
             terms["box_loss"] = losses.box_regression_loss(
-                outputs["roi_box_targets"], tf.cast(outputs["box_deltas"], tf.float32),
-                outputs["roi_is_positive"])
+                outputs["roi_box_targets"],
+                tf.cast(outputs["box_deltas"], tf.float32),
+                outputs["roi_is_positive"],
+            )
             total += self.box_weight * terms["box_loss"]
         if "rpn_labels" in outputs:
-            obj, box = rpn.rpn_losses(outputs["rpn_objectness"], outputs["rpn_deltas"],
-                                      outputs["rpn_labels"], outputs["rpn_box_targets"])
+            obj, box = rpn.rpn_losses(
+                outputs["rpn_objectness"],
+                outputs["rpn_deltas"],
+                outputs["rpn_labels"],
+                outputs["rpn_box_targets"],
+            )
             terms.update(rpn_objectness_loss=obj, rpn_box_loss=box)
             total += self.rpn_weight * (obj + box)
         terms["total_loss"] = total
@@ -299,16 +373,28 @@ class ActionDetector(keras.Model):
         config = super().get_config()
         ser = keras.saving.serialize_keras_object
         config.update(
-            trunk=ser(self.trunk), proposer=ser(self.proposer), head=ser(self.head),
-            num_classes=self.num_classes, roi_extractor=ser(self.roi_extractor),
-            use_objects=self.use_objects, pose_indices=self.pose_indices,
-            focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha,
-            num_roi_samples=self.num_roi_samples, positive_fraction=self.positive_fraction,
-            rpn_weight=self.rpn_weight, box_weight=self.box_weight, nms_iou=self.nms_iou,
-            max_detections=self.max_detections, score_threshold=self.score_threshold,
-            seed=self.seed, class_specific_nms=self.class_specific_nms,
-            person_score=self.person_score, actor_weight=self.actor_weight,
-            background_rois=self.background_rois)
+            trunk=ser(self.trunk),
+            proposer=ser(self.proposer),
+            head=ser(self.head),
+            num_classes=self.num_classes,
+            roi_extractor=ser(self.roi_extractor),
+            use_objects=self.use_objects,
+            pose_indices=self.pose_indices,
+            focal_gamma=self.focal_gamma,
+            focal_alpha=self.focal_alpha,
+            num_roi_samples=self.num_roi_samples,
+            positive_fraction=self.positive_fraction,
+            rpn_weight=self.rpn_weight,
+            box_weight=self.box_weight,
+            nms_iou=self.nms_iou,
+            max_detections=self.max_detections,
+            score_threshold=self.score_threshold,
+            seed=self.seed,
+            class_specific_nms=self.class_specific_nms,
+            person_score=self.person_score,
+            actor_weight=self.actor_weight,
+            background_rois=self.background_rois,
+        )
         return config
 
     @classmethod

@@ -10,6 +10,7 @@ Per checkpoint `ckpt-N` it writes `out_dir/ckpt-N_detections.csv` (AVA detection
 `out_dir/ckpt-N_results.json` (`AvaEvalResult.to_json()` + step + checkpoint) and, with a
 summary writer, the scalars and images listed in `write_summaries`.
 """
+
 import json
 import os
 import re
@@ -21,8 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from action_tx import render, visualize
-from action_tx.checkpointing import (CheckpointMismatchError, checkpointable,
-                                     find_checkpoints)
+from action_tx.checkpointing import CheckpointMismatchError, checkpointable, find_checkpoints
 from action_tx.data import ava, tfrecords
 from action_tx.outputs import detections_to_ava
 from action_tx.progress import Progress
@@ -46,9 +46,9 @@ def attention_per_detection(attention, indices):
     slice, per detection. Other heads' attention layouts are not rendered (None)."""
     if attention is None or attention.shape.rank != 7:
         return None
-    maps = tf.reduce_mean(attention[:, :, -1], axis=2)             # [B, N, T', H', W']
-    maps = maps[:, :, tf.shape(maps)[2] // 2]                     # [B, N, H', W']
-    return tf.gather(maps, indices, batch_dims=1)                  # [B, K, H', W']
+    maps = tf.reduce_mean(attention[:, :, -1], axis=2)  # [B, N, T', H', W']
+    maps = maps[:, :, tf.shape(maps)[2] // 2]  # [B, N, H', W']
+    return tf.gather(maps, indices, batch_dims=1)  # [B, K, H', W']
 
 
 def has_inference_memory(head) -> bool:
@@ -57,9 +57,17 @@ def has_inference_memory(head) -> bool:
     return head.inference_passes >= 2
 
 
-def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
-                    progress: bool = True, total: Optional[int] = None,
-                    passes: Optional[int] = None, empty_memory: bool = False):
+def predict_dataset(
+    detector,
+    dataset,
+    class_ids,
+    *,
+    num_images: int = 3,
+    progress: bool = True,
+    total: Optional[int] = None,
+    passes: Optional[int] = None,
+    empty_memory: bool = False,
+):
     """Runs `detector(batch, training=False)` (in a tf.function) over an evaluation dataset.
 
     Args:
@@ -90,14 +98,17 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
       action_scores [K, C] (valid detections only, by descending score), attention
       [K, H', W'] or None, gt_boxes [G, 4] and gt_labels [G, C] or None.
     """
+
     @tf.function(reduce_retracing=True)
     def predict(batch):
         out = detector(batch, training=False)
-        keep = {k: out[k] for k in ("detection_boxes", "detection_scores", "action_scores",
-                                    "num_detections")}
-        if "clip" in batch:   # feature-mode batches have no frames to render
+        keep = {
+            k: out[k]
+            for k in ("detection_boxes", "detection_scores", "action_scores", "num_detections")
+        }
+        if "clip" in batch:  # feature-mode batches have no frames to render
             clip = batch["clip"]
-            keep["keyframe"] = clip[:, tf.shape(clip)[1] // 2]   # T // 2 is the keyframe
+            keep["keyframe"] = clip[:, tf.shape(clip)[1] // 2]  # T // 2 is the keyframe
         heat = attention_per_detection(out.get("attention"), out.get("detection_indices"))
         if heat is not None:
             keep["attention"] = heat
@@ -107,11 +118,12 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
     passes = passes if passes is not None else head.inference_passes
     if empty_memory:
         if not has_inference_memory(head):
-            raise ValueError(f"empty_memory: the head {type(head).__name__} has no inference "
-                             "memory")
+            raise ValueError(
+                f"empty_memory: the head {type(head).__name__} has no inference memory"
+            )
         passes = 1
     head.reset_inference_memory()
-    for index in range(passes - 1):   # memory passes: outputs discarded
+    for index in range(passes - 1):  # memory passes: outputs discarded
         bar = Progress(total, f"memory pass {index + 1}", progress, unit="keyframes")
         for batch in dataset:
             predict(batch)
@@ -124,7 +136,7 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
         if empty_memory:
             head.reset_inference_memory()
         batch = dict(batch)
-        jpegs = batch.pop("keyframe_jpeg", None)   # for the pictures only, not the model
+        jpegs = batch.pop("keyframe_jpeg", None)  # for the pictures only, not the model
         out = {k: v.numpy() for k, v in predict(batch).items()}
         video_id, timestamp = batch["video_id"].numpy(), batch["timestamp"].numpy()
         rows = detections_to_ava(out, video_id, timestamp, class_ids)
@@ -132,8 +144,11 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
             parts[k].append(rows[k])
         # Padding and context keyframes (feature batches, consecutive runs) have no
         # detections: they are neither counted nor pictured.
-        real = batch["keyframe_mask"].numpy() & batch["target_mask"].numpy() \
-            if "target_mask" in batch else np.ones(len(timestamp), bool)
+        real = (
+            batch["keyframe_mask"].numpy() & batch["target_mask"].numpy()
+            if "target_mask" in batch
+            else np.ones(len(timestamp), bool)
+        )
         for b in range(len(timestamp)):
             if len(samples) >= num_images or "keyframe" not in out:
                 break
@@ -141,16 +156,24 @@ def predict_dataset(detector, dataset, class_ids, *, num_images: int = 3,
                 continue
             n = int(out["num_detections"][b])
             gt = batch["box_mask"][b].numpy() if "box_mask" in batch else None
-            samples.append(dict(
-                frame=visualize.denormalize_frame(out["keyframe"][b]),
-                source=(tf.io.decode_image(jpegs[b], channels=3, expand_animations=False)
-                        .numpy() if jpegs is not None else None),
-                video_id=video_id[b].decode(), timestamp=int(timestamp[b]),
-                boxes=out["detection_boxes"][b, :n], scores=out["detection_scores"][b, :n],
-                action_scores=out["action_scores"][b, :n],
-                attention=out["attention"][b, :n] if "attention" in out else None,
-                gt_boxes=batch["boxes"][b].numpy()[gt] if gt is not None else None,
-                gt_labels=batch["labels"][b].numpy()[gt] if gt is not None else None))
+            samples.append(
+                dict(
+                    frame=visualize.denormalize_frame(out["keyframe"][b]),
+                    source=(
+                        tf.io.decode_image(jpegs[b], channels=3, expand_animations=False).numpy()
+                        if jpegs is not None
+                        else None
+                    ),
+                    video_id=video_id[b].decode(),
+                    timestamp=int(timestamp[b]),
+                    boxes=out["detection_boxes"][b, :n],
+                    scores=out["detection_scores"][b, :n],
+                    action_scores=out["action_scores"][b, :n],
+                    attention=out["attention"][b, :n] if "attention" in out else None,
+                    gt_boxes=batch["boxes"][b].numpy()[gt] if gt is not None else None,
+                    gt_labels=batch["labels"][b].numpy()[gt] if gt is not None else None,
+                )
+            )
         bar.update(int(real.sum()))
     bar.close()
     if bar.done == 0:
@@ -175,8 +198,12 @@ def count_keyframes(file_pattern) -> Optional[int]:
             try:
                 with open(manifest) as f:
                     shards = json.load(f).get("shards", [])
-                counts.update({os.path.join(folder, os.path.basename(s["path"])):
-                               int(s["records"]) for s in shards})
+                counts.update(
+                    {
+                        os.path.join(folder, os.path.basename(s["path"])): int(s["records"])
+                        for s in shards
+                    }
+                )
             except (OSError, ValueError, KeyError, TypeError):
                 continue
     if not files or not files <= set(counts):
@@ -202,9 +229,11 @@ def _has_model_object(checkpoint_path: str) -> bool:
     variable is saved under its first path, `optimizer/_trainable_variables/i` for a model
     whose variables are all trainable, e.g. a feature-mode head.)"""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
+
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(tf.train.load_checkpoint(checkpoint_path).get_tensor(
-        "_CHECKPOINTABLE_OBJECT_GRAPH"))
+    graph.ParseFromString(
+        tf.train.load_checkpoint(checkpoint_path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH")
+    )
     return any(child.local_name == "model" for child in graph.nodes[0].children)
 
 
@@ -214,12 +243,12 @@ def restore(detector, checkpoint_path: str) -> None:
     checkpoint at `checkpoint_path`, CheckpointMismatchError (a ValueError) when it holds another
     model; a damaged file raises what the reader raises (OpError, IndexError ...)."""
     if not tf.io.gfile.exists(checkpoint_path + ".index"):
-        raise ValueError(f"no checkpoint at {checkpoint_path} ({checkpoint_path}.index is "
-                         "missing)")
+        raise ValueError(f"no checkpoint at {checkpoint_path} ({checkpoint_path}.index is missing)")
     if not _has_model_object(checkpoint_path):
         raise CheckpointMismatchError(
             f"checkpoint {checkpoint_path} holds no weights of this model (no 'model' object: "
-            "not written as tf.train.Checkpoint(model=...))")
+            "not written as tf.train.Checkpoint(model=...))"
+        )
     # The trainer's optimizer, step and iterator are not restored here (expect_partial), but
     # every variable of this model must be found (other model flags -> a clear error).
     try:
@@ -229,7 +258,8 @@ def restore(detector, checkpoint_path: str) -> None:
     except (AssertionError, ValueError) as e:
         raise CheckpointMismatchError(
             f"checkpoint {checkpoint_path} does not match this model (was it trained with "
-            f"other model flags?): {str(e)[:300]}") from None
+            f"other model flags?): {str(e)[:300]}"
+        ) from None
 
 
 def _tag(text: str) -> str:
@@ -246,16 +276,25 @@ def scalars(result: ava_eval.AvaEvalResult) -> dict:
         out[f"eval/category/{_tag(name)}"] = value
     for threshold, value in result.localization.items():
         out[f"eval/localization@{threshold}"] = value
-    for group, prefix in (("by_evidence", "evidence"), ("by_area", "area"),
-                          ("by_persons", "persons")):
+    for group, prefix in (
+        ("by_evidence", "evidence"),
+        ("by_area", "area"),
+        ("by_persons", "persons"),
+    ):
         for name, part in (getattr(result, group) or {}).items():
             out[f"eval/{prefix}/{_tag(name)}"] = part.map
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
-def render_samples(samples, class_names, *, top_k: int = 3, max_detections: int = 5,
-                   attention_detections: int = 2,
-                   min_short_side: int = render.MIN_SHORT_SIDE):
+def render_samples(
+    samples,
+    class_names,
+    *,
+    top_k: int = 3,
+    max_detections: int = 5,
+    attention_detections: int = 2,
+    min_short_side: int = render.MIN_SHORT_SIDE,
+):
     """samples of `predict_dataset` -> (keyframes, attention or None), readable pictures
     (`action_tx.render`) drawn on each sample's `source` frame (else its model-input `frame`)
     scaled to a short side of at least `min_short_side`.
@@ -271,22 +310,46 @@ def render_samples(samples, class_names, *, top_k: int = 3, max_detections: int 
     for s in samples:
         frame = s["source"] if s.get("source") is not None else s["frame"]
         title = f"{s['video_id']} t={s['timestamp']}s"
-        images.append(render.render_keyframe(
-            frame, s["boxes"], s["scores"], s["action_scores"], class_names,
-            gt_boxes=s.get("gt_boxes"), gt_labels=s.get("gt_labels"), title=title,
-            top_k=top_k, max_detections=max_detections, min_short_side=min_short_side))
+        images.append(
+            render.render_keyframe(
+                frame,
+                s["boxes"],
+                s["scores"],
+                s["action_scores"],
+                class_names,
+                gt_boxes=s.get("gt_boxes"),
+                gt_labels=s.get("gt_labels"),
+                title=title,
+                top_k=top_k,
+                max_detections=max_detections,
+                min_short_side=min_short_side,
+            )
+        )
         count = min(attention_detections, len(s["boxes"]))
         if s["attention"] is None or not count:
             continue
-        heat_images.append(np.concatenate([render.render_attention(   # by score already
-            frame, visualize.normalize_heatmap(s["attention"][k]), s["boxes"][k],
-            s["scores"][k], s["action_scores"][k], class_names,
-            title=f"{title}, detection {k + 1} (person {s['scores'][k]:.2f})", top_k=top_k,
-            min_short_side=min_short_side) for k in range(count)], axis=0))
+        heat_images.append(
+            np.concatenate(
+                [
+                    render.render_attention(  # by score already
+                        frame,
+                        visualize.normalize_heatmap(s["attention"][k]),
+                        s["boxes"][k],
+                        s["scores"][k],
+                        s["action_scores"][k],
+                        class_names,
+                        title=f"{title}, detection {k + 1} (person {s['scores'][k]:.2f})",
+                        top_k=top_k,
+                        min_short_side=min_short_side,
+                    )
+                    for k in range(count)
+                ],
+                axis=0,
+            )
+        )
     if not images:
         return None, None
-    return (render.stack_padded(images),
-            render.stack_padded(heat_images) if heat_images else None)
+    return (render.stack_padded(images), render.stack_padded(heat_images) if heat_images else None)
 
 
 def write_summaries(summary_writer, result, samples, class_names, step: int) -> None:
@@ -303,11 +366,24 @@ def write_summaries(summary_writer, result, samples, class_names, step: int) -> 
     summary_writer.flush()
 
 
-def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, groundtruth_csv,
-                        *, excluded=None, evidence=None, out_dir: str, summary_writer=None,
-                        step: Optional[int] = None, num_images: int = 3, progress: bool = True,
-                        total: Optional[int] = None, empty_memory: bool = False,
-                        **eval_kwargs) -> ava_eval.AvaEvalResult:
+def evaluate_checkpoint(
+    detector,
+    checkpoint_path: str,
+    dataset,
+    label_map,
+    groundtruth_csv,
+    *,
+    excluded=None,
+    evidence=None,
+    out_dir: str,
+    summary_writer=None,
+    step: Optional[int] = None,
+    num_images: int = 3,
+    progress: bool = True,
+    total: Optional[int] = None,
+    empty_memory: bool = False,
+    **eval_kwargs,
+) -> ava_eval.AvaEvalResult:
     """Restores a checkpoint, detects over `dataset`, writes CSV + JSON (+ TensorBoard).
 
     Args:
@@ -331,19 +407,31 @@ def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, grou
     start = time.perf_counter()
     restore(detector, checkpoint_path)
     step = checkpoint_step(checkpoint_path) if step is None else int(step)
-    rows, samples = predict_dataset(detector, dataset, label_map.ids, num_images=num_images,
-                                    progress=progress, total=total, empty_memory=empty_memory)
+    rows, samples = predict_dataset(
+        detector,
+        dataset,
+        label_map.ids,
+        num_images=num_images,
+        progress=progress,
+        total=total,
+        empty_memory=empty_memory,
+    )
     os.makedirs(out_dir, exist_ok=True)
     name = os.path.basename(checkpoint_path)
     csv_path = os.path.join(out_dir, f"{name}_detections.csv")
     ava.write_annotations(csv_path, types.SimpleNamespace(**rows), kind="detections")
     # Score the file as written (3-decimal boxes, 4-decimal scores): the JSON then equals
     # what `tools/eval.py --detections` reports on the same CSV.
-    result = ava_eval.evaluate(groundtruth_csv, csv_path, label_map, excluded=excluded,
-                               evidence=evidence, **eval_kwargs)
-    report = dict(result.to_json(), step=step, checkpoint=os.path.abspath(checkpoint_path),
-                  detections_csv=os.path.abspath(csv_path),
-                  seconds=round(time.perf_counter() - start, 3))
+    result = ava_eval.evaluate(
+        groundtruth_csv, csv_path, label_map, excluded=excluded, evidence=evidence, **eval_kwargs
+    )
+    report = dict(
+        result.to_json(),
+        step=step,
+        checkpoint=os.path.abspath(checkpoint_path),
+        detections_csv=os.path.abspath(csv_path),
+        seconds=round(time.perf_counter() - start, 3),
+    )
     with open(os.path.join(out_dir, f"{name}_results.json"), "w") as f:
         json.dump(report, f, indent=1)
     if summary_writer is not None:
@@ -352,8 +440,9 @@ def evaluate_checkpoint(detector, checkpoint_path: str, dataset, label_map, grou
     return result
 
 
-def wait_for_checkpoints(model_dir: str, timeout_s: float, poll_s: float = 10.0,
-                         done=()) -> Iterator[str]:
+def wait_for_checkpoints(
+    model_dir: str, timeout_s: float, poll_s: float = 10.0, done=()
+) -> Iterator[str]:
     """Yields every checkpoint of `model_dir` (its `checkpoint` state file, or its ckpt-*.index
     files when that file is lost or garbled: `checkpointing.find_checkpoints`), oldest first,
     then new ones as the trainer writes them; stops after `timeout_s` seconds without a new

@@ -32,6 +32,7 @@ Outputs of serving_default / with_boxes (K = the detector's max_detections):
   attention float32 [K, ...] (only for heads that return attention maps, e.g. `tx`:
   [K, layers, heads, T', H', W']), the maps of the RoI each detection came from.
 """
+
 import os
 from typing import Sequence, Union
 
@@ -52,8 +53,9 @@ def sample_frame_indices(num_input: tf.Tensor, num_frames: int) -> tf.Tensor:
     return tf.cast(tf.floor(pos), tf.int32)
 
 
-def preprocess_clip(clip: tf.Tensor, *, num_frames: int,
-                    image_size: Union[int, Sequence[int]]) -> tf.Tensor:
+def preprocess_clip(
+    clip: tf.Tensor, *, num_frames: int, image_size: Union[int, Sequence[int]]
+) -> tf.Tensor:
     """uint8 [T, H, W, 3] frames -> float32 [1, num_frames, h, w, 3] model input in [-1, 1].
 
     Frames are sampled with `sample_frame_indices`, resized like `action_tx.data.pipeline
@@ -65,8 +67,11 @@ def preprocess_clip(clip: tf.Tensor, *, num_frames: int,
     clip = tf.gather(clip, sample_frame_indices(tf.shape(clip)[0], num_frames))
     window = tf.constant([[0.0, 0.0, 1.0, 1.0]])
     resized = tf.image.crop_and_resize(
-        tf.cast(clip, tf.float32), tf.tile(window, [num_frames, 1]), tf.range(num_frames),
-        [height, width])
+        tf.cast(clip, tf.float32),
+        tf.tile(window, [num_frames, 1]),
+        tf.range(num_frames),
+        [height, width],
+    )
     resized.set_shape([num_frames, height, width, 3])
     return (resized / 127.5 - 1.0)[None]
 
@@ -75,15 +80,21 @@ def boxes_twin(detector: ActionDetector) -> ActionDetector:
     """A detector sharing every layer and weight of `detector` whose proposer takes the batch's
     `proposals` (mode 'external'): how the SavedModel runs on given person boxes."""
     return ActionDetector(
-        trunk=detector.trunk, proposer=Proposer(mode="external"), head=detector.head,
-        num_classes=detector.num_classes, roi_extractor=detector.roi_extractor,
-        use_objects=detector.use_objects, pose_indices=detector.pose_indices,
-        nms_iou=detector.nms_iou, max_detections=detector.max_detections,
+        trunk=detector.trunk,
+        proposer=Proposer(mode="external"),
+        head=detector.head,
+        num_classes=detector.num_classes,
+        roi_extractor=detector.roi_extractor,
+        use_objects=detector.use_objects,
+        pose_indices=detector.pose_indices,
+        nms_iou=detector.nms_iou,
+        max_detections=detector.max_detections,
         score_threshold=detector.score_threshold,
         # A detector trained on ground-truth boxes never trained its actor logit (no
         # background RoIs): given boxes keep their score 1, as its own gt proposals do.
         person_score="proposal" if detector.proposer.mode == "gt" else detector.person_score,
-        name="with_boxes_detector")
+        name="with_boxes_detector",
+    )
 
 
 class DetectorModule(tf.Module):
@@ -96,18 +107,31 @@ class DetectorModule(tf.Module):
       class_ids: [C] AVA ids of the contiguous class indices; class_names: [C].
     """
 
-    def __init__(self, detector: ActionDetector, *, num_frames: int,
-                 image_size: Union[int, Sequence[int]], class_ids: Sequence[int],
-                 class_names: Sequence[str], frame_stride: int = 1, fps: float = 30.0):
+    def __init__(
+        self,
+        detector: ActionDetector,
+        *,
+        num_frames: int,
+        image_size: Union[int, Sequence[int]],
+        class_ids: Sequence[int],
+        class_names: Sequence[str],
+        frame_stride: int = 1,
+        fps: float = 30.0,
+    ):
         super().__init__(name="action_detector")
         if len(class_ids) != detector.num_classes or len(class_names) != detector.num_classes:
-            raise ValueError(f"export: {len(class_ids)} class ids and {len(class_names)} names "
-                             f"for a detector of {detector.num_classes} classes")
+            raise ValueError(
+                f"export: {len(class_ids)} class ids and {len(class_names)} names "
+                f"for a detector of {detector.num_classes} classes"
+            )
         self._detector = detector
         self._twin = boxes_twin(detector)
         self.num_frames = int(num_frames)
-        self.image_size = ((int(image_size),) * 2 if isinstance(image_size, (int, np.integer))
-                           else tuple(int(s) for s in image_size))
+        self.image_size = (
+            (int(image_size),) * 2
+            if isinstance(image_size, (int, np.integer))
+            else tuple(int(s) for s in image_size)
+        )
         self.frame_stride = int(frame_stride)
         self.fps = float(fps)
         self.requires_person_boxes = detector.proposer.mode != "rpn"
@@ -123,21 +147,24 @@ class DetectorModule(tf.Module):
         self.model_variables = variables
         clip = tf.TensorSpec([None, None, None, 3], tf.uint8, name="clip")
         boxes = tf.TensorSpec([None, 4], tf.float32, name="person_boxes")
-        self.detect_with_boxes = tf.function(self._detect_with_boxes,
-                                             input_signature=[clip, boxes])
+        self.detect_with_boxes = tf.function(self._detect_with_boxes, input_signature=[clip, boxes])
         if not self.requires_person_boxes:
             # Only detectors with an RPN get the clip-only function (saving traces it).
             self.detect = tf.function(self._detect, input_signature=[clip])
 
     def _run(self, model, clip, extra):
-        batch = {"clip": preprocess_clip(clip, num_frames=self.num_frames,
-                                         image_size=self.image_size)}
+        batch = {
+            "clip": preprocess_clip(clip, num_frames=self.num_frames, image_size=self.image_size)
+        }
         batch.update(extra)
         if self._detector.use_objects:
             # No object detector in the SavedModel: one masked padding object.
-            batch.update(objects=tf.zeros([1, 1, 4]), object_mask=tf.zeros([1, 1], tf.bool),
-                         object_scores=tf.zeros([1, 1]),
-                         object_classes=-tf.ones([1, 1], tf.int32))
+            batch.update(
+                objects=tf.zeros([1, 1, 4]),
+                object_mask=tf.zeros([1, 1], tf.bool),
+                object_scores=tf.zeros([1, 1]),
+                object_classes=-tf.ones([1, 1], tf.int32),
+            )
         out = model(batch, training=False)
         result = {k: out[k][0] for k in DETECTION_KEYS}
         if "attention" in out:
@@ -157,31 +184,49 @@ class DetectorModule(tf.Module):
         # One masked padding row, so P = 0 still gives well-formed [1, P + 1] proposals.
         boxes = tf.concat([person_boxes, tf.zeros([1, 4])], 0)[None]
         mask = (tf.range(tf.shape(boxes)[1]) < tf.shape(person_boxes)[0])[None]
-        return self._run(self._twin, clip, {"proposals": boxes, "proposal_mask": mask,
-                                            "proposal_scores": tf.cast(mask, tf.float32)})
+        return self._run(
+            self._twin,
+            clip,
+            {
+                "proposals": boxes,
+                "proposal_mask": mask,
+                "proposal_scores": tf.cast(mask, tf.float32),
+            },
+        )
 
     @tf.function(input_signature=[])
     def labels(self):
         """class_ids int32 [C] (AVA ids), class_names string [C] (class index order)."""
-        return {"class_ids": tf.constant(self._class_ids, tf.int32),
-                "class_names": tf.constant(self._class_names, tf.string)}
+        return {
+            "class_ids": tf.constant(self._class_ids, tf.int32),
+            "class_names": tf.constant(self._class_names, tf.string),
+        }
 
     @tf.function(input_signature=[])
     def metadata(self):
         """Scalars and [2] image_size describing the clip the model expects."""
-        return {"num_frames": tf.constant(self.num_frames, tf.int32),
-                "image_size": tf.constant(self.image_size, tf.int32),
-                "frame_stride": tf.constant(self.frame_stride, tf.int32),
-                "fps": tf.constant(self.fps, tf.float32),
-                "requires_person_boxes": tf.constant(self.requires_person_boxes),
-                "num_classes": tf.constant(len(self._class_ids), tf.int32),
-                "max_detections": tf.constant(self._detector.max_detections, tf.int32)}
+        return {
+            "num_frames": tf.constant(self.num_frames, tf.int32),
+            "image_size": tf.constant(self.image_size, tf.int32),
+            "frame_stride": tf.constant(self.frame_stride, tf.int32),
+            "fps": tf.constant(self.fps, tf.float32),
+            "requires_person_boxes": tf.constant(self.requires_person_boxes),
+            "num_classes": tf.constant(len(self._class_ids), tf.int32),
+            "max_detections": tf.constant(self._detector.max_detections, tf.int32),
+        }
 
 
-def export_saved_model(detector: ActionDetector, output_dir: str, *, num_frames: int,
-                       image_size: Union[int, Sequence[int]], class_ids: Sequence[int],
-                       class_names: Sequence[str], frame_stride: int = 1,
-                       fps: float = 30.0) -> DetectorModule:
+def export_saved_model(
+    detector: ActionDetector,
+    output_dir: str,
+    *,
+    num_frames: int,
+    image_size: Union[int, Sequence[int]],
+    class_ids: Sequence[int],
+    class_names: Sequence[str],
+    frame_stride: int = 1,
+    fps: float = 30.0,
+) -> DetectorModule:
     """Writes the SavedModel of the module docstring to `output_dir`; returns the module.
 
     `detector` must be built (called once) with its weights restored. Raises ValueError when
@@ -189,13 +234,20 @@ def export_saved_model(detector: ActionDetector, output_dir: str, *, num_frames:
     """
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         raise ValueError(f"export: {output_dir} exists and is not empty")
-    module = DetectorModule(detector, num_frames=num_frames, image_size=image_size,
-                            class_ids=class_ids, class_names=class_names,
-                            frame_stride=frame_stride, fps=fps)
+    module = DetectorModule(
+        detector,
+        num_frames=num_frames,
+        image_size=image_size,
+        class_ids=class_ids,
+        class_names=class_names,
+        frame_stride=frame_stride,
+        fps=fps,
+    )
     with_boxes = module.detect_with_boxes.get_concrete_function()
     signatures = {
-        "serving_default": (with_boxes if module.requires_person_boxes
-                            else module.detect.get_concrete_function()),
+        "serving_default": (
+            with_boxes if module.requires_person_boxes else module.detect.get_concrete_function()
+        ),
         "with_boxes": with_boxes,
         "labels": module.labels.get_concrete_function(),
         "metadata": module.metadata.get_concrete_function(),

@@ -4,6 +4,7 @@
 One forward pass: the stored detections are the detector's own (`ActionDetector.
 detect_with_features`, its inference with class-specific NMS and every post-processing
 option), and the features are pooled in the same pass."""
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,18 @@ class Extractor:
         `ActionDetector.detect_with_features`.
     """
 
-    def __init__(self, detector, checkpoint: str, files: Sequence[str], *, dataset_kwargs: dict,
-                 map_size: int = 7, batch_size: int = 4, min_detection_score: float = 0.0,
-                 feature_layer: str = "trunk"):
+    def __init__(
+        self,
+        detector,
+        checkpoint: str,
+        files: Sequence[str],
+        *,
+        dataset_kwargs: dict,
+        map_size: int = 7,
+        batch_size: int = 4,
+        min_detection_score: float = 0.0,
+        feature_layer: str = "trunk",
+    ):
         self.detector = detector
         self.files = list(files)
         self.kwargs = dict(dataset_kwargs)
@@ -45,8 +55,10 @@ class Extractor:
         self.min_detection_score = min_detection_score
         self.feature_layer = feature_layer
         if feature_layer == "Mixed_5c" and detector.head.tail is None:
-            raise ValueError(f"feature_layer='Mixed_5c' needs a checkpoint whose head has an "
-                             f"I3D Mixed_5 tail (i3d, tx_i3d), not {type(detector.head).__name__}")
+            raise ValueError(
+                f"feature_layer='Mixed_5c' needs a checkpoint whose head has an "
+                f"I3D Mixed_5 tail (i3d, tx_i3d), not {type(detector.head).__name__}"
+            )
         eval_lib.build_detector_on(detector, self._dataset(0, batch_size))
         eval_lib.restore(detector, checkpoint)
         self._step = tf.function(self._features, reduce_retracing=True)
@@ -59,12 +71,19 @@ class Extractor:
 
         def fn(shard, serialized):
             ex = dict(parse_example(serialized, num_classes=num_classes), shard=shard)
-            return process_example(ex, tf.constant(0, tf.int64), image_size=size,
-                                   training=False, seed=0, **kw)
-        ds = tf.data.Dataset.from_tensor_slices(self.files).flat_map(
-            shard_records).skip(start).take(count)
-        return ds.map(fn, num_parallel_calls=2, deterministic=True).batch(
-            self.batch_size).prefetch(1)
+            return process_example(
+                ex, tf.constant(0, tf.int64), image_size=size, training=False, seed=0, **kw
+            )
+
+        ds = (
+            tf.data.Dataset.from_tensor_slices(self.files)
+            .flat_map(shard_records)
+            .skip(start)
+            .take(count)
+        )
+        return (
+            ds.map(fn, num_parallel_calls=2, deterministic=True).batch(self.batch_size).prefetch(1)
+        )
 
     def _features(self, batch):
         """The detector's own inference pass (`ActionDetector.detect_with_features`: the
@@ -72,27 +91,38 @@ class Extractor:
         gt_mask = tf.cast(batch["box_mask"], tf.bool)
         obj_mask = tf.cast(batch["object_mask"], tf.bool)
         out = self.detector.detect_with_features(
-            batch, feature_layer=self.feature_layer,
-            boxes={"gt": (batch["boxes"], gt_mask), "obj": (batch["objects"], obj_mask)})
-        features = out["feature_map"]                                # [B, T'', H'', W'', C]
+            batch,
+            feature_layer=self.feature_layer,
+            boxes={"gt": (batch["boxes"], gt_mask), "obj": (batch["objects"], obj_mask)},
+        )
+        features = out["feature_map"]  # [B, T'', H'', W'', C]
         k = tf.shape(out["detection_scores"])[1]
-        det_mask = ((tf.range(k)[None] < out["num_detections"][:, None])
-                    & (out["detection_scores"] >= self.min_detection_score))
+        det_mask = (tf.range(k)[None] < out["num_detections"][:, None]) & (
+            out["detection_scores"] >= self.min_detection_score
+        )
         # Context map: mean over T'', then area (average) pooling to M x M.
-        context = tf.image.resize(tf.reduce_mean(features, axis=1),
-                                  [self.map_size, self.map_size], method="area")
+        context = tf.image.resize(
+            tf.reduce_mean(features, axis=1), [self.map_size, self.map_size], method="area"
+        )
         return {
-            "context": context, "scene": tf.reduce_mean(features, axis=[1, 2, 3]),
-            "gt_features": out["gt_features"], "gt_mask": gt_mask,
-            "det_boxes": out["detection_boxes"], "det_scores": out["detection_scores"],
-            "det_mask": det_mask, "det_features": out["detection_features"],
-            "det_labels": transfer_labels(out["detection_boxes"], det_mask, batch["boxes"],
-                                          gt_mask, batch["labels"]),
-            "obj_features": out["obj_features"], "obj_mask": obj_mask,
+            "context": context,
+            "scene": tf.reduce_mean(features, axis=[1, 2, 3]),
+            "gt_features": out["gt_features"],
+            "gt_mask": gt_mask,
+            "det_boxes": out["detection_boxes"],
+            "det_scores": out["detection_scores"],
+            "det_mask": det_mask,
+            "det_features": out["detection_features"],
+            "det_labels": transfer_labels(
+                out["detection_boxes"], det_mask, batch["boxes"], gt_mask, batch["labels"]
+            ),
+            "obj_features": out["obj_features"],
+            "obj_mask": obj_mask,
         }
 
-    def write_shard(self, path: str, start: int, count: int,
-                    progress: Callable[[int], None] = lambda n: None) -> dict:
+    def write_shard(
+        self, path: str, start: int, count: int, progress: Callable[[int], None] = lambda n: None
+    ) -> dict:
         """Writes keyframes [start, start + count) of the input to `path` (via `path.tmp`,
         renamed when complete) -> {"records", "feature_dim"}."""
         tmp = path + ".tmp"
@@ -104,20 +134,34 @@ class Extractor:
                 dim = out["scene"].shape[-1]
                 for i in range(len(b["timestamp"])):
                     g, d, o = out["gt_mask"][i], out["det_mask"][i], out["obj_mask"][i]
-                    writer.write(encode_keyframe(
-                        video_id=b["video_id"][i].decode(), video_index=int(b["video_index"][i]),
-                        timestamp=int(b["timestamp"][i]),
-                        keyframe_index=int(b["keyframe_index"][i]),
-                        context=out["context"][i], scene=out["scene"][i],
-                        gt=dict(boxes=b["boxes"][i][g], labels=b["labels"][i][g],
+                    writer.write(
+                        encode_keyframe(
+                            video_id=b["video_id"][i].decode(),
+                            video_index=int(b["video_index"][i]),
+                            timestamp=int(b["timestamp"][i]),
+                            keyframe_index=int(b["keyframe_index"][i]),
+                            context=out["context"][i],
+                            scene=out["scene"][i],
+                            gt=dict(
+                                boxes=b["boxes"][i][g],
+                                labels=b["labels"][i][g],
                                 person_ids=b["person_ids"][i][g],
-                                features=out["gt_features"][i][g]),
-                        det=dict(boxes=out["det_boxes"][i][d], scores=out["det_scores"][i][d],
-                                 features=out["det_features"][i][d],
-                                 labels=out["det_labels"][i][d]),
-                        obj=dict(boxes=b["objects"][i][o], classes=b["object_classes"][i][o],
-                                 scores=b["object_scores"][i][o],
-                                 features=out["obj_features"][i][o])))
+                                features=out["gt_features"][i][g],
+                            ),
+                            det=dict(
+                                boxes=out["det_boxes"][i][d],
+                                scores=out["det_scores"][i][d],
+                                features=out["det_features"][i][d],
+                                labels=out["det_labels"][i][d],
+                            ),
+                            obj=dict(
+                                boxes=b["objects"][i][o],
+                                classes=b["object_classes"][i][o],
+                                scores=b["object_scores"][i][o],
+                                features=out["obj_features"][i][o],
+                            ),
+                        )
+                    )
                 records += len(b["timestamp"])
                 progress(len(b["timestamp"]))
         if records != count:

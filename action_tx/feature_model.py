@@ -6,6 +6,7 @@
 Same `call(batch, training)` outputs and `compute_losses` as `ActionDetector`, so
 `action_tx.train_lib` and `action_tx.eval_lib` drive it unchanged.
 """
+
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -33,11 +34,20 @@ class FeatureActionModel(keras.Model):
     detections carry the final person score of the detector that wrote them.
     """
 
-    def __init__(self, head, num_classes: int, pose_indices: Optional[Sequence[int]] = None,
-                 focal_gamma: float = 0.0, focal_alpha: Optional[float] = None,
-                 nms_iou: float = 0.6, max_detections: int = 100,
-                 score_threshold: float = 0.0, class_specific_nms: bool = False,
-                 nms: bool = True, **kwargs):
+    def __init__(
+        self,
+        head,
+        num_classes: int,
+        pose_indices: Optional[Sequence[int]] = None,
+        focal_gamma: float = 0.0,
+        focal_alpha: Optional[float] = None,
+        nms_iou: float = 0.6,
+        max_detections: int = 100,
+        score_threshold: float = 0.0,
+        class_specific_nms: bool = False,
+        nms: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.head = head
         self.num_classes = num_classes
@@ -73,14 +83,26 @@ class FeatureActionModel(keras.Model):
         target = keyframe_mask & tf.cast(batch.get("target_mask", keyframe_mask), tf.bool)
         labels = tf.cast(batch["labels"], tf.float32) if training else None
         objects = batch.get("objects")
-        head_out = self.head(HeadInputs(
-            features=batch["features"], rois=rois, roi_mask=roi_mask,
-            roi_features=batch["roi_features"], roi_scores=roi_scores, objects=objects,
-            object_mask=(tf.cast(batch["object_mask"], tf.bool) if objects is not None
-                         else None),
-            object_features=batch.get("object_features"), video_index=batch.get("video_index"),
-            timestamp=batch.get("timestamp"), keyframe_index=batch.get("keyframe_index"),
-            keyframe_mask=keyframe_mask, roi_labels=labels), training=training)
+        head_out = self.head(
+            HeadInputs(
+                features=batch["features"],
+                rois=rois,
+                roi_mask=roi_mask,
+                roi_features=batch["roi_features"],
+                roi_scores=roi_scores,
+                objects=objects,
+                object_mask=(
+                    tf.cast(batch["object_mask"], tf.bool) if objects is not None else None
+                ),
+                object_features=batch.get("object_features"),
+                video_index=batch.get("video_index"),
+                timestamp=batch.get("timestamp"),
+                keyframe_index=batch.get("keyframe_index"),
+                keyframe_mask=keyframe_mask,
+                roi_labels=labels,
+            ),
+            training=training,
+        )
         out_mask = roi_mask & target[:, None]
         out = dict(rois=rois, roi_mask=out_mask, roi_scores=roi_scores, logits=head_out.logits)
         if head_out.attention is not None:
@@ -90,30 +112,48 @@ class FeatureActionModel(keras.Model):
         else:
             # The stored boxes are the trunk checkpoint's final (already refined) detections or
             # gt boxes; a head's box deltas are not trained in feature mode, so they are unused.
-            out.update(postprocess(
-                rois, out_mask, roi_scores,
-                losses.action_probabilities(head_out.logits, self.pose_indices), None,
-                nms_iou=self.nms_iou, max_detections=self.max_detections,
-                score_threshold=self.score_threshold,
-                class_specific_nms=self.class_specific_nms, nms=self.nms))
+            out.update(
+                postprocess(
+                    rois,
+                    out_mask,
+                    roi_scores,
+                    losses.action_probabilities(head_out.logits, self.pose_indices),
+                    None,
+                    nms_iou=self.nms_iou,
+                    max_detections=self.max_detections,
+                    score_threshold=self.score_threshold,
+                    class_specific_nms=self.class_specific_nms,
+                    nms=self.nms,
+                )
+            )
         return out
 
     def compute_losses(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Loss terms of a training forward pass: action_loss and total_loss (equal)."""
         loss = losses.action_classification_loss(
-            outputs["roi_labels"], tf.cast(outputs["logits"], tf.float32),
-            tf.cast(outputs["roi_mask"], tf.float32), pose_indices=self.pose_indices,
-            focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha)
+            outputs["roi_labels"],
+            tf.cast(outputs["logits"], tf.float32),
+            tf.cast(outputs["roi_mask"], tf.float32),
+            pose_indices=self.pose_indices,
+            focal_gamma=self.focal_gamma,
+            focal_alpha=self.focal_alpha,
+        )
         return {"action_loss": loss, "total_loss": loss}
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            head=keras.saving.serialize_keras_object(self.head), num_classes=self.num_classes,
-            pose_indices=self.pose_indices, focal_gamma=self.focal_gamma,
-            focal_alpha=self.focal_alpha, nms_iou=self.nms_iou,
-            max_detections=self.max_detections, score_threshold=self.score_threshold,
-            class_specific_nms=self.class_specific_nms, nms=self.nms)
+            head=keras.saving.serialize_keras_object(self.head),
+            num_classes=self.num_classes,
+            pose_indices=self.pose_indices,
+            focal_gamma=self.focal_gamma,
+            focal_alpha=self.focal_alpha,
+            nms_iou=self.nms_iou,
+            max_detections=self.max_detections,
+            score_threshold=self.score_threshold,
+            class_specific_nms=self.class_specific_nms,
+            nms=self.nms,
+        )
         return config
 
     @classmethod

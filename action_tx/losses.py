@@ -5,6 +5,7 @@ All functions are pure TF, reduce to a scalar, and take a per-RoI weight (0 for 
 that padded RoIs never contribute. Normalisation: summed over classes, averaged over weighted
 RoIs (the TF Object Detection API convention the Action Transformer was trained with).
 """
+
 from typing import Optional, Sequence
 
 import tensorflow as tf
@@ -15,8 +16,9 @@ def _safe_mean(per_roi: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(per_roi * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def sigmoid_focal_terms(labels: tf.Tensor, logits: tf.Tensor, gamma: float = 0.0,
-                        alpha: Optional[float] = None) -> tf.Tensor:
+def sigmoid_focal_terms(
+    labels: tf.Tensor, logits: tf.Tensor, gamma: float = 0.0, alpha: Optional[float] = None
+) -> tf.Tensor:
     """Element-wise sigmoid cross-entropy, optionally focal (Lin et al. 2017).
 
     Args:
@@ -38,10 +40,15 @@ def sigmoid_focal_terms(labels: tf.Tensor, logits: tf.Tensor, gamma: float = 0.0
     return ce
 
 
-def action_classification_loss(labels: tf.Tensor, logits: tf.Tensor, weights: tf.Tensor, *,
-                               pose_indices: Optional[Sequence[int]] = None,
-                               focal_gamma: float = 0.0,
-                               focal_alpha: Optional[float] = None) -> tf.Tensor:
+def action_classification_loss(
+    labels: tf.Tensor,
+    logits: tf.Tensor,
+    weights: tf.Tensor,
+    *,
+    pose_indices: Optional[Sequence[int]] = None,
+    focal_gamma: float = 0.0,
+    focal_alpha: Optional[float] = None,
+) -> tf.Tensor:
     """Multi-label action loss over RoIs.
 
     Args:
@@ -76,14 +83,21 @@ def action_classification_loss(labels: tf.Tensor, logits: tf.Tensor, weights: tf
     log_p = tf.nn.log_softmax(pose_logits, axis=-1)
     log_not_p = tf.maximum(tf.math.log1p(-tf.minimum(tf.exp(log_p), 1.0)), -100.0)
     pose_ce = -tf.reduce_sum(pose_labels * log_p + (1.0 - pose_labels) * log_not_p, -1)
-    other_ce = tf.reduce_sum(sigmoid_focal_terms(
-        tf.gather(labels, other, axis=-1), tf.gather(logits, other, axis=-1),
-        focal_gamma, focal_alpha), -1)
+    other_ce = tf.reduce_sum(
+        sigmoid_focal_terms(
+            tf.gather(labels, other, axis=-1),
+            tf.gather(logits, other, axis=-1),
+            focal_gamma,
+            focal_alpha,
+        ),
+        -1,
+    )
     return _safe_mean(pose_ce, weights * has_pose) + _safe_mean(other_ce, weights)
 
 
-def action_probabilities(logits: tf.Tensor,
-                         pose_indices: Optional[Sequence[int]] = None) -> tf.Tensor:
+def action_probabilities(
+    logits: tf.Tensor, pose_indices: Optional[Sequence[int]] = None
+) -> tf.Tensor:
     """Logits [..., C] -> probabilities [..., C], consistent with `action_classification_loss`
     (softmax over the pose classes when `pose_indices` is given, sigmoid elsewhere)."""
     probs = tf.sigmoid(logits)
@@ -110,12 +124,14 @@ def actor_loss(targets: tf.Tensor, logits: tf.Tensor, weights: tf.Tensor) -> tf.
       scalar float32, averaged over weighted RoIs.
     """
     per_roi = tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=tf.cast(targets, logits.dtype), logits=logits)
+        labels=tf.cast(targets, logits.dtype), logits=logits
+    )
     return _safe_mean(per_roi, tf.cast(weights, logits.dtype))
 
 
-def box_regression_loss(targets: tf.Tensor, deltas: tf.Tensor, positive: tf.Tensor,
-                        delta: float = 1.0) -> tf.Tensor:
+def box_regression_loss(
+    targets: tf.Tensor, deltas: tf.Tensor, positive: tf.Tensor, delta: float = 1.0
+) -> tf.Tensor:
     """Smooth L1 (Huber) on encoded box deltas of positive RoIs (paper §3.4, Faster R-CNN).
 
     Args:

@@ -1,4 +1,5 @@
 """Builds an `ActionDetector` from plain keyword arguments (tools map flags onto these)."""
+
 from typing import Any, Dict, Optional, Sequence
 
 from action_tx.detector import ActionDetector
@@ -19,17 +20,29 @@ _LABELLED_ROI_HEADS = ("acar",)
 TRUNK_ENDPOINTS = ("Mixed_4f", "Mixed_5c")
 
 
-def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
-                   width_multiplier: Optional[float] = None, freeze_bn: bool = False,
-                   trunk_endpoint: str = "Mixed_4f",
-                   head: str = "i3d", head_options: Optional[Dict[str, Any]] = None,
-                   proposals: str = "rpn", anchor_sizes: Sequence[float] = rpn.DEFAULT_SIZES,
-                   rpn_filters: int = 512, post_nms_top_k: int = 300,
-                   num_roi_samples: int = 64, pose_indices: Optional[Sequence[int]] = None,
-                   focal_gamma: float = 0.0, use_objects: Optional[bool] = None,
-                   max_detections: int = 100, class_specific_nms: bool = False,
-                   person_score: str = "geometric", background_rois: Optional[bool] = None,
-                   seed: int = 0) -> ActionDetector:
+def build_detector(
+    *,
+    num_classes: int,
+    trunk: str = "i3d_tiny",
+    width_multiplier: Optional[float] = None,
+    freeze_bn: bool = False,
+    trunk_endpoint: str = "Mixed_4f",
+    head: str = "i3d",
+    head_options: Optional[Dict[str, Any]] = None,
+    proposals: str = "rpn",
+    anchor_sizes: Sequence[float] = rpn.DEFAULT_SIZES,
+    rpn_filters: int = 512,
+    post_nms_top_k: int = 300,
+    num_roi_samples: int = 64,
+    pose_indices: Optional[Sequence[int]] = None,
+    focal_gamma: float = 0.0,
+    use_objects: Optional[bool] = None,
+    max_detections: int = 100,
+    class_specific_nms: bool = False,
+    person_score: str = "geometric",
+    background_rois: Optional[bool] = None,
+    seed: int = 0,
+) -> ActionDetector:
     """An ActionDetector: `trunk` preset of `TRUNK_PRESETS`, `head` of `HEADS`.
 
     Args:
@@ -64,8 +77,10 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
     if trunk_endpoint not in TRUNK_ENDPOINTS:
         raise ValueError(f"unknown trunk_endpoint {trunk_endpoint!r}; known: {TRUNK_ENDPOINTS}")
     if trunk_endpoint != "Mixed_4f" and head in _I3D_TAIL_HEADS:
-        raise ValueError(f"head {head!r} runs the I3D Mixed_5 tail on RoI tubes: it needs "
-                         f"trunk_endpoint='Mixed_4f', not {trunk_endpoint!r}")
+        raise ValueError(
+            f"head {head!r} runs the I3D Mixed_5 tail on RoI tubes: it needs "
+            f"trunk_endpoint='Mixed_4f', not {trunk_endpoint!r}"
+        )
     trunk_kwargs = {"freeze_bn": freeze_bn}
     if trunk_endpoint == "Mixed_5c":
         trunk_kwargs.update(final_endpoint="Mixed_5c", pool_5a_spatial_stride=1)
@@ -77,13 +92,26 @@ def build_detector(*, num_classes: int, trunk: str = "i3d_tiny",
         options.setdefault("width_multiplier", trunk_layer.width_multiplier)
         options.setdefault("freeze_bn", freeze_bn)
     head_layer = HEADS[head](num_classes=num_classes, **options)
-    proposer = Proposer(mode=proposals, sizes=tuple(anchor_sizes), filters=rpn_filters,
-                        post_nms_top_k=post_nms_top_k)
-    return ActionDetector(trunk=trunk_layer, proposer=proposer, head=head_layer,
-                          num_classes=num_classes, use_objects=use_objects,
-                          pose_indices=pose_indices, focal_gamma=focal_gamma,
-                          num_roi_samples=num_roi_samples, max_detections=max_detections,
-                          class_specific_nms=class_specific_nms, person_score=person_score,
-                          background_rois=(head not in _LABELLED_ROI_HEADS
-                                           if background_rois is None else background_rois),
-                          seed=seed)
+    proposer = Proposer(
+        mode=proposals,
+        sizes=tuple(anchor_sizes),
+        filters=rpn_filters,
+        post_nms_top_k=post_nms_top_k,
+    )
+    return ActionDetector(
+        trunk=trunk_layer,
+        proposer=proposer,
+        head=head_layer,
+        num_classes=num_classes,
+        use_objects=use_objects,
+        pose_indices=pose_indices,
+        focal_gamma=focal_gamma,
+        num_roi_samples=num_roi_samples,
+        max_detections=max_detections,
+        class_specific_nms=class_specific_nms,
+        person_score=person_score,
+        background_rois=(
+            head not in _LABELLED_ROI_HEADS if background_rois is None else background_rois
+        ),
+        seed=seed,
+    )

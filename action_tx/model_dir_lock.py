@@ -11,6 +11,7 @@ that no longer runs (killed, crashed) is stale: it is taken over, said through `
 another host cannot be checked from here and is always respected; the error says which file
 to delete if that process is gone. Local paths only: a `gs://` model_dir is not locked.
 """
+
 import datetime
 import json
 import os
@@ -43,20 +44,22 @@ def _running(pid: int, ticks: Optional[int]) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True   # exists, owned by another user
+        return True  # exists, owned by another user
     try:
         with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":   # a zombie: it has exited
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # a zombie: it has exited
                 return False
     except (OSError, IndexError):
         pass
     now = _start_ticks(pid)
-    return ticks is None or now is None or now == ticks   # else the pid was reused
+    return ticks is None or now is None or now == ticks  # else the pid was reused
 
 
 def _describe(holder: dict, path: str) -> str:
-    return (f"process {holder.get('pid')} on {holder.get('host')} (started "
-            f"{holder.get('started', '?')}; lock file {path})")
+    return (
+        f"process {holder.get('pid')} on {holder.get('host')} (started "
+        f"{holder.get('started', '?')}; lock file {path})"
+    )
 
 
 class ModelDirLock:
@@ -76,7 +79,7 @@ class ModelDirLock:
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
-            return {}   # not ours to judge: treated as held by an unknown process
+            return {}  # not ours to judge: treated as held by an unknown process
 
     def acquire(self) -> "ModelDirLock":
         """Takes the lock; raises ModelDirLocked naming the live holder."""
@@ -84,27 +87,37 @@ class ModelDirLock:
             return self
         os.makedirs(self.model_dir, exist_ok=True)
         pid = os.getpid()
-        record = {"pid": pid, "host": socket.gethostname(), "start_ticks": _start_ticks(pid),
-                  "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                  "command": " ".join(sys.argv), "token": uuid.uuid4().hex}
+        record = {
+            "pid": pid,
+            "host": socket.gethostname(),
+            "start_ticks": _start_ticks(pid),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "token": uuid.uuid4().hex,
+        }
         scratch = f"{self.path}.{pid}.{record['token'][:8]}.tmp"
         with open(scratch, "w") as f:
             json.dump(record, f, indent=1)
         try:
             for _ in range(3):
                 try:
-                    os.link(scratch, self.path)   # fails if the lock exists: atomic
+                    os.link(scratch, self.path)  # fails if the lock exists: atomic
                     self.record = record
                     return self
                 except FileExistsError:
                     pass
                 holder = self._read()
                 if holder is None:
-                    continue   # released in between: try again
-                if (holder.get("host") == record["host"] and isinstance(holder.get("pid"), int)
-                        and not _running(holder["pid"], holder.get("start_ticks"))):
-                    self.log(f"taking over the stale lock {self.path} of process "
-                             f"{holder['pid']} on {holder['host']}, which is not running")
+                    continue  # released in between: try again
+                if (
+                    holder.get("host") == record["host"]
+                    and isinstance(holder.get("pid"), int)
+                    and not _running(holder["pid"], holder.get("start_ticks"))
+                ):
+                    self.log(
+                        f"taking over the stale lock {self.path} of process "
+                        f"{holder['pid']} on {holder['host']}, which is not running"
+                    )
                     try:
                         os.remove(self.path)
                     except FileNotFoundError:
@@ -114,10 +127,12 @@ class ModelDirLock:
                 raise ModelDirLocked(
                     f"{self.model_dir} is in use by another trainer: "
                     f"{_describe(holder, self.path)}; wait for it to end or use another "
-                    "--model_dir" + ("" if here else
-                                     f" (if that process is gone, delete {self.path})"))
-            raise ModelDirLocked(f"{self.model_dir}: cannot take the lock {self.path} (it "
-                                 "keeps changing hands)")
+                    "--model_dir"
+                    + ("" if here else f" (if that process is gone, delete {self.path})")
+                )
+            raise ModelDirLocked(
+                f"{self.model_dir}: cannot take the lock {self.path} (it keeps changing hands)"
+            )
         finally:
             os.remove(scratch)
 

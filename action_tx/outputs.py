@@ -1,4 +1,5 @@
 """Detector outputs -> AVA rows (one row per detected person and action class)."""
+
 from typing import Dict, Sequence
 
 import numpy as np
@@ -7,9 +8,13 @@ import numpy as np
 MIN_SIDE = 1e-3
 
 
-def detections_to_ava(outputs: Dict[str, np.ndarray], video_id: Sequence[str],
-                      timestamp: Sequence[int], class_ids: Sequence[int],
-                      min_score: float = 0.0) -> Dict[str, np.ndarray]:
+def detections_to_ava(
+    outputs: Dict[str, np.ndarray],
+    video_id: Sequence[str],
+    timestamp: Sequence[int],
+    class_ids: Sequence[int],
+    min_score: float = 0.0,
+) -> Dict[str, np.ndarray]:
     """Flattens batched detections into AVA detection rows (arrays, boxes yxyx).
 
     Args:
@@ -32,10 +37,12 @@ def detections_to_ava(outputs: Dict[str, np.ndarray], video_id: Sequence[str],
     batch, k, c = scores.shape
     sides = np.minimum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])
     valid = ((np.arange(k)[None, :] < num[:, None]) & (sides >= MIN_SIDE))[..., None] & (
-        scores > min_score)
+        scores > min_score
+    )
     b_idx, k_idx, c_idx = np.nonzero(valid)
-    vids = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in video_id],
-                      dtype=object)
+    vids = np.asarray(
+        [v.decode() if isinstance(v, bytes) else str(v) for v in video_id], dtype=object
+    )
     return {
         "video_id": vids[b_idx],
         "timestamp": np.asarray(timestamp, np.int32)[b_idx],

@@ -21,6 +21,7 @@ RoI pooling, and the AIA memory tables (their own `memory_dtype`). Conv3D units 
 where TF's CPU kernel of the mixed dtype is broken or impractical (`action_tx.trunks.unit3d`:
 bfloat16 filter gradients with fewer time steps than the kernel; float16 without a GPU).
 """
+
 import contextlib
 
 import keras
@@ -56,8 +57,7 @@ def uses_loss_scaling(name: str) -> bool:
     return check(name) == "mixed_float16"
 
 
-def wrap_optimizer(optimizer: keras.optimizers.Optimizer,
-                   name: str) -> keras.optimizers.Optimizer:
+def wrap_optimizer(optimizer: keras.optimizers.Optimizer, name: str) -> keras.optimizers.Optimizer:
     """`optimizer`, wrapped in a dynamic `LossScaleOptimizer` under mixed_float16."""
     if not uses_loss_scaling(name):
         return optimizer

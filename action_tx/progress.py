@@ -15,6 +15,7 @@ by carriage returns on one line.
 A line: `eval [#########.....................] 120/400 keyframes  3.10/s  eta 0:01:30`
 (no bar and no eta when the total is unknown; `took H:MM:SS` once the total is reached).
 """
+
 import sys
 import time
 from typing import Callable, Optional, TextIO
@@ -23,7 +24,7 @@ from typing import Callable, Optional, TextIO
 def _is_terminal(stream) -> bool:
     try:
         return bool(stream.isatty())
-    except (AttributeError, ValueError):   # a stream without isatty, or a closed one
+    except (AttributeError, ValueError):  # a stream without isatty, or a closed one
         return False
 
 
@@ -50,10 +51,20 @@ class Progress:
       width: characters of the bar.
     """
 
-    def __init__(self, total: Optional[int], label: str, enabled: bool = True, *,
-                 unit: str = "", start: int = 0, stream: Optional[TextIO] = None,
-                 interval: float = 5.0, terminal: Optional[bool] = None,
-                 clock: Callable[[], float] = time.monotonic, width: int = 30):
+    def __init__(
+        self,
+        total: Optional[int],
+        label: str,
+        enabled: bool = True,
+        *,
+        unit: str = "",
+        start: int = 0,
+        stream: Optional[TextIO] = None,
+        interval: float = 5.0,
+        terminal: Optional[bool] = None,
+        clock: Callable[[], float] = time.monotonic,
+        width: int = 30,
+    ):
         self.total, self.label, self.enabled, self.unit = total, label, enabled, unit
         self.start = self.done = start
         self.stream = stream if stream is not None else sys.stderr
@@ -61,8 +72,8 @@ class Progress:
         self.terminal = _is_terminal(self.stream) if terminal is None else terminal
         self.note = ""
         self._t0 = self._last_line = clock()
-        self._drawn = 0           # length of the line drawn on the terminal (0: none)
-        self._printed = None      # `done` of the last plain line
+        self._drawn = 0  # length of the line drawn on the terminal (0: none)
+        self._printed = None  # `done` of the last plain line
         self._closed = False
 
     def update(self, n: int = 1, note: Optional[str] = None) -> None:
@@ -112,8 +123,9 @@ class Progress:
         parts = [self.label]
         if self.total:
             filled = self.width * min(max(self.done, 0), self.total) // self.total
-            parts.append(f"[{'#' * filled}{'.' * (self.width - filled)}] "
-                         f"{self.done}/{self.total}{unit}")
+            parts.append(
+                f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}{unit}"
+            )
         else:
             parts.append(f"{self.done}{unit}")
         text = " ".join(parts) + f"  {rate:.2f}/s"
@@ -125,7 +137,7 @@ class Progress:
 
     def _draw(self):
         text = self.line()
-        self.stream.write("\r" + text.ljust(self._drawn))   # blank what a longer line left
+        self.stream.write("\r" + text.ljust(self._drawn))  # blank what a longer line left
         self.stream.flush()
         self._drawn = max(len(text), 1)
 

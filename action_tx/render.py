@@ -6,6 +6,7 @@ larger frames keep their size), predictions and ground truth are drawn in the tw
 boxes, and a legend strip below the frame says which style is which. Attention maps go beside
 the frame they belong to, never under text. Pure NumPy + Pillow; RGB uint8 [H, W, 3] arrays.
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image, ImageDraw
 from action_tx import visualize
 
 MIN_SHORT_SIDE = 448
-_BACKGROUND = (32, 32, 32)   # legend strip and gaps between panels
+_BACKGROUND = (32, 32, 32)  # legend strip and gaps between panels
 _TEXT = (235, 235, 235)
 
 
@@ -64,7 +65,7 @@ def legend(width: int, entries: Sequence[tuple], font_size: int) -> np.ndarray:
     font = visualize.load_font(font_size)
     row_h, pad = int(round(font_size * 1.6)), font_size // 2
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    items, x, row = [], pad, 0   # (row, x, swatch, text, text width)
+    items, x, row = [], pad, 0  # (row, x, swatch, text, text width)
     for swatch, text in entries:
         x0, _, x1, _ = probe.textbbox((0, 0), text, font=font)
         item_w = (2 * font_size + pad if swatch else 0) + (x1 - x0)
@@ -83,10 +84,20 @@ def legend(width: int, entries: Sequence[tuple], font_size: int) -> np.ndarray:
     return np.asarray(image, np.uint8)
 
 
-def render_keyframe(frame, boxes, scores, action_scores, class_names: Sequence[str], *,
-                    gt_boxes=None, gt_labels=None, title: str = "", top_k: int = 3,
-                    max_detections: Optional[int] = 5,
-                    min_short_side: int = MIN_SHORT_SIDE) -> np.ndarray:
+def render_keyframe(
+    frame,
+    boxes,
+    scores,
+    action_scores,
+    class_names: Sequence[str],
+    *,
+    gt_boxes=None,
+    gt_labels=None,
+    title: str = "",
+    top_k: int = 3,
+    max_detections: Optional[int] = 5,
+    min_short_side: int = MIN_SHORT_SIDE,
+) -> np.ndarray:
     """One keyframe with its predictions, its ground truth and a legend.
 
     Args:
@@ -103,28 +114,47 @@ def render_keyframe(frame, boxes, scores, action_scores, class_names: Sequence[s
     image = scale_frame(frame, min_short_side)
     thickness, font_size = line_sizes(*image.shape[:2])
     gt = dict(top_k=top_k, thickness=thickness, dash=3 * thickness, font_size=font_size)
-    if gt_boxes is not None:   # dashed outlines under the predictions, labels placed last
-        image = visualize.draw_ground_truth(image, gt_boxes, gt_labels, class_names,
-                                            **dict(gt, top_k=0))
-    occupied = []   # every tag keeps clear of the tags placed before it
-    image = visualize.draw_detections(image, boxes, scores, action_scores, class_names,
-                                      top_k=top_k, max_detections=max_detections,
-                                      thickness=thickness, font_size=font_size,
-                                      label_side="above", occupied=occupied)
+    if gt_boxes is not None:  # dashed outlines under the predictions, labels placed last
+        image = visualize.draw_ground_truth(
+            image, gt_boxes, gt_labels, class_names, **dict(gt, top_k=0)
+        )
+    occupied = []  # every tag keeps clear of the tags placed before it
+    image = visualize.draw_detections(
+        image,
+        boxes,
+        scores,
+        action_scores,
+        class_names,
+        top_k=top_k,
+        max_detections=max_detections,
+        thickness=thickness,
+        font_size=font_size,
+        label_side="above",
+        occupied=occupied,
+    )
     if gt_boxes is not None:
-        image = visualize.draw_ground_truth(image, gt_boxes, gt_labels, class_names,
-                                            outlines=False, occupied=occupied, **gt)
+        image = visualize.draw_ground_truth(
+            image, gt_boxes, gt_labels, class_names, outlines=False, occupied=occupied, **gt
+        )
     entries = [(None, title)] if title else []
-    entries.append((("solid", visualize.colour(0)),
-                    "prediction: person x action score"))
+    entries.append((("solid", visualize.colour(0)), "prediction: person x action score"))
     if gt_boxes is not None:
         entries.append((("dashed",), "ground truth"))
     return np.concatenate([image, legend(image.shape[1], entries, font_size)], axis=0)
 
 
-def render_attention(frame, heat, box, score, action_scores, class_names: Sequence[str], *,
-                     title: str = "", top_k: int = 3,
-                     min_short_side: int = MIN_SHORT_SIDE) -> np.ndarray:
+def render_attention(
+    frame,
+    heat,
+    box,
+    score,
+    action_scores,
+    class_names: Sequence[str],
+    *,
+    title: str = "",
+    top_k: int = 3,
+    min_short_side: int = MIN_SHORT_SIDE,
+) -> np.ndarray:
     """One detection and its attention map, side by side.
 
     Args:
@@ -137,18 +167,29 @@ def render_attention(frame, heat, box, score, action_scores, class_names: Sequen
     """
     image = scale_frame(frame, min_short_side)
     thickness, font_size = line_sizes(*image.shape[:2])
-    left = visualize.draw_detections(image, [box], [score], [action_scores], class_names,
-                                     top_k=top_k, thickness=thickness, font_size=font_size,
-                                     label_side="above")
+    left = visualize.draw_detections(
+        image,
+        [box],
+        [score],
+        [action_scores],
+        class_names,
+        top_k=top_k,
+        thickness=thickness,
+        font_size=font_size,
+        label_side="above",
+    )
     # On the heat colours the box gets a white inner line, so that it shows on dark red too.
-    right = visualize.draw_box(visualize.overlay_heatmap(image, heat, alpha=0.6), box,
-                               (255, 255, 255), thickness + 1)
+    right = visualize.draw_box(
+        visualize.overlay_heatmap(image, heat, alpha=0.6), box, (255, 255, 255), thickness + 1
+    )
     right = visualize.draw_box(right, box, visualize.colour(0), thickness)
     gap = np.full((image.shape[0], max(4, thickness * 2), 3), _BACKGROUND, np.uint8)
     row = np.concatenate([left, gap, right], axis=1)
     entries = [(None, title)] if title else []
-    entries += [(("solid", visualize.colour(0)), "this detection"),
-                (("heat",), "its attention, low to high")]
+    entries += [
+        (("solid", visualize.colour(0)), "this detection"),
+        (("heat",), "its attention, low to high"),
+    ]
     return np.concatenate([row, legend(row.shape[1], entries, font_size)], axis=0)
 
 
@@ -160,5 +201,5 @@ def stack_padded(images: Sequence[np.ndarray]) -> np.ndarray:
     out = np.empty((len(images), height, width, 3), np.uint8)
     out[...] = _BACKGROUND
     for k, image in enumerate(images):
-        out[k, :image.shape[0], :image.shape[1]] = image
+        out[k, : image.shape[0], : image.shape[1]] = image
     return out

@@ -25,6 +25,7 @@ halves the scale when they overflowed, and doubles it after 2000 good steps. Suc
 step reports grad_norm=inf and is not an error; training stops on it only once the scale is
 below 1 (the gradients overflow float16 without any scaling: divergence).
 """
+
 import json
 import math
 import os
@@ -57,17 +58,23 @@ class WorkerLostError(TrainingError):
 # service heartbeats and the survivors are aborted (UNAVAILABLE, ~12 s); a live but stuck peer
 # trips the collective timeout (DEADLINE_EXCEEDED); aborted ops can also surface as
 # ABORTED / CANCELLED.
-_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                tf.errors.AbortedError, tf.errors.CancelledError)
+_PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+)
 
 
 def check_tf_config() -> Optional[str]:
     """-> what is wrong with the TF_CONFIG variable for 'multi_worker', or None."""
     text = os.environ.get("TF_CONFIG", "")
     if not text.strip():
-        return ("--strategy=multi_worker needs the TF_CONFIG environment variable (JSON: "
-                '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
-                '"index": i}}); it is not set')
+        return (
+            "--strategy=multi_worker needs the TF_CONFIG environment variable (JSON: "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+            '"index": i}}); it is not set'
+        )
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
@@ -77,13 +84,13 @@ def check_tf_config() -> Optional[str]:
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         return f"TF_CONFIG is not valid (needs 'cluster' and 'task' with 'type', 'index'): {e}"
     if not workers or not members or not 0 <= index < len(members):
-        return (f"TF_CONFIG: task {kind}:{index} is not in the cluster "
-                f"{json.dumps(cluster)}")
+        return f"TF_CONFIG: task {kind}:{index} is not in the cluster {json.dumps(cluster)}"
     return None
 
 
-def make_strategy(name: str = "one_device", devices=None,
-                  collective_timeout_s: Optional[float] = None) -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "one_device", devices=None, collective_timeout_s: Optional[float] = None
+) -> tf.distribute.Strategy:
     """'one_device' (first GPU else CPU), 'mirrored' (all local GPUs, or `devices`), or
     'multi_worker' (MultiWorkerMirroredStrategy; cluster from the TF_CONFIG variable).
 
@@ -104,14 +111,17 @@ def make_strategy(name: str = "one_device", devices=None,
         if problem:
             raise TrainingError(problem)
         options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=collective_timeout_s)
+            timeout_seconds=collective_timeout_s
+        )
         try:
             return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         except RuntimeError as e:
             if "program startup" not in str(e):
                 raise
-            raise TrainingError("the multi_worker strategy must be made before TensorFlow "
-                                "runs any op in the process") from None
+            raise TrainingError(
+                "the multi_worker strategy must be made before TensorFlow "
+                "runs any op in the process"
+            ) from None
     raise TrainingError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
@@ -121,13 +131,22 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
     task = resolver.task_type
-    return task in ("chief", None) or (task == "worker" and resolver.task_id == 0
-                                       and "chief" not in resolver.cluster_spec().as_dict())
+    return task in ("chief", None) or (
+        task == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
-def learning_rate_schedule(*, learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-                           warmup_steps: int = 1000, decay_steps: int = 500_000,
-                           final_fraction: float = 0.0, lr_steps=None):
+def learning_rate_schedule(
+    *,
+    learning_rate: float = 0.1,
+    warmup_learning_rate: float = 0.01,
+    warmup_steps: int = 1000,
+    decay_steps: int = 500_000,
+    final_fraction: float = 0.0,
+    lr_steps=None,
+):
     """Linear warmup warmup_learning_rate -> learning_rate over `warmup_steps`, then cosine decay
     to final_fraction * learning_rate at step `decay_steps` (counted from step 0, as the paper
     §3.5: "cosine annealing over the 500K iterations ... warmup from 0.01 to 0.1 for 1000").
@@ -136,22 +155,31 @@ def learning_rate_schedule(*, learning_rate: float = 0.1, warmup_learning_rate: 
     if lr_steps:
         lr_steps = [int(b) for b in lr_steps]
         if lr_steps != sorted(lr_steps) or lr_steps[0] < warmup_steps:
-            raise TrainingError(f"lr_steps {lr_steps} must ascend and start at or after the "
-                                f"warmup's end ({warmup_steps})")
+            raise TrainingError(
+                f"lr_steps {lr_steps} must ascend and start at or after the "
+                f"warmup's end ({warmup_steps})"
+            )
         return WarmupStepDecay(learning_rate, warmup_learning_rate, warmup_steps, lr_steps)
     if decay_steps <= warmup_steps:
-        raise TrainingError(f"decay_steps ({decay_steps}) must exceed warmup_steps "
-                            f"({warmup_steps})")
+        raise TrainingError(
+            f"decay_steps ({decay_steps}) must exceed warmup_steps ({warmup_steps})"
+        )
     if warmup_steps <= 0:
         return keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps, alpha=final_fraction)
+            learning_rate, decay_steps, alpha=final_fraction
+        )
     return keras.optimizers.schedules.CosineDecay(
-        warmup_learning_rate, decay_steps - warmup_steps, alpha=final_fraction,
-        warmup_target=learning_rate, warmup_steps=warmup_steps)
+        warmup_learning_rate,
+        decay_steps - warmup_steps,
+        alpha=final_fraction,
+        warmup_target=learning_rate,
+        warmup_steps=warmup_steps,
+    )
 
 
-def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: float = 0.9,
-                    weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+def build_optimizer(
+    *, optimizer: str = "sgd", learning_rate=0.1, momentum: float = 0.9, weight_decay: float = 0.0
+) -> keras.optimizers.Optimizer:
     """SGD with momentum or AdamW; `learning_rate` a float or a schedule.
 
     Weight decay is decoupled (Keras 3's `weight_decay`) and skips biases and BatchNorm
@@ -159,8 +187,9 @@ def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: floa
     regularizes conv/dense kernels only).
     """
     if optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate, momentum=momentum,
-                                   weight_decay=weight_decay or None)
+        opt = keras.optimizers.SGD(
+            learning_rate, momentum=momentum, weight_decay=weight_decay or None
+        )
     elif optimizer == "adamw":
         opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     else:
@@ -172,11 +201,14 @@ def build_optimizer(*, optimizer: str = "sgd", learning_rate=0.1, momentum: floa
 
 def op_error_text(error: "tf.errors.OpError") -> str:
     """The readable part of a TF op error ("corrupted record at 0 ..."), one line."""
-    record = pipeline.record_error_text(error)   # an undecodable record, named by the pipeline
+    record = pipeline.record_error_text(error)  # an undecodable record, named by the pipeline
     if record:
         return record
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "",
-                  error.message.strip().splitlines()[-1] if error.message.strip() else "")
+    text = re.sub(
+        r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$",
+        "",
+        error.message.strip().splitlines()[-1] if error.message.strip() else "",
+    )
     return text.strip() or type(error).__name__
 
 
@@ -184,9 +216,15 @@ def _peer_error_text(error: "tf.errors.OpError") -> str:
     """The line of a failed collective's message that says why (one line)."""
     lines = [l.strip() for l in error.message.splitlines()]
     for i, line in enumerate(lines):
-        if re.search(r"aborted by|timed out|timeout|deadline|connection|unavailable|heartbeat",
-                     line, re.IGNORECASE) and "Detected at node" not in line:
-            if line.endswith(":") and i + 1 < len(lines):   # "unhealthy tasks:" + the task
+        if (
+            re.search(
+                r"aborted by|timed out|timeout|deadline|connection|unavailable|heartbeat",
+                line,
+                re.IGNORECASE,
+            )
+            and "Detected at node" not in line
+        ):
+            if line.endswith(":") and i + 1 < len(lines):  # "unhealthy tasks:" + the task
                 line = f"{line} {lines[i + 1]}"
             return line[:300]
     return op_error_text(error)
@@ -196,16 +234,19 @@ def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor
     try:
         for batch in dataset.take(1):
             return batch
-    except tf.errors.OpError as e:   # e.g. DataLossError: a file that is not a TFRecord
-        raise TrainingError(f"cannot read the training data ({describe}): "
-                            f"{op_error_text(e)}") from None
-    raise TrainingError(f"the training data yields no batch ({describe}): no records, or "
-                        "fewer examples than one global batch")
+    except tf.errors.OpError as e:  # e.g. DataLossError: a file that is not a TFRecord
+        raise TrainingError(
+            f"cannot read the training data ({describe}): {op_error_text(e)}"
+        ) from None
+    raise TrainingError(
+        f"the training data yields no batch ({describe}): no records, or "
+        "fewer examples than one global batch"
+    )
 
 
 def _replica_slice(batch: Dict[str, tf.Tensor], per_replica: int, replica_id) -> Dict:
     begin = replica_id * per_replica
-    return {k: v[begin:begin + per_replica] for k, v in batch.items()}
+    return {k: v[begin : begin + per_replica] for k, v in batch.items()}
 
 
 def _save(manager: tf.train.CheckpointManager, number: int) -> str:
@@ -229,7 +270,8 @@ def _save(manager: tf.train.CheckpointManager, number: int) -> str:
             f"cannot write the checkpoint of step {number} in {manager.directory} "
             f"({type(e).__name__}: {why}); the newest complete checkpoint is "
             f"{before or 'none'}: free some space and rerun the same command to resume "
-            "from it") from None
+            "from it"
+        ) from None
 
 
 def _log(message: str, chief: bool = True):
@@ -237,8 +279,9 @@ def _log(message: str, chief: bool = True):
         print(message, flush=True)
 
 
-def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
-          **kwargs) -> Dict[str, object]:
+def train(
+    *, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None, **kwargs
+) -> Dict[str, object]:
     """Trains (or resumes) the model in `model_dir`.
 
     Returns: {"step": last step, "losses": last step's terms (floats, with grad_norm),
@@ -281,45 +324,70 @@ def train(*, model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     """
     strategy = strategy or make_strategy("one_device")
     resolver = getattr(strategy, "cluster_resolver", None)
-    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) + len(
-        resolver.cluster_spec().as_dict().get("chief", [])) if resolver else 1
+    workers = (
+        len(resolver.cluster_spec().as_dict().get("worker", []))
+        + len(resolver.cluster_spec().as_dict().get("chief", []))
+        if resolver
+        else 1
+    )
     try:
         with precision_lib.policy(kwargs.get("precision", "float32")):
             return _train(model_dir=model_dir, strategy=strategy, **kwargs)
     except tf.errors.InvalidArgumentError as e:
         if not pipeline.record_error_text(e):
             raise
-        raise TrainingError(f"{op_error_text(e)}; newest checkpoint: "
-                            f"{tf.train.latest_checkpoint(model_dir) or 'none'}") from None
+        raise TrainingError(
+            f"{op_error_text(e)}; newest checkpoint: "
+            f"{tf.train.latest_checkpoint(model_dir) or 'none'}"
+        ) from None
     except _PEER_ERRORS as e:
         if workers < 2:
             raise
         newest = (checkpointing.find_checkpoints(model_dir, log=None) or ["none"])[-1]
         raise WorkerLostError(
             f"another worker died or stopped answering ({_peer_error_text(e)}); newest "
-            f"checkpoint: {newest}; restart every worker to resume from it") from None
+            f"checkpoint: {newest}; restart every worker to resume from it"
+        ) from None
 
 
-def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.data.Dataset],
-          model_dir: str, train_steps: int, global_batch_size: int,
-          strategy: Optional[tf.distribute.Strategy] = None, optimizer: str = "sgd",
-          learning_rate: float = 0.1, warmup_learning_rate: float = 0.01,
-          warmup_steps: int = 1000, decay_steps: Optional[int] = None,
-          lr_steps: Optional[Sequence[int]] = None, momentum: float = 0.9,
-          weight_decay: float = 0.0, clip_norm: Optional[float] = None,
-          checkpoint_every: int = 1000, keep_checkpoints: int = 5, log_every: int = 100,
-          eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
-          eval_every: int = 0, init_fn: Optional[Callable[[keras.Model], None]] = None,
-          model_config: Optional[Dict[str, object]] = None, seed: int = 0,
-          deterministic: bool = False, precision: str = "float32",
-          jit_compile: bool = False, progress: bool = True,
-          data_description: str = "") -> Dict[str, object]:
+def _train(
+    *,
+    model_fn: Callable[[], keras.Model],
+    dataset_fn: Callable[[], tf.data.Dataset],
+    model_dir: str,
+    train_steps: int,
+    global_batch_size: int,
+    strategy: Optional[tf.distribute.Strategy] = None,
+    optimizer: str = "sgd",
+    learning_rate: float = 0.1,
+    warmup_learning_rate: float = 0.01,
+    warmup_steps: int = 1000,
+    decay_steps: Optional[int] = None,
+    lr_steps: Optional[Sequence[int]] = None,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_norm: Optional[float] = None,
+    checkpoint_every: int = 1000,
+    keep_checkpoints: int = 5,
+    log_every: int = 100,
+    eval_fn: Optional[Callable[[keras.Model, int], Dict[str, float]]] = None,
+    eval_every: int = 0,
+    init_fn: Optional[Callable[[keras.Model], None]] = None,
+    model_config: Optional[Dict[str, object]] = None,
+    seed: int = 0,
+    deterministic: bool = False,
+    precision: str = "float32",
+    jit_compile: bool = False,
+    progress: bool = True,
+    data_description: str = "",
+) -> Dict[str, object]:
     """`train` with its strategy made."""
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
-        raise TrainingError(f"global batch size {global_batch_size} is not a multiple of the "
-                            f"{replicas} replicas")
+        raise TrainingError(
+            f"global batch size {global_batch_size} is not a multiple of the {replicas} replicas"
+        )
     per_replica = global_batch_size // replicas
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -330,35 +398,49 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
 
     dataset = dataset_fn()
     first = _first_batch(dataset, data_description or "dataset_fn")
-    size = int(first["clip" if "clip" in first else "keyframe_mask"].shape[0])   # frames/features
+    size = int(first["clip" if "clip" in first else "keyframe_mask"].shape[0])  # frames/features
     if size != global_batch_size:
-        raise TrainingError(f"the dataset's batch is {size}, expected the "
-                            f"global batch {global_batch_size}")
+        raise TrainingError(
+            f"the dataset's batch is {size}, expected the global batch {global_batch_size}"
+        )
     with strategy.scope():
         model = model_fn()
-        model(_replica_slice(first, per_replica, 0), training=False)   # creates the variables
+        model(_replica_slice(first, per_replica, 0), training=False)  # creates the variables
         schedule = learning_rate_schedule(
-            learning_rate=learning_rate, warmup_learning_rate=warmup_learning_rate,
-            warmup_steps=warmup_steps, decay_steps=decay_steps or train_steps,
-            lr_steps=lr_steps)
+            learning_rate=learning_rate,
+            warmup_learning_rate=warmup_learning_rate,
+            warmup_steps=warmup_steps,
+            decay_steps=decay_steps or train_steps,
+            lr_steps=lr_steps,
+        )
         opt = precision_lib.wrap_optimizer(
-            build_optimizer(optimizer=optimizer, learning_rate=schedule, momentum=momentum,
-                            weight_decay=weight_decay), precision)
-        opt.build(model.trainable_variables)   # Keras 3: slots exist before the tf.function
+            build_optimizer(
+                optimizer=optimizer,
+                learning_rate=schedule,
+                momentum=momentum,
+                weight_decay=weight_decay,
+            ),
+            precision,
+        )
+        opt.build(model.trainable_variables)  # Keras 3: slots exist before the tf.function
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     iterator = iter(dataset)
-    ckpt = checkpointing.make_checkpoint(model=model, optimizer=opt, step=step,
-                                         iterator=iterator)
+    ckpt = checkpointing.make_checkpoint(model=model, optimizer=opt, step=step, iterator=iterator)
     # Non-chief workers take part in the save (collectives) but write to a scratch folder.
-    save_dir = model_dir if chief else os.path.join(
-        model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    save_dir = (
+        model_dir
+        if chief
+        else os.path.join(model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    )
     # Found before the manager reads the state file: when that file is lost or garbled the
     # checkpoints are found from their .index files (and the chief rewrites the state file).
     checkpoints = checkpointing.find_checkpoints(
-        model_dir, log=lambda m: _log(f"warning: {m}", chief), repair=chief)
+        model_dir, log=lambda m: _log(f"warning: {m}", chief), repair=chief
+    )
     manager = tf.train.CheckpointManager(ckpt, save_dir, max_to_keep=keep_checkpoints)
     restored = checkpointing.restore_latest(
-        ckpt, checkpoints, log=lambda m: _log(f"warning: {m}", True))
+        ckpt, checkpoints, log=lambda m: _log(f"warning: {m}", True)
+    )
     if restored:
         _log(f"resumed from {restored} at step {int(step.numpy())}", chief)
     elif init_fn is not None:
@@ -390,7 +472,7 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
             summed, norm = tf.clip_by_global_norm(summed, clip_norm)
         else:
             norm = tf.linalg.global_norm(summed)
-        if scaling:   # the LossScaleOptimizer divides by the scale and skips non-finite steps
+        if scaling:  # the LossScaleOptimizer divides by the scale and skips non-finite steps
             summed = [g * scale for g in summed]
         # The optimizer sums over replicas again: hand it 1/replicas of the summed gradient.
         opt.apply_gradients([(g / replicas, variables[i]) for g, i in zip(summed, used)])
@@ -399,13 +481,17 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
     @tf.function
     def train_step(it):
         terms, norm = strategy.run(replica_step, args=(next(it),))
-        terms = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                 for k, v in terms.items()}
+        terms = {
+            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in terms.items()
+        }
         terms["grad_norm"] = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
         return terms
 
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else \
-        tf.summary.create_noop_writer()
+    writer = (
+        tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+        if chief
+        else tf.summary.create_noop_writer()
+    )
     start = int(step.numpy())
     bar = Progress(train_steps, "train", enabled=progress and chief, unit="steps", start=start)
     terms, history, t_log, s_log = {}, [], time.perf_counter(), start
@@ -425,32 +511,39 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
             try:
                 out = train_step(iterator)
             except tf.errors.OutOfRangeError:
-                raise TrainingError(f"the training data ran out at step {int(step.numpy())} "
-                                    f"({data_description or 'dataset_fn'}); repeat it") from None
+                raise TrainingError(
+                    f"the training data ran out at step {int(step.numpy())} "
+                    f"({data_description or 'dataset_fn'}); repeat it"
+                ) from None
             step.assign_add(1)
             at = int(step.numpy())
             terms = {k: float(v) for k, v in out.items()}
             if scaling:
                 terms["loss_scale"] = float(opt.dynamic_scale.numpy())
             history.append(terms)
-            skipped = scaling and not math.isfinite(terms["grad_norm"]) and \
-                terms["loss_scale"] >= 1.0
-            if not all(math.isfinite(v) for k, v in terms.items()
-                       if not (skipped and k == "grad_norm")):
+            skipped = (
+                scaling and not math.isfinite(terms["grad_norm"]) and terms["loss_scale"] >= 1.0
+            )
+            if not all(
+                math.isfinite(v) for k, v in terms.items() if not (skipped and k == "grad_norm")
+            ):
                 bar.close()
                 bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
-                raise TrainingError(f"non-finite loss at step {at} ({bad}); stopped without "
-                                    f"saving; the last good checkpoint is {last or 'none'}")
+                raise TrainingError(
+                    f"non-finite loss at step {at} ({bad}); stopped without "
+                    f"saving; the last good checkpoint is {last or 'none'}"
+                )
             bar.set(at, note=f"loss {terms['total_loss']:.4f}")
             if at % log_every == 0 or at == train_steps:
                 now = time.perf_counter()
                 with writer.as_default(step=at):
                     for k, v in terms.items():
-                        tf.summary.scalar(
-                            k if k in ("grad_norm", "loss_scale") else f"loss/{k}", v)
+                        tf.summary.scalar(k if k in ("grad_norm", "loss_scale") else f"loss/{k}", v)
                     tf.summary.scalar("learning_rate", float(schedule(at - 1)))
-                    tf.summary.scalar("examples_per_second",
-                                      (at - s_log) * global_batch_size / max(now - t_log, 1e-9))
+                    tf.summary.scalar(
+                        "examples_per_second",
+                        (at - s_log) * global_batch_size / max(now - t_log, 1e-9),
+                    )
                 t_log, s_log = now, at
             if at % checkpoint_every == 0 or at == train_steps:
                 last = save(at)
@@ -464,5 +557,11 @@ def _train(*, model_fn: Callable[[], keras.Model], dataset_fn: Callable[[], tf.d
         writer.flush()
     if start >= train_steps and restored:
         last = restored
-    return {"step": int(step.numpy()), "losses": terms, "history": history,
-            "checkpoint": last, "model": model, "optimizer": opt}
+    return {
+        "step": int(step.numpy()),
+        "losses": terms,
+        "history": history,
+        "checkpoint": last,
+        "model": model,
+        "optimizer": opt,
+    }

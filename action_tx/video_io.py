@@ -5,6 +5,7 @@ Frames are RGB uint8 [H, W, 3]. Frame k (0-based, decode order) shows time k / f
 keyframe of time t is frame floor(t * fps + 0.5), as `action_tx.data.frame_source`.
 No TensorFlow here: detect.py checks its input before TensorFlow is imported.
 """
+
 import dataclasses
 import fractions
 import math
@@ -28,6 +29,7 @@ class VideoError(ValueError):
 class VideoInfo:
     """What the container header says. num_frames: the header's frame count, or duration x fps
     rounded when the container has no count (0 when it has neither)."""
+
     path: str
     width: int
     height: int
@@ -56,8 +58,9 @@ def _open(path: str):
     return container
 
 
-def probe(path: str, *, max_resolution: Optional[int] = None,
-          max_duration_s: Optional[float] = None) -> VideoInfo:
+def probe(
+    path: str, *, max_resolution: Optional[int] = None, max_duration_s: Optional[float] = None
+) -> VideoInfo:
     """Reads the header only (no decoding) and checks the limits.
 
     Args:
@@ -85,15 +88,26 @@ def probe(path: str, *, max_resolution: Optional[int] = None,
         frames = int(stream.frames or 0) or int(round(duration * fps))
         if not duration:
             duration = frames / fps
-        info = VideoInfo(path=path, width=width, height=height, fps=fps,
-                         rate=fractions.Fraction(rate), num_frames=frames, duration_s=duration,
-                         codec=stream.codec_context.name, container=container.format.name)
+        info = VideoInfo(
+            path=path,
+            width=width,
+            height=height,
+            fps=fps,
+            rate=fractions.Fraction(rate),
+            num_frames=frames,
+            duration_s=duration,
+            codec=stream.codec_context.name,
+            container=container.format.name,
+        )
     if max_resolution and max(width, height) > max_resolution:
-        raise VideoError(f"{path}: resolution {width}x{height} exceeds --max_resolution="
-                         f"{max_resolution} (longer side)")
+        raise VideoError(
+            f"{path}: resolution {width}x{height} exceeds --max_resolution="
+            f"{max_resolution} (longer side)"
+        )
     if max_duration_s and duration > max_duration_s:
-        raise VideoError(f"{path}: duration {duration:.1f} s exceeds --max_duration_s="
-                         f"{max_duration_s:g}")
+        raise VideoError(
+            f"{path}: duration {duration:.1f} s exceeds --max_duration_s={max_duration_s:g}"
+        )
     return info
 
 
@@ -114,10 +128,13 @@ def check_complete(info: VideoInfo, decoded: int, error: str = "") -> int:
     the tolerance (a damaged or truncated file); returns the number of usable frames."""
     expected = info.num_frames
     reason = f" ({error})" if error else ""
-    if expected and decoded < expected - max(SHORT_DECODE_TOLERANCE,
-                                             int(SHORT_DECODE_FRACTION * expected)):
-        raise VideoError(f"{info.path}: damaged video: decoded {decoded} of the {expected} "
-                         f"frames its header announces{reason}")
+    if expected and decoded < expected - max(
+        SHORT_DECODE_TOLERANCE, int(SHORT_DECODE_FRACTION * expected)
+    ):
+        raise VideoError(
+            f"{info.path}: damaged video: decoded {decoded} of the {expected} "
+            f"frames its header announces{reason}"
+        )
     if decoded == 0:
         raise VideoError(f"{info.path}: no frame could be decoded{reason}")
     return decoded
@@ -156,8 +173,14 @@ def clip_indices(center: int, num_frames: int, step: float, last: int) -> np.nda
 
 
 # Container kinds VideoWriter writes, by file extension -> FFmpeg muxer name.
-WRITABLE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
-                    ".avi": "avi", ".gif": "gif"}
+WRITABLE_FORMATS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".avi": "avi",
+    ".gif": "gif",
+}
 
 
 class VideoWriter:
@@ -199,7 +222,7 @@ class VideoWriter:
         """frame: RGB uint8 [H, W, 3], the same size for every call."""
         if self._stream is None:
             self._start(frame.shape[0], frame.shape[1])
-        frame = np.ascontiguousarray(frame[:self._stream.height, :self._stream.width])
+        frame = np.ascontiguousarray(frame[: self._stream.height, : self._stream.width])
         out = av.VideoFrame.from_ndarray(frame, format="rgb24")
         for packet in self._stream.encode(out):
             self._container.mux(packet)

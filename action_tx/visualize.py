@@ -9,21 +9,35 @@ colour; ground truth is a dashed white/black box with black labels on a white ta
 below the box while predictions' tags go above it, so that neither hides the person.
 `action_tx.render` composes these into the readable, legend-carrying images of TensorBoard.
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 # Distinct, saturated colours (RGB), one per detection rank; cycled when there are more.
-PALETTE = np.array([
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+    ],
+    dtype=np.uint8,
+)
 
 # Jet-like colour map: heat 0 -> dark blue, 0.5 -> green/yellow, 1 -> dark red.
 _HEAT_STOPS = np.array([0.0, 0.125, 0.375, 0.625, 0.875, 1.0])
-_HEAT_COLOURS = np.array([(0, 0, 128), (0, 0, 255), (0, 255, 255), (255, 255, 0),
-                          (255, 0, 0), (128, 0, 0)], dtype=np.float32)
+_HEAT_COLOURS = np.array(
+    [(0, 0, 128), (0, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0), (128, 0, 0)],
+    dtype=np.float32,
+)
 
 
 def colour(index: int) -> tuple:
@@ -65,10 +79,10 @@ def draw_box(frame, box, rgb, thickness: int = 2) -> np.ndarray:
     top, left, bottom, right = box_to_pixels(box, out.shape[0], out.shape[1])
     t = max(1, int(thickness))
     rgb = np.asarray(rgb, np.uint8)
-    out[top:min(top + t, bottom + 1), left:right + 1] = rgb
-    out[max(bottom - t + 1, top):bottom + 1, left:right + 1] = rgb
-    out[top:bottom + 1, left:min(left + t, right + 1)] = rgb
-    out[top:bottom + 1, max(right - t + 1, left):right + 1] = rgb
+    out[top : min(top + t, bottom + 1), left : right + 1] = rgb
+    out[max(bottom - t + 1, top) : bottom + 1, left : right + 1] = rgb
+    out[top : bottom + 1, left : min(left + t, right + 1)] = rgb
+    out[top : bottom + 1, max(right - t + 1, left) : right + 1] = rgb
     return out
 
 
@@ -87,8 +101,7 @@ def draw_dashed_box(frame, box, thickness: int = 2, dash: int = 6) -> np.ndarray
       ((row + column) // dash) % 2.
     """
     out = np.array(frame, dtype=np.uint8, copy=True)
-    border = (draw_box(np.zeros(out.shape[:2] + (1,), np.uint8), box, (1,), thickness)[..., 0]
-              > 0)
+    border = draw_box(np.zeros(out.shape[:2] + (1,), np.uint8), box, (1,), thickness)[..., 0] > 0
     rows, cols = np.nonzero(border)
     phase = ((rows + cols) // max(1, int(dash))) % 2
     out[rows, cols] = np.asarray(GT_COLOURS, np.uint8)[phase]
@@ -99,7 +112,7 @@ def load_font(size: int):
     """Pillow's default font at `size` pixels (the fixed bitmap font on old Pillow)."""
     try:
         return ImageFont.load_default(size=size)
-    except TypeError:   # Pillow < 10.1: the fixed bitmap font
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
         return ImageFont.load_default()
 
 
@@ -107,14 +120,13 @@ def top_labels(action_scores, class_names: Sequence[str], top_k: int = 3) -> lis
     """action_scores: [C] scores of one detection -> list of the `top_k` best "name 0.87"
     strings, best first (ties: lower class index first)."""
     scores = np.asarray(action_scores, np.float32)
-    order = np.argsort(-scores, kind="stable")[:max(0, top_k)]
+    order = np.argsort(-scores, kind="stable")[: max(0, top_k)]
     return [f"{class_names[i] if i < len(class_names) else i} {scores[i]:.2f}" for i in order]
 
 
 def _ink(rgb) -> tuple:
     """Black text on light colours, white on dark ones (ITU-R BT.601 luma)."""
-    return (0, 0, 0) if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 \
-        else (255, 255, 255)
+    return (0, 0, 0) if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else (255, 255, 255)
 
 
 def rect_overlap(a, b) -> int:
@@ -122,8 +134,15 @@ def rect_overlap(a, b) -> int:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def tag_position(box_px, tag_w: int, tag_h: int, height: int, width: int,
-                 side: str = "above", occupied: Sequence[tuple] = ()) -> tuple:
+def tag_position(
+    box_px,
+    tag_w: int,
+    tag_h: int,
+    height: int,
+    width: int,
+    side: str = "above",
+    occupied: Sequence[tuple] = (),
+) -> tuple:
     """(x, y) of the top-left corner of a tag_w x tag_h label tag for a box of pixel extent
     box_px = (top, left, bottom, right), inside the [height, width] frame.
 
@@ -136,22 +155,26 @@ def tag_position(box_px, tag_w: int, tag_h: int, height: int, width: int,
     already drawn) + the area of the box it covers (the person).
     """
     top, left, bottom, right = box_px
-    clamp_x = lambda x: int(np.clip(x, 0, max(0, width - tag_w)))    # noqa: E731
-    clamp_y = lambda y: int(np.clip(y, 0, max(0, height - tag_h)))   # noqa: E731
+    clamp_x = lambda x: int(np.clip(x, 0, max(0, width - tag_w)))  # noqa: E731
+    clamp_y = lambda y: int(np.clip(y, 0, max(0, height - tag_h)))  # noqa: E731
     if side == "inside":
         return clamp_x(left), clamp_y(top)
     above, below = top - tag_h, bottom + 1
     ys = (above, below, top) if side == "above" else (below, bottom + 1 - tag_h, above)
     # Then just above or below each tag already placed (stacking when the sides are taken).
-    ys += tuple(y for o in occupied for y in ((o[1] - tag_h, o[3]) if side == "above"
-                                              else (o[3], o[1] - tag_h)))
+    ys += tuple(
+        y
+        for o in occupied
+        for y in ((o[1] - tag_h, o[3]) if side == "above" else (o[3], o[1] - tag_h))
+    )
     best = None
     for y in ys:
         for x in (left, right + 1 - tag_w):
             x, y = clamp_x(x), clamp_y(y)
             rect = (x, y, x + tag_w, y + tag_h)
-            cost = (4 * sum(rect_overlap(rect, o) for o in occupied)
-                    + rect_overlap(rect, (left, top, right + 1, bottom + 1)))
+            cost = 4 * sum(rect_overlap(rect, o) for o in occupied) + rect_overlap(
+                rect, (left, top, right + 1, bottom + 1)
+            )
             if best is None or cost < best[0]:
                 best = (cost, x, y)
             if cost == 0:
@@ -165,8 +188,17 @@ def _tag_size(draw, font, text: str) -> tuple:
     return x1 - x0 + 4, y1 - y0 + 4, x0, y0
 
 
-def draw_tag(draw, font, box_px, text: str, fill, height: int, width: int,
-             side: str = "above", occupied: Optional[list] = None) -> tuple:
+def draw_tag(
+    draw,
+    font,
+    box_px,
+    text: str,
+    fill,
+    height: int,
+    width: int,
+    side: str = "above",
+    occupied: Optional[list] = None,
+) -> tuple:
     """Draws `text` (lines) on a tag filled with `fill`, placed by `tag_position` away from
     the `occupied` rectangles, to which it is appended; -> (x, y, w, h)."""
     tag_w, tag_h, x0, y0 = _tag_size(draw, font, text)
@@ -178,9 +210,19 @@ def draw_tag(draw, font, box_px, text: str, fill, height: int, width: int,
     return x, y, tag_w, tag_h
 
 
-def draw_ground_truth(frame, boxes, labels, class_names: Sequence[str], *, top_k: int = 3,
-                      thickness: int = 2, dash: int = 6, font_size: int = 10,
-                      outlines: bool = True, occupied: Optional[list] = None) -> np.ndarray:
+def draw_ground_truth(
+    frame,
+    boxes,
+    labels,
+    class_names: Sequence[str],
+    *,
+    top_k: int = 3,
+    thickness: int = 2,
+    dash: int = 6,
+    font_size: int = 10,
+    outlines: bool = True,
+    occupied: Optional[list] = None,
+) -> np.ndarray:
     """Draws ground-truth persons: dashed boxes (`draw_dashed_box`), their labels below them.
 
     Args:
@@ -206,18 +248,39 @@ def draw_ground_truth(frame, boxes, labels, class_names: Sequence[str], *, top_k
     height, width = out.shape[:2]
     occupied = [] if occupied is None else occupied
     for box, multi_hot in zip(boxes, labels):
-        names = [class_names[c] if c < len(class_names) else str(c)
-                 for c in np.flatnonzero(multi_hot > 0)[:top_k]]
-        draw_tag(draw, font, box_to_pixels(box, height, width), "\n".join(names) or "(none)",
-                 GT_COLOURS[0], height, width, side="below", occupied=occupied)
+        names = [
+            class_names[c] if c < len(class_names) else str(c)
+            for c in np.flatnonzero(multi_hot > 0)[:top_k]
+        ]
+        draw_tag(
+            draw,
+            font,
+            box_to_pixels(box, height, width),
+            "\n".join(names) or "(none)",
+            GT_COLOURS[0],
+            height,
+            width,
+            side="below",
+            occupied=occupied,
+        )
     return np.asarray(image, dtype=np.uint8)
 
 
-def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[str], *,
-                    top_k: int = 3, score_threshold: float = 0.0,
-                    max_detections: Optional[int] = None, thickness: int = 2,
-                    font_size: int = 10, label_side: str = "inside",
-                    occupied: Optional[list] = None) -> np.ndarray:
+def draw_detections(
+    frame,
+    boxes,
+    scores,
+    action_scores,
+    class_names: Sequence[str],
+    *,
+    top_k: int = 3,
+    score_threshold: float = 0.0,
+    max_detections: Optional[int] = None,
+    thickness: int = 2,
+    font_size: int = 10,
+    label_side: str = "inside",
+    occupied: Optional[list] = None,
+) -> np.ndarray:
     """Draws detected persons with their top action labels.
 
     Args:
@@ -239,7 +302,7 @@ def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[s
     """
     out = np.array(frame, dtype=np.uint8, copy=True)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    if not len(boxes):   # a keyframe without detections (reshape(0, -1) cannot infer C)
+    if not len(boxes):  # a keyframe without detections (reshape(0, -1) cannot infer C)
         return out
     scores = np.asarray(scores, np.float32).reshape(-1)
     action_scores = np.asarray(action_scores, np.float32).reshape(len(boxes), -1)
@@ -258,16 +321,24 @@ def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[s
     occupied = [] if occupied is None else occupied
     places = []
     for rank, i in enumerate(order if label_side != "inside" else ()):
-        tag_w, tag_h, _, _ = _tag_size(draw, font, "\n".join(
-            top_labels(action_scores[i], class_names, top_k)))
-        x, y = tag_position(box_to_pixels(boxes[i], height, width), tag_w, tag_h, height,
-                            width, label_side, occupied)
+        tag_w, tag_h, _, _ = _tag_size(
+            draw, font, "\n".join(top_labels(action_scores[i], class_names, top_k))
+        )
+        x, y = tag_position(
+            box_to_pixels(boxes[i], height, width),
+            tag_w,
+            tag_h,
+            height,
+            width,
+            label_side,
+            occupied,
+        )
         occupied.append((x, y, x + tag_w, y + tag_h))
         places.append((x, y))
     for rank in reversed(range(len(order))):
         i = order[rank]
         text = "\n".join(top_labels(action_scores[i], class_names, top_k))
-        if label_side == "inside":   # the compact tag of small frames, 1 px padding
+        if label_side == "inside":  # the compact tag of small frames, 1 px padding
             top, left, _, _ = box_to_pixels(boxes[i], height, width)
             x0, y0, x1, y1 = draw.multiline_textbbox((0, 0), text, font=font, spacing=1)
             tag_w, tag_h = x1 - x0 + 2, y1 - y0 + 2
@@ -275,14 +346,16 @@ def draw_detections(frame, boxes, scores, action_scores, class_names: Sequence[s
             y = min(top, max(0, height - tag_h))
             rgb = colour(rank)
             draw.rectangle([x, y, x + tag_w - 1, y + tag_h - 1], fill=rgb)
-            draw.multiline_text((x + 1 - x0, y + 1 - y0), text, fill=_ink(rgb), font=font,
-                                spacing=1)
+            draw.multiline_text(
+                (x + 1 - x0, y + 1 - y0), text, fill=_ink(rgb), font=font, spacing=1
+            )
         else:
             x, y = places[rank]
             tag_w, tag_h, x0, y0 = _tag_size(draw, font, text)
             draw.rectangle([x, y, x + tag_w - 1, y + tag_h - 1], fill=colour(rank))
-            draw.multiline_text((x + 2 - x0, y + 2 - y0), text, fill=_ink(colour(rank)),
-                                font=font, spacing=1)
+            draw.multiline_text(
+                (x + 2 - x0, y + 2 - y0), text, fill=_ink(colour(rank)), font=font, spacing=1
+            )
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -300,7 +373,7 @@ def resize_heatmap(heat, height: int, width: int) -> np.ndarray:
         return heat.copy()
     if heat.ndim != 2:
         raise ValueError(f"heat must be 2-D [h, w], got shape {heat.shape}")
-    image = Image.fromarray(np.ascontiguousarray(heat))   # float32 2-D -> mode "F"
+    image = Image.fromarray(np.ascontiguousarray(heat))  # float32 2-D -> mode "F"
     return np.asarray(image.resize((width, height), Image.BILINEAR), np.float32)
 
 

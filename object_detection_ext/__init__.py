@@ -1,4 +1,5 @@
 """Extensions of TF Model Garden detection ops: pure TF functions + thin Keras 3 wrappers."""
+
 import os
 
 # See action_tx/__init__.py: must precede the first TensorFlow import.

@@ -18,6 +18,7 @@ validates with numpy masks; only the rows it flags are re-parsed line by line (`
 get the exact message. Files pandas cannot read with fixed dtypes (a word in a number column,
 more than 9 fields, blank lines, an empty file) go through the per-line path entirely.
 """
+
 import collections
 import dataclasses
 import io
@@ -31,8 +32,15 @@ import pandas as pd
 
 INT32_MAX = 2**31 - 1
 # Every reason a row can be rejected for (RowReport.rejected keys).
-REASONS = ("column count", "not a number", "bad value", "box outside [0,1]", "empty box",
-           "unknown action id", "duplicate row")
+REASONS = (
+    "column count",
+    "not a number",
+    "bad value",
+    "box outside [0,1]",
+    "empty box",
+    "unknown action id",
+    "duplicate row",
+)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _BOX_NAMES = ("x1", "y1", "x2", "y2")
 _NCOL = 9  # one column more than AVA's 8 so that a 9th field is seen (and rejected)
@@ -63,6 +71,7 @@ class RowSchema:
     zero_area: keep boxes with x1 == x2 or y1 == y2 (detections: the official evaluator reads
       them, then drops them); boxes with x2 < x1 or y2 < y1 stay "empty box".
     """
+
     counts: tuple = (2, 7, 8)
     col7: str = "action_id"
     col8: str = "person_id"
@@ -75,6 +84,7 @@ class RowSchema:
 @dataclasses.dataclass
 class Rows:
     """Parsed good rows, in file order. Boxes stay in CSV order [x1, y1, x2, y2] here."""
+
     video_id: np.ndarray  # [N] object (str)
     timestamp: np.ndarray  # [N] int64
     box: np.ndarray  # [N, 4] float64, NaN for 2-column rows
@@ -86,20 +96,23 @@ class Rows:
     def from_list(rows):
         """rows: list of (video_id, timestamp, x1, y1, x2, y2, col7, col8, line) tuples."""
         cols = list(zip(*rows)) if rows else [()] * 9
-        return Rows(video_id=np.array(cols[0], dtype=object),
-                    timestamp=np.array(cols[1], dtype=np.int64),
-                    box=np.array(cols[2:6], dtype=np.float64).T.reshape(-1, 4),
-                    col7=np.array(cols[6], dtype=np.int64),
-                    col8=np.array(cols[7], dtype=np.float64),
-                    line=np.array(cols[8], dtype=np.int64))
+        return Rows(
+            video_id=np.array(cols[0], dtype=object),
+            timestamp=np.array(cols[1], dtype=np.int64),
+            box=np.array(cols[2:6], dtype=np.float64).T.reshape(-1, 4),
+            col7=np.array(cols[6], dtype=np.int64),
+            col8=np.array(cols[7], dtype=np.float64),
+            line=np.array(cols[8], dtype=np.int64),
+        )
 
     def take(self, index):
         return Rows(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
 
     @staticmethod
     def concat(parts):
-        merged = Rows(*(np.concatenate([getattr(p, f.name) for p in parts])
-                        for f in dataclasses.fields(Rows)))
+        merged = Rows(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Rows))
+        )
         return merged.take(np.argsort(merged.line, kind="stable"))
 
 
@@ -180,9 +193,19 @@ def _read_frame(data):
     dtype = {0: object, 1: np.int64, **{i: np.float64 for i in range(2, _NCOL)}}
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)  # more fields than names
-        return pd.read_csv(io.BytesIO(data), header=None, names=range(_NCOL), index_col=False,
-                           dtype=dtype, keep_default_na=False, na_values=[""], quoting=3,
-                           engine="c", skip_blank_lines=False, low_memory=False)
+        return pd.read_csv(
+            io.BytesIO(data),
+            header=None,
+            names=range(_NCOL),
+            index_col=False,
+            dtype=dtype,
+            keep_default_na=False,
+            na_values=[""],
+            quoting=3,
+            engine="c",
+            skip_blank_lines=False,
+            low_memory=False,
+        )
 
 
 def _fast_mask(frame, schema):
@@ -195,9 +218,11 @@ def _fast_mask(frame, schema):
     has_box = has[0] & has[1] & has[2] & has[3]
     no_box = ~(has[0] | has[1] | has[2] | has[3])
     extra = ~np.isnan(frame[_NCOL - 1].to_numpy(np.float64))  # a 9th field
-    shape = {2: no_box & ~has[4] & ~has[5],  # column counts after dropping trailing empty fields
-             7: has_box & has[4] & ~has[5],
-             8: has_box & (has[4] | schema.col7_optional) & has[5]}
+    shape = {
+        2: no_box & ~has[4] & ~has[5],  # column counts after dropping trailing empty fields
+        7: has_box & has[4] & ~has[5],
+        8: has_box & (has[4] | schema.col7_optional) & has[5],
+    }
     ok = np.zeros(len(ts), bool)
     for count in schema.counts:
         ok |= shape[count]
@@ -231,10 +256,14 @@ def parse(data, schema, force_slow=False):
     everything = ok.all()
     pick = (lambda c: c) if everything else (lambda c: c[ok])
     col7 = pick(cols[4])
-    rows = Rows(video_id=pick(frame[0].to_numpy(object)), timestamp=pick(ts),
-                box=np.stack([pick(c) for c in cols[:4]], axis=1),
-                col7=np.where(np.isnan(col7), -1, col7).astype(np.int64),
-                col8=pick(cols[5]), line=np.flatnonzero(ok) + 1)
+    rows = Rows(
+        video_id=pick(frame[0].to_numpy(object)),
+        timestamp=pick(ts),
+        box=np.stack([pick(c) for c in cols[:4]], axis=1),
+        col7=np.where(np.isnan(col7), -1, col7).astype(np.int64),
+        col8=pick(cols[5]),
+        line=np.flatnonzero(ok) + 1,
+    )
     bad = []
     if not everything:  # exact messages (and values, should the mask be stricter) for flagged rows
         lines = re.split(rb"\r\n|\r|\n", data)
@@ -248,10 +277,16 @@ def _dedupe(rows, bad, schema):
     """Rejects rows identical to an earlier row (when schema.duplicates); returns (Rows, bad)."""
     if schema.duplicates and len(rows.line):
         # -inf stands for "absent" so that NaN fields compare equal (good rows are finite).
-        cols = {"v": rows.video_id, "t": rows.timestamp, "a": rows.col7,
-                "p": np.where(np.isnan(rows.col8), -np.inf, rows.col8),
-                **{k: np.where(np.isnan(rows.box[:, i]), -np.inf, rows.box[:, i])
-                   for i, k in enumerate("wxyz")}}
+        cols = {
+            "v": rows.video_id,
+            "t": rows.timestamp,
+            "a": rows.col7,
+            "p": np.where(np.isnan(rows.col8), -np.inf, rows.col8),
+            **{
+                k: np.where(np.isnan(rows.box[:, i]), -np.inf, rows.box[:, i])
+                for i, k in enumerate("wxyz")
+            },
+        }
         frame = pd.DataFrame(cols)
         dup = frame.duplicated(keep="first").to_numpy()
         if dup.any():
@@ -267,6 +302,7 @@ def _dedupe(rows, bad, schema):
 @dataclasses.dataclass
 class RowReport:
     """What a reader kept and skipped. rejected: reason -> count; examples: first messages."""
+
     path: str
     kept: int = 0
     rejected: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -279,8 +315,11 @@ def annotation_schema(kind, **overrides):
     score); `overrides` set other RowSchema fields."""
     if kind not in ("groundtruth", "detections"):
         raise ValueError(f"kind must be 'groundtruth' or 'detections', got {kind!r}")
-    return RowSchema(col8="person_id" if kind == "groundtruth" else "score",
-                     duplicates=kind == "groundtruth", **overrides)
+    return RowSchema(
+        col8="person_id" if kind == "groundtruth" else "score",
+        duplicates=kind == "groundtruth",
+        **overrides,
+    )
 
 
 def read_rows(path, schema, skip_bad=False, force_slow=False):
@@ -295,14 +334,17 @@ def read_rows(path, schema, skip_bad=False, force_slow=False):
     try:
         rows, bad = parse(data, schema, force_slow=force_slow)
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise AvaFormatError([f"{path}:{line}: not UTF-8 text"]) from None
     messages = [f"{path}:{line}: {reason}: {detail}" for line, reason, detail in bad]
     if messages and not skip_bad:
         raise AvaFormatError(messages[:MAX_LISTED_ERRORS], total=len(messages))
-    report = RowReport(path=path, kept=len(rows.line),
-                       rejected=collections.Counter(reason for _, reason, _ in bad),
-                       examples=messages[:MAX_EXAMPLES])
+    report = RowReport(
+        path=path,
+        kept=len(rows.line),
+        rejected=collections.Counter(reason for _, reason, _ in bad),
+        examples=messages[:MAX_EXAMPLES],
+    )
     return rows, report
 
 

@@ -50,6 +50,7 @@ Breakdowns, all computed from the same single matching pass:
 * `by_persons`: keys are binned by their number of unique person boxes (1, 2, 3+); for each
   bin only the keys of the bin are scored (ground truth and detections).
 """
+
 import dataclasses
 import math
 
@@ -67,41 +68,48 @@ AREA_BINS = ("small", "medium", "large")
 @dataclasses.dataclass
 class SplitResult:
     """The mAP of one slice of the ground truth (`by_evidence`, `by_area`, `by_persons`)."""
+
     map: float
-    per_class: dict          # AVA id -> AP, or None when the slice has no ground truth of it
-    num_groundtruth: int     # ground-truth rows (box x action) counted in the slice
+    per_class: dict  # AVA id -> AP, or None when the slice has no ground truth of it
+    num_groundtruth: int  # ground-truth rows (box x action) counted in the slice
     description: str = ""
 
     def to_json(self) -> dict:
-        return {"mAP": _none_if_nan(self.map), "per_class": {str(k): v for k, v in
-                self.per_class.items()}, "num_groundtruth": self.num_groundtruth,
-                "description": self.description}
+        return {
+            "mAP": _none_if_nan(self.map),
+            "per_class": {str(k): v for k, v in self.per_class.items()},
+            "num_groundtruth": self.num_groundtruth,
+            "description": self.description,
+        }
 
 
 @dataclasses.dataclass
 class AvaEvalResult:
     """Everything `evaluate` measures. APs are floats in [0, 1]; None = no ground truth."""
+
     map: float
-    per_class: dict                      # AVA id -> AP or None
-    per_category: dict                   # category name -> mean AP or None
-    localization: dict                   # IoU threshold (0.5, 0.75) -> class-agnostic AP
-    class_names: dict = dataclasses.field(default_factory=dict)   # AVA id -> name
+    per_class: dict  # AVA id -> AP or None
+    per_category: dict  # category name -> mean AP or None
+    localization: dict  # IoU threshold (0.5, 0.75) -> class-agnostic AP
+    class_names: dict = dataclasses.field(default_factory=dict)  # AVA id -> name
     num_groundtruth: dict = dataclasses.field(default_factory=dict)  # AVA id -> GT rows
     counts: dict = dataclasses.field(default_factory=dict)  # what was read, kept, dropped
-    by_evidence: dict | None = None      # evidence type -> SplitResult
-    by_area: dict | None = None          # "small"/"medium"/"large" -> SplitResult
-    by_persons: dict | None = None       # "1"/"2"/"3+" -> SplitResult
+    by_evidence: dict | None = None  # evidence type -> SplitResult
+    by_area: dict | None = None  # "small"/"medium"/"large" -> SplitResult
+    by_persons: dict | None = None  # "1"/"2"/"3+" -> SplitResult
     iou_threshold: float = 0.5
 
     def to_json(self) -> dict:
         """A JSON-ready dict; the first two keys are those of the official script's summary."""
-        out = {f"mAP@{self.iou_threshold}IOU": _none_if_nan(self.map),
-               "per_class": {str(k): v for k, v in self.per_class.items()},
-               "class_names": {str(k): v for k, v in self.class_names.items()},
-               "num_groundtruth": {str(k): v for k, v in self.num_groundtruth.items()},
-               "per_category": dict(self.per_category),
-               "localization": {f"AP@{t}IOU": v for t, v in self.localization.items()},
-               "counts": dict(self.counts)}
+        out = {
+            f"mAP@{self.iou_threshold}IOU": _none_if_nan(self.map),
+            "per_class": {str(k): v for k, v in self.per_class.items()},
+            "class_names": {str(k): v for k, v in self.class_names.items()},
+            "num_groundtruth": {str(k): v for k, v in self.num_groundtruth.items()},
+            "per_category": dict(self.per_category),
+            "localization": {f"AP@{t}IOU": v for t, v in self.localization.items()},
+            "counts": dict(self.counts),
+        }
         for name in ("by_evidence", "by_area", "by_persons"):
             split = getattr(self, name)
             if split is not None:
@@ -113,10 +121,13 @@ class AvaEvalResult:
         lines = [f"{'id':>4}  {'class':<36} {'#gt':>7}  {'AP':>7}"]
         for class_id, ap in self.per_class.items():
             name = self.class_names.get(class_id, "")[:36]
-            lines.append(f"{class_id:>4}  {name:<36} {self.num_groundtruth.get(class_id, 0):>7}"
-                         f"  {_fmt(ap)}")
-        lines.append(f"{'':>4}  {'frame-mAP@' + str(self.iou_threshold) + 'IOU':<36} "
-                     f"{sum(self.num_groundtruth.values()):>7}  {_fmt(self.map)}")
+            lines.append(
+                f"{class_id:>4}  {name:<36} {self.num_groundtruth.get(class_id, 0):>7}  {_fmt(ap)}"
+            )
+        lines.append(
+            f"{'':>4}  {'frame-mAP@' + str(self.iou_threshold) + 'IOU':<36} "
+            f"{sum(self.num_groundtruth.values()):>7}  {_fmt(self.map)}"
+        )
         lines.append("")
         for name, value in self.per_category.items():
             lines.append(f"{'category ' + name + ' mAP':<41} {_fmt(value)}")
@@ -125,14 +136,19 @@ class AvaEvalResult:
         for title in ("by_evidence", "by_area", "by_persons"):
             split = getattr(self, title)
             for name, part in (split or {}).items():
-                lines.append(f"{title} {name:<10} #gt {part.num_groundtruth:>7}  "
-                             f"mAP {_fmt(part.map)}  {part.description}")
+                lines.append(
+                    f"{title} {name:<10} #gt {part.num_groundtruth:>7}  "
+                    f"mAP {_fmt(part.map)}  {part.description}"
+                )
         return "\n".join(lines)
 
 
 def _fmt(value) -> str:
-    return "    n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+    return (
+        "    n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
         else f"{value:7.4f}"
+    )
 
 
 def _none_if_nan(value):
@@ -148,9 +164,19 @@ def _ap_dict(ids, ap) -> dict:
     return {int(i): _none_if_nan(float(a)) for i, a in zip(ids, ap)}
 
 
-def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None,
-             categories=None, iou_threshold=0.5, max_detections_per_key=50,
-             localization_thresholds=(0.5, 0.75), breakdowns=True) -> AvaEvalResult:
+def evaluate(
+    groundtruth,
+    detections,
+    label_map,
+    *,
+    excluded=None,
+    evidence=None,
+    categories=None,
+    iou_threshold=0.5,
+    max_detections_per_key=50,
+    localization_thresholds=(0.5, 0.75),
+    breakdowns=True,
+) -> AvaEvalResult:
     """Scores AVA detections like the official ActivityNet evaluator (see module docstring).
 
     Args:
@@ -182,8 +208,9 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
     ava_eval_prepare.check_groundtruth(gt, labels.ids, excluded_rows)
     det = io.as_rows(detections, "detections")
     evidence_rows = io.as_evidence(evidence) if evidence is not None else None
-    data = ava_eval_prepare.prepare(gt, det, labels.ids, excluded_rows, evidence_rows,
-                                    max_detections_per_key)
+    data = ava_eval_prepare.prepare(
+        gt, det, labels.ids, excluded_rows, evidence_rows, max_detections_per_key
+    )
     ids = np.asarray(labels.ids)
     num_classes = len(ids)
 
@@ -191,28 +218,34 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
     det_group = data.det_key * num_classes + data.det_class
     gt_group = data.gt_key * num_classes + data.gt_class
     num_keys = len(data.persons_per_key)
-    best_gt, best_iou = voc_ap.assign_to_groundtruth(det_group, data.det_boxes, gt_group,
-                                                     data.gt_boxes, num_keys * num_classes)
+    best_gt, best_iou = voc_ap.assign_to_groundtruth(
+        det_group, data.det_boxes, gt_group, data.gt_boxes, num_keys * num_classes
+    )
     matches = voc_ap.first_matches(best_gt, best_iou, iou_threshold, len(gt_group))
-    by_class = voc_ap.stable_argsort_uint(data.det_class, num_classes)   # shared by all splits
+    by_class = voc_ap.stable_argsort_uint(data.det_class, num_classes)  # shared by all splits
 
     def score(difficult, det_mask=None):
-        tp, ignored = voc_ap.label_detections(best_gt, best_iou, iou_threshold, difficult,
-                                              matches)
+        tp, ignored = voc_ap.label_detections(best_gt, best_iou, iou_threshold, difficult, matches)
         keep = ~ignored if det_mask is None else ~ignored & det_mask
         num_gt = np.bincount(data.gt_class[~difficult], minlength=num_classes)
-        counted = by_class[keep[by_class]]   # by class, descending score inside a class
-        ap = voc_ap.per_class_average_precision(data.det_class[counted], tp[counted], num_gt,
-                                                order=np.arange(len(counted)))
+        counted = by_class[keep[by_class]]  # by class, descending score inside a class
+        ap = voc_ap.per_class_average_precision(
+            data.det_class[counted], tp[counted], num_gt, order=np.arange(len(counted))
+        )
         return ap, num_gt
 
     no_difficult = np.zeros(len(data.gt_class), dtype=bool)
     ap, num_gt = score(no_difficult)
     result = AvaEvalResult(
-        map=_mean_ap(ap), per_class=_ap_dict(ids, ap), per_category={}, localization={},
+        map=_mean_ap(ap),
+        per_class=_ap_dict(ids, ap),
+        per_category={},
+        localization={},
         class_names={int(i): labels.names.get(int(i), "") for i in ids},
-        num_groundtruth={int(i): int(n) for i, n in zip(ids, num_gt)}, counts=data.counts,
-        iou_threshold=iou_threshold)
+        num_groundtruth={int(i): int(n) for i, n in zip(ids, num_gt)},
+        counts=data.counts,
+        iou_threshold=iou_threshold,
+    )
     cats = categories if categories is not None else labels.categories
     for name, members in cats.items():
         mask = np.isin(ids, list(members))
@@ -221,8 +254,12 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
 
     def split(difficult, det_mask=None, description=""):
         part_ap, part_gt = score(difficult, det_mask)
-        return SplitResult(map=_mean_ap(part_ap), per_class=_ap_dict(ids, part_ap),
-                           num_groundtruth=int(part_gt.sum()), description=description)
+        return SplitResult(
+            map=_mean_ap(part_ap),
+            per_class=_ap_dict(ids, part_ap),
+            num_groundtruth=int(part_gt.sum()),
+            description=description,
+        )
 
     if evidence_rows is not None:
         present = [e for e in EVIDENCE_TYPES if (data.gt_evidence == e).any()]
@@ -234,15 +271,19 @@ def evaluate(groundtruth, detections, label_map, *, excluded=None, evidence=None
     area = voc_ap.box_area(data.gt_boxes)
     edges = _tertiles(data)
     area_bin = np.digitize(area, edges[1:3])
-    result.by_area = {name: split(area_bin != b, description=
-                                  f"area in [{edges[b]:.4f}, {edges[b + 1]:.4f}]")
-                      for b, name in enumerate(AREA_BINS)}
-    persons_bin = np.minimum(data.persons_per_key, 3) - 1     # -1 for keys without a person
+    result.by_area = {
+        name: split(area_bin != b, description=f"area in [{edges[b]:.4f}, {edges[b + 1]:.4f}]")
+        for b, name in enumerate(AREA_BINS)
+    }
+    persons_bin = np.minimum(data.persons_per_key, 3) - 1  # -1 for keys without a person
     result.by_persons = {}
     for b, name in enumerate(PERSON_BINS):
         key_in_bin = persons_bin == b
-        result.by_persons[name] = split(~key_in_bin[data.gt_key], key_in_bin[data.det_key],
-                                        description=f"{int(key_in_bin.sum())} keys")
+        result.by_persons[name] = split(
+            ~key_in_bin[data.gt_key],
+            key_in_bin[data.det_key],
+            description=f"{int(key_in_bin.sum())} keys",
+        )
     return result
 
 
@@ -258,8 +299,12 @@ def _localization(data, thresholds) -> dict:
     """Class-agnostic person AP per IoU threshold (definitions in the module docstring)."""
     gt_rows = np.flatnonzero(data.person_first)
     best_gt, best_iou = voc_ap.assign_to_groundtruth(
-        data.box_key, data.box_boxes, data.person_key[gt_rows], data.person_boxes[gt_rows],
-        len(data.persons_per_key))
+        data.box_key,
+        data.box_boxes,
+        data.person_key[gt_rows],
+        data.person_boxes[gt_rows],
+        len(data.persons_per_key),
+    )
     out = {}
     for threshold in thresholds:
         _, first = voc_ap.first_matches(best_gt, best_iou, threshold, len(gt_rows))

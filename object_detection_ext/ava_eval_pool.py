@@ -6,6 +6,7 @@ with it gives one AP over all of them. Each split's video ids get the prefix "<i
 position in the list), so equal ids in different splits (every synthetic seed names its videos
 syn0000...) stay different keyframes and persons.
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -22,17 +23,26 @@ def _rows(source, kind: str, index: int) -> dict:
     n = len(rows.video_id)
     # float64 as the single-file evaluator reads them (`Rows.boxes64`), so IoUs at exactly 0.5
     # compare the same pooled or not.
-    return dict(video_id=_prefixed(rows.video_id, index), timestamp=rows.timestamp,
-                boxes=rows.boxes64(np.arange(n)), action_id=rows.action_id,
-                person_id=rows.person_id, score=rows.score)
+    return dict(
+        video_id=_prefixed(rows.video_id, index),
+        timestamp=rows.timestamp,
+        boxes=rows.boxes64(np.arange(n)),
+        action_id=rows.action_id,
+        person_id=rows.person_id,
+        score=rows.score,
+    )
 
 
 def _concat(parts: Sequence[dict]) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def pool_splits(groundtruth: Sequence, detections: Sequence,
-                excluded: Optional[Sequence] = None, evidence: Optional[Sequence] = None):
+def pool_splits(
+    groundtruth: Sequence,
+    detections: Sequence,
+    excluded: Optional[Sequence] = None,
+    evidence: Optional[Sequence] = None,
+):
     """Pools per-split inputs (CSV paths or the arrays `ava_eval.evaluate` takes).
 
     Args:
@@ -47,11 +57,12 @@ def pool_splits(groundtruth: Sequence, detections: Sequence,
     k = len(groundtruth)
     if k == 0:
         raise ValueError("pool_splits: no split given")
-    for name, value in (("detections", detections), ("excluded", excluded),
-                        ("evidence", evidence)):
+    for name, value in (("detections", detections), ("excluded", excluded), ("evidence", evidence)):
         if value is not None and len(value) != k:
-            raise ValueError(f"pool_splits: {k} ground-truth files but {len(value)} {name} "
-                             "entries (give one per split, in the same order)")
+            raise ValueError(
+                f"pool_splits: {k} ground-truth files but {len(value)} {name} "
+                "entries (give one per split, in the same order)"
+            )
     gt = _concat([_rows(g, "groundtruth", i) for i, g in enumerate(groundtruth)])
     det = _concat([_rows(d, "detections", i) for i, d in enumerate(detections)])
     pooled_excluded = None
@@ -70,6 +81,7 @@ def pool_splits(groundtruth: Sequence, detections: Sequence,
             frame["video_id"] = _prefixed(frame["video_id"], i)
             frames.append(frame)
         if frames:
-            pooled_evidence = {c: np.concatenate([f[c].to_numpy() for f in frames])
-                               for c in frames[0].columns}
+            pooled_evidence = {
+                c: np.concatenate([f[c].to_numpy() for f in frames]) for c in frames[0].columns
+            }
     return gt, det, pooled_excluded, pooled_evidence

@@ -19,6 +19,7 @@ keyframes every k-th frame link as consecutive ones.
 Vectorised over every (video, class) stream at once: the only Python loops are over frame
 positions and, within a frame, over the tubes' rank inside their stream.
 """
+
 import dataclasses
 
 import numpy as np
@@ -98,8 +99,9 @@ def link_tubes(stream, position, boxes, scores, *, link_iou=0.5, max_gap=5, top_
     # Order by (position, stream, descending score); keep the top_n of each group.
     order = np.lexsort((-scores, stream, position))
     stream, position, boxes, scores = stream[order], position[order], boxes[order], scores[order]
-    group = np.flatnonzero(np.r_[True, (stream[1:] != stream[:-1])
-                                 | (position[1:] != position[:-1])])
+    group = np.flatnonzero(
+        np.r_[True, (stream[1:] != stream[:-1]) | (position[1:] != position[:-1])]
+    )
     sizes = np.diff(np.r_[group, len(stream)])
     rank = np.arange(len(stream)) - np.repeat(group, sizes)
     keep = rank < top_n
@@ -180,6 +182,12 @@ def link_tubes(stream, position, boxes, scores, *, link_iou=0.5, max_gap=5, top_
     np.minimum.at(first, owner, pos)
     last = t_last_pos[:num_tubes].copy()
     start, dense, _ = dense_rows(first, last, owner, pos, boxes[o])
-    return Tubes(stream=t_stream[:num_tubes], score=t_sum[:num_tubes] / t_count[:num_tubes],
-                 first=first, last=last, start=start, boxes=dense,
-                 num_detections=t_count[:num_tubes].copy())
+    return Tubes(
+        stream=t_stream[:num_tubes],
+        score=t_sum[:num_tubes] / t_count[:num_tubes],
+        first=first,
+        last=last,
+        start=start,
+        boxes=dense,
+        num_detections=t_count[:num_tubes].copy(),
+    )

@@ -17,6 +17,7 @@ links and measures tubes over keyframes.
   to reach that tube; AP is the VOC area under the precision envelope. video-mAP is the mean
   over classes with ground truth; "0.5:0.95" averages the mAP at 0.5, 0.55, ..., 0.95.
 """
+
 import dataclasses
 
 import numpy as np
@@ -41,11 +42,16 @@ class VideoMapResult:
     def to_json(self) -> dict:
         def clean(v):
             return None if np.isnan(v) else float(v)
-        return {"video_mAP": {f"{t:g}": clean(v) for t, v in self.map.items()},
-                "video_mAP@0.5:0.95": clean(self.map_50_95),
-                "per_class": {f"{t:g}": {str(c): clean(ap) for c, ap in aps.items()}
-                              for t, aps in self.per_class.items()},
-                "counts": self.counts}
+
+        return {
+            "video_mAP": {f"{t:g}": clean(v) for t, v in self.map.items()},
+            "video_mAP@0.5:0.95": clean(self.map_50_95),
+            "per_class": {
+                f"{t:g}": {str(c): clean(ap) for c, ap in aps.items()}
+                for t, aps in self.per_class.items()
+            },
+            "counts": self.counts,
+        }
 
     def format_table(self) -> str:
         shown = [t for t in THRESHOLDS if t in self.per_class]
@@ -53,8 +59,11 @@ class VideoMapResult:
         for c in sorted(self.class_names):
             aps = "  ".join(f"{self.per_class[t][c]:8.4f}" for t in shown)
             lines.append(f"{c:8d}  {aps}  {self.class_names[c]}")
-        lines.append("video-mAP " + "  ".join(f"@{t:g}={self.map[t]:.4f}" for t in shown)
-                     + f"  @0.5:0.95={self.map_50_95:.4f}")
+        lines.append(
+            "video-mAP "
+            + "  ".join(f"@{t:g}={self.map[t]:.4f}" for t in shown)
+            + f"  @0.5:0.95={self.map_50_95:.4f}"
+        )
         return "\n".join(lines)
 
 
@@ -84,8 +93,9 @@ def groundtruth_tubes(stream, tube_key, position):
     return uniq[:, 0], first, last, tube[order], order
 
 
-def st_iou_pairs(det: video_link.Tubes, gt_stream, gt_first, gt_last, gt_start, gt_boxes,
-                 gt_present):
+def st_iou_pairs(
+    det: video_link.Tubes, gt_stream, gt_first, gt_last, gt_start, gt_boxes, gt_present
+):
     """ST-IoU of every (detected tube, ground-truth tube of the same stream) pair.
 
     Returns pair_det [P], pair_gt [P] int64 (grouped by detected tube, ground truth in order)
@@ -100,8 +110,15 @@ def st_iou_pairs(det: video_link.Tubes, gt_stream, gt_first, gt_last, gt_start, 
     lo = np.maximum(det.first[pair_det], gt_first[pair_gt])
     hi = np.minimum(det.last[pair_det], gt_last[pair_gt])
     inter = np.maximum(hi - lo + 1, 0)
-    union = (det.last[pair_det] - det.first[pair_det] + 1
-             + gt_last[pair_gt] - gt_first[pair_gt] + 1 - inter)
+    union = (
+        det.last[pair_det]
+        - det.first[pair_det]
+        + 1
+        + gt_last[pair_gt]
+        - gt_first[pair_gt]
+        + 1
+        - inter
+    )
     # One row per (pair, overlapping position): spatial IoUs summed per pair.
     row_pair = np.repeat(np.arange(len(pair_det)), inter)
     row_offs = np.cumsum(inter) - inter
@@ -116,8 +133,17 @@ def st_iou_pairs(det: video_link.Tubes, gt_stream, gt_first, gt_last, gt_start, 
     return pair_det, pair_gt, st
 
 
-def evaluate(groundtruth, detections, label_map, *, thresholds=THRESHOLDS, link_iou=0.5,
-             max_gap=5, top_n=10, excluded=None) -> VideoMapResult:
+def evaluate(
+    groundtruth,
+    detections,
+    label_map,
+    *,
+    thresholds=THRESHOLDS,
+    link_iou=0.5,
+    max_gap=5,
+    top_n=10,
+    excluded=None,
+) -> VideoMapResult:
     """Video-mAP of per-frame detections (see the module docstring).
 
     Args:
@@ -136,14 +162,16 @@ def evaluate(groundtruth, detections, label_map, *, thresholds=THRESHOLDS, link_
     num_classes = len(ids)
     g_keep = np.isin(gt.action_id, ids) & ~np.isnan(gt.boxes[:, 0])
     d_keep = np.isin(det.action_id, ids)
-    videos, v_index = np.unique(np.r_[gt.video_id[g_keep], det.video_id[d_keep]].astype(str),
-                                return_inverse=True)
+    videos, v_index = np.unique(
+        np.r_[gt.video_id[g_keep], det.video_id[d_keep]].astype(str), return_inverse=True
+    )
     ts = np.r_[gt.timestamp[g_keep], det.timestamp[d_keep]].astype(np.int64)
     if excluded is not None:
         ex_v, ex_t = ava_eval_io.as_excluded(excluded)  # sorted pairs
-        ex = np.isin(np.char.add(np.char.add(videos[v_index], "@"), ts.astype(str)),
-                     np.char.add(np.char.add(np.asarray(ex_v, str), "@"),
-                                 np.asarray(ex_t).astype(str)))
+        ex = np.isin(
+            np.char.add(np.char.add(videos[v_index], "@"), ts.astype(str)),
+            np.char.add(np.char.add(np.asarray(ex_v, str), "@"), np.asarray(ex_t).astype(str)),
+        )
     else:
         ex = np.zeros(len(ts), dtype=bool)
     # Position = rank of the timestamp among its video's distinct timestamps.
@@ -160,15 +188,24 @@ def evaluate(groundtruth, detections, label_map, *, thresholds=THRESHOLDS, link_
     g_rows = np.flatnonzero(g_keep)[g_ok]
     g_stream, g_pos = stream[:n_gt][g_ok], pos[:n_gt][g_ok]
     tube_stream, g_first, g_last, g_owner, g_order = groundtruth_tubes(
-        g_stream, gt.person_id[g_rows].astype(np.int64), g_pos)
+        g_stream, gt.person_id[g_rows].astype(np.int64), g_pos
+    )
     g_start, g_boxes, g_present = video_link.dense_rows(
-        g_first, g_last, g_owner, g_pos[g_order], gt.boxes64(g_rows[g_order]))
+        g_first, g_last, g_owner, g_pos[g_order], gt.boxes64(g_rows[g_order])
+    )
     d_rows = np.flatnonzero(d_keep)[d_ok]
-    tubes = video_link.link_tubes(stream[n_gt:][d_ok], pos[n_gt:][d_ok],
-                                  det.boxes64(d_rows), det.score[d_rows], link_iou=link_iou,
-                                  max_gap=max_gap, top_n=top_n)
-    pair_det, pair_gt, st = st_iou_pairs(tubes, tube_stream, g_first, g_last, g_start,
-                                         g_boxes, g_present)
+    tubes = video_link.link_tubes(
+        stream[n_gt:][d_ok],
+        pos[n_gt:][d_ok],
+        det.boxes64(d_rows),
+        det.score[d_rows],
+        link_iou=link_iou,
+        max_gap=max_gap,
+        top_n=top_n,
+    )
+    pair_det, pair_gt, st = st_iou_pairs(
+        tubes, tube_stream, g_first, g_last, g_start, g_boxes, g_present
+    )
     # Best ground-truth tube per detected tube: first maximum of its pair group.
     best_gt = np.full(len(tubes.stream), -1, np.int64)
     best_iou = np.full(len(tubes.stream), -np.inf)
@@ -190,9 +227,16 @@ def evaluate(groundtruth, detections, label_map, *, thresholds=THRESHOLDS, link_
         ap = voc_ap.per_class_average_precision(t_class, first, num_gt, class_order)
         per_class[thr] = {int(i): float(a) for i, a in zip(ids, ap)}
         maps[thr] = float(np.nanmean(ap)) if np.any(num_gt) else float("nan")
-    counts = {"videos": int(len(videos)), "groundtruth_tubes": int(len(tube_stream)),
-              "detection_rows": int(d_ok.sum()), "linked_tubes": int(len(tubes.stream))}
-    return VideoMapResult(map={t: maps[t] for t in thresholds},
-                          map_50_95=float(np.mean([maps[t] for t in COCO_THRESHOLDS])),
-                          per_class={t: per_class[t] for t in thresholds}, counts=counts,
-                          class_names=dict(labels.names))
+    counts = {
+        "videos": int(len(videos)),
+        "groundtruth_tubes": int(len(tube_stream)),
+        "detection_rows": int(d_ok.sum()),
+        "linked_tubes": int(len(tubes.stream)),
+    }
+    return VideoMapResult(
+        map={t: maps[t] for t in thresholds},
+        map_50_95=float(np.mean([maps[t] for t in COCO_THRESHOLDS])),
+        per_class={t: per_class[t] for t in thresholds},
+        counts=counts,
+        class_names=dict(labels.names),
+    )

@@ -15,6 +15,7 @@ ActivityNet AVA script uses (`per_image_evaluation.py`, `metrics.py`):
   A class with no (non-difficult) ground truth has AP NaN; one with ground truth and no
   detection has AP 0.
 """
+
 import numpy as np
 
 
@@ -40,7 +41,7 @@ def _iou_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     width = np.minimum(a[3], b[3])
     width -= np.maximum(a[1], b[1])
     np.maximum(width, 0.0, out=width)
-    height *= width                     # intersection
+    height *= width  # intersection
     union = (a[2] - a[0]) * (a[3] - a[1])
     union += (b[2] - b[0]) * (b[3] - b[1])
     union -= height
@@ -81,9 +82,13 @@ def descending_score_order(scores: np.ndarray) -> np.ndarray:
 MAX_DENSE_GROUPS = 1 << 26
 
 
-def assign_to_groundtruth(det_group: np.ndarray, det_boxes: np.ndarray,
-                          gt_group: np.ndarray, gt_boxes: np.ndarray,
-                          num_groups: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def assign_to_groundtruth(
+    det_group: np.ndarray,
+    det_boxes: np.ndarray,
+    gt_group: np.ndarray,
+    gt_boxes: np.ndarray,
+    num_groups: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The best-overlapping ground-truth box of each detection's group.
 
     Args:
@@ -137,8 +142,9 @@ def assign_to_groundtruth(det_group: np.ndarray, det_boxes: np.ndarray,
     return best_gt, best_iou
 
 
-def first_matches(best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: float,
-                  num_gt: int) -> tuple[np.ndarray, np.ndarray]:
+def first_matches(
+    best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: float, num_gt: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Which detections match their box, and which reach it first.
 
     Args:
@@ -159,8 +165,13 @@ def first_matches(best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: floa
     return matched, first
 
 
-def label_detections(best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: float,
-                     gt_difficult: np.ndarray, matches=None) -> tuple[np.ndarray, np.ndarray]:
+def label_detections(
+    best_gt: np.ndarray,
+    best_iou: np.ndarray,
+    iou_threshold: float,
+    gt_difficult: np.ndarray,
+    matches=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """True positives and ignored detections from `assign_to_groundtruth`'s output.
 
     Args:
@@ -173,8 +184,7 @@ def label_detections(best_gt: np.ndarray, best_iou: np.ndarray, iou_threshold: f
       tp: [D] bool true positives.
       ignored: [D] bool detections matched to a difficult box (neither TP nor FP).
     """
-    matched, first = matches or first_matches(best_gt, best_iou, iou_threshold,
-                                              len(gt_difficult))
+    matched, first = matches or first_matches(best_gt, best_iou, iou_threshold, len(gt_difficult))
     difficult = np.zeros(len(best_gt), dtype=bool)
     difficult[matched] = gt_difficult[best_gt[matched]]
     return first & ~difficult, matched & difficult
@@ -205,8 +215,9 @@ def average_precision(tp: np.ndarray, num_gt: int) -> float:
     return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
 
 
-def per_class_average_precision(class_index: np.ndarray, tp: np.ndarray, num_gt: np.ndarray,
-                                order: np.ndarray | None = None) -> np.ndarray:
+def per_class_average_precision(
+    class_index: np.ndarray, tp: np.ndarray, num_gt: np.ndarray, order: np.ndarray | None = None
+) -> np.ndarray:
     """AP of every class at once.
 
     Args:
@@ -224,5 +235,10 @@ def per_class_average_precision(class_index: np.ndarray, tp: np.ndarray, num_gt:
         order = stable_argsort_uint(class_index, num_classes)
     bounds = np.concatenate([[0], np.cumsum(np.bincount(class_index, minlength=num_classes))])
     tp_sorted = tp[order]
-    return np.array([average_precision(tp_sorted[bounds[c]:bounds[c + 1]], int(num_gt[c]))
-                     for c in range(num_classes)], dtype=np.float64)
+    return np.array(
+        [
+            average_precision(tp_sorted[bounds[c] : bounds[c + 1]], int(num_gt[c]))
+            for c in range(num_classes)
+        ],
+        dtype=np.float64,
+    )

@@ -1,5 +1,6 @@
 """Shared fixtures. Real files in ../shared/data exist on our machines and in CI, never in a
 user's clone: tests that read them use `shared_data` and skip with a clear reason without them."""
+
 import os
 import pathlib
 
@@ -17,6 +18,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 def shared_data() -> pathlib.Path:
     """Path of ../shared/data; skips the test when the folder is absent (a user's clone)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real test files not present: {SHARED_DATA} is absent (they exist only on "
-                    "the project's machines and in CI)")
+        pytest.skip(
+            f"real test files not present: {SHARED_DATA} is absent (they exist only on "
+            "the project's machines and in CI)"
+        )
     return SHARED_DATA

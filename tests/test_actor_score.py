@@ -1,5 +1,6 @@
 """The second-stage actor (person vs background) logit: targets, loss, and how it scores the
 detections (action_transformer.txt §3; issue 27)."""
+
 import keras
 import numpy as np
 import pytest
@@ -18,21 +19,30 @@ GT = (0.0, 0.0, 0.5, 0.5)
 
 def _batch(proposals, scores, gt_boxes=(GT,)):
     rng = np.random.default_rng(0)
-    b = {"clip": tf.constant(rng.uniform(-1, 1, (1, FRAMES, SIZE, SIZE, 3)), tf.float32),
-         "boxes": tf.constant([gt_boxes], tf.float32),
-         "box_mask": tf.ones([1, len(gt_boxes)], tf.bool),
-         "labels": tf.constant([[[1.0, 0.0]] * len(gt_boxes)]),
-         "proposals": tf.constant([proposals], tf.float32),
-         "proposal_scores": tf.constant([scores], tf.float32),
-         "proposal_mask": tf.ones([1, len(proposals)], tf.bool)}
+    b = {
+        "clip": tf.constant(rng.uniform(-1, 1, (1, FRAMES, SIZE, SIZE, 3)), tf.float32),
+        "boxes": tf.constant([gt_boxes], tf.float32),
+        "box_mask": tf.ones([1, len(gt_boxes)], tf.bool),
+        "labels": tf.constant([[[1.0, 0.0]] * len(gt_boxes)]),
+        "proposals": tf.constant([proposals], tf.float32),
+        "proposal_scores": tf.constant([scores], tf.float32),
+        "proposal_mask": tf.ones([1, len(proposals)], tf.bool),
+    }
     return b
 
 
 def _detector(head, mode="external", **kwargs):
     keras.utils.set_random_seed(0)
-    return ActionDetector(trunk=make_trunk("i3d_tiny", freeze_bn=True),
-                          proposer=Proposer(mode=mode), head=head, num_classes=CLASSES,
-                          num_roi_samples=16, max_detections=4, seed=0, **kwargs)
+    return ActionDetector(
+        trunk=make_trunk("i3d_tiny", freeze_bn=True),
+        proposer=Proposer(mode=mode),
+        head=head,
+        num_classes=CLASSES,
+        num_roi_samples=16,
+        max_detections=4,
+        seed=0,
+        **kwargs,
+    )
 
 
 def test_actor_targets_follow_iou_with_a_person():
@@ -41,14 +51,24 @@ def test_actor_targets_follow_iou_with_a_person():
     out = _detector(LinearHead(CLASSES))(batch, training=True)
     rois, mask = out["rois"].numpy()[0], out["roi_mask"].numpy()[0]
     targets = out["roi_actor_targets"].numpy()[0]
-    by_box = {tuple(round(float(v), 3) for v in r): float(t) for r, t, m in zip(rois, targets, mask) if m}
+    by_box = {
+        tuple(round(float(v), 3) for v in r): float(t) for r, t, m in zip(rois, targets, mask) if m
+    }
     # The two proposals and the added ground-truth box (Faster R-CNN), nothing else.
-    assert by_box == {(0.0, 0.0, 0.5, 0.3): 1.0, (0.0, 0.0, 0.5, 0.2): 0.0,
-                      (0.0, 0.0, 0.5, 0.5): 1.0}
+    assert by_box == {
+        (0.0, 0.0, 0.5, 0.3): 1.0,
+        (0.0, 0.0, 0.5, 0.2): 0.0,
+        (0.0, 0.0, 0.5, 0.5): 1.0,
+    }
     assert out["actor_logits"].shape == (1, 16)
     terms = _detector(LinearHead(CLASSES)).compute_losses(out)
-    expected = np.mean([np.log1p(np.exp(-x)) if t else np.log1p(np.exp(x)) for x, t, m in
-                        zip(out["actor_logits"].numpy()[0], targets, mask) if m])
+    expected = np.mean(
+        [
+            np.log1p(np.exp(-x)) if t else np.log1p(np.exp(x))
+            for x, t, m in zip(out["actor_logits"].numpy()[0], targets, mask)
+            if m
+        ]
+    )
     np.testing.assert_allclose(terms["actor_loss"].numpy(), expected, rtol=1e-5)
 
 
@@ -61,8 +81,10 @@ def test_no_actor_loss_on_ground_truth_boxes():
 
 def test_actor_loss_falls_on_a_tiny_detector():
     # A bright person on a dark clip; background proposals elsewhere.
-    batch = _batch([(0.0, 0.0, 0.5, 0.45), (0.5, 0.5, 1.0, 1.0), (0.0, 0.6, 0.4, 1.0),
-                    (0.6, 0.0, 1.0, 0.4)], [0.5] * 4)
+    batch = _batch(
+        [(0.0, 0.0, 0.5, 0.45), (0.5, 0.5, 1.0, 1.0), (0.0, 0.6, 0.4, 1.0), (0.6, 0.0, 1.0, 0.4)],
+        [0.5] * 4,
+    )
     clip = np.full((1, FRAMES, SIZE, SIZE, 3), -0.8, np.float32)
     clip[:, :, :32, :32] = 0.8
     batch["clip"] = tf.constant(clip)
@@ -90,12 +112,15 @@ class _XHead(ActionHead):
 
     def call(self, inputs, training=None):
         rois = tf.cast(inputs.rois, tf.float32)
-        return HeadOutputs(logits=tf.zeros(tf.concat([tf.shape(rois)[:2], [CLASSES]], 0)),
-                           actor_logits=8.0 * (rois[..., 1] - 0.5))
+        return HeadOutputs(
+            logits=tf.zeros(tf.concat([tf.shape(rois)[:2], [CLASSES]], 0)),
+            actor_logits=8.0 * (rois[..., 1] - 0.5),
+        )
 
 
-@pytest.mark.parametrize("rule,first", [("proposal", 0), ("actor", 1), ("product", 1),
-                                        ("geometric", 1)])
+@pytest.mark.parametrize(
+    "rule,first", [("proposal", 0), ("actor", 1), ("product", 1), ("geometric", 1)]
+)
 def test_person_score_rule_orders_the_detections(rule, first):
     left, right = (0.1, 0.05, 0.6, 0.35), (0.1, 0.65, 0.6, 0.95)
     batch = _batch([left, right], [0.9, 0.6])
@@ -104,10 +129,12 @@ def test_person_score_rule_orders_the_detections(rule, first):
     p = np.array([0.9, 0.6])
     want = {"proposal": p, "actor": a, "product": p * a, "geometric": np.sqrt(p * a)}[rule]
     np.testing.assert_allclose(out["person_scores"].numpy()[0], want, rtol=1e-5)
-    np.testing.assert_allclose(out["detection_boxes"].numpy()[0, 0], (left, right)[first],
-                               atol=1e-6)
-    np.testing.assert_allclose(out["detection_scores"].numpy()[0, :2], np.sort(want)[::-1],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        out["detection_boxes"].numpy()[0, 0], (left, right)[first], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        out["detection_scores"].numpy()[0, :2], np.sort(want)[::-1], rtol=1e-5
+    )
 
 
 def test_ground_truth_boxes_keep_their_score():

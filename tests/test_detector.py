@@ -1,4 +1,5 @@
 """ActionDetector end to end on a tiny hand-made batch: shapes, config, and overfitting."""
+
 import json
 import os
 import subprocess
@@ -23,8 +24,10 @@ SIZE, FRAMES, CLASSES = 64, 8, 3
 COLOURS = {0: (1.0, -1.0, -1.0), 1: (-1.0, 1.0, -1.0), 2: (-1.0, -1.0, 1.0)}
 LABELS = {0: (1, 0, 1), 1: (0, 1, 0), 2: (1, 1, 0)}
 # Per clip: (colour, box yxyx normalized).
-PEOPLE = [[(0, (0.10, 0.05, 0.85, 0.40)), (1, (0.20, 0.55, 0.95, 0.90))],
-          [(2, (0.05, 0.30, 0.70, 0.70))]]
+PEOPLE = [
+    [(0, (0.10, 0.05, 0.85, 0.40)), (1, (0.20, 0.55, 0.95, 0.90))],
+    [(2, (0.05, 0.30, 0.70, 0.70))],
+]
 
 
 def tiny_batch():
@@ -38,22 +41,38 @@ def tiny_batch():
             y1, x1, y2, x2 = (int(round(v * SIZE)) for v in box)
             clip[b, :, y1:y2, x1:x2] = COLOURS[colour]
             boxes[b, n], mask[b, n], labels[b, n] = box, True, LABELS[colour]
-    return {"clip": tf.constant(clip), "boxes": tf.constant(boxes),
-            "box_mask": tf.constant(mask), "labels": tf.constant(labels),
-            "video_id": tf.constant(["v0", "v1"]), "timestamp": tf.constant([1, 1])}
+    return {
+        "clip": tf.constant(clip),
+        "boxes": tf.constant(boxes),
+        "box_mask": tf.constant(mask),
+        "labels": tf.constant(labels),
+        "video_id": tf.constant(["v0", "v1"]),
+        "timestamp": tf.constant([1, 1]),
+    }
 
 
 def make_detector(head="i3d", proposals="rpn"):
     # Frozen BatchNorm (paper §3.5): with live statistics, 300 steps barely move the moving
     # averages (decay 0.999) and inference would see different features than training.
     trunk = make_trunk("i3d_tiny", freeze_bn=True)
-    head_layer = (I3DHead(CLASSES, width_multiplier=0.25, freeze_bn=True, dropout=0.0)
-                  if head == "i3d"
-                  else LinearHead(CLASSES))
-    proposer = Proposer(mode=proposals, sizes=(16.0, 32.0, 48.0), filters=32,
-                        pre_nms_top_k=200, post_nms_top_k=20)
-    return ActionDetector(trunk=trunk, proposer=proposer, head=head_layer, num_classes=CLASSES,
-                          num_roi_samples=16, max_detections=10, nms_iou=0.3, seed=1)
+    head_layer = (
+        I3DHead(CLASSES, width_multiplier=0.25, freeze_bn=True, dropout=0.0)
+        if head == "i3d"
+        else LinearHead(CLASSES)
+    )
+    proposer = Proposer(
+        mode=proposals, sizes=(16.0, 32.0, 48.0), filters=32, pre_nms_top_k=200, post_nms_top_k=20
+    )
+    return ActionDetector(
+        trunk=trunk,
+        proposer=proposer,
+        head=head_layer,
+        num_classes=CLASSES,
+        num_roi_samples=16,
+        max_detections=10,
+        nms_iou=0.3,
+        seed=1,
+    )
 
 
 def test_forward_shapes_and_padding():
@@ -73,15 +92,26 @@ def test_forward_shapes_and_padding():
     assert got == {LABELS[0], LABELS[1]}
     # Sampled RoIs are scored by their IoU with their person (1 for the added GT box), 0 for
     # background.
-    iou = box_ops.pairwise_iou(train_out["rois"], tf.constant(batch["boxes"], tf.float32),
-                               train_out["roi_mask"], tf.cast(batch["box_mask"], tf.bool))
-    np.testing.assert_allclose(train_out["roi_scores"].numpy()[pos],
-                               tf.reduce_max(iou, -1).numpy()[pos], rtol=1e-5)
+    iou = box_ops.pairwise_iou(
+        train_out["rois"],
+        tf.constant(batch["boxes"], tf.float32),
+        train_out["roi_mask"],
+        tf.cast(batch["box_mask"], tf.bool),
+    )
+    np.testing.assert_allclose(
+        train_out["roi_scores"].numpy()[pos], tf.reduce_max(iou, -1).numpy()[pos], rtol=1e-5
+    )
     assert np.all(train_out["roi_scores"].numpy()[~pos] == 0.0)
     assert np.isclose(train_out["roi_scores"].numpy()[pos].max(), 1.0)
     terms = det.compute_losses(train_out)
-    assert set(terms) == {"action_loss", "actor_loss", "box_loss", "rpn_objectness_loss",
-                          "rpn_box_loss", "total_loss"}
+    assert set(terms) == {
+        "action_loss",
+        "actor_loss",
+        "box_loss",
+        "rpn_objectness_loss",
+        "rpn_box_loss",
+        "total_loss",
+    }
     assert all(np.isfinite(v.numpy()) for v in terms.values())
 
 
@@ -101,7 +131,8 @@ def overfit(steps=300):
     # A step down of the learning rate for the last third lets the loss settle: the RoIs are
     # sampled anew every step, so single-step losses are noisy.
     optimizer = keras.optimizers.Adam(
-        keras.optimizers.schedules.PiecewiseConstantDecay([200], [3e-3, 3e-4]))
+        keras.optimizers.schedules.PiecewiseConstantDecay([200], [3e-3, 3e-4])
+    )
 
     @tf.function
     def step():
@@ -133,10 +164,12 @@ def overfit(steps=300):
 def test_tiny_detector_overfits_tiny_batch():
     # In its own process with TF op determinism (which cannot be switched off again inside the
     # test session): multi-threaded float sums otherwise make every run a different trajectory.
-    env = dict(os.environ, TF_DETERMINISTIC_OPS="1", TF_ENABLE_ONEDNN_OPTS="1",
-               TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,
-                          timeout=900)
+    env = dict(
+        os.environ, TF_DETERMINISTIC_OPS="1", TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="2"
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     first, last, frame_map = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last < first / 10, (first, last)
@@ -169,6 +202,7 @@ def test_gt_proposal_detector_restores_an_rpn_checkpoint(tmp_path):
     import tensorflow as tf
     from action_tx.checkpointing import checkpointable
     from action_tx.eval_lib import restore
+
     batch = tiny_batch()
     det = make_detector()
     det(batch, training=True)
@@ -176,8 +210,9 @@ def test_gt_proposal_detector_restores_an_rpn_checkpoint(tmp_path):
     gt_det = make_detector(proposals="gt")
     gt_det(batch, training=False)
     restore(gt_det, path)
-    for a, b in zip(det.trunk.variables + det.head.variables,
-                    gt_det.trunk.variables + gt_det.head.variables):
+    for a, b in zip(
+        det.trunk.variables + det.head.variables, gt_det.trunk.variables + gt_det.head.variables
+    ):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     other = make_detector(head="linear")
     other(batch, training=False)
@@ -185,5 +220,5 @@ def test_gt_proposal_detector_restores_an_rpn_checkpoint(tmp_path):
         restore(other, path)
 
 
-if __name__ == "__main__":   # the overfit run of test_tiny_detector_overfits_tiny_batch
+if __name__ == "__main__":  # the overfit run of test_tiny_detector_overfits_tiny_batch
     print(json.dumps(overfit()))

@@ -1,5 +1,6 @@
 """ActionDetector recipes of issue 27 item 5: given boxes are never suppressed, and ACAR's
 second stage trains on labelled actor boxes only."""
+
 import keras
 import numpy as np
 import pytest
@@ -17,20 +18,30 @@ A, B = (0.1, 0.1, 0.9, 0.5), (0.1, 0.18, 0.9, 0.58)
 
 def _batch():
     rng = np.random.default_rng(0)
-    return {"clip": tf.constant(rng.uniform(-1, 1, (1, 8, 64, 64, 3)), tf.float32),
-            "boxes": tf.constant([[A, B]], tf.float32), "box_mask": tf.ones([1, 2], tf.bool),
-            "labels": tf.constant([[[1.0, 0.0], [0.0, 1.0]]]),
-            "proposals": tf.constant([[A, B, (0.0, 0.7, 0.3, 1.0)]], tf.float32),
-            "proposal_scores": tf.constant([[0.9, 0.8, 0.7]]),
-            "proposal_mask": tf.ones([1, 3], tf.bool)}
+    return {
+        "clip": tf.constant(rng.uniform(-1, 1, (1, 8, 64, 64, 3)), tf.float32),
+        "boxes": tf.constant([[A, B]], tf.float32),
+        "box_mask": tf.ones([1, 2], tf.bool),
+        "labels": tf.constant([[[1.0, 0.0], [0.0, 1.0]]]),
+        "proposals": tf.constant([[A, B, (0.0, 0.7, 0.3, 1.0)]], tf.float32),
+        "proposal_scores": tf.constant([[0.9, 0.8, 0.7]]),
+        "proposal_mask": tf.ones([1, 3], tf.bool),
+    }
 
 
 def _detector(mode, **kwargs):
     keras.utils.set_random_seed(0)
-    return ActionDetector(trunk=make_trunk("i3d_tiny", freeze_bn=True),
-                          proposer=Proposer(mode=mode), head=LinearHead(CLASSES),
-                          num_classes=CLASSES, num_roi_samples=16, max_detections=5,
-                          nms_iou=0.6, seed=0, **kwargs)
+    return ActionDetector(
+        trunk=make_trunk("i3d_tiny", freeze_bn=True),
+        proposer=Proposer(mode=mode),
+        head=LinearHead(CLASSES),
+        num_classes=CLASSES,
+        num_roi_samples=16,
+        max_detections=5,
+        nms_iou=0.6,
+        seed=0,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("mode,count", [("gt", 2), ("external", 3)])

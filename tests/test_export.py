@@ -1,5 +1,6 @@
 """SavedModel export: preprocessing values, frame sampling, and the exported model in a fresh
 Python process without action_tx giving the Keras model's outputs."""
+
 import json
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def test_preprocess_clip_resizes_like_the_pipeline_and_scales():
     assert out.shape == (1, 4, 3, 3, 3)
     expected = np.array([[0, 127.5, 255], [25.5, 102, 178.5], [51, 76.5, 102]]) / 127.5 - 1
     np.testing.assert_allclose(out[0, 0, ..., 0], expected, atol=1e-6)
-    np.testing.assert_allclose(out[0, 1], out[0, 0])           # frames 0, 0, 1, 1
-    np.testing.assert_allclose(out[0, 2:], 1.0, atol=1e-6)     # 255 -> 1
+    np.testing.assert_allclose(out[0, 1], out[0, 0])  # frames 0, 0, 1, 1
+    np.testing.assert_allclose(out[0, 2:], 1.0, atol=1e-6)  # 255 -> 1
 
 
 def _canonical(boxes, scores, actions, num):
@@ -70,11 +71,18 @@ def _canonical(boxes, scores, actions, num):
 
 def _assert_same(keras_out, saved, prefix):
     assert int(saved[prefix + "/num_detections"]) == int(keras_out["num_detections"][0])
-    got = _canonical(saved[prefix + "/detection_boxes"], saved[prefix + "/detection_scores"],
-                     saved[prefix + "/action_scores"], saved[prefix + "/num_detections"])
-    want = _canonical(keras_out["detection_boxes"][0].numpy(),
-                      keras_out["detection_scores"][0].numpy(),
-                      keras_out["action_scores"][0].numpy(), keras_out["num_detections"][0])
+    got = _canonical(
+        saved[prefix + "/detection_boxes"],
+        saved[prefix + "/detection_scores"],
+        saved[prefix + "/action_scores"],
+        saved[prefix + "/num_detections"],
+    )
+    want = _canonical(
+        keras_out["detection_boxes"][0].numpy(),
+        keras_out["detection_scores"][0].numpy(),
+        keras_out["action_scores"][0].numpy(),
+        keras_out["num_detections"][0],
+    )
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-4)
     # Padding rows are zero.
@@ -83,27 +91,60 @@ def _assert_same(keras_out, saved, prefix):
 
 
 def test_saved_model_in_fresh_process_matches_keras(tmp_path):
-    detector = build_detector(num_classes=CLASSES, trunk="i3d_tiny", head="tx",
-                              head_options=dict(num_layers=1, num_heads=2, hidden_size=32),
-                              anchor_sizes=(16., 32., 48.), rpn_filters=32, post_nms_top_k=20,
-                              num_roi_samples=16, max_detections=10, seed=3)
+    detector = build_detector(
+        num_classes=CLASSES,
+        trunk="i3d_tiny",
+        head="tx",
+        head_options=dict(num_layers=1, num_heads=2, hidden_size=32),
+        anchor_sizes=(16.0, 32.0, 48.0),
+        rpn_filters=32,
+        post_nms_top_k=20,
+        num_roi_samples=16,
+        max_detections=10,
+        seed=3,
+    )
     clip = np.random.default_rng(0).integers(0, 256, (FRAMES, 48, 80, 3), dtype=np.uint8)
     batch = {"clip": preprocess_clip(clip, num_frames=FRAMES, image_size=SIZE)}
     keras_rpn = detector(batch, training=False)
-    keras_boxes = boxes_twin(detector)(dict(
-        batch, proposals=tf.constant(BOXES[None]), proposal_scores=tf.ones([1, 2]),
-        proposal_mask=tf.ones([1, 2], tf.bool)), training=False)
+    keras_boxes = boxes_twin(detector)(
+        dict(
+            batch,
+            proposals=tf.constant(BOXES[None]),
+            proposal_scores=tf.ones([1, 2]),
+            proposal_mask=tf.ones([1, 2], tf.bool),
+        ),
+        training=False,
+    )
     export_dir = str(tmp_path / "export")
-    export_saved_model(detector, export_dir, num_frames=FRAMES, image_size=SIZE,
-                       class_ids=IDS, class_names=NAMES, frame_stride=2, fps=10.0)
+    export_saved_model(
+        detector,
+        export_dir,
+        num_frames=FRAMES,
+        image_size=SIZE,
+        class_ids=IDS,
+        class_names=NAMES,
+        frame_stride=2,
+        fps=10.0,
+    )
     with pytest.raises(ValueError, match="not empty"):
-        export_saved_model(detector, export_dir, num_frames=FRAMES, image_size=SIZE,
-                           class_ids=IDS, class_names=NAMES)
+        export_saved_model(
+            detector,
+            export_dir,
+            num_frames=FRAMES,
+            image_size=SIZE,
+            class_ids=IDS,
+            class_names=NAMES,
+        )
 
     inputs, out = str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")
     np.savez(inputs, clip=clip, boxes=BOXES)
-    proc = subprocess.run([sys.executable, "-c", FRESH, export_dir, inputs, out],
-                          capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, export_dir, inputs, out],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = dict(np.load(out))
 
@@ -119,14 +160,22 @@ def test_saved_model_in_fresh_process_matches_keras(tmp_path):
     assert saved["rpn/attention"].shape == (10,) + tuple(keras_rpn["attention"].shape[2:])
     order_k = np.argsort(-keras_rpn["detection_scores"][0].numpy()[:n], kind="stable")
     order_s = np.argsort(-saved["rpn/detection_scores"][:n], kind="stable")
-    np.testing.assert_allclose(saved["rpn/attention"][:n][order_s], att.numpy()[:n][order_k],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        saved["rpn/attention"][:n][order_s], att.numpy()[:n][order_k], atol=1e-4
+    )
     assert not saved["rpn/attention"][n:].any()
 
     np.testing.assert_array_equal(saved["labels/class_ids"], IDS)
     assert saved["labels/class_names"].tolist() == NAMES
     meta = {k[5:]: saved[k].tolist() for k in saved if k.startswith("meta/")}
-    assert meta == {"num_frames": 8, "image_size": [64, 64], "frame_stride": 2, "fps": 10.0,
-                    "requires_person_boxes": False, "num_classes": 3, "max_detections": 10}
+    assert meta == {
+        "num_frames": 8,
+        "image_size": [64, 64],
+        "frame_stride": 2,
+        "fps": 10.0,
+        "requires_person_boxes": False,
+        "num_classes": 3,
+        "max_detections": 10,
+    }
     assert saved["inputs"].tolist() == ["clip"]
-    json.dumps(meta)   # plain values, as detect.py writes them
+    json.dumps(meta)  # plain values, as detect.py writes them

@@ -19,7 +19,9 @@ def test_sigmoid_loss_known_value_and_padding_ignored():
     labels = tf.constant([[[1.0, 0.0], [0.0, 0.0]]])
     logits = tf.constant([[[0.0, 0.0], [50.0, -50.0]]])
     # RoI 0: two classes at logit 0 -> 2 * log 2; RoI 1 is padding (weight 0), huge loss ignored.
-    value = _both(lambda: losses.action_classification_loss(labels, logits, tf.constant([[1.0, 0.0]])))
+    value = _both(
+        lambda: losses.action_classification_loss(labels, logits, tf.constant([[1.0, 0.0]]))
+    )
     assert value == pytest.approx(2 * math.log(2), rel=1e-6)
 
 
@@ -28,8 +30,9 @@ def test_focal_downweights_easy_examples():
     logits = tf.constant([[[2.0]]])
     p = 1 / (1 + math.exp(-2.0))
     expected = -math.log(p) * (1 - p) ** 2
-    value = _both(lambda: losses.action_classification_loss(labels, logits, tf.ones([1, 1]),
-                                                              focal_gamma=2.0))
+    value = _both(
+        lambda: losses.action_classification_loss(labels, logits, tf.ones([1, 1]), focal_gamma=2.0)
+    )
     assert value == pytest.approx(expected, rel=1e-5)
 
 
@@ -38,8 +41,9 @@ def test_pose_softmax_part():
     labels = tf.constant([[[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])
     logits = tf.constant([[[0.0, 0.0, 0.0], [0.0, 3.0, 0.0]]])
     weights = tf.constant([[1.0, 1.0]])
-    value = _both(lambda: losses.action_classification_loss(labels, logits, weights,
-                                                              pose_indices=[0, 1]))
+    value = _both(
+        lambda: losses.action_classification_loss(labels, logits, weights, pose_indices=[0, 1])
+    )
     # Pose term on RoI 0 only (RoI 1 has no pose label): binary cross-entropy on the softmax
     # (ACAR-Net's release), p = (0.5, 0.5): -log 0.5 - log(1 - 0.5) = 2 log 2; sigmoid on
     # class 2 over both RoIs: (log 2 + log 2) / 2.
@@ -55,9 +59,14 @@ def test_pose_term_is_binary_cross_entropy_on_the_softmax():
     logits = np.array([2.0, 0.0, -1.0])
     p = np.exp(logits) / np.exp(logits).sum()
     expected = -math.log(p[0]) - math.log(1 - p[1]) - math.log(1 - p[2])
-    value = _both(lambda: losses.action_classification_loss(
-        tf.constant([[[1.0, 0.0, 0.0]]]), tf.constant(logits[None, None], tf.float32),
-        tf.ones([1, 1]), pose_indices=[0, 1, 2]))
+    value = _both(
+        lambda: losses.action_classification_loss(
+            tf.constant([[[1.0, 0.0, 0.0]]]),
+            tf.constant(logits[None, None], tf.float32),
+            tf.ones([1, 1]),
+            pose_indices=[0, 1, 2],
+        )
+    )
     assert value == pytest.approx(expected, rel=1e-5)
 
 

@@ -1,4 +1,5 @@
 """detections_to_ava: rows per detection and class, thin boxes dropped."""
+
 import numpy as np
 
 from action_tx.outputs import detections_to_ava
@@ -7,8 +8,9 @@ from action_tx.outputs import detections_to_ava
 def test_rows_and_thin_boxes():
     outputs = {
         # Keyframe 0: a real box, a box clipped to zero width at the frame's edge, padding.
-        "detection_boxes": np.array([[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 0.4, 0.0004],
-                                      [0.0, 0.0, 0.0, 0.0]]], np.float32),
+        "detection_boxes": np.array(
+            [[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 0.4, 0.0004], [0.0, 0.0, 0.0, 0.0]]], np.float32
+        ),
         "action_scores": np.array([[[0.9, 0.0], [0.8, 0.7], [0.5, 0.5]]], np.float32),
         "num_detections": np.array([2]),
     }

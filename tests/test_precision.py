@@ -3,6 +3,7 @@ mixed_float16 with finite, falling loss (on a one-conv trunk: the I3D graph's tr
 dominate; the I3D trunk itself trains under both policies, resumes, in its own test); on stored
 features; the trunk's bfloat16 Conv3D filter-gradient workaround; loss scaling; export; policy
 handling. Tiny widths, one in-memory dataset shared by all runs."""
+
 import math
 
 import keras
@@ -20,14 +21,31 @@ MIXED = ("mixed_bfloat16", "mixed_float16")
 HEAD_OPTIONS = {
     "linear": {},
     "i3d": dict(width_multiplier=0.125, freeze_bn=True, dropout=0.0),
-    "tx": dict(num_heads=2, num_layers=1, hidden_size=16, dropout=0.0,
-               location_embedding_size=8, highres_reduced_channels=16, ffn_hidden=32),
-    "tx_i3d": dict(width_multiplier=0.125, freeze_bn=True, i3d_dropout=0.0, num_heads=2,
-                   num_layers=1, hidden_size=16, dropout=0.0, location_embedding_size=8,
-                   highres_reduced_channels=16, ffn_hidden=32),
+    "tx": dict(
+        num_heads=2,
+        num_layers=1,
+        hidden_size=16,
+        dropout=0.0,
+        location_embedding_size=8,
+        highres_reduced_channels=16,
+        ffn_hidden=32,
+    ),
+    "tx_i3d": dict(
+        width_multiplier=0.125,
+        freeze_bn=True,
+        i3d_dropout=0.0,
+        num_heads=2,
+        num_layers=1,
+        hidden_size=16,
+        dropout=0.0,
+        location_embedding_size=8,
+        highres_reduced_channels=16,
+        ffn_hidden=32,
+    ),
     "acar": dict(num_blocks=1, hidden_size=16, dropout=0.0, block_dropout=0.0),
-    "aia": dict(blocks=("P", "O", "M"), memory_window=1, memory_size=4, hidden_size=16,
-                dropout=0.0),
+    "aia": dict(
+        blocks=("P", "O", "M"), memory_window=1, memory_size=4, hidden_size=16, dropout=0.0
+    ),
     "stage": dict(num_heads=2, num_layers=1, dropout=0.0),
     "hgrnn": dict(window=1, iterations=1, hidden_size=16),
 }
@@ -48,15 +66,21 @@ def _data():
             clip[b, :, y1:y2, x1:x2, colour] = 1.0
             labels[b, p, colour] = 1.0
     objects = np.tile(np.array([[0.4, 0.4, 0.6, 0.6]], np.float32), (n, 1, 1))
-    return {"clip": clip, "boxes": np.tile(boxes, (n, 1, 1)),
-            "box_mask": np.ones((n, PEOPLE), bool), "labels": labels,
-            "person_ids": np.tile(np.arange(PEOPLE, dtype=np.int32), (n, 1)),
-            "objects": objects, "object_mask": np.ones((n, 1), bool),
-            "object_scores": np.ones((n, 1), np.float32),
-            "object_classes": np.ones((n, 1), np.int32),
-            "video_id": np.array([b"v0"] * n), "video_index": np.zeros(n, np.int32),
-            "timestamp": np.arange(n, dtype=np.int32),
-            "keyframe_index": np.arange(n, dtype=np.int32)}
+    return {
+        "clip": clip,
+        "boxes": np.tile(boxes, (n, 1, 1)),
+        "box_mask": np.ones((n, PEOPLE), bool),
+        "labels": labels,
+        "person_ids": np.tile(np.arange(PEOPLE, dtype=np.int32), (n, 1)),
+        "objects": objects,
+        "object_mask": np.ones((n, 1), bool),
+        "object_scores": np.ones((n, 1), np.float32),
+        "object_classes": np.ones((n, 1), np.int32),
+        "video_id": np.array([b"v0"] * n),
+        "video_index": np.zeros(n, np.int32),
+        "timestamp": np.arange(n, dtype=np.int32),
+        "keyframe_index": np.arange(n, dtype=np.int32),
+    }
 
 
 DATA = _data()
@@ -69,24 +93,46 @@ def dataset():
 def detector(head, proposals="gt", i3d=True):
     """Tiny detector; `i3d=False`: the trunk is one strided Conv3D ([B, 8, 32, 32, 3] ->
     [B, 2, 4, 4, 24], the I3D cut's strides)."""
-    det = build_detector(num_classes=CLASSES, trunk="i3d_tiny", width_multiplier=0.125,
-                         freeze_bn=True, head=head, head_options=HEAD_OPTIONS[head],
-                         proposals=proposals, anchor_sizes=(8.0, 16.0), rpn_filters=8,
-                         post_nms_top_k=8, num_roi_samples=4,
-                         use_objects=head in ("aia", "stage"), seed=1)
+    det = build_detector(
+        num_classes=CLASSES,
+        trunk="i3d_tiny",
+        width_multiplier=0.125,
+        freeze_bn=True,
+        head=head,
+        head_options=HEAD_OPTIONS[head],
+        proposals=proposals,
+        anchor_sizes=(8.0, 16.0),
+        rpn_filters=8,
+        post_nms_top_k=8,
+        num_roi_samples=4,
+        use_objects=head in ("aia", "stage"),
+        seed=1,
+    )
     if not i3d:
-        det.trunk = Unit3D(24, (4, 8, 8), strides=(4, 8, 8), use_batch_norm=False,
-                           name="conv_trunk")
+        det.trunk = Unit3D(
+            24, (4, 8, 8), strides=(4, 8, 8), use_batch_norm=False, name="conv_trunk"
+        )
     return det
 
 
 def run(tmp_path, head, policy, steps=6, proposals="gt", i3d=False, **kwargs):
     return train_lib.train(
-        model_fn=lambda: detector(head, proposals, i3d), dataset_fn=dataset,
-        model_dir=str(tmp_path / f"{head}_{policy}"), train_steps=steps, global_batch_size=2,
-        optimizer="adamw", learning_rate=3e-3, warmup_steps=0, clip_norm=10.0,
-        checkpoint_every=100, log_every=100, progress=False, seed=0, precision=policy,
-        **kwargs)
+        model_fn=lambda: detector(head, proposals, i3d),
+        dataset_fn=dataset,
+        model_dir=str(tmp_path / f"{head}_{policy}"),
+        train_steps=steps,
+        global_batch_size=2,
+        optimizer="adamw",
+        learning_rate=3e-3,
+        warmup_steps=0,
+        clip_norm=10.0,
+        checkpoint_every=100,
+        log_every=100,
+        progress=False,
+        seed=0,
+        precision=policy,
+        **kwargs,
+    )
 
 
 def _check_learns(result, policy):
@@ -95,8 +141,9 @@ def _check_learns(result, policy):
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
     compute = result["model"].head.compute_dtype
     assert compute == {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[policy]
-    assert all(v.dtype == "float32" for v in result["model"].trainable_variables
-               if "seed" not in v.path)
+    assert all(
+        v.dtype == "float32" for v in result["model"].trainable_variables if "seed" not in v.path
+    )
 
 
 @pytest.mark.parametrize("policy", MIXED)
@@ -112,7 +159,7 @@ def test_every_head_trains_under_mixed_precision(tmp_path, head, policy):
 def test_i3d_rpn_detector_trains_and_resumes(tmp_path, policy):
     # The demo configuration's shape of the failure: I3D, RPN proposals, T'=2 at Mixed_4.
     first = run(tmp_path, "tx", policy, steps=3, proposals="rpn", i3d=True)
-    assert first["model"].trunk.compute_dtype == policy[len("mixed_"):]
+    assert first["model"].trunk.compute_dtype == policy[len("mixed_") :]
     for h in first["history"]:
         assert all(math.isfinite(v) for k, v in h.items() if k != "grad_norm"), h
     if policy == "mixed_bfloat16":
@@ -131,7 +178,7 @@ def test_float16_scales_the_loss_and_skips_overflowing_steps(tmp_path):
     scales = [h["loss_scale"] for h in result["history"]]
     # Dynamic: starts at 2^15, halves on each overflowing step (grad_norm inf, step skipped).
     for h, s in zip(result["history"], scales):
-        assert math.log2(s) == int(math.log2(s)) and s <= 2.0 ** 15
+        assert math.log2(s) == int(math.log2(s)) and s <= 2.0**15
     skipped = [not math.isfinite(h["grad_norm"]) for h in result["history"]]
     applied = len(skipped) - sum(skipped)
     assert int(opt.iterations.numpy()) == applied
@@ -149,8 +196,9 @@ def test_bfloat16_conv3d_filter_gradient_workaround():
     assert not float16_conv3d_on_cpu("bfloat16")
     # bfloat16-exact input: the unit's autocast then changes nothing, and float32 kernels
     # (the workaround) agree with float32 to float32 rounding.
-    x = tf.cast(tf.cast(tf.random.stateless_normal([2, 2, 6, 6, 4], seed=[1, 2]),
-                        tf.bfloat16), tf.float32)
+    x = tf.cast(
+        tf.cast(tf.random.stateless_normal([2, 2, 6, 6, 4], seed=[1, 2]), tf.bfloat16), tf.float32
+    )
     grads = {}
     for policy in ("float32", "mixed_bfloat16"):
         with precision.policy(policy):
@@ -175,29 +223,45 @@ def test_policy_scope_and_bad_name():
 
 def test_bfloat16_export_keeps_float32_io_and_equals_keras(tmp_path):
     from action_tx.export import boxes_twin, export_saved_model, preprocess_clip
+
     with precision.policy("mixed_bfloat16"):
         det = detector("tx", proposals="rpn", i3d=False)
         clip = np.random.default_rng(0).integers(0, 256, (FRAMES, 40, 48, 3), dtype=np.uint8)
         batch = {"clip": preprocess_clip(clip, num_frames=FRAMES, image_size=SIZE)}
         det(batch, training=False)
         boxes = DATA["boxes"][0]
-        want = boxes_twin(det)(dict(batch, proposals=tf.constant(boxes[None]),
-                                    proposal_scores=tf.ones([1, PEOPLE]),
-                                    proposal_mask=tf.ones([1, PEOPLE], tf.bool)),
-                               training=False)
-        export_saved_model(det, str(tmp_path / "sm"), num_frames=FRAMES, image_size=SIZE,
-                           class_ids=[1, 2, 3], class_names=["a", "b", "c"])
+        want = boxes_twin(det)(
+            dict(
+                batch,
+                proposals=tf.constant(boxes[None]),
+                proposal_scores=tf.ones([1, PEOPLE]),
+                proposal_mask=tf.ones([1, PEOPLE], tf.bool),
+            ),
+            training=False,
+        )
+        export_saved_model(
+            det,
+            str(tmp_path / "sm"),
+            num_frames=FRAMES,
+            image_size=SIZE,
+            class_ids=[1, 2, 3],
+            class_names=["a", "b", "c"],
+        )
     assert det.trunk.compute_dtype == "bfloat16"
     fn = tf.saved_model.load(str(tmp_path / "sm")).signatures["with_boxes"]
     specs = fn.structured_input_signature[1]
     assert (specs["clip"].dtype, specs["person_boxes"].dtype) == (tf.uint8, tf.float32)
     got = fn(clip=tf.constant(clip), person_boxes=tf.constant(boxes))
     assert {k: v.dtype for k, v in got.items()} == {
-        "detection_boxes": tf.float32, "detection_scores": tf.float32,
-        "action_scores": tf.float32, "num_detections": tf.int32, "attention": tf.float32}
+        "detection_boxes": tf.float32,
+        "detection_scores": tf.float32,
+        "action_scores": tf.float32,
+        "num_detections": tf.int32,
+        "attention": tf.float32,
+    }
     n = int(got["num_detections"])
     assert n == int(want["num_detections"][0]) == PEOPLE
-    order = lambda s: np.argsort(-np.asarray(s)[:n], kind="stable")   # noqa: E731
+    order = lambda s: np.argsort(-np.asarray(s)[:n], kind="stable")  # noqa: E731
     for key in ("detection_boxes", "detection_scores", "action_scores"):
         g = got[key].numpy()[:n][order(got["detection_scores"])]
         w = tf.cast(want[key][0], tf.float32).numpy()[:n][order(want["detection_scores"][0])]
@@ -209,6 +273,7 @@ def feature_dir(tmp_path_factory):
     """Stored features of 8 keyframes (3 x 3 context maps, 16 channels); a person's class is
     readable from its feature."""
     from action_tx.data import features
+
     rng = np.random.default_rng(5)
     c = 16
     keyframes = []
@@ -216,14 +281,27 @@ def feature_dir(tmp_path_factory):
         label = t % CLASSES
         feat = rng.normal(0, 0.1, (1, c)).astype(np.float32)
         feat[0, label] += 2.0
-        person = dict(boxes=np.array([[0.1, 0.1, 0.6, 0.5]]), labels=np.eye(CLASSES)[[label]],
-                      features=feat)
-        keyframes.append(dict(
-            video_id="v", video_index=0, timestamp=t, keyframe_index=t,
-            context=rng.normal(0, 0.1, (3, 3, c)), scene=np.zeros(c),
-            gt=dict(person, person_ids=[0]), det=dict(person, scores=[0.9]),
-            obj=dict(boxes=np.zeros((0, 4)), classes=np.zeros(0), scores=np.zeros(0),
-                     features=np.zeros((0, c)))))
+        person = dict(
+            boxes=np.array([[0.1, 0.1, 0.6, 0.5]]), labels=np.eye(CLASSES)[[label]], features=feat
+        )
+        keyframes.append(
+            dict(
+                video_id="v",
+                video_index=0,
+                timestamp=t,
+                keyframe_index=t,
+                context=rng.normal(0, 0.1, (3, 3, c)),
+                scene=np.zeros(c),
+                gt=dict(person, person_ids=[0]),
+                det=dict(person, scores=[0.9]),
+                obj=dict(
+                    boxes=np.zeros((0, 4)),
+                    classes=np.zeros(0),
+                    scores=np.zeros(0),
+                    features=np.zeros((0, c)),
+                ),
+            )
+        )
     directory = str(tmp_path_factory.mktemp("features"))
     features.write_feature_dir(directory, keyframes, num_classes=CLASSES)
     return directory
@@ -235,13 +313,24 @@ def test_heads_train_on_stored_features(tmp_path, feature_dir, head, policy):
     from action_tx.data import features
     from action_tx.feature_model import FeatureActionModel
     from action_tx.heads import HEADS
+
     result = train_lib.train(
         model_fn=lambda: FeatureActionModel(
-            HEADS[head](num_classes=CLASSES, **HEAD_OPTIONS[head]), CLASSES),
+            HEADS[head](num_classes=CLASSES, **HEAD_OPTIONS[head]), CLASSES
+        ),
         dataset_fn=lambda: features.build_feature_dataset(
-            feature_dir, num_classes=CLASSES, batch_size=2, training=True, seed=0,
-            actors="gt"),
-        model_dir=str(tmp_path / "m"), train_steps=8, global_batch_size=2,
-        optimizer="adamw", learning_rate=1e-2, warmup_steps=0, checkpoint_every=100,
-        log_every=100, progress=False, seed=0, precision=policy)
+            feature_dir, num_classes=CLASSES, batch_size=2, training=True, seed=0, actors="gt"
+        ),
+        model_dir=str(tmp_path / "m"),
+        train_steps=8,
+        global_batch_size=2,
+        optimizer="adamw",
+        learning_rate=1e-2,
+        warmup_steps=0,
+        checkpoint_every=100,
+        log_every=100,
+        progress=False,
+        seed=0,
+        precision=policy,
+    )
     _check_learns(result, policy)

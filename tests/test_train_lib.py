@@ -1,6 +1,7 @@
 """train_lib / checkpointing on a toy model (fast): schedule values, resume, damaged-checkpoint
 fallback, config guard, non-finite loss; and MirroredStrategy over 2 logical CPUs == one device
 on the real detector (subprocess: logical devices must be set before TF starts)."""
+
 import json
 import os
 import subprocess
@@ -26,8 +27,10 @@ class Toy(keras.Model):
         self.dense = keras.layers.Dense(units, use_bias=False)
 
     def call(self, batch, training=None):
-        return {"y": self.dense(self.drop(batch["clip"], training=training)),
-                "target": batch["labels"]}
+        return {
+            "y": self.dense(self.drop(batch["clip"], training=training)),
+            "target": batch["labels"],
+        }
 
     def compute_losses(self, out):
         loss = tf.reduce_mean(tf.square(out["y"] - out["target"])) * self.scale
@@ -37,21 +40,37 @@ class Toy(keras.Model):
 def toy_data(n=8, batch=2):
     x = np.arange(2 * n, dtype=np.float32).reshape(n, 2) / n
     y = x @ np.array([[1.0], [-2.0]], np.float32)
-    return lambda: tf.data.Dataset.from_tensor_slices({"clip": x, "labels": y}).shuffle(
-        n, seed=3).repeat().batch(batch, drop_remainder=True)
+    return lambda: (
+        tf.data.Dataset.from_tensor_slices({"clip": x, "labels": y})
+        .shuffle(n, seed=3)
+        .repeat()
+        .batch(batch, drop_remainder=True)
+    )
 
 
 def toy_train(model_dir, steps, scale=1.0, units=1, lr=0.1, **kw):
-    return train_lib.train(model_fn=lambda: Toy(units, scale), dataset_fn=toy_data(),
-                           model_dir=str(model_dir), train_steps=steps, global_batch_size=2,
-                           learning_rate=lr, warmup_learning_rate=lr / 10, warmup_steps=2,
-                           decay_steps=100, checkpoint_every=1, log_every=1, progress=False,
-                           deterministic=True, **kw)
+    return train_lib.train(
+        model_fn=lambda: Toy(units, scale),
+        dataset_fn=toy_data(),
+        model_dir=str(model_dir),
+        train_steps=steps,
+        global_batch_size=2,
+        learning_rate=lr,
+        warmup_learning_rate=lr / 10,
+        warmup_steps=2,
+        decay_steps=100,
+        checkpoint_every=1,
+        log_every=1,
+        progress=False,
+        deterministic=True,
+        **kw,
+    )
 
 
 def test_schedule_warmup_then_cosine():
-    s = train_lib.learning_rate_schedule(learning_rate=0.1, warmup_learning_rate=0.01,
-                                         warmup_steps=1000, decay_steps=5000)
+    s = train_lib.learning_rate_schedule(
+        learning_rate=0.1, warmup_learning_rate=0.01, warmup_steps=1000, decay_steps=5000
+    )
     # linear 0.01 -> 0.1 over 1000 steps; then 0.1 * (1 + cos(pi * t / 4000)) / 2
     for step, want in [(0, 0.01), (500, 0.055), (1000, 0.1), (3000, 0.05), (5000, 0.0)]:
         np.testing.assert_allclose(float(s(step)), want, rtol=1e-5, atol=1e-7)
@@ -63,7 +82,9 @@ def test_seed_generators_are_checkpointed(tmp_path):
     states = checkpointing.seed_generator_states(model)
     assert list(states) == ["0"] and states["0"] is model.drop.seed_generator.state
     opt = keras.optimizers.SGD(0.1)
-    ck = checkpointing.make_checkpoint(model=model, optimizer=opt, step=tf.Variable(0, dtype=tf.int64))
+    ck = checkpointing.make_checkpoint(
+        model=model, optimizer=opt, step=tf.Variable(0, dtype=tf.int64)
+    )
     path = ck.save(str(tmp_path / "c"))
     names = [n for n, _ in tf.train.list_variables(path)]
     assert any(n.startswith("seed_generators/") for n in names)
@@ -81,24 +102,29 @@ def test_resume_equals_uninterrupted_and_fallback_on_truncated(tmp_path, capsys)
     assert "cannot restore" in out and "ckpt-4" in out and "resumed from" in out
     assert "at step 3" in out
     assert len(resumed["history"]) == 3
-    for a, b in zip(ref["model"].weights + ref["optimizer"].variables,
-                    resumed["model"].weights + resumed["optimizer"].variables):
+    for a, b in zip(
+        ref["model"].weights + ref["optimizer"].variables,
+        resumed["model"].weights + resumed["optimizer"].variables,
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [h["total_loss"] for h in ref["history"][3:]] == [
-        h["total_loss"] for h in resumed["history"]]
+        h["total_loss"] for h in resumed["history"]
+    ]
 
 
 def test_other_model_refused(tmp_path):
     toy_train(tmp_path / "m", 1, model_config={"head": "i3d"})
-    with pytest.raises(checkpointing.CheckpointError, match="head: 'i3d' in model_flags.json, now 'tx'"):
+    with pytest.raises(
+        checkpointing.CheckpointError, match="head: 'i3d' in model_flags.json, now 'tx'"
+    ):
         toy_train(tmp_path / "m", 2, model_config={"head": "tx"})
     with pytest.raises(checkpointing.CheckpointError, match="different model configuration"):
-        toy_train(tmp_path / "m", 2, units=3)   # same flags, other shapes
+        toy_train(tmp_path / "m", 2, units=3)  # same flags, other shapes
 
 
 def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
     with pytest.raises(train_lib.TrainingError, match=r"non-finite loss at step \d+ .*ckpt-\d+"):
-        toy_train(tmp_path / "m", 60, lr=1e4)   # diverges: weights grow ~1e3x a step
+        toy_train(tmp_path / "m", 60, lr=1e4)  # diverges: weights grow ~1e3x a step
     latest = tf.train.latest_checkpoint(str(tmp_path / "m"))
     reader = tf.train.load_checkpoint(latest)
     for name, _ in tf.train.list_variables(latest):
@@ -118,7 +144,9 @@ B, T, S, C = 4, 4, 32, 3
 rng = np.random.default_rng(0)
 data = {"clip": rng.uniform(-1, 1, (8, T, S, S, 3)).astype(np.float32),
         # two boxes per clip: every replica normalizes its loss by the same count
-        "boxes": np.tile(np.array([[0.1, 0.1, 0.6, 0.5], [0.3, 0.4, 0.9, 0.9]], np.float32), (8, 1, 1)),
+        "boxes": np.tile(
+            np.array([[0.1, 0.1, 0.6, 0.5], [0.3, 0.4, 0.9, 0.9]], np.float32), (8, 1, 1)
+        ),
         "box_mask": np.ones((8, 2), bool),
         "labels": rng.integers(0, 2, (8, 2, C)).astype(np.float32)}
 def ds():
@@ -136,7 +164,8 @@ for name, strategy in [("one", train_lib.make_strategy("one_device")),
                         precision=sys.argv[2])
     out[name] = {"replicas": strategy.num_replicas_in_sync,
                  "loss": [h["total_loss"] for h in r["history"]],
-                 "weights": [float(np.sum(np.abs(np.asarray(w)))) for w in r["model"].trainable_weights]}
+                 "weights": [float(np.sum(np.abs(np.asarray(w))))
+                             for w in r["model"].trainable_weights]}
 print("RESULT " + json.dumps(out))
 """
 
@@ -145,28 +174,35 @@ print("RESULT " + json.dumps(out))
 def test_mirrored_two_cpus_equals_one_device(tmp_path, precision):
     # mixed_float16: the LossScaleOptimizer's cross-replica finite check and skip under
     # MirroredStrategy; float16 sums differ in rounding between 1 and 2 replicas.
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path), precision],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path), precision],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     assert out["one"]["replicas"] == 1 and out["two"]["replicas"] == 2
     assert len(out["one"]["loss"]) == 5
     rtol = 1e-4 if precision == "float32" else 1e-2
     np.testing.assert_allclose(out["two"]["loss"], out["one"]["loss"], rtol=rtol)
     np.testing.assert_allclose(out["two"]["weights"], out["one"]["weights"], rtol=rtol)
-    assert out["one"]["loss"][-1] < out["one"]["loss"][0]   # it does learn
+    assert out["one"]["loss"][-1] < out["one"]["loss"][0]  # it does learn
 
 
 def test_step_schedule_acar_ucf24():
     """ACAR-Net §5 on UCF101-24: linear warm-up over the first quarter of 5.4k steps to 0.002,
     divided by 10 at 4.9k and at 5.1k."""
-    schedule = train_lib.learning_rate_schedule(learning_rate=0.002, warmup_learning_rate=0.0,
-                                                warmup_steps=1350, lr_steps=[4900, 5100])
+    schedule = train_lib.learning_rate_schedule(
+        learning_rate=0.002, warmup_learning_rate=0.0, warmup_steps=1350, lr_steps=[4900, 5100]
+    )
     steps = [0, 675, 1350, 4899, 4900, 5099, 5100, 5399]
     got = [float(schedule(s)) for s in steps]
-    np.testing.assert_allclose(got, [0.0, 0.001, 0.002, 0.002, 0.0002, 0.0002, 0.00002, 0.00002],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        got, [0.0, 0.001, 0.002, 0.002, 0.0002, 0.0002, 0.00002, 0.00002], rtol=1e-5
+    )
     again = train_lib.WarmupStepDecay(**schedule.get_config())
     assert float(again(5000)) == pytest.approx(0.0002)
     with pytest.raises(train_lib.TrainingError, match="must ascend"):

@@ -12,6 +12,7 @@
 Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
 `--out/<suite>.md`.
 """
+
 import importlib
 import os
 import sys

@@ -10,6 +10,7 @@ which `action_tx.trunks.i3d_checkpoint.restore_trunk(model, path)` loads into an
 network (the Mixed_4f trunk, the Mixed_5a-5c head tail), plus `OUTPUT/i3d_kinetics<N>.txt`,
 the conversion report.
 """
+
 import os
 import sys
 
@@ -19,8 +20,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Release checkpoint prefix (path without .index).")
 flags.DEFINE_enum("num_classes", "400", ["400", "600"], "Kinetics-400 or Kinetics-600 logits.")
 flags.DEFINE_string("output", None, "Output folder.")
-flags.DEFINE_string("final_endpoint", "Logits",
-                    "Last endpoint converted; the default keeps everything (trunk, tail, logits).")
+flags.DEFINE_string(
+    "final_endpoint",
+    "Logits",
+    "Last endpoint converted; the default keeps everything (trunk, tail, logits).",
+)
 flags.mark_flags_as_required(["checkpoint", "output"])
 
 
@@ -39,14 +43,27 @@ def main(argv):
         sys.exit(f"error: {e}")
     prefix = os.path.join(FLAGS.output, f"i3d_kinetics{num_classes}")
     i3d_checkpoint.save_trunk(model, prefix)
-    lines = [f"source: {FLAGS.checkpoint}", f"endpoints: Conv3d_1a_7x7..{FLAGS.final_endpoint}",
-             f"num_classes: {num_classes}", report.summary(), "",
-             "loaded:", *report.loaded, "", "skipped (beyond final endpoint):",
-             *report.beyond_model, "", "skipped (optimizer state):", *report.optimizer_state]
+    lines = [
+        f"source: {FLAGS.checkpoint}",
+        f"endpoints: Conv3d_1a_7x7..{FLAGS.final_endpoint}",
+        f"num_classes: {num_classes}",
+        report.summary(),
+        "",
+        "loaded:",
+        *report.loaded,
+        "",
+        "skipped (beyond final endpoint):",
+        *report.beyond_model,
+        "",
+        "skipped (optimizer state):",
+        *report.optimizer_state,
+    ]
     with open(prefix + ".txt", "w") as f:
         f.write("\n".join(lines) + "\n")
-    print(f"{report.summary()}\nwritten: {prefix} (restore with "
-          f"action_tx.trunks.i3d_checkpoint.restore_trunk) and {prefix}.txt")
+    print(
+        f"{report.summary()}\nwritten: {prefix} (restore with "
+        f"action_tx.trunks.i3d_checkpoint.restore_trunk) and {prefix}.txt"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ extents (`action_tx/data/jhmdb.py`); frames are re-encoded as JPEG. Timestamps a
 indices and the layout says fps=1 (`action_tx/data/tube_layout.py`). Bad input fails with the
 file:line or video:frame at fault unless --skip_bad (then listed in conversion_manifest.json).
 """
+
 import os
 import sys
 
@@ -23,28 +24,39 @@ flags.DEFINE_string("jhmdb_dir", None, "JHMDB root: puppet_mask/, Rename_Images/
 flags.DEFINE_string("out", None, "Output root (annotations/, frames/, README.txt, manifest).")
 flags.DEFINE_integer("split", 1, "Split 1, 2 or 3.")
 flags.DEFINE_integer("keyframe_stride", 1, "A keyframe every k-th frame (1: every frame).")
-flags.DEFINE_bool("skip_bad", False, "Exclude bad boxes and videos (listed in the manifest) "
-                  "instead of failing.")
+flags.DEFINE_bool(
+    "skip_bad", False, "Exclude bad boxes and videos (listed in the manifest) instead of failing."
+)
 flags.mark_flags_as_required(["jhmdb_dir", "out"])
 
 
 def main(argv):
     del argv
     from action_tx.data import jhmdb, tube_layout
+
     try:
         dataset = jhmdb.read(FLAGS.jhmdb_dir, FLAGS.split)
         manifest = tube_layout.write_layout(
-            dataset, FLAGS.out, name="jhmdb21", keyframe_stride=FLAGS.keyframe_stride,
-            source_fps=jhmdb.SOURCE_FPS, skip_bad=FLAGS.skip_bad,
-            options={"jhmdb_dir": FLAGS.jhmdb_dir, "split": FLAGS.split})
+            dataset,
+            FLAGS.out,
+            name="jhmdb21",
+            keyframe_stride=FLAGS.keyframe_stride,
+            source_fps=jhmdb.SOURCE_FPS,
+            skip_bad=FLAGS.skip_bad,
+            options={"jhmdb_dir": FLAGS.jhmdb_dir, "split": FLAGS.split},
+        )
     except (tube_layout.TubeDataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {FLAGS.out}: " + "; ".join(
-        f"{s}: {c['videos']} videos, {c['keyframes']} keyframes" for s, c in
-        manifest["splits"].items())
+    print(
+        f"wrote {FLAGS.out}: "
+        + "; ".join(
+            f"{s}: {c['videos']} videos, {c['keyframes']} keyframes"
+            for s, c in manifest["splits"].items()
+        )
         + f"; rejected {len(manifest['rejected_boxes'])} boxes, "
-        f"{len(manifest['rejected_videos'])} videos")
+        f"{len(manifest['rejected_videos'])} videos"
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ decoded from the UCF101 videos of `--videos_dir` (UCF-101/Class/v_....avi). Time
 annotated frame is its own keyframe. Bad boxes are listed as `video:frame` and fail the run
 unless --skip_bad (then excluded and listed in conversion_manifest.json).
 """
+
 import os
 import sys
 
@@ -22,16 +23,21 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("annotations", None, "The corrected UCF101-24 annotation pickle "
-                    "(UCF101v2-GT.pkl).")
+flags.DEFINE_string(
+    "annotations", None, "The corrected UCF101-24 annotation pickle (UCF101v2-GT.pkl)."
+)
 flags.DEFINE_string("frames_dir", None, "rgb-images/ root: Class/v_.../00001.jpg.")
-flags.DEFINE_string("videos_dir", None, "UCF-101/ root of the videos (Class/v_....avi), used "
-                    "for videos without a frame folder.")
+flags.DEFINE_string(
+    "videos_dir",
+    None,
+    "UCF-101/ root of the videos (Class/v_....avi), used for videos without a frame folder.",
+)
 flags.DEFINE_string("out", None, "Output root (annotations/, frames/, README.txt, manifest).")
 flags.DEFINE_integer("split", 1, "Which split of train_videos/test_videos (1-based).")
 flags.DEFINE_integer("keyframe_stride", 1, "A keyframe every k-th frame (1: every frame).")
-flags.DEFINE_bool("skip_bad", False, "Exclude bad boxes and videos (listed in the manifest) "
-                  "instead of failing.")
+flags.DEFINE_bool(
+    "skip_bad", False, "Exclude bad boxes and videos (listed in the manifest) instead of failing."
+)
 flags.DEFINE_bool("copy_frames", False, "Copy JPEG frame folders instead of linking them.")
 flags.mark_flags_as_required(["annotations", "out"])
 
@@ -39,21 +45,31 @@ flags.mark_flags_as_required(["annotations", "out"])
 def main(argv):
     del argv
     from action_tx.data import tube_layout, ucf24
+
     try:
         dataset = ucf24.read(FLAGS.annotations, FLAGS.split, FLAGS.frames_dir, FLAGS.videos_dir)
         manifest = tube_layout.write_layout(
-            dataset, FLAGS.out, name="ucf101_24", keyframe_stride=FLAGS.keyframe_stride,
-            source_fps=ucf24.SOURCE_FPS, skip_bad=FLAGS.skip_bad,
+            dataset,
+            FLAGS.out,
+            name="ucf101_24",
+            keyframe_stride=FLAGS.keyframe_stride,
+            source_fps=ucf24.SOURCE_FPS,
+            skip_bad=FLAGS.skip_bad,
             copy_frames=FLAGS.copy_frames,
-            options={"annotations": FLAGS.annotations, "split": FLAGS.split})
+            options={"annotations": FLAGS.annotations, "split": FLAGS.split},
+        )
     except (tube_layout.TubeDataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {FLAGS.out}: " + "; ".join(
-        f"{s}: {c['videos']} videos, {c['keyframes']} keyframes" for s, c in
-        manifest["splits"].items())
+    print(
+        f"wrote {FLAGS.out}: "
+        + "; ".join(
+            f"{s}: {c['videos']} videos, {c['keyframes']} keyframes"
+            for s, c in manifest["splits"].items()
+        )
         + f"; rejected {len(manifest['rejected_boxes'])} boxes, "
-        f"{len(manifest['rejected_videos'])} videos")
+        f"{len(manifest['rejected_videos'])} videos"
+    )
     return 0
 
 

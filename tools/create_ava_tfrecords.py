@@ -23,6 +23,7 @@ converter's (inputs and output on a filesystem every worker mounts at the same p
         --flink_master=HOST:8081 --environment_type=LOOPBACK
 Library code of --beam: action_tx/data/beam_convert.py.
 """
+
 import functools
 import os
 import sys
@@ -37,66 +38,100 @@ flags.DEFINE_string("ava_dir", None, "AVA-format root (annotations/, frames/ or 
 flags.DEFINE_string("split", "train", "Split: reads annotations/ava_<split>*.csv and friends.")
 flags.DEFINE_string("out", None, "Shards: DIR/name@N, a pattern with %05d-of-%05d, or a path.")
 flags.DEFINE_integer("num_shards", None, "Number of shards when --out does not say (@N).")
-flags.DEFINE_bool("skip_bad", False, "Skip and count bad rows, videos and the keyframes of bad "
-                  "frames instead of failing.")
-flags.DEFINE_bool("overwrite", False, "Remove shards of the same name and another count (e.g. "
-                  "an earlier @2 when writing @3); without it they are an error.")
+flags.DEFINE_bool(
+    "skip_bad",
+    False,
+    "Skip and count bad rows, videos and the keyframes of bad frames instead of failing.",
+)
+flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Remove shards of the same name and another count (e.g. "
+    "an earlier @2 when writing @3); without it they are an error.",
+)
 flags.DEFINE_integer("num_workers", 2, "Processes decoding videos.")
 flags.DEFINE_integer("num_frames", 32, "Frames stored per keyframe, centred on it.")
-flags.DEFINE_float("fps", None, "Frame rate of JPEG frame folders (default: the fps=N of "
-                   "ROOT/README.txt, else AVA's 30); video files use their own.")
+flags.DEFINE_float(
+    "fps",
+    None,
+    "Frame rate of JPEG frame folders (default: the fps=N of "
+    "ROOT/README.txt, else AVA's 30); video files use their own.",
+)
 flags.DEFINE_integer("max_side", None, "Downscale frames whose longer side exceeds this.")
-flags.DEFINE_float("timestamp_offset", 0.0, "Seconds shown by frame 1 (e.g. 900 for AVA frames "
-                   "extracted from the 15-minute cuts).")
+flags.DEFINE_float(
+    "timestamp_offset",
+    0.0,
+    "Seconds shown by frame 1 (e.g. 900 for AVA frames extracted from the 15-minute cuts).",
+)
 flags.DEFINE_string("annotations", None, "Override: annotation CSV.")
 flags.DEFINE_string("label_map", None, "Override: label map.")
 flags.DEFINE_string("excluded", None, "Override: excluded timestamps CSV.")
 flags.DEFINE_string("person_detections", None, "Override: person detections CSV.")
 flags.DEFINE_string("object_detections", None, "Override: object detections CSV.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.DEFINE_bool("beam", False, "Run the conversion as an Apache Beam pipeline; flags the "
-                  "converter does not define are Beam pipeline options (default "
-                  "--runner=DirectRunner on the local cores).")
+flags.DEFINE_bool(
+    "beam",
+    False,
+    "Run the conversion as an Apache Beam pipeline; flags the "
+    "converter does not define are Beam pipeline options (default "
+    "--runner=DirectRunner on the local cores).",
+)
 flags.mark_flags_as_required(["ava_dir", "out"])
 
 
 def main(argv):
     beam_args = argv[1:]
     if beam_args and not FLAGS.beam:
-        print(f"error: unknown arguments {' '.join(beam_args)} (Beam pipeline options need "
-              "--beam)", file=sys.stderr)
+        print(
+            f"error: unknown arguments {' '.join(beam_args)} (Beam pipeline options need --beam)",
+            file=sys.stderr,
+        )
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from action_tx.data import ava, convert  # after flags: --help stays fast
 
-    files = {k: getattr(FLAGS, k) for k in ("annotations", "label_map", "excluded",
-                                           "person_detections", "object_detections")}
+    files = {
+        k: getattr(FLAGS, k)
+        for k in ("annotations", "label_map", "excluded", "person_detections", "object_detections")
+    }
     try:
         if FLAGS.beam:
             try:
                 import apache_beam  # noqa: F401
                 from action_tx.data import beam_convert
             except ImportError as e:
-                print(f"error: --beam needs apache-beam (pip install -e '.[beam]'): {e}",
-                      file=sys.stderr)
+                print(
+                    f"error: --beam needs apache-beam (pip install -e '.[beam]'): {e}",
+                    file=sys.stderr,
+                )
                 return 2
             run = functools.partial(beam_convert.convert_split_beam, pipeline_args=beam_args)
         else:
             run = convert.convert_split
         manifest = run(
-            FLAGS.ava_dir, FLAGS.split, FLAGS.out, num_shards=FLAGS.num_shards,
-            num_frames=FLAGS.num_frames, fps=FLAGS.fps, max_side=FLAGS.max_side,
-            timestamp_offset=FLAGS.timestamp_offset, skip_bad=FLAGS.skip_bad,
-            num_workers=FLAGS.num_workers, progress=FLAGS.progress, overwrite=FLAGS.overwrite,
-            **{k: v for k, v in files.items() if v})
+            FLAGS.ava_dir,
+            FLAGS.split,
+            FLAGS.out,
+            num_shards=FLAGS.num_shards,
+            num_frames=FLAGS.num_frames,
+            fps=FLAGS.fps,
+            max_side=FLAGS.max_side,
+            timestamp_offset=FLAGS.timestamp_offset,
+            skip_bad=FLAGS.skip_bad,
+            num_workers=FLAGS.num_workers,
+            progress=FLAGS.progress,
+            overwrite=FLAGS.overwrite,
+            **{k: v for k, v in files.items() if v},
+        )
     except (ava.AvaFormatError, convert.ConversionError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2   # bad input, as every tool
+        return 2  # bad input, as every tool
     print(convert.summary(manifest))
     return 0
 
 
 if __name__ == "__main__":
     # Unknown flags are left in argv (Beam pipeline options with --beam, an error without).
-    app.run(lambda argv: sys.exit(main(argv)),
-            flags_parser=lambda argv: FLAGS(argv, known_only=True))
+    app.run(
+        lambda argv: sys.exit(main(argv)), flags_parser=lambda argv: FLAGS(argv, known_only=True)
+    )

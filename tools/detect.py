@@ -27,6 +27,7 @@ complete, so an output path holds either a complete file or what it held before.
 The SavedModel is the one of tools/export_saved_model.py; nothing else of the project's model
 code is needed. SavedModels and checkpoints are programs: load only ones you trust.
 """
+
 import bisect
 import json
 import os
@@ -50,17 +51,29 @@ flags.DEFINE_string("output_video", None, "Annotated video to write (.mp4: H.264
 flags.DEFINE_string("video_id", None, "video_id of the CSV rows (default: the file's stem).")
 flags.DEFINE_integer("stride_s", 1, "Seconds between keyframes (AVA: 1).", lower_bound=1)
 flags.DEFINE_float("score_threshold", 0.3, "Detections with a person score <= this are dropped.")
-flags.DEFINE_float("action_threshold", 0.01, "CSV rows / JSON actions need an action score "
-                   "(person score x action probability) > this.")
+flags.DEFINE_float(
+    "action_threshold",
+    0.01,
+    "CSV rows / JSON actions need an action score (person score x action probability) > this.",
+)
 flags.DEFINE_integer("top_k", 3, "Labels drawn per box.")
-flags.DEFINE_integer("max_resolution", 4096, "Refuse videos whose longer side exceeds this "
-                     "(pixels; 0 = no limit).")
-flags.DEFINE_float("max_duration_s", 3600.0, "Refuse videos longer than this (seconds; "
-                   "0 = no limit).")
-flags.DEFINE_integer("max_keyframes", 0, "Process only the first N keyframes (0 = all); the "
-                     "annotated video then ends before keyframe N+1.")
-flags.DEFINE_bool("show_attention", False, "Overlay the attention maps of the kept "
-                  "detections (heads that return attention, e.g. tx).")
+flags.DEFINE_integer(
+    "max_resolution", 4096, "Refuse videos whose longer side exceeds this (pixels; 0 = no limit)."
+)
+flags.DEFINE_float(
+    "max_duration_s", 3600.0, "Refuse videos longer than this (seconds; 0 = no limit)."
+)
+flags.DEFINE_integer(
+    "max_keyframes",
+    0,
+    "Process only the first N keyframes (0 = all); the "
+    "annotated video then ends before keyframe N+1.",
+)
+flags.DEFINE_bool(
+    "show_attention",
+    False,
+    "Overlay the attention maps of the kept detections (heads that return attention, e.g. tx).",
+)
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
@@ -84,7 +97,7 @@ def _remove_stale_partials(folder: str, base: str):
     by a SIGKILL), so that they do not pile up."""
     prefix = f".{base}."
     for name in os.listdir(folder):
-        pid = name[len(prefix):-len(".partial")]
+        pid = name[len(prefix) : -len(".partial")]
         if not (name.startswith(prefix) and name.endswith(".partial") and pid.isdigit()):
             continue
         try:
@@ -94,7 +107,7 @@ def _remove_stale_partials(folder: str, base: str):
                 os.remove(os.path.join(folder, name))
             except FileNotFoundError:
                 pass
-        except PermissionError:   # alive, another user's
+        except PermissionError:  # alive, another user's
             pass
 
 
@@ -156,8 +169,10 @@ def check_output_paths():
     ext = os.path.splitext(FLAGS.output_video or "")[1].lower()
     if FLAGS.output_video and ext not in video_io.WRITABLE_FORMATS:
         kinds = ", ".join(video_io.WRITABLE_FORMATS)
-        raise InputError(f"--output_video={FLAGS.output_video}: cannot write "
-                         f"{ext or 'a file without extension'} (use {kinds})")
+        raise InputError(
+            f"--output_video={FLAGS.output_video}: cannot write "
+            f"{ext or 'a file without extension'} (use {kinds})"
+        )
 
 
 def check_inputs():
@@ -165,35 +180,47 @@ def check_inputs():
     if not FLAGS.saved_model or not FLAGS.video:
         raise InputError("--saved_model and --video are required")
     if not os.path.isfile(os.path.join(FLAGS.saved_model, "saved_model.pb")):
-        raise InputError(f"--saved_model: {FLAGS.saved_model} is not a SavedModel directory "
-                         "(no saved_model.pb)")
+        raise InputError(
+            f"--saved_model: {FLAGS.saved_model} is not a SavedModel directory (no saved_model.pb)"
+        )
     check_output_paths()
-    info = video_io.probe(FLAGS.video, max_resolution=FLAGS.max_resolution or None,
-                          max_duration_s=FLAGS.max_duration_s or None)
+    info = video_io.probe(
+        FLAGS.video,
+        max_resolution=FLAGS.max_resolution or None,
+        max_duration_s=FLAGS.max_duration_s or None,
+    )
     decoded, error = video_io.count_frames(FLAGS.video)
     frames = video_io.check_complete(info, decoded, error)
     if FLAGS.max_duration_s and frames / info.fps > FLAGS.max_duration_s:
-        raise InputError(f"{FLAGS.video}: {frames} frames at {info.fps:g} fps exceed "
-                         f"--max_duration_s={FLAGS.max_duration_s:g}")
+        raise InputError(
+            f"{FLAGS.video}: {frames} frames at {info.fps:g} fps exceed "
+            f"--max_duration_s={FLAGS.max_duration_s:g}"
+        )
     return info, frames
 
 
 def load_model(path):
     """-> (serving function, metadata dict of numpy values, class_ids, class_names)."""
     import tensorflow as tf
+
     try:
         model = tf.saved_model.load(path)
     except Exception as e:  # noqa: BLE001  (any load failure is a bad --saved_model)
-        raise InputError(f"--saved_model: cannot load {path}: "
-                         f"{' '.join(str(e).split())[:300]}") from None
+        raise InputError(
+            f"--saved_model: cannot load {path}: {' '.join(str(e).split())[:300]}"
+        ) from None
     missing = [s for s in ("serving_default", "labels", "metadata") if s not in model.signatures]
     if missing:
-        raise InputError(f"--saved_model: {path} has no signature {missing[0]!r}; export it "
-                         "with tools/export_saved_model.py")
+        raise InputError(
+            f"--saved_model: {path} has no signature {missing[0]!r}; export it "
+            "with tools/export_saved_model.py"
+        )
     meta = {k: v.numpy() for k, v in model.signatures["metadata"]().items()}
     if bool(meta["requires_person_boxes"]):
-        raise InputError(f"--saved_model: {path} was trained without the RPN and needs person "
-                         "boxes (its 'with_boxes' signature); detect.py runs RPN models only")
+        raise InputError(
+            f"--saved_model: {path} was trained without the RPN and needs person "
+            "boxes (its 'with_boxes' signature); detect.py runs RPN models only"
+        )
     labels = model.signatures["labels"]()
     names = [n.decode("utf-8") for n in labels["class_names"].numpy()]
     return model.signatures["serving_default"], meta, labels["class_ids"].numpy(), names
@@ -204,6 +231,7 @@ def attention_map(attention, keep):
     layer's mean over heads at the central time slice, max over the kept detections; None for
     other layouts or no detection."""
     from action_tx import visualize
+
     if attention is None or attention.ndim != 6 or not keep.any():
         return None
     maps = attention[keep][:, -1].mean(axis=1)
@@ -226,19 +254,26 @@ def run(outputs: Outputs):
     clip_len = int(meta["num_frames"])
     step = float(meta["frame_stride"]) * info.fps / float(meta["fps"])
     all_times = video_io.keyframe_times(num_frames, info.fps, FLAGS.stride_s)
-    times = all_times[:FLAGS.max_keyframes] if FLAGS.max_keyframes else all_times
+    times = all_times[: FLAGS.max_keyframes] if FLAGS.max_keyframes else all_times
     centers = [video_io.keyframe_frame(t, info.fps) for t in times]
     needs = [video_io.clip_indices(c, clip_len, step, num_frames - 1) for c in centers]
     # Frames written: up to the frame before the first keyframe left out, else all.
-    end = (video_io.keyframe_frame(all_times[len(times)], info.fps) if len(times) < len(all_times)
-           else num_frames)
+    end = (
+        video_io.keyframe_frame(all_times[len(times)], info.fps)
+        if len(times) < len(all_times)
+        else num_frames
+    )
     limit = max(end, max(int(n.max()) for n in needs) + 1)
 
     results, rows, buffer = [], [], {}
     ext = os.path.splitext(FLAGS.output_video or "")[1]
-    writer = (video_io.VideoWriter(outputs.temp("output_video"), info.rate, ext=ext).__enter__()
-              if FLAGS.output_video else None)
+    writer = (
+        video_io.VideoWriter(outputs.temp("output_video"), info.rate, ext=ext).__enter__()
+        if FLAGS.output_video
+        else None
+    )
     from action_tx.progress import Progress
+
     bar = Progress(len(times), f"{os.path.basename(FLAGS.video)}: keyframes", FLAGS.progress)
     bar.update(0)
     start, write_ptr = time.perf_counter(), 0
@@ -249,12 +284,22 @@ def run(outputs: Outputs):
         n = int(out["num_detections"])
         keep = np.zeros(len(out["detection_scores"]), bool)
         keep[:n] = out["detection_scores"][:n] > FLAGS.score_threshold
-        kept = {key: out[key][keep] for key in ("detection_boxes", "detection_scores",
-                                                "action_scores")}
-        rows.append(detections_to_ava(
-            {"detection_boxes": kept["detection_boxes"][None],
-             "action_scores": kept["action_scores"][None], "num_detections": [int(keep.sum())]},
-            [video_id], [times[k]], class_ids, min_score=FLAGS.action_threshold))
+        kept = {
+            key: out[key][keep] for key in ("detection_boxes", "detection_scores", "action_scores")
+        }
+        rows.append(
+            detections_to_ava(
+                {
+                    "detection_boxes": kept["detection_boxes"][None],
+                    "action_scores": kept["action_scores"][None],
+                    "num_detections": [int(keep.sum())],
+                },
+                [video_id],
+                [times[k]],
+                class_ids,
+                min_score=FLAGS.action_threshold,
+            )
+        )
         heat = attention_map(out.get("attention"), keep) if FLAGS.show_attention else None
         results.append({"kept": kept, "heat": heat})
         bar.update(1)
@@ -271,9 +316,16 @@ def run(outputs: Outputs):
                 if res["heat"] is not None:
                     frame = visualize.overlay_heatmap(frame, res["heat"])
                 frame = visualize.draw_detections(
-                    frame, res["kept"]["detection_boxes"], res["kept"]["detection_scores"],
-                    res["kept"]["action_scores"], class_names, top_k=FLAGS.top_k,
-                    thickness=thickness, font_size=font_size, label_side="above")
+                    frame,
+                    res["kept"]["detection_boxes"],
+                    res["kept"]["detection_scores"],
+                    res["kept"]["action_scores"],
+                    class_names,
+                    top_k=FLAGS.top_k,
+                    thickness=thickness,
+                    font_size=font_size,
+                    label_side="above",
+                )
                 writer.write(frame)
             write_ptr += 1
 
@@ -284,34 +336,52 @@ def run(outputs: Outputs):
             while len(results) < len(times) and needs[len(results)].max() <= idx:
                 run_keyframe(len(results))
             flush(idx)
-            keep_from = min(write_ptr, int(needs[len(results)].min())
-                            if len(results) < len(times) else write_ptr)
+            keep_from = min(
+                write_ptr,
+                int(needs[len(results)].min()) if len(results) < len(times) else write_ptr,
+            )
             for i in [i for i in buffer if i < keep_from]:
                 del buffer[i]
         if decoded < limit or len(results) < len(times):
-            raise video_io.VideoError(f"{FLAGS.video}: damaged video: the second decode ended "
-                                      f"at frame {decoded} of {limit}")
+            raise video_io.VideoError(
+                f"{FLAGS.video}: damaged video: the second decode ended "
+                f"at frame {decoded} of {limit}"
+            )
     finally:
         bar.close()
-        if writer is not None:   # a half-written video is removed by Outputs.discard
+        if writer is not None:  # a half-written video is removed by Outputs.discard
             writer.__exit__(None, None, None)
     seconds = time.perf_counter() - start
 
     rows = {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
     if FLAGS.output_csv:
         count = len(rows["score"])
-        ava.write_annotations(outputs.temp("output_csv"), ava.Annotations(
-            video_id=rows["video_id"], timestamp=rows["timestamp"], boxes=rows["boxes"],
-            action_id=rows["action_id"], person_id=np.full(count, -1, np.int32),
-            score=rows["score"], line=np.arange(1, count + 1)), kind="detections")
+        ava.write_annotations(
+            outputs.temp("output_csv"),
+            ava.Annotations(
+                video_id=rows["video_id"],
+                timestamp=rows["timestamp"],
+                boxes=rows["boxes"],
+                action_id=rows["action_id"],
+                person_id=np.full(count, -1, np.int32),
+                score=rows["score"],
+                line=np.arange(1, count + 1),
+            ),
+            kind="detections",
+        )
     if FLAGS.output_json:
         with open(outputs.temp("output_json"), "w") as f:
-            json.dump(_json(info, video_id, meta, times, centers, results, class_ids,
-                            class_names), f, indent=1)
+            json.dump(
+                _json(info, video_id, meta, times, centers, results, class_ids, class_names),
+                f,
+                indent=1,
+            )
     outputs.commit()
     total = sum(len(r["kept"]["detection_scores"]) for r in results)
-    print(f"{video_id}: {len(times)} keyframes, {total} detections, {len(rows['score'])} CSV "
-          f"rows, {seconds:.1f} s ({seconds / max(len(times), 1):.2f} s per keyframe)")
+    print(
+        f"{video_id}: {len(times)} keyframes, {total} detections, {len(rows['score'])} CSV "
+        f"rows, {seconds:.1f} s ({seconds / max(len(times), 1):.2f} s per keyframe)"
+    )
     for path in outputs.written:
         print(f"written: {path}")
 
@@ -320,20 +390,38 @@ def _json(info, video_id, meta, times, centers, results, class_ids, class_names)
     keyframes = []
     for t, c, res in zip(times, centers, results):
         kept, dets = res["kept"], []
-        for box, score, actions in zip(kept["detection_boxes"], kept["detection_scores"],
-                                       kept["action_scores"]):
-            order = [i for i in (-actions).argsort(kind="stable")
-                     if actions[i] > FLAGS.action_threshold]
+        for box, score, actions in zip(
+            kept["detection_boxes"], kept["detection_scores"], kept["action_scores"]
+        ):
+            order = [
+                i for i in (-actions).argsort(kind="stable") if actions[i] > FLAGS.action_threshold
+            ]
             y1, x1, y2, x2 = (round(float(v), 4) for v in box)
-            dets.append({"box_x1y1x2y2": [x1, y1, x2, y2], "person_score": round(float(score), 4),
-                         "actions": [{"id": int(class_ids[i]), "name": class_names[i],
-                                      "score": round(float(actions[i]), 4)} for i in order]})
+            dets.append(
+                {
+                    "box_x1y1x2y2": [x1, y1, x2, y2],
+                    "person_score": round(float(score), 4),
+                    "actions": [
+                        {
+                            "id": int(class_ids[i]),
+                            "name": class_names[i],
+                            "score": round(float(actions[i]), 4),
+                        }
+                        for i in order
+                    ],
+                }
+            )
         keyframes.append({"timestamp": t, "frame": c, "detections": dets})
-    return {"video": os.path.abspath(FLAGS.video), "video_id": video_id,
-            "width": info.width, "height": info.height, "fps": info.fps,
-            "model": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in meta.items()},
-            "boxes": "normalized to the frame, x1,y1,x2,y2 (AVA CSV order)",
-            "keyframes": keyframes}
+    return {
+        "video": os.path.abspath(FLAGS.video),
+        "video_id": video_id,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "model": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in meta.items()},
+        "boxes": "normalized to the frame, x1,y1,x2,y2 (AVA CSV order)",
+        "keyframes": keyframes,
+    }
 
 
 def main(argv):
@@ -348,10 +436,11 @@ def main(argv):
         print(f"detect.py: error: {e}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as e:
-        for sig in (signal.SIGINT, signal.SIGTERM):   # a second signal must not stop cleanup
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not stop cleanup
             signal.signal(sig, signal.SIG_IGN)
-        written = (f"only {', '.join(outputs.written)} written" if outputs.written
-                   else "no output written")
+        written = (
+            f"only {', '.join(outputs.written)} written" if outputs.written else "no output written"
+        )
         interrupt = isinstance(e, KeyboardInterrupt)
         what = "interrupted (Ctrl-C)" if interrupt else "terminated (SIGTERM)"
         print(f"detect.py: error: {what}; {written}", file=sys.stderr)

@@ -40,6 +40,7 @@ class and scored against the ground-truth tubes (one per video, person_id and ac
 spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 (`object_detection_ext/video_map.py`); in
 file mode the JSON goes to `<output_json stem>_video.json`.
 """
+
 import json
 import os
 import sys
@@ -51,29 +52,55 @@ from absl import app, flags
 import model_flags  # noqa: E402  (model/data flags incl. --label_map; imports action_tx first)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("groundtruth", None, "AVA ground-truth CSV "
-                    "(video_id,timestamp,x1,y1,x2,y2,action_id,person_id); with --detections, "
-                    "a comma-separated list scores several splits as one.")
-flags.DEFINE_string("detections", None, "AVA detection CSV "
-                    "(video_id,timestamp,x1,y1,x2,y2,action_id,score), or one per split "
-                    "(comma-separated, the order of --groundtruth).")
+flags.DEFINE_string(
+    "groundtruth",
+    None,
+    "AVA ground-truth CSV "
+    "(video_id,timestamp,x1,y1,x2,y2,action_id,person_id); with --detections, "
+    "a comma-separated list scores several splits as one.",
+)
+flags.DEFINE_string(
+    "detections",
+    None,
+    "AVA detection CSV "
+    "(video_id,timestamp,x1,y1,x2,y2,action_id,score), or one per split "
+    "(comma-separated, the order of --groundtruth).",
+)
 flags.DEFINE_string("output_json", None, "Where to write the results as JSON (optional).")
-flags.DEFINE_string("excluded", None, "Excluded-timestamps CSV (video_id,timestamp): those "
-                    "keyframes are removed from ground truth and detections.")
-flags.DEFINE_string("evidence", None, "Evidence CSV of the synthetic data "
-                    "(video_id,timestamp,person_id,action_id,evidence): adds AP per evidence type.")
+flags.DEFINE_string(
+    "excluded",
+    None,
+    "Excluded-timestamps CSV (video_id,timestamp): those "
+    "keyframes are removed from ground truth and detections.",
+)
+flags.DEFINE_string(
+    "evidence",
+    None,
+    "Evidence CSV of the synthetic data "
+    "(video_id,timestamp,person_id,action_id,evidence): adds AP per evidence type.",
+)
 flags.DEFINE_float("iou_threshold", 0.5, "IoU at which a detection matches a box.")
-flags.DEFINE_integer("max_detections_per_key", 50, "Official cap on detection rows per "
-                     "keyframe (over all classes); 0 = no cap.")
-flags.DEFINE_bool("video_map", False, "Also link the per-frame detections into tubes per class "
-                  "(greedy online linking, Singh et al. 2017) and report video-mAP at "
-                  "spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 with per-class AP "
-                  "(object_detection_ext/video_map.py). A ground-truth tube is one "
-                  "(video, person_id, action); timestamps are frame indices or keyframe times.")
+flags.DEFINE_integer(
+    "max_detections_per_key",
+    50,
+    "Official cap on detection rows per keyframe (over all classes); 0 = no cap.",
+)
+flags.DEFINE_bool(
+    "video_map",
+    False,
+    "Also link the per-frame detections into tubes per class "
+    "(greedy online linking, Singh et al. 2017) and report video-mAP at "
+    "spatio-temporal IoU 0.2, 0.5, 0.75 and 0.5:0.95 with per-class AP "
+    "(object_detection_ext/video_map.py). A ground-truth tube is one "
+    "(video, person_id, action); timestamps are frame indices or keyframe times.",
+)
 flags.DEFINE_float("link_iou", 0.5, "--video_map: IoU with a tube's last box to extend it.")
 flags.DEFINE_integer("link_max_gap", 5, "--video_map: keyframes a tube may miss before it ends.")
-flags.DEFINE_bool("breakdowns", True, "Also compute localization AP and the AP by box area "
-                  "and by persons per keyframe.")
+flags.DEFINE_bool(
+    "breakdowns",
+    True,
+    "Also compute localization AP and the AP by box area and by persons per keyframe.",
+)
 
 
 def _split_list(value):
@@ -85,6 +112,7 @@ def show_eval_warnings():
     """Prints each AvaEvalWarning as one `warning: ...` line on stderr, every time it occurs
     (Python's default shows a warning once per place, with a source line)."""
     from object_detection_ext.ava_eval import AvaEvalWarning
+
     show = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):
@@ -101,20 +129,27 @@ def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
     """Evaluates a detection CSV, prints the table, writes JSON; returns the result.
     groundtruth / detections / kwargs' excluded and evidence may be comma-separated lists of
     paths, one per split, scored as one pooled set."""
-    from object_detection_ext import ava_eval   # after flag parsing: `--help` stays instant
+    from object_detection_ext import ava_eval  # after flag parsing: `--help` stays instant
+
     start = time.perf_counter()
     if "," in groundtruth or "," in detections:
         from object_detection_ext.ava_eval_pool import pool_splits
+
         groundtruth, detections, kwargs["excluded"], kwargs["evidence"] = pool_splits(
-            _split_list(groundtruth), _split_list(detections),
-            _split_list(kwargs.get("excluded")), _split_list(kwargs.get("evidence")))
+            _split_list(groundtruth),
+            _split_list(detections),
+            _split_list(kwargs.get("excluded")),
+            _split_list(kwargs.get("evidence")),
+        )
     result = ava_eval.evaluate(groundtruth, detections, label_map, **kwargs)
     seconds = time.perf_counter() - start
     print(result.format_table())
-    print(f"\nframe-mAP@{result.iou_threshold}IOU = {result.map:.6f}  "
-          f"({result.counts['detections_scored']:,} of {result.counts['detection_rows']:,} "
-          f"detection rows scored, {result.counts['groundtruth_keys']:,} keyframes, "
-          f"{seconds:.1f} s)")
+    print(
+        f"\nframe-mAP@{result.iou_threshold}IOU = {result.map:.6f}  "
+        f"({result.counts['detections_scored']:,} of {result.counts['detection_rows']:,} "
+        f"detection rows scored, {result.counts['groundtruth_keys']:,} keyframes, "
+        f"{seconds:.1f} s)"
+    )
     if output_json:
         os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
         with open(output_json, "w") as f:
@@ -126,13 +161,22 @@ def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
 def score_video_map(groundtruth, detections, label_map, output_json=None, excluded=None):
     """Video-mAP of a detection CSV: prints the table, writes JSON; returns the result."""
     from object_detection_ext import video_map
+
     start = time.perf_counter()
-    result = video_map.evaluate(groundtruth, detections, label_map, excluded=excluded,
-                                link_iou=FLAGS.link_iou, max_gap=FLAGS.link_max_gap)
+    result = video_map.evaluate(
+        groundtruth,
+        detections,
+        label_map,
+        excluded=excluded,
+        link_iou=FLAGS.link_iou,
+        max_gap=FLAGS.link_max_gap,
+    )
     print(result.format_table())
-    print(f"\nvideo-mAP ({result.counts['linked_tubes']:,} linked tubes, "
-          f"{result.counts['groundtruth_tubes']:,} ground-truth tubes, "
-          f"{time.perf_counter() - start:.1f} s)")
+    print(
+        f"\nvideo-mAP ({result.counts['linked_tubes']:,} linked tubes, "
+        f"{result.counts['groundtruth_tubes']:,} ground-truth tubes, "
+        f"{time.perf_counter() - start:.1f} s)"
+    )
     if output_json:
         with open(output_json, "w") as f:
             json.dump(result.to_json(), f, indent=1)
@@ -141,29 +185,50 @@ def score_video_map(groundtruth, detections, label_map, output_json=None, exclud
 
 
 # --- (b) scoring a model ---
-flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, model_flags.json): "
-                    "score its latest checkpoint, or every one with --continuous.")
+flags.DEFINE_string(
+    "model_dir",
+    None,
+    "Trainer directory (ckpt-N files, model_flags.json): "
+    "score its latest checkpoint, or every one with --continuous.",
+)
 flags.DEFINE_string("checkpoint_path", None, "One checkpoint to score (.../ckpt-N).")
 flags.DEFINE_string("eval_tfrecords", None, "Glob of the evaluation split's TFRecord shards.")
-flags.DEFINE_string("output_dir", None, "Detections CSV, JSON and TensorBoard events "
-                    "(default: <model_dir or checkpoint dir>/eval).")
-flags.DEFINE_bool("continuous", False, "Score every checkpoint of --model_dir, waiting for "
-                  "new ones.")
-flags.DEFINE_float("eval_timeout", 3600.0, "--continuous: stop after this many seconds "
-                   "without a new checkpoint.")
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Detections CSV, JSON and TensorBoard events (default: <model_dir or checkpoint dir>/eval).",
+)
+flags.DEFINE_bool(
+    "continuous", False, "Score every checkpoint of --model_dir, waiting for new ones."
+)
+flags.DEFINE_float(
+    "eval_timeout", 3600.0, "--continuous: stop after this many seconds without a new checkpoint."
+)
 flags.DEFINE_float("eval_poll", 10.0, "--continuous: seconds between looks for checkpoints.")
 flags.DEFINE_integer("eval_batch_size", 2, "Keyframes per inference batch.")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras dtype policy the model runs in (any of them reads any checkpoint: "
-                  "variables are float32 in all three).")
-flags.DEFINE_integer("num_images", 3, "Keyframes rendered to TensorBoard (eval/keyframes: "
-                     "the stored frame at >= 448 px, detections and ground truth with a "
-                     "legend; eval/attention: heat maps beside the frame, for heads that "
-                     "return them).")
+flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "mixed_bfloat16", "mixed_float16"],
+    "Keras dtype policy the model runs in (any of them reads any checkpoint: "
+    "variables are float32 in all three).",
+)
+flags.DEFINE_integer(
+    "num_images",
+    3,
+    "Keyframes rendered to TensorBoard (eval/keyframes: "
+    "the stored frame at >= 448 px, detections and ground truth with a "
+    "legend; eval/attention: heat maps beside the frame, for heads that "
+    "return them).",
+)
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.DEFINE_bool("empty_memory", False, "Ablation: score with the head's inference memory "
-                  "emptied (AIA: the M-blocks see only each keyframe's own persons), to see "
-                  "whether the model reads its memory. Only for a head with a memory.")
+flags.DEFINE_bool(
+    "empty_memory",
+    False,
+    "Ablation: score with the head's inference memory "
+    "emptied (AIA: the M-blocks see only each keyframe's own persons), to see "
+    "whether the model reads its memory. Only for a head with a memory.",
+)
 
 
 class InputError(Exception):
@@ -174,7 +239,7 @@ def _file_flags(*names, lists=False):
     """Every path of the flags `names` exists (lists: comma-separated paths, file mode)."""
     for name in names:
         value = getattr(FLAGS, name)
-        for path in (_split_list(value) if lists and value else [value]):
+        for path in _split_list(value) if lists and value else [value]:
             if path and not os.path.isfile(path):
                 raise InputError(f"--{name}: no such file: {path}")
 
@@ -199,19 +264,21 @@ def score_model():
     if not any(a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv):
         _load_model_flags_json(model_dir)
         if FLAGS.model_dir and not os.path.isfile(os.path.join(model_dir, "model_flags.json")):
-            from action_tx import checkpointing   # (imports TensorFlow)
+            from action_tx import checkpointing  # (imports TensorFlow)
+
             if not checkpointing.find_checkpoints(model_dir, log=None):
-                raise InputError(f"--model_dir: {model_dir} holds no trained model (no "
-                                 "model_flags.json, no ckpt-N checkpoint): train one there "
-                                 "with tools/train.py")
+                raise InputError(
+                    f"--model_dir: {model_dir} holds no trained model (no "
+                    "model_flags.json, no ckpt-N checkpoint): train one there "
+                    "with tools/train.py"
+                )
     data_flag = "eval_feature_dir" if FLAGS.input == "features" else "eval_tfrecords"
-    missing = [f"--{n}" for n in (data_flag, "groundtruth", "label_map")
-               if not getattr(FLAGS, n)]
+    missing = [f"--{n}" for n in (data_flag, "groundtruth", "label_map") if not getattr(FLAGS, n)]
     if missing:
         raise InputError(f"scoring a model needs {', '.join(missing)}")
     _file_flags("groundtruth", "label_map", "excluded", "evidence")
 
-    import tensorflow as tf   # after flag checks: errors and --help stay instant
+    import tensorflow as tf  # after flag checks: errors and --help stay instant
     from action_tx import checkpointing, eval_lib
     from action_tx.data import ava
     from action_tx.data.pipeline import build_dataset, record_error_text
@@ -222,20 +289,23 @@ def score_model():
         # Stored features (tools/extract_features.py): --eval_actors=gt scores the ground-truth
         # boxes (the classification-only bound), detected the checkpoint's detections.
         from action_tx.data import features
-        dataset = model_flags.feature_dataset_from_flags(label_map, False,
-                                                         FLAGS.eval_batch_size)
+
+        dataset = model_flags.feature_dataset_from_flags(label_map, False, FLAGS.eval_batch_size)
         total = features.count_target_keyframes(FLAGS.eval_feature_dir)
     else:
         try:
             # keyframe_jpeg: TensorBoard pictures are drawn on the stored frames.
-            dataset = build_dataset(FLAGS.eval_tfrecords, batch_size=FLAGS.eval_batch_size,
-                                    keyframe_jpeg=FLAGS.num_images > 0,
-                                    **model_flags.dataset_kwargs_from_flags(label_map,
-                                                                            training=False))
-        except (FileNotFoundError, NotTFRecordError) as e:   # nothing, or not only shards
+            dataset = build_dataset(
+                FLAGS.eval_tfrecords,
+                batch_size=FLAGS.eval_batch_size,
+                keyframe_jpeg=FLAGS.num_images > 0,
+                **model_flags.dataset_kwargs_from_flags(label_map, training=False),
+            )
+        except (FileNotFoundError, NotTFRecordError) as e:  # nothing, or not only shards
             raise InputError(f"--eval_tfrecords: {e}")
         total = eval_lib.count_keyframes(FLAGS.eval_tfrecords)
     from action_tx import precision
+
     with precision.policy(FLAGS.precision):
         detector = model_flags.build_model_from_flags(label_map)
         eval_lib.build_detector_on(detector, dataset)
@@ -245,8 +315,9 @@ def score_model():
     os.makedirs(out_dir, exist_ok=True)
     writer = tf.summary.create_file_writer(out_dir)
     if FLAGS.proposals == "gt" and FLAGS.input != "features":
-        print("proposals=gt: ground-truth boxes, the classification-only upper bound",
-              file=sys.stderr)
+        print(
+            "proposals=gt: ground-truth boxes, the classification-only upper bound", file=sys.stderr
+        )
 
     def warn(message):
         print(f"warning: {message}", file=sys.stderr, flush=True)
@@ -255,51 +326,79 @@ def score_model():
         """The newest of `paths` that restores, after a warning line for each damaged one."""
         try:
             return checkpointing.restore_newest(
-                paths, lambda p: eval_lib.restore(detector, p), warn)
-        except checkpointing.CheckpointError as e:   # another model's, or none readable
+                paths, lambda p: eval_lib.restore(detector, p), warn
+            )
+        except checkpointing.CheckpointError as e:  # another model's, or none readable
             raise InputError(" ".join(str(e).split()))
 
     def score(path):
         try:
             result = eval_lib.evaluate_checkpoint(
-                detector, path, dataset, label_map, FLAGS.groundtruth, excluded=FLAGS.excluded,
-                evidence=FLAGS.evidence, out_dir=out_dir, summary_writer=writer,
-                num_images=FLAGS.num_images, progress=FLAGS.progress, total=total,
-                empty_memory=FLAGS.empty_memory, iou_threshold=FLAGS.iou_threshold,
-                max_detections_per_key=FLAGS.max_detections_per_key, breakdowns=FLAGS.breakdowns)
-        except tf.errors.OpError as e:   # e.g. a corrupt shard, a checkpoint of another model
+                detector,
+                path,
+                dataset,
+                label_map,
+                FLAGS.groundtruth,
+                excluded=FLAGS.excluded,
+                evidence=FLAGS.evidence,
+                out_dir=out_dir,
+                summary_writer=writer,
+                num_images=FLAGS.num_images,
+                progress=FLAGS.progress,
+                total=total,
+                empty_memory=FLAGS.empty_memory,
+                iou_threshold=FLAGS.iou_threshold,
+                max_detections_per_key=FLAGS.max_detections_per_key,
+                breakdowns=FLAGS.breakdowns,
+            )
+        except tf.errors.OpError as e:  # e.g. a corrupt shard, a checkpoint of another model
             raise InputError(record_error_text(e) or f"{path}: {e.message.splitlines()[0]}")
         print(result.format_table())
-        print(f"\n{os.path.basename(path)}: frame-mAP@{result.iou_threshold}IOU = "
-              f"{result.map:.6f}  (written to {out_dir})", flush=True)
+        print(
+            f"\n{os.path.basename(path)}: frame-mAP@{result.iou_threshold}IOU = "
+            f"{result.map:.6f}  (written to {out_dir})",
+            flush=True,
+        )
         if FLAGS.video_map:
             name = os.path.basename(path)
-            score_video_map(FLAGS.groundtruth, os.path.join(out_dir, f"{name}_detections.csv"),
-                            FLAGS.label_map, os.path.join(out_dir, f"{name}_video_results.json"),
-                            excluded=FLAGS.excluded)
+            score_video_map(
+                FLAGS.groundtruth,
+                os.path.join(out_dir, f"{name}_detections.csv"),
+                FLAGS.label_map,
+                os.path.join(out_dir, f"{name}_video_results.json"),
+                excluded=FLAGS.excluded,
+            )
 
     if FLAGS.continuous:
-        done = [os.path.join(model_dir, n[:-len("_results.json")]) for n in os.listdir(out_dir)
-                if n.endswith("_results.json")]   # a restarted evaluator skips scored ones
+        done = [
+            os.path.join(model_dir, n[: -len("_results.json")])
+            for n in os.listdir(out_dir)
+            if n.endswith("_results.json")
+        ]  # a restarted evaluator skips scored ones
         count = 0
-        for path in eval_lib.wait_for_checkpoints(model_dir, FLAGS.eval_timeout,
-                                                  FLAGS.eval_poll, done=done):
+        for path in eval_lib.wait_for_checkpoints(
+            model_dir, FLAGS.eval_timeout, FLAGS.eval_poll, done=done
+        ):
             try:
-                checkpointing.restore_newest([path], lambda p: eval_lib.restore(detector, p),
-                                             warn)
+                checkpointing.restore_newest([path], lambda p: eval_lib.restore(detector, p), warn)
             except checkpointing.CheckpointMismatchError as e:
                 raise InputError(" ".join(str(e).split()))
-            except checkpointing.CheckpointError as e:   # damaged (or rotated away meanwhile)
+            except checkpointing.CheckpointError as e:  # damaged (or rotated away meanwhile)
                 warn(f"{' '.join(str(e).split())}; skipping it")
                 continue
             score(path)
             count += 1
-        print(f"no new checkpoint for {FLAGS.eval_timeout:g} s: stopping after {count} "
-              "evaluated", file=sys.stderr)
+        print(
+            f"no new checkpoint for {FLAGS.eval_timeout:g} s: stopping after {count} evaluated",
+            file=sys.stderr,
+        )
         return
     # A damaged newest checkpoint: the one before it is scored, as the trainer resumes.
-    path = newest_readable([FLAGS.checkpoint_path] if FLAGS.checkpoint_path else
-                           checkpointing.find_checkpoints(model_dir, log=warn))
+    path = newest_readable(
+        [FLAGS.checkpoint_path]
+        if FLAGS.checkpoint_path
+        else checkpointing.find_checkpoints(model_dir, log=warn)
+    )
     if not path:
         raise InputError(f"--model_dir: no checkpoint in {model_dir}")
     score(path)
@@ -312,36 +411,49 @@ def main(argv):
         model_mode = bool(FLAGS.model_dir or FLAGS.checkpoint_path)
         show_eval_warnings()
         if model_mode == bool(FLAGS.detections):
-            raise InputError("choose one mode: --detections (score a detection file) or "
-                             "--model_dir/--checkpoint_path (score a model)")
+            raise InputError(
+                "choose one mode: --detections (score a detection file) or "
+                "--model_dir/--checkpoint_path (score a model)"
+            )
         if model_mode:
             return score_model()
-        missing = [f"--{name}" for name in ("groundtruth", "label_map")
-                   if not getattr(FLAGS, name)]
+        missing = [f"--{name}" for name in ("groundtruth", "label_map") if not getattr(FLAGS, name)]
         if missing:
             raise InputError(f"scoring a detection file needs {', '.join(missing)}")
         _file_flags("groundtruth", "detections", "excluded", "evidence", lists=True)
         _file_flags("label_map")
-        counts = {n: len(_split_list(getattr(FLAGS, n))) for n in
-                  ("groundtruth", "detections", "excluded", "evidence") if getattr(FLAGS, n)}
+        counts = {
+            n: len(_split_list(getattr(FLAGS, n)))
+            for n in ("groundtruth", "detections", "excluded", "evidence")
+            if getattr(FLAGS, n)
+        }
         if len(set(counts.values())) > 1:
-            raise InputError("pooled splits: give the same number of comma-separated files to "
-                             + ", ".join(f"--{n} ({c})" for n, c in counts.items()))
-        score_file(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, FLAGS.output_json,
-                   excluded=FLAGS.excluded, evidence=FLAGS.evidence,
-                   iou_threshold=FLAGS.iou_threshold,
-                   max_detections_per_key=FLAGS.max_detections_per_key,
-                   breakdowns=FLAGS.breakdowns)
+            raise InputError(
+                "pooled splits: give the same number of comma-separated files to "
+                + ", ".join(f"--{n} ({c})" for n, c in counts.items())
+            )
+        score_file(
+            FLAGS.groundtruth,
+            FLAGS.detections,
+            FLAGS.label_map,
+            FLAGS.output_json,
+            excluded=FLAGS.excluded,
+            evidence=FLAGS.evidence,
+            iou_threshold=FLAGS.iou_threshold,
+            max_detections_per_key=FLAGS.max_detections_per_key,
+            breakdowns=FLAGS.breakdowns,
+        )
         if FLAGS.video_map:
             if len(_split_list(FLAGS.groundtruth)) > 1:
                 raise InputError("--video_map scores one split (no comma-separated lists)")
             out = FLAGS.output_json and os.path.splitext(FLAGS.output_json)[0] + "_video.json"
-            score_video_map(FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, out,
-                            excluded=FLAGS.excluded)
+            score_video_map(
+                FLAGS.groundtruth, FLAGS.detections, FLAGS.label_map, out, excluded=FLAGS.excluded
+            )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except (ValueError, OSError) as e:   # AvaFormatError included: "FILE:LINE: ..." lines
+    except (ValueError, OSError) as e:  # AvaFormatError included: "FILE:LINE: ..." lines
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

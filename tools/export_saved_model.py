@@ -23,6 +23,7 @@ SavedModels and checkpoints are programs: load only ones you trust.
 
 Exit status 2 with a one-line message on bad input.
 """
+
 import os
 import sys
 
@@ -31,21 +32,42 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trainer directory (ckpt-N files, model_flags.json).")
-flags.DEFINE_string("checkpoint_dir", None, "Directory whose latest checkpoint is exported "
-                    "(default --model_dir).")
-flags.DEFINE_string("checkpoint_path", None, "A checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); "
-                    "overrides --checkpoint_dir.")
-flags.DEFINE_string("output_dir", None, "Where to write the SavedModel, or with --trunk_only "
-                    "the I3D weights (must not exist or be empty).")
-flags.DEFINE_float("fps", None, "Frame rate of the training videos, in which --frame_stride "
-                   "counts frames (default: 'fps' of model_flags.json, else AVA's 30).")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras dtype policy the SavedModel computes in; its inputs and outputs stay "
-                  "uint8/float32 (any of them reads any checkpoint: variables are float32 in "
-                  "all three).")
-flags.DEFINE_bool("trunk_only", False, "Write only the Inception-I3D weights (trunk and any "
-                  "I3D head tail), as OUTPUT_DIR/i3d_trunk for tools/train.py --init_checkpoint, "
-                  "instead of a SavedModel.")
+flags.DEFINE_string(
+    "checkpoint_dir", None, "Directory whose latest checkpoint is exported (default --model_dir)."
+)
+flags.DEFINE_string(
+    "checkpoint_path",
+    None,
+    "A checkpoint prefix (e.g. MODEL_DIR/ckpt-1000); overrides --checkpoint_dir.",
+)
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where to write the SavedModel, or with --trunk_only "
+    "the I3D weights (must not exist or be empty).",
+)
+flags.DEFINE_float(
+    "fps",
+    None,
+    "Frame rate of the training videos, in which --frame_stride "
+    "counts frames (default: 'fps' of model_flags.json, else AVA's 30).",
+)
+flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "mixed_bfloat16", "mixed_float16"],
+    "Keras dtype policy the SavedModel computes in; its inputs and outputs stay "
+    "uint8/float32 (any of them reads any checkpoint: variables are float32 in "
+    "all three).",
+)
+flags.DEFINE_bool(
+    "trunk_only",
+    False,
+    "Write only the Inception-I3D weights (trunk and any "
+    "I3D head tail), as OUTPUT_DIR/i3d_trunk for tools/train.py --init_checkpoint, "
+    "instead of a SavedModel.",
+)
+
 
 class InputError(ValueError):
     """Bad flags or files; reported as one line, exit status 2."""
@@ -64,8 +86,10 @@ def _checkpoint_paths():
     directory (its state file's list; its ckpt-N.index files when that file is lost)."""
     if FLAGS.checkpoint_path:
         if not os.path.isfile(FLAGS.checkpoint_path + ".index"):
-            raise InputError(f"--checkpoint_path: no checkpoint at {FLAGS.checkpoint_path} "
-                             f"({FLAGS.checkpoint_path}.index is missing)")
+            raise InputError(
+                f"--checkpoint_path: no checkpoint at {FLAGS.checkpoint_path} "
+                f"({FLAGS.checkpoint_path}.index is missing)"
+            )
         return [FLAGS.checkpoint_path]
     directory = FLAGS.checkpoint_dir or FLAGS.model_dir
     if not directory:
@@ -73,11 +97,17 @@ def _checkpoint_paths():
     if not os.path.isdir(directory):
         raise InputError(f"--checkpoint_dir: no such directory: {directory}")
     from action_tx import checkpointing
-    paths = [p for p in checkpointing.find_checkpoints(directory, log=_warn)
-             if os.path.isfile(p + ".index")]
+
+    paths = [
+        p
+        for p in checkpointing.find_checkpoints(directory, log=_warn)
+        if os.path.isfile(p + ".index")
+    ]
     if not paths:
-        raise InputError(f"{directory}: no checkpoint (no 'checkpoint' file naming an existing "
-                         "ckpt-N, no ckpt-N.index file)")
+        raise InputError(
+            f"{directory}: no checkpoint (no 'checkpoint' file naming an existing "
+            "ckpt-N, no ckpt-N.index file)"
+        )
     return paths
 
 
@@ -88,26 +118,37 @@ def _warn(message):
 def _dummy_batch(tf, label_map):
     """One example of every batch key the detector may read, to create its variables."""
     size, c = FLAGS.image_size, label_map.num_classes
-    return {"clip": tf.zeros([1, FLAGS.num_frames, size, size, 3]),
-            "boxes": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]), "box_mask": tf.ones([1, 1], tf.bool),
-            "labels": tf.zeros([1, 1, c]), "person_ids": tf.zeros([1, 1], tf.int32),
-            "proposals": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]),
-            "proposal_scores": tf.ones([1, 1]), "proposal_mask": tf.ones([1, 1], tf.bool),
-            "objects": tf.constant([[[0.1, 0.1, 0.5, 0.5]]]), "object_scores": tf.ones([1, 1]),
-            "object_classes": tf.ones([1, 1], tf.int32), "object_mask": tf.ones([1, 1], tf.bool),
-            "video_index": tf.zeros([1], tf.int32), "timestamp": tf.zeros([1], tf.int32),
-            "keyframe_index": tf.zeros([1], tf.int32)}
+    return {
+        "clip": tf.zeros([1, FLAGS.num_frames, size, size, 3]),
+        "boxes": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]),
+        "box_mask": tf.ones([1, 1], tf.bool),
+        "labels": tf.zeros([1, 1, c]),
+        "person_ids": tf.zeros([1, 1], tf.int32),
+        "proposals": tf.constant([[[0.1, 0.1, 0.9, 0.9]]]),
+        "proposal_scores": tf.ones([1, 1]),
+        "proposal_mask": tf.ones([1, 1], tf.bool),
+        "objects": tf.constant([[[0.1, 0.1, 0.5, 0.5]]]),
+        "object_scores": tf.ones([1, 1]),
+        "object_classes": tf.ones([1, 1], tf.int32),
+        "object_mask": tf.ones([1, 1], tf.bool),
+        "video_index": tf.zeros([1], tf.int32),
+        "timestamp": tf.zeros([1], tf.int32),
+        "keyframe_index": tf.zeros([1], tf.int32),
+    }
 
 
 def _write_i3d_weights(detector):
     """The trunk's (and any I3D tail's) weights under release names: a checkpoint that
     `tools/train.py --init_checkpoint` loads like a converted Kinetics one."""
     from action_tx.trunks.i3d_checkpoint import detector_i3d_parts, save_trunk
+
     parts = detector_i3d_parts(detector)
     prefix = save_trunk(parts, os.path.join(FLAGS.output_dir, "i3d_trunk"))
     count = sum(len(part.release_variables()) for part in parts)
-    print(f"I3D weights written: {prefix} ({count} variables; fine-tune another head "
-          f"with tools/train.py --init_checkpoint={prefix})")
+    print(
+        f"I3D weights written: {prefix} ({count} variables; fine-tune another head "
+        f"with tools/train.py --init_checkpoint={prefix})"
+    )
 
 
 def export():
@@ -118,23 +159,33 @@ def export():
     if FLAGS.model_dir and not os.path.isdir(FLAGS.model_dir):
         raise InputError(f"--model_dir: no such directory: {FLAGS.model_dir}")
     saved = {}
-    if FLAGS.model_dir and not any(a == "--flagfile" or a.startswith("--flagfile=")
-                                   for a in sys.argv):
+    if FLAGS.model_dir and not any(
+        a == "--flagfile" or a.startswith("--flagfile=") for a in sys.argv
+    ):
         saved = _apply_model_flags_json(FLAGS.model_dir)
-        if not (FLAGS.checkpoint_path or
-                os.path.isfile(os.path.join(FLAGS.model_dir, "model_flags.json"))):
-            from action_tx import checkpointing   # (imports TensorFlow)
-            if not checkpointing.find_checkpoints(FLAGS.checkpoint_dir or FLAGS.model_dir,
-                                                  log=None):
-                raise InputError(f"--model_dir: {FLAGS.model_dir} holds no trained model (no "
-                                 "model_flags.json, no ckpt-N checkpoint): train one there "
-                                 "with tools/train.py")
+        if not (
+            FLAGS.checkpoint_path
+            or os.path.isfile(os.path.join(FLAGS.model_dir, "model_flags.json"))
+        ):
+            from action_tx import checkpointing  # (imports TensorFlow)
+
+            if not checkpointing.find_checkpoints(
+                FLAGS.checkpoint_dir or FLAGS.model_dir, log=None
+            ):
+                raise InputError(
+                    f"--model_dir: {FLAGS.model_dir} holds no trained model (no "
+                    "model_flags.json, no ckpt-N checkpoint): train one there "
+                    "with tools/train.py"
+                )
     if FLAGS.input == "features":
-        raise InputError("a feature-mode model (--input=features) reads stored features, not "
-                         "frames: it cannot be exported; export an end-to-end checkpoint")
+        raise InputError(
+            "a feature-mode model (--input=features) reads stored features, not "
+            "frames: it cannot be exported; export an end-to-end checkpoint"
+        )
     if not FLAGS.label_map:
-        raise InputError("--label_map is required (in the flagfile, model_flags.json or the "
-                         "command line)")
+        raise InputError(
+            "--label_map is required (in the flagfile, model_flags.json or the command line)"
+        )
     if not os.path.isfile(FLAGS.label_map):
         raise InputError(f"--label_map: no such file: {FLAGS.label_map}")
     fps = FLAGS.fps or float(saved.get("fps") or 30.0)
@@ -142,7 +193,7 @@ def export():
         raise InputError(f"--fps must be positive, got {fps}")
     paths = _checkpoint_paths()
 
-    import tensorflow as tf   # after the flag checks: errors and --help stay instant
+    import tensorflow as tf  # after the flag checks: errors and --help stay instant
     from action_tx import checkpointing, eval_lib
     from action_tx.data import ava
     from action_tx.export import export_saved_model
@@ -152,29 +203,39 @@ def export():
     except (ValueError, OSError) as e:
         raise InputError(f"--label_map: {' '.join(str(e).split())}")
     from action_tx import precision
+
     with precision.policy(FLAGS.precision):
         detector = model_flags.build_detector_from_flags(label_map)
         detector(_dummy_batch(tf, label_map), training=False)
     try:
         # A damaged newest checkpoint: a warning line, and the one before it (as the trainer).
-        path = checkpointing.restore_newest(paths, lambda p: eval_lib.restore(detector, p),
-                                            _warn)
+        path = checkpointing.restore_newest(paths, lambda p: eval_lib.restore(detector, p), _warn)
     except checkpointing.CheckpointMismatchError as e:
-        raise InputError(f"the checkpoint does not hold this model's weights (were the model "
-                         f"flags different?): {' '.join(str(e).split())[:400]}")
-    except checkpointing.CheckpointError as e:   # none of them can be read
+        raise InputError(
+            f"the checkpoint does not hold this model's weights (were the model "
+            f"flags different?): {' '.join(str(e).split())[:400]}"
+        )
+    except checkpointing.CheckpointError as e:  # none of them can be read
         raise InputError(" ".join(str(e).split()))
     print(f"restored {path}", file=sys.stderr)
     if FLAGS.trunk_only:
         _write_i3d_weights(detector)
         return
-    export_saved_model(detector, FLAGS.output_dir, num_frames=FLAGS.num_frames,
-                       image_size=FLAGS.image_size, class_ids=label_map.ids,
-                       class_names=[label_map.names[i] for i in label_map.ids],
-                       frame_stride=FLAGS.frame_stride, fps=fps)
+    export_saved_model(
+        detector,
+        FLAGS.output_dir,
+        num_frames=FLAGS.num_frames,
+        image_size=FLAGS.image_size,
+        class_ids=label_map.ids,
+        class_names=[label_map.names[i] for i in label_map.ids],
+        frame_stride=FLAGS.frame_stride,
+        fps=fps,
+    )
     signature = "clip, person_boxes" if detector.proposer.mode != "rpn" else "clip"
-    print(f"SavedModel written: {FLAGS.output_dir} (serving_default({signature}), with_boxes, "
-          f"labels, metadata)")
+    print(
+        f"SavedModel written: {FLAGS.output_dir} (serving_default({signature}), with_boxes, "
+        f"labels, metadata)"
+    )
 
 
 def main(argv):

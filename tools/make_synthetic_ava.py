@@ -5,6 +5,7 @@
 
 Every preset value can be overridden by a flag; --resolution is WIDTHxHEIGHT or one number.
 """
+
 import sys
 
 from absl import app, flags
@@ -40,19 +41,37 @@ def _resolution(text):
 
 def main(argv):
     del argv
-    over = {k: getattr(FLAGS, k) for k in ("videos", "seconds", "fps", "people", "val_fraction",
-                                           "skip_seconds", "jpeg_quality")}
+    over = {
+        k: getattr(FLAGS, k)
+        for k in (
+            "videos",
+            "seconds",
+            "fps",
+            "people",
+            "val_fraction",
+            "skip_seconds",
+            "jpeg_quality",
+        )
+    }
     over["write_videos"] = FLAGS.write_videos
     if FLAGS.resolution:
         over["width"], over["height"] = _resolution(FLAGS.resolution)
     try:
-        summary = synthetic.generate(FLAGS.out, preset=FLAGS.preset, seed=FLAGS.seed,
-                                     progress=True, check=FLAGS.check, **over)
+        summary = synthetic.generate(
+            FLAGS.out,
+            preset=FLAGS.preset,
+            seed=FLAGS.seed,
+            progress=True,
+            check=FLAGS.check,
+            **over,
+        )
     except ValueError as e:
         sys.exit(f"make_synthetic_ava: {e}")
     for split, c in summary["splits"].items():
-        print(f"{split}: {c['videos']} videos, {c['keyframes']} keyframes, "
-              f"{c['person_keyframes']} person-keyframes; evidence {c['evidence']}")
+        print(
+            f"{split}: {c['videos']} videos, {c['keyframes']} keyframes, "
+            f"{c['person_keyframes']} person-keyframes; evidence {c['evidence']}"
+        )
     print(f"wrote {FLAGS.out} in {summary['seconds']:.1f} s (see {FLAGS.out}/README.txt)")
 
 

@@ -8,6 +8,7 @@ then times `object_detection_ext.ava_eval.evaluate` on the paths end to end, and
 reference, the detection CSV read alone and the evaluation from arrays alone; then video-mAP on
 a UCF101-24-sized synthetic split (`action_tx/bench/eval_video.py`).
 """
+
 import os
 import sys
 import time
@@ -20,9 +21,68 @@ from object_detection_ext import ava_eval
 
 # The 60 classes of ava_action_list_v2.1_for_activitynet_2018 (AVA ids), built in code so that
 # the benchmark needs no file of ../shared.
-AVA_V21_IDS = (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29,
-               30, 34, 36, 37, 38, 41, 43, 45, 46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60,
-               61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78, 79, 80)
+AVA_V21_IDS = (
+    1,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    17,
+    20,
+    22,
+    24,
+    26,
+    27,
+    28,
+    29,
+    30,
+    34,
+    36,
+    37,
+    38,
+    41,
+    43,
+    45,
+    46,
+    47,
+    48,
+    49,
+    51,
+    52,
+    54,
+    56,
+    57,
+    58,
+    59,
+    60,
+    61,
+    62,
+    63,
+    64,
+    65,
+    66,
+    67,
+    68,
+    69,
+    70,
+    72,
+    73,
+    74,
+    76,
+    77,
+    78,
+    79,
+    80,
+)
 NUM_VIDEOS = 64
 SEED = 0
 
@@ -39,9 +99,18 @@ def _write_label_map(path):
 
 def _to_csv(path, video, ts, boxes_yxyx, action, last):
     """AVA CSV: x1,y1,x2,y2 with 3 decimals; `last` is person_id (int) or score (float)."""
-    frame = pd.DataFrame({"v": video, "t": ts, "x1": boxes_yxyx[:, 1], "y1": boxes_yxyx[:, 0],
-                          "x2": boxes_yxyx[:, 3], "y2": boxes_yxyx[:, 2], "a": action,
-                          "l": last})
+    frame = pd.DataFrame(
+        {
+            "v": video,
+            "t": ts,
+            "x1": boxes_yxyx[:, 1],
+            "y1": boxes_yxyx[:, 0],
+            "x2": boxes_yxyx[:, 3],
+            "y2": boxes_yxyx[:, 2],
+            "a": action,
+            "l": last,
+        }
+    )
     frame.to_csv(path, header=False, index=False, float_format="%.6g")
 
 
@@ -54,8 +123,10 @@ def generate(out_dir, num_keys, detections_per_key=50, seed=SEED):
     some keys over the cap of 50). Files already generated with the same parameters are reused.
     """
     rng = np.random.default_rng(seed)
-    paths = {name: os.path.join(out_dir, name) for name in
-             ("gt.csv", "detections.csv", "label_map.pbtxt")}
+    paths = {
+        name: os.path.join(out_dir, name)
+        for name in ("gt.csv", "detections.csv", "label_map.pbtxt")
+    }
     stamp = os.path.join(out_dir, "params.txt")
     params = f"num_keys={num_keys} detections_per_key={detections_per_key} seed={seed} v2\n"
     if os.path.exists(stamp) and open(stamp).read() == params:
@@ -80,16 +151,22 @@ def generate(out_dir, num_keys, detections_per_key=50, seed=SEED):
     base = rng.integers(0, len(ids), len(person_key))
     gt_action = ids[(base[gt_person] + 7 * action_rank) % len(ids)]
     _log(f"writing {len(gt_person):,} ground-truth rows")
-    _to_csv(paths["gt.csv"], video_names[key_video[person_key[gt_person]]],
-            key_ts[person_key[gt_person]], person_box[gt_person], gt_action,
-            person_index[gt_person])
+    _to_csv(
+        paths["gt.csv"],
+        video_names[key_video[person_key[gt_person]]],
+        key_ts[person_key[gt_person]],
+        person_box[gt_person],
+        gt_action,
+        person_index[gt_person],
+    )
 
     # A detector's CSV: per key, a box for each found person (jittered) plus false-positive
     # boxes, and each box written with several classes, as AVA models output them.
     boxes_per_key = persons + rng.poisson(1.0, num_keys)
     box_key = np.repeat(key, boxes_per_key)
-    box_rank = np.arange(len(box_key)) - np.repeat(np.cumsum(boxes_per_key) - boxes_per_key,
-                                                   boxes_per_key)
+    box_rank = np.arange(len(box_key)) - np.repeat(
+        np.cumsum(boxes_per_key) - boxes_per_key, boxes_per_key
+    )
     first_person = np.cumsum(persons) - persons
     is_person = box_rank < persons[box_key]
     pick = first_person[box_key] + np.minimum(box_rank, persons[box_key] - 1)
@@ -99,13 +176,16 @@ def generate(out_dir, num_keys, detections_per_key=50, seed=SEED):
     box = np.round(np.clip(box, 0.0, 1.0), 3)
     box[:, 2:] = np.maximum(box[:, 2:], box[:, :2] + 0.01)
     # Rows per box: about detections_per_key per key in all (a third of keys over the cap).
-    per_box = rng.integers(detections_per_key // 2, detections_per_key * 3 // 2 + 1,
-                           len(box_key)) // boxes_per_key[box_key]
+    per_box = (
+        rng.integers(detections_per_key // 2, detections_per_key * 3 // 2 + 1, len(box_key))
+        // boxes_per_key[box_key]
+    )
     det_box = np.repeat(np.arange(len(box_key)), np.maximum(per_box, 1))
     det_key = box_key[det_box]
     # Distinct classes per box; the person's true first action one time in three.
     class_rank = np.arange(len(det_box)) - np.repeat(
-        np.cumsum(np.maximum(per_box, 1)) - np.maximum(per_box, 1), np.maximum(per_box, 1))
+        np.cumsum(np.maximum(per_box, 1)) - np.maximum(per_box, 1), np.maximum(per_box, 1)
+    )
     first_action = gt_action[np.cumsum(actions) - actions]
     offset = rng.integers(0, len(ids), len(box_key))
     det_action = ids[(offset[det_box] + class_rank) % len(ids)]
@@ -114,8 +194,14 @@ def generate(out_dir, num_keys, detections_per_key=50, seed=SEED):
     box = box[det_box]
     score = np.round(rng.random(len(det_key)), 6)
     _log(f"writing {len(det_key):,} detection rows")
-    _to_csv(paths["detections.csv"], video_names[key_video[det_key]], key_ts[det_key], box,
-            det_action, score)
+    _to_csv(
+        paths["detections.csv"],
+        video_names[key_video[det_key]],
+        key_ts[det_key],
+        box,
+        det_action,
+        score,
+    )
     with open(stamp, "w") as f:
         f.write(params)
     return paths
@@ -139,41 +225,51 @@ def run(out_dir: str, preset: str, quick: bool) -> str:
     generate_s = time.perf_counter() - start
 
     _log("timing evaluate(CSV paths) end to end")
-    result, end_to_end = _timed(ava_eval.evaluate, paths["gt.csv"], paths["detections.csv"],
-                                paths["label_map.pbtxt"])
+    result, end_to_end = _timed(
+        ava_eval.evaluate, paths["gt.csv"], paths["detections.csv"], paths["label_map.pbtxt"]
+    )
     from action_tx.data import ava
+
     _log("timing the CSV reads alone")
-    (detections, _), read_det = _timed(ava.read_annotations, paths["detections.csv"],
-                                       kind="detections")
+    (detections, _), read_det = _timed(
+        ava.read_annotations, paths["detections.csv"], kind="detections"
+    )
     (groundtruth, _), read_gt = _timed(ava.read_annotations, paths["gt.csv"])
     _log("timing evaluate(arrays)")
-    _, arrays = _timed(ava_eval.evaluate, groundtruth, detections,
-                       ava.read_label_map(paths["label_map.pbtxt"]))
-    _, core = _timed(ava_eval.evaluate, groundtruth, detections, list(AVA_V21_IDS),
-                     breakdowns=False)
+    _, arrays = _timed(
+        ava_eval.evaluate, groundtruth, detections, ava.read_label_map(paths["label_map.pbtxt"])
+    )
+    _, core = _timed(
+        ava_eval.evaluate, groundtruth, detections, list(AVA_V21_IDS), breakdowns=False
+    )
 
     counts = result.counts
-    return "\n".join([
-        "# Benchmark: AVA evaluator (object_detection_ext.ava_eval)",
-        "",
-        f"Inputs (seed {SEED}, generated in {generate_s:.1f} s, not timed): "
-        f"{counts['groundtruth_keys']:,} keyframes, {counts['groundtruth_rows']:,} ground-truth "
-        f"rows, {counts['detection_rows']:,} detection rows, {len(AVA_V21_IDS)} classes; "
-        f"{counts['detections_over_cap']:,} rows over the 50-per-key cap.",
-        "",
-        "| step | wall s | CPU s |",
-        "|---|---|---|",
-        f"| evaluate(CSV paths), end to end (read + mAP + all breakdowns) | {end_to_end} |",
-        f"| read detection CSV alone (action_tx.data.ava.read_annotations) | {read_det} |",
-        f"| read ground-truth CSV alone | {read_gt} |",
-        f"| evaluate(arrays) with breakdowns (no CSV read) | {arrays} |",
-        f"| evaluate(arrays), mAP + per class + categories only | {core} |",
-        "",
-        "CPU s is this process's CPU time: on a shared machine it is the better estimate of "
-        "an unloaded wall time (the evaluator is single-threaded NumPy).",
-        "",
-        f"frame-mAP@0.5 of these random inputs: {result.map:.4f}; "
-        f"localization AP@0.5 {result.localization[0.5]:.4f}.",
-        "Target: end to end at most 8 s at full scale on the project's 2-core CPU "
-        "(the official get_ava_performance.py needs about two minutes).",
-        ""] + eval_video.run(quick))
+    return "\n".join(
+        [
+            "# Benchmark: AVA evaluator (object_detection_ext.ava_eval)",
+            "",
+            f"Inputs (seed {SEED}, generated in {generate_s:.1f} s, not timed): "
+            f"{counts['groundtruth_keys']:,} keyframes, "
+            f"{counts['groundtruth_rows']:,} ground-truth "
+            f"rows, {counts['detection_rows']:,} detection rows, {len(AVA_V21_IDS)} classes; "
+            f"{counts['detections_over_cap']:,} rows over the 50-per-key cap.",
+            "",
+            "| step | wall s | CPU s |",
+            "|---|---|---|",
+            f"| evaluate(CSV paths), end to end (read + mAP + all breakdowns) | {end_to_end} |",
+            f"| read detection CSV alone (action_tx.data.ava.read_annotations) | {read_det} |",
+            f"| read ground-truth CSV alone | {read_gt} |",
+            f"| evaluate(arrays) with breakdowns (no CSV read) | {arrays} |",
+            f"| evaluate(arrays), mAP + per class + categories only | {core} |",
+            "",
+            "CPU s is this process's CPU time: on a shared machine it is the better estimate of "
+            "an unloaded wall time (the evaluator is single-threaded NumPy).",
+            "",
+            f"frame-mAP@0.5 of these random inputs: {result.map:.4f}; "
+            f"localization AP@0.5 {result.localization[0.5]:.4f}.",
+            "Target: end to end at most 8 s at full scale on the project's 2-core CPU "
+            "(the official get_ava_performance.py needs about two minutes).",
+            "",
+        ]
+        + eval_video.run(quick)
+    )

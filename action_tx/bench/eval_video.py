@@ -6,6 +6,7 @@ output is a jittered box per tube plus a false-positive box, each written with 3
 tube's own class on the first row two times in three, scored 0.5-1; other rows 0-0.6). Arrays,
 no CSV: this times the linking and the tube scoring of `object_detection_ext.video_map.evaluate`.
 """
+
 import time
 
 import numpy as np
@@ -27,16 +28,22 @@ def generate(num_videos, seed=SEED):
     length = (frames[t_video] * rng.uniform(0.5, 1.0, len(t_video))).astype(int)
     begin = (rng.random(len(t_video)) * (frames[t_video] - length + 1)).astype(int)
     row_tube = np.repeat(np.arange(len(t_video)), length)
-    row_t = begin[row_tube] + np.arange(len(row_tube)) - np.repeat(np.cumsum(length) - length,
-                                                                  length)
+    row_t = (
+        begin[row_tube] + np.arange(len(row_tube)) - np.repeat(np.cumsum(length) - length, length)
+    )
     corner = rng.uniform(0.05, 0.5, (len(t_video), 2))
     drift = rng.normal(0, 0.001, (len(t_video), 2))
     step = (row_t - begin[row_tube])[:, None]
     c0 = np.clip(corner[row_tube] + drift[row_tube] * step, 0.0, 0.55)
     gt_box = np.concatenate([c0, c0 + 0.4], axis=1)
     person = np.arange(len(t_video)) - np.repeat(np.cumsum(tubes) - tubes, tubes)
-    gt = {"video_id": t_video[row_tube], "timestamp": row_t, "boxes": gt_box,
-          "action_id": video_class[t_video[row_tube]], "person_id": person[row_tube]}
+    gt = {
+        "video_id": t_video[row_tube],
+        "timestamp": row_t,
+        "boxes": gt_box,
+        "action_id": video_class[t_video[row_tube]],
+        "person_id": person[row_tube],
+    }
     # Detections: per ground-truth row a jittered box (missed 10 % of the time), per frame a
     # false positive; 3 class rows per box.
     found = rng.random(len(row_tube)) > 0.1
@@ -52,10 +59,15 @@ def generate(num_videos, seed=SEED):
     action = rng.integers(1, NUM_CLASSES + 1, len(rows))
     own = (np.arange(len(rows)) % 3 == 0) & (rows < len(tp_box)) & (rng.random(len(rows)) < 2 / 3)
     action[own] = video_class[b_video[rows[own]]]
-    score = (rng.random(len(rows)) * 0.6).astype(np.float32)   # others: below 0.6
-    score[own] = 0.5 + score[own] / 1.2   # own class: 0.5 to 1
-    det = {"video_id": b_video[rows], "timestamp": b_t[rows], "boxes": np.clip(box[rows], 0, 1),
-           "action_id": action, "score": score}
+    score = (rng.random(len(rows)) * 0.6).astype(np.float32)  # others: below 0.6
+    score[own] = 0.5 + score[own] / 1.2  # own class: 0.5 to 1
+    det = {
+        "video_id": b_video[rows],
+        "timestamp": b_t[rows],
+        "boxes": np.clip(box[rows], 0, 1),
+        "action_id": action,
+        "score": score,
+    }
     return gt, det
 
 
@@ -83,4 +95,5 @@ def run(quick: bool) -> list:
         "video-mAP of these random inputs: "
         + ", ".join(f"@{t:g} {v:.4f}" for t, v in result.map.items())
         + f", @0.5:0.95 {result.map_50_95:.4f}.",
-        ""]
+        "",
+    ]

@@ -22,6 +22,7 @@ final step, the results JSON), so an interrupted suite continues where it stoppe
 whose head is not in `HEADS` yet, or whose tool is missing, is listed as "not run" with the
 reason; a failing tool fails only its run.
 """
+
 import json
 import os
 import time
@@ -81,8 +82,11 @@ def prepare_data(runner: ToolRunner, paths: Paths, preset: str) -> None:
     else:
         runner.run("data", "make_synthetic_ava.py", *args)
     for split in ("train", "val"):
-        args = (f"--ava_dir={paths.data}", f"--split={split}",
-                f"--out={paths.tfrecords}/{split}.tfrecord@4")
+        args = (
+            f"--ava_dir={paths.data}",
+            f"--split={split}",
+            f"--out={paths.tfrecords}/{split}.tfrecord@4",
+        )
         if os.path.isfile(os.path.join(paths.tfrecords, f"{split}_manifest.json")):
             runner.skip(f"tfrecords {split}", "create_ava_tfrecords.py", *args)
         else:
@@ -92,39 +96,61 @@ def prepare_data(runner: ToolRunner, paths: Paths, preset: str) -> None:
 def extract_args(paths: Paths, source: str, split: str, bank: str = "none") -> list:
     """tools/extract_features.py arguments (issue 7 spec): model flags come from the source
     run's model_flags.json."""
-    args = [f"--checkpoint_dir={paths.run_dir(source)}", f"--split={split}",
-            f"--out={paths.feature_dir(source, split, bank)}",
-            f"--train_tfrecords={paths.shards('train')}",
-            f"--eval_tfrecords={paths.shards('val')}", f"--label_map={paths.label_map}"]
+    args = [
+        f"--checkpoint_dir={paths.run_dir(source)}",
+        f"--split={split}",
+        f"--out={paths.feature_dir(source, split, bank)}",
+        f"--train_tfrecords={paths.shards('train')}",
+        f"--eval_tfrecords={paths.shards('val')}",
+        f"--label_map={paths.label_map}",
+    ]
     return args + ([f"--bank={bank}"] if bank != "none" else [])
 
 
 def train_args(spec: R.RunSpec, paths: Paths, preset: str, steps: int) -> list:
-    args = [f"--flagfile={_rel(CONFIG)}", f"--model_dir={paths.run_dir(spec.name)}",
-            f"--train_tfrecords={paths.shards('train')}", f"--label_map={paths.label_map}",
-            f"--head={spec.head}", f"--train_steps={steps}", *R.PRESET_FLAGS.get(preset, ())]
+    args = [
+        f"--flagfile={_rel(CONFIG)}",
+        f"--model_dir={paths.run_dir(spec.name)}",
+        f"--train_tfrecords={paths.shards('train')}",
+        f"--label_map={paths.label_map}",
+        f"--head={spec.head}",
+        f"--train_steps={steps}",
+        *R.PRESET_FLAGS.get(preset, ()),
+    ]
     if spec.mode == R.FEATURES:
-        args += ["--input=features",
-                 f"--feature_dir={paths.feature_dir(spec.features_from, 'train')}",
-                 f"--eval_feature_dir={paths.feature_dir(spec.features_from, 'val')}"]
+        args += [
+            "--input=features",
+            f"--feature_dir={paths.feature_dir(spec.features_from, 'train')}",
+            f"--eval_feature_dir={paths.feature_dir(spec.features_from, 'val')}",
+        ]
     if spec.bank_from:
-        args += [f"--acfb_bank_dir={paths.feature_dir(spec.bank_from, 'train', 'acfb')}",
-                 f"--eval_acfb_bank_dir={paths.feature_dir(spec.bank_from, 'val', 'acfb')}"]
+        args += [
+            f"--acfb_bank_dir={paths.feature_dir(spec.bank_from, 'train', 'acfb')}",
+            f"--eval_acfb_bank_dir={paths.feature_dir(spec.bank_from, 'val', 'acfb')}",
+        ]
     return args + list(spec.flags)
 
 
 def eval_args(spec: R.RunSpec, paths: Paths, gt_boxes: bool) -> list:
     """tools/eval.py arguments; model flags from the run's model_flags.json."""
     run_dir = paths.run_dir(spec.name)
-    args = [f"--model_dir={run_dir}", f"--eval_tfrecords={paths.shards('val')}",
-            f"--groundtruth={paths.ann}/ava_val.csv", f"--evidence={paths.ann}/evidence_val.csv",
-            f"--excluded={paths.ann}/ava_val_excluded_timestamps.csv",
-            f"--label_map={paths.label_map}", "--eval_batch_size=4", "--num_images=0",
-            "--progress=false",
-            f"--output_dir={os.path.join(run_dir, 'eval_gt_boxes' if gt_boxes else 'eval')}"]
+    args = [
+        f"--model_dir={run_dir}",
+        f"--eval_tfrecords={paths.shards('val')}",
+        f"--groundtruth={paths.ann}/ava_val.csv",
+        f"--evidence={paths.ann}/evidence_val.csv",
+        f"--excluded={paths.ann}/ava_val_excluded_timestamps.csv",
+        f"--label_map={paths.label_map}",
+        "--eval_batch_size=4",
+        "--num_images=0",
+        "--progress=false",
+        f"--output_dir={os.path.join(run_dir, 'eval_gt_boxes' if gt_boxes else 'eval')}",
+    ]
     if spec.mode == R.FEATURES:
-        args += ["--input=features",
-                 f"--eval_feature_dir={paths.feature_dir(spec.features_from, 'val')}"]
+        args += [
+            "--input=features",
+            f"--eval_feature_dir={paths.feature_dir(spec.features_from, 'val')}",
+        ]
         return args + (["--eval_actors=gt"] if gt_boxes else [])
     return args + (["--proposals=gt"] if gt_boxes else [])
 
@@ -137,8 +163,10 @@ def _ensure_features(runner, paths, source, bank, failed) -> None:
     """Extracts the features (or ACFB bank) of run `source` for both splits unless present;
     remembers a failed extraction in `failed` so later runs do not retry it."""
     if (source, bank) in failed:
-        raise ToolError(f"the {bank if bank != 'none' else 'feature'} extraction of run "
-                        f"'{source}' failed earlier")
+        raise ToolError(
+            f"the {bank if bank != 'none' else 'feature'} extraction of run "
+            f"'{source}' failed earlier"
+        )
     for split in ("train", "val"):
         out = paths.feature_dir(source, split, bank)
         stage = f"features {source} {split}" + (f" --bank={bank}" if bank != "none" else "")
@@ -155,13 +183,15 @@ def _ensure_features(runner, paths, source, bank, failed) -> None:
             raise
 
 
-def run_one(spec, runner, paths, preset, steps, available, keyframes, done, failed,
-            gt_eval: bool = True) -> dict:
+def run_one(
+    spec, runner, paths, preset, steps, available, keyframes, done, failed, gt_eval: bool = True
+) -> dict:
     """Trains and evaluates one run (skipping what exists) -> its result dict. `done`: names
     of runs with results; `failed`: (run, bank) extractions that failed; `gt_eval`: also the
     GT-box evaluation (left out with --quick: one process start fewer per run)."""
-    result = dict(name=spec.name, head=spec.head, mode=spec.mode, steps=steps, note=spec.note,
-                  status="ok")
+    result = dict(
+        name=spec.name, head=spec.head, mode=spec.mode, steps=steps, note=spec.note, status="ok"
+    )
     if spec.head not in available:
         result["status"] = f"not run: head '{spec.head}' not in action_tx.heads.HEADS yet"
         return result
@@ -188,8 +218,9 @@ def run_one(spec, runner, paths, preset, steps, available, keyframes, done, fail
             runner.skip(f"train {spec.name}", "train.py", *args)
         else:
             result["train_seconds"] = runner.run(f"train {spec.name}", "train.py", *args)
-        from action_tx.bench import heads_metrics as M   # TensorFlow only from here
-        for gt_boxes in ((False, True) if gt_eval else (False,)):
+        from action_tx.bench import heads_metrics as M  # TensorFlow only from here
+
+        for gt_boxes in (False, True) if gt_eval else (False,):
             stage = "eval" + (" gt boxes" if gt_boxes else "")
             args = eval_args(spec, paths, gt_boxes)
             out = os.path.join(run_dir, "eval_gt_boxes" if gt_boxes else "eval")
@@ -199,17 +230,20 @@ def run_one(spec, runner, paths, preset, steps, available, keyframes, done, fail
             else:
                 runner.run(label, "eval.py", *args)
         stage = "collect"
-        result.update(M.summarize_eval(M.eval_results(os.path.join(run_dir, "eval"), steps),
-                                       keyframes))
+        result.update(
+            M.summarize_eval(M.eval_results(os.path.join(run_dir, "eval"), steps), keyframes)
+        )
         gt_results = M.eval_results(os.path.join(run_dir, "eval_gt_boxes"), steps)
         result["gt_box_map"] = gt_results.get("mAP@0.5IOU") if gt_results else None
-        result["gt_by_evidence"] = (M.summarize_eval(gt_results)["by_evidence"] if gt_results
-                                    else None)
+        result["gt_by_evidence"] = (
+            M.summarize_eval(gt_results)["by_evidence"] if gt_results else None
+        )
         result["head_params"], result["trainable_params"] = M.count_parameters(
-            _checkpoint(run_dir, steps))
+            _checkpoint(run_dir, steps)
+        )
         args = train_args(spec, paths, preset, steps)
         batch = int(flag_value(args, "batch_size", CONFIG) or 4)
-        if spec.mode == R.FEATURES:   # the trainer counts the context keyframes as examples
+        if spec.mode == R.FEATURES:  # the trainer counts the context keyframes as examples
             batch += 2 * int(flag_value(args, "context_keyframes", CONFIG) or 0)
         result["step_time_s"] = M.step_seconds(run_dir, batch)
         if result.get("train_seconds") is None:
@@ -238,6 +272,7 @@ def _recorded_train_seconds(run_dir):
 
 def _available_heads() -> set:
     from action_tx.heads import HEADS
+
     return set(HEADS)
 
 
@@ -249,7 +284,7 @@ def run(out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS) -
     machine = machine_info()
     machine["load_average_start"] = machine.pop("load_average")
     paths = Paths(out_dir, preset)
-    runner = ToolRunner(fork=True)   # one TensorFlow import for the ~25 tool runs
+    runner = ToolRunner(fork=True)  # one TensorFlow import for the ~25 tool runs
     prepare_data(runner, paths, preset)
     with open(os.path.join(paths.tfrecords, "val_manifest.json")) as f:
         keyframes = json.load(f)["keyframes"]["written"]
@@ -260,9 +295,15 @@ def run(out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS) -
     def write():
         machine["load_average"] = [round(x, 2) for x in os.getloadavg()]
         checks = heads_table.evaluate_checks(results, R.CHECKS)
-        kwargs = dict(preset=preset, quick=quick, budgets=budgets, machine=machine,
-                      commands=runner.commands, checks=checks,
-                      seconds=time.perf_counter() - start)
+        kwargs = dict(
+            preset=preset,
+            quick=quick,
+            budgets=budgets,
+            machine=machine,
+            commands=runner.commands,
+            checks=checks,
+            seconds=time.perf_counter() - start,
+        )
         report = heads_table.to_markdown(results, **kwargs)
         with open(os.path.join(out_dir, "heads.md"), "w") as f:
             f.write(report)
@@ -273,13 +314,32 @@ def run(out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS) -
     for spec in runs:
         steps = R.run_steps(spec, preset)
         trained = os.path.isfile(_checkpoint(paths.run_dir(spec.name), steps) + ".index")
-        if quick and spec.ablation and not trained:   # one that exists is still reported
-            results.append(dict(name=spec.name, head=spec.head, mode=spec.mode, steps=steps,
-                                note=spec.note,
-                                status="not run: ablation, left out with --quick"))
+        if quick and spec.ablation and not trained:  # one that exists is still reported
+            results.append(
+                dict(
+                    name=spec.name,
+                    head=spec.head,
+                    mode=spec.mode,
+                    steps=steps,
+                    note=spec.note,
+                    status="not run: ablation, left out with --quick",
+                )
+            )
             continue
-        results.append(run_one(spec, runner, paths, preset, steps, available,
-                               keyframes, done, failed, gt_eval=not quick))
+        results.append(
+            run_one(
+                spec,
+                runner,
+                paths,
+                preset,
+                steps,
+                available,
+                keyframes,
+                done,
+                failed,
+                gt_eval=not quick,
+            )
+        )
         print(f"--- run {spec.name}: {results[-1]['status']}", flush=True)
         write()
     return write()

@@ -1,6 +1,7 @@
 """Figures of one training run read back from its files (no model is built):
 parameters from the checkpoint, step time from the trainer's TensorBoard events, mAPs from
 tools/eval.py's results JSON."""
+
 import json
 import os
 import statistics
@@ -25,6 +26,7 @@ def count_parameters(checkpoint_path: str, group: str = "head") -> Tuple[int, in
     statistics and seed states are not parameters).
     """
     from tensorflow.core.protobuf import trackable_object_graph_pb2
+
     reader = tf.train.load_checkpoint(checkpoint_path)
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
@@ -41,8 +43,11 @@ def count_parameters(checkpoint_path: str, group: str = "head") -> Tuple[int, in
     if "optimizer" not in root or "model" not in root:
         raise ValueError(f"{checkpoint_path}: not a trainer checkpoint (no model/optimizer)")
     optimizer = _children(nodes, root["optimizer"])
-    trainable = set(_children(nodes, optimizer["_trainable_variables"]).values()) \
-        if "_trainable_variables" in optimizer else set()
+    trainable = (
+        set(_children(nodes, optimizer["_trainable_variables"]).values())
+        if "_trainable_variables" in optimizer
+        else set()
+    )
     model = _children(nodes, root["model"])
     members = set()
     if group in model:
@@ -64,8 +69,11 @@ def scalar_series(log_dir: str, tag: str) -> list:
             for value in event.summary.value:
                 if value.tag != tag:
                     continue
-                number = (float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
-                          else float(value.simple_value))
+                number = (
+                    float(tf.make_ndarray(value.tensor))
+                    if value.HasField("tensor")
+                    else float(value.simple_value)
+                )
                 out.append((int(event.step), number))
     return sorted(out)
 
@@ -74,8 +82,7 @@ def step_seconds(model_dir: str, batch_size: int) -> Optional[float]:
     """Median seconds per training step from the trainer's `examples_per_second` scalars in
     model_dir/train; the first logging window (tracing, first batches) is left out when there
     are others."""
-    rates = [v for _, v in scalar_series(os.path.join(model_dir, "train"),
-                                         "examples_per_second")]
+    rates = [v for _, v in scalar_series(os.path.join(model_dir, "train"), "examples_per_second")]
     if len(rates) > 1:
         rates = rates[1:]
     rates = [r for r in rates if r > 0]
@@ -87,8 +94,11 @@ def eval_results(eval_dir: str, step: Optional[int] = None) -> Optional[dict]:
     or None when absent."""
     if not os.path.isdir(eval_dir):
         return None
-    found = {int(n.split("_")[0].split("-")[-1]): n for n in os.listdir(eval_dir)
-             if n.startswith("ckpt-") and n.endswith("_results.json")}
+    found = {
+        int(n.split("_")[0].split("-")[-1]): n
+        for n in os.listdir(eval_dir)
+        if n.startswith("ckpt-") and n.endswith("_results.json")
+    }
     if not found or (step is not None and step not in found):
         return None
     with open(os.path.join(eval_dir, found[step if step is not None else max(found)])) as f:
@@ -99,6 +109,8 @@ def summarize_eval(results: dict, keyframes: Optional[int] = None) -> dict:
     """frame_map, per_category, by_evidence, inference_kf_s (keyframes / the pass's seconds)."""
     seconds = results.get("seconds")
     return dict(
-        frame_map=results.get("mAP@0.5IOU"), per_category=dict(results.get("per_category") or {}),
+        frame_map=results.get("mAP@0.5IOU"),
+        per_category=dict(results.get("per_category") or {}),
         by_evidence={k: v.get("mAP") for k, v in (results.get("by_evidence") or {}).items()},
-        inference_kf_s=(keyframes / seconds) if keyframes and seconds else None)
+        inference_kf_s=(keyframes / seconds) if keyframes and seconds else None,
+    )

@@ -10,6 +10,7 @@ A run is `RunSpec(name, head, mode, flags, ...)`:
 Every run starts from configs/bench.flags (i3d_tiny, 8 frames stride 2, 112 px, batch 4,
 AdamW 1e-3) with the preset's step budget, then its own flags (later flags win).
 """
+
 import dataclasses
 from typing import Optional, Tuple
 
@@ -19,62 +20,109 @@ EVIDENCE = ("self", "context", "temporal", "long_term")
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    name: str                     # folder name under OUT/runs/ and row of the table
-    head: str                     # --head
-    mode: str = END_TO_END        # END_TO_END or FEATURES
-    flags: Tuple[str, ...] = ()   # extra tools/train.py flags of this run
-    features_from: Optional[str] = None   # FEATURES: run whose checkpoint gives the features
-    bank_from: Optional[str] = None       # ACFB: run whose checkpoint gives the bank
+    name: str  # folder name under OUT/runs/ and row of the table
+    head: str  # --head
+    mode: str = END_TO_END  # END_TO_END or FEATURES
+    flags: Tuple[str, ...] = ()  # extra tools/train.py flags of this run
+    features_from: Optional[str] = None  # FEATURES: run whose checkpoint gives the features
+    bank_from: Optional[str] = None  # ACFB: run whose checkpoint gives the bank
     note: str = ""
-    ablation: bool = False        # a variant for a check only: left out with --quick
-    budget_scale: float = 1.0     # steps = the preset's budget for `mode` x this
+    ablation: bool = False  # a variant for a check only: left out with --quick
+    budget_scale: float = 1.0  # steps = the preset's budget for `mode` x this
 
 
 # Head widths are scaled to the quarter-width trunk (Mixed_4f: 208 channels) the way tx runs at
 # D=128: the papers' 512-wide ACAR/HGRNN layers would dominate a CPU step at this size.
-_HGRNN = ("--focal_gamma=2", "--class_specific_nms=true", "--hgrnn_hidden=128",
-          "--context_keyframes=3")   # the scene BiGRU sees 2l+1 = 7 keyframes (l = 3)
-_ACAR = ("--acar_dim=128", "--pose_softmax=true")   # ACAR §4.1: softmax over poses
+_HGRNN = (
+    "--focal_gamma=2",
+    "--class_specific_nms=true",
+    "--hgrnn_hidden=128",
+    "--context_keyframes=3",
+)  # the scene BiGRU sees 2l+1 = 7 keyframes (l = 3)
+_ACAR = ("--acar_dim=128", "--pose_softmax=true")  # ACAR §4.1: softmax over poses
 _AIA = ("--box_jitter=0.05",)
 _AIA_FEATURES = ("--batch_size=16",)
 
 RUNS = (
     RunSpec("linear", "linear", note="baseline: linear classifier on pooled RoI features"),
-    RunSpec("i3d", "i3d", note="I3D Mixed_5 tail on the RoI tube; its checkpoint gives the "
-            "frozen features"),
+    RunSpec(
+        "i3d",
+        "i3d",
+        note="I3D Mixed_5 tail on the RoI tube; its checkpoint gives the frozen features",
+    ),
     RunSpec("tx", "tx"),
     RunSpec("tx_i3d", "tx_i3d"),
-    RunSpec("linear_features", "linear", FEATURES, features_from="i3d",
-            note="baseline of the frozen-feature heads (STAGE's 'FC')", ablation=True),
+    RunSpec(
+        "linear_features",
+        "linear",
+        FEATURES,
+        features_from="i3d",
+        note="baseline of the frozen-feature heads (STAGE's 'FC')",
+        ablation=True,
+    ),
     RunSpec("stage", "stage", FEATURES, ("--context_keyframes=1",), features_from="i3d"),
     RunSpec("hgrnn", "hgrnn", FEATURES, _HGRNN, features_from="i3d", note="l = 3"),
-    RunSpec("hgrnn_l0", "hgrnn", FEATURES, _HGRNN + ("--hgrnn_window=0",),
-            features_from="i3d", note="l = 0: no neighbouring keyframes (issue 7 check)",
-            ablation=True),
+    RunSpec(
+        "hgrnn_l0",
+        "hgrnn",
+        FEATURES,
+        _HGRNN + ("--hgrnn_window=0",),
+        features_from="i3d",
+        note="l = 0: no neighbouring keyframes (issue 7 check)",
+        ablation=True,
+    ),
     RunSpec("acar", "acar", flags=_ACAR, note="ACFB stage 1: no bank"),
-    RunSpec("acar_acfb", "acar", flags=_ACAR, bank_from="acar",
-            note="stage 2 with the Actor-Context Feature Bank of run 'acar'"),
+    RunSpec(
+        "acar_acfb",
+        "acar",
+        flags=_ACAR,
+        bank_from="acar",
+        note="stage 2 with the Actor-Context Feature Bank of run 'acar'",
+    ),
     RunSpec("aia", "aia", flags=_AIA, note="memory L = 30 with AMU"),
     # AIA's own no-memory ablation (Table 1a) removes the M-blocks; memory_window=0 would keep
     # them as two more person blocks over the keyframe's own persons.
-    RunSpec("aia_nomem", "aia", flags=_AIA + ("--aia_blocks=P,O,P,O", "--aia_memory_window=0"),
-            note="no M-blocks: the paper's no-memory ablation (issue 8 check)", ablation=True),
+    RunSpec(
+        "aia_nomem",
+        "aia",
+        flags=_AIA + ("--aia_blocks=P,O,P,O", "--aia_memory_window=0"),
+        note="no M-blocks: the paper's no-memory ablation (issue 8 check)",
+        ablation=True,
+    ),
     # The synthetic data's long-term evidence lies 2-6 s back (SYNTHETIC_DATA.md): L = 6 spans
     # exactly that, where the paper's L = 30 is sized for AVA's 15-minute movies.
-    RunSpec("aia_l6", "aia", flags=_AIA + ("--aia_memory_window=6",),
-            note="memory L = 6 (the synthetic long-term horizon)", ablation=True),
+    RunSpec(
+        "aia_l6",
+        "aia",
+        flags=_AIA + ("--aia_memory_window=6",),
+        note="memory L = 6 (the synthetic long-term horizon)",
+        ablation=True,
+    ),
     # The memory check at the sample budget the M-blocks need: on clean features they find
     # the long-term rule only after ~10k keyframes (tests/heads/test_aia_memory_cue.py), where
     # 600 end-to-end steps of 4 give 2,400. So this pair trains on the frozen features of the
     # `i3d` run, 16 keyframes a step (one video's), 1500 steps: up to 24k keyframes (~13 min
     # at L = 30).
-    RunSpec("aia_features", "aia", FEATURES, _AIA + _AIA_FEATURES, features_from="i3d",
-            budget_scale=0.5, note="memory L = 30 with AMU on frozen features, 16 keyframes a "
-            "step (issue 8 check)", ablation=True),
-    RunSpec("aia_nomem_features", "aia", FEATURES,
-            _AIA + _AIA_FEATURES + ("--aia_blocks=P,O,P,O", "--aia_memory_window=0"),
-            features_from="i3d", budget_scale=0.5,
-            note="no M-blocks on the same features and budget (issue 8 check)", ablation=True),
+    RunSpec(
+        "aia_features",
+        "aia",
+        FEATURES,
+        _AIA + _AIA_FEATURES,
+        features_from="i3d",
+        budget_scale=0.5,
+        note="memory L = 30 with AMU on frozen features, 16 keyframes a step (issue 8 check)",
+        ablation=True,
+    ),
+    RunSpec(
+        "aia_nomem_features",
+        "aia",
+        FEATURES,
+        _AIA + _AIA_FEATURES + ("--aia_blocks=P,O,P,O", "--aia_memory_window=0"),
+        features_from="i3d",
+        budget_scale=0.5,
+        note="no M-blocks on the same features and budget (issue 8 check)",
+        ablation=True,
+    ),
 )
 
 # Steps per run, chosen so the suite fits its time (bench: 60 min, quick: 10 min, this 2-core
@@ -99,8 +147,7 @@ BUDGETS = {
 PRESET_FLAGS = {
     "bench": (),
     "demo": (),
-    "tiny": ("--image_size=64", "--anchor_sizes=8,16,32,48", "--warmup_steps=5",
-             "--log_every=5"),
+    "tiny": ("--image_size=64", "--anchor_sizes=8,16,32,48", "--warmup_steps=5", "--log_every=5"),
 }
 
 # (better run, other run, evidence type, where it is asked): the checks of issues 6-9.
@@ -144,13 +191,14 @@ def check_runs(runs=RUNS) -> None:
         if spec.mode not in (END_TO_END, FEATURES):
             raise ValueError(f"run {spec.name!r}: unknown mode {spec.mode!r}")
         if not spec.budget_scale > 0:
-            raise ValueError(f"run {spec.name!r}: budget_scale must be > 0, got "
-                             f"{spec.budget_scale!r}")
+            raise ValueError(
+                f"run {spec.name!r}: budget_scale must be > 0, got {spec.budget_scale!r}"
+            )
         if (spec.mode == FEATURES) != (spec.features_from is not None):
-            raise ValueError(f"run {spec.name!r}: a features run needs features_from, and only "
-                             "it")
+            raise ValueError(f"run {spec.name!r}: a features run needs features_from, and only it")
         for dep in (spec.features_from, spec.bank_from):
             if dep is not None and dep not in seen:
-                raise ValueError(f"run {spec.name!r} depends on {dep!r}, which is not an "
-                                 "earlier run")
+                raise ValueError(
+                    f"run {spec.name!r} depends on {dep!r}, which is not an earlier run"
+                )
         seen.add(spec.name)

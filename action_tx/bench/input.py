@@ -6,6 +6,7 @@ Creates (and caches under out_dir) the preset's synthetic AVA data and its train
 then times batches of the training `build_dataset` (decode, crop, flip, jitter, pad) with a
 2-thread private pool, as a 2-core training machine would run it.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ def _prepare(out_dir: str, preset: str) -> tuple[str, dict, float | None]:
     data_dir = os.path.join(out_dir, f"synthetic_{preset}")
     if not os.path.isfile(os.path.join(data_dir, "annotations", "ava_train.csv")):
         from action_tx.data import synthetic  # imported only when data must be made
+
         # check=False: the label-balance check of the generator does not matter for throughput.
         synthetic.generate(data_dir, preset=preset, seed=0, progress=True, check=False)
     rec_dir = os.path.join(out_dir, f"input_tfrecords_{preset}")
@@ -31,12 +33,17 @@ def _prepare(out_dir: str, preset: str) -> tuple[str, dict, float | None]:
     seconds = None
     if not os.path.isfile(manifest_path):
         start = time.perf_counter()
-        manifest = convert.convert_split(data_dir, "train",
-                                         os.path.join(rec_dir, "train.tfrecord@4"),
-                                         num_frames=WINDOW, num_workers=2)
+        manifest = convert.convert_split(
+            data_dir,
+            "train",
+            os.path.join(rec_dir, "train.tfrecord@4"),
+            num_frames=WINDOW,
+            num_workers=2,
+        )
         seconds = time.perf_counter() - start
     else:
         import json
+
         with open(manifest_path) as f:
             manifest = json.load(f)
     return os.path.join(rec_dir, "train.tfrecord-*"), manifest, seconds
@@ -48,10 +55,19 @@ def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
     first = next(iter(tf.data.TFRecordDataset(manifest["shards"][0]["path"]).take(1)))
     size = int(pipeline.parse_example(first)["height"])
     ds = pipeline.build_dataset(
-        pattern, batch_size=BATCH_SIZE, num_classes=manifest["label_map"]["num_classes"],
-        num_frames=NUM_FRAMES, frame_stride=FRAME_STRIDE, image_size=size, training=True,
-        seed=0, shuffle_buffer=64, num_parallel_calls=2, num_threads=2,
-        box_jitter=0.05)   # the library's default until issue 27 (0 now): timings stay comparable
+        pattern,
+        batch_size=BATCH_SIZE,
+        num_classes=manifest["label_map"]["num_classes"],
+        num_frames=NUM_FRAMES,
+        frame_stride=FRAME_STRIDE,
+        image_size=size,
+        training=True,
+        seed=0,
+        shuffle_buffer=64,
+        num_parallel_calls=2,
+        num_threads=2,
+        box_jitter=0.05,
+    )  # the library's default until issue 27 (0 now): timings stay comparable
     warmup, steps = (2, 10) if quick else (5, 60)
     it = iter(ds)
     for _ in range(warmup):
@@ -73,6 +89,8 @@ def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
         f"- **{clips_s:.1f} clips/s** ({steps} batches in {seconds:.2f} s after {warmup} warm-up)",
     ]
     if convert_s is not None:
-        lines.append(f"- conversion (2 workers): {k['written']} keyframes in {convert_s:.1f} s "
-                     f"({k['written'] / convert_s:.1f} keyframes/s)")
+        lines.append(
+            f"- conversion (2 workers): {k['written']} keyframes in {convert_s:.1f} s "
+            f"({k['written'] / convert_s:.1f} keyframes/s)"
+        )
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ during the timed steps (VmHWM reset through /proc/self/clear_refs after the warm
 peak of TF's CPU allocator during the timed steps (tf.config.experimental.get_memory_info,
 reset after the warm-up; oneDNN scratch memory outside TF's allocator is not in it).
 """
+
 import json
 import os
 import statistics
@@ -34,9 +35,9 @@ import action_tx.trunks  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS before TF sta
 
 WINDOWS = (0, 10, 30)
 MODES = ("amu", "joint")
-CLIP = (8, 64, 64)            # frames, height, width
+CLIP = (8, 64, 64)  # frames, height, width
 KEYFRAMES, PERSONS, OBJECTS, CLASSES = 2, 4, 2, 8
-VIDEO_LENGTH = 100            # keyframes of the one video (>= 2 * 30 + the batch's span)
+VIDEO_LENGTH = 100  # keyframes of the one video (>= 2 * 30 + the batch's span)
 
 
 def _status_mb(field: str) -> float:
@@ -64,16 +65,20 @@ def make_batch(window: int, mode: str, seed: int = 0) -> dict:
     PERSONS, 4] and objects [B, W, OBJECTS, 4] yxyx, labels [B, PERSONS, CLASSES], and
     keyframe_index / video_index / timestamp [B]."""
     import numpy as np
+
     rng = np.random.default_rng(seed)
     kf = np.array([40, 60], np.int32)[:KEYFRAMES]
     clips = 1 + (2 * window if mode == "joint" else 0)
     y1 = rng.uniform(0, 0.5, [KEYFRAMES, clips, PERSONS + OBJECTS, 2])
-    boxes = np.concatenate([y1, y1 + 0.4], -1).astype(np.float32)   # [B, clips, N + O, 4]
+    boxes = np.concatenate([y1, y1 + 0.4], -1).astype(np.float32)  # [B, clips, N + O, 4]
     return {
         "clip": rng.uniform(-1, 1, (KEYFRAMES, clips) + CLIP + (3,)).astype(np.float32),
-        "rois": boxes[:, :, :PERSONS], "objects": boxes[:, :, PERSONS:],
+        "rois": boxes[:, :, :PERSONS],
+        "objects": boxes[:, :, PERSONS:],
         "labels": (rng.uniform(size=[KEYFRAMES, PERSONS, CLASSES]) < 0.3).astype(np.float32),
-        "keyframe_index": kf, "video_index": np.zeros_like(kf), "timestamp": kf + 900,
+        "keyframe_index": kf,
+        "video_index": np.zeros_like(kf),
+        "timestamp": kf + 900,
     }
 
 
@@ -89,8 +94,16 @@ def _make_step(mode, window):
     keras.utils.set_random_seed(0)
     trunk = make_trunk("i3d_tiny")
     pool = STRoIAlign(crop_size=4, output_size=2)
-    head = AIAHead(CLASSES, blocks="P,O,M,P,O,M", structure="dense", memory_window=window,
-                   use_amu=mode == "amu", memory_size=VIDEO_LENGTH, hidden_size=64, dropout=0.0)
+    head = AIAHead(
+        CLASSES,
+        blocks="P,O,M,P,O,M",
+        structure="dense",
+        memory_window=window,
+        use_amu=mode == "amu",
+        memory_size=VIDEO_LENGTH,
+        hidden_size=64,
+        dropout=0.0,
+    )
     opt = keras.optimizers.SGD(0.01)
 
     def tubes(clips, rois, training):
@@ -100,26 +113,36 @@ def _make_step(mode, window):
     def inputs_of(batch, features, persons, objects):
         b = tf.shape(persons)[0]
         return HeadInputs(
-            features=features, rois=batch["rois"][:, 0], roi_mask=tf.ones([b, PERSONS], tf.bool),
-            roi_features=persons, roi_scores=tf.ones([b, PERSONS]),
-            objects=batch["objects"][:, 0], object_mask=tf.ones([b, OBJECTS], tf.bool),
-            object_features=objects, video_index=batch["video_index"],
-            timestamp=batch["timestamp"], keyframe_index=batch["keyframe_index"],
-            roi_labels=batch["labels"])
+            features=features,
+            rois=batch["rois"][:, 0],
+            roi_mask=tf.ones([b, PERSONS], tf.bool),
+            roi_features=persons,
+            roi_scores=tf.ones([b, PERSONS]),
+            objects=batch["objects"][:, 0],
+            object_mask=tf.ones([b, OBJECTS], tf.bool),
+            object_features=objects,
+            video_index=batch["video_index"],
+            timestamp=batch["timestamp"],
+            keyframe_index=batch["keyframe_index"],
+            roi_labels=batch["labels"],
+        )
 
     def write_neighbours(batch):
         """joint: trunk over the 2L neighbouring clips -> their persons into the table."""
-        clips = batch["clip"][:, 1:]                               # [B, 2L, T, H, W, 3]
+        clips = batch["clip"][:, 1:]  # [B, 2L, T, H, W, 3]
         rois = batch["rois"][:, 1:]
         flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))  # noqa: E731
         t = tubes(flat(clips), flat(rois), training=False)
-        persons = tf.stop_gradient(tf.reduce_mean(t, axis=[2, 3, 4]))   # P_t, as AIA stores
+        persons = tf.stop_gradient(tf.reduce_mean(t, axis=[2, 3, 4]))  # P_t, as AIA stores
         offset = tf.concat([tf.range(-window, 0), tf.range(1, window + 1)], 0)
         shift = lambda x: tf.reshape(x[:, None] + offset[None], [-1])  # noqa: E731
-        head.memory.train.write(shift(batch["keyframe_index"]),
-                                tf.repeat(batch["video_index"], 2 * window),
-                                shift(batch["timestamp"]), persons,
-                                tf.ones(tf.shape(persons)[:2], tf.bool))
+        head.memory.train.write(
+            shift(batch["keyframe_index"]),
+            tf.repeat(batch["video_index"], 2 * window),
+            shift(batch["timestamp"]),
+            persons,
+            tf.ones(tf.shape(persons)[:2], tf.bool),
+        )
 
     def build(batch):
         """Creates every variable eagerly (head in inference mode: it touches only the eval
@@ -140,8 +163,9 @@ def _make_step(mode, window):
             persons = pool(features, batch["rois"][:, 0], mask)
             objects = pool(features, batch["objects"][:, 0], tf.ones([KEYFRAMES, OBJECTS], bool))
             out = head(inputs_of(batch, features, persons, objects), training=True)
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-                batch["labels"], out.logits))
+            loss = tf.reduce_mean(
+                tf.nn.sigmoid_cross_entropy_with_logits(batch["labels"], out.logits)
+            )
         variables = trunk.trainable_variables + head.trainable_variables
         grads = tape.gradient(loss, variables)
         opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
@@ -163,10 +187,14 @@ def _ready_step(mode: str, window: int):
         kf = np.arange(VIDEO_LENGTH, dtype=np.int32)
         table = head.memory.train
         table.write(
-            kf, np.zeros_like(kf), kf + 900,
+            kf,
+            np.zeros_like(kf),
+            kf + 900,
             np.random.default_rng(1).normal(size=[VIDEO_LENGTH, 5, table.dim]).astype(np.float32),
-            np.ones([VIDEO_LENGTH, 5], bool), loss_tag=1.0)
-    for _ in range(2):                                   # trace + one warm step
+            np.ones([VIDEO_LENGTH, 5], bool),
+            loss_tag=1.0,
+        )
+    for _ in range(2):  # trace + one warm step
         step(batch).numpy()
     return step, batch
 
@@ -189,10 +217,14 @@ def measure_memory(mode: str, window: int, steps: int = 4) -> dict:
         step(batch).numpy()
     step_peak = _status_mb("VmHWM") if can_reset else float("nan")
     peak_rss = max(process_peak, step_peak) if can_reset else process_peak
-    return {"mode": mode, "window": window,
-            "clips_per_keyframe": 1 + (2 * window if mode == "joint" else 0),
-            "peak_rss_mb": peak_rss, "step_rss_growth_mb": step_peak - rss_before,
-            "tf_cpu_peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2 ** 20}
+    return {
+        "mode": mode,
+        "window": window,
+        "clips_per_keyframe": 1 + (2 * window if mode == "joint" else 0),
+        "peak_rss_mb": peak_rss,
+        "step_rss_growth_mb": step_peak - rss_before,
+        "tf_cpu_peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20,
+    }
 
 
 def measure_times(configs, rounds: int = 10) -> dict:
@@ -210,11 +242,17 @@ def measure_times(configs, rounds: int = 10) -> dict:
 
 
 def _measure_in_subprocess(mode, window, steps):
-    code = ("import json, sys; from action_tx.bench.memory import measure_memory; "
-            "print(json.dumps(measure_memory(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))")
+    code = (
+        "import json, sys; from action_tx.bench.memory import measure_memory; "
+        "print(json.dumps(measure_memory(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", code, mode, str(window), str(steps)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, mode, str(window), str(steps)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode:
         raise RuntimeError(f"memory benchmark {mode} L={window} failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -223,19 +261,27 @@ def _measure_in_subprocess(mode, window, steps):
 def report(rows) -> str:
     """Markdown of the measured rows (list of `measure` dicts)."""
     base = {r["mode"]: r for r in rows if r["window"] == 0}
-    lines = ["# Memory benchmark: AIA memory (AMU) vs reading the ±L clips through the trunk",
-             "", __doc__.split("\n\n", 2)[2].strip(), "",
-             f"Load average at the end (1, 5, 15 min): "
-             f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores.", "",
-             "| mode | L | clips / keyframe | step median (s) | x L=0 | step min (s) | x L=0 "
-             "| peak RSS (MB) | step RSS growth (MB) | TF CPU peak (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Memory benchmark: AIA memory (AMU) vs reading the ±L clips through the trunk",
+        "",
+        __doc__.split("\n\n", 2)[2].strip(),
+        "",
+        f"Load average at the end (1, 5, 15 min): "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores.",
+        "",
+        "| mode | L | clips / keyframe | step median (s) | x L=0 | step min (s) | x L=0 "
+        "| peak RSS (MB) | step RSS growth (MB) | TF CPU peak (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         b = base.get(r["mode"], {"step_s": float("nan"), "min_step_s": float("nan")})
-        lines.append(f"| {r['mode']} | {r['window']} | {r['clips_per_keyframe']} | "
-                     f"{r['step_s']:.3f} | {r['step_s'] / b['step_s']:.2f} | "
-                     f"{r['min_step_s']:.3f} | {r['min_step_s'] / b['min_step_s']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} | "
-                     f"{r['step_rss_growth_mb']:.0f} | {r['tf_cpu_peak_mb']:.1f} |")
+        lines.append(
+            f"| {r['mode']} | {r['window']} | {r['clips_per_keyframe']} | "
+            f"{r['step_s']:.3f} | {r['step_s'] / b['step_s']:.2f} | "
+            f"{r['min_step_s']:.3f} | {r['min_step_s'] / b['min_step_s']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | "
+            f"{r['step_rss_growth_mb']:.0f} | {r['tf_cpu_peak_mb']:.1f} |"
+        )
     for key, what in (("step_s", "median"), ("min_step_s", "fastest")):
         amu = {r["window"]: r[key] for r in rows if r["mode"] == "amu"}
         joint = {r["window"]: r[key] for r in rows if r["mode"] == "joint"}
@@ -243,10 +289,13 @@ def report(rows) -> str:
             continue
         big = max(amu)
         ok, grows = amu[big] <= 1.15 * amu[0], joint[big] > joint[0]
-        lines += ["", f"Check (AIA Fig. 5), {what} step: AMU at L={big} is "
-                  f"{amu[big] / amu[0]:.2f}x L=0 ({'within' if ok else 'NOT within'} 1.15x); "
-                  f"joint at L={big} is {joint[big] / joint[0]:.2f}x L=0 "
-                  f"({'grows' if grows else 'does NOT grow'})."]
+        lines += [
+            "",
+            f"Check (AIA Fig. 5), {what} step: AMU at L={big} is "
+            f"{amu[big] / amu[0]:.2f}x L=0 ({'within' if ok else 'NOT within'} 1.15x); "
+            f"joint at L={big} is {joint[big] / joint[0]:.2f}x L=0 "
+            f"({'grows' if grows else 'does NOT grow'}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -258,11 +307,17 @@ def run(out_dir, preset, quick):
     configs = [(m, w) for m in MODES for w in WINDOWS]
     rows = []
     for i, (mode, window) in enumerate(configs):
-        print(f"[{i + 1}/{len(configs)}] peak memory, {mode} L={window} (fresh process) ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{i + 1}/{len(configs)}] peak memory, {mode} L={window} (fresh process) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         rows.append(_measure_in_subprocess(mode, window, 4))
-    print(f"step times: {len(configs)} configurations round-robin, {rounds} rounds ...",
-          file=sys.stderr, flush=True)
+    print(
+        f"step times: {len(configs)} configurations round-robin, {rounds} rounds ...",
+        file=sys.stderr,
+        flush=True,
+    )
     times = measure_times(configs, rounds)
     for r in rows:
         t = times[(r["mode"], r["window"])]

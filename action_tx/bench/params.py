@@ -14,6 +14,7 @@ not depend on B or N), which creates every weight; then `count_params()` counts 
 "trainable" column leaves out the BatchNorm moving statistics of the I3D tail, which the
 optimizer does not update; the paper does not say which of the two it counts.
 """
+
 import sys
 import time
 
@@ -35,15 +36,18 @@ PAPER_CLAIM = 2.3e6  # §4.2: I3D head minus LowRes Tx head
 TX_PAPER = dict(num_heads=2, num_layers=3, hidden_size=128, dropout=0.3)
 
 
-def dummy_inputs(channels: int = PAPER_CHANNELS, trunk_map=PAPER_TRUNK_MAP,
-                 roi_size: int = PAPER_ROI_SIZE) -> HeadInputs:
+def dummy_inputs(
+    channels: int = PAPER_CHANNELS, trunk_map=PAPER_TRUNK_MAP, roi_size: int = PAPER_ROI_SIZE
+) -> HeadInputs:
     """Zero `HeadInputs` for one clip with one RoI: features [1, T', H', W', C], rois [1, 1, 4]
     (the whole frame), roi_mask [1, 1] true, roi_features [1, 1, T', S, S, C]."""
     t, h, w = trunk_map
-    return HeadInputs(features=tf.zeros([1, t, h, w, channels]),
-                      rois=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-                      roi_mask=tf.ones([1, 1], tf.bool),
-                      roi_features=tf.zeros([1, 1, t, roi_size, roi_size, channels]))
+    return HeadInputs(
+        features=tf.zeros([1, t, h, w, channels]),
+        rois=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        roi_mask=tf.ones([1, 1], tf.bool),
+        roi_features=tf.zeros([1, 1, t, roi_size, roi_size, channels]),
+    )
 
 
 def count_params(head: keras.layers.Layer, inputs: HeadInputs):
@@ -53,30 +57,44 @@ def count_params(head: keras.layers.Layer, inputs: HeadInputs):
     return head.count_params(), trainable
 
 
-def head_counts(num_classes: int, channels: int = PAPER_CHANNELS, trunk_map=PAPER_TRUNK_MAP,
-                roi_size: int = PAPER_ROI_SIZE, width_multiplier: float = 1.0,
-                tx_options=None, log=None):
+def head_counts(
+    num_classes: int,
+    channels: int = PAPER_CHANNELS,
+    trunk_map=PAPER_TRUNK_MAP,
+    roi_size: int = PAPER_ROI_SIZE,
+    width_multiplier: float = 1.0,
+    tx_options=None,
+    log=None,
+):
     """{name: (all, trainable)} for `i3d`, `tx` LowRes, `tx` HighRes and `tx_i3d` (HighRes
     classifier, as in the paper's best model) built for `channels`-channel trunk maps."""
     tx_options = dict(TX_PAPER if tx_options is None else tx_options)
     inputs = dummy_inputs(channels, trunk_map, roi_size)
     heads = {
         "i3d": lambda: I3DHead(num_classes, width_multiplier=width_multiplier),
-        "tx LowRes": lambda: ActionTransformerHead(num_classes, query_mode="lowres",
-                                                   return_attention=False, **tx_options),
-        "tx HighRes": lambda: ActionTransformerHead(num_classes, query_mode="highres",
-                                                    return_attention=False, **tx_options),
-        "tx_i3d": lambda: TxI3DHead(num_classes, width_multiplier=width_multiplier,
-                                    query_mode="highres", return_attention=False,
-                                    **tx_options),
+        "tx LowRes": lambda: ActionTransformerHead(
+            num_classes, query_mode="lowres", return_attention=False, **tx_options
+        ),
+        "tx HighRes": lambda: ActionTransformerHead(
+            num_classes, query_mode="highres", return_attention=False, **tx_options
+        ),
+        "tx_i3d": lambda: TxI3DHead(
+            num_classes,
+            width_multiplier=width_multiplier,
+            query_mode="highres",
+            return_attention=False,
+            **tx_options,
+        ),
     }
     counts = {}
     for index, (name, make) in enumerate(heads.items()):
         start = time.perf_counter()
         counts[name] = count_params(make(), inputs)
         if log is not None:
-            log(f"  [{index + 1}/{len(heads)}] {name}: {counts[name][0]:,} parameters "
-                f"({time.perf_counter() - start:.1f} s)")
+            log(
+                f"  [{index + 1}/{len(heads)}] {name}: {counts[name][0]:,} parameters "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
     return counts
 
 
@@ -88,12 +106,16 @@ def run(out_dir: str, preset: str, quick: bool) -> str:
     """Markdown report. `out_dir`, `preset` and `quick` are unused: the counts are exact and
     need no data."""
     del out_dir, preset, quick
-    lines = ["# Head parameter counts at the paper's sizes", "",
-             f"Trunk map [{', '.join(map(str, PAPER_TRUNK_MAP))}, {PAPER_CHANNELS}] (Mixed_4f of "
-             f"a 64x400x400 clip), RoI tubes [{PAPER_TRUNK_MAP[0]}, {PAPER_ROI_SIZE}, "
-             f"{PAPER_ROI_SIZE}, {PAPER_CHANNELS}], I3D tail at width 1.0, Tx 2 heads x 3 "
-             f"layers, D = 128 (other Tx sizes: the head's defaults). 'all' includes the I3D "
-             f"tail's BatchNorm moving statistics; 'trainable' does not.", ""]
+    lines = [
+        "# Head parameter counts at the paper's sizes",
+        "",
+        f"Trunk map [{', '.join(map(str, PAPER_TRUNK_MAP))}, {PAPER_CHANNELS}] (Mixed_4f of "
+        f"a 64x400x400 clip), RoI tubes [{PAPER_TRUNK_MAP[0]}, {PAPER_ROI_SIZE}, "
+        f"{PAPER_ROI_SIZE}, {PAPER_CHANNELS}], I3D tail at width 1.0, Tx 2 heads x 3 "
+        f"layers, D = 128 (other Tx sizes: the head's defaults). 'all' includes the I3D "
+        f"tail's BatchNorm moving statistics; 'trainable' does not.",
+        "",
+    ]
     for num_classes in (80, 60):
         _log(f"params: {num_classes} classes")
         counts = head_counts(num_classes, log=_log)
@@ -101,7 +123,11 @@ def run(out_dir: str, preset: str, quick: bool) -> str:
         lines += [f"| {name} | {a:,} | {t:,} |" for name, (a, t) in counts.items()]
         diff_all = counts["i3d"][0] - counts["tx LowRes"][0]
         diff_trainable = counts["i3d"][1] - counts["tx LowRes"][1]
-        lines += ["", f"i3d - tx LowRes: {diff_all:,} (all), {diff_trainable:,} (trainable); "
-                      f"paper §4.2: about {PAPER_CLAIM / 1e6:.1f}M fewer "
-                      f"(ours {diff_all / 1e6:.2f}M / {diff_trainable / 1e6:.2f}M).", ""]
+        lines += [
+            "",
+            f"i3d - tx LowRes: {diff_all:,} (all), {diff_trainable:,} (trainable); "
+            f"paper §4.2: about {PAPER_CLAIM / 1e6:.1f}M fewer "
+            f"(ours {diff_all / 1e6:.2f}M / {diff_trainable / 1e6:.2f}M).",
+            "",
+        ]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ when `action_tx/bench/memory.py` exists) and adds two measurements of its own:
     and without XLA (`tf.function(jit_compile=True)` around the loaded signature).
 Writes DIR/perf.json (figures + the sub-reports); the Markdown goes to DIR/perf.md.
 """
+
 import importlib
 import importlib.util
 import json
@@ -56,13 +57,20 @@ def bench_flags() -> dict:
 def bench_detector(num_classes: int):
     """The bench preset's detector (configs/bench.flags), random weights."""
     from action_tx.model_builder import build_detector
+
     f = bench_flags()
     return build_detector(
-        num_classes=num_classes, trunk=f["trunk"], freeze_bn=f.get("freeze_bn") == "true",
-        head=f["head"], proposals=f["proposals"],
+        num_classes=num_classes,
+        trunk=f["trunk"],
+        freeze_bn=f.get("freeze_bn") == "true",
+        head=f["head"],
+        proposals=f["proposals"],
         anchor_sizes=[float(s) for s in f["anchor_sizes"].split(",")],
-        rpn_filters=int(f["rpn_filters"]), post_nms_top_k=int(f["post_nms_top_k"]),
-        num_roi_samples=int(f["num_roi_samples"]), seed=0), f
+        rpn_filters=int(f["rpn_filters"]),
+        post_nms_top_k=int(f["post_nms_top_k"]),
+        num_roi_samples=int(f["num_roi_samples"]),
+        seed=0,
+    ), f
 
 
 def _median_seconds(fn, runs, warmup):
@@ -80,17 +88,27 @@ def train_step_clips_per_s(pattern: str, num_classes: int, quick: bool) -> dict:
     """Clips/s of the bench model's timed train step on in-memory batches of `pattern`."""
     from action_tx import train_lib
     from action_tx.data.pipeline import build_dataset
+
     detector, f = bench_detector(num_classes)
     batch_size = int(f["batch_size"])
-    ds = build_dataset(pattern, batch_size=batch_size, num_classes=num_classes,
-                       num_frames=int(f["num_frames"]), frame_stride=int(f["frame_stride"]),
-                       image_size=int(f["image_size"]), training=True, seed=0,
-                       max_boxes=int(f["max_boxes"]))
+    ds = build_dataset(
+        pattern,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        num_frames=int(f["num_frames"]),
+        frame_stride=int(f["frame_stride"]),
+        image_size=int(f["image_size"]),
+        training=True,
+        seed=0,
+        max_boxes=int(f["max_boxes"]),
+    )
     batches = list(ds.take(4))
     detector(batches[0], training=False)
-    opt = train_lib.build_optimizer(optimizer=f["optimizer"],
-                                    learning_rate=float(f["learning_rate"]),
-                                    weight_decay=float(f["weight_decay"]))
+    opt = train_lib.build_optimizer(
+        optimizer=f["optimizer"],
+        learning_rate=float(f["learning_rate"]),
+        weight_decay=float(f["weight_decay"]),
+    )
     opt.build(detector.trainable_variables)
 
     @tf.function
@@ -98,47 +116,76 @@ def train_step_clips_per_s(pattern: str, num_classes: int, quick: bool) -> dict:
         with tf.GradientTape() as tape:
             loss = detector.compute_losses(detector(batch, training=True))["total_loss"]
         grads = tape.gradient(loss, detector.trainable_variables)
-        opt.apply_gradients([(g, v) for g, v in zip(grads, detector.trainable_variables)
-                             if g is not None])
+        opt.apply_gradients(
+            [(g, v) for g, v in zip(grads, detector.trainable_variables) if g is not None]
+        )
         return loss
 
-    counter = iter(range(10 ** 9))
-    seconds = _median_seconds(lambda: step(batches[next(counter) % len(batches)]).numpy(),
-                              runs=5 if quick else 20, warmup=2)
-    return dict(step_s=seconds, clips_per_s=batch_size / seconds, batch_size=batch_size,
-                model=f"{f['trunk']} + {f['head']} head, {f['num_frames']} frames stride "
-                      f"{f['frame_stride']}, {f['image_size']} px, batch {batch_size}")
+    counter = iter(range(10**9))
+    seconds = _median_seconds(
+        lambda: step(batches[next(counter) % len(batches)]).numpy(),
+        runs=5 if quick else 20,
+        warmup=2,
+    )
+    return dict(
+        step_s=seconds,
+        clips_per_s=batch_size / seconds,
+        batch_size=batch_size,
+        model=f"{f['trunk']} + {f['head']} head, {f['num_frames']} frames stride "
+        f"{f['frame_stride']}, {f['image_size']} px, batch {batch_size}",
+    )
 
 
 def saved_model_keyframes_per_s(out_dir: str, num_classes: int, quick: bool) -> dict:
     """Keyframes/s of the exported bench model's serving_default, XLA off and on."""
     from action_tx.export import export_saved_model, preprocess_clip
+
     detector, f = bench_detector(num_classes)
     frames, size = int(f["num_frames"]), int(f["image_size"])
-    detector({"clip": preprocess_clip(tf.zeros([frames, size, size, 3], tf.uint8),
-                                      num_frames=frames, image_size=size)}, training=False)
+    detector(
+        {
+            "clip": preprocess_clip(
+                tf.zeros([frames, size, size, 3], tf.uint8), num_frames=frames, image_size=size
+            )
+        },
+        training=False,
+    )
     export_dir = os.path.join(out_dir, "perf_saved_model")
     shutil.rmtree(export_dir, ignore_errors=True)
-    export_saved_model(detector, export_dir, num_frames=frames, image_size=size,
-                       class_ids=list(range(1, num_classes + 1)),
-                       class_names=[f"class_{i}" for i in range(1, num_classes + 1)],
-                       frame_stride=int(f["frame_stride"]), fps=10.0)
-    loaded = tf.saved_model.load(export_dir)   # kept alive: the signature uses its variables
+    export_saved_model(
+        detector,
+        export_dir,
+        num_frames=frames,
+        image_size=size,
+        class_ids=list(range(1, num_classes + 1)),
+        class_names=[f"class_{i}" for i in range(1, num_classes + 1)],
+        frame_stride=int(f["frame_stride"]),
+        fps=10.0,
+    )
+    loaded = tf.saved_model.load(export_dir)  # kept alive: the signature uses its variables
     serving = loaded.signatures["serving_default"]
-    clip = tf.cast(tf.random.stateless_uniform([frames, size, size, 3], seed=[0, 1],
-                                               maxval=256, dtype=tf.int32), tf.uint8)
+    clip = tf.cast(
+        tf.random.stateless_uniform(
+            [frames, size, size, 3], seed=[0, 1], maxval=256, dtype=tf.int32
+        ),
+        tf.uint8,
+    )
     runs = 5 if quick else 20
     out = {"clip": f"uint8 [{frames}, {size}, {size}, 3]"}
     for name, jit in (("xla_off", False), ("xla_on", True)):
         fn = tf.function(lambda c: serving(clip=c)["num_detections"], jit_compile=jit)
         try:
-            seconds = _median_seconds(lambda: fn(clip).numpy(), runs=runs, warmup=2)
+            # called within this iteration, so the late binding of `fn` is harmless
+            seconds = _median_seconds(lambda: fn(clip).numpy(), runs=runs, warmup=2)  # noqa: B023
             out[name] = dict(seconds=seconds, keyframes_per_s=1.0 / seconds)
-        except (tf.errors.OpError, ValueError) as e:   # e.g. an op without an XLA kernel
+        except (tf.errors.OpError, ValueError) as e:  # e.g. an op without an XLA kernel
             text = " ".join(str(getattr(e, "message", e)).split())
             ops = sorted(set(re.findall(r"(\w+) \(No registered", text)))
-            out[name] = dict(error=f"ops without an XLA kernel on this device: {', '.join(ops)}"
-                             if ops else text[:300])
+            out[name] = dict(
+                error=f"ops without an XLA kernel on this device: {', '.join(ops)}"
+                if ops
+                else text[:300]
+            )
     return out
 
 
@@ -151,6 +198,7 @@ def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
     from action_tx.bench import eval as eval_suite
     from action_tx.bench import input as input_suite
     from action_tx.bench import trunk as trunk_suite
+
     start = time.perf_counter()
     machine = machine_info()
     figures, reports = {}, {}
@@ -162,19 +210,22 @@ def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
         num_classes = json.load(f)["label_map"]["num_classes"]
     _log("train step of the bench model")
     figures["train_step"] = train_step_clips_per_s(
-        os.path.join(out_dir, f"input_tfrecords_{preset}", "train.tfrecord-*"), num_classes,
-        quick)
+        os.path.join(out_dir, f"input_tfrecords_{preset}", "train.tfrecord-*"), num_classes, quick
+    )
     _log("trunk (suite 'trunk')")
     reports["trunk"] = trunk_suite.run(out_dir, preset, quick)
     figures["trunk_forward_fraction"] = parse_figure(
-        reports["trunk"], r"\| forward \|[^\n]*\| ([\d.]+) \|\n")
+        reports["trunk"], r"\| forward \|[^\n]*\| ([\d.]+) \|\n"
+    )
     figures["trunk_forward_backward_fraction"] = parse_figure(
-        reports["trunk"], r"\| forward\+backward \|[^\n]*\| ([\d.]+) \|\n")
+        reports["trunk"], r"\| forward\+backward \|[^\n]*\| ([\d.]+) \|\n"
+    )
     figures["matmul_gflop_per_s"] = parse_figure(reports["trunk"], r"\*\*([\d.]+) GFLOP/s\*\*")
     _log("evaluator (suite 'eval')")
     reports["eval"] = eval_suite.run(out_dir, preset, quick)
     figures["eval_end_to_end_s"] = parse_figure(
-        reports["eval"], r"\| evaluate\(CSV paths\), end to end[^|]*\| ([\d.]+)")
+        reports["eval"], r"\| evaluate\(CSV paths\), end to end[^|]*\| ([\d.]+)"
+    )
     figures["eval_keyframes"] = parse_figure(reports["eval"], r"Inputs[^:]*: ([\d,]+) keyframes")
     _log("SavedModel serving, XLA off / on")
     figures["saved_model"] = saved_model_keyframes_per_s(out_dir, num_classes, quick)
@@ -186,8 +237,18 @@ def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
     seconds = time.perf_counter() - start
     report = to_markdown(figures, reports, machine, preset, quick, seconds)
     with open(os.path.join(out_dir, "perf.json"), "w") as f:
-        json.dump(dict(preset=preset, quick=quick, machine=machine, seconds=seconds,
-                       figures=figures, reports=reports), f, indent=1)
+        json.dump(
+            dict(
+                preset=preset,
+                quick=quick,
+                machine=machine,
+                seconds=seconds,
+                figures=figures,
+                reports=reports,
+            ),
+            f,
+            indent=1,
+        )
     return report
 
 
@@ -207,11 +268,14 @@ def to_markdown(figures, reports, machine, preset, quick, seconds) -> str:
     ratio = clips / train["clips_per_s"] if clips else None
     sm = figures["saved_model"]
     lines = [
-        f"# System speed ({preset} preset{', quick' if quick else ''})", "",
+        f"# System speed ({preset} preset{', quick' if quick else ''})",
+        "",
         f"Machine: {machine['cpu']}, {machine['cores']} logical cores, load average (1, 5, 15 "
         f"min) {', '.join(map(str, machine['load_average']))} at the start, "
         f"{', '.join(map(str, machine['load_average_end']))} at the end; suite {seconds:.0f} s.",
-        "", "| measurement | figure |", "|---|---|",
+        "",
+        "| measurement | figure |",
+        "|---|---|",
         f"| input pipeline (suite input) | {_fmt(clips, 1)} clips/s |",
         f"| train step, {train['model']} | {train['clips_per_s']:.1f} clips/s "
         f"({train['step_s'] * 1e3:.0f} ms a step) |",
@@ -225,11 +289,14 @@ def to_markdown(figures, reports, machine, preset, quick, seconds) -> str:
         f"{_fmt(figures.get('eval_end_to_end_s'))} s |",
         f"| SavedModel serving_default, {sm['clip']}, XLA off | {_serving(sm['xla_off'])} |",
         f"| SavedModel serving_default, XLA on | {_serving(sm['xla_on'])} |",
-        "", "The input suite's clips are 16 frames (the bench model reads 8): its clips/s is a "
+        "",
+        "The input suite's clips are 16 frames (the bench model reads 8): its clips/s is a "
         "lower bound for the bench model's input. The train step runs on batches held in "
         "memory, so it measures consumption alone. SavedModel: random weights (speed does not "
         "depend on them, except through the number of detections), median of timed calls "
-        "after two warm-up calls.", ""]
+        "after two warm-up calls.",
+        "",
+    ]
     if "memory" not in reports:
         lines += ["Memory suite: action_tx/bench/memory.py is not there yet.", ""]
     for name, text in reports.items():

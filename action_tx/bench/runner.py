@@ -8,6 +8,7 @@ runs the tool's file as `__main__` with the same arguments, exactly as the print
 does. Forking is safe only while TensorFlow has run no op here (no eager context, so no thread
 pools to lose in the child): `preload` checks that and falls back to plain subprocesses.
 """
+
 import os
 import runpy
 import shlex
@@ -40,8 +41,9 @@ class ToolRunner:
     result.
     """
 
-    def __init__(self, python: str = sys.executable, env: Optional[dict] = None,
-                 fork: bool = False):
+    def __init__(
+        self, python: str = sys.executable, env: Optional[dict] = None, fork: bool = False
+    ):
         self.python = python
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,8 +57,9 @@ class ToolRunner:
     def skip(self, stage: str, tool: str, *args: str, reason: str = "exists") -> None:
         line = shlex.join(self.command(tool, *args))
         print(f"\n=== {stage}: skipped ({reason})\n$ {line}", flush=True)
-        self.commands.append(dict(stage=stage, command=line, seconds=None,
-                                  status=f"skipped ({reason})"))
+        self.commands.append(
+            dict(stage=stage, command=line, seconds=None, status=f"skipped ({reason})")
+        )
 
     def run(self, stage: str, tool: str, *args: str) -> float:
         """Runs the tool; returns its wall seconds; raises ToolError on failure."""
@@ -71,10 +74,17 @@ class ToolRunner:
                 print("(TensorFlow has run here: a subprocess instead of a fork)", flush=True)
             code = subprocess.call(command, env=self.env)
         seconds = round(time.perf_counter() - start, 1)
-        self.commands.append(dict(stage=stage, command=line, seconds=seconds,
-                                  status="ok" if code == 0 else f"exit {code}"))
-        print(f"--- {stage}: {seconds:.1f} s" + (f" (exit status {code})" if code else ""),
-              flush=True)
+        self.commands.append(
+            dict(
+                stage=stage,
+                command=line,
+                seconds=seconds,
+                status="ok" if code == 0 else f"exit {code}",
+            )
+        )
+        print(
+            f"--- {stage}: {seconds:.1f} s" + (f" (exit status {code})" if code else ""), flush=True
+        )
         if code:
             raise ToolError(f"{stage}: exit status {code}: {line}")
         return seconds
@@ -95,8 +105,10 @@ class ToolRunner:
             import action_tx.heads  # noqa: F401
             import action_tx.train_lib  # noqa: F401
             import object_detection_ext.ava_eval  # noqa: F401
+
             self._preloaded = True
         from tensorflow.python.eager import context
+
         return context.context()._context_handle is None
 
     def _call_forked(self, tool: str, args) -> int:
@@ -105,7 +117,7 @@ class ToolRunner:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-        if pid == 0:   # the child: never returns
+        if pid == 0:  # the child: never returns
             code = 1
             try:
                 os.environ.clear()
@@ -113,7 +125,7 @@ class ToolRunner:
                 _forget_tools_flags()
                 path = os.path.join(TOOLS, tool)
                 sys.argv = [path, *args]
-                sys.path.insert(0, TOOLS)   # as `python tools/<tool>` does
+                sys.path.insert(0, TOOLS)  # as `python tools/<tool>` does
                 runpy.run_path(path, run_name="__main__")
                 code = 0
             except SystemExit as e:
@@ -121,7 +133,7 @@ class ToolRunner:
                     code = e.code or 0
                 else:
                     print(e.code, file=sys.stderr)
-            except BaseException:   # noqa: B902  (reported like an uncaught exception)
+            except BaseException:  # noqa: B902  (reported like an uncaught exception)
                 traceback.print_exc()
             finally:
                 sys.stdout.flush()
@@ -140,10 +152,11 @@ def _forget_tools_flags() -> None:
     this process runs (e.g. benchmark.py's --out), so the tool defines and parses its own
     flags as in a fresh interpreter."""
     from absl import flags
+
     values = flags.FLAGS
     for module, module_flags in list(values.flags_by_module_dict().items()):
         if module == "__main__" or (module.endswith(".py") and _under_tools(module)):
-            for flag in list(module_flags):   # deleting edits that list
+            for flag in list(module_flags):  # deleting edits that list
                 if flag.name in values:
                     delattr(values, flag.name)
     values.unparse_flags()
@@ -165,6 +178,10 @@ def machine_info() -> dict:
     except OSError:
         pass
     import platform
-    return {"cpu": model or platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "python": sys.version.split()[0]}
+
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0],
+    }

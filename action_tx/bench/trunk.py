@@ -10,6 +10,7 @@ forward+backward (training BatchNorm, gradients of every trainable weight), each
 FLOPs are counted analytically: 2 x conv multiply-adds; backward = 2 x forward (input and
 filter gradients) minus the stem's input gradient, which is never computed.
 """
+
 import os
 import statistics
 import sys
@@ -40,7 +41,7 @@ def _matmul_flops_per_s(n=4096, runs=5):
     # Reduced in the graph: copying the 64 MB product out each call would halve the figure.
     f = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
     t = _median_time(f, runs, warmup=2, label="matmul")
-    return 2 * n ** 3 / t, t
+    return 2 * n**3 / t, t
 
 
 def _trunk_times(model, clip, runs):
@@ -55,8 +56,10 @@ def _trunk_times(model, clip, runs):
         grads = tape.gradient(loss, model.trainable_weights)
         return tf.add_n([tf.reduce_sum(g) for g in grads])
 
-    return (_median_time(forward, runs, label="forward"),
-            _median_time(forward_backward, runs, label="forward+backward"))
+    return (
+        _median_time(forward, runs, label="forward"),
+        _median_time(forward_backward, runs, label="forward+backward"),
+    )
 
 
 def run(out_dir, preset, quick):
@@ -89,7 +92,8 @@ def run(out_dir, preset, quick):
     lines = [
         "# Trunk benchmark: Inception-I3D to Mixed_4f",
         "",
-        f"TensorFlow {tf.__version__}, oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}, "
+        f"TensorFlow {tf.__version__}, "
+        f"oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}, "
         f"{len(tf.config.list_physical_devices('CPU'))} CPU device(s); float32, tf.function, "
         f"median of {runs} runs after one warm-up. Load average at the end (1, 5, 15 min): "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores: other "
@@ -105,12 +109,17 @@ def run(out_dir, preset, quick):
         "|---|---|---|---|---|",
     ]
     for name, t, flops in rows:
-        lines.append(f"| {name} | {t:.3f} | {flops / 1e9:.1f} | {flops / t / 1e9:.1f} | "
-                     f"{flops / t / ceiling:.2f} |")
-    lines += ["",
-              "FLOPs: 2 x conv multiply-adds counted from the layer shapes (pooling, BatchNorm, "
-              "ReLU not counted); forward+backward = 3 x forward - the stem's input gradient.",
-              "",
-              f"i3d_tiny preset (width 0.25), batch 2, 8x112x112: one training step "
-              f"(forward+backward) {t_tiny:.3f} s.", ""]
+        lines.append(
+            f"| {name} | {t:.3f} | {flops / 1e9:.1f} | {flops / t / 1e9:.1f} | "
+            f"{flops / t / ceiling:.2f} |"
+        )
+    lines += [
+        "",
+        "FLOPs: 2 x conv multiply-adds counted from the layer shapes (pooling, BatchNorm, "
+        "ReLU not counted); forward+backward = 3 x forward - the stem's input gradient.",
+        "",
+        f"i3d_tiny preset (width 0.25), batch 2, 8x112x112: one training step "
+        f"(forward+backward) {t_tiny:.3f} s.",
+        "",
+    ]
     return "\n".join(lines)

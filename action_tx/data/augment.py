@@ -5,6 +5,7 @@ Boxes are normalized [y1, x1, y2, x2] float32 [N, 4]. Randomness is drawn only b
 pipeline is deterministic and its iterator checkpointable; the `apply` functions are plain math
 and are tested against hand-computed boxes.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -60,8 +61,9 @@ def jitter_boxes(boxes: tf.Tensor, noise: tf.Tensor, amount: float) -> tf.Tensor
     w = boxes[:, 3] - boxes[:, 1]
     moved = tf.clip_by_value(boxes + noise * amount * tf.stack([h, w, h, w], axis=-1), 0.0, 1.0)
     y1, x1, y2, x2 = tf.unstack(moved, 4, axis=-1)
-    return tf.stack([tf.minimum(y1, y2), tf.minimum(x1, x2),
-                     tf.maximum(y1, y2), tf.maximum(x1, x2)], axis=-1)
+    return tf.stack(
+        [tf.minimum(y1, y2), tf.minimum(x1, x2), tf.maximum(y1, y2), tf.maximum(x1, x2)], axis=-1
+    )
 
 
 def sample_crop_window(seed: tf.Tensor, min_scale: float) -> tf.Tensor:
@@ -92,5 +94,6 @@ def select_frame_indices(keyframe_frame, window_size, num_frames: int, frame_str
     the ends of the video, so clipping repeats them further. Returns int32 [T].
     """
     offsets = (tf.range(num_frames, dtype=tf.int32) - num_frames // 2) * frame_stride
-    return tf.clip_by_value(tf.cast(keyframe_frame, tf.int32) + offsets, 0,
-                            tf.cast(window_size, tf.int32) - 1)
+    return tf.clip_by_value(
+        tf.cast(keyframe_frame, tf.int32) + offsets, 0, tf.cast(window_size, tf.int32) - 1
+    )

@@ -14,15 +14,25 @@ cap); with `skip_bad=True` they are skipped and counted per reason in the `RowRe
 "column count", "not a number", "bad value", "box outside [0,1]", "empty box",
 "unknown action id", "duplicate row".
 """
+
 import dataclasses
 
 import numpy as np
 
 from object_detection_ext import ava_csv
 from object_detection_ext.ava_csv import (  # noqa: F401  (re-exported: action_tx's AVA API)
-    MAX_EXAMPLES, MAX_LISTED_ERRORS, AvaFormatError, RowReport, read_excluded_timestamps)
+    MAX_EXAMPLES,
+    MAX_LISTED_ERRORS,
+    AvaFormatError,
+    RowReport,
+    read_excluded_timestamps,
+)
 from object_detection_ext.ava_label_map import (  # noqa: F401  (re-exported)
-    CATEGORY_RANGES, LabelMap, read_label_map, write_label_map)
+    CATEGORY_RANGES,
+    LabelMap,
+    read_label_map,
+    write_label_map,
+)
 
 
 # ----------------------------------------------------------------------------- annotations
@@ -36,6 +46,7 @@ class Annotations:
     absent. person_id: [N] int32, -1 when absent. score: [N] float32, NaN when absent.
     line: [N] int64 1-based line number in the source file.
     """
+
     video_id: np.ndarray
     timestamp: np.ndarray
     boxes: np.ndarray
@@ -58,10 +69,14 @@ def _annotations(rows, col8):
         timestamp=rows.timestamp.astype(np.int32),
         boxes=rows.box[:, [1, 0, 3, 2]].astype(np.float32).reshape(n, 4),
         action_id=rows.col7.astype(np.int32),
-        person_id=(np.where(np.isnan(extra), -1, extra).astype(np.int32) if is_person
-                   else np.full(n, -1, np.int32)),
+        person_id=(
+            np.where(np.isnan(extra), -1, extra).astype(np.int32)
+            if is_person
+            else np.full(n, -1, np.int32)
+        ),
         score=np.full(n, np.nan, np.float32) if is_person else extra.astype(np.float32),
-        line=rows.line.astype(np.int64))
+        line=rows.line.astype(np.int64),
+    )
 
 
 def _schema(kind, label_map=None, **overrides):
@@ -113,10 +128,18 @@ def write_annotations(path, annotations, kind="groundtruth"):
     has_extra = (extra >= 0) if kind == "groundtruth" else np.isfinite(extra)
     extra_fmt = "%d" if kind == "groundtruth" else "%.4f"
     kinds = np.where(~has_box, 0, np.where(has_extra, 2, 1))  # 2, 7 or 8 columns
-    formats = ("%s,%04d\n", "%s,%04d,%.3f,%.3f,%.3f,%.3f,%d\n",
-               "%s,%04d,%.3f,%.3f,%.3f,%.3f,%d," + extra_fmt + "\n")
-    columns = [np.asarray(a.video_id, object), np.asarray(a.timestamp), *boxes.T,
-               np.asarray(a.action_id), np.asarray(extra)]
+    formats = (
+        "%s,%04d\n",
+        "%s,%04d,%.3f,%.3f,%.3f,%.3f,%d\n",
+        "%s,%04d,%.3f,%.3f,%.3f,%.3f,%d," + extra_fmt + "\n",
+    )
+    columns = [
+        np.asarray(a.video_id, object),
+        np.asarray(a.timestamp),
+        *boxes.T,
+        np.asarray(a.action_id),
+        np.asarray(extra),
+    ]
     lines = np.empty(len(kinds), object)
     # One %-format per row over columns turned into lists once: the fastest plain-Python way.
     for k, width in enumerate((2, 7, 8)):

@@ -13,6 +13,7 @@ has another size than its video rejects the keyframes whose windows hold it. Sha
 written as `DIR/.tmp-NAME` and renamed when complete, so `NAME.tfrecord-*` never matches an
 unfinished file; shards of another count under the same name are refused (or removed).
 """
+
 from __future__ import annotations
 
 import collections
@@ -55,16 +56,21 @@ def find_split_files(ava_dir: str, split: str, **explicit) -> dict:
     # Real AVA ships the 80-class list and the 60-class ActivityNet list: evaluate on the latter.
     maps = [m for m in maps if "activitynet" in m] or maps
     files = {
-        "annotations": lambda: _one(os.path.join(ann, f"ava_{split}*.csv"), "annotations", True,
-                                    exclude="excluded"),
-        "label_map": lambda: (maps[0] if len(maps) == 1 else
-                              _one(os.path.join(ann, "*.pbtxt"), "label map", True)),
-        "excluded": lambda: _one(os.path.join(ann, f"*{split}_excluded_timestamps*.csv"),
-                                 "excluded timestamps", False),
-        "person_detections": lambda: _one(os.path.join(ann, f"person_detections_{split}*.csv"),
-                                          "person detections", False),
-        "object_detections": lambda: _one(os.path.join(ann, f"object_detections_{split}*.csv"),
-                                          "object detections", False),
+        "annotations": lambda: _one(
+            os.path.join(ann, f"ava_{split}*.csv"), "annotations", True, exclude="excluded"
+        ),
+        "label_map": lambda: (
+            maps[0] if len(maps) == 1 else _one(os.path.join(ann, "*.pbtxt"), "label map", True)
+        ),
+        "excluded": lambda: _one(
+            os.path.join(ann, f"*{split}_excluded_timestamps*.csv"), "excluded timestamps", False
+        ),
+        "person_detections": lambda: _one(
+            os.path.join(ann, f"person_detections_{split}*.csv"), "person detections", False
+        ),
+        "object_detections": lambda: _one(
+            os.path.join(ann, f"object_detections_{split}*.csv"), "object detections", False
+        ),
     }
     return {role: explicit.get(role) or find() for role, find in files.items()}
 
@@ -144,7 +150,8 @@ def read_video(task):
     frames: the `frame_source.VideoFrames` (each frame once) for the main process to decode."""
     try:
         video = frame_source.read_frames(
-            task["source"], [k["timestamp"] for k in task["keyframes"]], **task["read"])
+            task["source"], [k["timestamp"] for k in task["keyframes"]], **task["read"]
+        )
     except frame_source.BadVideo as e:
         return "bad", e.reason, str(e)
     records = []
@@ -152,10 +159,16 @@ def read_video(task):
         if any(video.problems[i] for i in window):
             records.append(None)
             continue
-        records.append(tfrecords.encode_example(
-            frames=[video.frames[i] for i in window],
-            keyframe_frame=task["read"]["num_frames"] // 2, fps=video.fps, height=video.height,
-            width=video.width, **k))
+        records.append(
+            tfrecords.encode_example(
+                frames=[video.frames[i] for i in window],
+                keyframe_frame=task["read"]["num_frames"] // 2,
+                fps=video.fps,
+                height=video.height,
+                width=video.width,
+                **k,
+            )
+        )
     return "ok", records, video
 
 
@@ -170,9 +183,16 @@ def _stale_shards(template: str, shards: list[str]) -> list[str]:
     plain = re.escape(re.sub(r"-%05d-of-%05d$", "", base)) + r"-\d{5}-of-\d{5}"
     ours = {prefix + os.path.basename(p) for p in shards for prefix in ("", tfrecords.TEMP_PREFIX)}
     names = os.listdir(folder) if os.path.isdir(folder) else []
-    return sorted(os.path.join(folder, n) for n in names if n not in ours and any(
-        re.fullmatch(prefix + p, n) for p in (pattern, plain)
-        for prefix in ("", re.escape(tfrecords.TEMP_PREFIX))))
+    return sorted(
+        os.path.join(folder, n)
+        for n in names
+        if n not in ours
+        and any(
+            re.fullmatch(prefix + p, n)
+            for p in (pattern, plain)
+            for prefix in ("", re.escape(tfrecords.TEMP_PREFIX))
+        )
+    )
 
 
 def shard_template(out: str, num_shards: int | None = None) -> str:
@@ -197,14 +217,28 @@ class SplitPlan:
 
     def task_options(self) -> dict:
         """`video_outcome`'s keyword arguments (small: what a Beam worker receives)."""
-        return dict(skip_bad=self.skip_bad, num_shards=len(self.shards),
-                    num_keys=self.num_keys, ava_dir=self.ava_dir)
+        return dict(
+            skip_bad=self.skip_bad,
+            num_shards=len(self.shards),
+            num_keys=self.num_keys,
+            ava_dir=self.ava_dir,
+        )
 
 
-def plan_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
-               num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
-               timestamp_offset: float = 0.0, skip_bad: bool = False, overwrite: bool = False,
-               **files) -> SplitPlan:
+def plan_split(
+    ava_dir: str,
+    split: str,
+    out: str,
+    *,
+    num_shards: int | None = None,
+    num_frames: int = 32,
+    fps: float | None = None,
+    max_side: int | None = None,
+    timestamp_offset: float = 0.0,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    **files,
+) -> SplitPlan:
     """Reads and validates the split's annotations, finds its videos and checks the shard
     names (arguments as `convert_split`). Raises ava.AvaFormatError or ConversionError."""
     shards = shard_paths(out, num_shards)
@@ -213,8 +247,10 @@ def plan_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = N
         raise ConversionError(
             f"{os.path.dirname(stale[0])} holds {len(stale)} shard(s) of an earlier conversion "
             f"with another shard count ({', '.join(os.path.basename(p) for p in stale[:3])}"
-            + (" ..." if len(stale) > 3 else "") + "): a glob of the shards would read old and "
-            "new together; delete them, or pass --overwrite to have them removed")
+            + (" ..." if len(stale) > 3 else "")
+            + "): a glob of the shards would read old and "
+            "new together; delete them, or pass --overwrite to have them removed"
+        )
     paths = find_split_files(ava_dir, split, **files)
     fps, fps_source = frame_folder_fps(ava_dir, fps)
     label_map = ava.read_label_map(paths["label_map"])
@@ -222,10 +258,12 @@ def plan_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = N
     # ActivityNet label map 60; SlowFast's AVA loader likewise ignores the other 20.
     gt, gt_report = ava.read_annotations(paths["annotations"], skip_bad=skip_bad)
     rows = {"annotations": gt_report}
-    excluded = (ava.read_excluded_timestamps(paths["excluded"]) if paths["excluded"] else set())
+    excluded = ava.read_excluded_timestamps(paths["excluded"]) if paths["excluded"] else set()
     dets = {}
-    for role, reader in (("person_detections", ava.read_person_detections),
-                         ("object_detections", ava.read_object_detections)):
+    for role, reader in (
+        ("person_detections", ava.read_person_detections),
+        ("object_detections", ava.read_object_detections),
+    ):
         if paths[role]:
             dets[role], rows[role] = reader(paths[role], skip_bad=skip_bad)
     classes = label_map.index_of(gt.action_id)
@@ -252,39 +290,74 @@ def plan_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = N
             f"{len(missing)} video(s) of {paths['annotations']} have no frame folder "
             f"{os.path.join(ava_dir, 'frames', missing[0])}/ and no video "
             f"{os.path.join(ava_dir, 'videos', missing[0])}.*: {', '.join(missing[:5])}"
-            + (" ..." if len(missing) > 5 else "") + " (use --skip_bad to skip them)")
+            + (" ..." if len(missing) > 5 else "")
+            + " (use --skip_bad to skip them)"
+        )
     tasks = []
     for k_index, (v, t) in enumerate(keys):
         if sources[v] is None:
             continue
         if not tasks or tasks[-1]["video_id"] != v:
-            tasks.append({"video_id": v, "source": sources[v], "keyframes": [], "read": dict(
-                num_frames=num_frames, fps=fps, max_side=max_side,
-                offset=timestamp_offset)})
+            tasks.append(
+                {
+                    "video_id": v,
+                    "source": sources[v],
+                    "keyframes": [],
+                    "read": dict(
+                        num_frames=num_frames, fps=fps, max_side=max_side, offset=timestamp_offset
+                    ),
+                }
+            )
         boxes, labels, pids = _keyframe(groups[(v, t)], gt, classes, label_map.num_classes)
-        k = dict(video_id=v, video_index=video_index[v], timestamp=int(t),
-                 keyframe_index=k_index, num_classes=label_map.num_classes, boxes=boxes,
-                 labels=labels, person_ids=pids)
+        k = dict(
+            video_id=v,
+            video_index=video_index[v],
+            timestamp=int(t),
+            keyframe_index=k_index,
+            num_classes=label_map.num_classes,
+            boxes=boxes,
+            labels=labels,
+            person_ids=pids,
+        )
         if "person_detections" in dets:
             d, idx = dets["person_detections"], det_groups["person_detections"].get((v, t), [])
             k.update(proposals=d.boxes[idx], proposal_scores=d.score[idx])
         if "object_detections" in dets:
             d, idx = dets["object_detections"], det_groups["object_detections"].get((v, t), [])
-            k.update(objects=d.boxes[idx], object_classes=d.action_id[idx],
-                     object_scores=d.score[idx])
+            k.update(
+                objects=d.boxes[idx], object_classes=d.action_id[idx], object_scores=d.score[idx]
+            )
         tasks[-1]["keyframes"].append(k)
 
     return SplitPlan(
-        split=split, ava_dir=ava_dir, paths=paths, label_map=label_map, rows=rows,
-        kept_rows=len(keep_rows), num_keys=len(keys), videos=videos, missing=missing,
-        missing_keyframes=sum(1 for v, _ in keys if sources[v] is None), tasks=tasks,
-        shards=shards, stale=stale, skip_bad=skip_bad,
-        options=dict(num_frames=num_frames, fps_for_frame_folders=fps, fps_source=fps_source,
-                     max_side=max_side, timestamp_offset=timestamp_offset, skip_bad=skip_bad))
+        split=split,
+        ava_dir=ava_dir,
+        paths=paths,
+        label_map=label_map,
+        rows=rows,
+        kept_rows=len(keep_rows),
+        num_keys=len(keys),
+        videos=videos,
+        missing=missing,
+        missing_keyframes=sum(1 for v, _ in keys if sources[v] is None),
+        tasks=tasks,
+        shards=shards,
+        stale=stale,
+        skip_bad=skip_bad,
+        options=dict(
+            num_frames=num_frames,
+            fps_for_frame_folders=fps,
+            fps_source=fps_source,
+            max_side=max_side,
+            timestamp_offset=timestamp_offset,
+            skip_bad=skip_bad,
+        ),
+    )
 
 
-def video_outcome(task: dict, result, *, skip_bad: bool, num_shards: int, num_keys: int,
-                  ava_dir: str) -> dict:
+def video_outcome(
+    task: dict, result, *, skip_bad: bool, num_shards: int, num_keys: int, ava_dir: str
+) -> dict:
     """One video's `read_video` result -> {"video_id", "keyframes": count, "bad": None or
     [reason, message] (a bad video), "error": None or the message of its first bad frame
     (when not skip_bad), "rejected_keyframes": {reason: n}, "rejected_frames": {reason:
@@ -292,8 +365,15 @@ def video_outcome(task: dict, result, *, skip_bad: bool, num_shards: int, num_ke
     records. Decodes the stored frames with TensorFlow (`frame_source.check_frames`): the
     process pool calls it in the main process, the Beam pipeline in its workers. A keyframe
     goes to shard keyframe_index * num_shards // num_keys (contiguous runs of keyframes)."""
-    out = {"video_id": task["video_id"], "keyframes": len(task["keyframes"]), "bad": None,
-           "error": None, "rejected_keyframes": {}, "rejected_frames": {}, "records": []}
+    out = {
+        "video_id": task["video_id"],
+        "keyframes": len(task["keyframes"]),
+        "bad": None,
+        "error": None,
+        "rejected_keyframes": {},
+        "rejected_frames": {},
+        "records": [],
+    }
     if result[0] == "bad":
         out["bad"] = [result[1], result[2]]
         return out
@@ -305,15 +385,18 @@ def video_outcome(task: dict, result, *, skip_bad: bool, num_shards: int, num_ke
         if bad is not None:
             reason, message = video.problems[bad]
             if not skip_bad:
-                out["error"] = (f"{message}; keyframe {k['video_id']},{k['timestamp']} needs it "
-                                "(use --skip_bad to skip the keyframes whose windows hold it)")
+                out["error"] = (
+                    f"{message}; keyframe {k['video_id']},{k['timestamp']} needs it "
+                    "(use --skip_bad to skip the keyframes whose windows hold it)"
+                )
                 out["records"] = []
                 return out
             out["rejected_keyframes"][reason] = out["rejected_keyframes"].get(reason, 0) + 1
             rejected_frames[reason].add(os.path.relpath(video.names[bad], ava_dir))
             continue
-        out["records"].append((k["keyframe_index"] * num_shards // num_keys,
-                               k["keyframe_index"], record))
+        out["records"].append(
+            (k["keyframe_index"] * num_shards // num_keys, k["keyframe_index"], record)
+        )
     out["rejected_frames"] = {r: sorted(v) for r, v in rejected_frames.items()}
     return out
 
@@ -344,7 +427,8 @@ def finish_split(plan: SplitPlan, outcomes, counts) -> dict:
         rejected_keyframes["missing frame folder or video"] += plan.missing_keyframes
     for outcome in outcomes:
         if (error := outcome_error(outcome)) is not None and (
-                outcome["error"] or not plan.skip_bad):
+            outcome["error"] or not plan.skip_bad
+        ):
             raise error
         if outcome["bad"]:
             rejected_files[outcome["bad"][0]].append(outcome["video_id"])
@@ -360,33 +444,53 @@ def finish_split(plan: SplitPlan, outcomes, counts) -> dict:
         "ava_dir": os.path.abspath(plan.ava_dir),
         "inputs": {role: _input_record(p) for role, p in sorted(plan.paths.items()) if p},
         "options": plan.options,
-        "label_map": {"num_classes": plan.label_map.num_classes,
-                      "ids": list(plan.label_map.ids)},
-        "rows": {role: {"path": os.path.abspath(r.path), "kept": int(r.kept),
-                        "rejected": {k: v for k, v in sorted(r.rejected.items()) if v},
-                        "examples": r.examples}
-                 for role, r in plan.rows.items()},
-        "videos": {"total": len(videos), "written": len(videos) - sum(
-            len(v) for v in rejected_files.values())},
+        "label_map": {"num_classes": plan.label_map.num_classes, "ids": list(plan.label_map.ids)},
+        "rows": {
+            role: {
+                "path": os.path.abspath(r.path),
+                "kept": int(r.kept),
+                "rejected": {k: v for k, v in sorted(r.rejected.items()) if v},
+                "examples": r.examples,
+            }
+            for role, r in plan.rows.items()
+        },
+        "videos": {
+            "total": len(videos),
+            "written": len(videos) - sum(len(v) for v in rejected_files.values()),
+        },
         "files_rejected": {r: sorted(v) for r, v in sorted(rejected_files.items())},
         "frames_rejected": {r: sorted(v) for r, v in sorted(rejected_frames.items())},
-        "keyframes": {"total": plan.num_keys, "written": sum(counts),
-                      "rejected": dict(sorted(rejected_keyframes.items()))},
+        "keyframes": {
+            "total": plan.num_keys,
+            "written": sum(counts),
+            "rejected": dict(sorted(rejected_keyframes.items())),
+        },
         "shards": [{"path": os.path.abspath(p), "records": c} for p, c in zip(shards, counts)],
     }
     manifest["rows"]["annotations"]["kept"] = int(plan.kept_rows)
-    path = os.path.join(os.path.dirname(os.path.abspath(shards[0])),
-                        f"{plan.split}_manifest.json")
+    path = os.path.join(os.path.dirname(os.path.abspath(shards[0])), f"{plan.split}_manifest.json")
     with open(path, "w") as f:
         json.dump(manifest, f, indent=1)
     manifest["manifest_path"] = path
     return manifest
 
 
-def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None = None,
-                  num_frames: int = 32, fps: float | None = None, max_side: int | None = None,
-                  timestamp_offset: float = 0.0, skip_bad: bool = False, num_workers: int = 2,
-                  progress: bool = True, overwrite: bool = False, **files) -> dict:
+def convert_split(
+    ava_dir: str,
+    split: str,
+    out: str,
+    *,
+    num_shards: int | None = None,
+    num_frames: int = 32,
+    fps: float | None = None,
+    max_side: int | None = None,
+    timestamp_offset: float = 0.0,
+    skip_bad: bool = False,
+    num_workers: int = 2,
+    progress: bool = True,
+    overwrite: bool = False,
+    **files,
+) -> dict:
     """Converts one split; returns the manifest (also written as `<first shard dir>/
     <split>_manifest.json`).
 
@@ -408,15 +512,25 @@ def convert_split(ava_dir: str, split: str, out: str, *, num_shards: int | None 
       ava.AvaFormatError (bad rows, FILE:LINE listed) or ConversionError (bad videos, frames
       or options; shards of another count).
     """
-    plan = plan_split(ava_dir, split, out, num_shards=num_shards, num_frames=num_frames,
-                      fps=fps, max_side=max_side, timestamp_offset=timestamp_offset,
-                      skip_bad=skip_bad, overwrite=overwrite, **files)
+    plan = plan_split(
+        ava_dir,
+        split,
+        out,
+        num_shards=num_shards,
+        num_frames=num_frames,
+        fps=fps,
+        max_side=max_side,
+        timestamp_offset=timestamp_offset,
+        skip_bad=skip_bad,
+        overwrite=overwrite,
+        **files,
+    )
     shards, tasks = plan.shards, plan.tasks
     os.makedirs(os.path.dirname(os.path.abspath(shards[0])), exist_ok=True)
     counts = [0] * len(shards)
     writers = [tf.io.TFRecordWriter(temp_path(p)) for p in shards]
     bar = Progress(sum(len(t["keyframes"]) for t in tasks), f"{split}: keyframes", progress)
-    pool = (multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None)
+    pool = multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None
     outcomes = []
     ok = False
     try:
@@ -462,5 +576,7 @@ def summary(manifest: dict) -> str:
     frames = {r: len(v) for r, v in manifest.get("frames_rejected", {}).items()}
     if frames:
         rejected.append(f"frames {_counts(frames)}")
-    return (f"wrote {k['written']} of {k['total']} keyframes to {len(manifest['shards'])} "
-            f"shard(s); rejected: {'; '.join(rejected)}; manifest: {manifest['manifest_path']}")
+    return (
+        f"wrote {k['written']} of {k['total']} keyframes to {len(manifest['shards'])} "
+        f"shard(s); rejected: {'; '.join(rejected)}; manifest: {manifest['manifest_path']}"
+    )

@@ -13,9 +13,9 @@ keyframe, shards in (video_id, timestamp) order. Per keyframe (`encode_keyframe`
 `build_feature_dataset` reads every shard into memory once (features are small) and serves
 batches of consecutive keyframes of one video by gathering from index tables.
 """
+
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Dict, List, Optional
@@ -27,18 +27,25 @@ from object_detection_ext import box_ops
 
 MANIFEST = "manifest.json"
 SHARD_PATTERN = "features-%05d-of-%05d.tfrecord"
-_GROUPS = {"gt": ("boxes", "labels", "person_ids", "features"),
-           "det": ("boxes", "scores", "features", "labels"),
-           "obj": ("boxes", "classes", "scores", "features")}
+_GROUPS = {
+    "gt": ("boxes", "labels", "person_ids", "features"),
+    "det": ("boxes", "scores", "features", "labels"),
+    "obj": ("boxes", "classes", "scores", "features"),
+}
 
 
 class FeatureFileError(ValueError):
     """A feature folder that cannot be read; the message names the file."""
 
 
-def transfer_labels(detected: tf.Tensor, detected_mask: tf.Tensor, gt: tf.Tensor,
-                    gt_mask: tf.Tensor, gt_labels: tf.Tensor,
-                    iou_threshold: float = 0.5) -> tf.Tensor:
+def transfer_labels(
+    detected: tf.Tensor,
+    detected_mask: tf.Tensor,
+    gt: tf.Tensor,
+    gt_mask: tf.Tensor,
+    gt_labels: tf.Tensor,
+    iou_threshold: float = 0.5,
+) -> tf.Tensor:
     """Labels of detected boxes: those of the ground-truth box of best IoU when it is
     >= iou_threshold, else all zero (STAGE §4).
 
@@ -48,10 +55,10 @@ def transfer_labels(detected: tf.Tensor, detected_mask: tf.Tensor, gt: tf.Tensor
     Returns:
       float32 [B, Nd, K] (zeros at padding).
     """
-    if gt.shape[1] == 0:   # no ground-truth slot at all: argmax would have nothing to pick
+    if gt.shape[1] == 0:  # no ground-truth slot at all: argmax would have nothing to pick
         return tf.zeros(tf.concat([tf.shape(detected)[:2], tf.shape(gt_labels)[-1:]], 0))
-    iou = box_ops.pairwise_iou(detected, gt, detected_mask, gt_mask)        # [B, Nd, Ng]
-    best = tf.argmax(iou, axis=-1, output_type=tf.int32)                    # [B, Nd]
+    iou = box_ops.pairwise_iou(detected, gt, detected_mask, gt_mask)  # [B, Nd, Ng]
+    best = tf.argmax(iou, axis=-1, output_type=tf.int32)  # [B, Nd]
     ok = tf.reduce_max(iou, axis=-1) >= iou_threshold
     labels = tf.gather(tf.cast(gt_labels, tf.float32), best, batch_dims=1)
     return labels * tf.cast(ok, tf.float32)[..., None]
@@ -69,24 +76,38 @@ def _bytes(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def encode_keyframe(*, video_id: str, video_index: int, timestamp: int, keyframe_index: int,
-                    context: np.ndarray, scene: np.ndarray, gt: Dict[str, np.ndarray],
-                    det: Dict[str, np.ndarray], obj: Dict[str, np.ndarray]) -> bytes:
+def encode_keyframe(
+    *,
+    video_id: str,
+    video_index: int,
+    timestamp: int,
+    keyframe_index: int,
+    context: np.ndarray,
+    scene: np.ndarray,
+    gt: Dict[str, np.ndarray],
+    det: Dict[str, np.ndarray],
+    obj: Dict[str, np.ndarray],
+) -> bytes:
     """One keyframe -> serialized tf.train.Example. context [M, M, C] (stored float16), scene
     [C]; gt/det/obj: dicts with the keys of the module docstring (numpy arrays, first axis the
     box)."""
     context = np.asarray(context, np.float16)
-    feats = {"video_id": _bytes(video_id.encode()), "video_index": _ints([video_index]),
-             "timestamp": _ints([timestamp]), "keyframe_index": _ints([keyframe_index]),
-             "context": _bytes(context.tobytes()), "context_shape": _ints(context.shape),
-             "scene": _floats(scene)}
+    feats = {
+        "video_id": _bytes(video_id.encode()),
+        "video_index": _ints([video_index]),
+        "timestamp": _ints([timestamp]),
+        "keyframe_index": _ints([keyframe_index]),
+        "context": _bytes(context.tobytes()),
+        "context_shape": _ints(context.shape),
+        "scene": _floats(scene),
+    }
     for group, values in (("gt", gt), ("det", det), ("obj", obj)):
         for key in _GROUPS[group]:
             v = np.asarray(values[key])
-            feats[f"{group}/{key}"] = (_ints(v) if key in ("person_ids", "classes")
-                                       else _floats(v))
+            feats[f"{group}/{key}"] = _ints(v) if key in ("person_ids", "classes") else _floats(v)
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(
-        deterministic=True)
+        deterministic=True
+    )
 
 
 def decode_keyframe(record: bytes) -> dict:
@@ -94,22 +115,27 @@ def decode_keyframe(record: bytes) -> dict:
     [C], and `gt`/`det`/`obj` dicts of flat arrays (reshaped by `read_feature_dir`)."""
     f = tf.train.Example.FromString(record).features.feature
     shape = tuple(f["context_shape"].int64_list.value)
-    out = {"video_id": f["video_id"].bytes_list.value[0].decode(),
-           "video_index": f["video_index"].int64_list.value[0],
-           "timestamp": f["timestamp"].int64_list.value[0],
-           "keyframe_index": f["keyframe_index"].int64_list.value[0],
-           "context": np.frombuffer(f["context"].bytes_list.value[0], np.float16).reshape(shape),
-           "scene": np.asarray(f["scene"].float_list.value, np.float32)}
+    out = {
+        "video_id": f["video_id"].bytes_list.value[0].decode(),
+        "video_index": f["video_index"].int64_list.value[0],
+        "timestamp": f["timestamp"].int64_list.value[0],
+        "keyframe_index": f["keyframe_index"].int64_list.value[0],
+        "context": np.frombuffer(f["context"].bytes_list.value[0], np.float16).reshape(shape),
+        "scene": np.asarray(f["scene"].float_list.value, np.float32),
+    }
     for group, keys in _GROUPS.items():
-        out[group] = {k: np.asarray(f[f"{group}/{k}"].int64_list.value, np.int32)
-                      if k in ("person_ids", "classes")
-                      else np.asarray(f[f"{group}/{k}"].float_list.value, np.float32)
-                      for k in keys}
+        out[group] = {
+            k: np.asarray(f[f"{group}/{k}"].int64_list.value, np.int32)
+            if k in ("person_ids", "classes")
+            else np.asarray(f[f"{group}/{k}"].float_list.value, np.float32)
+            for k in keys
+        }
     return out
 
 
-def write_feature_dir(directory: str, keyframes: List[dict], *, num_classes: int,
-                      shard_size: int = 256) -> dict:
+def write_feature_dir(
+    directory: str, keyframes: List[dict], *, num_classes: int, shard_size: int = 256
+) -> dict:
     """Writes `keyframes` (dicts of `encode_keyframe` arguments, in the order given) as a
     finished feature folder (shards + manifest) -> the manifest. For tests and tools that
     make features without a detector."""
@@ -117,17 +143,21 @@ def write_feature_dir(directory: str, keyframes: List[dict], *, num_classes: int
     num = max(1, -(-len(keyframes) // shard_size))
     shards = []
     for i in range(num):
-        part = keyframes[i * shard_size:(i + 1) * shard_size]
+        part = keyframes[i * shard_size : (i + 1) * shard_size]
         name = SHARD_PATTERN % (i, num)
         with tf.io.TFRecordWriter(os.path.join(directory, name)) as writer:
             for kf in part:
                 writer.write(encode_keyframe(**kf))
-        shards.append({"path": name, "start": i * shard_size, "records": len(part),
-                       "done": True})
+        shards.append({"path": name, "start": i * shard_size, "records": len(part), "done": True})
     first = keyframes[0]
-    manifest = {"settings": {}, "keyframes": len(keyframes), "shards": shards,
-                "num_classes": num_classes, "feature_dim": int(np.shape(first["scene"])[-1]),
-                "map_size": int(np.shape(first["context"])[0])}
+    manifest = {
+        "settings": {},
+        "keyframes": len(keyframes),
+        "shards": shards,
+        "num_classes": num_classes,
+        "feature_dim": int(np.shape(first["scene"])[-1]),
+        "map_size": int(np.shape(first["context"])[0]),
+    }
     with open(os.path.join(directory, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest
@@ -138,10 +168,15 @@ def video_runs(files: List[str]) -> List[List[int]]:
     converter's TFRecord shards `files` (read in order; only each record's video index is
     parsed, but every byte is read once)."""
     from action_tx.data import tfrecords
+
     spec = {tfrecords.VIDEO_INDEX: tf.io.FixedLenFeature([], tf.int64)}
     ds = tf.data.TFRecordDataset(files).map(
         lambda r: tf.io.parse_single_sequence_example(r, context_features=spec)[0][
-            tfrecords.VIDEO_INDEX], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            tfrecords.VIDEO_INDEX
+        ],
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     runs: List[List[int]] = []
     for batch in ds.batch(4096):
         for v in batch.numpy().tolist():
@@ -164,8 +199,9 @@ def plan_shards(runs: List[List[int]], shard_size: int) -> List[dict]:
         parts[-1]["records"] += count
         parts[-1]["videos"] += 1
         start += count
-    return [dict(path=SHARD_PATTERN % (i, len(parts)), done=False, **p)
-            for i, p in enumerate(parts)]
+    return [
+        dict(path=SHARD_PATTERN % (i, len(parts)), done=False, **p) for i, p in enumerate(parts)
+    ]
 
 
 def update_manifest(directory: str, update) -> dict:
@@ -174,6 +210,7 @@ def update_manifest(directory: str, update) -> dict:
     never lose each other's updates; the file is replaced atomically. A missing manifest
     reaches `update` as None."""
     import fcntl
+
     path = os.path.join(directory, MANIFEST)
     with open(path + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -207,9 +244,11 @@ def read_feature_dir(directory: str) -> dict:
     shards = manifest.get("shards", [])
     missing = [s["path"] for s in shards if not s.get("done")]
     if not shards or missing:
-        raise FeatureFileError(f"{os.path.join(directory, MANIFEST)}: extraction unfinished "
-                               f"({len(missing)} of {len(shards)} shards missing); re-run "
-                               "tools/extract_features.py to resume")
+        raise FeatureFileError(
+            f"{os.path.join(directory, MANIFEST)}: extraction unfinished "
+            f"({len(missing)} of {len(shards)} shards missing); re-run "
+            "tools/extract_features.py to resume"
+        )
     k, c = int(manifest["num_classes"]), int(manifest["feature_dim"])
     widths = {"boxes": 4, "labels": k, "features": c}
     keyframes = []
@@ -221,14 +260,17 @@ def read_feature_dir(directory: str) -> dict:
             for record in tf.data.TFRecordDataset(path):
                 kf = decode_keyframe(record.numpy())
                 for group in _GROUPS:
-                    kf[group] = {key: v.reshape(-1, widths[key]) if key in widths else v
-                                 for key, v in kf[group].items()}
+                    kf[group] = {
+                        key: v.reshape(-1, widths[key]) if key in widths else v
+                        for key, v in kf[group].items()
+                    }
                 keyframes.append(kf)
         except tf.errors.OpError as e:
             raise FeatureFileError(f"{path}: cannot read ({e.message.splitlines()[0]})") from None
     keyframes.sort(key=lambda kf: (kf["video_id"], kf["timestamp"]))
-    return dict(keyframes=keyframes, num_classes=k, feature_dim=c,
-                map_size=int(manifest["map_size"]))
+    return dict(
+        keyframes=keyframes, num_classes=k, feature_dim=c, map_size=int(manifest["map_size"])
+    )
 
 
 def _pad(rows: List[np.ndarray], size: int, width_shape, dtype) -> np.ndarray:
@@ -246,8 +288,7 @@ def _actor_rows(kf: dict, actors: str):
     parts = []
     if actors in ("gt", "both"):
         g = kf["gt"]
-        parts.append((g["boxes"], np.ones(len(g["boxes"]), np.float32), g["features"],
-                      g["labels"]))
+        parts.append((g["boxes"], np.ones(len(g["boxes"]), np.float32), g["features"], g["labels"]))
     if actors in ("detected", "both"):
         d = kf["det"]
         parts.append((d["boxes"], d["scores"], d["features"], d["labels"]))
@@ -263,21 +304,29 @@ def _chunk_tables(video_index: np.ndarray, batch_size: int, context: int, traini
     idx, target = [], []
     bounds = np.flatnonzero(np.diff(video_index)) + 1
     for a, b in zip(np.r_[0, bounds], np.r_[bounds, num]):
-        starts = (range(a, max(a + 1, b - batch_size + 1)) if training
-                  else range(a, b, batch_size))
+        starts = range(a, max(a + 1, b - batch_size + 1)) if training else range(a, b, batch_size)
         for s in starts:
             pos = np.arange(s - context, s + batch_size + context)
             inside = (pos >= a) & (pos < b)
             idx.append(np.where(inside, pos, num))
             target.append(inside & (pos >= s) & (pos < s + batch_size))
-    return np.asarray(idx, np.int32).reshape(-1, batch_size + 2 * context), \
-        np.asarray(target, bool).reshape(-1, batch_size + 2 * context)
+    return np.asarray(idx, np.int32).reshape(-1, batch_size + 2 * context), np.asarray(
+        target, bool
+    ).reshape(-1, batch_size + 2 * context)
 
 
-def build_feature_dataset(directory: str, *, num_classes: int, batch_size: int, training: bool,
-                          seed: int = 0, actors: str = "both", context: int = 0,
-                          max_actors: Optional[int] = None,
-                          max_objects: Optional[int] = None) -> tf.data.Dataset:
+def build_feature_dataset(
+    directory: str,
+    *,
+    num_classes: int,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    actors: str = "both",
+    context: int = 0,
+    max_actors: Optional[int] = None,
+    max_objects: Optional[int] = None,
+) -> tf.data.Dataset:
     """Feature folder -> tf.data of feature batch dicts (heads_spec "feature dataset").
 
     A batch = `batch_size` consecutive keyframes of ONE video sorted by timestamp, plus
@@ -298,20 +347,25 @@ def build_feature_dataset(directory: str, *, num_classes: int, batch_size: int, 
         raise ValueError(f"actors must be gt, detected or both, got {actors!r}")
     data = read_feature_dir(directory)
     if data["num_classes"] != num_classes:
-        raise FeatureFileError(f"{directory}: features hold {data['num_classes']} classes, the "
-                               f"model has {num_classes}")
+        raise FeatureFileError(
+            f"{directory}: features hold {data['num_classes']} classes, the model has {num_classes}"
+        )
     kfs, c = data["keyframes"], data["feature_dim"]
     if not kfs:
         raise FeatureFileError(f"{directory}: no keyframes")
     rows = [_actor_rows(kf, actors) for kf in kfs]
     n = max_actors or max(1, max(len(r[0]) for r in rows))
-    o = max_objects if max_objects is not None else max(1, max(len(kf["obj"]["boxes"])
-                                                               for kf in kfs))
+    o = (
+        max_objects
+        if max_objects is not None
+        else max(1, max(len(kf["obj"]["boxes"]) for kf in kfs))
+    )
     m = data["map_size"]
     vidx = np.asarray([kf["video_index"] for kf in kfs], np.int32)
     const = {
-        "features": np.concatenate([np.stack([kf["context"] for kf in kfs]),
-                                    np.zeros((1, m, m, c), np.float16)]),
+        "features": np.concatenate(
+            [np.stack([kf["context"] for kf in kfs]), np.zeros((1, m, m, c), np.float16)]
+        ),
         "scene": _pad([kf["scene"][None] for kf in kfs], 1, (c,), np.float32)[:, 0],
         "rois": _pad([r[0] for r in rows], n, (4,), np.float32),
         "roi_scores": _pad([r[1] for r in rows], n, (), np.float32),
@@ -322,8 +376,7 @@ def build_feature_dataset(directory: str, *, num_classes: int, batch_size: int, 
         "object_classes": _pad([kf["obj"]["classes"] for kf in kfs], o, (), np.int32),
         "object_scores": _pad([kf["obj"]["scores"] for kf in kfs], o, (), np.float32),
         "object_features": _pad([kf["obj"]["features"] for kf in kfs], o, (c,), np.float16),
-        "object_mask": _pad([np.ones(len(kf["obj"]["boxes"]), bool) for kf in kfs], o, (),
-                            bool),
+        "object_mask": _pad([np.ones(len(kf["obj"]["boxes"]), bool) for kf in kfs], o, (), bool),
         "video_id": np.asarray([kf["video_id"] for kf in kfs] + [""], object),
         "video_index": np.r_[vidx, -1].astype(np.int32),
         "timestamp": np.asarray([kf["timestamp"] for kf in kfs] + [0], np.int32),
@@ -336,7 +389,7 @@ def build_feature_dataset(directory: str, *, num_classes: int, batch_size: int, 
         out = {k: tf.gather(v, i) for k, v in const.items()}
         for key in ("features", "roi_features", "object_features"):
             out[key] = tf.cast(out[key], tf.float32)
-        out["features"] = out["features"][:, None]                      # T' = 1
+        out["features"] = out["features"][:, None]  # T' = 1
         out["roi_features"] = out["roi_features"][:, :, None, None, None]
         out["object_features"] = out["object_features"][:, :, None, None, None]
         out["keyframe_mask"] = i < len(kfs)

@@ -10,6 +10,7 @@ hold it (`read_frames` reports it); `check_frames` then decodes every frame with
 pipeline's own decoder (the converter calls it in its main process: its forked workers never
 run TensorFlow).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,6 +50,7 @@ class VideoFrames:
     fps: frame rate. height, width: size of the video's first readable window frame (0, 0 if
       none is readable).
     """
+
     frames: list
     names: list
     problems: list
@@ -63,8 +65,9 @@ def find_source(ava_dir: str, video_id: str):
     folder = os.path.join(ava_dir, "frames", video_id)
     if os.path.isdir(folder):
         return "frames", folder
-    files = sorted(glob.glob(os.path.join(glob.escape(ava_dir), "videos",
-                                          glob.escape(video_id) + ".*")))
+    files = sorted(
+        glob.glob(os.path.join(glob.escape(ava_dir), "videos", glob.escape(video_id) + ".*"))
+    )
     return ("video", files[0]) if files else None
 
 
@@ -111,8 +114,10 @@ def _folder_frames(folder, timestamps, *, fps, num_frames, max_side, offset):
         data, problem = None, None
         if i + 1 not in index:
             name = f"{folder} frame {i + 1}"
-            problem = ("missing frame", (f"{folder}: frame {i + 1} is missing (the folder's "
-                                         f"frames go up to {count})"))
+            problem = (
+                "missing frame",
+                (f"{folder}: frame {i + 1} is missing (the folder's frames go up to {count})"),
+            )
         else:
             name = os.path.join(folder, index[i + 1])
             with open(name, "rb") as f:
@@ -123,8 +128,10 @@ def _folder_frames(folder, timestamps, *, fps, num_frames, max_side, offset):
                         if max(im.size) > max_side:
                             data = _encode(im, max_side)
                 except OSError as e:
-                    data, problem = None, ("undecodable frame",
-                                           f"{name}: not a readable JPEG ({e})")
+                    data, problem = (
+                        None,
+                        ("undecodable frame", f"{name}: not a readable JPEG ({e})"),
+                    )
         slot[i] = len(out.frames)
         out.frames.append(data)
         out.names.append(name)
@@ -134,9 +141,11 @@ def _folder_frames(folder, timestamps, *, fps, num_frames, max_side, offset):
     for t in timestamps:
         center = keyframe_frame(t, fps, offset)
         if not 0 <= center < count:
-            raise BadVideo("timestamp outside video",
-                           f"{folder}: timestamp {t} needs frame {center + 1} but the folder has "
-                           f"frames 1..{count} at {fps:g} fps")
+            raise BadVideo(
+                "timestamp outside video",
+                f"{folder}: timestamp {t} needs frame {center + 1} but the folder has "
+                f"frames 1..{count} at {fps:g} fps",
+            )
         out.windows.append([frame(i) for i in window_indices(center, num_frames, count - 1)])
     return out
 
@@ -160,9 +169,11 @@ def _video_frames(path, timestamps, *, num_frames, max_side, offset):
         centers = [keyframe_frame(t, fps, offset) for t in timestamps]
         bad = [(t, c) for t, c in zip(timestamps, centers) if c < 0 or (total and c >= total)]
         if bad:
-            raise BadVideo("timestamp outside video",
-                           f"{path}: timestamp {bad[0][0]} needs frame {bad[0][1] + 1} but the "
-                           f"video has {total} frames at {fps:g} fps")
+            raise BadVideo(
+                "timestamp outside video",
+                f"{path}: timestamp {bad[0][0]} needs frame {bad[0][1] + 1} but the "
+                f"video has {total} frames at {fps:g} fps",
+            )
         # Without a frame count in the container, the decode's end is the video's end.
         last = total - 1 if total else max(centers)
         needed = {i for c in centers for i in window_indices(c, num_frames, last)}
@@ -178,20 +189,26 @@ def _video_frames(path, timestamps, *, num_frames, max_side, offset):
         except (av.FFmpegError, OSError, ValueError) as e:
             error = f" ({e})"
     if decoded <= need_max:
-        raise BadVideo("truncated video",
-                       f"{path}: decoded {decoded} frames but the timestamps need frame "
-                       f"{need_max + 1}" + (f" of {total}" if total else "") + error)
+        raise BadVideo(
+            "truncated video",
+            f"{path}: decoded {decoded} frames but the timestamps need frame "
+            f"{need_max + 1}" + (f" of {total}" if total else "") + error,
+        )
     last = min(last, decoded - 1)
     order = sorted(frames)
     slot = {i: k for k, i in enumerate(order)}
-    return VideoFrames([frames[i] for i in order], [f"{path} frame {i + 1}" for i in order],
-                       [None] * len(order),
-                       [[slot[i] for i in window_indices(c, num_frames, last)] for c in centers],
-                       fps)
+    return VideoFrames(
+        [frames[i] for i in order],
+        [f"{path} frame {i + 1}" for i in order],
+        [None] * len(order),
+        [[slot[i] for i in window_indices(c, num_frames, last)] for c in centers],
+        fps,
+    )
 
 
-def read_frames(source, timestamps, *, num_frames: int, fps: float, max_side=None,
-                offset: float = 0.0) -> VideoFrames:
+def read_frames(
+    source, timestamps, *, num_frames: int, fps: float, max_side=None, offset: float = 0.0
+) -> VideoFrames:
     """The frames of the windows around each timestamp of one video.
 
     Args:
@@ -207,11 +224,13 @@ def read_frames(source, timestamps, *, num_frames: int, fps: float, max_side=Non
     """
     kind, path = source
     if kind == "frames":
-        out = _folder_frames(path, timestamps, fps=fps, num_frames=num_frames,
-                             max_side=max_side, offset=offset)
+        out = _folder_frames(
+            path, timestamps, fps=fps, num_frames=num_frames, max_side=max_side, offset=offset
+        )
     else:
-        out = _video_frames(path, timestamps, num_frames=num_frames, max_side=max_side,
-                            offset=offset)
+        out = _video_frames(
+            path, timestamps, num_frames=num_frames, max_side=max_side, offset=offset
+        )
     # The stored size: the first readable frame in window order (the first frame of the first
     # window when it is good). A header PIL cannot read makes that frame undecodable.
     for i in (i for w in out.windows for i in w):
@@ -220,8 +239,10 @@ def read_frames(source, timestamps, *, num_frames: int, fps: float, max_side=Non
                 out.height, out.width = _size(out.frames[i])
                 break
             except OSError as e:
-                out.problems[i] = ("undecodable frame",
-                                   f"{out.names[i]}: not a readable JPEG ({e})")
+                out.problems[i] = (
+                    "undecodable frame",
+                    f"{out.names[i]}: not a readable JPEG ({e})",
+                )
     return out
 
 
@@ -229,8 +250,11 @@ def read_frames(source, timestamps, *, num_frames: int, fps: float, max_side=Non
 def _decoded_sizes(jpegs):
     """string [F] JPEGs -> int32 [F, 2] (height, width), decoded exactly as the pipeline does
     (`pipeline.make_clip`); raises if any one does not decode."""
-    return tf.map_fn(lambda b: tf.shape(tf.io.decode_jpeg(b, channels=3))[:2], jpegs,
-                     fn_output_signature=tf.TensorSpec([2], tf.int32))
+    return tf.map_fn(
+        lambda b: tf.shape(tf.io.decode_jpeg(b, channels=3))[:2],
+        jpegs,
+        fn_output_signature=tf.TensorSpec([2], tf.int32),
+    )
 
 
 @contextlib.contextmanager
@@ -247,8 +271,9 @@ def _libjpeg_messages():
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
-            lines.extend(l.strip() for l in tmp.read().decode(errors="replace").splitlines()
-                         if l.strip())
+            lines.extend(
+                l.strip() for l in tmp.read().decode(errors="replace").splitlines() if l.strip()
+            )
 
 
 def check_frames(video: VideoFrames, used, chunk: int = 256):
@@ -257,7 +282,7 @@ def check_frames(video: VideoFrames, used, chunk: int = 256):
     libjpeg's complaint) or has another size than the video's height x width."""
     todo = [i for i in sorted(used) if video.problems[i] is None]
     for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
+        part = todo[start : start + chunk]
         try:
             with _libjpeg_messages():
                 sizes = _decoded_sizes(tf.constant([video.frames[i] for i in part])).numpy()
@@ -270,22 +295,33 @@ def check_frames(video: VideoFrames, used, chunk: int = 256):
                     sizes.append(size)
                 except tf.errors.InvalidArgumentError as e:
                     sizes.append(None)
-                    why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "",
-                                 e.message.strip().splitlines()[0])
+                    why = re.sub(
+                        r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\]",
+                        "",
+                        e.message.strip().splitlines()[0],
+                    )
                     # libjpeg's own words; TensorFlow's log lines (timestamped) are noise
-                    why += "".join(f"; libjpeg: {l}" for l in printed
-                                   if not re.match(r"\d{4}-\d\d-\d\d ", l))
-                    video.problems[i] = ("undecodable frame", (
-                        f"{video.names[i]}: not a decodable JPEG (tf.io.decode_jpeg: {why})"))
+                    why += "".join(
+                        f"; libjpeg: {l}" for l in printed if not re.match(r"\d{4}-\d\d-\d\d ", l)
+                    )
+                    video.problems[i] = (
+                        "undecodable frame",
+                        (f"{video.names[i]}: not a decodable JPEG (tf.io.decode_jpeg: {why})"),
+                    )
         for i, size in zip(part, sizes):
             if size is not None and tuple(int(v) for v in size) != (video.height, video.width):
-                video.problems[i] = ("frame size differs", (
-                    f"{video.names[i]}: {int(size[0])}x{int(size[1])} pixels where the video's "
-                    f"first frame has {video.height}x{video.width}"))
+                video.problems[i] = (
+                    "frame size differs",
+                    (
+                        f"{video.names[i]}: {int(size[0])}x{int(size[1])} pixels where the video's "
+                        f"first frame has {video.height}x{video.width}"
+                    ),
+                )
 
 
-def read_windows(source, timestamps, *, num_frames: int, fps: float, max_side=None,
-                 offset: float = 0.0):
+def read_windows(
+    source, timestamps, *, num_frames: int, fps: float, max_side=None, offset: float = 0.0
+):
     """JPEG windows around each timestamp of one video (`read_frames` as bytes).
 
     Returns:
@@ -293,8 +329,9 @@ def read_windows(source, timestamps, *, num_frames: int, fps: float, max_side=No
     Raises:
       BadVideo as `read_frames`, and on the first missing or unreadable frame.
     """
-    out = read_frames(source, timestamps, num_frames=num_frames, fps=fps, max_side=max_side,
-                      offset=offset)
+    out = read_frames(
+        source, timestamps, num_frames=num_frames, fps=fps, max_side=max_side, offset=offset
+    )
     for w in out.windows:
         for i in w:
             if out.problems[i]:

@@ -9,6 +9,7 @@ mask's extent in pixel edges: x1 = first column with mask, x2 = last column + 1 
 one-pixel mask is a one-pixel box), normalized by W (y likewise by H). A frame with an empty
 mask has no box (the tube has a gap there).
 """
+
 from __future__ import annotations
 
 import glob
@@ -52,8 +53,9 @@ def read_splits(root: str, split_index: int):
                 if not parts:
                     continue
                 if len(parts) != 2 or parts[1] not in ("1", "2"):
-                    raise TubeDataError(f"{path}:{line_no}: expected `VIDEO.avi 1|2`, got "
-                                        f"{line.strip()!r}")
+                    raise TubeDataError(
+                        f"{path}:{line_no}: expected `VIDEO.avi 1|2`, got {line.strip()!r}"
+                    )
                 video = os.path.splitext(parts[0])[0]
                 out[cls]["train" if parts[1] == "1" else "test"].append(video)
     return out
@@ -61,13 +63,16 @@ def read_splits(root: str, split_index: int):
 
 def _load_mask(path):
     import scipy.io
+
     try:
         mat = scipy.io.loadmat(path)
     except (OSError, ValueError, TypeError) as e:
         raise TubeDataError(f"{path}: cannot read the .mat file ({e})") from None
     if MASK_KEY not in mat:
-        raise TubeDataError(f"{path}: no variable '{MASK_KEY}' (has "
-                            f"{', '.join(k for k in mat if not k.startswith('__'))})")
+        raise TubeDataError(
+            f"{path}: no variable '{MASK_KEY}' (has "
+            f"{', '.join(k for k in mat if not k.startswith('__'))})"
+        )
     mask = mat[MASK_KEY]
     if mask.ndim == 2:
         mask = mask[:, :, None]
@@ -98,8 +103,9 @@ def read(root: str, split_index: int = 1) -> TubeDataset:
                     raise TubeDataError(f"video {name} is listed twice in the split files")
                 mat = os.path.join(root, "puppet_mask", cls, name, "puppet_mask.mat")
                 if not os.path.isfile(mat):
-                    raise TubeDataError(f"{mat}: missing (video {name} of "
-                                        f"splits/{cls}_test_split{split_index}.txt)")
+                    raise TubeDataError(
+                        f"{mat}: missing (video {name} of splits/{cls}_test_split{split_index}.txt)"
+                    )
                 mask = _load_mask(mat)
                 height, width, nmask = mask.shape
                 image_dir = os.path.join(root, "Rename_Images", cls, name)
@@ -116,8 +122,11 @@ def read(root: str, split_index: int = 1) -> TubeDataset:
                     else:
                         keep.append(f)
                         boxes.append(box)
-                tubes = [Tube(label, np.asarray(keep, np.int64),
-                              np.asarray(boxes).reshape(-1, 4))] if keep else []
+                tubes = (
+                    [Tube(label, np.asarray(keep, np.int64), np.asarray(boxes).reshape(-1, 4))]
+                    if keep
+                    else []
+                )
                 videos[name] = Video(name, nframes, tubes, source)
                 splits[split].append(name)
     return TubeDataset(classes, videos, splits, problems)

@@ -18,6 +18,7 @@ of the element in the stream), so the same seed gives identical batches and
 A record whose frames do not decode stops the pipeline with an InvalidArgumentError that names
 its keyframe (video_id,timestamp) and shard; `record_error_text` extracts that one line.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,7 +50,8 @@ def _by_score(scores: tf.Tensor, *tensors):
 def _element_seeds(seed: int, index: tf.Tensor) -> tf.Tensor:
     """[3, 2] stateless seeds (crop, flip, jitter) for the element at stream position index."""
     base = tf.random.experimental.stateless_fold_in(
-        tf.constant([seed, 0x5EED], tf.int64), tf.cast(index, tf.int64))
+        tf.constant([seed, 0x5EED], tf.int64), tf.cast(index, tf.int64)
+    )
     return tf.random.experimental.stateless_split(base, num=3)
 
 
@@ -71,17 +73,30 @@ def _decode_frames(jpegs: tf.Tensor, record) -> tf.Tensor:
     dataset whose errors are dropped, followed by an element that fails with the record's
     name and is only reached when the decode failed."""
     decode = lambda b: tf.map_fn(  # noqa: E731
-        lambda x: tf.io.decode_jpeg(x, channels=3), b,
-        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        lambda x: tf.io.decode_jpeg(x, channels=3),
+        b,
+        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+    )
     if record is None:
         return decode(jpegs)
 
     def fail(shard, video_id, timestamp):
-        text = tf.strings.join([RECORD_ERROR, " of keyframe ", video_id, ",",
-                                tf.strings.as_string(timestamp), " in shard ", shard,
-                                (": a frame is not a decodable JPEG (tf.io.decode_jpeg "
-                                 "failed); convert the split again (tools/create_ava_tfrecords"
-                                 ".py decodes every frame it stores)")])
+        text = tf.strings.join(
+            [
+                RECORD_ERROR,
+                " of keyframe ",
+                video_id,
+                ",",
+                tf.strings.as_string(timestamp),
+                " in shard ",
+                shard,
+                (
+                    ": a frame is not a decodable JPEG (tf.io.decode_jpeg "
+                    "failed); convert the split again (tools/create_ava_tfrecords"
+                    ".py decodes every frame it stores)"
+                ),
+            ]
+        )
         with tf.control_dependencies([tf.debugging.Assert(False, [text])]):
             return tf.zeros([0, 0, 0, 3], tf.uint8)
 
@@ -90,9 +105,16 @@ def _decode_frames(jpegs: tf.Tensor, record) -> tf.Tensor:
     return good.concatenate(bad).take(1).get_single_element()
 
 
-def make_clip(frames: tf.Tensor, keyframe_frame: tf.Tensor, *, num_frames: int,
-              frame_stride: int, image_size: Sequence[int], window=None,
-              record=None) -> tf.Tensor:
+def make_clip(
+    frames: tf.Tensor,
+    keyframe_frame: tf.Tensor,
+    *,
+    num_frames: int,
+    frame_stride: int,
+    image_size: Sequence[int],
+    window=None,
+    record=None,
+) -> tf.Tensor:
     """Decodes the T frames around the keyframe, crops and resizes them.
 
     Args:
@@ -104,23 +126,39 @@ def make_clip(frames: tf.Tensor, keyframe_frame: tf.Tensor, *, num_frames: int,
     Returns:
       float32 [T, H, W, 3] in [-1, 1].
     """
-    idx = augment.select_frame_indices(keyframe_frame, tf.shape(frames)[0], num_frames,
-                                       frame_stride)
+    idx = augment.select_frame_indices(
+        keyframe_frame, tf.shape(frames)[0], num_frames, frame_stride
+    )
     decoded = _decode_frames(tf.gather(frames, idx), record)
     if window is None:
         window = tf.constant([0.0, 0.0, 1.0, 1.0])
     clip = tf.image.crop_and_resize(
-        tf.cast(decoded, tf.float32), tf.tile(window[None], [num_frames, 1]),
-        tf.range(num_frames), list(image_size))
+        tf.cast(decoded, tf.float32),
+        tf.tile(window[None], [num_frames, 1]),
+        tf.range(num_frames),
+        list(image_size),
+    )
     clip.set_shape([num_frames, image_size[0], image_size[1], 3])
     return clip / 127.5 - 1.0
 
 
-def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride: int,
-                    image_size: Sequence[int], training: bool, seed: int, max_boxes: int,
-                    max_proposals: int, max_objects: int, min_crop_scale: float = 0.7,
-                    min_visible: float = 0.25, flip: bool = True,
-                    box_jitter: float = 0.0) -> dict:
+def process_example(
+    ex: dict,
+    index: tf.Tensor,
+    *,
+    num_frames: int,
+    frame_stride: int,
+    image_size: Sequence[int],
+    training: bool,
+    seed: int,
+    max_boxes: int,
+    max_proposals: int,
+    max_objects: int,
+    min_crop_scale: float = 0.7,
+    min_visible: float = 0.25,
+    flip: bool = True,
+    box_jitter: float = 0.0,
+) -> dict:
     """One parsed example (`parse_example`, plus `shard`: string [] to name it in a decode
     error) -> one unbatched element of the batch dict.
 
@@ -144,15 +182,23 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
             objs, keep = augment.crop_boxes(objs, window, min_visible)
             objs, oclasses, oscores = [tf.boolean_mask(t, keep) for t in (objs, oclasses, oscores)]
     record = (ex["shard"], ex["video_id"], ex["timestamp"]) if "shard" in ex else None
-    clip = make_clip(ex["frames"], ex["keyframe_frame"], num_frames=num_frames,
-                     frame_stride=frame_stride, image_size=image_size, window=window,
-                     record=record)
+    clip = make_clip(
+        ex["frames"],
+        ex["keyframe_frame"],
+        num_frames=num_frames,
+        frame_stride=frame_stride,
+        image_size=image_size,
+        window=window,
+        record=record,
+    )
     if training:
         if flip:
             do = augment.sample_flip(seeds[1])
             clip = tf.cond(do, lambda: augment.flip_frames(clip), lambda: clip)
-            boxes, props, objs = [tf.cond(do, lambda b=b: augment.flip_boxes(b), lambda b=b: b)
-                                  for b in (boxes, props, objs)]
+            boxes, props, objs = [
+                tf.cond(do, lambda b=b: augment.flip_boxes(b), lambda b=b: b)
+                for b in (boxes, props, objs)
+            ]
         if box_jitter > 0:
             noise = augment.sample_jitter_noise(seeds[2], tf.shape(boxes)[0])
             boxes = augment.jitter_boxes(boxes, noise, box_jitter)
@@ -180,8 +226,7 @@ def process_example(ex: dict, index: tf.Tensor, *, num_frames: int, frame_stride
     }
 
 
-def _keyframe_windows(records: tf.data.Dataset, batch_size: int,
-                      context: int) -> tf.data.Dataset:
+def _keyframe_windows(records: tf.data.Dataset, batch_size: int, context: int) -> tf.data.Dataset:
     """(shard, serialized) keyframes in (video_id, timestamp) order -> windows of L =
     batch_size + 2 * context consecutive ones: (shard string [L], serialized string [L],
     valid bool [L], target bool [L]).
@@ -194,30 +239,53 @@ def _keyframe_windows(records: tf.data.Dataset, batch_size: int,
     find neighbours by video_index and timestamp, never by batch position alone.
     """
     size = batch_size + 2 * context
+
     def pad(n):
         return tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(""), False)).repeat(n)
-    stream = pad(context).concatenate(records.map(lambda s, r: (s, r, True))).concatenate(
-        pad(batch_size + context))
+
+    stream = (
+        pad(context)
+        .concatenate(records.map(lambda s, r: (s, r, True)))
+        .concatenate(pad(batch_size + context))
+    )
     windows = stream.window(size, shift=batch_size, drop_remainder=True).flat_map(
-        lambda s, r, v: tf.data.Dataset.zip((s.batch(size), r.batch(size), v.batch(size))))
+        lambda s, r, v: tf.data.Dataset.zip((s.batch(size), r.batch(size), v.batch(size)))
+    )
     middle = tf.constant([False] * context + [True] * batch_size + [False] * context)
 
     def fill(s, r, v):
         first = tf.argmax(tf.cast(v, tf.int32))
         return tf.where(v, s, s[first]), tf.where(v, r, r[first]), v, v & middle
+
     return windows.filter(lambda s, r, v: tf.reduce_any(v & middle)).map(fill)
 
 
-def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_classes: int,
-                  num_frames: int = 8, frame_stride: int = 2,
-                  image_size: int | Sequence[int] = 224, training: bool = False, seed: int = 0,
-                  max_boxes: int = 16, max_proposals: int = 32, max_objects: int = 16,
-                  shuffle_buffer: int = 256, repeat: bool | None = None,
-                  min_crop_scale: float = 0.7, min_visible: float = 0.25, flip: bool = True,
-                  box_jitter: float = 0.0, num_parallel_calls: int = tf.data.AUTOTUNE,
-                  num_threads: int | None = None, cycle_length: int = 4,
-                  keyframe_jpeg: bool = False, consecutive: bool = False,
-                  context: int = 0) -> tf.data.Dataset:
+def build_dataset(
+    file_pattern: str | Sequence[str],
+    *,
+    batch_size: int,
+    num_classes: int,
+    num_frames: int = 8,
+    frame_stride: int = 2,
+    image_size: int | Sequence[int] = 224,
+    training: bool = False,
+    seed: int = 0,
+    max_boxes: int = 16,
+    max_proposals: int = 32,
+    max_objects: int = 16,
+    shuffle_buffer: int = 256,
+    repeat: bool | None = None,
+    min_crop_scale: float = 0.7,
+    min_visible: float = 0.25,
+    flip: bool = True,
+    box_jitter: float = 0.0,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    num_threads: int | None = None,
+    cycle_length: int = 4,
+    keyframe_jpeg: bool = False,
+    consecutive: bool = False,
+    context: int = 0,
+) -> tf.data.Dataset:
     """TFRecord shards -> dataset of batch dicts (see the module docstring).
 
     Args:
@@ -251,17 +319,21 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
     # Evaluation reads the shards one after the other: keyframes come in the converter's
     # (video_id, timestamp) order. Training mixes `cycle_length` shards.
     cycle = min(cycle_length, len(files)) if training else 1
-    calls = num_parallel_calls if num_parallel_calls == tf.data.AUTOTUNE else min(
-        num_parallel_calls, cycle)
+    calls = (
+        num_parallel_calls
+        if num_parallel_calls == tf.data.AUTOTUNE
+        else min(num_parallel_calls, cycle)
+    )
     if consecutive:
         size = batch_size + 2 * context
         ds = _keyframe_windows(ds.flat_map(shard_records), batch_size, context)
-        if training and shuffle_buffer > 1:   # the same records in memory as without runs
+        if training and shuffle_buffer > 1:  # the same records in memory as without runs
             ds = ds.shuffle(max(1, shuffle_buffer // size), seed=seed)
         ds = ds.unbatch()
     else:
-        ds = ds.interleave(shard_records, cycle_length=cycle, num_parallel_calls=calls,
-                           deterministic=True)
+        ds = ds.interleave(
+            shard_records, cycle_length=cycle, num_parallel_calls=calls, deterministic=True
+        )
         if training and shuffle_buffer > 1:
             ds = ds.shuffle(shuffle_buffer, seed=seed)
 
@@ -269,10 +341,21 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
         shard, serialized = element[:2]
         ex = dict(parse_example(serialized, num_classes=num_classes), shard=shard)
         out = process_example(
-            ex, index, num_frames=num_frames, frame_stride=frame_stride, image_size=image_size,
-            training=training, seed=seed, max_boxes=max_boxes, max_proposals=max_proposals,
-            max_objects=max_objects, min_crop_scale=min_crop_scale, min_visible=min_visible,
-            flip=flip, box_jitter=box_jitter)
+            ex,
+            index,
+            num_frames=num_frames,
+            frame_stride=frame_stride,
+            image_size=image_size,
+            training=training,
+            seed=seed,
+            max_boxes=max_boxes,
+            max_proposals=max_proposals,
+            max_objects=max_objects,
+            min_crop_scale=min_crop_scale,
+            min_visible=min_visible,
+            flip=flip,
+            box_jitter=box_jitter,
+        )
         if keyframe_jpeg:
             out["keyframe_jpeg"] = ex["frames"][ex["keyframe_frame"]]
         if consecutive:
@@ -292,8 +375,7 @@ def build_dataset(file_pattern: str | Sequence[str], *, batch_size: int, num_cla
     options.deterministic = True
     # The decode guard (`_decode_frames`) reads a one-element dataset per record, a stateful
     # op to tf.data; it keeps nothing between records, so an iterator checkpoint may skip it.
-    options.experimental_external_state_policy = (
-        tf.data.experimental.ExternalStatePolicy.IGNORE)
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
     if num_threads:
         options.threading.private_threadpool_size = num_threads
     return ds.with_options(options)

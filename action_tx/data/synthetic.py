@@ -22,6 +22,7 @@ the whole seconds skip_seconds .. seconds - skip_seconds, so clips of +-skip_sec
 Deterministic: every video draws from numpy Generators seeded by (seed, video index), so the
 same seed and parameters give byte-identical annotation files (and JPEGs).
 """
+
 import os
 import time
 
@@ -31,7 +32,6 @@ from action_tx.data import ava
 from action_tx.data import synthetic_labels as L
 from action_tx.data.synthetic_render import background, camera_offsets, render_frame
 from action_tx.data.synthetic_scenarios import CYCLE, SCENARIOS, build_video
-from action_tx.data.synthetic_story import OBJECT_NAMES
 from action_tx.progress import Progress
 
 PRESETS = {
@@ -42,8 +42,8 @@ PRESETS = {
 # Train holds whole scenario cycles (12 videos: tiny 1, demo 2, bench 5) and videos last 20 s,
 # the length the scenario timings are tuned to, so every preset meets the balance quotas.
 DEFAULTS = dict(val_fraction=0.2, skip_seconds=2, jpeg_quality=90, write_videos=False)
-VISIBLE_MIN = 0.5         # a person is annotated when >= half of its box is in the frame
-AMBIGUOUS_MIN = 0.2       # 20-50 % visible: ambiguous, the keyframe goes to excluded_timestamps
+VISIBLE_MIN = 0.5  # a person is annotated when >= half of its box is in the frame
+AMBIGUOUS_MIN = 0.2  # 20-50 % visible: ambiguous, the keyframe goes to excluded_timestamps
 MIN_CLASS_FRACTION, MIN_EVIDENCE_FRACTION = 0.02, 0.10
 
 
@@ -62,8 +62,10 @@ def resolve_params(preset="demo", **overrides):
         raise ValueError(f"unknown synthetic parameter(s) {bad}; known: {sorted(params)}")
     params.update({k: v for k, v in overrides.items() if v is not None})
     if params["seconds"] < 2 * params["skip_seconds"] + 1:
-        raise ValueError(f"seconds={params['seconds']} leaves no keyframe after skipping "
-                         f"{params['skip_seconds']} s at both ends")
+        raise ValueError(
+            f"seconds={params['seconds']} leaves no keyframe after skipping "
+            f"{params['skip_seconds']} s at both ends"
+        )
     if not 1 <= params["people"] <= 4:
         raise ValueError(f"people must be 1..4, got {params['people']}")
     return params
@@ -97,8 +99,14 @@ def simulate_video(params, seed, index):
     rng = np.random.default_rng([seed, index])
     scen, splits = scenario_of(params, seed), split_of(params)
     variant = sum(1 for i in range(index) if scen[i] == scen[index] and splits[i] == splits[index])
-    state = build_video(scen[index], params["seconds"] * params["fps"], params["fps"],
-                        params["people"], rng, variant)
+    state = build_video(
+        scen[index],
+        params["seconds"] * params["fps"],
+        params["fps"],
+        params["people"],
+        rng,
+        variant,
+    )
     state.camera = camera_offsets(rng, state.num_frames, params["fps"], params["width"])
     return state
 
@@ -128,6 +136,7 @@ def _jitter(rng, box, sigma):
 
 def _video_writer(path, params):
     import av  # imported lazily: only --write_videos needs it
+
     container = av.open(path, mode="w")
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     stream = container.add_stream(codec, rate=params["fps"])
@@ -137,6 +146,7 @@ def _video_writer(path, params):
 
 def _write_video_frames(container, stream, frame_or_none):
     import av
+
     frames = [] if frame_or_none is None else [av.VideoFrame.from_ndarray(frame_or_none, "rgb24")]
     for fr in frames or [None]:
         for packet in stream.encode(fr):
@@ -146,7 +156,7 @@ def _write_video_frames(container, stream, frame_or_none):
 def render_video(params, seed, index, out_dir):
     """Renders video `index` (frames, optional mp4) -> dict of its rows (see generate)."""
     vid = video_ids(params)[index]
-    W, H, fps = params["width"], params["height"], params["fps"]
+    W, H = params["width"], params["height"]
     state = simulate_video(params, seed, index)
     rng_bg = np.random.default_rng([seed, index, 1])
     rng_det = np.random.default_rng([seed, index, 2])
@@ -187,7 +197,7 @@ def _keyframe_rows(state, f, t, vid, geo, W, H, rng, rows):
     negatives = {p: L.matched_negatives(state, p, f, {a for a, _ in labels[p]}) for p, _ in people}
     # A positive decided only 1.6-2 s back is neither context nor long_term: unsure, excluded.
     ambiguous = ambiguous or any(e == L.AMBIGUOUS for lab in labels.values() for _, e in lab)
-    if ambiguous:             # like AVA: excluded keyframes carry no annotation rows
+    if ambiguous:  # like AVA: excluded keyframes carry no annotation rows
         rows["excluded"].append((vid, t))
     else:
         for p, box in people:
@@ -198,17 +208,27 @@ def _keyframe_rows(state, f, t, vid, geo, W, H, rng, rows):
     # Simulated person detector: 92 % recall with jittered boxes, ~0.4 false positives a frame.
     for p, box in people:
         if rng.random() < 0.92:
-            rows["persons"].append((vid, t, _jitter(rng, box, 0.04),
-                                    float(np.clip(rng.normal(0.85, 0.1), 0.3, 0.999))))
+            rows["persons"].append(
+                (vid, t, _jitter(rng, box, 0.04), float(np.clip(rng.normal(0.85, 0.1), 0.3, 0.999)))
+            )
     for _ in range(rng.poisson(0.4)):
         w, h = rng.uniform(0.08, 0.25), rng.uniform(0.2, 0.6)
         x, y = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
-        rows["persons"].append((vid, t, np.array([x, y, x + w, y + h]), float(rng.uniform(0.05, 0.6))))
+        rows["persons"].append(
+            (vid, t, np.array([x, y, x + w, y + h]), float(rng.uniform(0.05, 0.6)))
+        )
     for o in range(len(state.obj_kind)):
         vis, box = _visible(geo["object_boxes"][o], W, H)
         if vis >= VISIBLE_MIN and rng.random() < 0.95:
-            rows["objects"].append((vid, t, _jitter(rng, box / scale, 0.05), int(state.obj_kind[o]),
-                                    float(np.clip(rng.normal(0.8, 0.1), 0.3, 0.999))))
+            rows["objects"].append(
+                (
+                    vid,
+                    t,
+                    _jitter(rng, box / scale, 0.05),
+                    int(state.obj_kind[o]),
+                    float(np.clip(rng.normal(0.8, 0.1), 0.3, 0.999)),
+                )
+            )
 
 
 def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overrides):
@@ -222,6 +242,7 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
     synthetic_write.split_counts}.
     """
     from action_tx.data import synthetic_write as SW
+
     t0 = time.time()
     params = resolve_params(preset, **overrides)
     ann_dir = os.path.join(out_dir, "annotations")
@@ -246,8 +267,15 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
         bad = SW.check_balance(counts["train"], MIN_CLASS_FRACTION, MIN_EVIDENCE_FRACTION)
         bad += [f"{split}: {m}" for split in counts for m in SW.check_matched(counts[split])]
         if bad:
-            raise ValueError(f"synthetic preset {preset!r} (seed {seed}, {params}) violates the "
-                             "class/evidence balance of SYNTHETIC_DATA.md: "
-                             + "; ".join(bad))
-    return dict(out_dir=out_dir, preset=preset, seed=seed, params=params,
-                seconds=time.time() - t0, splits=counts)
+            raise ValueError(
+                f"synthetic preset {preset!r} (seed {seed}, {params}) violates the "
+                "class/evidence balance of SYNTHETIC_DATA.md: " + "; ".join(bad)
+            )
+    return dict(
+        out_dir=out_dir,
+        preset=preset,
+        seed=seed,
+        params=params,
+        seconds=time.time() - t0,
+        splits=counts,
+    )

@@ -19,6 +19,7 @@ window, the deciding person as visible as for a positive), only the history 2-6 
 "p faces q": both present, p not lying, q on screen (0 <= x <= 1) on the side p's head points to,
 at horizontal distance MIN_GAP..FACE_RANGE. "q moves": q walks or runs.
 """
+
 import numpy as np
 
 from action_tx.data.synthetic_story import LIE, RUN, SIT, STAND, WALK, ARM_HOLD, ARM_PHONE
@@ -48,13 +49,13 @@ LIE_SLEEP, RUN_JOG, SIT_ID, STAND_ID, WALK_ID = 8, 10, 11, 12, 14
 ANSWER_PHONE, CARRY, DRIVE, KICK, RIDE = 15, 17, 28, 35, 49
 GIVE, HAND_SHAKE, LISTEN, TALK, WATCH = 65, 68, 74, 79, 80
 
-FACE_RANGE = 1.0      # anyone on screen on the facing side (the frame is one "room")
+FACE_RANGE = 1.0  # anyone on screen on the facing side (the frame is one "room")
 MIN_GAP = 0.05
-CLIP_HALF_S = 1.6     # context window: the longest clip the trainer uses (+-0.8..1.6 s)
-LONG_TERM_S = 2.0     # long_term events ended more than this before the keyframe (the spec)
-MEMORY_S = 6.0        # watch / listen continue up to 6 s
-AMBIGUOUS = "ambiguous"   # evidence of a positive decided only 1.6-2 s back: keyframe excluded
-KICK_WINDOW_S = 0.5   # a kick is labelled at the keyframe within 0.5 s of the contact
+CLIP_HALF_S = 1.6  # context window: the longest clip the trainer uses (+-0.8..1.6 s)
+LONG_TERM_S = 2.0  # long_term events ended more than this before the keyframe (the spec)
+MEMORY_S = 6.0  # watch / listen continue up to 6 s
+AMBIGUOUS = "ambiguous"  # evidence of a positive decided only 1.6-2 s back: keyframe excluded
+KICK_WINDOW_S = 0.5  # a kick is labelled at the keyframe within 0.5 s of the contact
 
 
 def on_screen(state, q, f):
@@ -76,8 +77,12 @@ def moves(state, q, f):
 def _still(state, p, f0, f1):
     """p stands or sits at the same place with the same facing over frames [f0, f1]."""
     sl = slice(f0, f1 + 1)
-    return (state.present[p, sl].all() and np.isin(state.pose[p, sl], (STAND, SIT)).all()
-            and np.ptp(state.x[p, sl]) == 0 and np.ptp(state.facing[p, sl]) == 0)
+    return (
+        state.present[p, sl].all()
+        and np.isin(state.pose[p, sl], (STAND, SIT)).all()
+        and np.ptp(state.x[p, sl]) == 0
+        and np.ptp(state.facing[p, sl]) == 0
+    )
 
 
 def _listen(state, p, k, C, G, M):
@@ -90,11 +95,11 @@ def _listen(state, p, k, C, G, M):
     if state.talking[p, k] or int(state.pose[p, k]) not in (STAND, SIT):
         return None
     for q in range(state.num_people):
-        if not (faces(state, p, q, k) and state.talking[q, max(0, k - M):k + 1].any()):
+        if not (faces(state, p, q, k) and state.talking[q, max(0, k - M) : k + 1].any()):
             continue
-        if state.talking[q, max(0, k - C):k + C + 1].any():
+        if state.talking[q, max(0, k - C) : k + C + 1].any():
             return "context"
-        last = max(0, k - M) + int(np.flatnonzero(state.talking[q, max(0, k - M):k + 1])[-1])
+        last = max(0, k - M) + int(np.flatnonzero(state.talking[q, max(0, k - M) : k + 1])[-1])
         if not (faces(state, p, q, last) and _still(state, p, last, k)):
             continue
         best = "long_term" if k - last > G else (best or AMBIGUOUS)
@@ -118,12 +123,12 @@ def _watch(state, p, k, C, G, M):
         seen = [g for g in range(max(0, k - M), k) if on_screen(state, q, g)]
         if not seen:
             continue
-        e = seen[-1]                      # last frame q was on screen
+        e = seen[-1]  # last frame q was on screen
         if faces(state, p, q, e) and moves(state, q, e) and _still(state, p, e, k):
             if k - e <= C:
                 return "context"
             if any(on_screen(state, q, g) for g in range(k + 1, min(state.num_frames, k + C + 1))):
-                return "context"          # q comes back inside the clip window
+                return "context"  # q comes back inside the clip window
             best = "long_term" if k - e > G else (best or AMBIGUOUS)
     return best
 
@@ -144,9 +149,14 @@ def person_labels(state, p, k):
     if state.driving[p, k]:
         out.append((DRIVE, "self"))
     v = int(state.vehicle[p, k])
-    if v >= 0 and state.seat[p, k] == 1 and any(
+    if (
+        v >= 0
+        and state.seat[p, k] == 1
+        and any(
             q != p and state.driving[q, k] and state.vehicle[q, k] == v
-            for q in range(state.num_people)):
+            for q in range(state.num_people)
+        )
+    ):
         out.append((RIDE, "context"))
     if any(q == p and abs(fk - k) <= KICK_WINDOW_S * fps for q, fk in state.kicks):
         out.append((KICK, "temporal"))
@@ -190,26 +200,26 @@ def matched_negatives(state, p, k, ids):
     if LISTEN not in ids and not state.talking[p, k]:
         kinds = set()
         for q in others:
-            if faces(state, p, q, k) and not state.talking[q, w0:w1 + 1].any():
+            if faces(state, p, q, k) and not state.talking[q, w0 : w1 + 1].any():
                 kinds.add("context_negative")
-                if (state.talking[q].any() and still_win
-                        and not state.talking[p, w0:w1 + 1].any()):
+                if state.talking[q].any() and still_win and not state.talking[p, w0 : w1 + 1].any():
                     kinds.add("long_term_negative")
         out += [(LISTEN, kind) for kind in sorted(kinds)]
     if WATCH not in ids:
         kinds = set()
-        cache = state.__dict__.setdefault("_watched_from", {})   # per video, per (p, q)
+        cache = state.__dict__.setdefault("_watched_from", {})  # per video, per (p, q)
         for q in others:
-            if (p, q) not in cache:       # frames where p faces q moving
-                cache[p, q] = np.flatnonzero(_faces_all(state, p, q) & state.present[q]
-                                             & np.isin(state.pose[q], (WALK, RUN)))
+            if (p, q) not in cache:  # frames where p faces q moving
+                cache[p, q] = np.flatnonzero(
+                    _faces_all(state, p, q) & state.present[q] & np.isin(state.pose[q], (WALK, RUN))
+                )
             g = cache[p, q]
             seen = (state.x[p, g] == state.x[p, k]) & (state.facing[p, g] == state.facing[p, k])
             if not seen.any():
                 continue
             kinds.add("context_negative")
-            xq = state.x[q, w0:w1 + 1]
-            on = state.present[q, w0:w1 + 1] & (xq >= 0) & (xq <= 1)
+            xq = state.x[q, w0 : w1 + 1]
+            on = state.present[q, w0 : w1 + 1] & (xq >= 0) & (xq <= 1)
             if still_win and not on.any():
                 kinds.add("long_term_negative")
         out += [(WATCH, kind) for kind in sorted(kinds)]

@@ -6,16 +6,36 @@ stands with its feet at (x * W + dx, y * H + dy), (dx, dy) the frame's camera of
 Cues are sized to stay visible at 64 px: the head (radius >= 2.5 px) carries an eye and a nose on
 the facing side, and a talking mouth is a yellow disc of radius >= 1.5 px protruding on that side.
 """
+
 import io
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from action_tx.data.synthetic_story import (
-    ARM_HOLD, ARM_PHONE, ARM_REACH, ARM_WHEEL, BALL, CUP, LIE, PHONE, RUN, SIT, VEHICLE, WALK)
+    ARM_HOLD,
+    ARM_PHONE,
+    ARM_REACH,
+    ARM_WHEEL,
+    CUP,
+    LIE,
+    PHONE,
+    RUN,
+    SIT,
+    VEHICLE,
+    WALK,
+)
 
-PALETTE = ((40, 80, 220), (30, 150, 60), (150, 50, 170), (235, 120, 20),
-           (20, 160, 170), (120, 70, 30), (220, 60, 140), (90, 90, 90))
+PALETTE = (
+    (40, 80, 220),
+    (30, 150, 60),
+    (150, 50, 170),
+    (235, 120, 20),
+    (20, 160, 170),
+    (120, 70, 30),
+    (220, 60, 140),
+    (90, 90, 90),
+)
 SKIN, EYE, MOUTH = (235, 190, 150), (10, 10, 10), (255, 255, 0)
 VEHICLE_COLOUR = (150, 25, 25)
 
@@ -24,8 +44,10 @@ def camera_offsets(rng, num_frames, fps, width):
     """[F, 2] int (dx, dy): two slow sinusoids (periods 6-12 s), amplitude ~3% of the width."""
     amp = max(1.0, 0.03 * width)
     t = np.arange(num_frames) / fps
-    out = [np.round(amp * np.sin(2 * np.pi * t / rng.uniform(6, 12) + rng.uniform(0, 6.3)))
-           for _ in range(2)]
+    out = [
+        np.round(amp * np.sin(2 * np.pi * t / rng.uniform(6, 12) + rng.uniform(0, 6.3)))
+        for _ in range(2)
+    ]
     return np.stack(out, axis=1).astype(np.int32)
 
 
@@ -39,7 +61,9 @@ def background(rng, width, height, margin):
     img[:horizon], img[horizon:] = wall, ground
     step = max(4, width // 10)
     yy, xx = np.mgrid[0:h, 0:w]
-    img[:horizon] -= 18 * (((yy[:horizon] // step + xx[:horizon] // (2 * step)) % 2) == 0)[..., None]
+    img[:horizon] -= (
+        18 * (((yy[:horizon] // step + xx[:horizon] // (2 * step)) % 2) == 0)[..., None]
+    )
     coarse = rng.normal(0, 12, (h // 8 + 2, w // 8 + 2, 3))
     img += np.kron(coarse, np.ones((8, 8, 1)))[:h, :w]
     return np.clip(img, 0, 255).astype(np.uint8)
@@ -47,7 +71,8 @@ def background(rng, width, height, margin):
 
 def _figure(state, p, f, W, H, cam):
     """-> (primitives, hand (x, y) of the front arm). Primitives: ("line", x0, y0, x1, y1, width,
-    colour), ("disc", cx, cy, r, colour), ("rect", x0, y0, x1, y1, colour), ("poly", pts, colour)."""
+    colour), ("disc", cx, cy, r, colour), ("rect", x0, y0, x1, y1, colour),
+    ("poly", pts, colour)."""
     u = float(state.height[p]) * H
     d = int(state.facing[p, f])
     fx, fy = float(state.x[p, f]) * W + cam[0], float(state.y[p, f]) * H + cam[1]
@@ -60,7 +85,10 @@ def _figure(state, p, f, W, H, cam):
         y0 = fy - 0.07 * u
         hip, sh = (fx - d * 0.05 * u, y0), (fx + d * 0.25 * u, y0)
         head = (sh[0] + d * 1.1 * r, y0 - 0.02 * u)
-        legs = [(hip, (fx - d * 0.45 * u, y0 + 0.02 * u)), (hip, (fx - d * 0.43 * u, y0 - 0.03 * u))]
+        legs = [
+            (hip, (fx - d * 0.45 * u, y0 + 0.02 * u)),
+            (hip, (fx - d * 0.43 * u, y0 - 0.03 * u)),
+        ]
         hands = [(fx + d * 0.02 * u, y0 + 0.03 * u)] * 2
     else:
         if pose == SIT:
@@ -72,13 +100,18 @@ def _figure(state, p, f, W, H, cam):
             hip, sh = (fx, fy - 0.47 * u), (fx, fy - 0.78 * u)
             swing = 0.16 * u * np.sin(state.phase[p, f]) if pose in (WALK, RUN) else 0.0
             k = float(state.kick[p, f])
-            front = (fx + d * (0.06 * u + 0.36 * u * k), fy - 0.3 * u * k) if k > 0 else \
-                (fx + swing, fy)
+            front = (
+                (fx + d * (0.06 * u + 0.36 * u * k), fy - 0.3 * u * k)
+                if k > 0
+                else (fx + swing, fy)
+            )
             legs = [(hip, front), (hip, (fx - swing if k == 0 else fx - d * 0.05 * u, fy))]
         head = (sh[0], sh[1] - 0.95 * r)
         s = (sh[0], sh[1] + 0.03 * u)
-        down = [(s[0] - 0.8 * swing, fy - 0.42 * u if pose != SIT else hip[1]),
-                (s[0] + 0.8 * swing, fy - 0.42 * u if pose != SIT else hip[1])]
+        down = [
+            (s[0] - 0.8 * swing, fy - 0.42 * u if pose != SIT else hip[1]),
+            (s[0] + 0.8 * swing, fy - 0.42 * u if pose != SIT else hip[1]),
+        ]
         if arm == ARM_HOLD:
             hands = [(s[0] + d * 0.2 * u, s[1] + 0.2 * u), down[1]]
         elif arm == ARM_PHONE:
@@ -97,10 +130,19 @@ def _figure(state, p, f, W, H, cam):
         prims.append(("disc", hand[0], hand[1], lw * 0.6, SKIN))
     hx, hy = head
     prims.append(("disc", hx, hy, r, SKIN))
-    prims.append(("poly", [(hx + d * 0.8 * r, hy - 0.2 * r), (hx + d * 1.45 * r, hy + 0.2 * r),
-                           (hx + d * 0.8 * r, hy + 0.4 * r)], (200, 140, 100)))
+    prims.append(
+        (
+            "poly",
+            [
+                (hx + d * 0.8 * r, hy - 0.2 * r),
+                (hx + d * 1.45 * r, hy + 0.2 * r),
+                (hx + d * 0.8 * r, hy + 0.4 * r),
+            ],
+            (200, 140, 100),
+        )
+    )
     prims.append(("disc", hx + d * 0.4 * r, hy - 0.3 * r, max(0.8, 0.28 * r), EYE))
-    if state.talking[p, f] and f % 4 < 3:            # mouth flashes 3 frames out of 4
+    if state.talking[p, f] and f % 4 < 3:  # mouth flashes 3 frames out of 4
         prims.append(("disc", hx + d * 0.85 * r, hy + 0.6 * r, max(1.5, 0.5 * r), MOUTH))
     return prims, hands[0]
 
@@ -131,14 +173,25 @@ def _vehicle(state, o, f, W, H, cam):
     vx, gy = float(state.obj_x[o, f]) * W + cam[0], float(state.obj_y[o, f]) * H + cam[1]
     prims = [("rect", vx - 0.28 * W, gy - 0.2 * H, vx + 0.28 * W, gy - 0.05 * H, VEHICLE_COLOUR)]
     for wx in (vx - 0.19 * W, vx + 0.19 * W):
-        prims += [("disc", wx, gy - 0.05 * H, 0.055 * H, (20, 20, 20)),
-                  ("disc", wx, gy - 0.05 * H, 0.02 * H, (200, 200, 200))]
+        prims += [
+            ("disc", wx, gy - 0.05 * H, 0.055 * H, (20, 20, 20)),
+            ("disc", wx, gy - 0.05 * H, 0.02 * H, (200, 200, 200)),
+        ]
     wc = (vx + d * (0.12 * W + 0.1 * H), gy - 0.3 * H)
     a, rw = float(state.obj_angle[o, f]), max(2.0, 0.05 * H)
-    prims += [("disc", wc[0], wc[1], rw, (30, 30, 30)),
-              ("disc", wc[0], wc[1], rw * 0.55, VEHICLE_COLOUR),
-              ("line", wc[0], wc[1], wc[0] + rw * np.cos(a), wc[1] + rw * np.sin(a),
-               max(1.0, 0.35 * rw), (255, 255, 255))]
+    prims += [
+        ("disc", wc[0], wc[1], rw, (30, 30, 30)),
+        ("disc", wc[0], wc[1], rw * 0.55, VEHICLE_COLOUR),
+        (
+            "line",
+            wc[0],
+            wc[1],
+            wc[0] + rw * np.cos(a),
+            wc[1] + rw * np.sin(a),
+            max(1.0, 0.35 * rw),
+            (255, 255, 255),
+        ),
+    ]
     return prims, wc
 
 
@@ -146,12 +199,16 @@ def _small(kind, cx, cy, H):
     """Primitives of a phone, cup or ball centred at (cx, cy)."""
     if kind == PHONE:
         w, h = max(2.0, 0.035 * H), max(3.0, 0.06 * H)
-        return [("rect", cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, (0, 0, 0)),
-                ("rect", cx - w / 4, cy - h / 3, cx + w / 4, cy + h / 4, (0, 230, 255))]
+        return [
+            ("rect", cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, (0, 0, 0)),
+            ("rect", cx - w / 4, cy - h / 3, cx + w / 4, cy + h / 4, (0, 230, 255)),
+        ]
     if kind == CUP:
         w, h = max(2.0, 0.045 * H), max(3.0, 0.06 * H)
-        return [("rect", cx - w / 2, cy - h, cx + w / 2, cy, (230, 30, 30)),
-                ("rect", cx - w / 2, cy - h, cx + w / 2, cy - h + max(1.0, h / 4), (255, 255, 255))]
+        return [
+            ("rect", cx - w / 2, cy - h, cx + w / 2, cy, (230, 30, 30)),
+            ("rect", cx - w / 2, cy - h, cx + w / 2, cy - h + max(1.0, h / 4), (255, 255, 255)),
+        ]
     r = max(2.0, 0.045 * H)
     return [("disc", cx, cy, r, (255, 255, 255)), ("disc", cx, cy, max(0.8, 0.4 * r), (0, 0, 0))]
 
@@ -183,7 +240,7 @@ def frame_geometry(state, f, W, H):
         if holder >= 0 and holder in hands:
             cx, cy = hands[holder]
             to = int(state.obj_to[o, f])
-            if to >= 0 and to in hands:        # hand-over: travels from hand to hand
+            if to >= 0 and to in hands:  # hand-over: travels from hand to hand
                 a = float(state.obj_alpha[o, f])
                 cx, cy = cx + a * (hands[to][0] - cx), cy + a * (hands[to][1] - cy)
         elif holder >= 0:
@@ -210,7 +267,7 @@ def draw(image, layers):
             if pr[0] == "line":
                 _, x0, y0, x1, y1, w, c = pr
                 dr.line([(x0, y0), (x1, y1)], fill=c, width=max(1, int(round(w))))
-                for x, y in ((x0, y0), (x1, y1)):      # round joints
+                for x, y in ((x0, y0), (x1, y1)):  # round joints
                     h = w / 2 - 0.5
                     if h > 0.5:
                         dr.ellipse([x - h, y - h, x + h, y + h], fill=c)
@@ -225,8 +282,8 @@ def draw(image, layers):
 
 def render_frame(state, f, bg, W, H, margin, quality=90):
     """-> (JPEG bytes, uint8 [H, W, 3] RGB, geometry dict of frame_geometry)."""
-    dx, dy = (state.camera[f] if state.camera is not None else (0, 0))
-    crop = bg[margin + dy:margin + dy + H, margin + dx:margin + dx + W]
+    dx, dy = state.camera[f] if state.camera is not None else (0, 0)
+    crop = bg[margin + dy : margin + dy + H, margin + dx : margin + dx + W]
     img = Image.fromarray(np.ascontiguousarray(crop))
     geo = frame_geometry(state, f, W, H)
     draw(img, geo["layers"])

@@ -5,9 +5,25 @@ listeners and people facing a silent partner stand identically; a street watcher
 spot before anyone passes, while someone passes, and long after; a rider sits in the same seat
 with and without a driver; a kicker stands with the ball at the foot before each kick.
 """
+
 from action_tx.data.synthetic_story import (
-    ARM_PHONE, ARM_WHEEL, BALL, Builder, CUP, LIE, OFF_LEFT, OFF_RIGHT, PHONE, RUN, RUN_SPEED,
-    SIT, STAND, VEHICLE, WALK, WALK_SPEED)
+    ARM_PHONE,
+    ARM_WHEEL,
+    BALL,
+    Builder,
+    CUP,
+    LIE,
+    OFF_LEFT,
+    OFF_RIGHT,
+    PHONE,
+    RUN,
+    RUN_SPEED,
+    SIT,
+    STAND,
+    VEHICLE,
+    WALK,
+    WALK_SPEED,
+)
 
 import numpy as np
 
@@ -26,7 +42,7 @@ def _extra(b, p, x, facing, kind):
         b.stay(p, 0, F, x, facing, SIT)
         o = b.obj(PHONE)
         f = b.s(b.rng.uniform(0, 3))
-        while f < F:                      # phone calls of 3-5 s with 2-4 s breaks
+        while f < F:  # phone calls of 3-5 s with 2-4 s breaks
             n = b.s(b.rng.uniform(3, 5))
             b.hold(o, p, f, f + n, ARM_PHONE)
             f += n + b.s(b.rng.uniform(2, 4))
@@ -49,7 +65,7 @@ def conversation(b, n):
     x1 = xa + _pair_gap(b, a, l1)
     b.stay(a, 0, F, xa, 1, pose)
     arrive = 0
-    if b.variant % 2:                                    # the listener walks in
+    if b.variant % 2:  # the listener walks in
         arrive = b.go(l1, 0, x1 + 0.15, x1, WALK)
     b.stay(l1, arrive, F, x1, -1, pose)
     listeners = [(l1, -1)]
@@ -59,7 +75,7 @@ def conversation(b, n):
         l2 = b.person()
         b.stay(l2, 0, F, xa - rng.uniform(0.22, 0.3), 1, pose)
         listeners.append((l2, 1))
-    if n >= 4:                                           # a third listener behind l1
+    if n >= 4:  # a third listener behind l1
         l3 = b.person()
         b.stay(l3, 0, F, x1 + rng.uniform(0.12, 0.18), -1, pose)
         listeners.append((l3, -1))
@@ -70,7 +86,7 @@ def conversation(b, n):
         n_talk = b.s(rng.uniform(1.5, 2.2))
         n_talk += b.snap_end(f + n_talk - 1)
         b.set(a, "talking", f, f + n_talk, True)
-        if (burst + b.variant // 2) % 2 == 0:            # this burst goes unheard
+        if (burst + b.variant // 2) % 2 == 0:  # this burst goes unheard
             for p, d in listeners:
                 b.set(p, "facing", f, f + n_talk + b.s(0.3), -d)
         f += n_talk + b.s(rng.uniform(7.8, 8.4))
@@ -125,10 +141,10 @@ def street(b, n):
     m = b.person()
     i, f, last = 0, None, None
     while f is None or f < F:
-        pose = RUN if (i + b.variant) % 2 else WALK      # alternate, so both gaits are common
+        pose = RUN if (i + b.variant) % 2 else WALK  # alternate, so both gaits are common
         turn = rng.uniform(max(0.75, x), 0.88)  # short passes: more long-term than context
         stop = b.s(rng.uniform(0.5, 1)) if rng.random() < 0.2 else 0
-        if f is None:                 # the first pass ends 0.3-1.2 s into the video
+        if f is None:  # the first pass ends 0.3-1.2 s into the video
             f = _last_on_screen(b, m, 0, turn, pose, stop, dry=True)
             f = b.s(rng.uniform(0.3, 1.2)) - f
         e = _last_on_screen(b, m, f, turn, pose, stop, dry=True)
@@ -138,7 +154,7 @@ def street(b, n):
         for j, w in enumerate(watchers):
             if (i + j + b.variant) % 2 == 0:
                 b.set(w, "facing", away_from, last + b.s(0.3), -1)
-        if talker is not None:       # talks 2.5-3.5 s, up to the mover's last frame on screen
+        if talker is not None:  # talks 2.5-3.5 s, up to the mover's last frame on screen
             start = max(away_from, last - b.s(rng.uniform(2.5, 3.5)))
             b.set(talker, "talking", start, last + 1, True)
         f = _last_on_screen(b, m, f, turn, pose, stop)
@@ -157,7 +173,7 @@ def _last_on_screen(b, m, f, turn, pose, stop, dry=False):
     """A pass of m from the right edge to `turn` and back, starting at frame f -> the frame
     it is back off screen; dry=True: leaves m untouched and returns the offset (from f) of
     the last frame m is on screen."""
-    sc = Builder(10 ** 6, b.fps, np.random.default_rng(0)) if dry else b
+    sc = Builder(10**6, b.fps, np.random.default_rng(0)) if dry else b
     q = sc.person(height=1.0) if dry else m
     g0 = 0 if dry else f
     g = sc.go(q, g0, OFF_RIGHT, turn, pose)
@@ -166,7 +182,7 @@ def _last_on_screen(b, m, f, turn, pose, stop, dry=False):
     if not dry:
         return g
     pp = sc.people[q]
-    on = np.flatnonzero(pp["present"][:g + 1] & (pp["x"][:g + 1] <= 1.0))
+    on = np.flatnonzero(pp["present"][: g + 1] & (pp["x"][: g + 1] <= 1.0))
     return int(on[-1])
 
 
@@ -198,7 +214,7 @@ def vehicle(b, n):
         b.set(driver, "driving", f, f + n_drive, True)
         b.set(driver, "arm", f, f + n_drive, ARM_WHEEL)
         k = np.arange(n_drive)
-        b.oset(v, "angle", f, f + n_drive, (angle + 0.9 * k)[:max(0, min(n_drive, F - f))])
+        b.oset(v, "angle", f, f + n_drive, (angle + 0.9 * k)[: max(0, min(n_drive, F - f))])
         f += n_drive + n_idle
         if b.variant % 2 == 0:
             # The rider looks back while the driver walks off and turns forward 0.3 s after
@@ -220,7 +236,7 @@ def _kicker(b, k, xk, d):
     b.stay(k, 0, F, xk, d, STAND)
     ball = b.obj(BALL, y=b.people[k]["y"][0])
     foot = xk + d * 0.2 * b.people[k]["height"]
-    edge = 0.5 + d * 0.7                  # off screen on the kicking side
+    edge = 0.5 + d * 0.7  # off screen on the kicking side
     f = b.s(rng.uniform(0, 1))
     b.oset(ball, "present", 0, f, True)
     b.oset(ball, "x", 0, f, foot)
@@ -229,17 +245,18 @@ def _kicker(b, k, xk, d):
         b.oset(ball, "present", f, f + rest, True)
         b.oset(ball, "x", f, f + rest, foot)
         f += rest
-        swing = np.concatenate([np.linspace(0.3, 1, b.s(0.3), endpoint=False),
-                                np.linspace(1, 0, b.s(0.2))])
+        swing = np.concatenate(
+            [np.linspace(0.3, 1, b.s(0.3), endpoint=False), np.linspace(1, 0, b.s(0.2))]
+        )
         s0 = f - b.s(0.3)
-        b.set(k, "kick", s0, s0 + len(swing), swing[:max(0, min(len(swing), F - s0))])
+        b.set(k, "kick", s0, s0 + len(swing), swing[: max(0, min(len(swing), F - s0))])
         if f < F:
             b.kicks.append((k, f))
         for speed, start, stop in ((1.3, foot, edge), (1.0, edge, foot)):
             n = int(np.ceil(abs(stop - start) / speed * b.fps))
             path = start + (stop - start) * np.arange(n) / n
             b.oset(ball, "present", f, f + n, True)
-            b.oset(ball, "x", f, f + n, path[:max(0, min(n, F - f))])
+            b.oset(ball, "x", f, f + n, path[: max(0, min(n, F - f))])
             f += n + (b.s(rng.uniform(0.2, 0.5)) if speed > 1 else 0)
 
 
@@ -269,8 +286,8 @@ def meet(b, n):
     b.hold(cup, a, f0, fa)
     f = max(fa, fc)
     b.hold(cup, a, fa, f)
-    f_end = F - b.s(rng.uniform(8, 9))    # c runs off; a then watches the empty spot
-    b.stay(a, fa, F, xa, 1)             # a stays and keeps facing where c ran off
+    f_end = F - b.s(rng.uniform(8, 9))  # c runs off; a then watches the empty spot
+    b.stay(a, fa, F, xa, 1)  # a stays and keeps facing where c ran off
     b.stay(c, fc, f_end, xc, -1)
     b.shake(a, c, f, f + b.s(2))
     f += b.s(2.5)
@@ -285,8 +302,9 @@ def meet(b, n):
     b.hold(cup, holder, f, F)
     b.go(c, f_end, xc, OFF_RIGHT, RUN)
     if n >= 3:
-        _extra(b, b.person(), 0.05 if mid > 0.5 else 0.95, -1 if mid > 0.5 else 1,
-               (b.variant + 1) % 3)
+        _extra(
+            b, b.person(), 0.05 if mid > 0.5 else 0.95, -1 if mid > 0.5 else 1, (b.variant + 1) % 3
+        )
 
 
 def jog(b, n):
@@ -316,8 +334,20 @@ SCENARIOS = {
 # the spec's quotas: streets and conversations carry the long-term labels (four streets: half
 # their watchers per pass are matched negatives), jogs and kicks the temporal ones, vehicles
 # drive/ride and lie/sleep, silent pairs give/serve.
-CYCLE = ("street", "conversation", "jog", "vehicle", "silent", "street", "kick", "conversation",
-         "street", "street", "vehicle", "silent")
+CYCLE = (
+    "street",
+    "conversation",
+    "jog",
+    "vehicle",
+    "silent",
+    "street",
+    "kick",
+    "conversation",
+    "street",
+    "street",
+    "vehicle",
+    "silent",
+)
 
 
 def build_video(scenario, num_frames, fps, max_people, rng, variant=0):

@@ -9,19 +9,20 @@ Coordinates are "world" normalized: x in frame widths (0 = left edge, 1 = right 
 stand outside [0, 1] when off screen), y the ground line of a person's feet in frame heights.
 Frame f (0-based) shows time f / fps; on disk it is file number f + 1.
 """
+
 import dataclasses
 
 import numpy as np
 
 STAND, SIT, WALK, RUN, LIE = range(5)
 ARM_DOWN, ARM_HOLD, ARM_PHONE, ARM_REACH, ARM_WHEEL = range(5)
-PHONE, CUP, BALL, VEHICLE = 1, 2, 3, 4          # object_class of object_detections_*.csv
+PHONE, CUP, BALL, VEHICLE = 1, 2, 3, 4  # object_class of object_detections_*.csv
 OBJECT_NAMES = {PHONE: "phone", CUP: "cup", BALL: "ball", VEHICLE: "vehicle"}
 
-WALK_SPEED, RUN_SPEED = 0.1, 0.22               # frame widths per second
-WALK_HZ, RUN_HZ = 1.5, 1.5                       # gait cycles/s: equal, so a frame's stride
-                                                 # says nothing; only displacement over frames does
-OFF_LEFT, OFF_RIGHT = -0.2, 1.2                  # where people enter / leave
+WALK_SPEED, RUN_SPEED = 0.1, 0.22  # frame widths per second
+WALK_HZ, RUN_HZ = 1.5, 1.5  # gait cycles/s: equal, so a frame's stride
+# says nothing; only displacement over frames does
+OFF_LEFT, OFF_RIGHT = -0.2, 1.2  # where people enter / leave
 
 
 @dataclasses.dataclass
@@ -39,6 +40,7 @@ class SceneState:
     obj_kind [O] (PHONE..VEHICLE), obj_facing [O] (vehicles).
     kicks: list of (person, frame of contact); gives: list of (giver, receiver, f0, f1).
     """
+
     fps: int
     num_frames: int
     height: np.ndarray
@@ -68,7 +70,7 @@ class SceneState:
     kicks: list
     gives: list
     scenario: str = ""
-    camera: np.ndarray = None   # [F, 2] int pixel offsets (dx, dy) of the slow camera jitter
+    camera: np.ndarray = None  # [F, 2] int pixel offsets (dx, dy) of the slow camera jitter
 
     @property
     def num_people(self):
@@ -97,23 +99,41 @@ class Builder:
     def person(self, height=None, y=None):
         rng = self.rng
         F = self.F
-        self.people.append(dict(
-            height=float(height if height is not None else rng.uniform(0.42, 0.56)),
-            present=np.zeros(F, bool), x=np.full(F, OFF_LEFT, np.float32),
-            y=np.full(F, float(y if y is not None else rng.uniform(0.87, 0.95)), np.float32),
-            facing=np.ones(F, np.int8), pose=np.zeros(F, np.int8), phase=np.zeros(F, np.float32),
-            talking=np.zeros(F, bool), arm=np.zeros(F, np.int8), kick=np.zeros(F, np.float32),
-            vehicle=np.full(F, -1, np.int8), seat=np.full(F, -1, np.int8),
-            driving=np.zeros(F, bool), handshake=np.full(F, -1, np.int8)))
+        self.people.append(
+            dict(
+                height=float(height if height is not None else rng.uniform(0.42, 0.56)),
+                present=np.zeros(F, bool),
+                x=np.full(F, OFF_LEFT, np.float32),
+                y=np.full(F, float(y if y is not None else rng.uniform(0.87, 0.95)), np.float32),
+                facing=np.ones(F, np.int8),
+                pose=np.zeros(F, np.int8),
+                phase=np.zeros(F, np.float32),
+                talking=np.zeros(F, bool),
+                arm=np.zeros(F, np.int8),
+                kick=np.zeros(F, np.float32),
+                vehicle=np.full(F, -1, np.int8),
+                seat=np.full(F, -1, np.int8),
+                driving=np.zeros(F, bool),
+                handshake=np.full(F, -1, np.int8),
+            )
+        )
         return len(self.people) - 1
 
     def obj(self, kind, x=0.0, y=0.9, facing=1):
         F = self.F
-        self.objects.append(dict(
-            kind=kind, facing=facing, present=np.zeros(F, bool), x=np.full(F, x, np.float32),
-            y=np.full(F, y, np.float32), holder=np.full(F, -1, np.int8),
-            to=np.full(F, -1, np.int8), alpha=np.zeros(F, np.float32),
-            angle=np.zeros(F, np.float32)))
+        self.objects.append(
+            dict(
+                kind=kind,
+                facing=facing,
+                present=np.zeros(F, bool),
+                x=np.full(F, x, np.float32),
+                y=np.full(F, y, np.float32),
+                holder=np.full(F, -1, np.int8),
+                to=np.full(F, -1, np.int8),
+                alpha=np.zeros(F, np.float32),
+                angle=np.zeros(F, np.float32),
+            )
+        )
         return len(self.objects) - 1
 
     def _rng(self, f0, f1):
@@ -178,7 +198,7 @@ class Builder:
         self.oset(o, "to", f0, f0 + n, receiver)
         idx = np.arange(n)
         sl = self._rng(f0, f0 + n)
-        self.objects[o]["alpha"][sl] = (idx / max(1, n - 1))[sl.start - f0:sl.stop - f0]
+        self.objects[o]["alpha"][sl] = (idx / max(1, n - 1))[sl.start - f0 : sl.stop - f0]
         self.gives.append((giver, receiver, f0, f0 + n))
         return f0 + n
 
@@ -192,8 +212,10 @@ class Builder:
         P = self.people
         st = {k: np.stack([p[k] for p in P]) for k in P[0] if k != "height"}
         O = self.objects
-        ob = {k: (np.stack([o[k] for o in O]) if O else np.zeros((0, self.F), np.float32))
-              for k in ("present", "x", "y", "holder", "to", "alpha", "angle")}
+        ob = {
+            k: (np.stack([o[k] for o in O]) if O else np.zeros((0, self.F), np.float32))
+            for k in ("present", "x", "y", "holder", "to", "alpha", "angle")
+        }
         ob["present"] = ob["present"].astype(bool)
         for k in ("holder", "to"):
             ob[k] = ob[k].astype(np.int8) if O else np.zeros((0, self.F), np.int8)
@@ -203,9 +225,15 @@ class Builder:
             st["x"], st["facing"] = (1.0 - st["x"]).astype(np.float32), -st["facing"]
             ob["x"], ofacing = (1.0 - ob["x"]).astype(np.float32), -ofacing
         return SceneState(
-            fps=self.fps, num_frames=self.F,
+            fps=self.fps,
+            num_frames=self.F,
             height=np.array([p["height"] for p in P], np.float32),
-            colour=self.rng.permutation(8)[:len(P)].astype(np.int8),
-            obj_kind=kinds, obj_facing=ofacing,
-            **st, **{"obj_" + k: v for k, v in ob.items()},
-            kicks=sorted(self.kicks), gives=sorted(self.gives), scenario=scenario)
+            colour=self.rng.permutation(8)[: len(P)].astype(np.int8),
+            obj_kind=kinds,
+            obj_facing=ofacing,
+            **st,
+            **{"obj_" + k: v for k, v in ob.items()},
+            kicks=sorted(self.kicks),
+            gives=sorted(self.gives),
+            scenario=scenario,
+        )

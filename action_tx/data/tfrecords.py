@@ -17,6 +17,7 @@ Feature list:
 
 Every reader expands its shard globs with `match_files`, which refuses what is not a shard.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,8 +85,10 @@ def _not_a_shard(path: str):
     if tf.io.gfile.isdir(path):
         return "is a folder"
     if os.path.basename(path).startswith(TEMP_PREFIX):
-        return ("is an unfinished shard of a conversion that did not end (killed?); delete it "
-                "or run the conversion again")
+        return (
+            "is an unfinished shard of a conversion that did not end (killed?); delete it "
+            "or run the conversion again"
+        )
     with tf.io.gfile.GFile(path, "rb") as f:
         head = f.read(12)
     if not head:
@@ -115,7 +118,8 @@ def match_files(patterns: str | Sequence[str]) -> list[str]:
             if why:
                 raise NotTFRecordError(
                     f"{path} {why}; the glob {pattern!r} matches it: give a glob of the shards "
-                    "alone (e.g. DIR/NAME.tfrecord-*)")
+                    "alone (e.g. DIR/NAME.tfrecord-*)"
+                )
         files.update(found)
     return sorted(files)
 
@@ -140,11 +144,27 @@ def _boxes(boxes, name: str) -> np.ndarray:
     return arr
 
 
-def encode_example(*, video_id: str, video_index: int, timestamp: int, keyframe_index: int,
-                   frames: Sequence[bytes], keyframe_frame: int, fps: float, height: int,
-                   width: int, num_classes: int, boxes=None, labels=None, person_ids=None,
-                   proposals=None, proposal_scores=None, objects=None, object_classes=None,
-                   object_scores=None) -> bytes:
+def encode_example(
+    *,
+    video_id: str,
+    video_index: int,
+    timestamp: int,
+    keyframe_index: int,
+    frames: Sequence[bytes],
+    keyframe_frame: int,
+    fps: float,
+    height: int,
+    width: int,
+    num_classes: int,
+    boxes=None,
+    labels=None,
+    person_ids=None,
+    proposals=None,
+    proposal_scores=None,
+    objects=None,
+    object_classes=None,
+    object_scores=None,
+) -> bytes:
     """Serializes one keyframe clip (deterministically: same arguments, same bytes).
 
     Args:
@@ -171,10 +191,12 @@ def encode_example(*, video_id: str, video_index: int, timestamp: int, keyframe_
     objects = _boxes(objects, "objects")
     object_classes = np.asarray([] if object_classes is None else object_classes, np.int64)
     object_scores = np.asarray([] if object_scores is None else object_scores, np.float32)
-    for name, arr, want in (("person_ids", person_ids, n),
-                            ("proposal_scores", proposal_scores, len(proposals)),
-                            ("object_classes", object_classes, len(objects)),
-                            ("object_scores", object_scores, len(objects))):
+    for name, arr, want in (
+        ("person_ids", person_ids, n),
+        ("proposal_scores", proposal_scores, len(proposals)),
+        ("object_classes", object_classes, len(objects)),
+        ("object_scores", object_scores, len(objects)),
+    ):
         if len(arr) != want:
             raise ValueError(f"{name}: expected {want} values, got {len(arr)}")
     if not 0 <= keyframe_frame < len(frames):
@@ -201,18 +223,36 @@ def encode_example(*, video_id: str, video_index: int, timestamp: int, keyframe_
     }
     example = tf.train.SequenceExample(
         context=tf.train.Features(feature=context),
-        feature_lists=tf.train.FeatureLists(feature_list={
-            FRAMES: tf.train.FeatureList(feature=[_bytes([f]) for f in frames])}))
+        feature_lists=tf.train.FeatureLists(
+            feature_list={FRAMES: tf.train.FeatureList(feature=[_bytes([f]) for f in frames])}
+        ),
+    )
     # deterministic=True sorts the map entries: byte-identical shards for identical inputs.
     return example.SerializeToString(deterministic=True)
 
 
-_SCALARS = {VIDEO_ID: tf.string, VIDEO_INDEX: tf.int64, TIMESTAMP: tf.int64,
-            KEYFRAME_INDEX: tf.int64, KEYFRAME_FRAME: tf.int64, FPS: tf.float32,
-            HEIGHT: tf.int64, WIDTH: tf.int64, NUM_CLASSES: tf.int64}
-_LISTS = {BOX_YXYX: tf.float32, BOX_PERSON_ID: tf.int64, LABEL_BOX: tf.int64,
-          LABEL_CLASS: tf.int64, PROPOSAL_YXYX: tf.float32, PROPOSAL_SCORE: tf.float32,
-          OBJECT_YXYX: tf.float32, OBJECT_CLASS: tf.int64, OBJECT_SCORE: tf.float32}
+_SCALARS = {
+    VIDEO_ID: tf.string,
+    VIDEO_INDEX: tf.int64,
+    TIMESTAMP: tf.int64,
+    KEYFRAME_INDEX: tf.int64,
+    KEYFRAME_FRAME: tf.int64,
+    FPS: tf.float32,
+    HEIGHT: tf.int64,
+    WIDTH: tf.int64,
+    NUM_CLASSES: tf.int64,
+}
+_LISTS = {
+    BOX_YXYX: tf.float32,
+    BOX_PERSON_ID: tf.int64,
+    LABEL_BOX: tf.int64,
+    LABEL_CLASS: tf.int64,
+    PROPOSAL_YXYX: tf.float32,
+    PROPOSAL_SCORE: tf.float32,
+    OBJECT_YXYX: tf.float32,
+    OBJECT_CLASS: tf.int64,
+    OBJECT_SCORE: tf.float32,
+}
 
 
 def parse_example(serialized: tf.Tensor, num_classes: int | None = None) -> dict:
@@ -231,8 +271,10 @@ def parse_example(serialized: tf.Tensor, num_classes: int | None = None) -> dict
     context_spec = {k: tf.io.FixedLenFeature([], d) for k, d in _SCALARS.items()}
     context_spec.update({k: tf.io.VarLenFeature(d) for k, d in _LISTS.items()})
     context, lists = tf.io.parse_single_sequence_example(
-        serialized, context_features=context_spec,
-        sequence_features={FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)})
+        serialized,
+        context_features=context_spec,
+        sequence_features={FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)},
+    )
     dense = {k: tf.sparse.to_dense(context[k]) for k in _LISTS}
     boxes = tf.reshape(dense[BOX_YXYX], [-1, 4])
     n = tf.shape(boxes)[0]
@@ -240,12 +282,18 @@ def parse_example(serialized: tf.Tensor, num_classes: int | None = None) -> dict
     pairs = tf.stack([dense[LABEL_BOX], dense[LABEL_CLASS]], axis=1)
     checks = []
     if num_classes is not None:  # checked first: a class index past C would fail in scatter_nd
-        checks.append(tf.debugging.assert_equal(
-            context[NUM_CLASSES], tf.constant(num_classes, tf.int64),
-            message=f"records were written with a different number of classes than {num_classes}"))
+        checks.append(
+            tf.debugging.assert_equal(
+                context[NUM_CLASSES],
+                tf.constant(num_classes, tf.int64),
+                message="records were written with a different number of classes than "
+                f"{num_classes}",
+            )
+        )
     with tf.control_dependencies(checks):
-        labels = tf.scatter_nd(pairs, tf.ones([tf.shape(pairs)[0]], tf.float32),
-                               tf.cast(tf.stack([n, c]), tf.int64))
+        labels = tf.scatter_nd(
+            pairs, tf.ones([tf.shape(pairs)[0]], tf.float32), tf.cast(tf.stack([n, c]), tf.int64)
+        )
     if num_classes is not None:
         labels.set_shape([None, num_classes])
     i32 = lambda t: tf.cast(t, tf.int32)  # noqa: E731

@@ -20,6 +20,7 @@ Written under `out_dir`:
   README.txt                          fps=1 and what the timestamps mean.
   conversion_manifest.json            counts, options, every rejected video and box (video:frame).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,8 +79,9 @@ def check_box(box_xyxy, width, height, where):
         return None, "non-finite box"
     if x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
         return None, f"box {x1:g},{y1:g},{x2:g},{y2:g} outside the {width}x{height} image"
-    box = np.array([max(y1, 0) / height, max(x1, 0) / width, min(y2, height) / height,
-                    min(x2, width) / width])
+    box = np.array(
+        [max(y1, 0) / height, max(x1, 0) / width, min(y2, height) / height, min(x2, width) / width]
+    )
     # The CSV keeps 3 decimals: a box narrower than that would read back empty.
     if np.round(box[2], 3) <= np.round(box[0], 3) or np.round(box[3], 3) <= np.round(box[1], 3):
         return None, f"empty box {x1:g},{y1:g},{x2:g},{y2:g}"
@@ -89,6 +91,7 @@ def check_box(box_xyxy, width, height, where):
 def _frames(video: Video):
     """Yields each frame of a video source as JPEG bytes (image folders and videos)."""
     from PIL import Image
+
     kind, path = video.source
     if kind == "image_folder":
         names = sorted(n for n in os.listdir(path) if os.path.splitext(n)[0].isdigit())
@@ -99,6 +102,7 @@ def _frames(video: Video):
                 yield buf.getvalue()
         return
     import av
+
     with av.open(path) as container:
         for frame in container.decode(container.streams.video[0]):
             buf = io.BytesIO()
@@ -155,15 +159,29 @@ def _split_rows(dataset: TubeDataset, names, stride: int, bad_keys: set):
 
     def cat(parts, shape):
         return np.concatenate(parts)[keep][order] if parts else np.zeros(shape)
+
     return ava.Annotations(
-        video_id=video[keep][order], timestamp=ts[keep][order],
-        boxes=cat(boxes, (0, 4)), action_id=cat(action, 0), person_id=cat(person, 0),
-        score=np.full(int(keep.sum()), np.nan), line=np.zeros(int(keep.sum()), np.int64))
+        video_id=video[keep][order],
+        timestamp=ts[keep][order],
+        boxes=cat(boxes, (0, 4)),
+        action_id=cat(action, 0),
+        person_id=cat(person, 0),
+        score=np.full(int(keep.sum()), np.nan),
+        line=np.zeros(int(keep.sum()), np.int64),
+    )
 
 
-def write_layout(dataset: TubeDataset, out_dir: str, *, name: str, keyframe_stride: int = 1,
-                 source_fps: float | None = None, skip_bad: bool = False,
-                 copy_frames: bool = False, options: dict | None = None) -> dict:
+def write_layout(
+    dataset: TubeDataset,
+    out_dir: str,
+    *,
+    name: str,
+    keyframe_stride: int = 1,
+    source_fps: float | None = None,
+    skip_bad: bool = False,
+    copy_frames: bool = False,
+    options: dict | None = None,
+) -> dict:
     """Writes the layout (module docstring); returns the manifest (also written as JSON).
 
     Raises TubeDataError listing bad boxes (video:frame) and videos whose frames are missing or
@@ -182,8 +200,9 @@ def write_layout(dataset: TubeDataset, out_dir: str, *, name: str, keyframe_stri
                 continue
             folder = os.path.join(out_dir, "frames", n)
             # A folder of an earlier run is reused when complete, else written again.
-            if os.path.lexists(folder) and (not os.path.exists(folder)
-                                            or _count_jpegs(folder) < v.nframes):
+            if os.path.lexists(folder) and (
+                not os.path.exists(folder) or _count_jpegs(folder) < v.nframes
+            ):
                 if os.path.islink(folder):
                     os.unlink(folder)
                 else:
@@ -192,37 +211,42 @@ def write_layout(dataset: TubeDataset, out_dir: str, *, name: str, keyframe_stri
                 os.makedirs(os.path.dirname(folder), exist_ok=True)
                 try:
                     write_frames(v, folder, copy_frames)
-                except (OSError, ValueError) as e:   # PyAV's errors are OSError/ValueError
+                except (OSError, ValueError) as e:  # PyAV's errors are OSError/ValueError
                     bad_videos[n] = f"{v.source[1]}: unreadable ({e})"
                     continue
             have = _count_jpegs(folder)
             if have < v.nframes:
-                bad_videos[n] = (f"{v.source[1]}: {have} frames, the annotation says "
-                                 f"{v.nframes}")
+                bad_videos[n] = f"{v.source[1]}: {have} frames, the annotation says {v.nframes}"
     problems = list(dataset.problems)
     if (problems or bad_videos) and not skip_bad:
         lines = [f"{w}: {r}" for w, r in problems[:20]]
         lines += [f"{n}: {r}" for n, r in list(bad_videos.items())[:20]]
         more = len(problems) + len(bad_videos) - len(lines)
-        raise TubeDataError("bad input (use --skip_bad to exclude it and list it in the "
-                            "manifest):\n" + "\n".join(lines)
-                            + (f"\n... and {more} more" if more > 0 else ""))
+        raise TubeDataError(
+            "bad input (use --skip_bad to exclude it and list it in the "
+            "manifest):\n" + "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
+        )
     bad_keys = set()
     for where, _ in problems:
         video, frame = where.rsplit(":", 1)
         bad_keys.add((video, int(frame)))
     ann_dir = os.path.join(out_dir, "annotations")
     os.makedirs(ann_dir, exist_ok=True)
-    label_map = ava.LabelMap(ids=tuple(range(1, len(dataset.class_names) + 1)),
-                             names={i + 1: n for i, n in enumerate(dataset.class_names)})
+    label_map = ava.LabelMap(
+        ids=tuple(range(1, len(dataset.class_names) + 1)),
+        names={i + 1: n for i, n in enumerate(dataset.class_names)},
+    )
     ava.write_label_map(os.path.join(ann_dir, f"{name}_action_list.pbtxt"), label_map)
     counts = {}
     for split, names in dataset.splits.items():
         names = sorted(n for n in names if n not in bad_videos)
         rows = _split_rows(dataset, names, keyframe_stride, bad_keys)
         ava.write_annotations(os.path.join(ann_dir, f"ava_{split}.csv"), rows)
-        excluded = sorted((v, t) for v, t in bad_keys if v in set(names)
-                          and t % keyframe_stride == 0 and 0 <= t < dataset.videos[v].nframes)
+        excluded = sorted(
+            (v, t)
+            for v, t in bad_keys
+            if v in set(names) and t % keyframe_stride == 0 and 0 <= t < dataset.videos[v].nframes
+        )
         with open(os.path.join(ann_dir, f"ava_{split}_excluded_timestamps.csv"), "w") as f:
             f.write("".join(f"{v},{t:04d}\n" for v, t in excluded))
         has_box = ~np.isnan(rows.boxes[:, 0])
@@ -230,20 +254,30 @@ def write_layout(dataset: TubeDataset, out_dir: str, *, name: str, keyframe_stri
             "videos": len(names),
             "tubes": sum(len(dataset.videos[n].tubes) for n in names),
             "keyframes": len(set(zip(rows.video_id.tolist(), rows.timestamp.tolist()))),
-            "boxes": int(has_box.sum()), "background_keyframes": int((~has_box).sum()),
-            "excluded_keyframes": len(excluded)}
+            "boxes": int(has_box.sum()),
+            "background_keyframes": int((~has_box).sum()),
+            "excluded_keyframes": len(excluded),
+        }
     with open(os.path.join(out_dir, "README.txt"), "w") as f:
-        f.write("fps=1\n\nTimestamps are 0-based frame indices: timestamp t is frames/VID/"
-                "%05d.jpg number t + 1, so the converter reads it exactly at fps=1.\n"
-                f"Data set: {name}; keyframes every {keyframe_stride} frame(s)"
-                + (f"; the source videos run at {source_fps:g} frames per second" if source_fps
-                   else "") + ".\n")
+        f.write(
+            "fps=1\n\nTimestamps are 0-based frame indices: timestamp t is frames/VID/"
+            "%05d.jpg number t + 1, so the converter reads it exactly at fps=1.\n"
+            f"Data set: {name}; keyframes every {keyframe_stride} frame(s)"
+            + (f"; the source videos run at {source_fps:g} frames per second" if source_fps else "")
+            + ".\n"
+        )
     manifest = {
-        "dataset": name, "keyframe_stride": keyframe_stride, "timestamp": "0-based frame index",
-        "layout_fps": 1, "source_fps": source_fps, "classes": list(dataset.class_names),
-        "splits": counts, "options": options or {},
+        "dataset": name,
+        "keyframe_stride": keyframe_stride,
+        "timestamp": "0-based frame index",
+        "layout_fps": 1,
+        "source_fps": source_fps,
+        "classes": list(dataset.class_names),
+        "splits": counts,
+        "options": options or {},
         "rejected_boxes": [{"where": w, "reason": r} for w, r in problems],
-        "rejected_videos": [{"video": n, "reason": r} for n, r in sorted(bad_videos.items())]}
+        "rejected_videos": [{"video": n, "reason": r} for n, r in sorted(bad_videos.items())],
+    }
     with open(os.path.join(out_dir, "conversion_manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest

@@ -11,6 +11,7 @@ Videos are named `Class/v_Class_gGG_cCC`; the layout's video id is the part afte
 Frames come from `rgb-images/Class/v_.../00001.jpg` folders or from the UCF101 videos
 (`UCF-101/Class/v_....avi`).
 """
+
 from __future__ import annotations
 
 import glob
@@ -36,8 +37,9 @@ def load_pickle(path):
         raise TubeDataError(f"{path}: expected a dict, got {type(data).__name__}")
     missing = [k for k in KEYS if k not in data]
     if missing:
-        raise TubeDataError(f"{path}: missing key(s) {', '.join(missing)} (has "
-                            f"{', '.join(sorted(map(str, data)))})")
+        raise TubeDataError(
+            f"{path}: missing key(s) {', '.join(missing)} (has {', '.join(sorted(map(str, data)))})"
+        )
     return data
 
 
@@ -72,8 +74,9 @@ def read(path, split_index: int = 1, frames_dir=None, videos_dir=None) -> TubeDa
     for split in ("train", "test"):
         lists = data[f"{split}_videos"]
         if not 1 <= split_index <= len(lists):
-            raise TubeDataError(f"{path}: {split}_videos has {len(lists)} split(s), asked for "
-                                f"split {split_index}")
+            raise TubeDataError(
+                f"{path}: {split}_videos has {len(lists)} split(s), asked for split {split_index}"
+            )
         splits[split] = [str(v) for v in lists[split_index - 1]]
     videos, problems, ids = {}, [], {}
     for video in splits["train"] + splits["test"]:
@@ -82,30 +85,40 @@ def read(path, split_index: int = 1, frames_dir=None, videos_dir=None) -> TubeDa
             raise TubeDataError(f"{path}: videos {ids[vid]} and {video} share the id {vid}")
         for key in ("nframes", "resolution", "gttubes"):
             if video not in data[key]:
-                raise TubeDataError(f"{path}: video {video} of the split lists has no "
-                                    f"'{key}' entry")
+                raise TubeDataError(
+                    f"{path}: video {video} of the split lists has no '{key}' entry"
+                )
         nframes = int(data["nframes"][video])
         height, width = (int(v) for v in data["resolution"][video])
         tubes = []
         for label, tube_list in sorted(data["gttubes"][video].items()):
             if not 0 <= int(label) < len(labels):
-                raise TubeDataError(f"{path}: video {video}: label {label} outside 0.."
-                                    f"{len(labels) - 1}")
+                raise TubeDataError(
+                    f"{path}: video {video}: label {label} outside 0..{len(labels) - 1}"
+                )
             for k, arr in enumerate(tube_list):
                 arr = np.asarray(arr, np.float64)
                 if arr.ndim != 2 or arr.shape[1] != 5 or not len(arr):
-                    raise TubeDataError(f"{path}: video {video} label {label} tube {k}: "
-                                        f"expected an [n, 5] array, got shape {arr.shape}")
+                    raise TubeDataError(
+                        f"{path}: video {video} label {label} tube {k}: "
+                        f"expected an [n, 5] array, got shape {arr.shape}"
+                    )
                 frames, boxes = [], []
                 for row in arr:
                     frame = int(row[0]) - 1
                     where = f"{vid}:{frame}"
                     if row[0] != int(row[0]):
-                        raise TubeDataError(f"{path}: video {video} label {label} tube {k}: "
-                                            f"frame {row[0]:g} is not an integer")
+                        raise TubeDataError(
+                            f"{path}: video {video} label {label} tube {k}: "
+                            f"frame {row[0]:g} is not an integer"
+                        )
                     if not 0 <= frame < nframes:
-                        problems.append((where, f"tube {k} of label {label}: frame "
-                                                f"{row[0]:g} outside 1..{nframes}"))
+                        problems.append(
+                            (
+                                where,
+                                f"tube {k} of label {label}: frame {row[0]:g} outside 1..{nframes}",
+                            )
+                        )
                         continue
                     box, reason = check_box(row[1:], width, height, where)
                     if reason:
@@ -115,8 +128,14 @@ def read(path, split_index: int = 1, frames_dir=None, videos_dir=None) -> TubeDa
                     boxes.append(box)
                 if frames:
                     order = np.argsort(frames, kind="stable")
-                    tubes.append(Tube(int(label), np.asarray(frames, np.int64)[order],
-                                      np.asarray(boxes)[order]))
+                    tubes.append(
+                        Tube(
+                            int(label),
+                            np.asarray(frames, np.int64)[order],
+                            np.asarray(boxes)[order],
+                        )
+                    )
         videos[vid] = Video(vid, nframes, tubes, find_source(video, frames_dir, videos_dir))
-    return TubeDataset(labels, videos, {s: [_video_id(v) for v in vs] for s, vs in
-                                        splits.items()}, problems)
+    return TubeDataset(
+        labels, videos, {s: [_video_id(v) for v in vs] for s, vs in splits.items()}, problems
+    )

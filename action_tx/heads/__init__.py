@@ -1,5 +1,6 @@
 """Relational heads. Chosen by name from the plain dict `HEADS` (no registry, no import side
 effects); every head takes `HeadInputs` and returns `HeadOutputs` (see `base.py`)."""
+
 from action_tx.heads.acar import ACARHead
 from action_tx.heads.action_transformer import ActionTransformerHead
 from action_tx.heads.aia import AIAHead

@@ -41,6 +41,7 @@ roi_mask [B, N]; with a bank also keyframe_index, video_index, timestamp [B].
 Outputs: logits [B, N, num_classes]; attention [B, N, M, h, w] of the last HR2O block (M = N,
 or (2w + 1) * P bank actors; None for "rn").
 """
+
 import contextlib
 from typing import Optional
 
@@ -80,10 +81,20 @@ class ACARHead(ActionHead):
       block_dropout: dropout inside each HR2O block (authors' code: 0.2).
     """
 
-    def __init__(self, num_classes: int, num_blocks: int = 2, hidden_size: int = 512,
-                 relation: str = "hr2o", dropout: float = 0.2, use_bank: bool = False,
-                 bank_window: int = 10, reduce_size=None,
-                 kernel_size: int = 3, block_dropout: float = 0.2, **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        num_blocks: int = 2,
+        hidden_size: int = 512,
+        relation: str = "hr2o",
+        dropout: float = 0.2,
+        use_bank: bool = False,
+        bank_window: int = 10,
+        reduce_size=None,
+        kernel_size: int = 3,
+        block_dropout: float = 0.2,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if relation not in RELATIONS:
             raise ValueError(f"ACARHead: relation={relation!r}, expected one of {RELATIONS}")
@@ -103,8 +114,10 @@ class ACARHead(ActionHead):
         self._reduce = keras.layers.Dense(width, use_bias=False, name="conv_reduce")
         self._encoder = ActorContextEncoder(hidden_size, kernel_size, name="acrn")
         if relation == "hr2o":
-            self._blocks = [HR2OBlock(hidden_size, kernel_size, block_dropout, name=f"hr2o_{i}")
-                            for i in range(num_blocks)]
+            self._blocks = [
+                HR2OBlock(hidden_size, kernel_size, block_dropout, name=f"hr2o_{i}")
+                for i in range(num_blocks)
+            ]
             self._rn = None
         else:
             self._blocks, self._rn = [], RelationNetworkBlock(hidden_size, kernel_size, name="rn")
@@ -119,8 +132,9 @@ class ACARHead(ActionHead):
         the training split's, read in training; `eval_bank`, the evaluation split's, read in
         inference (None: `bank`). At least one. Their maps must have d = hidden_size."""
         if not self.use_bank:
-            raise ValueError(f"ACARHead {self.name!r}: set_bank on a head built with "
-                             "use_bank=False")
+            raise ValueError(
+                f"ACARHead {self.name!r}: set_bank on a head built with use_bank=False"
+            )
         if bank is None and eval_bank is None:
             raise ValueError(f"ACARHead {self.name!r}: set_bank needs a bank or an eval_bank")
         tables = {}
@@ -129,8 +143,10 @@ class ACARHead(ActionHead):
                 tables[key] = BankTable(given, name=f"acfb_{key}_table")
                 d = tables[key].map_shape[-1]
                 if d != self.hidden_size:
-                    raise ValueError(f"ACARHead {self.name!r}: the {key} bank's maps have "
-                                     f"d = {d}, this head hidden_size = {self.hidden_size}")
+                    raise ValueError(
+                        f"ACARHead {self.name!r}: the {key} bank's maps have "
+                        f"d = {d}, this head hidden_size = {self.hidden_size}"
+                    )
         self._train_table = tables.get("train")
         self._eval_table = tables.get("eval", self._train_table)
 
@@ -151,36 +167,43 @@ class ACARHead(ActionHead):
             self._recorder.active = False
 
     def build(self, inputs_shape=None):
-        self.built = True   # sub-layers build on the first call
+        self.built = True  # sub-layers build on the first call
 
     def _bank_keys(self, inputs: HeadInputs, training, maps):
         if self._eval_table is None:
-            raise ValueError(f"ACARHead {self.name!r}: use_bank=True but no bank was given; "
-                             "call set_bank (action_tx.acfb.attach_banks) after building it")
+            raise ValueError(
+                f"ACARHead {self.name!r}: use_bank=True but no bank was given; "
+                "call set_bank (action_tx.acfb.attach_banks) after building it"
+            )
         table = self._train_table if training else self._eval_table
         if table is None:
-            raise ValueError(f"ACARHead {self.name!r}: training needs the training split's "
-                             "bank (only an eval_bank was given)")
-        if inputs.keyframe_index is None or inputs.video_index is None or \
-                inputs.timestamp is None:
-            raise ValueError("ACARHead with a bank needs keyframe_index, video_index and "
-                             "timestamp in the batch")
+            raise ValueError(
+                f"ACARHead {self.name!r}: training needs the training split's "
+                "bank (only an eval_bank was given)"
+            )
+        if inputs.keyframe_index is None or inputs.video_index is None or inputs.timestamp is None:
+            raise ValueError(
+                "ACARHead with a bank needs keyframe_index, video_index and timestamp in the batch"
+            )
         if maps.shape[2:].as_list() != table.map_shape:
-            raise ValueError(f"ACARHead: relation maps {maps.shape[2:].as_list()} differ from "
-                             f"the bank's {table.map_shape} (trunk or map size changed)")
-        bank, mask = table.read(inputs.keyframe_index, inputs.video_index, inputs.timestamp,
-                                self.bank_window)
-        shape = tf.shape(bank)   # [B, 2w+1, P, h, w, d]
+            raise ValueError(
+                f"ACARHead: relation maps {maps.shape[2:].as_list()} differ from "
+                f"the bank's {table.map_shape} (trunk or map size changed)"
+            )
+        bank, mask = table.read(
+            inputs.keyframe_index, inputs.video_index, inputs.timestamp, self.bank_window
+        )
+        shape = tf.shape(bank)  # [B, 2w+1, P, h, w, d]
         keys = tf.reshape(bank, tf.concat([[shape[0], shape[1] * shape[2]], shape[3:]], 0))
         keys.set_shape([None, None] + table.map_shape)
         return tf.cast(keys, maps.dtype), tf.reshape(mask, [shape[0], shape[1] * shape[2]])
 
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
-        context = self._reduce(tf.reduce_mean(inputs.features, axis=1))           # [B, H, W, C']
-        tubes = self._reduce(inputs.roi_features)                           # [B, N, T, S, S, C']
+        context = self._reduce(tf.reduce_mean(inputs.features, axis=1))  # [B, H, W, C']
+        tubes = self._reduce(inputs.roi_features)  # [B, N, T, S, S, C']
         actors = tf.reduce_max(tf.reduce_mean(tubes, axis=2), axis=[2, 3])  # [B, N, C']
         roi_mask = tf.cast(inputs.roi_mask, tf.bool)
-        maps = self._encoder(actors, context)                               # [B, N, h, w, d]
+        maps = self._encoder(actors, context)  # [B, N, h, w, d]
         if self._recorder.active:
             self._recorder.maps.append(maps)
         attention = None
@@ -191,7 +214,7 @@ class ACARHead(ActionHead):
                 keys, key_mask = self._bank_keys(inputs, training, maps)
             for block in self._blocks:
                 if not self.use_bank:
-                    keys, key_mask = maps, roi_mask   # self-attention among the keyframe's actors
+                    keys, key_mask = maps, roi_mask  # self-attention among the keyframe's actors
                 maps, attention = block(maps, keys, key_mask, training=training)
         pooled = tf.reduce_mean(maps, axis=[2, 3])
         x = tf.concat([tf.nn.relu(self._fc1(actors)), pooled], axis=-1)
@@ -204,10 +227,16 @@ class ACARHead(ActionHead):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, num_blocks=self.num_blocks,
-                      hidden_size=self.hidden_size, relation=self.relation,
-                      dropout=self.dropout, use_bank=self.use_bank,
-                      bank_window=self.bank_window,
-                      reduce_size=self.reduce_size, kernel_size=self.kernel_size,
-                      block_dropout=self.block_dropout)
+        config.update(
+            num_classes=self.num_classes,
+            num_blocks=self.num_blocks,
+            hidden_size=self.hidden_size,
+            relation=self.relation,
+            dropout=self.dropout,
+            use_bank=self.use_bank,
+            bank_window=self.bank_window,
+            reduce_size=self.reduce_size,
+            kernel_size=self.kernel_size,
+            block_dropout=self.block_dropout,
+        )
         return config

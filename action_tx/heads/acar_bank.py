@@ -4,6 +4,7 @@
 `action_tx.acfb.extract_bank` writes it), `BankTable` the same arrays as TF variables read by
 keyframe index. `ACARHead.set_bank` takes `Bank`s: the head never reads files.
 """
+
 from typing import List, NamedTuple
 
 import numpy as np
@@ -16,6 +17,7 @@ class Bank(NamedTuple):
     maps float16 [K, P, h, w, d]; mask bool [K, P]; video_index int32 [K] (-1: keyframe never
     written); timestamp int32 [K]; video_id: list of K str ("" when not written).
     """
+
     maps: np.ndarray
     mask: np.ndarray
     video_index: np.ndarray
@@ -52,7 +54,7 @@ class BankTable(tf.Module):
         Returns maps float32 [B, 2w+1, P, h, w, d] and mask bool [B, 2w+1, P].
         """
         offsets = tf.range(-window, window + 1, dtype=tf.int32)
-        idx = tf.cast(keyframe_index, tf.int32)[:, None] + offsets[None]      # [B, 2w+1]
+        idx = tf.cast(keyframe_index, tf.int32)[:, None] + offsets[None]  # [B, 2w+1]
         size = tf.shape(self.video_index)[0]
         inside = (idx >= 0) & (idx < size)
         safe = tf.clip_by_value(idx, 0, size - 1)

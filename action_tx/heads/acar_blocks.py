@@ -6,6 +6,7 @@ h x w the relation map (after the encoder's valid 3x3 conv and 2x max-pool), d =
 Relation maps are channels-last [B, N, h, w, d]; convolutions run on them folded to
 [B * N, h, w, d], so every actor's map is convolved independently.
 """
+
 import keras
 import tensorflow as tf
 
@@ -60,13 +61,16 @@ class ActorContextEncoder(keras.layers.Layer):
         self.kernel_size = kernel_size
         self._context_proj = keras.layers.Dense(hidden_size, use_bias=False, name="conv1_context")
         self._actor_proj = keras.layers.Dense(hidden_size, use_bias=False, name="conv1_actor")
-        self._conv2 = keras.layers.Conv2D(hidden_size, kernel_size, padding="valid",
-                                          use_bias=False, name="conv2")
+        self._conv2 = keras.layers.Conv2D(
+            hidden_size, kernel_size, padding="valid", use_bias=False, name="conv2"
+        )
         self._pool = _map_downsample()
 
     def call(self, actors: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
-        joint = (self._context_proj(context)[:, None]            # [B, 1, H, W, d]
-                 + self._actor_proj(actors)[:, :, None, None])   # [B, N, 1, 1, d]
+        joint = (
+            self._context_proj(context)[:, None]  # [B, 1, H, W, d]
+            + self._actor_proj(actors)[:, :, None, None]
+        )  # [B, N, 1, 1, d]
         x = _fold(tf.nn.relu(joint))
         x = self._pool(tf.nn.relu(self._conv2(x)))
         return _unfold(x, tf.shape(actors)[:2])
@@ -100,10 +104,16 @@ class HR2OBlock(keras.layers.Layer):
         self.dropout = dropout
 
         def conv(name):
-            return keras.layers.Conv2D(hidden_size, kernel_size, padding="same", use_bias=False,
-                                       name=name)
-        self._q, self._k, self._v, self._out = conv("conv_q"), conv("conv_k"), conv("conv_v"), \
-            conv("conv_out")
+            return keras.layers.Conv2D(
+                hidden_size, kernel_size, padding="same", use_bias=False, name=name
+            )
+
+        self._q, self._k, self._v, self._out = (
+            conv("conv_q"),
+            conv("conv_k"),
+            conv("conv_v"),
+            conv("conv_out"),
+        )
         self._norm = keras.layers.GroupNormalization(groups=1, axis=-1, epsilon=1e-5, name="norm")
         self._dropout = keras.layers.Dropout(dropout)
 
@@ -112,8 +122,7 @@ class HR2OBlock(keras.layers.Layer):
         q = _unfold(self._q(_fold(queries)), q_lead)
         k = _unfold(self._k(_fold(keys)), k_lead)
         v = _unfold(self._v(_fold(keys)), k_lead)
-        logits = tf.einsum("bnhwc,bmhwc->bnmhw", q, k) / tf.sqrt(
-            tf.cast(self.hidden_size, q.dtype))
+        logits = tf.einsum("bnhwc,bmhwc->bnmhw", q, k) / tf.sqrt(tf.cast(self.hidden_size, q.dtype))
         att = masked_softmax(logits, key_mask[:, None, :, None, None], axis=2)
         mixed = tf.einsum("bnmhw,bmhwc->bnhwc", att, v)
         h = self._out(tf.nn.relu(self._norm(_fold(mixed))))
@@ -122,8 +131,9 @@ class HR2OBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(hidden_size=self.hidden_size, kernel_size=self.kernel_size,
-                      dropout=self.dropout)
+        config.update(
+            hidden_size=self.hidden_size, kernel_size=self.kernel_size, dropout=self.dropout
+        )
         return config
 
 
@@ -148,22 +158,24 @@ class RelationNetworkBlock(keras.layers.Layer):
         self._proj_i = keras.layers.Dense(hidden_size, use_bias=False, name="f1_actor_i")
         self._proj_j = keras.layers.Dense(hidden_size, use_bias=False, name="f1_actor_j")
         self._proj_v = keras.layers.Dense(hidden_size, use_bias=False, name="f1_context")
-        self._conv2 = keras.layers.Conv2D(hidden_size, kernel_size, padding="valid",
-                                          use_bias=False, name="f2")
+        self._conv2 = keras.layers.Conv2D(
+            hidden_size, kernel_size, padding="valid", use_bias=False, name="f2"
+        )
         self._pool = _map_downsample()
 
     def call(self, actors, context, mask, maps):
         b, n = tf.shape(actors)[0], tf.shape(actors)[1]
-        joint = (self._proj_i(actors)[:, :, None, None, None]      # [B, N, 1, 1, 1, d]
-                 + self._proj_j(actors)[:, None, :, None, None]     # [B, 1, N, 1, 1, d]
-                 + self._proj_v(context)[:, None, None])            # [B, 1, 1, H, W, d]
+        joint = (
+            self._proj_i(actors)[:, :, None, None, None]  # [B, N, 1, 1, 1, d]
+            + self._proj_j(actors)[:, None, :, None, None]  # [B, 1, N, 1, 1, d]
+            + self._proj_v(context)[:, None, None]
+        )  # [B, 1, 1, H, W, d]
         joint = tf.reshape(tf.nn.relu(joint), tf.concat([[b * n * n], tf.shape(joint)[3:]], 0))
         joint.set_shape([None, None, None, self.hidden_size])
         h = self._pool(tf.nn.relu(self._conv2(joint)))
         h = tf.reshape(h, tf.concat([[b, n, n], tf.shape(h)[1:]], 0))
-        weight = tf.cast(mask, h.dtype)[:, None, :, None, None, None]          # over j
-        mean = tf.reduce_sum(h * weight, axis=2) / tf.maximum(
-            tf.reduce_sum(weight, axis=2), 1.0)
+        weight = tf.cast(mask, h.dtype)[:, None, :, None, None, None]  # over j
+        mean = tf.reduce_sum(h * weight, axis=2) / tf.maximum(tf.reduce_sum(weight, axis=2), 1.0)
         mean.set_shape(maps.shape)
         return maps + mean
 

@@ -32,6 +32,7 @@ Design decisions (the paper is silent or ambiguous on these; each says why):
 - Padded RoIs: rows are independent (cross-attention from RoIs to cells), so padding can never
   change a real RoI; their logits, box deltas and attention maps are set to 0.
 """
+
 import keras
 import tensorflow as tf
 
@@ -75,24 +76,42 @@ class ActionTransformerHead(ActionHead):
       actor_logits: float32 [B, N] (0 for padded RoIs) or None when actor_logit=False.
     """
 
-    def __init__(self, num_classes: int, num_heads: int = 2, num_layers: int = 3,
-                 hidden_size: int = 128, dropout: float = 0.3, query_mode: str = "highres",
-                 location_embedding: bool = True, location_embedding_size: int = 64,
-                 highres_reduced_channels: int = 128, ffn_hidden: int = 512,
-                 regress_boxes: bool = True, return_attention: bool = True,
-                 actor_logit: bool = True, **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        num_heads: int = 2,
+        num_layers: int = 3,
+        hidden_size: int = 128,
+        dropout: float = 0.3,
+        query_mode: str = "highres",
+        location_embedding: bool = True,
+        location_embedding_size: int = 64,
+        highres_reduced_channels: int = 128,
+        ffn_hidden: int = 512,
+        regress_boxes: bool = True,
+        return_attention: bool = True,
+        actor_logit: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if query_mode not in QUERY_MODES:
-            raise ValueError(f"ActionTransformerHead: query_mode must be one of {QUERY_MODES}, "
-                             f"got {query_mode!r}")
-        for arg, value in (("num_classes", num_classes), ("num_heads", num_heads),
-                           ("num_layers", num_layers), ("hidden_size", hidden_size),
-                           ("location_embedding_size", location_embedding_size),
-                           ("highres_reduced_channels", highres_reduced_channels),
-                           ("ffn_hidden", ffn_hidden)):
+            raise ValueError(
+                f"ActionTransformerHead: query_mode must be one of {QUERY_MODES}, "
+                f"got {query_mode!r}"
+            )
+        for arg, value in (
+            ("num_classes", num_classes),
+            ("num_heads", num_heads),
+            ("num_layers", num_layers),
+            ("hidden_size", hidden_size),
+            ("location_embedding_size", location_embedding_size),
+            ("highres_reduced_channels", highres_reduced_channels),
+            ("ffn_hidden", ffn_hidden),
+        ):
             if int(value) != value or value < 1:
-                raise ValueError(f"ActionTransformerHead: {arg} must be a positive integer, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"ActionTransformerHead: {arg} must be a positive integer, got {value!r}"
+                )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"ActionTransformerHead: dropout must be in [0, 1), got {dropout!r}")
         self.num_classes = num_classes
@@ -109,18 +128,25 @@ class ActionTransformerHead(ActionHead):
         self.return_attention = return_attention
         self.actor_logit = actor_logit
 
-        self._location = (LocationEmbedding(location_embedding_size, name="location_embedding")
-                          if location_embedding else None)
+        self._location = (
+            LocationEmbedding(location_embedding_size, name="location_embedding")
+            if location_embedding
+            else None
+        )
         # A 1x1 conv on the [.., S, S, C] query map is a Dense on its channel axis.
-        self._reduce = (keras.layers.Dense(highres_reduced_channels, activation="relu",
-                                           name="qpr_conv1x1")
-                        if query_mode == "highres" else None)
+        self._reduce = (
+            keras.layers.Dense(highres_reduced_channels, activation="relu", name="qpr_conv1x1")
+            if query_mode == "highres"
+            else None
+        )
         # Flat list (layer-major) so Keras tracks every unit's weights.
-        self._units = [TxUnit(hidden_size, ffn_hidden, dropout, name=f"tx_l{layer}_h{head}")
-                       for layer in range(num_layers) for head in range(num_heads)]
+        self._units = [
+            TxUnit(hidden_size, ffn_hidden, dropout, name=f"tx_l{layer}_h{head}")
+            for layer in range(num_layers)
+            for head in range(num_heads)
+        ]
         self._classifier = keras.layers.Dense(num_classes, name="cls_logits")
-        self._box_regressor = (keras.layers.Dense(4, name="box_deltas")
-                               if regress_boxes else None)
+        self._box_regressor = keras.layers.Dense(4, name="box_deltas") if regress_boxes else None
         self._actor = keras.layers.Dense(1, name="actor_logit") if actor_logit else None
 
     def build(self, input_shape):
@@ -128,9 +154,11 @@ class ActionTransformerHead(ActionHead):
         `count_params()` works after one call and no variable is created inside a trace."""
         channels, size = input_shape.features[-1], input_shape.roi_features[3]
         if channels is None or size is None:
-            raise ValueError(f"ActionTransformerHead {self.name!r}: the channels C of features "
-                             f"and the RoI size S must be static, got {input_shape.features} and "
-                             f"{input_shape.roi_features}")
+            raise ValueError(
+                f"ActionTransformerHead {self.name!r}: the channels C of features "
+                f"and the RoI size S must be static, got {input_shape.features} and "
+                f"{input_shape.roi_features}"
+            )
         if self._location is not None:
             self._location.build(input_shape.features)
             channels += 2 * self.location_embedding_size
@@ -155,21 +183,29 @@ class ActionTransformerHead(ActionHead):
         if features.shape.rank != 5:
             raise ValueError(f"{name}: features must be [B, T', H', W', C], got {features.shape}")
         if roi_features.shape.rank != 6:
-            raise ValueError(f"{name}: roi_features must be [B, N, T', S, S, C], "
-                             f"got {roi_features.shape}")
+            raise ValueError(
+                f"{name}: roi_features must be [B, N, T', S, S, C], got {roi_features.shape}"
+            )
         if rois.shape.rank != 3 or roi_mask.shape.rank != 2:
-            raise ValueError(f"{name}: rois must be [B, N, 4] and roi_mask [B, N], got "
-                             f"{rois.shape} and {roi_mask.shape}")
+            raise ValueError(
+                f"{name}: rois must be [B, N, 4] and roi_mask [B, N], got "
+                f"{rois.shape} and {roi_mask.shape}"
+            )
         if roi_features.shape[-1] != features.shape[-1]:
-            raise ValueError(f"{name}: roi_features has {roi_features.shape[-1]} channels but "
-                             f"features has {features.shape[-1]}")
+            raise ValueError(
+                f"{name}: roi_features has {roi_features.shape[-1]} channels but "
+                f"features has {features.shape[-1]}"
+            )
         if None in (roi_features.shape[3], roi_features.shape[4], features.shape[-1]):
-            raise ValueError(f"{name}: the RoI size S and channels C must be static, got "
-                             f"roi_features {roi_features.shape}")
+            raise ValueError(
+                f"{name}: the RoI size S and channels C must be static, got "
+                f"roi_features {roi_features.shape}"
+            )
         t_feat, t_roi = features.shape[1], roi_features.shape[2]
         if t_feat is not None and t_roi is not None and t_feat != t_roi:
-            raise ValueError(f"{name}: roi_features has T'={t_roi} slices but features has "
-                             f"T'={t_feat}")
+            raise ValueError(
+                f"{name}: roi_features has T'={t_roi} slices but features has T'={t_feat}"
+            )
 
     def _query_and_memory(self, features, roi_features, rois):
         """Embedded query map [B, N, S, S, C+2E] and flattened memory [B, T'H'W', C+2E]."""
@@ -184,11 +220,16 @@ class ActionTransformerHead(ActionHead):
             spatial = tf.cast(spatial, features.dtype)
             temporal = tf.cast(temporal, features.dtype)
             size = self.location_embedding_size
-            embedding = tf.concat([tf.broadcast_to(spatial[None], [t, h, w, size]),
-                                   tf.broadcast_to(temporal[:, None, None], [t, h, w, size])],
-                                  axis=-1)
-            memory = tf.concat([features, tf.broadcast_to(
-                embedding[None], [batch, t, h, w, 2 * size])], axis=-1)
+            embedding = tf.concat(
+                [
+                    tf.broadcast_to(spatial[None], [t, h, w, size]),
+                    tf.broadcast_to(temporal[:, None, None], [t, h, w, size]),
+                ],
+                axis=-1,
+            )
+            memory = tf.concat(
+                [features, tf.broadcast_to(embedding[None], [batch, t, h, w, 2 * size])], axis=-1
+            )
             s = roi_features.shape[3]
             roi_spatial = roi_align_map(spatial, rois, s)  # [B, N, S, S, E]
             roi_temporal = tf.broadcast_to(tf.gather(temporal, t // 2), tf.shape(roi_spatial))
@@ -216,7 +257,7 @@ class ActionTransformerHead(ActionHead):
         query = self._preprocess_query(query_map)
         attention = []
         for layer in range(self.num_layers):
-            layer_units = self._units[layer * self.num_heads:(layer + 1) * self.num_heads]
+            layer_units = self._units[layer * self.num_heads : (layer + 1) * self.num_heads]
             outputs = [unit(query, memory, training=training) for unit in layer_units]
             # "concatenating the output from the multiple heads at a given layer, and using the
             # concatenated feature as the next query" (§3.2).
@@ -235,19 +276,28 @@ class ActionTransformerHead(ActionHead):
         if self.return_attention:
             shape = tf.shape(features)
             stacked = tf.stack(attention, axis=2) * mask[..., None, None]  # [B, N, L, heads, M]
-            attention_maps = tf.reshape(stacked, tf.concat(
-                [tf.shape(stacked)[:4], shape[1:4]], axis=0))
-        return HeadOutputs(logits=logits, box_deltas=box_deltas, attention=attention_maps,
-                           actor_logits=actor)
+            attention_maps = tf.reshape(
+                stacked, tf.concat([tf.shape(stacked)[:4], shape[1:4]], axis=0)
+            )
+        return HeadOutputs(
+            logits=logits, box_deltas=box_deltas, attention=attention_maps, actor_logits=actor
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, num_heads=self.num_heads,
-                      num_layers=self.num_layers, hidden_size=self.hidden_size,
-                      dropout=self.dropout, query_mode=self.query_mode,
-                      location_embedding=self.location_embedding,
-                      location_embedding_size=self.location_embedding_size,
-                      highres_reduced_channels=self.highres_reduced_channels,
-                      ffn_hidden=self.ffn_hidden, regress_boxes=self.regress_boxes,
-                      return_attention=self.return_attention, actor_logit=self.actor_logit)
+        config.update(
+            num_classes=self.num_classes,
+            num_heads=self.num_heads,
+            num_layers=self.num_layers,
+            hidden_size=self.hidden_size,
+            dropout=self.dropout,
+            query_mode=self.query_mode,
+            location_embedding=self.location_embedding,
+            location_embedding_size=self.location_embedding_size,
+            highres_reduced_channels=self.highres_reduced_channels,
+            ffn_hidden=self.ffn_hidden,
+            regress_boxes=self.regress_boxes,
+            return_attention=self.return_attention,
+            actor_logit=self.actor_logit,
+        )
         return config

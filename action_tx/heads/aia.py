@@ -48,6 +48,7 @@ Design decisions (the paper is silent; each follows what the authors' release pl
 - Padded persons, objects and empty memory slots get zero attention (the release attends to
   zero padding, Figure 4's caption; masking is cleaner and is what the issue asks).
 """
+
 import math
 from typing import Sequence, Union
 
@@ -78,8 +79,9 @@ def _parse_blocks(blocks: Union[str, Sequence[str]]) -> list:
         blocks = [b for b in blocks.replace(" ", "").split(",") if b]
     blocks = [str(b).upper() for b in blocks]
     if not blocks or any(b not in BLOCK_TYPES for b in blocks):
-        raise ValueError(f"AIAHead: blocks must be a non-empty list of {BLOCK_TYPES}, "
-                         f"got {blocks!r}")
+        raise ValueError(
+            f"AIAHead: blocks must be a non-empty list of {BLOCK_TYPES}, got {blocks!r}"
+        )
     return blocks
 
 
@@ -112,12 +114,21 @@ class AIAHead(ActionHead):
     Returns `HeadOutputs` with logits float32 [B, N, C] (0 for padded RoIs).
     """
 
-    def __init__(self, num_classes: int, blocks: Union[str, Sequence[str]] = ("P", "O", "M",
-                                                                               "P", "O", "M"),
-                 structure: str = "dense", memory_window: int = 30, use_amu: bool = True,
-                 memory_dtype: str = "float32", memory_size: int = 0, hidden_size: int = 512,
-                 dropout: float = 0.2, memory_persons: int = 5, temporal_position: bool = True,
-                 **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        blocks: Union[str, Sequence[str]] = ("P", "O", "M", "P", "O", "M"),
+        structure: str = "dense",
+        memory_window: int = 30,
+        use_amu: bool = True,
+        memory_dtype: str = "float32",
+        memory_size: int = 0,
+        hidden_size: int = 512,
+        dropout: float = 0.2,
+        memory_persons: int = 5,
+        temporal_position: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         blocks = _parse_blocks(blocks)
         if structure not in STRUCTURES:
@@ -139,21 +150,28 @@ class AIAHead(ActionHead):
         self.temporal_position = bool(temporal_position)
         self.uses_table = "M" in blocks and self.memory_window > 0
         if self.uses_table and self.memory_size < 1:
-            raise ValueError("AIAHead: memory_size must be >= the keyframe count of every split "
-                             f"(M-blocks with memory_window={memory_window}), got {memory_size}")
+            raise ValueError(
+                "AIAHead: memory_size must be >= the keyframe count of every split "
+                f"(M-blocks with memory_window={memory_window}), got {memory_size}"
+            )
         # Evaluation needs one pass that fills the eval memory before the scoring pass.
         self.inference_passes = 2 if self.uses_table else 1
 
         self._person_proj = keras.layers.Dense(hidden_size, name="person_proj")
         self._object_proj = keras.layers.Dense(hidden_size, name="object_proj")
-        self._memory_proj = (keras.layers.Dense(hidden_size, name="memory_proj")
-                             if "M" in blocks else None)
-        positions = (2 * self.memory_window + 1
-                     if self.uses_table and self.temporal_position else 0)
-        self._blocks = [InteractionBlock(hidden_size, dropout,
-                                         temporal_positions=positions if kind == "M" else 0,
-                                         name=f"ia_{i}_{kind}")
-                        for i, kind in enumerate(blocks)]
+        self._memory_proj = (
+            keras.layers.Dense(hidden_size, name="memory_proj") if "M" in blocks else None
+        )
+        positions = 2 * self.memory_window + 1 if self.uses_table and self.temporal_position else 0
+        self._blocks = [
+            InteractionBlock(
+                hidden_size,
+                dropout,
+                temporal_positions=positions if kind == "M" else 0,
+                name=f"ia_{i}_{kind}",
+            )
+            for i, kind in enumerate(blocks)
+        ]
         self._fc = keras.layers.Dense(hidden_size, activation="relu", name="fc")
         self._dropout = keras.layers.Dropout(dropout)
         self._classifier = keras.layers.Dense(num_classes, name="cls_logits")
@@ -163,19 +181,32 @@ class AIAHead(ActionHead):
     def build(self, input_shape):
         channels = input_shape.roi_features[-1]
         if channels is None:
-            raise ValueError(f"AIAHead {self.name!r}: roi_features channels must be static, got "
-                             f"{input_shape.roi_features}")
+            raise ValueError(
+                f"AIAHead {self.name!r}: roi_features channels must be static, got "
+                f"{input_shape.roi_features}"
+            )
         d = self.hidden_size
         self._person_proj.build((None, None, channels))
         if self._memory_proj is not None:
             self._memory_proj.build((None, None, channels))
         if self.uses_table:
-            self._train_memory = FeatureMemory(self.memory_size, self.memory_persons, channels,
-                                               self.memory_dtype, name="train_memory")
-            self._eval_memory = FeatureMemory(self.memory_size, self.memory_persons, channels,
-                                              self.memory_dtype, name="eval_memory")
-        object_channels = (input_shape.object_features[-1]
-                           if input_shape.object_features is not None else channels)
+            self._train_memory = FeatureMemory(
+                self.memory_size,
+                self.memory_persons,
+                channels,
+                self.memory_dtype,
+                name="train_memory",
+            )
+            self._eval_memory = FeatureMemory(
+                self.memory_size,
+                self.memory_persons,
+                channels,
+                self.memory_dtype,
+                name="eval_memory",
+            )
+        object_channels = (
+            input_shape.object_features[-1] if input_shape.object_features is not None else channels
+        )
         self._object_proj.build((None, None, object_channels))
         for block in self._blocks:
             block.build((None, None, d), (None, None, d))
@@ -183,15 +214,19 @@ class AIAHead(ActionHead):
         self._dense_weights = []
         if self.structure == "dense":
             self._dense_weights = [
-                self.add_weight(name=f"dense_weights_{i}", shape=(i, d),
-                                initializer=_serial_start)
-                for i in range(1, len(self.blocks))]
+                self.add_weight(name=f"dense_weights_{i}", shape=(i, d), initializer=_serial_start)
+                for i in range(1, len(self.blocks))
+            ]
         self._fc.build((None, None, d))
         self._classifier.build((None, None, d))
         # err of Algorithm 1: loss of the latest training step, +inf before the first (line 2).
         self.current_loss = self.add_weight(
-            name="current_loss", shape=(), initializer=keras.initializers.Constant(float("inf")),
-            trainable=False, aggregation="mean")
+            name="current_loss",
+            shape=(),
+            initializer=keras.initializers.Constant(float("inf")),
+            trainable=False,
+            aggregation="mean",
+        )
 
     # --- public interface (ActionHead) ---------------------------------------------------
     @property
@@ -241,11 +276,12 @@ class AIAHead(ActionHead):
         labelled RoIs are candidates) or None at inference (every real RoI is).
         Returns persons [B, P, C] and mask [B, P] (P = memory_persons), best score first."""
         valid = tf.cast(roi_mask, tf.bool)
-        if roi_labels is not None:   # training: persons, not sampled background RoIs
+        if roi_labels is not None:  # training: persons, not sampled background RoIs
             valid &= tf.reduce_any(roi_labels > 0, axis=-1)
         scores = roi_scores if roi_scores is not None else tf.ones_like(persons[..., 0])
-        order, kept = batched_nms(rois, scores, valid, max_output_size=self.memory_persons,
-                                  iou_threshold=MEMORY_NMS_IOU)
+        order, kept = batched_nms(
+            rois, scores, valid, max_output_size=self.memory_persons, iou_threshold=MEMORY_NMS_IOU
+        )
         return tf.gather(persons, order, batch_dims=1), kept
 
     def memory_context(self, inputs, current, current_mask, training):
@@ -259,19 +295,22 @@ class AIAHead(ActionHead):
             return current, current_mask
         for field in ("keyframe_index", "video_index", "timestamp"):
             if getattr(inputs, field) is None:
-                raise ValueError(f"AIAHead {self.name!r}: HeadInputs.{field} is None; the memory "
-                                 "(memory_window > 0) needs it")
+                raise ValueError(
+                    f"AIAHead {self.name!r}: HeadInputs.{field} is None; the memory "
+                    "(memory_window > 0) needs it"
+                )
         memory = self._train_memory if training else self._eval_memory
-        got = memory.read(self._keyframe_index(inputs), inputs.video_index, inputs.timestamp,
-                          self.memory_window)
-        feats, mask = got["features"], got["mask"]                        # [B, W, P, C], [B, W, P]
+        got = memory.read(
+            self._keyframe_index(inputs), inputs.video_index, inputs.timestamp, self.memory_window
+        )
+        feats, mask = got["features"], got["mask"]  # [B, W, P, C], [B, W, P]
         if training and self.use_amu:
             # Lines 7-9: P̂_t' <- w_t' P̂_t', w = min(err / δ, δ / err).
             feats = feats * amu_penalty(got["loss_tag"], self.current_loss)[..., None, None]
         # Reads are float32 (whatever the table's storage dtype); the blocks compute in the
         # layer's dtype (bfloat16/float16 under mixed precision).
         feats = tf.cast(feats, current.dtype)
-        centre = tf.equal(got["offset"], 0)[None, :, None]                # offset 0 = P_t
+        centre = tf.equal(got["offset"], 0)[None, :, None]  # offset 0 = P_t
         feats = tf.where(centre[..., None], current[:, None], feats)
         mask = tf.where(centre, current_mask[:, None], mask)
         w, p, c = 2 * self.memory_window + 1, self.memory_persons, current.shape[-1]
@@ -286,12 +325,17 @@ class AIAHead(ActionHead):
 
     def _write(self, inputs, current, current_mask, loss_tag, training):
         memory = self._train_memory if training else self._eval_memory
-        memory.write(self._keyframe_index(inputs), inputs.video_index, inputs.timestamp,
-                     current, current_mask, loss_tag=loss_tag)
+        memory.write(
+            self._keyframe_index(inputs),
+            inputs.video_index,
+            inputs.timestamp,
+            current,
+            current_mask,
+            loss_tag=loss_tag,
+        )
 
     # --- forward ------------------------------------------------------------------------
-    def _aggregate(self, persons, person_mask, objects, object_mask, memory, memory_mask,
-                   training):
+    def _aggregate(self, persons, person_mask, objects, object_mask, memory, memory_mask, training):
         """The IA structure (§3.2) -> action features A_t [B, N, D]."""
         contexts = {"O": (objects, object_mask), "M": (memory, memory_mask)}
 
@@ -311,7 +355,7 @@ class AIAHead(ActionHead):
                 query = persons if i == 0 else dense_query(self._dense_weights[i - 1], outputs)
                 outputs.append(run(i, query))
             return outputs[-1]
-        branches = []                                       # parallel
+        branches = []  # parallel
         for kind in BLOCK_TYPES:
             indices = [i for i, k in enumerate(self.blocks) if k == kind]
             if indices:
@@ -324,33 +368,41 @@ class AIAHead(ActionHead):
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
         training = bool(training)
         roi_mask = tf.cast(inputs.roi_mask, tf.bool)
-        pooled = tf.reduce_mean(inputs.roi_features, axis=[2, 3, 4])          # P_t [B, N, C]
+        pooled = tf.reduce_mean(inputs.roi_features, axis=[2, 3, 4])  # P_t [B, N, C]
         persons = self._person_proj(pooled)
         objects = object_mask = memory = memory_mask = None
         if "O" in self.blocks:
             if inputs.object_features is None or inputs.object_mask is None:
-                raise ValueError(f"AIAHead {self.name!r}: O-blocks need HeadInputs."
-                                 "object_features (build the detector with use_objects=True)")
+                raise ValueError(
+                    f"AIAHead {self.name!r}: O-blocks need HeadInputs."
+                    "object_features (build the detector with use_objects=True)"
+                )
             objects = self._object_proj(tf.reduce_mean(inputs.object_features, axis=[2, 3, 4]))
             object_mask = tf.cast(inputs.object_mask, tf.bool)
         labels = inputs.roi_labels if training else None
         if "M" in self.blocks:
-            current, current_mask = self.select_persons(pooled, inputs.rois, roi_mask,
-                                                         inputs.roi_scores, labels)
+            current, current_mask = self.select_persons(
+                pooled, inputs.rois, roi_mask, inputs.roi_scores, labels
+            )
             memory, memory_mask = self.memory_context(inputs, current, current_mask, training)
             memory = self._memory_proj(memory)
-        features = self._aggregate(persons, roi_mask, objects, object_mask, memory,
-                                   memory_mask, training)
+        features = self._aggregate(
+            persons, roi_mask, objects, object_mask, memory, memory_mask, training
+        )
         hidden = self._dropout(self._fc(features), training=training)
         logits = self._classifier(hidden)
         logits *= tf.cast(roi_mask, logits.dtype)[..., None]
-        if not self.uses_table:   # no table: nothing to write, no err to keep (AMU only)
+        if not self.uses_table:  # no table: nothing to write, no err to keep (AMU only)
             return HeadOutputs(logits=logits)
         if training and labels is not None:
             # Lines 15-16: err <- this step's loss; WRITE P̂_t <- P_t, δ_t <- err.
             weights = tf.cast(roi_mask, tf.float32)
-            per_roi = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-                tf.cast(labels, tf.float32), tf.cast(logits, tf.float32)), axis=-1)
+            per_roi = tf.reduce_mean(
+                tf.nn.sigmoid_cross_entropy_with_logits(
+                    tf.cast(labels, tf.float32), tf.cast(logits, tf.float32)
+                ),
+                axis=-1,
+            )
             # The loss of the whole global batch (summed over the replicas in sync), so that
             # err and the tags are one run's, whatever the number of replicas and workers.
             total, count = sum_replicas(tf.reduce_sum(per_roi * weights), tf.reduce_sum(weights))
@@ -363,10 +415,17 @@ class AIAHead(ActionHead):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, blocks=list(self.blocks),
-                      structure=self.structure, memory_window=self.memory_window,
-                      use_amu=self.use_amu, memory_dtype=self.memory_dtype,
-                      memory_size=self.memory_size, hidden_size=self.hidden_size,
-                      dropout=self.dropout, memory_persons=self.memory_persons,
-                      temporal_position=self.temporal_position)
+        config.update(
+            num_classes=self.num_classes,
+            blocks=list(self.blocks),
+            structure=self.structure,
+            memory_window=self.memory_window,
+            use_amu=self.use_amu,
+            memory_dtype=self.memory_dtype,
+            memory_size=self.memory_size,
+            hidden_size=self.hidden_size,
+            dropout=self.dropout,
+            memory_persons=self.memory_persons,
+            temporal_position=self.temporal_position,
+        )
         return config

@@ -6,6 +6,7 @@
 - `amu_penalty`: the reweighting factor of the Asynchronous Memory Update (§3.3, eq. 2).
 - `dense_query`: the query of a Dense Serial IA block (§3.2, eq. 1).
 """
+
 import math
 
 import keras
@@ -14,8 +15,7 @@ import tensorflow as tf
 BLOCK_TYPES = ("P", "O", "M")
 
 
-def masked_attention(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
-                     key_mask: tf.Tensor):
+def masked_attention(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, key_mask: tf.Tensor):
     """Scaled dot-product attention over valid keys only.
 
     Args:
@@ -72,12 +72,14 @@ class InteractionBlock(keras.layers.Layer):
       (output float32 [B, N, D], attention float32 [B, N, M] (0 on padded entries)).
     """
 
-    def __init__(self, hidden_size: int = 512, dropout: float = 0.2,
-                 temporal_positions: int = 0, **kwargs):
+    def __init__(
+        self, hidden_size: int = 512, dropout: float = 0.2, temporal_positions: int = 0, **kwargs
+    ):
         super().__init__(**kwargs)
         if int(temporal_positions) < 0:
-            raise ValueError("InteractionBlock: temporal_positions must be >= 0, got "
-                             f"{temporal_positions}")
+            raise ValueError(
+                f"InteractionBlock: temporal_positions must be >= 0, got {temporal_positions}"
+            )
         self.hidden_size = hidden_size
         self.dropout = dropout
         self.temporal_positions = int(temporal_positions)
@@ -85,8 +87,9 @@ class InteractionBlock(keras.layers.Layer):
         self._key = keras.layers.Dense(hidden_size, name="key")
         self._value = keras.layers.Dense(hidden_size, name="value")
         self._out = keras.layers.Dense(hidden_size, kernel_initializer="zeros", name="out")
-        self._norm = keras.layers.LayerNormalization(epsilon=1e-5, center=False, scale=False,
-                                                     name="layer_norm")
+        self._norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, center=False, scale=False, name="layer_norm"
+        )
         self._dropout = keras.layers.Dropout(dropout)
 
     def build(self, query_shape, context_shape=None):
@@ -98,18 +101,22 @@ class InteractionBlock(keras.layers.Layer):
         self._norm.build((None, None, self.hidden_size))
         if self.temporal_positions:
             shape = (self.temporal_positions, self.hidden_size)
-            self.position_key = self.add_weight(name="position_key", shape=shape,
-                                                initializer="zeros")
-            self.position_value = self.add_weight(name="position_value", shape=shape,
-                                                  initializer="zeros")
+            self.position_key = self.add_weight(
+                name="position_key", shape=shape, initializer="zeros"
+            )
+            self.position_value = self.add_weight(
+                name="position_value", shape=shape, initializer="zeros"
+            )
 
     def _with_positions(self, projected, embedding):
         """projected [B, W*P, D] + embedding [W, D] repeated over each offset's P entries."""
         w = self.temporal_positions
         m = projected.shape[1]
         if m is not None and m % w:
-            raise ValueError(f"InteractionBlock {self.name!r}: context has {m} entries, not a "
-                             f"multiple of temporal_positions={w}")
+            raise ValueError(
+                f"InteractionBlock {self.name!r}: context has {m} entries, not a "
+                f"multiple of temporal_positions={w}"
+            )
         per_offset = tf.shape(projected)[1] // w
         return projected + tf.repeat(embedding, per_offset, axis=0)[tf.newaxis]
 
@@ -124,8 +131,11 @@ class InteractionBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(hidden_size=self.hidden_size, dropout=self.dropout,
-                      temporal_positions=self.temporal_positions)
+        config.update(
+            hidden_size=self.hidden_size,
+            dropout=self.dropout,
+            temporal_positions=self.temporal_positions,
+        )
         return config
 
 
@@ -144,8 +154,9 @@ def amu_penalty(loss_tag: tf.Tensor, current_loss: tf.Tensor) -> tf.Tensor:
     ok = (loss_tag > 0.0) & (err > 0.0) & tf.math.is_finite(err)
     safe_tag = tf.where(ok, loss_tag, tf.ones_like(loss_tag))
     safe_err = tf.where(ok, err, tf.ones_like(err))
-    return tf.where(ok, tf.minimum(safe_err / safe_tag, safe_tag / safe_err),
-                    tf.zeros_like(loss_tag))
+    return tf.where(
+        ok, tf.minimum(safe_err / safe_tag, safe_tag / safe_err), tf.zeros_like(loss_tag)
+    )
 
 
 def dense_query(weights: tf.Variable, outputs) -> tf.Tensor:
@@ -158,6 +169,6 @@ def dense_query(weights: tf.Variable, outputs) -> tf.Tensor:
     Returns:
       float32 [B, N, D].
     """
-    normalised = tf.nn.softmax(weights, axis=0)                        # [i, D]
-    stacked = tf.stack(outputs, axis=0)                                # [i, B, N, D]
+    normalised = tf.nn.softmax(weights, axis=0)  # [i, D]
+    stacked = tf.stack(outputs, axis=0)  # [i, B, N, D]
     return tf.reduce_sum(stacked * normalised[:, tf.newaxis, tf.newaxis, :], axis=0)

@@ -34,6 +34,7 @@ batch); local replicas scatter the same rows into their shared table, which is i
 Reads and writes are gathers / scatters of the touched rows: their cost depends on the batch and
 the window, not on K.
 """
+
 from typing import Dict, NamedTuple
 
 import keras
@@ -46,6 +47,7 @@ STORAGE_DTYPES = ("float32", "float16")
 class MemoryTables(NamedTuple):
     """A head's two memory tables: `train` is read and written in training steps, `eval` in
     inference (train and eval splits share keyframe indices, so they never share a table)."""
+
     train: "FeatureMemory"
     eval: "FeatureMemory"
 
@@ -61,8 +63,11 @@ def _host_placement():
     if not tf.distribute.has_strategy():
         return tf.device("/cpu:0")
     strategy = tf.distribute.get_strategy()
-    host = tf.DeviceSpec.from_string(strategy.extended.worker_devices[0]).replace(
-        device_type="CPU", device_index=0).to_string()
+    host = (
+        tf.DeviceSpec.from_string(strategy.extended.worker_devices[0])
+        .replace(device_type="CPU", device_index=0)
+        .to_string()
+    )
 
     def creator(next_creator, **kwargs):
         kwargs["colocate_with"] = numpy_dataset.SingleDevice(host)
@@ -87,17 +92,20 @@ def gather_replicas(*tensors):
     ctx = _multi_replica_context()
     if ctx is None:
         return tensors
-    gathered = ctx.all_gather([tf.cast(t, tf.int32) if t.dtype == tf.bool else t
-                               for t in tensors], axis=0)
-    return tuple(tf.cast(g, tf.bool) if t.dtype == tf.bool else g
-                 for g, t in zip(gathered, tensors))
+    gathered = ctx.all_gather(
+        [tf.cast(t, tf.int32) if t.dtype == tf.bool else t for t in tensors], axis=0
+    )
+    return tuple(
+        tf.cast(g, tf.bool) if t.dtype == tf.bool else g for g, t in zip(gathered, tensors)
+    )
 
 
 def sum_replicas(*tensors):
     """All-reduce SUM over the replicas in sync (unchanged outside a multi-replica step)."""
     ctx = _multi_replica_context()
-    return tensors if ctx is None else tuple(ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                                                            list(tensors)))
+    return (
+        tensors if ctx is None else tuple(ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(tensors)))
+    )
 
 
 class FeatureMemory(keras.layers.Layer):
@@ -111,14 +119,25 @@ class FeatureMemory(keras.layers.Layer):
       storage_dtype: "float32" or "float16" (half the memory; reads return float32).
     """
 
-    def __init__(self, num_keyframes: int, max_persons: int, dim: int,
-                 storage_dtype: str = "float32", **kwargs):
+    def __init__(
+        self,
+        num_keyframes: int,
+        max_persons: int,
+        dim: int,
+        storage_dtype: str = "float32",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if storage_dtype not in STORAGE_DTYPES:
-            raise ValueError(f"FeatureMemory: storage_dtype {storage_dtype!r} is not one of "
-                             f"{', '.join(STORAGE_DTYPES)}")
-        for name, value in (("num_keyframes", num_keyframes), ("max_persons", max_persons),
-                            ("dim", dim)):
+            raise ValueError(
+                f"FeatureMemory: storage_dtype {storage_dtype!r} is not one of "
+                f"{', '.join(STORAGE_DTYPES)}"
+            )
+        for name, value in (
+            ("num_keyframes", num_keyframes),
+            ("max_persons", max_persons),
+            ("dim", dim),
+        ):
             if int(value) < 1:
                 raise ValueError(f"FeatureMemory: {name} must be >= 1, got {value}")
         self.num_keyframes = int(num_keyframes)
@@ -132,28 +151,47 @@ class FeatureMemory(keras.layers.Layer):
             self.video = self._table("video", (k,), "int32", keras.initializers.Constant(-1))
             self.timestamp = self._table("timestamp", (k,), "int32", "zeros")
             self.loss_tag = self._table("loss_tag", (k,), "float32", "zeros")
-            self.write_step = self._table("write_step", (k,), "int64",
-                                          keras.initializers.Constant(-1))
+            self.write_step = self._table(
+                "write_step", (k,), "int64", keras.initializers.Constant(-1)
+            )
         self.built = True
 
     def _table(self, name, shape, dtype, initializer):
-        return self.add_weight(name=name, shape=shape, dtype=dtype, initializer=initializer,
-                               trainable=False, autocast=False)
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            dtype=dtype,
+            initializer=initializer,
+            trainable=False,
+            autocast=False,
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_keyframes=self.num_keyframes, max_persons=self.max_persons,
-                      dim=self.dim, storage_dtype=self.storage_dtype)
+        config.update(
+            num_keyframes=self.num_keyframes,
+            max_persons=self.max_persons,
+            dim=self.dim,
+            storage_dtype=self.storage_dtype,
+        )
         return config
 
     def _checked(self, keyframe_index, what):
         """int32 keyframe_index, asserted < num_keyframes (a table too small for the split)."""
         keyframe_index = tf.cast(keyframe_index, tf.int32)
-        with tf.control_dependencies([tf.debugging.assert_less(
-                keyframe_index, self.num_keyframes, message=(
-                    f"FeatureMemory {self.name!r}.{what}: keyframe_index >= num_keyframes "
-                    f"{self.num_keyframes}; the table must have a row for every keyframe of "
-                    "the split"))]):
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_less(
+                    keyframe_index,
+                    self.num_keyframes,
+                    message=(
+                        f"FeatureMemory {self.name!r}.{what}: keyframe_index >= num_keyframes "
+                        f"{self.num_keyframes}; the table must have a row for every keyframe of "
+                        "the split"
+                    ),
+                )
+            ]
+        ):
             return tf.identity(keyframe_index)
 
     def call(self, keyframe_index, video_index, timestamp, window: int = 0):
@@ -188,7 +226,7 @@ class FeatureMemory(keras.layers.Layer):
         video_index = tf.cast(video_index, tf.int32)
         timestamp = tf.cast(timestamp, tf.int32)
         offset = tf.range(-window, window + 1, dtype=tf.int32)
-        rows = keyframe_index[:, None] + offset[None, :]                        # [B, W]
+        rows = keyframe_index[:, None] + offset[None, :]  # [B, W]
         inside = (rows >= 0) & (rows < self.num_keyframes) & (keyframe_index[:, None] >= 0)
         rows = tf.clip_by_value(rows, 0, self.num_keyframes - 1)
         video = tf.gather(self.video.value, rows)
@@ -196,9 +234,10 @@ class FeatureMemory(keras.layers.Layer):
         dt = tf.gather(self.timestamp.value, rows) - timestamp[:, None]
         # Row j goes to slot dt_j + window: match[b, s, j] = row j of b is at time offset s.
         match = found[:, None, :] & tf.equal(dt[:, None, :], offset[None, :, None])
-        valid = tf.reduce_any(match, axis=-1)                                   # [B, W]
-        index = tf.gather(rows, tf.argmax(tf.cast(match, tf.int32), axis=-1, output_type=tf.int32),
-                          batch_dims=1)
+        valid = tf.reduce_any(match, axis=-1)  # [B, W]
+        index = tf.gather(
+            rows, tf.argmax(tf.cast(match, tf.int32), axis=-1, output_type=tf.int32), batch_dims=1
+        )
         mask = tf.gather(self.mask.value, index) & valid[:, :, None]
         features = tf.cast(tf.gather(self.features.value, index), tf.float32)
         features = features * tf.cast(mask, tf.float32)[..., None]
@@ -207,13 +246,15 @@ class FeatureMemory(keras.layers.Layer):
             "mask": mask,
             "valid": valid,
             "loss_tag": tf.where(valid, tf.gather(self.loss_tag.value, index), 0.0),
-            "write_step": tf.where(valid, tf.gather(self.write_step.value, index),
-                                   tf.constant(-1, tf.int64)),
+            "write_step": tf.where(
+                valid, tf.gather(self.write_step.value, index), tf.constant(-1, tf.int64)
+            ),
             "offset": offset,
         }
 
-    def write(self, keyframe_index, video_index, timestamp, features, mask,
-              loss_tag=None, step=None) -> None:
+    def write(
+        self, keyframe_index, video_index, timestamp, features, mask, loss_tag=None, step=None
+    ) -> None:
         """Stores the persons of B keyframes (gradients stopped); other entries are untouched.
 
         keyframe_index, video_index, timestamp: int32 [B]; rows with keyframe_index < 0 are
@@ -224,10 +265,12 @@ class FeatureMemory(keras.layers.Layer):
         loss_tag: float [B] or scalar, default 0. step: int scalar, default 0.
         """
         features = tf.stop_gradient(tf.convert_to_tensor(features))
-        if features.shape.rank != 3 or (features.shape[-1] is not None
-                                        and features.shape[-1] != self.dim):
-            raise ValueError(f"FeatureMemory.write: features must be [B, N, {self.dim}], got "
-                             f"{features.shape}")
+        if features.shape.rank != 3 or (
+            features.shape[-1] is not None and features.shape[-1] != self.dim
+        ):
+            raise ValueError(
+                f"FeatureMemory.write: features must be [B, N, {self.dim}], got {features.shape}"
+            )
         keyframe_index = self._checked(keyframe_index, "write")
         batch = tf.shape(keyframe_index)[0]
         mask = tf.cast(mask, tf.bool)
@@ -237,22 +280,29 @@ class FeatureMemory(keras.layers.Layer):
         mask = tf.gather(mask, order, batch_dims=1)
         n = tf.shape(mask)[1]
         pad = tf.maximum(self.max_persons - n, 0)
-        features = tf.pad(features, [[0, 0], [0, pad], [0, 0]])[:, :self.max_persons]
-        mask = tf.pad(mask, [[0, 0], [0, pad]])[:, :self.max_persons]
+        features = tf.pad(features, [[0, 0], [0, pad], [0, 0]])[:, : self.max_persons]
+        mask = tf.pad(mask, [[0, 0], [0, pad]])[:, : self.max_persons]
         features = features * tf.cast(mask, features.dtype)[..., None]
-        loss_tag = tf.zeros([batch]) if loss_tag is None else tf.broadcast_to(
-            tf.cast(loss_tag, tf.float32), [batch])
+        loss_tag = (
+            tf.zeros([batch])
+            if loss_tag is None
+            else tf.broadcast_to(tf.cast(loss_tag, tf.float32), [batch])
+        )
         step = tf.zeros([], tf.int64) if step is None else tf.cast(step, tf.int64)
         # Every replica's rows, so that every worker's table holds the whole global batch.
         keyframe_index, video_index, timestamp, features, mask, loss_tag = gather_replicas(
-            keyframe_index, tf.cast(video_index, tf.int32), tf.cast(timestamp, tf.int32),
-            features, mask, loss_tag)
+            keyframe_index,
+            tf.cast(video_index, tf.int32),
+            tf.cast(timestamp, tf.int32),
+            features,
+            mask,
+            loss_tag,
+        )
 
         keep = tf.where(keyframe_index >= 0)[:, 0]
         rows = tf.gather(keyframe_index, keep)[:, None]
         take = lambda x: tf.gather(x, keep)  # noqa: E731
-        self.features.value.scatter_nd_update(
-            rows, tf.cast(take(features), self.features.dtype))
+        self.features.value.scatter_nd_update(rows, tf.cast(take(features), self.features.dtype))
         self.mask.value.scatter_nd_update(rows, take(mask))
         self.video.value.scatter_nd_update(rows, take(tf.cast(video_index, tf.int32)))
         self.timestamp.value.scatter_nd_update(rows, take(tf.cast(timestamp, tf.int32)))

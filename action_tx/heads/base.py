@@ -7,6 +7,7 @@ Every head subclasses `ActionHead`, whose attributes are the only way the code a
 learns what it needs (object tubes, evaluation passes, a memory): nothing probes a head with
 getattr/hasattr or reaches into its private attributes.
 """
+
 from typing import NamedTuple, Optional
 
 import keras
@@ -36,6 +37,7 @@ class HeadInputs(NamedTuple):
                                                  training; heads that tag memory entries with
                                                  their loss, AIA's AMU, read them).
     """
+
     features: tf.Tensor
     rois: tf.Tensor
     roi_mask: tf.Tensor
@@ -66,6 +68,7 @@ class HeadOutputs(NamedTuple):
                                               RoIs; None for heads whose paper has no
                                               background class (the proposal score is kept).
     """
+
     logits: tf.Tensor
     box_deltas: Optional[tf.Tensor] = None
     attention: Optional[tf.Tensor] = None
@@ -106,11 +109,15 @@ class ActionHead(keras.layers.Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         if isinstance(inputs, HeadInputs):
+
             def cast(x):
                 return None if x is None else tf.cast(x, self.compute_dtype)
-            inputs = inputs._replace(features=cast(inputs.features),
-                                     roi_features=cast(inputs.roi_features),
-                                     object_features=cast(inputs.object_features))
+
+            inputs = inputs._replace(
+                features=cast(inputs.features),
+                roi_features=cast(inputs.roi_features),
+                object_features=cast(inputs.object_features),
+            )
         return super().__call__(inputs, *args, **kwargs)
 
     @property
@@ -119,8 +126,9 @@ class ActionHead(keras.layers.Layer):
 
     def tail_features(self, roi_features, training=None):
         """roi_features [B, N, T', S, S, C] -> [B, N, C_tail]; no tail here: ValueError."""
-        raise ValueError(f"{type(self).__name__} has no I3D Mixed_5 tail (heads with one: "
-                         "i3d, tx_i3d)")
+        raise ValueError(
+            f"{type(self).__name__} has no I3D Mixed_5 tail (heads with one: i3d, tx_i3d)"
+        )
 
     def reset_inference_memory(self) -> None:
         """Marks every entry of the inference memory unwritten (no-op: no memory)."""

@@ -16,6 +16,7 @@ No actor (background) logit: the paper classifies the actions of a fine-tuned pe
 boxes and scores each "by a simple multiplication of the person detection confidence with the
 corresponding action prediction score" (§3.3), so the detector's person score is kept as is.
 """
+
 import keras
 import tensorflow as tf
 
@@ -43,13 +44,22 @@ class HGRNNHead(ActionHead):
     Outputs: HeadOutputs(logits [B, N, num_classes]).
     """
 
-    def __init__(self, num_classes: int, window: int = 3, iterations: int = 2,
-                 hidden_size: int = 256, dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        window: int = 3,
+        iterations: int = 2,
+        hidden_size: int = 256,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if window < 0 or iterations < 1 or hidden_size < 1:
-            raise ValueError(f"HGRNNHead: need window >= 0, iterations >= 1, hidden_size >= 1; "
-                             f"got window={window}, iterations={iterations}, "
-                             f"hidden_size={hidden_size}")
+            raise ValueError(
+                f"HGRNNHead: need window >= 0, iterations >= 1, hidden_size >= 1; "
+                f"got window={window}, iterations={iterations}, "
+                f"hidden_size={hidden_size}"
+            )
         self.num_classes = num_classes
         self.window = window
         self.iterations = iterations
@@ -69,15 +79,16 @@ class HGRNNHead(ActionHead):
     def _pooled(self, inputs: HeadInputs):
         dtype = self.compute_dtype
         persons = tf.reduce_mean(tf.cast(inputs.roi_features, dtype), axis=[2, 3, 4])  # [B,N,C]
-        scene = tf.reduce_mean(tf.cast(inputs.features, dtype), axis=[1, 2, 3])        # [B,C]
+        scene = tf.reduce_mean(tf.cast(inputs.features, dtype), axis=[1, 2, 3])  # [B,C]
         return persons, scene, tf.cast(inputs.roi_mask, tf.bool)
 
     def _scene_state(self, persons, scene, mask, inputs: HeadInputs, training):
         # §3.2.1 eq. 2-3: x^t = x_c^t ⊕ maxpool_i(x_pi^t); padded persons excluded.
-        x = tf.concat([scene, masked_max(persons, mask)], axis=-1)                  # [B, 2C]
-        index, valid = temporal_neighbours(inputs.video_index, inputs.timestamp,
-                                           inputs.keyframe_mask, self.window, tf.shape(x)[0])
-        sequence = tf.gather(x, index)                                               # [B, L, 2C]
+        x = tf.concat([scene, masked_max(persons, mask)], axis=-1)  # [B, 2C]
+        index, valid = temporal_neighbours(
+            inputs.video_index, inputs.timestamp, inputs.keyframe_mask, self.window, tf.shape(x)[0]
+        )
+        sequence = tf.gather(x, index)  # [B, L, 2C]
         l = self.window
         zeros = tf.zeros([tf.shape(x)[0], self.hidden_size], x.dtype)
         # The BiGRU output at the centre is [forward state after t-l..t, backward state after
@@ -87,11 +98,11 @@ class HGRNNHead(ActionHead):
         forward, backward = zeros, zeros
         for k in range(l + 1):
             new, _ = self._scene_forward(sequence[:, k], [forward], training=training)
-            forward = tf.where(valid[:, k:k + 1], new, forward)
+            forward = tf.where(valid[:, k : k + 1], new, forward)
         for k in range(2 * l, l - 1, -1):
             new, _ = self._scene_backward(sequence[:, k], [backward], training=training)
-            backward = tf.where(valid[:, k:k + 1], new, backward)
-        return tf.concat([forward, backward], axis=-1)                              # [B, 2H]
+            backward = tf.where(valid[:, k : k + 1], new, backward)
+        return tf.concat([forward, backward], axis=-1)  # [B, 2H]
 
     def scene_state(self, inputs: HeadInputs, training=None) -> tf.Tensor:
         """h_c of every keyframe of the batch: float [B, 2 * hidden_size] (§3.2.1)."""
@@ -103,16 +114,19 @@ class HGRNNHead(ActionHead):
         h_c = self._scene_state(persons, scene, mask, inputs, training)
         b, n = tf.shape(persons)[0], tf.shape(persons)[1]
         # §3.2.2: node input x_pi ⊕ h_c (the scene state of the person's own keyframe).
-        node_in = tf.concat([persons, tf.broadcast_to(
-            h_c[:, None, :], [b, n, 2 * self.hidden_size])], axis=-1)               # [B, N, C+2H]
-        hidden = self._node_init(node_in)                                           # [B, N, H]
+        node_in = tf.concat(
+            [persons, tf.broadcast_to(h_c[:, None, :], [b, n, 2 * self.hidden_size])], axis=-1
+        )  # [B, N, C+2H]
+        hidden = self._node_init(node_in)  # [B, N, H]
         for _ in range(self.iterations):
             # Max-pool over the other valid persons (issue 7's reading of eq. "maxpool_{v in
             # V}"): order of persons does not matter and padding never contributes.
-            a = tf.concat([node_in, max_over_others(hidden, mask)], axis=-1)        # [B, N, C+3H]
-            new, _ = self._node_gru(tf.reshape(a, [b * n, -1]),
-                                    [tf.reshape(hidden, [b * n, self.hidden_size])],
-                                    training=training)
+            a = tf.concat([node_in, max_over_others(hidden, mask)], axis=-1)  # [B, N, C+3H]
+            new, _ = self._node_gru(
+                tf.reshape(a, [b * n, -1]),
+                [tf.reshape(hidden, [b * n, self.hidden_size])],
+                training=training,
+            )
             hidden = tf.reshape(new, [b, n, self.hidden_size])
         logits = self._classifier(self._dropout(hidden, training=training))
         # Padded persons: zero logits (their loss weight is 0 anyway).
@@ -120,7 +134,11 @@ class HGRNNHead(ActionHead):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, window=self.window,
-                      iterations=self.iterations, hidden_size=self.hidden_size,
-                      dropout=self.dropout)
+        config.update(
+            num_classes=self.num_classes,
+            window=self.window,
+            iterations=self.iterations,
+            hidden_size=self.hidden_size,
+            dropout=self.dropout,
+        )
         return config

@@ -5,6 +5,7 @@ dropped (MaxPool3d_5a_2x2, Mixed_5b, Mixed_5c), is averaged over time and space,
 layers give the action logits and a class-agnostic box refinement. It sees only the person's
 tube: the context-free reference the relational heads are compared with.
 """
+
 import keras
 import tensorflow as tf
 
@@ -33,9 +34,17 @@ class I3DHead(ActionHead):
         the second-stage rescoring of Faster R-CNN.
     """
 
-    def __init__(self, num_classes: int, width_multiplier: float = 1.0, freeze_bn: bool = False,
-                 dropout: float = 0.3, regress_boxes: bool = True, classify: bool = True,
-                 actor_logit: bool = True, **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        width_multiplier: float = 1.0,
+        freeze_bn: bool = False,
+        dropout: float = 0.3,
+        regress_boxes: bool = True,
+        classify: bool = True,
+        actor_logit: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.width_multiplier = width_multiplier
@@ -44,17 +53,27 @@ class I3DHead(ActionHead):
         self.regress_boxes = regress_boxes
         self.classify = classify
         self.actor_logit = actor_logit
-        self.tail = InceptionI3D(first_endpoint="MaxPool3d_5a_2x2", final_endpoint="Mixed_5c",
-                                 width_multiplier=width_multiplier, freeze_bn=freeze_bn,
-                                 name="i3d_tail")
+        self.tail = InceptionI3D(
+            first_endpoint="MaxPool3d_5a_2x2",
+            final_endpoint="Mixed_5c",
+            width_multiplier=width_multiplier,
+            freeze_bn=freeze_bn,
+            name="i3d_tail",
+        )
         self._dropout = keras.layers.Dropout(dropout)
-        self._classifier = (keras.layers.Dense(num_classes, name="cls_logits")
-                            if classify else None)
-        self._actor = (keras.layers.Dense(1, name="actor_logit")
-                       if classify and actor_logit else None)
-        self._box = keras.layers.Dense(
-            4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
-            name="box_deltas") if regress_boxes else None
+        self._classifier = keras.layers.Dense(num_classes, name="cls_logits") if classify else None
+        self._actor = (
+            keras.layers.Dense(1, name="actor_logit") if classify and actor_logit else None
+        )
+        self._box = (
+            keras.layers.Dense(
+                4,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
+                name="box_deltas",
+            )
+            if regress_boxes
+            else None
+        )
 
     def build(self, inputs_shape=None):
         # Sub-layers are built lazily on the first call (the tube shape comes with it).
@@ -76,14 +95,18 @@ class I3DHead(ActionHead):
         mask = tf.cast(inputs.roi_mask, pooled.dtype)[..., None]
         logits = self._classifier(pooled) * mask if self._classifier is not None else None
         deltas = self._box(pooled) * mask if self._box is not None else None
-        actor = (tf.squeeze(self._actor(pooled) * mask, -1) if self._actor is not None
-                 else None)
+        actor = tf.squeeze(self._actor(pooled) * mask, -1) if self._actor is not None else None
         return HeadOutputs(logits=logits, box_deltas=deltas, actor_logits=actor)
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, width_multiplier=self.width_multiplier,
-                      freeze_bn=self.freeze_bn, dropout=self.dropout,
-                      regress_boxes=self.regress_boxes, classify=self.classify,
-                      actor_logit=self.actor_logit)
+        config.update(
+            num_classes=self.num_classes,
+            width_multiplier=self.width_multiplier,
+            freeze_bn=self.freeze_bn,
+            dropout=self.dropout,
+            regress_boxes=self.regress_boxes,
+            classify=self.classify,
+            actor_logit=self.actor_logit,
+        )
         return config

@@ -1,5 +1,6 @@
 """`linear`: the baseline every head is compared with (STAGE, Table 5 "FC"): a linear classifier
 on the RoI tube averaged over time and space. It sees only the person's own box."""
+
 import keras
 import tensorflow as tf
 
@@ -17,8 +18,7 @@ class LinearHead(ActionHead):
         baseline, like STAGE, has an 81st background output (stage_graph_attention.txt §4).
     """
 
-    def __init__(self, num_classes: int, dropout: float = 0.0, actor_logit: bool = True,
-                 **kwargs):
+    def __init__(self, num_classes: int, dropout: float = 0.0, actor_logit: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.dropout = dropout
@@ -29,14 +29,19 @@ class LinearHead(ActionHead):
 
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
         # roi_features [B, N, T', S, S, C] -> [B, N, C]
-        pooled = self._dropout(tf.reduce_mean(inputs.roi_features, axis=[2, 3, 4]),
-                               training=training)
-        actor = (tf.squeeze(self._actor(pooled), -1) * tf.cast(inputs.roi_mask, pooled.dtype)
-                 if self._actor is not None else None)
+        pooled = self._dropout(
+            tf.reduce_mean(inputs.roi_features, axis=[2, 3, 4]), training=training
+        )
+        actor = (
+            tf.squeeze(self._actor(pooled), -1) * tf.cast(inputs.roi_mask, pooled.dtype)
+            if self._actor is not None
+            else None
+        )
         return HeadOutputs(logits=self._classifier(pooled), actor_logits=actor)
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, dropout=self.dropout,
-                      actor_logit=self.actor_logit)
+        config.update(
+            num_classes=self.num_classes, dropout=self.dropout, actor_logit=self.actor_logit
+        )
         return config

@@ -22,6 +22,7 @@ Batches: in feature mode (`FeatureActionModel`) the B keyframes are consecutive 
 one video, so temporal edges join neighbouring clips. End to end the batch holds unrelated
 keyframes: temporal edges appear only where two entries share a video and are close in time.
 """
+
 import math
 
 import keras
@@ -44,8 +45,7 @@ class _GraphAttentionLayer(keras.layers.Layer):
     call(x [V, D] float32, adjacency [V, V] float32) -> (x' [V, D], weights [heads, V, V]).
     """
 
-    def __init__(self, num_heads: int, head_size: int, dropout: float, attention: str,
-                 **kwargs):
+    def __init__(self, num_heads: int, head_size: int, dropout: float, attention: str, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.head_size = head_size
@@ -55,7 +55,7 @@ class _GraphAttentionLayer(keras.layers.Layer):
         # the layer input, one on each head's aggregated features (authors' code: before ELU).
         self._input_dropout = keras.layers.Dropout(dropout)
         self._head_dropout = keras.layers.Dropout(dropout)
-        self._leaky_relu = keras.layers.LeakyReLU(negative_slope=0.2)   # A.1: alpha 0.2
+        self._leaky_relu = keras.layers.LeakyReLU(negative_slope=0.2)  # A.1: alpha 0.2
         self._fc = None
         # PyTorch's LayerNorm epsilon (the authors' nn.LayerNorm).
         self._norm = keras.layers.LayerNormalization(epsilon=1e-5)
@@ -65,47 +65,57 @@ class _GraphAttentionLayer(keras.layers.Layer):
         heads, size = self.num_heads, self.head_size
         if self.attention == "graph":
             # FC_l1 of every head stacked: [heads, D, D/heads]; no bias (Eq. 3, GAT).
-            self.kernel = self.add_weight(shape=(heads, width, size), name="kernel",
-                                          initializer=_gat_init())
+            self.kernel = self.add_weight(
+                shape=(heads, width, size), name="kernel", initializer=_gat_init()
+            )
             # FC_l2: a in R^{2 d_h}, no bias ("a feedforward layer with 2 x d_h parameters").
-            self.attention_kernel = self.add_weight(shape=(heads, 2 * size), name="a",
-                                                    initializer=_gat_init())
+            self.attention_kernel = self.add_weight(
+                shape=(heads, 2 * size), name="a", initializer=_gat_init()
+            )
         else:
             # Table 5 / Eq. 11: Q, K, V from three separate linear maps of the input.
-            self.query_kernel = self.add_weight(shape=(heads, width, size), name="query",
-                                                initializer="glorot_uniform")
-            self.key_kernel = self.add_weight(shape=(heads, width, size), name="key",
-                                              initializer="glorot_uniform")
-            self.kernel = self.add_weight(shape=(heads, width, size), name="value",
-                                          initializer="glorot_uniform")
-        self._fc = keras.layers.Dense(width, name="fc")                 # FC_l3 (with bias)
+            self.query_kernel = self.add_weight(
+                shape=(heads, width, size), name="query", initializer="glorot_uniform"
+            )
+            self.key_kernel = self.add_weight(
+                shape=(heads, width, size), name="key", initializer="glorot_uniform"
+            )
+            self.kernel = self.add_weight(
+                shape=(heads, width, size), name="value", initializer="glorot_uniform"
+            )
+        self._fc = keras.layers.Dense(width, name="fc")  # FC_l3 (with bias)
         self._fc.build((None, heads * size))
         self._norm.build(x_shape)
 
     def call(self, x, adjacency, training=None):
         dropped = self._input_dropout(x, training=training)
-        h = tf.einsum("vd,hdk->hvk", dropped, tf.cast(self.kernel, x.dtype))      # [H, V, d_h]
+        h = tf.einsum("vd,hdk->hvk", dropped, tf.cast(self.kernel, x.dtype))  # [H, V, d_h]
         if self.attention == "graph":
             a = tf.cast(self.attention_kernel, x.dtype)
             # FC(h_i || h_j) = a_1 . h_i + a_2 . h_j: no V x V x 2d_h tensor needed.
-            source = tf.einsum("hvk,hk->hv", h, a[:, :self.head_size])
-            target = tf.einsum("hvk,hk->hv", h, a[:, self.head_size:])
-            scores = self._leaky_relu(source[:, :, None] + target[:, None, :])   # [H, V, V]
+            source = tf.einsum("hvk,hk->hv", h, a[:, : self.head_size])
+            target = tf.einsum("hvk,hk->hv", h, a[:, self.head_size :])
+            scores = self._leaky_relu(source[:, :, None] + target[:, None, :])  # [H, V, V]
         else:
             q = tf.einsum("vd,hdk->hvk", dropped, tf.cast(self.query_kernel, x.dtype))
             k = tf.einsum("vd,hdk->hvk", dropped, tf.cast(self.key_kernel, x.dtype))
             scores = tf.einsum("hvk,hwk->hvw", q, k) / math.sqrt(self.head_size)
-        weights = adjacency_softmax(scores, adjacency)                           # [H, V, V]
+        weights = adjacency_softmax(scores, adjacency)  # [H, V, V]
         aggregated = tf.einsum("hvw,hwk->hvk", tf.cast(weights, h.dtype), h)
         aggregated = tf.nn.elu(self._head_dropout(aggregated, training=training))  # Eq. 8
-        heads = tf.reshape(tf.transpose(aggregated, [1, 0, 2]),
-                           [-1, self.num_heads * self.head_size])               # concat
+        heads = tf.reshape(
+            tf.transpose(aggregated, [1, 0, 2]), [-1, self.num_heads * self.head_size]
+        )  # concat
         return self._norm(x + self._fc(heads)), weights
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_heads=self.num_heads, head_size=self.head_size,
-                      dropout=self.dropout, attention=self.attention)
+        config.update(
+            num_heads=self.num_heads,
+            head_size=self.head_size,
+            dropout=self.dropout,
+            attention=self.attention,
+        )
         return config
 
 
@@ -142,18 +152,30 @@ class StageHead(ActionHead):
       actor_logits: float32 [B, N] (0 for padded actors), or None when actor_logit=False.
     """
 
-    def __init__(self, num_classes: int, num_heads: int = 4, num_layers: int = 2,
-                 dropout: float = 0.5, temporal_extent: int = 1, use_proximity: bool = True,
-                 use_objects: bool = True, attention: str = "graph",
-                 keyframe_interval: int = 1, return_attention: bool = True,
-                 actor_logit: bool = True, **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+        temporal_extent: int = 1,
+        use_proximity: bool = True,
+        use_objects: bool = True,
+        attention: str = "graph",
+        keyframe_interval: int = 1,
+        return_attention: bool = True,
+        actor_logit: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if attention not in _ATTENTIONS:
             raise ValueError(f"StageHead: attention={attention!r}; choose one of {_ATTENTIONS}")
         if num_heads < 1 or num_layers < 1 or temporal_extent < 0:
-            raise ValueError(f"StageHead: need num_heads >= 1, num_layers >= 1 and "
-                             f"temporal_extent >= 0, got {num_heads}, {num_layers}, "
-                             f"{temporal_extent}")
+            raise ValueError(
+                f"StageHead: need num_heads >= 1, num_layers >= 1 and "
+                f"temporal_extent >= 0, got {num_heads}, {num_layers}, "
+                f"{temporal_extent}"
+            )
         self.num_classes = num_classes
         self.num_heads = num_heads
         self.num_layers = num_layers
@@ -166,7 +188,7 @@ class StageHead(ActionHead):
         self.return_attention = return_attention
         self.actor_logit = actor_logit
         self._gal_layers = []
-        self._classifier = keras.layers.Dense(num_classes, name="cls_logits")   # FC3
+        self._classifier = keras.layers.Dense(num_classes, name="cls_logits")  # FC3
         self._actor = keras.layers.Dense(1, name="actor_logit") if actor_logit else None
 
     @property
@@ -178,19 +200,26 @@ class StageHead(ActionHead):
         """Creates every weight from the feature width F of `roi_features` (must be static)."""
         channels = input_shape.roi_features[-1]
         if channels is None:
-            raise ValueError(f"StageHead {self.name!r}: the channels of roi_features must be "
-                             f"static, got {input_shape.roi_features}")
+            raise ValueError(
+                f"StageHead {self.name!r}: the channels of roi_features must be "
+                f"static, got {input_shape.roi_features}"
+            )
         objects = input_shape.object_features
         if self.use_objects and objects is not None and objects[-1] != channels:
-            raise ValueError(f"StageHead {self.name!r}: object features have {objects[-1]} "
-                             f"channels, actor features {channels}; they must match")
-        width = channels + 4                      # d_f: pooled feature + h, w, xc, yc (§4)
+            raise ValueError(
+                f"StageHead {self.name!r}: object features have {objects[-1]} "
+                f"channels, actor features {channels}; they must match"
+            )
+        width = channels + 4  # d_f: pooled feature + h, w, xc, yc (§4)
         # d_f / n_h per head (§4); rounded up when n_h does not divide d_f, and FC_l3 maps the
         # n_h * d_h concatenation back to d_f for the residual.
         head_size = -(-width // self.num_heads)
-        self._gal_layers = [_GraphAttentionLayer(self.num_heads, head_size, self.dropout,
-                                             self.attention, name=f"gal{i + 1}")
-                        for i in range(self.num_layers)]
+        self._gal_layers = [
+            _GraphAttentionLayer(
+                self.num_heads, head_size, self.dropout, self.attention, name=f"gal{i + 1}"
+            )
+            for i in range(self.num_layers)
+        ]
         for layer in self._gal_layers:
             layer.build((None, width))
         self._classifier.build((None, None, width))
@@ -199,16 +228,19 @@ class StageHead(ActionHead):
 
     def _nodes(self, inputs: HeadInputs):
         """-> features [B, M, d_f], boxes [B, M, 4], mask [B, M] (actors first in each clip)."""
+
         def node_features(tubes, boxes):
-            pooled = tf.reduce_mean(tf.cast(tubes, tf.float32), axis=[2, 3, 4])   # [B, n, F]
+            pooled = tf.reduce_mean(tf.cast(tubes, tf.float32), axis=[2, 3, 4])  # [B, n, F]
             return tf.concat([pooled, box_geometry(boxes)], axis=-1)
 
         features = [node_features(inputs.roi_features, inputs.rois)]
         boxes, masks = [tf.cast(inputs.rois, tf.float32)], [tf.cast(inputs.roi_mask, tf.bool)]
         if self.use_objects and inputs.object_features is not None:
             if inputs.objects is None or inputs.object_mask is None:
-                raise ValueError(f"StageHead {self.name!r}: object_features given without "
-                                 f"objects boxes or object_mask")
+                raise ValueError(
+                    f"StageHead {self.name!r}: object_features given without "
+                    f"objects boxes or object_mask"
+                )
             features.append(node_features(inputs.object_features, inputs.objects))
             boxes.append(tf.cast(inputs.objects, tf.float32))
             masks.append(tf.cast(inputs.object_mask, tf.bool))
@@ -219,14 +251,20 @@ class StageHead(ActionHead):
         shape = tf.shape(features)
         b, m, n = shape[0], shape[1], tf.shape(inputs.roi_features)[1]
         adjacency = stage_adjacency(
-            boxes, mask, inputs.video_index, inputs.timestamp, inputs.keyframe_mask,
-            temporal_extent=self.temporal_extent, use_proximity=self.use_proximity,
-            keyframe_interval=self.keyframe_interval)                           # [V, V]
-        x = tf.reshape(features, [b * m, features.shape[-1]])                   # [V, d_f]
+            boxes,
+            mask,
+            inputs.video_index,
+            inputs.timestamp,
+            inputs.keyframe_mask,
+            temporal_extent=self.temporal_extent,
+            use_proximity=self.use_proximity,
+            keyframe_interval=self.keyframe_interval,
+        )  # [V, V]
+        x = tf.reshape(features, [b * m, features.shape[-1]])  # [V, d_f]
         weights = None
         for layer in self._gal_layers:
             x, weights = layer(x, adjacency, training=training)
-        actors = tf.reshape(x, [b, m, x.shape[-1]])[:, :n]                      # objects dropped
+        actors = tf.reshape(x, [b, m, x.shape[-1]])[:, :n]  # objects dropped
         logits = self._classifier(actors)
         actor = None
         if self._actor is not None:
@@ -239,10 +277,17 @@ class StageHead(ActionHead):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, num_heads=self.num_heads,
-                      num_layers=self.num_layers, dropout=self.dropout,
-                      temporal_extent=self.temporal_extent, use_proximity=self.use_proximity,
-                      use_objects=self.use_objects, attention=self.attention,
-                      keyframe_interval=self.keyframe_interval,
-                      return_attention=self.return_attention, actor_logit=self.actor_logit)
+        config.update(
+            num_classes=self.num_classes,
+            num_heads=self.num_heads,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            temporal_extent=self.temporal_extent,
+            use_proximity=self.use_proximity,
+            use_objects=self.use_objects,
+            attention=self.attention,
+            keyframe_interval=self.keyframe_interval,
+            return_attention=self.return_attention,
+            actor_logit=self.actor_logit,
+        )
         return config

@@ -6,6 +6,7 @@ batch each hold M = N actors followed by O objects (padded); the graph has V = B
 node (b, m) at row b * M + m. The paper orders all actors before all objects (Eq. 9); that is
 a permutation of the same matrix, and clip-major order lets padded nodes stay in place.
 """
+
 from typing import Optional
 
 import tensorflow as tf
@@ -31,10 +32,14 @@ def box_geometry(boxes: tf.Tensor) -> tf.Tensor:
     return tf.stack([height, width, centres[..., 1], centres[..., 0]], axis=-1)
 
 
-def clip_links(num_clips, video_index: Optional[tf.Tensor] = None,
-               timestamp: Optional[tf.Tensor] = None,
-               keyframe_mask: Optional[tf.Tensor] = None, temporal_extent: int = 1,
-               keyframe_interval: int = 1) -> tf.Tensor:
+def clip_links(
+    num_clips,
+    video_index: Optional[tf.Tensor] = None,
+    timestamp: Optional[tf.Tensor] = None,
+    keyframe_mask: Optional[tf.Tensor] = None,
+    temporal_extent: int = 1,
+    keyframe_interval: int = 1,
+) -> tf.Tensor:
     """Which clips of a batch are joined in the graph (§3.3).
 
     A clip is joined to itself and, when temporal_extent > 0, to every other clip of the same
@@ -63,11 +68,16 @@ def clip_links(num_clips, video_index: Optional[tf.Tensor] = None,
     return links
 
 
-def stage_adjacency(boxes: tf.Tensor, node_mask: tf.Tensor,
-                    video_index: Optional[tf.Tensor] = None,
-                    timestamp: Optional[tf.Tensor] = None,
-                    keyframe_mask: Optional[tf.Tensor] = None, temporal_extent: int = 1,
-                    use_proximity: bool = True, keyframe_interval: int = 1) -> tf.Tensor:
+def stage_adjacency(
+    boxes: tf.Tensor,
+    node_mask: tf.Tensor,
+    video_index: Optional[tf.Tensor] = None,
+    timestamp: Optional[tf.Tensor] = None,
+    keyframe_mask: Optional[tf.Tensor] = None,
+    temporal_extent: int = 1,
+    use_proximity: bool = True,
+    keyframe_interval: int = 1,
+) -> tf.Tensor:
     """The batch adjacency matrix ADJ of Fig. 3.
 
     ADJ[(b,i),(c,j)] = exp(-d_ij) (Eq. 1-2, d = Euclidean distance of the box centres in
@@ -85,18 +95,17 @@ def stage_adjacency(boxes: tf.Tensor, node_mask: tf.Tensor,
     Returns:
       float32 [B*M, B*M], symmetric, node (b, m) at index b*M + m.
     """
-    boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))   # a prior, not a learned quantity
+    boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))  # a prior, not a learned quantity
     shape = tf.shape(boxes)
     b, m = shape[0], shape[1]
-    links = clip_links(b, video_index, timestamp, keyframe_mask, temporal_extent,
-                       keyframe_interval)
-    mask = tf.reshape(tf.cast(node_mask, tf.bool), [-1])                     # [V]
-    clip_of = tf.repeat(tf.range(b), m)                                       # [V]
-    edges = tf.gather(tf.gather(links, clip_of), clip_of, axis=1)             # [V, V]
+    links = clip_links(b, video_index, timestamp, keyframe_mask, temporal_extent, keyframe_interval)
+    mask = tf.reshape(tf.cast(node_mask, tf.bool), [-1])  # [V]
+    clip_of = tf.repeat(tf.range(b), m)  # [V]
+    edges = tf.gather(tf.gather(links, clip_of), clip_of, axis=1)  # [V, V]
     edges = edges & mask[:, None] & mask[None, :]
     if not use_proximity:
         return tf.cast(edges, tf.float32)
-    centres = tf.reshape(box_centers(boxes), [-1, 2])                         # [V, 2]
+    centres = tf.reshape(box_centers(boxes), [-1, 2])  # [V, 2]
     diff = centres[:, None, :] - centres[None, :, :]
     proximity = tf.exp(-tf.sqrt(tf.reduce_sum(tf.square(diff), axis=-1)))
     return tf.where(edges, proximity, tf.zeros_like(proximity))

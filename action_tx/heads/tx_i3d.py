@@ -16,6 +16,7 @@ Design decisions (the paper is silent on these; each says why):
 - Dropout: the Tx sub-head's inside each Tx unit (`dropout`, paper §3.4: 0.3) and the I3D
   sub-head's on its pooled feature before the box layer (`i3d_dropout`, 0.3 like `i3d`).
 """
+
 import keras
 import tensorflow as tf
 
@@ -49,12 +50,25 @@ class TxI3DHead(ActionHead):
       actor_logits: float32 [B, N] of the Tx sub-head, or None when actor_logit=False.
     """
 
-    def __init__(self, num_classes: int, width_multiplier: float = 1.0, freeze_bn: bool = False,
-                 i3d_dropout: float = 0.3, num_heads: int = 2, num_layers: int = 3,
-                 hidden_size: int = 128, dropout: float = 0.3, query_mode: str = "highres",
-                 location_embedding: bool = True, location_embedding_size: int = 64,
-                 highres_reduced_channels: int = 128, ffn_hidden: int = 512,
-                 return_attention: bool = True, actor_logit: bool = True, **kwargs):
+    def __init__(
+        self,
+        num_classes: int,
+        width_multiplier: float = 1.0,
+        freeze_bn: bool = False,
+        i3d_dropout: float = 0.3,
+        num_heads: int = 2,
+        num_layers: int = 3,
+        hidden_size: int = 128,
+        dropout: float = 0.3,
+        query_mode: str = "highres",
+        location_embedding: bool = True,
+        location_embedding_size: int = 64,
+        highres_reduced_channels: int = 128,
+        ffn_hidden: int = 512,
+        return_attention: bool = True,
+        actor_logit: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0.0 <= i3d_dropout < 1.0:
             raise ValueError(f"TxI3DHead: i3d_dropout must be in [0, 1), got {i3d_dropout!r}")
@@ -74,17 +88,33 @@ class TxI3DHead(ActionHead):
         self.return_attention = return_attention
         self.actor_logit = actor_logit
         self.tx_head = ActionTransformerHead(
-            num_classes, num_heads=num_heads, num_layers=num_layers, hidden_size=hidden_size,
-            dropout=dropout, query_mode=query_mode, location_embedding=location_embedding,
+            num_classes,
+            num_heads=num_heads,
+            num_layers=num_layers,
+            hidden_size=hidden_size,
+            dropout=dropout,
+            query_mode=query_mode,
+            location_embedding=location_embedding,
             location_embedding_size=location_embedding_size,
-            highres_reduced_channels=highres_reduced_channels, ffn_hidden=ffn_hidden,
-            regress_boxes=False, return_attention=return_attention, actor_logit=actor_logit,
+            highres_reduced_channels=highres_reduced_channels,
+            ffn_hidden=ffn_hidden,
+            regress_boxes=False,
+            return_attention=return_attention,
+            actor_logit=actor_logit,
             name="tx_head",
-            dtype=self.dtype_policy)
-        self.i3d_head = I3DHead(num_classes, width_multiplier=width_multiplier,
-                                freeze_bn=freeze_bn, dropout=i3d_dropout, regress_boxes=True,
-                                classify=False, actor_logit=False, name="i3d_head",
-                                dtype=self.dtype_policy)
+            dtype=self.dtype_policy,
+        )
+        self.i3d_head = I3DHead(
+            num_classes,
+            width_multiplier=width_multiplier,
+            freeze_bn=freeze_bn,
+            dropout=i3d_dropout,
+            regress_boxes=True,
+            classify=False,
+            actor_logit=False,
+            name="i3d_head",
+            dtype=self.dtype_policy,
+        )
 
     @property
     def tail(self):
@@ -106,18 +136,30 @@ class TxI3DHead(ActionHead):
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
         tx = self.tx_head(inputs, training=training)
         i3d = self.i3d_head(inputs, training=training)
-        return HeadOutputs(logits=tx.logits, box_deltas=tf.cast(i3d.box_deltas, tf.float32),
-                           attention=tx.attention, actor_logits=tx.actor_logits)
+        return HeadOutputs(
+            logits=tx.logits,
+            box_deltas=tf.cast(i3d.box_deltas, tf.float32),
+            attention=tx.attention,
+            actor_logits=tx.actor_logits,
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, width_multiplier=self.width_multiplier,
-                      freeze_bn=self.freeze_bn, i3d_dropout=self.i3d_dropout,
-                      num_heads=self.num_heads, num_layers=self.num_layers,
-                      hidden_size=self.hidden_size, dropout=self.dropout,
-                      query_mode=self.query_mode, location_embedding=self.location_embedding,
-                      location_embedding_size=self.location_embedding_size,
-                      highres_reduced_channels=self.highres_reduced_channels,
-                      ffn_hidden=self.ffn_hidden, return_attention=self.return_attention,
-                      actor_logit=self.actor_logit)
+        config.update(
+            num_classes=self.num_classes,
+            width_multiplier=self.width_multiplier,
+            freeze_bn=self.freeze_bn,
+            i3d_dropout=self.i3d_dropout,
+            num_heads=self.num_heads,
+            num_layers=self.num_layers,
+            hidden_size=self.hidden_size,
+            dropout=self.dropout,
+            query_mode=self.query_mode,
+            location_embedding=self.location_embedding,
+            location_embedding_size=self.location_embedding_size,
+            highres_reduced_channels=self.highres_reduced_channels,
+            ffn_hidden=self.ffn_hidden,
+            return_attention=self.return_attention,
+            actor_logit=self.actor_logit,
+        )
         return config

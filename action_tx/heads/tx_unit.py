@@ -6,6 +6,7 @@
   a batch of boxes, so the query carries the same embedding as the trunk cells it pools.
 - `TxUnit`: one Action Transformer unit (one head of one layer), §3.2's two equations.
 """
+
 import math
 
 import keras
@@ -29,8 +30,10 @@ def relative_coordinates(size) -> tf.Tensor:
 
 def _two_layer_mlp(units: int, name: str) -> list:
     # "We pass each through a 2-layer MLP" (§3.4); ReLU between, linear output (silent in paper).
-    return [keras.layers.Dense(units, activation="relu", name=f"{name}_1"),
-            keras.layers.Dense(units, name=f"{name}_2")]
+    return [
+        keras.layers.Dense(units, activation="relu", name=f"{name}_1"),
+        keras.layers.Dense(units, name=f"{name}_2"),
+    ]
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
@@ -105,8 +108,12 @@ def roi_align_map(value_map: tf.Tensor, boxes: tf.Tensor, output_size: int) -> t
     value_map = tf.convert_to_tensor(value_map)
     boxes = tf.cast(boxes, tf.float32)  # sample positions in float32 even under float16
     shape = tf.shape(value_map)
-    wy = tf.cast(_tent_weights(boxes[..., 0], boxes[..., 2], shape[0], output_size), value_map.dtype)
-    wx = tf.cast(_tent_weights(boxes[..., 1], boxes[..., 3], shape[1], output_size), value_map.dtype)
+    wy = tf.cast(
+        _tent_weights(boxes[..., 0], boxes[..., 2], shape[0], output_size), value_map.dtype
+    )
+    wx = tf.cast(
+        _tent_weights(boxes[..., 1], boxes[..., 3], shape[1], output_size), value_map.dtype
+    )
     columns = tf.einsum("bnjw,hwe->bnjhe", wx, value_map)  # [B, N, S(x), H, E]
     return tf.einsum("bnih,bnjhe->bnije", wy, columns)
 
@@ -132,8 +139,9 @@ class TxUnit(keras.layers.Layer):
       attention: float32 [B, N, M], softmax over the M cells (each row sums to 1).
     """
 
-    def __init__(self, hidden_size: int = 128, ffn_hidden: int = 512, dropout: float = 0.3,
-                 **kwargs):
+    def __init__(
+        self, hidden_size: int = 128, ffn_hidden: int = 512, dropout: float = 0.3, **kwargs
+    ):
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
         self.ffn_hidden = ffn_hidden
@@ -174,6 +182,7 @@ class TxUnit(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(hidden_size=self.hidden_size, ffn_hidden=self.ffn_hidden,
-                      dropout=self.dropout)
+        config.update(
+            hidden_size=self.hidden_size, ffn_hidden=self.ffn_hidden, dropout=self.dropout
+        )
         return config

@@ -1,4 +1,5 @@
 """3D-conv trunks. `i3d.InceptionI3D` is the Inception-I3D of the kinetics-i3d release."""
+
 import os
 
 # TF's oneDNN kernels are off by default on CPUs without AVX512-VNNI/AMX (like ours), and TF's

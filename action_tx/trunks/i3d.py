@@ -9,6 +9,7 @@ The network can be cut at any endpoint: the detector's trunk runs Conv3d_1a_7x7.
 (stride 4 in time, 16 in space) and the `i3d` head runs the tail MaxPool3d_5a_2x2..Mixed_5c on
 RoI tubes: `InceptionI3D(first_endpoint="MaxPool3d_5a_2x2", final_endpoint="Mixed_5c")`.
 """
+
 import math
 
 import keras
@@ -16,40 +17,63 @@ import tensorflow as tf
 
 from action_tx.trunks.unit3d import Unit3D
 
+
 def max_pool3d(inputs: tf.Tensor, ksize, strides) -> tf.Tensor:
     """'SAME' tf.nn.max_pool3d of [B, T, H, W, C] in any float dtype: TF has no float16
     MaxPool3D kernel on CPU, so float16 pools in float32 (a max is exact in either)."""
     if inputs.dtype == tf.float16:
-        pooled = tf.nn.max_pool3d(tf.cast(inputs, tf.float32), ksize=ksize, strides=strides,
-                                  padding="SAME")
+        pooled = tf.nn.max_pool3d(
+            tf.cast(inputs, tf.float32), ksize=ksize, strides=strides, padding="SAME"
+        )
         return tf.cast(pooled, tf.float16)
     return tf.nn.max_pool3d(inputs, ksize=ksize, strides=strides, padding="SAME")
 
 
-ENDPOINTS = ("Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3",
-             "MaxPool3d_3a_3x3", "Mixed_3b", "Mixed_3c", "MaxPool3d_4a_3x3", "Mixed_4b",
-             "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f", "MaxPool3d_5a_2x2", "Mixed_5b",
-             "Mixed_5c", "Logits")
+ENDPOINTS = (
+    "Conv3d_1a_7x7",
+    "MaxPool3d_2a_3x3",
+    "Conv3d_2b_1x1",
+    "Conv3d_2c_3x3",
+    "MaxPool3d_3a_3x3",
+    "Mixed_3b",
+    "Mixed_3c",
+    "MaxPool3d_4a_3x3",
+    "Mixed_4b",
+    "Mixed_4c",
+    "Mixed_4d",
+    "Mixed_4e",
+    "Mixed_4f",
+    "MaxPool3d_5a_2x2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Logits",
+)
 
 # endpoint -> (filters, kernel, strides) of the stem convolutions.
-_CONVS = {"Conv3d_1a_7x7": (64, (7, 7, 7), (2, 2, 2)),
-          "Conv3d_2b_1x1": (64, (1, 1, 1), (1, 1, 1)),
-          "Conv3d_2c_3x3": (192, (3, 3, 3), (1, 1, 1))}
+_CONVS = {
+    "Conv3d_1a_7x7": (64, (7, 7, 7), (2, 2, 2)),
+    "Conv3d_2b_1x1": (64, (1, 1, 1), (1, 1, 1)),
+    "Conv3d_2c_3x3": (192, (3, 3, 3), (1, 1, 1)),
+}
 # endpoint -> (pool size, strides), 'SAME' padding. The first two pools keep time (kernel 1).
-_POOLS = {"MaxPool3d_2a_3x3": ((1, 3, 3), (1, 2, 2)),
-          "MaxPool3d_3a_3x3": ((1, 3, 3), (1, 2, 2)),
-          "MaxPool3d_4a_3x3": ((3, 3, 3), (2, 2, 2)),
-          "MaxPool3d_5a_2x2": ((2, 2, 2), (2, 2, 2))}
+_POOLS = {
+    "MaxPool3d_2a_3x3": ((1, 3, 3), (1, 2, 2)),
+    "MaxPool3d_3a_3x3": ((1, 3, 3), (1, 2, 2)),
+    "MaxPool3d_4a_3x3": ((3, 3, 3), (2, 2, 2)),
+    "MaxPool3d_5a_2x2": ((2, 2, 2), (2, 2, 2)),
+}
 # endpoint -> filters of Branch_0 1x1, Branch_1 1x1 and 3x3, Branch_2 1x1 and 3x3, Branch_3 1x1.
-_MIXED = {"Mixed_3b": (64, 96, 128, 16, 32, 32),
-          "Mixed_3c": (128, 128, 192, 32, 96, 64),
-          "Mixed_4b": (192, 96, 208, 16, 48, 64),
-          "Mixed_4c": (160, 112, 224, 24, 64, 64),
-          "Mixed_4d": (128, 128, 256, 24, 64, 64),
-          "Mixed_4e": (112, 144, 288, 32, 64, 64),
-          "Mixed_4f": (256, 160, 320, 32, 128, 128),
-          "Mixed_5b": (256, 160, 320, 32, 128, 128),
-          "Mixed_5c": (384, 192, 384, 48, 128, 128)}
+_MIXED = {
+    "Mixed_3b": (64, 96, 128, 16, 32, 32),
+    "Mixed_3c": (128, 128, 192, 32, 96, 64),
+    "Mixed_4b": (192, 96, 208, 16, 48, 64),
+    "Mixed_4c": (160, 112, 224, 24, 64, 64),
+    "Mixed_4d": (128, 128, 256, 24, 64, 64),
+    "Mixed_4e": (112, 144, 288, 32, 64, 64),
+    "Mixed_4f": (256, 160, 320, 32, 128, 128),
+    "Mixed_5b": (256, 160, 320, 32, 128, 128),
+    "Mixed_5c": (384, 192, 384, 48, 128, 128),
+}
 
 # Named trunk configurations. `num_frames` x `image_size`^2 is the clip size the preset is
 # meant for; the network itself is fully convolutional up to Mixed_5c.
@@ -85,15 +109,18 @@ class _InceptionModule(keras.layers.Layer):
         self.freeze_bn = bool(freeze_bn)
         self.branch_2_name = branch_2_name
         f0, f1a, f1b, f2a, f2b, f3 = self.filters
-        unit = lambda f, k, name: Unit3D(f, (k, k, k), freeze_bn=self.freeze_bn, name=name,
-                                         dtype=self.dtype_policy)
+        unit = lambda f, k, name: Unit3D(
+            f, (k, k, k), freeze_bn=self.freeze_bn, name=name, dtype=self.dtype_policy
+        )
         # (release path, unit); the order is the release's concatenation order.
-        self.units = [("Branch_0/Conv3d_0a_1x1", unit(f0, 1, "Branch_0_Conv3d_0a_1x1")),
-                      ("Branch_1/Conv3d_0a_1x1", unit(f1a, 1, "Branch_1_Conv3d_0a_1x1")),
-                      ("Branch_1/Conv3d_0b_3x3", unit(f1b, 3, "Branch_1_Conv3d_0b_3x3")),
-                      ("Branch_2/Conv3d_0a_1x1", unit(f2a, 1, "Branch_2_Conv3d_0a_1x1")),
-                      (f"Branch_2/{branch_2_name}", unit(f2b, 3, f"Branch_2_{branch_2_name}")),
-                      ("Branch_3/Conv3d_0b_1x1", unit(f3, 1, "Branch_3_Conv3d_0b_1x1"))]
+        self.units = [
+            ("Branch_0/Conv3d_0a_1x1", unit(f0, 1, "Branch_0_Conv3d_0a_1x1")),
+            ("Branch_1/Conv3d_0a_1x1", unit(f1a, 1, "Branch_1_Conv3d_0a_1x1")),
+            ("Branch_1/Conv3d_0b_3x3", unit(f1b, 3, "Branch_1_Conv3d_0b_3x3")),
+            ("Branch_2/Conv3d_0a_1x1", unit(f2a, 1, "Branch_2_Conv3d_0a_1x1")),
+            (f"Branch_2/{branch_2_name}", unit(f2b, 3, f"Branch_2_{branch_2_name}")),
+            ("Branch_3/Conv3d_0b_1x1", unit(f3, 1, "Branch_3_Conv3d_0b_1x1")),
+        ]
         self.unit_layers = [u for _, u in self.units]  # a plain list of layers: Keras tracks it
 
     def _unit_inputs(self, input_shape):
@@ -125,13 +152,15 @@ class _InceptionModule(keras.layers.Layer):
         return sum(u.flops(s) for (_, u), s in zip(self.units, self._unit_inputs(input_shape)))
 
     def release_variables(self):
-        return {f"{path}/{k}": v for path, u in self.units
-                for k, v in u.release_variables().items()}
+        return {
+            f"{path}/{k}": v for path, u in self.units for k, v in u.release_variables().items()
+        }
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, freeze_bn=self.freeze_bn,
-                      branch_2_name=self.branch_2_name)
+        config.update(
+            filters=self.filters, freeze_bn=self.freeze_bn, branch_2_name=self.branch_2_name
+        )
         return config
 
 
@@ -149,8 +178,11 @@ class _MaxPool(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         b, *spatial, c = input_shape
-        return (b, *[None if n is None else math.ceil(n / s)
-                     for n, s in zip(spatial, self.strides)], c)
+        return (
+            b,
+            *[None if n is None else math.ceil(n / s) for n, s in zip(spatial, self.strides)],
+            c,
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -168,8 +200,14 @@ class _Logits(keras.layers.Layer):
         self.num_classes = int(num_classes)
         self.dropout_keep_prob = float(dropout_keep_prob)
         self.dropout = keras.layers.Dropout(1.0 - self.dropout_keep_prob)
-        self.conv = Unit3D(self.num_classes, use_batch_norm=False, use_bias=True, activation=None,
-                           name="Conv3d_0c_1x1", dtype=self.dtype_policy)
+        self.conv = Unit3D(
+            self.num_classes,
+            use_batch_norm=False,
+            use_bias=True,
+            activation=None,
+            name="Conv3d_0c_1x1",
+            dtype=self.dtype_policy,
+        )
 
     def build(self, input_shape):
         self.conv.build((*input_shape[:-1], input_shape[-1]))
@@ -182,8 +220,10 @@ class _Logits(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         if tuple(input_shape[2:4]) != (7, 7):
-            raise ValueError(f"Logits needs 7x7 Mixed_5c features (a 224x224 clip), got "
-                             f"{tuple(input_shape[2:4])}")
+            raise ValueError(
+                f"Logits needs 7x7 Mixed_5c features (a 224x224 clip), got "
+                f"{tuple(input_shape[2:4])}"
+            )
         return (input_shape[0], self.num_classes)
 
     def flops(self, input_shape):
@@ -222,18 +262,29 @@ class InceptionI3D(keras.Model):
       [B, ceil(T/4), ceil(H/16), ceil(W/16), 832 at width 1]), or logits [B, num_classes].
     """
 
-    def __init__(self, final_endpoint="Mixed_4f", first_endpoint="Conv3d_1a_7x7",
-                 width_multiplier=1.0, min_channels=8, freeze_bn=False, num_classes=400,
-                 dropout_keep_prob=1.0, pool_5a_spatial_stride=2, name="inception_i3d",
-                 **kwargs):
+    def __init__(
+        self,
+        final_endpoint="Mixed_4f",
+        first_endpoint="Conv3d_1a_7x7",
+        width_multiplier=1.0,
+        min_channels=8,
+        freeze_bn=False,
+        num_classes=400,
+        dropout_keep_prob=1.0,
+        pool_5a_spatial_stride=2,
+        name="inception_i3d",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         for arg, ep in (("final_endpoint", final_endpoint), ("first_endpoint", first_endpoint)):
             if ep not in ENDPOINTS:
                 raise ValueError(f"InceptionI3D: unknown {arg} {ep!r}; valid: {ENDPOINTS}")
         first, last = ENDPOINTS.index(first_endpoint), ENDPOINTS.index(final_endpoint)
         if first > last:
-            raise ValueError(f"InceptionI3D: first_endpoint {first_endpoint} comes after "
-                             f"final_endpoint {final_endpoint}")
+            raise ValueError(
+                f"InceptionI3D: first_endpoint {first_endpoint} comes after "
+                f"final_endpoint {final_endpoint}"
+            )
         if width_multiplier <= 0:
             raise ValueError(f"InceptionI3D: width_multiplier must be > 0, got {width_multiplier}")
         self.final_endpoint = final_endpoint
@@ -244,10 +295,12 @@ class InceptionI3D(keras.Model):
         self.num_classes = int(num_classes)
         self.dropout_keep_prob = float(dropout_keep_prob)
         if pool_5a_spatial_stride not in (1, 2):
-            raise ValueError(f"InceptionI3D: pool_5a_spatial_stride must be 1 or 2, got "
-                             f"{pool_5a_spatial_stride!r}")
+            raise ValueError(
+                f"InceptionI3D: pool_5a_spatial_stride must be 1 or 2, got "
+                f"{pool_5a_spatial_stride!r}"
+            )
         self.pool_5a_spatial_stride = int(pool_5a_spatial_stride)
-        self.endpoints = ENDPOINTS[first:last + 1]
+        self.endpoints = ENDPOINTS[first : last + 1]
         self.blocks = [self._make_block(ep) for ep in self.endpoints]
 
     def channels(self, c):
@@ -258,18 +311,27 @@ class InceptionI3D(keras.Model):
         dtype = self.dtype_policy
         if ep in _CONVS:
             filters, kernel, strides = _CONVS[ep]
-            return Unit3D(self.channels(filters), kernel, strides, freeze_bn=self.freeze_bn,
-                          name=ep, dtype=dtype)
+            return Unit3D(
+                self.channels(filters),
+                kernel,
+                strides,
+                freeze_bn=self.freeze_bn,
+                name=ep,
+                dtype=dtype,
+            )
         if ep in _POOLS:
             size, strides = _POOLS[ep]
             if ep == "MaxPool3d_5a_2x2" and self.pool_5a_spatial_stride == 1:
-                size, strides = (2, 1, 1), (2, 1, 1)    # time only
+                size, strides = (2, 1, 1), (2, 1, 1)  # time only
             return _MaxPool(size, strides, name=ep, dtype=dtype)
         if ep in _MIXED:
-            return _InceptionModule([self.channels(f) for f in _MIXED[ep]],
-                                    freeze_bn=self.freeze_bn, name=ep, dtype=dtype,
-                                    branch_2_name="Conv3d_0a_3x3" if ep == "Mixed_5b"
-                                    else "Conv3d_0b_3x3")
+            return _InceptionModule(
+                [self.channels(f) for f in _MIXED[ep]],
+                freeze_bn=self.freeze_bn,
+                name=ep,
+                dtype=dtype,
+                branch_2_name="Conv3d_0a_3x3" if ep == "Mixed_5b" else "Conv3d_0b_3x3",
+            )
         return _Logits(self.num_classes, self.dropout_keep_prob, name=ep, dtype=dtype)
 
     @property
@@ -312,15 +374,20 @@ class InceptionI3D(keras.Model):
     def flops(self, input_shape):
         """Forward FLOPs (2 x conv multiply-adds; pooling, BatchNorm, ReLU not counted) for an
         input of fully known `input_shape` [B, T, H, W, C_in]."""
-        return sum(block.flops(shape) for block, shape in zip(self.blocks, self._shapes(input_shape))
-                   if hasattr(block, "flops"))
+        return sum(
+            block.flops(shape)
+            for block, shape in zip(self.blocks, self._shapes(input_shape))
+            if hasattr(block, "flops")
+        )
 
     def release_variables(self):
         """{release name without the `RGB/inception_i3d/` scope: our variable}, in release order.
         The model must be built."""
         if not self.built:
-            raise ValueError("InceptionI3D.release_variables: build the model first "
-                             "(model.build([B, T, H, W, 3]) or one call)")
+            raise ValueError(
+                "InceptionI3D.release_variables: build the model first "
+                "(model.build([B, T, H, W, 3]) or one call)"
+            )
         out = {}
         for ep, block in zip(self.endpoints, self.blocks):
             if not isinstance(block, _MaxPool):
@@ -329,9 +396,14 @@ class InceptionI3D(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(final_endpoint=self.final_endpoint, first_endpoint=self.first_endpoint,
-                      width_multiplier=self.width_multiplier, min_channels=self.min_channels,
-                      freeze_bn=self.freeze_bn, num_classes=self.num_classes,
-                      dropout_keep_prob=self.dropout_keep_prob,
-                      pool_5a_spatial_stride=self.pool_5a_spatial_stride)
+        config.update(
+            final_endpoint=self.final_endpoint,
+            first_endpoint=self.first_endpoint,
+            width_multiplier=self.width_multiplier,
+            min_channels=self.min_channels,
+            freeze_bn=self.freeze_bn,
+            num_classes=self.num_classes,
+            dropout_keep_prob=self.dropout_keep_prob,
+            pool_5a_spatial_stride=self.pool_5a_spatial_stride,
+        )
         return config

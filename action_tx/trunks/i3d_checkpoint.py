@@ -11,6 +11,7 @@ Our converted weights (`tools/convert_i3d_checkpoint.py`) use the same format: a
 whose keys are the release names without scope, so one file serves any cut of the network
 (the Mixed_4f trunk and the Mixed_5a-5c head tail): `restore_trunk(model, path)`.
 """
+
 import dataclasses
 import os
 
@@ -21,8 +22,14 @@ from action_tx.trunks.i3d import ENDPOINTS, InceptionI3D
 
 # Suffixes of optimizer slot variables and names of optimizer bookkeeping variables: training
 # state, not model weights.
-_SLOT_SUFFIXES = ("/Momentum", "/ExponentialMovingAverage", "/Adam", "/Adam_1", "/RMSProp",
-                  "/RMSProp_1")
+_SLOT_SUFFIXES = (
+    "/Momentum",
+    "/ExponentialMovingAverage",
+    "/Adam",
+    "/Adam_1",
+    "/RMSProp",
+    "/RMSProp_1",
+)
 _BOOKKEEPING = ("global_step", "beta1_power", "beta2_power")
 _SCOPE = "inception_i3d/"
 
@@ -40,21 +47,24 @@ class LoadReport:
     optimizer slots and counters, skipped. problems: unmatched, misshapen or missing variables
     (empty unless strict=False).
     """
+
     loaded: list = dataclasses.field(default_factory=list)
     beyond_model: list = dataclasses.field(default_factory=list)
     optimizer_state: list = dataclasses.field(default_factory=list)
     problems: list = dataclasses.field(default_factory=list)
 
     def summary(self):
-        return (f"loaded {len(self.loaded)} variables, skipped {len(self.beyond_model)} beyond "
-                f"the model's endpoints and {len(self.optimizer_state)} optimizer variables, "
-                f"{len(self.problems)} problems")
+        return (
+            f"loaded {len(self.loaded)} variables, skipped {len(self.beyond_model)} beyond "
+            f"the model's endpoints and {len(self.optimizer_state)} optimizer variables, "
+            f"{len(self.problems)} problems"
+        )
 
 
 def release_key(name):
     """Checkpoint variable name -> release name without scope (`Mixed_4f/.../conv_3d/w`)."""
     i = name.rfind(_SCOPE)
-    return name[i + len(_SCOPE):] if i >= 0 else name
+    return name[i + len(_SCOPE) :] if i >= 0 else name
 
 
 def _is_optimizer_state(name):
@@ -73,9 +83,15 @@ def ensure_built(model):
     if model.built:
         return
     first = ENDPOINTS.index(model.first_endpoint)
-    in_channels = 3 if first == 0 else InceptionI3D(
-        final_endpoint=ENDPOINTS[first - 1], width_multiplier=model.width_multiplier,
-        min_channels=model.min_channels).output_channels
+    in_channels = (
+        3
+        if first == 0
+        else InceptionI3D(
+            final_endpoint=ENDPOINTS[first - 1],
+            width_multiplier=model.width_multiplier,
+            min_channels=model.min_channels,
+        ).output_channels
+    )
     model.build((1, 64, 224, 224, in_channels))
 
 
@@ -115,11 +131,12 @@ def match_checkpoint(model, variable_shapes, num_classes=None, strict=True, sour
             seen[key] = name
             var = ours[key]
             if endpoint == "Logits" and num_classes is not None and shape[-1] != num_classes:
-                report.problems.append(f"{name}: checkpoint has {shape[-1]} classes, expected "
-                                       f"num_classes={num_classes}")
+                report.problems.append(
+                    f"{name}: checkpoint has {shape[-1]} classes, expected "
+                    f"num_classes={num_classes}"
+                )
             elif not _fits(shape, var.shape):
-                report.problems.append(f"{name}: shape {list(shape)} but ours is "
-                                       f"{list(var.shape)}")
+                report.problems.append(f"{name}: shape {list(shape)} but ours is {list(var.shape)}")
             else:
                 pairs.append((name, var))
                 report.loaded.append(name)
@@ -128,7 +145,8 @@ def match_checkpoint(model, variable_shapes, num_classes=None, strict=True, sour
         raise CheckpointMismatchError(
             f"{source} does not match InceptionI3D({model.first_endpoint}..{model.final_endpoint}, "
             f"width_multiplier={model.width_multiplier}): {len(report.problems)} problems:\n  "
-            + "\n  ".join(report.problems))
+            + "\n  ".join(report.problems)
+        )
     return pairs, report
 
 
@@ -136,8 +154,10 @@ def _reader(path):
     try:
         return tf.train.load_checkpoint(path)
     except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-        raise FileNotFoundError(f"{path}: not a readable TF checkpoint (expected {path}.index "
-                                f"and its data files): {str(e).splitlines()[0]}") from None
+        raise FileNotFoundError(
+            f"{path}: not a readable TF checkpoint (expected {path}.index "
+            f"and its data files): {str(e).splitlines()[0]}"
+        ) from None
 
 
 def load_kinetics_checkpoint(model, ckpt_path, num_classes=400, strict=True):
@@ -167,8 +187,12 @@ def write_checkpoint(prefix, arrays):
     `tf.train.load_checkpoint` / `list_variables`, as a TF1 Saver's would be)."""
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     names = sorted(arrays)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.convert_to_tensor(arrays[n]) for n in names])
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.convert_to_tensor(arrays[n]) for n in names],
+    )
     return prefix
 
 

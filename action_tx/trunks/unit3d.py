@@ -5,6 +5,7 @@ a bias-free 'SAME' Conv3D (`conv_3d/w`), a BatchNorm with offset (beta) but no s
 eps 1e-3 and moving-average decay 0.999 (Sonnet v1 `snt.BatchNorm` defaults), then ReLU.
 The Logits unit is the exception: no BatchNorm, a bias (`conv_3d/b`) and no activation.
 """
+
 import math
 
 import keras
@@ -46,8 +47,17 @@ class Unit3D(keras.layers.Layer):
         statistics and never updates them, whatever `training` says (beta still trains).
     """
 
-    def __init__(self, filters, kernel_size=(1, 1, 1), strides=(1, 1, 1), use_batch_norm=True,
-                 use_bias=False, activation="relu", freeze_bn=False, **kwargs):
+    def __init__(
+        self,
+        filters,
+        kernel_size=(1, 1, 1),
+        strides=(1, 1, 1),
+        use_batch_norm=True,
+        use_bias=False,
+        activation="relu",
+        freeze_bn=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = tuple(int(k) for k in kernel_size)
@@ -55,23 +65,39 @@ class Unit3D(keras.layers.Layer):
         self.use_batch_norm = bool(use_batch_norm)
         self.use_bias = bool(use_bias)
         if activation not in ("relu", None):
-            raise ValueError(f"Unit3D {self.name}: activation must be 'relu' or None, "
-                             f"got {activation!r}")
+            raise ValueError(
+                f"Unit3D {self.name}: activation must be 'relu' or None, got {activation!r}"
+            )
         self.activation = activation
         self.freeze_bn = bool(freeze_bn)
-        self.conv = keras.layers.Conv3D(self.filters, self.kernel_size, strides=self.strides,
-                                        padding="same", use_bias=self.use_bias, name="conv_3d",
-                                        dtype=self.dtype_policy)
+        self.conv = keras.layers.Conv3D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding="same",
+            use_bias=self.use_bias,
+            name="conv_3d",
+            dtype=self.dtype_policy,
+        )
         # snt.BatchNorm defaults: decay 0.999, eps 1e-3, offset but no scale.
-        self.bn = (keras.layers.BatchNormalization(momentum=0.999, epsilon=1e-3, scale=False,
-                                                   name="batch_norm", dtype=self.dtype_policy)
-                   if self.use_batch_norm else None)
+        self.bn = (
+            keras.layers.BatchNormalization(
+                momentum=0.999,
+                epsilon=1e-3,
+                scale=False,
+                name="batch_norm",
+                dtype=self.dtype_policy,
+            )
+            if self.use_batch_norm
+            else None
+        )
 
     def build(self, input_shape):
         # Building the sublayers from shapes alone lets a model create all its variables
         # (e.g. to load a checkpoint) without running a forward pass.
-        if bfloat16_conv3d_unsafe(self.conv.compute_dtype, input_shape[1], self.kernel_size[0]) \
-                or float16_conv3d_on_cpu(self.conv.compute_dtype):
+        if bfloat16_conv3d_unsafe(
+            self.conv.compute_dtype, input_shape[1], self.kernel_size[0]
+        ) or float16_conv3d_on_cpu(self.conv.compute_dtype):
             # Same float32 kernel variable, so checkpoints do not depend on this.
             self.conv.dtype_policy = "float32"
         self.conv.build(input_shape)
@@ -79,7 +105,8 @@ class Unit3D(keras.layers.Layer):
             self.bn.build(self.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        """inputs: float [B, T, H, W, C_in] -> float [B, ceil(T/st), ceil(H/sh), ceil(W/sw), filters]."""
+        """inputs: float [B, T, H, W, C_in] -> float [B, ceil(T/st), ceil(H/sh), ceil(W/sw),
+        filters]."""
         x = self.conv(inputs)
         if self.bn is not None:
             x = self.bn(x, training=False if self.freeze_bn else training)
@@ -112,7 +139,13 @@ class Unit3D(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
-                      use_batch_norm=self.use_batch_norm, use_bias=self.use_bias,
-                      activation=self.activation, freeze_bn=self.freeze_bn)
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            use_batch_norm=self.use_batch_norm,
+            use_bias=self.use_bias,
+            activation=self.activation,
+            freeze_bn=self.freeze_bn,
+        )
         return config

@@ -1,4 +1,5 @@
 """The memory suite's batch and report on hand-made rows (the measured run is the benchmark)."""
+
 import numpy as np
 
 from action_tx.bench import memory
@@ -16,14 +17,26 @@ def test_batch_holds_the_neighbouring_clips_only_for_joint():
 
 
 def row(mode, window, step, fastest):
-    return dict(mode=mode, window=window, clips_per_keyframe=1 + 2 * window * (mode == "joint"),
-                step_s=step, min_step_s=fastest, step_times_s=[step], peak_rss_mb=900.0,
-                step_rss_growth_mb=10.0, tf_cpu_peak_mb=4.5)
+    return dict(
+        mode=mode,
+        window=window,
+        clips_per_keyframe=1 + 2 * window * (mode == "joint"),
+        step_s=step,
+        min_step_s=fastest,
+        step_times_s=[step],
+        peak_rss_mb=900.0,
+        step_rss_growth_mb=10.0,
+        tf_cpu_peak_mb=4.5,
+    )
 
 
 def test_report_ratios_and_check():
-    rows = [row("amu", 0, 0.2, 0.1), row("amu", 30, 0.22, 0.2), row("joint", 0, 0.2, 0.1),
-            row("joint", 30, 1.0, 0.9)]
+    rows = [
+        row("amu", 0, 0.2, 0.1),
+        row("amu", 30, 0.22, 0.2),
+        row("joint", 0, 0.2, 0.1),
+        row("joint", 30, 1.0, 0.9),
+    ]
     text = memory.report(rows)
     assert "| joint | 30 | 61 | 1.000 | 5.00 | 0.900 | 9.00 | 900 | 10 | 4.5 |" in text
     assert "median step: AMU at L=30 is 1.10x L=0 (within 1.15x); joint at L=30 is 5.00x" in text

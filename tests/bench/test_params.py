@@ -1,12 +1,20 @@
 """The params suite's counting on tiny configurations (the paper-size run is the benchmark)."""
+
 import keras
 import pytest
 
 from action_tx.bench import params
 from action_tx.heads.linear import LinearHead
 
-TX = dict(num_heads=2, num_layers=2, hidden_size=8, dropout=0.0, location_embedding_size=4,
-          highres_reduced_channels=3, ffn_hidden=16)
+TX = dict(
+    num_heads=2,
+    num_layers=2,
+    hidden_size=8,
+    dropout=0.0,
+    location_embedding_size=4,
+    highres_reduced_channels=3,
+    ffn_hidden=16,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +39,9 @@ def test_count_params_of_a_linear_head():
 
 def test_head_counts_relations_on_a_tiny_configuration():
     c, e, r, s, d, heads, classes = 6, 4, 3, 2, 8, 2, 5
-    counts = params.head_counts(classes, channels=c, trunk_map=(2, 3, 3), roi_size=s,
-                                width_multiplier=0.05, tx_options=TX)
+    counts = params.head_counts(
+        classes, channels=c, trunk_map=(2, 3, 3), roi_size=s, width_multiplier=0.05, tx_options=TX
+    )
     assert set(counts) == {"i3d", "tx LowRes", "tx HighRes", "tx_i3d"}
     # HighRes adds the 1x1 conv (C' -> r, C' = C + 2E with the location embedding) and its
     # first layer's query projections read S*S*r values instead of C'.
@@ -46,8 +55,9 @@ def test_head_counts_relations_on_a_tiny_configuration():
     tx_box = heads * d * 4 + 4
     i3d_classifier = c5 * classes + classes + c5 + 1
     for column in (0, 1):
-        assert counts["tx_i3d"][column] == (counts["tx HighRes"][column] - tx_box
-                                            + counts["i3d"][column] - i3d_classifier)
+        assert counts["tx_i3d"][column] == (
+            counts["tx HighRes"][column] - tx_box + counts["i3d"][column] - i3d_classifier
+        )
     # Tx heads have no non-trainable weights; the I3D tail's BatchNorm moving statistics are.
     assert counts["tx LowRes"][0] == counts["tx LowRes"][1]
     assert counts["i3d"][0] > counts["i3d"][1]

@@ -1,5 +1,6 @@
 """ToolRunner's fork mode: a tool runs in a fork of a process that imported TensorFlow once,
 with its own absl flags, and reports its exit status like a subprocess would."""
+
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from action_tx.bench import runner
 
 # A stand-in tool: defines --out, which the parent program below also defines (as
 # tools/benchmark.py does), writes its flag values, or exits with a message.
-_TOOL = '''
+_TOOL = """
 from absl import app, flags
 flags.DEFINE_string("out", None, "where to write")
 flags.DEFINE_bool("fail", False, "exit with a message")
@@ -23,9 +24,9 @@ def main(argv):
 
 if __name__ == "__main__":
     app.run(main)
-'''
+"""
 
-_PARENT = '''
+_PARENT = """
 import os, sys
 from absl import app, flags
 flags.DEFINE_string("out", "parent default", "the parent program's own --out")
@@ -49,7 +50,7 @@ def main(argv):
     tools.run("four", "x.py", f"--out={sys.argv[1]}/c.txt")
 
 app.run(main)
-'''
+"""
 
 
 def test_fork_mode_runs_tools_with_their_own_flags(tmp_path):
@@ -57,8 +58,13 @@ def test_fork_mode_runs_tools_with_their_own_flags(tmp_path):
     (tmp_path / "model_helper.py").write_text("VALUE = 7\n")
     (tmp_path / "parent.py").write_text(_PARENT)
     env = dict(os.environ, PYTHONPATH=runner.ROOT)
-    done = subprocess.run([sys.executable, str(tmp_path / "parent.py"), str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "parent.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     # Each child parsed its own --out (the parent's --out was dropped in the child only).

@@ -22,12 +22,25 @@ def _jpeg(value: int) -> bytes:
 
 def _record(timestamp: int) -> bytes:
     return tfrecords.encode_example(
-        video_id="v0", video_index=0, timestamp=timestamp, keyframe_index=timestamp,
-        frames=[_jpeg(20 + 40 * k) for k in range(5)], keyframe_frame=2, fps=10.0, height=16,
-        width=16, num_classes=C, boxes=[BOX], labels=[[0, 1, 1]], person_ids=[timestamp],
+        video_id="v0",
+        video_index=0,
+        timestamp=timestamp,
+        keyframe_index=timestamp,
+        frames=[_jpeg(20 + 40 * k) for k in range(5)],
+        keyframe_frame=2,
+        fps=10.0,
+        height=16,
+        width=16,
+        num_classes=C,
+        boxes=[BOX],
+        labels=[[0, 1, 1]],
+        person_ids=[timestamp],
         proposals=[[0.1, 0.1, 0.2, 0.2], [0.3, 0.3, 0.5, 0.5], [0.0, 0.0, 0.4, 0.4]],
-        proposal_scores=[0.2, 0.9, 0.5], objects=[[0.5, 0.5, 0.9, 0.9]], object_classes=[4],
-        object_scores=[0.7])
+        proposal_scores=[0.2, 0.9, 0.5],
+        objects=[[0.5, 0.5, 0.9, 0.9]],
+        object_classes=[4],
+        object_scores=[0.7],
+    )
 
 
 @pytest.fixture
@@ -40,23 +53,38 @@ def shards(tmp_path):
 
 
 def _ds(pattern, **kw):
-    args = dict(batch_size=2, num_classes=C, num_frames=3, frame_stride=1, image_size=8,
-                max_boxes=2, max_proposals=2, max_objects=2, num_parallel_calls=2)
+    args = dict(
+        batch_size=2,
+        num_classes=C,
+        num_frames=3,
+        frame_stride=1,
+        image_size=8,
+        max_boxes=2,
+        max_proposals=2,
+        max_objects=2,
+        num_parallel_calls=2,
+    )
     args.update(kw)
     return pipeline.build_dataset(pattern, **args)
 
 
 def test_flip_and_crop_boxes_hand_computed():
-    np.testing.assert_allclose(augment.flip_boxes(tf.constant([[0.1, 0.2, 0.5, 0.6]])),
-                               [[0.1, 0.4, 0.5, 0.8]], atol=1e-6)
-    boxes = tf.constant([[0.3, 0.3, 0.5, 0.6],    # inside -> kept
-                         [0.6, 0.1, 0.9, 0.4],    # 0.08 / 0.36 = 22% visible -> dropped
-                         [0.0, 0.0, 0.1, 0.1],    # fully outside -> dropped
-                         [0.4, 0.4, 0.8, 0.8]])   # 0.36 / 0.64 = 56% visible -> kept, clipped
+    np.testing.assert_allclose(
+        augment.flip_boxes(tf.constant([[0.1, 0.2, 0.5, 0.6]])), [[0.1, 0.4, 0.5, 0.8]], atol=1e-6
+    )
+    boxes = tf.constant(
+        [
+            [0.3, 0.3, 0.5, 0.6],  # inside -> kept
+            [0.6, 0.1, 0.9, 0.4],  # 0.08 / 0.36 = 22% visible -> dropped
+            [0.0, 0.0, 0.1, 0.1],  # fully outside -> dropped
+            [0.4, 0.4, 0.8, 0.8],
+        ]
+    )  # 0.36 / 0.64 = 56% visible -> kept, clipped
     out, keep = augment.crop_boxes(boxes, tf.constant([0.2, 0.2, 0.7, 0.7]), min_visible=0.25)
     np.testing.assert_array_equal(keep, [True, False, False, True])
-    np.testing.assert_allclose(out.numpy()[[0, 3]], [[0.2, 0.2, 0.6, 0.8], [0.4, 0.4, 1.0, 1.0]],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out.numpy()[[0, 3]], [[0.2, 0.2, 0.6, 0.8], [0.4, 0.4, 1.0, 1.0]], atol=1e-6
+    )
     np.testing.assert_allclose(out[1], [0.8, 0.0, 1.0, 0.4], atol=1e-6)
 
 
@@ -64,10 +92,15 @@ def test_jitter_boxes_hand_computed():
     boxes = tf.constant([[0.2, 0.2, 0.6, 0.4], [0.0, 0.9, 0.1, 1.0], [0.5, 0.5, 0.52, 0.6]])
     noise = tf.constant([[1.0, -1.0, -0.5, 0.5], [-1.0, 1.0, 1.0, 1.0], [1.0, 0.0, -1.0, 0.0]])
     out = augment.jitter_boxes(boxes, noise, amount=tf.constant([0.1, 0.5, 1.0])[:, None])
-    np.testing.assert_allclose(out, [[0.24, 0.18, 0.58, 0.41],   # h=.4 w=.2, shift .1 of size
-                                     [0.0, 0.95, 0.15, 1.0],     # clipped to [0, 1]
-                                     [0.5, 0.5, 0.52, 0.6]],     # y sides swap: re-ordered
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out,
+        [
+            [0.24, 0.18, 0.58, 0.41],  # h=.4 w=.2, shift .1 of size
+            [0.0, 0.95, 0.15, 1.0],  # clipped to [0, 1]
+            [0.5, 0.5, 0.52, 0.6],
+        ],  # y sides swap: re-ordered
+        atol=1e-6,
+    )
 
 
 def test_frame_indices_and_crop_window():
@@ -77,8 +110,10 @@ def test_frame_indices_and_crop_window():
         w = augment.sample_crop_window(tf.constant([i, 1]), 0.6).numpy()
         assert 0.0 <= w[0] and 0.0 <= w[1] and w[2] <= 1.0 + 1e-6 and w[3] <= 1.0 + 1e-6
         assert 0.6 - 1e-6 <= w[2] - w[0] <= 1.0 and abs((w[2] - w[0]) - (w[3] - w[1])) < 1e-6
-    np.testing.assert_array_equal(augment.sample_crop_window(tf.constant([3, 1]), 0.6),
-                                  augment.sample_crop_window(tf.constant([3, 1]), 0.6))
+    np.testing.assert_array_equal(
+        augment.sample_crop_window(tf.constant([3, 1]), 0.6),
+        augment.sample_crop_window(tf.constant([3, 1]), 0.6),
+    )
 
 
 def test_eval_batch_values(shards):
@@ -98,7 +133,10 @@ def test_eval_batch_values(shards):
     np.testing.assert_array_equal(batch["object_classes"][0], [4, -1])
     np.testing.assert_array_equal(batch["object_mask"][0], [True, False])
     assert batch["video_id"].numpy().tolist() == [b"v0", b"v0"]
-    assert batch["timestamp"].dtype == tf.int32 and batch["keyframe_index"].numpy().tolist() == [0, 1]
+    assert batch["timestamp"].dtype == tf.int32 and batch["keyframe_index"].numpy().tolist() == [
+        0,
+        1,
+    ]
     all_ts = [int(t) for b in _ds(shards) for t in b["timestamp"]]
     assert all_ts == [0, 1, 2, 3, 10, 11, 12, 13]
 

@@ -1,5 +1,6 @@
 """Synthetic AVA: layout, determinism, conventions and the defining rule of every context label,
 checked against the generator's own per-frame scene state (not against its labels)."""
+
 import collections
 import os
 
@@ -16,7 +17,7 @@ SEED = 0
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("syn_tiny"))
-    summary = synthetic.generate(out, preset="tiny", seed=SEED, check=True)   # raises if unbalanced
+    summary = synthetic.generate(out, preset="tiny", seed=SEED, check=True)  # raises if unbalanced
     return out, summary
 
 
@@ -41,7 +42,7 @@ def _small(path, seed):
 def test_same_seed_identical_other_seed_differs(tmp_path):
     a, b, c = (_small(tmp_path / n, s) for n, s in (("a", 5), ("b", 5), ("c", 6)))
     assert a == b
-    assert len(a) == 11          # label map + 5 files per split
+    assert len(a) == 11  # label map + 5 files per split
     jpg = "frames/syn0000/syn0000_000031.jpg"
     assert (tmp_path / "a" / jpg).read_bytes() == (tmp_path / "b" / jpg).read_bytes()
     assert a["ava_train.csv"] != c["ava_train.csv"]
@@ -51,8 +52,11 @@ def test_label_map_real_ava_ids(tiny):
     lm = ava.read_label_map(os.path.join(tiny[0], "annotations", "action_list.pbtxt"))
     assert lm.ids == (8, 10, 11, 12, 14, 15, 17, 28, 35, 49, 65, 68, 74, 79, 80)
     assert lm.names[49] == "ride (e.g., a bike, a car, a horse)"
-    assert lm.categories() == {"pose": [8, 10, 11, 12, 14], "person_object": [15, 17, 28, 35, 49],
-                               "person_person": [65, 68, 74, 79, 80]}
+    assert lm.categories() == {
+        "pose": [8, 10, 11, 12, 14],
+        "person_object": [15, 17, 28, 35, 49],
+        "person_person": [65, 68, 74, 79, 80],
+    }
 
 
 def test_readme_lists_counts(tiny):
@@ -76,8 +80,10 @@ def test_frames_exist_for_every_clip_and_boxes_valid(tiny):
     for split in ("train", "val"):
         gt = _gt(root, split)
         assert len(gt) > 0
-        b = gt.boxes                                    # yxyx
-        assert np.all((b >= 0) & (b <= 1)) and np.all(b[:, 3] > b[:, 1]) and np.all(b[:, 2] > b[:, 0])
+        b = gt.boxes  # yxyx
+        assert (
+            np.all((b >= 0) & (b <= 1)) and np.all(b[:, 3] > b[:, 1]) and np.all(b[:, 2] > b[:, 0])
+        )
         for vid, t in sorted(set(zip(gt.video_id.tolist(), gt.timestamp.tolist()))):
             k = round(t * p["fps"]) + 1
             for f in (k - p["skip_seconds"] * p["fps"], k, k + p["skip_seconds"] * p["fps"] - 1):
@@ -90,28 +96,40 @@ def test_one_pose_per_person_keyframe_and_evidence_rows(tiny):
     root, _ = tiny
     gt = _gt(root, "train")
     pose_ids = {8, 10, 11, 12, 14}
-    poses = collections.Counter((v, t, q) for v, t, q, a in zip(
-        gt.video_id, gt.timestamp, gt.person_id, gt.action_id) if a in pose_ids)
+    poses = collections.Counter(
+        (v, t, q)
+        for v, t, q, a in zip(gt.video_id, gt.timestamp, gt.person_id, gt.action_id)
+        if a in pose_ids
+    )
     keys = set(zip(gt.video_id, gt.timestamp, gt.person_id))
     assert set(poses) == keys and set(poses.values()) == {1}
     ev = [r for r in _evidence(root, "train") if r[4] in L.EVIDENCE]
     assert sorted((v, int(t), int(q), int(a)) for v, t, q, a, _ in ev) == sorted(
-        zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(), gt.action_id.tolist()))
+        zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(), gt.action_id.tolist())
+    )
     assert {e for *_, e in ev} == set(L.EVIDENCE)
 
 
 def test_detection_files_readable(tiny):
     root, _ = tiny
-    pd_, _ = ava.read_person_detections(os.path.join(root, "annotations", "person_detections_train.csv"))
-    od, _ = ava.read_object_detections(os.path.join(root, "annotations", "object_detections_train.csv"))
-    assert len(pd_) > 0 and np.all(pd_.action_id == -1) and np.all((pd_.score > 0) & (pd_.score < 1))
+    pd_, _ = ava.read_person_detections(
+        os.path.join(root, "annotations", "person_detections_train.csv")
+    )
+    od, _ = ava.read_object_detections(
+        os.path.join(root, "annotations", "object_detections_train.csv")
+    )
+    assert (
+        len(pd_) > 0 and np.all(pd_.action_id == -1) and np.all((pd_.score > 0) & (pd_.score < 1))
+    )
     assert set(od.action_id.tolist()) == {1, 2, 3, 4}
 
 
 def _keyed_labels(root, split):
     gt = _gt(root, split)
     out = collections.defaultdict(set)
-    for v, t, q, a in zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(), gt.action_id.tolist()):
+    for v, t, q, a in zip(
+        gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(), gt.action_id.tolist()
+    ):
         out[(v, t, q)].add(a)
     return out
 
@@ -123,8 +141,14 @@ def _states(summary):
 
 def _facing_others(s, p, k):
     """Others on the side p's head points to and on screen (recomputed here from state)."""
-    return [q for q in range(s.num_people) if q != p and s.present[q, k] and 0 <= s.x[q, k] <= 1
-            and (s.x[q, k] - s.x[p, k]) * s.facing[p, k] > 0]
+    return [
+        q
+        for q in range(s.num_people)
+        if q != p
+        and s.present[q, k]
+        and 0 <= s.x[q, k] <= 1
+        and (s.x[q, k] - s.x[p, k]) * s.facing[p, k] > 0
+    ]
 
 
 def test_context_rules_hold_on_scene_state(tiny):
@@ -138,34 +162,53 @@ def test_context_rules_hold_on_scene_state(tiny):
             s, k = states[vid], t * fps
             facing = _facing_others(s, p, k)
             still = s.pose[p, k] in (STAND, SIT)
-            talked = [q for q in facing if s.talking[q, max(0, k - M):k + 1].any()]
-            if 74 in labels:          # listen: faces someone who talked within 6 s
+            talked = [q for q in facing if s.talking[q, max(0, k - M) : k + 1].any()]
+            if 74 in labels:  # listen: faces someone who talked within 6 s
                 assert talked and not s.talking[p, k], (vid, t, p)
                 seen["listen+"] += 1
             elif still and facing and not talked:
-                seen["listen- look-alike"] += 1       # faces a silent person, no label
+                seen["listen- look-alike"] += 1  # faces a silent person, no label
             moving = [q for q in facing if s.pose[q, k] in (WALK, RUN)]
-            left = [q for q in range(s.num_people) if q != p and not (
-                s.present[q, k] and 0 <= s.x[q, k] <= 1) and any(
-                s.present[q, g] and 0 <= s.x[q, g] <= 1 and s.pose[q, g] in (WALK, RUN)
-                for g in range(max(0, k - M), k))]
-            if 80 in labels:          # watch: faces a mover, or one who left within 6 s
+            left = [
+                q
+                for q in range(s.num_people)
+                if q != p
+                and not (s.present[q, k] and 0 <= s.x[q, k] <= 1)
+                and any(
+                    s.present[q, g] and 0 <= s.x[q, g] <= 1 and s.pose[q, g] in (WALK, RUN)
+                    for g in range(max(0, k - M), k)
+                )
+            ]
+            if 80 in labels:  # watch: faces a mover, or one who left within 6 s
                 assert still and (moving or left), (vid, t, p)
                 seen["watch+"] += 1
                 seen["watch+ long_term"] += int(not moving)
             elif still and not moving:
                 seen["watch- look-alike"] += 1
-            if 49 in labels:          # ride: in a vehicle someone else drives
+            if 49 in labels:  # ride: in a vehicle someone else drives
                 v = s.vehicle[p, k]
-                assert v >= 0 and s.seat[p, k] == 1 and any(
-                    q != p and s.driving[q, k] and s.vehicle[q, k] == v for q in range(s.num_people))
+                assert (
+                    v >= 0
+                    and s.seat[p, k] == 1
+                    and any(
+                        q != p and s.driving[q, k] and s.vehicle[q, k] == v
+                        for q in range(s.num_people)
+                    )
+                )
                 seen["ride+"] += 1
             elif s.vehicle[p, k] >= 0 and s.seat[p, k] == 1:
                 seen["ride- look-alike"] += 1
             if 79 in labels:
                 assert s.talking[p, k] and facing
-    for key in ("listen+", "listen- look-alike", "watch+", "watch+ long_term", "watch- look-alike",
-                "ride+", "ride- look-alike"):
+    for key in (
+        "listen+",
+        "listen- look-alike",
+        "watch+",
+        "watch+ long_term",
+        "watch- look-alike",
+        "ride+",
+        "ride- look-alike",
+    ):
         assert seen[key] > 0, (key, seen)
 
 
@@ -205,12 +248,18 @@ def test_long_term_events_end_over_2s_before_and_outside_clip(tiny):
                 if q == p:
                     continue
                 if a == 74:
-                    talk = np.flatnonzero(s.talking[q, :k + 1])
-                    ok.append(len(talk) > 0 and G < k - talk[-1] <= M
-                              and not s.talking[q, k - C:k + C + 1].any())
+                    talk = np.flatnonzero(s.talking[q, : k + 1])
+                    ok.append(
+                        len(talk) > 0
+                        and G < k - talk[-1] <= M
+                        and not s.talking[q, k - C : k + C + 1].any()
+                    )
                 else:
-                    on = [g for g in range(max(0, k - M), k + C + 1)
-                          if s.present[q, g] and 0 <= s.x[q, g] <= 1]
+                    on = [
+                        g
+                        for g in range(max(0, k - M), k + C + 1)
+                        if s.present[q, g] and 0 <= s.x[q, g] <= 1
+                    ]
                     ok.append(bool(on) and G < k - on[-1] <= M and not set(on) & set(win))
             assert any(ok), line
             seen[a] += 1
@@ -218,8 +267,11 @@ def test_long_term_events_end_over_2s_before_and_outside_clip(tiny):
 
 
 def test_check_balance_values():
-    counts = dict(person_keyframes=100, classes={12: 100, 80: 1},
-                  evidence={"self": 70, "context": 20, "temporal": 5, "long_term": 5})
+    counts = dict(
+        person_keyframes=100,
+        classes={12: 100, 80: 1},
+        evidence={"self": 70, "context": 20, "temporal": 5, "long_term": 5},
+    )
     bad = synthetic_write.check_balance(counts, 0.02, 0.10)
     assert len(bad) == 3
     assert bad[0].startswith("class 80 'watch (a person)': 1/100 person-keyframes = 1.0%")
@@ -244,8 +296,9 @@ def _positives_and_matched(root, split):
     """-> (positives, matched negatives), Counters of (class, context | long_term), recounted
     from the written CSVs; a matched negative must have no ground-truth row of its class."""
     gt = _gt(root, split)
-    keys = set(zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(),
-                   gt.action_id.tolist()))
+    keys = set(
+        zip(gt.video_id, gt.timestamp.tolist(), gt.person_id.tolist(), gt.action_id.tolist())
+    )
     pos, neg = collections.Counter(), collections.Counter()
     for vid, t, p, a, e in _evidence(root, split):
         key = (vid, int(t), int(p), int(a))
@@ -254,7 +307,7 @@ def _positives_and_matched(root, split):
             pos[int(a), e] += 1
         elif e in ("context_negative", "long_term_negative"):
             assert key not in keys, key
-            neg[int(a), e[:-len("_negative")]] += 1
+            neg[int(a), e[: -len("_negative")]] += 1
         else:
             assert e in L.EVIDENCE, e
     return pos, neg
@@ -268,12 +321,18 @@ def test_matched_negatives_at_least_positives(preset, request):
     for split in ("train", "val"):
         pos, neg = _positives_and_matched(root, split)
         if split == "train":
-            assert set(pos) == {(49, "context"), (74, "context"), (74, "long_term"),
-                                (80, "context"), (80, "long_term")}, pos
+            assert set(pos) == {
+                (49, "context"),
+                (74, "context"),
+                (74, "long_term"),
+                (80, "context"),
+                (80, "long_term"),
+            }, pos
         for key, n in pos.items():
             assert neg[key] >= n > 0, (preset, split, key, n, neg[key])
         assert summary["splits"][split]["matched"] == {
-            (a, e + "_negative"): n for (a, e), n in neg.items()}
+            (a, e + "_negative"): n for (a, e), n in neg.items()
+        }
 
 
 def _window_stats(s, p, k, C):
@@ -285,14 +344,22 @@ def _window_stats(s, p, k, C):
     for g in range(max(0, k - C), min(s.num_frames, k + C + 1)):
         on = [q for q in range(s.num_people) if q != p and s.present[q, g] and 0 <= s.x[q, g] <= 1]
         faced = _facing_others(s, p, g)
-        rows.append((
-            float(s.x[p, g] == s.x[p, k] and s.facing[p, g] == s.facing[p, k]
-                  and s.pose[p, g] in (STAND, SIT)),
-            float(s.pose[p, g] == SIT), len(on) / 3, float(bool(faced)),
-            min((abs(float(s.x[q, g] - s.x[p, g])) for q in faced), default=0.0),
-            float(any(s.talking[q, g] for q in on)),
-            float(any(s.pose[q, g] in (WALK, RUN) for q in faced)),
-            float(any(s.talking[q].any() for q in faced))))
+        rows.append(
+            (
+                float(
+                    s.x[p, g] == s.x[p, k]
+                    and s.facing[p, g] == s.facing[p, k]
+                    and s.pose[p, g] in (STAND, SIT)
+                ),
+                float(s.pose[p, g] == SIT),
+                len(on) / 3,
+                float(bool(faced)),
+                min((abs(float(s.x[q, g] - s.x[p, g])) for q in faced), default=0.0),
+                float(any(s.talking[q, g] for q in on)),
+                float(any(s.pose[q, g] in (WALK, RUN) for q in faced)),
+                float(any(s.talking[q].any() for q in faced)),
+            )
+        )
     return np.mean(rows, axis=0)
 
 

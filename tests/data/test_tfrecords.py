@@ -16,14 +16,25 @@ def _jpeg(value: int) -> bytes:
 
 def _example(**overrides):
     kwargs = dict(
-        video_id="vidA", video_index=3, timestamp=902, keyframe_index=17,
-        frames=[_jpeg(10), _jpeg(120), _jpeg(250)], keyframe_frame=1, fps=30.0, height=6,
-        width=8, num_classes=4,
+        video_id="vidA",
+        video_index=3,
+        timestamp=902,
+        keyframe_index=17,
+        frames=[_jpeg(10), _jpeg(120), _jpeg(250)],
+        keyframe_frame=1,
+        fps=30.0,
+        height=6,
+        width=8,
+        num_classes=4,
         boxes=[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 0.5]],
-        labels=[[1, 0, 0, 1], [0, 1, 0, 0]], person_ids=[7, 9],
-        proposals=[[0.1, 0.1, 0.4, 0.4]], proposal_scores=[0.9],
-        objects=[[0.2, 0.3, 0.4, 0.5], [0.6, 0.6, 0.9, 0.9]], object_classes=[2, 5],
-        object_scores=[0.8, 0.4])
+        labels=[[1, 0, 0, 1], [0, 1, 0, 0]],
+        person_ids=[7, 9],
+        proposals=[[0.1, 0.1, 0.4, 0.4]],
+        proposal_scores=[0.9],
+        objects=[[0.2, 0.3, 0.4, 0.5], [0.6, 0.6, 0.9, 0.9]],
+        object_classes=[2, 5],
+        object_scores=[0.8, 0.4],
+    )
     kwargs.update(overrides)
     return tfrecords.encode_example(**kwargs)
 
@@ -33,8 +44,17 @@ def test_round_trip_values():
     for fn in (tfrecords.parse_example, tf.function(tfrecords.parse_example)):
         ex = fn(tf.constant(serialized))
         assert ex["video_id"].numpy() == b"vidA"
-        assert [int(ex[k]) for k in ("video_index", "timestamp", "keyframe_index",
-                                     "keyframe_frame", "height", "width")] == [3, 902, 17, 1, 6, 8]
+        assert [
+            int(ex[k])
+            for k in (
+                "video_index",
+                "timestamp",
+                "keyframe_index",
+                "keyframe_frame",
+                "height",
+                "width",
+            )
+        ] == [3, 902, 17, 1, 6, 8]
         assert float(ex["fps"]) == 30.0
         np.testing.assert_allclose(ex["boxes"], [[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 0.5]])
         np.testing.assert_array_equal(ex["labels"], [[1, 0, 0, 1], [0, 1, 0, 0]])
@@ -48,9 +68,16 @@ def test_round_trip_values():
 
 
 def test_empty_keyframe_and_static_classes():
-    serialized = _example(boxes=None, labels=None, person_ids=None, proposals=None,
-                          proposal_scores=None, objects=None, object_classes=None,
-                          object_scores=None)
+    serialized = _example(
+        boxes=None,
+        labels=None,
+        person_ids=None,
+        proposals=None,
+        proposal_scores=None,
+        objects=None,
+        object_classes=None,
+        object_scores=None,
+    )
     ex = tfrecords.parse_example(tf.constant(serialized), num_classes=4)
     assert ex["boxes"].shape == (0, 4) and ex["labels"].shape == (0, 4)
     assert ex["proposals"].shape == (0, 4) and ex["objects"].shape == (0, 4)

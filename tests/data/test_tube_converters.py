@@ -1,4 +1,5 @@
 """UCF101-24 (pickle) and JHMDB-21 (puppet-mask .mat) readers and the AVA-format layout writer."""
+
 import json
 import pickle
 
@@ -20,24 +21,32 @@ def write_frames(folder, n, ext="jpg", size=(32, 24)):
     folder.mkdir(parents=True)
     for k in range(n):
         Image.fromarray(np.full((size[1], size[0], 3), gray(k), np.uint8)).save(
-            folder / f"{k + 1:05d}.{ext}")
+            folder / f"{k + 1:05d}.{ext}"
+        )
 
 
 def ucf_pickle(path, tubes=None, **overrides):
     """A pickle with the real key names: two videos of 32x24, one train, one test."""
     if tubes is None:
         tubes = {
-            "Basketball/v_Basketball_g01_c01": {0: [np.array(
-                [[f, 4, 2, 20, 22] for f in range(2, 7)], np.float32)]},
-            "Diving/v_Diving_g02_c01": {1: [np.array([[1, 0, 0, 16, 12], [2, 0, 0, 16, 12]]),
-                                            np.array([[4, 8, 6, 32, 24]])]},
+            "Basketball/v_Basketball_g01_c01": {
+                0: [np.array([[f, 4, 2, 20, 22] for f in range(2, 7)], np.float32)]
+            },
+            "Diving/v_Diving_g02_c01": {
+                1: [np.array([[1, 0, 0, 16, 12], [2, 0, 0, 16, 12]]), np.array([[4, 8, 6, 32, 24]])]
+            },
         }
-    data = {"labels": ["Basketball", "Diving"], "gttubes": tubes,
-            "nframes": {"Basketball/v_Basketball_g01_c01": 8, "Diving/v_Diving_g02_c01": 5},
-            "train_videos": [["Basketball/v_Basketball_g01_c01"]],
-            "test_videos": [["Diving/v_Diving_g02_c01"]],
-            "resolution": {"Basketball/v_Basketball_g01_c01": (24, 32),
-                           "Diving/v_Diving_g02_c01": (24, 32)}}
+    data = {
+        "labels": ["Basketball", "Diving"],
+        "gttubes": tubes,
+        "nframes": {"Basketball/v_Basketball_g01_c01": 8, "Diving/v_Diving_g02_c01": 5},
+        "train_videos": [["Basketball/v_Basketball_g01_c01"]],
+        "test_videos": [["Diving/v_Diving_g02_c01"]],
+        "resolution": {
+            "Basketball/v_Basketball_g01_c01": (24, 32),
+            "Diving/v_Diving_g02_c01": (24, 32),
+        },
+    }
     data.update(overrides)
     with open(path, "wb") as f:
         pickle.dump(data, f, protocol=2)
@@ -57,26 +66,44 @@ def test_ucf24_layout_rows_are_exact(ucf_root, tmp_path):
     manifest = tube_layout.write_layout(data, str(out), name="ucf101_24")
     train = (out / "annotations" / "ava_train.csv").read_text().splitlines()
     # Frames 2..6 (1-based) -> timestamps 1..5; boxes x/32, y/24; background keys 0, 6, 7.
-    assert train[:3] == ["v_Basketball_g01_c01,0000",
-                         "v_Basketball_g01_c01,0001,0.125,0.083,0.625,0.917,1,0",
-                         "v_Basketball_g01_c01,0002,0.125,0.083,0.625,0.917,1,0"]
+    assert train[:3] == [
+        "v_Basketball_g01_c01,0000",
+        "v_Basketball_g01_c01,0001,0.125,0.083,0.625,0.917,1,0",
+        "v_Basketball_g01_c01,0002,0.125,0.083,0.625,0.917,1,0",
+    ]
     assert len(train) == 8 and train[-1] == "v_Basketball_g01_c01,0007"
     test = (out / "annotations" / "ava_test.csv").read_text().splitlines()
-    assert test == ["v_Diving_g02_c01,0000,0.000,0.000,0.500,0.500,2,0",
-                    "v_Diving_g02_c01,0001,0.000,0.000,0.500,0.500,2,0",
-                    "v_Diving_g02_c01,0002", "v_Diving_g02_c01,0003,0.250,0.250,1.000,1.000,2,1",
-                    "v_Diving_g02_c01,0004"]
+    assert test == [
+        "v_Diving_g02_c01,0000,0.000,0.000,0.500,0.500,2,0",
+        "v_Diving_g02_c01,0001,0.000,0.000,0.500,0.500,2,0",
+        "v_Diving_g02_c01,0002",
+        "v_Diving_g02_c01,0003,0.250,0.250,1.000,1.000,2,1",
+        "v_Diving_g02_c01,0004",
+    ]
     label_map = ava.read_label_map(str(out / "annotations" / "ucf101_24_action_list.pbtxt"))
     assert label_map.names == {1: "Basketball", 2: "Diving"}
-    assert manifest["splits"]["train"] == {"videos": 1, "tubes": 1, "keyframes": 8, "boxes": 5,
-                                           "background_keyframes": 3, "excluded_keyframes": 0}
+    assert manifest["splits"]["train"] == {
+        "videos": 1,
+        "tubes": 1,
+        "keyframes": 8,
+        "boxes": 5,
+        "background_keyframes": 3,
+        "excluded_keyframes": 0,
+    }
     assert "fps=1" in (out / "README.txt").read_text()
     # The TFRecord converter reads the layout unchanged: timestamp t is exactly frame t + 1.
-    result = convert.convert_split(str(out), "train", str(tmp_path / "tf" / "train@1"),
-                                   num_frames=3, progress=False, num_workers=1)
+    result = convert.convert_split(
+        str(out),
+        "train",
+        str(tmp_path / "tf" / "train@1"),
+        num_frames=3,
+        progress=False,
+        num_workers=1,
+    )
     assert result["options"]["fps_for_frame_folders"] == 1.0
-    records = [tfrecords.parse_example(r) for r in
-               tf.data.TFRecordDataset(result["shards"][0]["path"])]
+    records = [
+        tfrecords.parse_example(r) for r in tf.data.TFRecordDataset(result["shards"][0]["path"])
+    ]
     assert [int(r["timestamp"]) for r in records] == list(range(8))
     # Keyframe 3's window is frames 3, 4, 5 (1-based): grays of 0-based 2, 3, 4.
     means = [float(tf.io.decode_jpeg(f).numpy().mean()) for f in records[3]["frames"]]
@@ -84,19 +111,24 @@ def test_ucf24_layout_rows_are_exact(ucf_root, tmp_path):
 
 
 def test_keyframe_stride_and_bad_boxes(ucf_root, tmp_path):
-    tubes = {"Basketball/v_Basketball_g01_c01": {0: [np.array(
-        [[1, 4, 2, 20, 22], [3, 4, 2, 4, 22], [5, 4, 2, 20, 22]])]},
-        "Diving/v_Diving_g02_c01": {1: [np.array([[1, 0, 0, 16, 12]])]}}
+    tubes = {
+        "Basketball/v_Basketball_g01_c01": {
+            0: [np.array([[1, 4, 2, 20, 22], [3, 4, 2, 4, 22], [5, 4, 2, 20, 22]])]
+        },
+        "Diving/v_Diving_g02_c01": {1: [np.array([[1, 0, 0, 16, 12]])]},
+    }
     ucf_pickle(ucf_root / "bad.pkl", tubes=tubes)
     data = ucf24.read(ucf_root / "bad.pkl", frames_dir=ucf_root / "rgb-images")
     with pytest.raises(tube_layout.TubeDataError, match=r"v_Basketball_g01_c01:2: empty box"):
         tube_layout.write_layout(data, str(tmp_path / "o1"), name="u")
-    m = tube_layout.write_layout(data, str(tmp_path / "o2"), name="u", keyframe_stride=2,
-                                 skip_bad=True)
-    assert m["rejected_boxes"] == [{"where": "v_Basketball_g01_c01:2",
-                                    "reason": "empty box 4,2,4,22"}]
+    m = tube_layout.write_layout(
+        data, str(tmp_path / "o2"), name="u", keyframe_stride=2, skip_bad=True
+    )
+    assert m["rejected_boxes"] == [
+        {"where": "v_Basketball_g01_c01:2", "reason": "empty box 4,2,4,22"}
+    ]
     rows = (tmp_path / "o2" / "annotations" / "ava_train.csv").read_text().splitlines()
-    assert [r.split(",")[1] for r in rows] == ["0000", "0004", "0006"]   # 2 is excluded
+    assert [r.split(",")[1] for r in rows] == ["0000", "0004", "0006"]  # 2 is excluded
     excluded = tmp_path / "o2" / "annotations" / "ava_train_excluded_timestamps.csv"
     assert excluded.read_text() == "v_Basketball_g01_c01,0002\n"
 
@@ -107,12 +139,17 @@ def test_ucf24_structure_errors(tmp_path):
         pickle.dump({"labels": [], "gttubes": {}}, f)
     with pytest.raises(tube_layout.TubeDataError, match="missing key.*nframes, train_videos"):
         ucf24.read(path)
-    ucf_pickle(path, tubes={"Basketball/v_Basketball_g01_c01": {0: [np.array([[9, 0, 0, 4, 4]])]},
-                            "Diving/v_Diving_g02_c01": {}})
+    ucf_pickle(
+        path,
+        tubes={
+            "Basketball/v_Basketball_g01_c01": {0: [np.array([[9, 0, 0, 4, 4]])]},
+            "Diving/v_Diving_g02_c01": {},
+        },
+    )
     data = ucf24.read(path)
     assert data.problems == [("v_Basketball_g01_c01:8", "tube 0 of label 0: frame 9 outside 1..8")]
     ucf_pickle(path)
-    data = ucf24.read(path)   # no frames_dir: every video is bad
+    data = ucf24.read(path)  # no frames_dir: every video is bad
     with pytest.raises(tube_layout.TubeDataError, match="no frame folder or video found"):
         tube_layout.write_layout(data, str(tmp_path / "o"), name="u")
 
@@ -123,15 +160,17 @@ def test_jhmdb_masks_splits_and_layout(tmp_path):
     videos = {"brush_hair": ["hair_a", "hair_b"], "catch": ["catch_a", "catch_b"]}
     for cls, names in videos.items():
         (root / "splits" / f"{cls}_test_split1.txt").write_text(
-            f"{names[0]}.avi 1\n{names[1]}.avi 2\n")
+            f"{names[0]}.avi 1\n{names[1]}.avi 2\n"
+        )
         for k, name in enumerate(names):
             mask = np.zeros((24, 32, 4), np.uint8)
             for t in range(4):
-                mask[2 + t:10 + t, 4 + k:12 + k + t, t] = 1   # rows 2+t..9+t, cols 4+k..11+k+t
+                mask[2 + t : 10 + t, 4 + k : 12 + k + t, t] = 1  # rows 2+t..9+t, cols 4+k..11+k+t
             mask[:, :, 3] = 0 if name == "catch_b" else mask[:, :, 3]  # empty last mask
             (root / "puppet_mask" / cls / name).mkdir(parents=True)
-            scipy.io.savemat(root / "puppet_mask" / cls / name / "puppet_mask.mat",
-                             {"part_mask": mask})
+            scipy.io.savemat(
+                root / "puppet_mask" / cls / name / "puppet_mask.mat", {"part_mask": mask}
+            )
             write_frames(root / "Rename_Images" / cls / name, 4, ext="png")
     data = jhmdb.read(str(root), 1)
     assert data.class_names == ["brush_hair", "catch"]

@@ -4,14 +4,16 @@ The numpy references of the papers' equations read a head's weights this way ins
 into its private sub-layers: a weight is named by the end of its path, the names the head gives
 its sub-layers (e.g. "cls_logits/kernel", "tx_l0_h1/query/bias", "gal1/a").
 """
+
 import numpy as np
 
 
 def weight(layer, name: str):
     """The one variable of `layer` whose path ends with "/" + name (AssertionError otherwise)."""
     found = [v for v in layer.weights if v.path.endswith("/" + name)]
-    assert len(found) == 1, (f"{len(found)} weights of {layer.name} end with /{name}: "
-                             + ", ".join(v.path for v in layer.weights))
+    assert len(found) == 1, f"{len(found)} weights of {layer.name} end with /{name}: " + ", ".join(
+        v.path for v in layer.weights
+    )
     return found[0]
 
 

@@ -17,16 +17,23 @@ def _feature_inputs(n=3, valid=(3, 2), c=6, m=7, seed=0):
     """Feature-mode HeadInputs: context [B, 1, M, M, C], vectors [B, N, 1, 1, 1, C]."""
     b = len(valid)
     mask = tf.constant([[i < v for i in range(n)] for v in valid])
-    return HeadInputs(features=_normal([b, 1, m, m, c], seed), rois=tf.zeros([b, n, 4]),
-                      roi_mask=mask, roi_features=_normal([b, n, 1, 1, 1, c], seed + 1))
+    return HeadInputs(
+        features=_normal([b, 1, m, m, c], seed),
+        rois=tf.zeros([b, n, 4]),
+        roi_mask=mask,
+        roi_features=_normal([b, n, 1, 1, 1, c], seed + 1),
+    )
 
 
 def test_masked_softmax_values():
-    probs = masked_softmax(tf.constant([[1.0, 2.0, 3.0], [0.0, 5.0, 1.0]]),
-                           tf.constant([[True, True, False], [False, False, False]]))
+    probs = masked_softmax(
+        tf.constant([[1.0, 2.0, 3.0], [0.0, 5.0, 1.0]]),
+        tf.constant([[True, True, False], [False, False, False]]),
+    )
     e = np.exp([1.0, 2.0])
-    np.testing.assert_allclose(probs.numpy(), [list(e / e.sum()) + [0.0], [0.0, 0.0, 0.0]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        probs.numpy(), [list(e / e.sum()) + [0.0], [0.0, 0.0, 0.0]], rtol=1e-6
+    )
 
 
 def test_acrn_encoder_equals_tiled_concat_then_convs():
@@ -36,8 +43,9 @@ def test_acrn_encoder_equals_tiled_concat_then_convs():
     assert maps.shape == (1, 2, 3, 3, 4)
     # Reference: concatenate [X, tile(A_i)], 1x1 conv with the stacked kernel, ReLU, 3x3 valid
     # conv, ReLU, 3x3/2 max pool with one cell of padding.
-    w1 = np.concatenate([weight(enc, "conv1_context/kernel").numpy(),
-                         weight(enc, "conv1_actor/kernel").numpy()], 0)
+    w1 = np.concatenate(
+        [weight(enc, "conv1_context/kernel").numpy(), weight(enc, "conv1_actor/kernel").numpy()], 0
+    )
     w2 = weight(enc, "conv2/kernel").numpy()
     for i in range(2):
         tiled = np.broadcast_to(actors.numpy()[0, i], (7, 7, 5))
@@ -45,10 +53,14 @@ def test_acrn_encoder_equals_tiled_concat_then_convs():
         y = np.zeros([5, 5, 4])
         for r in range(5):
             for s in range(5):
-                y[r, s] = np.einsum("abc,abcd->d", x[r:r + 3, s:s + 3], w2)
+                y[r, s] = np.einsum("abc,abcd->d", x[r : r + 3, s : s + 3], w2)
         y = np.pad(np.maximum(y, 0), [(1, 1), (1, 1), (0, 0)], constant_values=-np.inf)
-        pooled = np.array([[y[2 * r:2 * r + 3, 2 * s:2 * s + 3].max((0, 1)) for s in range(3)]
-                           for r in range(3)])
+        pooled = np.array(
+            [
+                [y[2 * r : 2 * r + 3, 2 * s : 2 * s + 3].max((0, 1)) for s in range(3)]
+                for r in range(3)
+            ]
+        )
         np.testing.assert_allclose(maps[0, i], pooled, rtol=1e-4, atol=1e-5)
 
 
@@ -58,7 +70,7 @@ def test_hr2o_attention_is_scaled_dot_product_over_valid_actors():
     maps = _normal([1, 3, 2, 2, d], 3)
     mask = tf.constant([[True, True, False]])
     block(maps, maps, mask)
-    for conv in ("conv_q", "conv_k"):   # identity Q, K projections: logits = <F_i, F_j>/sqrt(d)
+    for conv in ("conv_q", "conv_k"):  # identity Q, K projections: logits = <F_i, F_j>/sqrt(d)
         weight(block, conv + "/kernel").assign(np.eye(d, dtype=np.float32)[None, None])
     _, att = block(maps, maps, mask)
     f = maps.numpy()[0]
@@ -72,16 +84,18 @@ def test_hr2o_attention_sums_to_one_and_padding_changes_nothing():
     head = ACARHead(num_classes=5, hidden_size=8, dropout=0.0)
     inputs = _feature_inputs(n=3, valid=(3, 2))
     out = head(inputs, training=False)
-    att = out.attention.numpy()   # [B, N, M, h, w]
+    att = out.attention.numpy()  # [B, N, M, h, w]
     assert att.shape == (2, 3, 3, 3, 3)
-    np.testing.assert_allclose(att[0].sum(1), 1.0, rtol=1e-5)            # every location
+    np.testing.assert_allclose(att[0].sum(1), 1.0, rtol=1e-5)  # every location
     np.testing.assert_allclose(att[1, :2].sum(1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(att[1, :, 2], 0.0)                      # padded key actor
-    np.testing.assert_array_equal(out.logits.numpy()[1, 2], 0.0)          # padded query actor
+    np.testing.assert_array_equal(att[1, :, 2], 0.0)  # padded key actor
+    np.testing.assert_array_equal(out.logits.numpy()[1, 2], 0.0)  # padded query actor
     # One more padded actor with arbitrary features leaves the real actors' outputs unchanged.
     padded = inputs._replace(
-        rois=tf.zeros([2, 4, 4]), roi_mask=tf.concat([inputs.roi_mask, [[False], [False]]], 1),
-        roi_features=tf.concat([inputs.roi_features, 50.0 * _normal([2, 1, 1, 1, 1, 6], 9)], 1))
+        rois=tf.zeros([2, 4, 4]),
+        roi_mask=tf.concat([inputs.roi_mask, [[False], [False]]], 1),
+        roi_features=tf.concat([inputs.roi_features, 50.0 * _normal([2, 1, 1, 1, 1, 6], 9)], 1),
+    )
     out2 = head(padded, training=False)
     np.testing.assert_allclose(out2.logits.numpy()[0, :3], out.logits.numpy()[0], atol=1e-5)
     np.testing.assert_allclose(out2.logits.numpy()[1, :2], out.logits.numpy()[1, :2], atol=1e-5)
@@ -92,9 +106,10 @@ def test_relation_network_variant_runs_and_ignores_padding():
     inputs = _feature_inputs(n=3, valid=(3, 2))
     out = head(inputs, training=False)
     assert out.logits.shape == (2, 3, 4) and out.attention is None
-    changed = inputs._replace(roi_features=tf.concat(
-        [inputs.roi_features[:, :2], 9.0 + inputs.roi_features[:, 2:]], 1))
-    out2 = head(changed, training=False)   # actor 3 of keyframe 1 is padding: no effect there
+    changed = inputs._replace(
+        roi_features=tf.concat([inputs.roi_features[:, :2], 9.0 + inputs.roi_features[:, 2:]], 1)
+    )
+    out2 = head(changed, training=False)  # actor 3 of keyframe 1 is padding: no effect there
     np.testing.assert_allclose(out2.logits.numpy()[1], out.logits.numpy()[1], atol=1e-5)
     assert np.abs(out2.logits.numpy()[0] - out.logits.numpy()[0]).max() > 1e-3
 
@@ -105,21 +120,49 @@ def test_end_to_end_mode_matches_feature_mode_on_constant_tubes():
     out = head(feat, training=False).logits.numpy()
     # End to end: a trunk map constant over T' = 2 and tubes constant over T', S, S pool to
     # the same context and actor vectors, hence the same logits.
-    e2e = feat._replace(features=tf.tile(feat.features, [1, 2, 1, 1, 1]),
-                        roi_features=tf.tile(feat.roi_features, [1, 1, 2, 7, 7, 1]))
+    e2e = feat._replace(
+        features=tf.tile(feat.features, [1, 2, 1, 1, 1]),
+        roi_features=tf.tile(feat.roi_features, [1, 1, 2, 7, 7, 1]),
+    )
     np.testing.assert_allclose(head(e2e, training=False).logits.numpy(), out, atol=1e-5)
 
 
 def test_config_round_trip():
-    head = ACARHead(num_classes=7, num_blocks=1, hidden_size=16, relation="rn", dropout=0.3,
-                    bank_window=4, reduce_size=24, kernel_size=3, block_dropout=0.1, name="acar")
+    head = ACARHead(
+        num_classes=7,
+        num_blocks=1,
+        hidden_size=16,
+        relation="rn",
+        dropout=0.3,
+        bank_window=4,
+        reduce_size=24,
+        kernel_size=3,
+        block_dropout=0.1,
+        name="acar",
+    )
     config = head.get_config()
     clone = ACARHead.from_config(config)
     assert clone.get_config() == config
-    assert {k: config[k] for k in ("num_classes", "num_blocks", "hidden_size", "relation",
-                                   "use_bank", "bank_window", "reduce_size")} == dict(
-        num_classes=7, num_blocks=1, hidden_size=16, relation="rn", use_bank=False,
-        bank_window=4, reduce_size=24)
+    assert {
+        k: config[k]
+        for k in (
+            "num_classes",
+            "num_blocks",
+            "hidden_size",
+            "relation",
+            "use_bank",
+            "bank_window",
+            "reduce_size",
+        )
+    } == dict(
+        num_classes=7,
+        num_blocks=1,
+        hidden_size=16,
+        relation="rn",
+        use_bank=False,
+        bank_window=4,
+        reduce_size=24,
+    )
 
 
 def test_bad_relation_and_rn_with_bank_are_refused():

@@ -9,28 +9,44 @@ from action_tx.heads.linear import LinearHead
 from action_tx.heads.tx_unit import TxUnit, relative_coordinates, roi_align_map
 from head_weights import dense, weight
 
-NORM_EPSILON = 1e-6   # TxUnit's LayerNormalization
-SMALL = dict(num_heads=2, num_layers=2, hidden_size=8, dropout=0.0, location_embedding_size=4,
-             highres_reduced_channels=3, ffn_hidden=16)
+NORM_EPSILON = 1e-6  # TxUnit's LayerNormalization
+SMALL = dict(
+    num_heads=2,
+    num_layers=2,
+    hidden_size=8,
+    dropout=0.0,
+    location_embedding_size=4,
+    highres_reduced_channels=3,
+    ffn_hidden=16,
+)
 
 
 def _inputs(features, rois, mask, roi_features):
-    return HeadInputs(features=tf.constant(features, tf.float32),
-                      rois=tf.constant(rois, tf.float32),
-                      roi_mask=tf.constant(mask, tf.bool),
-                      roi_features=tf.constant(roi_features, tf.float32))
+    return HeadInputs(
+        features=tf.constant(features, tf.float32),
+        rois=tf.constant(rois, tf.float32),
+        roi_mask=tf.constant(mask, tf.bool),
+        roi_features=tf.constant(roi_features, tf.float32),
+    )
 
 
 def _random_inputs(seed=0, b=2, n=3, t=3, h=4, w=5, c=6, s=2):
     rng = np.random.default_rng(seed)
-    y1 = rng.uniform(0, 0.5, [b, n]); x1 = rng.uniform(0, 0.5, [b, n])
-    rois = np.stack([y1, x1, y1 + rng.uniform(0.2, 0.5, [b, n]),
-                     x1 + rng.uniform(0.2, 0.5, [b, n])], -1)
-    return (rng.normal(size=[b, t, h, w, c]), rois, np.ones([b, n], bool),
-            rng.normal(size=[b, n, t, s, s, c]))
+    y1 = rng.uniform(0, 0.5, [b, n])
+    x1 = rng.uniform(0, 0.5, [b, n])
+    rois = np.stack(
+        [y1, x1, y1 + rng.uniform(0.2, 0.5, [b, n]), x1 + rng.uniform(0.2, 0.5, [b, n])], -1
+    )
+    return (
+        rng.normal(size=[b, t, h, w, c]),
+        rois,
+        np.ones([b, n], bool),
+        rng.normal(size=[b, n, t, s, s, c]),
+    )
 
 
 # ---- numpy reference of §3.2 / §3.4, written from the equations ----------------------------
+
 
 def _dense(x, layer, name, relu=False):
     return dense(x, layer, name, relu)
@@ -38,8 +54,9 @@ def _dense(x, layer, name, relu=False):
 
 def _layer_norm(x, layer, name):
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    return ((x - mean) / np.sqrt(var + NORM_EPSILON) * weight(layer, name + "/gamma").numpy()
-            + weight(layer, name + "/beta").numpy())
+    return (x - mean) / np.sqrt(var + NORM_EPSILON) * weight(
+        layer, name + "/gamma"
+    ).numpy() + weight(layer, name + "/beta").numpy()
 
 
 def _unit_ref(layer, query, memory, unit=""):
@@ -50,8 +67,11 @@ def _unit_ref(layer, query, memory, unit=""):
     att = np.exp(scores - scores.max(-1, keepdims=True))
     att /= att.sum(-1, keepdims=True)
     q1 = _layer_norm(q + att @ v, layer, unit + "norm1")
-    q2 = _layer_norm(q1 + _dense(_dense(q1, layer, unit + "ffn1", relu=True), layer,
-                                 unit + "ffn2"), layer, unit + "norm2")
+    q2 = _layer_norm(
+        q1 + _dense(_dense(q1, layer, unit + "ffn1", relu=True), layer, unit + "ffn2"),
+        layer,
+        unit + "norm2",
+    )
     return q2, att
 
 
@@ -66,8 +86,12 @@ def _bilinear(value_map, y, x):
     y0, x0 = int(np.floor(y)), int(np.floor(x))
     y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
     dy, dx = y - y0, x - x0
-    return ((1 - dy) * (1 - dx) * value_map[y0, x0] + (1 - dy) * dx * value_map[y0, x1]
-            + dy * (1 - dx) * value_map[y1, x0] + dy * dx * value_map[y1, x1])
+    return (
+        (1 - dy) * (1 - dx) * value_map[y0, x0]
+        + (1 - dy) * dx * value_map[y0, x1]
+        + dy * (1 - dx) * value_map[y1, x0]
+        + dy * dx * value_map[y1, x1]
+    )
 
 
 def _head_ref(head, features, rois, mask, roi_features):
@@ -78,8 +102,13 @@ def _head_ref(head, features, rois, mask, roi_features):
     spatial = _mlp_ref(head, "location_embedding/spatial_mlp", np.stack([yy, xx], -1))  # [H, W, E]
     temporal = _mlp_ref(head, "location_embedding/temporal_mlp", rel(t)[:, None])  # [T, E]
     e = spatial.shape[-1]
-    emb = np.concatenate([np.broadcast_to(spatial, [t, h, w, e]),
-                          np.broadcast_to(temporal[:, None, None], [t, h, w, e])], -1)
+    emb = np.concatenate(
+        [
+            np.broadcast_to(spatial, [t, h, w, e]),
+            np.broadcast_to(temporal[:, None, None], [t, h, w, e]),
+        ],
+        -1,
+    )
     memory = np.concatenate([features, np.broadcast_to(emb, [b, t, h, w, 2 * e])], -1)
     memory = memory.reshape(b, t * h * w, -1)
     query_map = np.zeros([b, n, s, s, c + 2 * e])
@@ -91,24 +120,31 @@ def _head_ref(head, features, rois, mask, roi_features):
                     yc = (y1 + (i + 0.5) * (y2 - y1) / s) * h - 0.5
                     xc = (x1 + (j + 0.5) * (x2 - x1) / s) * w - 0.5
                     query_map[bi, ni, i, j] = np.concatenate(
-                        [roi_features[bi, ni, t // 2, i, j], _bilinear(spatial, yc, xc),
-                         temporal[t // 2]])
+                        [
+                            roi_features[bi, ni, t // 2, i, j],
+                            _bilinear(spatial, yc, xc),
+                            temporal[t // 2],
+                        ]
+                    )
     if head.query_mode == "highres":
         query = _dense(query_map, head, "qpr_conv1x1", relu=True).reshape(b, n, -1)
     else:
         query = query_map.mean(axis=(2, 3))
     atts = []
     for layer in range(head.num_layers):
-        outs = [_unit_ref(head, query, memory, f"tx_l{layer}_h{h}/")
-                for h in range(head.num_heads)]
+        outs = [_unit_ref(head, query, memory, f"tx_l{layer}_h{h}/") for h in range(head.num_heads)]
         query = np.concatenate([o for o, _ in outs], -1)
         atts.append(np.stack([a for _, a in outs], 2))
     m = mask[:, :, None].astype(float)
-    return (_dense(query, head, "cls_logits") * m, _dense(query, head, "box_deltas") * m,
-            np.stack(atts, 2).reshape(b, n, head.num_layers, head.num_heads, t, h, w))
+    return (
+        _dense(query, head, "cls_logits") * m,
+        _dense(query, head, "box_deltas") * m,
+        np.stack(atts, 2).reshape(b, n, head.num_layers, head.num_heads, t, h, w),
+    )
 
 
 # ---- tests ---------------------------------------------------------------------------------
+
 
 def test_relative_coordinates_hand_values():
     np.testing.assert_allclose(relative_coordinates(5).numpy(), [-1, -0.5, 0, 0.5, 1])
@@ -119,9 +155,15 @@ def test_relative_coordinates_hand_values():
 def test_roi_align_map_hand_values():
     grid = np.arange(4.0)
     value_map = (10 * grid[:, None] + grid[None, :])[..., None]  # value 10*h + w, [4, 4, 1]
-    boxes = tf.constant([[[0.25, 0.25, 0.75, 0.75],   # bin centres fall on cells 1 and 2
-                          [0.0, 0.0, 0.5, 0.5],       # one bin, centre at cell 0.5 -> 5.5
-                          [0.0, 0.0, 0.1, 0.1]]])     # centre at cell -0.3, clamped to 0
+    boxes = tf.constant(
+        [
+            [
+                [0.25, 0.25, 0.75, 0.75],  # bin centres fall on cells 1 and 2
+                [0.0, 0.0, 0.5, 0.5],  # one bin, centre at cell 0.5 -> 5.5
+                [0.0, 0.0, 0.1, 0.1],
+            ]
+        ]
+    )  # centre at cell -0.3, clamped to 0
     out2 = roi_align_map(value_map.astype(np.float32), boxes, 2).numpy()[..., 0]
     np.testing.assert_allclose(out2[0, 0], [[11, 12], [21, 22]], atol=1e-5)
     out1 = roi_align_map(value_map.astype(np.float32), boxes, 1).numpy()[0, :, 0, 0, 0]
@@ -149,8 +191,9 @@ def test_head_matches_numpy_reference(query_mode):
     logits, deltas, att = _head_ref(head, features, rois, mask, roi_features)
     np.testing.assert_allclose(out.logits.numpy(), logits, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out.box_deltas.numpy(), deltas, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(out.attention.numpy(), att * mask[:, :, None, None, None, None, None],
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        out.attention.numpy(), att * mask[:, :, None, None, None, None, None], rtol=1e-4, atol=1e-6
+    )
 
 
 def test_attention_sums_to_one_and_padding_is_inert():
@@ -167,7 +210,9 @@ def test_attention_sums_to_one_and_padding_is_inert():
     padded = head(_inputs(features, pad_rois, pad_mask, pad_feats))
     np.testing.assert_allclose(padded.logits.numpy()[:, :2], base.logits.numpy(), atol=1e-5)
     np.testing.assert_allclose(padded.attention.numpy()[:, :2], base.attention.numpy(), atol=1e-6)
-    assert np.all(padded.logits.numpy()[:, 2:] == 0) and np.all(padded.box_deltas.numpy()[:, 2:] == 0)
+    assert np.all(padded.logits.numpy()[:, 2:] == 0) and np.all(
+        padded.box_deltas.numpy()[:, 2:] == 0
+    )
     assert np.all(padded.attention.numpy()[:, 2:] == 0)
 
 
@@ -192,11 +237,21 @@ def test_location_embedding_distinguishes_positions_of_identical_content(query_m
 
 
 def test_config_round_trip_and_bad_arguments():
-    head = ActionTransformerHead(num_classes=7, num_heads=3, num_layers=1, hidden_size=16,
-                                 dropout=0.1, query_mode="lowres", location_embedding=False,
-                                 location_embedding_size=8, highres_reduced_channels=4,
-                                 ffn_hidden=32, regress_boxes=False, return_attention=False,
-                                 name="tx")
+    head = ActionTransformerHead(
+        num_classes=7,
+        num_heads=3,
+        num_layers=1,
+        hidden_size=16,
+        dropout=0.1,
+        query_mode="lowres",
+        location_embedding=False,
+        location_embedding_size=8,
+        highres_reduced_channels=4,
+        ffn_hidden=32,
+        regress_boxes=False,
+        return_attention=False,
+        name="tx",
+    )
     config = head.get_config()
     assert ActionTransformerHead.from_config(config).get_config() == config
     assert config["query_mode"] == "lowres" and config["num_heads"] == 3
@@ -214,13 +269,19 @@ def test_works_inside_tf_function_with_dynamic_shapes():
     features, rois, mask, roi_features = _random_inputs(seed=4)
     inputs = _inputs(features, rois, mask, roi_features)
     eager = head(inputs)
-    signature = [tf.TensorSpec([None, None, None, None, 6]), tf.TensorSpec([None, None, 4]),
-                 tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None, None, None, 2, 2, 6])]
+    signature = [
+        tf.TensorSpec([None, None, None, None, 6]),
+        tf.TensorSpec([None, None, 4]),
+        tf.TensorSpec([None, None], tf.bool),
+        tf.TensorSpec([None, None, None, 2, 2, 6]),
+    ]
 
     @tf.function(input_signature=signature)
     def run(features, rois, roi_mask, roi_features):
-        return head(HeadInputs(features=features, rois=rois, roi_mask=roi_mask,
-                               roi_features=roi_features), training=False)
+        return head(
+            HeadInputs(features=features, rois=rois, roi_mask=roi_mask, roi_features=roi_features),
+            training=False,
+        )
 
     graph = run(inputs.features, inputs.rois, inputs.roi_mask, inputs.roi_features)
     assert graph.attention.shape.rank == 7
@@ -235,16 +296,21 @@ def _context_task(rng, count, t=2, h=6, w=6, c=3):
     rois, tubes, labels = [], [], rng.integers(0, 2, count)
     for i in range(count):
         y, x = rng.integers(0, h - 1), rng.integers(0, w - 1)
-        features[i, :, y:y + 2, x:x + 2, 1] += 1.0  # the person pattern
+        features[i, :, y : y + 2, x : x + 2, 1] += 1.0  # the person pattern
         if labels[i]:
-            cells = [(a, b) for a in range(h) for b in range(w)
-                     if not (y <= a < y + 2 and x <= b < x + 2)]
+            cells = [
+                (a, b)
+                for a in range(h)
+                for b in range(w)
+                if not (y <= a < y + 2 and x <= b < x + 2)
+            ]
             a, b = cells[rng.integers(len(cells))]
             features[i, :, a, b, 0] += 3.0
         rois.append([y / h, x / w, (y + 2) / h, (x + 2) / w])
-        tubes.append(features[i, :, y:y + 2, x:x + 2])  # exact 2x2 RoIAlign of cell-aligned box
-    return _inputs(features, np.array(rois)[:, None], np.ones([count, 1], bool),
-                   np.array(tubes)[:, None]), tf.constant(labels[:, None, None], tf.float32)
+        tubes.append(features[i, :, y : y + 2, x : x + 2])  # exact 2x2 RoIAlign of cell-aligned box
+    return _inputs(
+        features, np.array(rois)[:, None], np.ones([count, 1], bool), np.array(tubes)[:, None]
+    ), tf.constant(labels[:, None, None], tf.float32)
 
 
 def _train(head, train, test, steps=100):
@@ -256,8 +322,9 @@ def _train(head, train, test, steps=100):
         with tf.GradientTape() as tape:
             logits = head(inputs, training=True).logits
             loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
-        optimizer.apply_gradients(zip(tape.gradient(loss, head.trainable_weights),
-                                      head.trainable_weights))
+        optimizer.apply_gradients(
+            zip(tape.gradient(loss, head.trainable_weights), head.trainable_weights)
+        )
         return loss
 
     losses = [float(step(*train)) for _ in range(steps)]
@@ -270,9 +337,17 @@ def test_tx_head_learns_context_that_a_roi_only_head_cannot():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     train, test = _context_task(rng, 128), _context_task(rng, 256)
-    tx = ActionTransformerHead(num_classes=1, num_heads=1, num_layers=1, hidden_size=8,
-                               dropout=0.0, query_mode="lowres", location_embedding_size=4,
-                               ffn_hidden=16, regress_boxes=False)
+    tx = ActionTransformerHead(
+        num_classes=1,
+        num_heads=1,
+        num_layers=1,
+        hidden_size=8,
+        dropout=0.0,
+        query_mode="lowres",
+        location_embedding_size=4,
+        ffn_hidden=16,
+        regress_boxes=False,
+    )
     tx_losses, tx_accuracy = _train(tx, train, test)
     _, linear_accuracy = _train(LinearHead(num_classes=1), train, test)
     assert tx_losses[-1] < 0.3 * tx_losses[0], (tx_losses[0], tx_losses[-1])
@@ -289,7 +364,7 @@ def test_count_params_by_hand():
     unit_rest = 2 * (14 * 8 + 8) + (8 * 16 + 16) + (16 * 8 + 8) + 2 * (2 * 8)  # K, V, FFN, LNs
     layer1 = 2 * ((12 * 8 + 8) + unit_rest)
     layer2 = 2 * ((16 * 8 + 8) + unit_rest)  # query = concat of 2 heads x 8
-    outputs = (16 * 3 + 3) + (16 * 4 + 4) + (16 + 1)   # classes, box, actor logit
+    outputs = (16 * 3 + 3) + (16 * 4 + 4) + (16 + 1)  # classes, box, actor logit
     assert head.count_params() == embedding + conv1x1 + layer1 + layer2 + outputs == 2929
 
 

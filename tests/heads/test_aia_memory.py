@@ -2,6 +2,7 @@
 loss tags and steps, checkpoint round trip and trainer resume, SavedModel export, and one table
 under MirroredStrategy over 2 logical CPUs holding both replicas' writes (subprocess: logical
 devices must be set before TF starts)."""
+
 import json
 import os
 import subprocess
@@ -34,23 +35,35 @@ def filled(storage_dtype="float32", rows=KF):
     memory = FeatureMemory(num_keyframes=8, max_persons=3, dim=2, storage_dtype=storage_dtype)
     rows = np.asarray(rows)
     mask = np.zeros([len(rows), 3], bool)
-    mask[:, :2] = True                                   # 2 persons per keyframe
-    memory.write(rows, VIDEO[rows], TIME[rows], person_features(rows), mask,
-                 loss_tag=rows * 0.5, step=tf.constant(7, tf.int64))
+    mask[:, :2] = True  # 2 persons per keyframe
+    memory.write(
+        rows,
+        VIDEO[rows],
+        TIME[rows],
+        person_features(rows),
+        mask,
+        loss_tag=rows * 0.5,
+        step=tf.constant(7, tf.int64),
+    )
     return memory
 
 
 def read(memory, rows, window, times=None):
     rows = np.asarray(rows, np.int32)
-    return {k: v.numpy() for k, v in memory.read(
-        rows, VIDEO[rows], TIME[rows] if times is None else times, window).items()}
+    return {
+        k: v.numpy()
+        for k, v in memory.read(
+            rows, VIDEO[rows], TIME[rows] if times is None else times, window
+        ).items()
+    }
 
 
 def test_get_config_round_trip():
     memory = FeatureMemory(10, 4, 6, storage_dtype="float16", name="mem")
     config = memory.get_config()
-    assert {k: config[k] for k in ("num_keyframes", "max_persons", "dim", "storage_dtype")} == \
-        dict(num_keyframes=10, max_persons=4, dim=6, storage_dtype="float16")
+    assert {k: config[k] for k in ("num_keyframes", "max_persons", "dim", "storage_dtype")} == dict(
+        num_keyframes=10, max_persons=4, dim=6, storage_dtype="float16"
+    )
     again = FeatureMemory.from_config(config)
     assert again.get_config() == config
     assert all(not v.trainable for v in again.variables) and len(again.variables) == 6
@@ -61,11 +74,15 @@ def test_get_config_round_trip():
 def test_window_at_video_edges_masks_outside():
     got = read(filled(), [0, 3, 4, 7], window=2)
     np.testing.assert_array_equal(got["offset"], [-2, -1, 0, 1, 2])
-    np.testing.assert_array_equal(got["valid"], [
-        [0, 0, 1, 1, 1],        # keyframe 0: -2, -1 lie before the table
-        [1, 1, 1, 0, 0],        # keyframe 3: +1, +2 are video 1
-        [0, 0, 1, 1, 1],        # keyframe 4: -1, -2 are video 0
-        [1, 1, 1, 0, 0]])       # keyframe 7: +1, +2 lie after the table
+    np.testing.assert_array_equal(
+        got["valid"],
+        [
+            [0, 0, 1, 1, 1],  # keyframe 0: -2, -1 lie before the table
+            [1, 1, 1, 0, 0],  # keyframe 3: +1, +2 are video 1
+            [0, 0, 1, 1, 1],  # keyframe 4: -1, -2 are video 0
+            [1, 1, 1, 0, 0],
+        ],
+    )  # keyframe 7: +1, +2 lie after the table
     assert got["features"].shape == (4, 5, 3, 2)
     # keyframe 3, offset -2 -> entry 1: persons (10, -10), (11, -11); person 3 is padding.
     np.testing.assert_array_equal(got["features"][1, 0], [[10, -10], [11, -11], [0, 0]])
@@ -77,7 +94,7 @@ def test_window_at_video_edges_masks_outside():
 
 
 def test_never_written_and_time_gap_masked():
-    memory = filled(rows=[1, 3])                            # entries 0, 2 never written
+    memory = filled(rows=[1, 3])  # entries 0, 2 never written
     got = read(memory, [1], window=2)
     np.testing.assert_array_equal(got["valid"], [[0, 0, 1, 0, 1]])
     np.testing.assert_array_equal(got["write_step"], [[-1, -1, 7, -1, 7]])
@@ -94,10 +111,22 @@ def test_slots_are_time_offsets_across_a_gap():
     keyframe lands in the slot of its own time offset; the gap's slot stays empty."""
     memory = FeatureMemory(num_keyframes=5, max_persons=1, dim=1)
     times = np.array([900, 901, 903, 904, 900], np.int32)
-    memory.write(np.arange(5), [0, 0, 0, 0, 1], times, np.arange(5, dtype=np.float32)[:, None,
-                 None], np.ones([5, 1], bool), loss_tag=np.arange(5) + 0.5)
-    got = {k: v.numpy() for k, v in tf.function(lambda: memory.read(
-        tf.constant([0, 3]), tf.constant([0, 0]), tf.constant([900, 904]), 3))().items()}
+    memory.write(
+        np.arange(5),
+        [0, 0, 0, 0, 1],
+        times,
+        np.arange(5, dtype=np.float32)[:, None, None],
+        np.ones([5, 1], bool),
+        loss_tag=np.arange(5) + 0.5,
+    )
+    got = {
+        k: v.numpy()
+        for k, v in tf.function(
+            lambda: memory.read(
+                tf.constant([0, 3]), tf.constant([0, 0]), tf.constant([900, 904]), 3
+            )
+        )().items()
+    }
     np.testing.assert_array_equal(got["offset"], [-3, -2, -1, 0, 1, 2, 3])
     # t = 900: rows 1, 2, 3 are at +1, +3, +4 s; +4 is outside the window, +2 is the gap.
     np.testing.assert_array_equal(got["valid"][0], [0, 0, 0, 1, 1, 0, 1])
@@ -112,21 +141,35 @@ def test_slots_are_time_offsets_across_a_gap():
 def test_write_then_read_values(storage_dtype, atol):
     memory = FeatureMemory(num_keyframes=8, max_persons=3, dim=2, storage_dtype=storage_dtype)
     assert memory.features.dtype == storage_dtype
-    feats = np.array([[[0.1234, 1], [2, 3], [4, 5], [6, 7]],
-                      [[8, 9], [10, 11], [12, 13], [14.5, 15]]], np.float32)
+    feats = np.array(
+        [[[0.1234, 1], [2, 3], [4, 5], [6, 7]], [[8, 9], [10, 11], [12, 13], [14.5, 15]]],
+        np.float32,
+    )
     # Real persons: row 0 -> 1, 3 (moved to the front); row 1 -> all 4 (cut to max_persons 3).
     mask = np.array([[False, True, False, True], [True, True, True, True]])
 
     @tf.function
     def write_in_graph():
-        memory.write(tf.constant([2, -1]), [0, 0], [902, 0], feats, mask, loss_tag=[0.75, 9.0],
-                     step=tf.constant(12, tf.int64))
+        memory.write(
+            tf.constant([2, -1]),
+            [0, 0],
+            [902, 0],
+            feats,
+            mask,
+            loss_tag=[0.75, 9.0],
+            step=tf.constant(12, tf.int64),
+        )
         memory.write(tf.constant([-1, 5]), [0, 1], [0, 901], feats, mask, loss_tag=0.25, step=13)
 
     write_in_graph()
-    got = {k: v.numpy() for k, v in tf.function(
-        lambda: memory.read(tf.constant([2, 5]), tf.constant([0, 1]),
-                            tf.constant([902, 901]), 0))().items()}
+    got = {
+        k: v.numpy()
+        for k, v in tf.function(
+            lambda: memory.read(
+                tf.constant([2, 5]), tf.constant([0, 1]), tf.constant([902, 901]), 0
+            )
+        )().items()
+    }
     assert got["features"].dtype == np.float32
     np.testing.assert_allclose(got["features"][0, 0], [[2, 3], [6, 7], [0, 0]], atol=atol)
     np.testing.assert_allclose(got["features"][1, 0], [[8, 9], [10, 11], [12, 13]], atol=atol)
@@ -144,15 +187,15 @@ def test_keyframe_index_beyond_the_table_is_a_clear_error():
     with pytest.raises(tf.errors.InvalidArgumentError, match="keyframe_index >= num_keyframes 8"):
         memory.write([8], [0], [900], np.zeros([1, 1, 2], np.float32), [[True]])
     with pytest.raises(tf.errors.InvalidArgumentError, match="keyframe_index >= num_keyframes 8"):
-        tf.function(lambda: memory.read(tf.constant([9]), tf.constant([0]), tf.constant([0]),
-                                        1))()
-    np.testing.assert_array_equal(memory.video.numpy(), VIDEO)      # nothing written
+        tf.function(lambda: memory.read(tf.constant([9]), tf.constant([0]), tf.constant([0]), 1))()
+    np.testing.assert_array_equal(memory.video.numpy(), VIDEO)  # nothing written
 
 
 def test_overwrite_replaces_entry():
     memory = filled()
-    memory.write([3], [0], [903], np.full([1, 1, 2], 5.0, np.float32), [[True]], loss_tag=[2.0],
-                 step=9)
+    memory.write(
+        [3], [0], [903], np.full([1, 1, 2], 5.0, np.float32), [[True]], loss_tag=[2.0], step=9
+    )
     got = read(memory, [3], window=0)
     np.testing.assert_array_equal(got["features"][0, 0], [[5, 5], [0, 0], [0, 0]])
     np.testing.assert_array_equal(got["mask"][0, 0], [True, False, False])
@@ -170,8 +213,13 @@ class Head(keras.layers.Layer):
     def call(self, clip, keyframe_index, training=None):
         y = self.dense(clip)
         if training:
-            self.memory.write(keyframe_index, tf.zeros_like(keyframe_index),
-                              keyframe_index + 900, y[:, None], tf.ones_like(y[:, :1], tf.bool))
+            self.memory.write(
+                keyframe_index,
+                tf.zeros_like(keyframe_index),
+                keyframe_index + 900,
+                y[:, None],
+                tf.ones_like(y[:, :1], tf.bool),
+            )
         return y
 
 
@@ -183,8 +231,10 @@ class Toy(keras.Model):
         self.head = Head()
 
     def call(self, batch, training=None):
-        return {"y": self.head(batch["clip"], batch["keyframe_index"], training=training),
-                "target": batch["labels"]}
+        return {
+            "y": self.head(batch["clip"], batch["keyframe_index"], training=training),
+            "target": batch["labels"],
+        }
 
     def compute_losses(self, out):
         return {"total_loss": tf.reduce_mean(tf.square(out["y"] - out["target"]))}
@@ -201,14 +251,14 @@ def test_checkpoint_round_trip_into_fresh_model(tmp_path):
     model(toy_batch([1, 4]), training=True)
     memory = model.head.memory
     ids = {id(v) for v in checkpointing.checkpointable(model).head.table.values()}
-    assert all(id(v) in ids for v in memory.variables)        # held by the head's group
-    path = tf.train.Checkpoint(model=checkpointing.checkpointable(model)).save(
-        str(tmp_path / "c"))
+    assert all(id(v) in ids for v in memory.variables)  # held by the head's group
+    path = tf.train.Checkpoint(model=checkpointing.checkpointable(model)).save(str(tmp_path / "c"))
     fresh = Toy()
     fresh(toy_batch([0]), training=False)
     assert (fresh.head.memory.video.numpy() == -1).all()
     tf.train.Checkpoint(model=checkpointing.checkpointable(fresh)).restore(
-        path).assert_existing_objects_matched()
+        path
+    ).assert_existing_objects_matched()
     for a, b in zip(memory.variables, fresh.head.memory.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(fresh.head.memory.video.numpy(), [-1, 0, -1, -1, 0, -1, -1, -1])
@@ -220,17 +270,26 @@ def toy_dataset():
 
 
 def toy_train(model_dir, steps, learning_rate=0.1, **kw):
-    return train_lib.train(model_fn=Toy, dataset_fn=toy_dataset, model_dir=str(model_dir),
-                           train_steps=steps, global_batch_size=2, learning_rate=learning_rate,
-                           warmup_steps=0, decay_steps=100, checkpoint_every=1, log_every=1,
-                           progress=False, **kw)
+    return train_lib.train(
+        model_fn=Toy,
+        dataset_fn=toy_dataset,
+        model_dir=str(model_dir),
+        train_steps=steps,
+        global_batch_size=2,
+        learning_rate=learning_rate,
+        warmup_steps=0,
+        decay_steps=100,
+        checkpoint_every=1,
+        log_every=1,
+        progress=False,
+        **kw,
+    )
 
 
 def test_contents_survive_trainer_resume(tmp_path):
-    toy_train(tmp_path, 2)                                    # writes keyframes 0-3
-    resumed = toy_train(tmp_path, 3)["model"]                 # fresh model; step 3 writes 4, 5
-    np.testing.assert_array_equal(resumed.head.memory.video.numpy(),
-                                  [0, 0, 0, 0, 0, 0, -1, -1])
+    toy_train(tmp_path, 2)  # writes keyframes 0-3
+    resumed = toy_train(tmp_path, 3)["model"]  # fresh model; step 3 writes 4, 5
+    np.testing.assert_array_equal(resumed.head.memory.video.numpy(), [0, 0, 0, 0, 0, 0, -1, -1])
     np.testing.assert_array_equal(resumed.head.memory.timestamp.numpy()[:6], np.arange(900, 906))
 
 
@@ -240,7 +299,8 @@ def test_reads_in_a_saved_model(tmp_path):
     module.memory = memory
     module.read = tf.function(
         lambda k, v, t: memory.read(k, v, t, 1)["features"],
-        input_signature=[tf.TensorSpec([None], tf.int32)] * 3)
+        input_signature=[tf.TensorSpec([None], tf.int32)] * 3,
+    )
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures=module.read)
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     got = loaded.read(tf.constant([0]), tf.constant([0]), tf.constant([900])).numpy()
@@ -276,13 +336,18 @@ print(json.dumps({
 
 
 def test_mirrored_one_table_with_both_replicas_writes(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["replicas"] == 2 and got["dense_copies"] == 2      # the strategy mirrors weights
-    assert got["memory_distributed"] == [False] * 6                # ... but not the memory
+    assert got["replicas"] == 2 and got["dense_copies"] == 2  # the strategy mirrors weights
+    assert got["memory_distributed"] == [False] * 6  # ... but not the memory
     assert got["memory_devices"] == ["/job:localhost/replica:0/task:0/device:CPU:0"]
     assert got["variables"] == 1 + 6
     # Replica 0 wrote keyframe 0, replica 1 keyframe 1, in one step, into the one table.

@@ -8,9 +8,12 @@ from head_weights import weight
 
 def _inputs(roi_features):
     b, n = roi_features.shape[:2]
-    return HeadInputs(features=tf.zeros([b, 2, 4, 4, roi_features.shape[-1]]),
-                      rois=tf.zeros([b, n, 4]), roi_mask=tf.ones([b, n], tf.bool),
-                      roi_features=roi_features)
+    return HeadInputs(
+        features=tf.zeros([b, 2, 4, 4, roi_features.shape[-1]]),
+        rois=tf.zeros([b, n, 4]),
+        roi_mask=tf.ones([b, n], tf.bool),
+        roi_features=roi_features,
+    )
 
 
 def test_linear_head_is_linear_in_pooled_feature():

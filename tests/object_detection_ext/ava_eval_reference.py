@@ -8,6 +8,7 @@ as the official `read_csv` reads a 7-column row. Detection boxes with y1 >= y2 o
 (zero-area ones included) take their place in the per-image cap and are then dropped, as
 `PerImageEvaluation._remove_invalid_boxes` does.
 """
+
 import collections
 import math
 
@@ -34,8 +35,11 @@ def voc_ap(tp_flags, num_gt):
     precision = [0.0] + precision + [0.0]
     for i in range(len(precision) - 2, -1, -1):
         precision[i] = max(precision[i], precision[i + 1])
-    return sum((recall[i] - recall[i - 1]) * precision[i]
-               for i in range(1, len(recall)) if recall[i] != recall[i - 1])
+    return sum(
+        (recall[i] - recall[i - 1]) * precision[i]
+        for i in range(1, len(recall))
+        if recall[i] != recall[i - 1]
+    )
 
 
 def evaluate(gt_rows, det_rows, class_ids, excluded=(), cap=50, threshold=0.5):
@@ -50,7 +54,7 @@ def evaluate(gt_rows, det_rows, class_ids, excluded=(), cap=50, threshold=0.5):
     for r in det_rows:
         if r[6] in class_ids:
             dets[(r[0], r[1])].append((r[7] if len(r) > 7 else 1.0, r[2:6], r[6]))
-    scored = collections.defaultdict(list)   # class -> [(score, is_tp)]
+    scored = collections.defaultdict(list)  # class -> [(score, is_tp)]
     for key, items in dets.items():
         if key not in gt_keys:
             continue

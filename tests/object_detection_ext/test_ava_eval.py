@@ -1,5 +1,6 @@
 """AVA evaluator: hand-computed APs, the official rules one by one, and the fast vectorised code
 against a plain per-image reference (tests/object_detection_ext/ava_eval_reference.py)."""
+
 import collections
 import json
 import math
@@ -10,19 +11,23 @@ import pytest
 from object_detection_ext import ava_eval, voc_ap
 import ava_eval_reference as reference  # noqa: E402  (this folder is on sys.path: rootdir-less tests)
 
-BOX = (0.1, 0.1, 0.5, 0.5)          # yxyx
-NEAR = (0.1, 0.1, 0.5, 0.45)        # IoU with BOX = 0.875
-FAR = (0.6, 0.6, 0.9, 0.9)          # IoU with BOX = 0
+BOX = (0.1, 0.1, 0.5, 0.5)  # yxyx
+NEAR = (0.1, 0.1, 0.5, 0.45)  # IoU with BOX = 0.875
+FAR = (0.6, 0.6, 0.9, 0.9)  # IoU with BOX = 0
 
 
 def arrays(rows, kind):
     """Reference-style rows (video, ts, y1, x1, y2, x2, action, score|person) -> dict."""
+
     def box(r):
         return r[2:6] if len(r) > 2 else (math.nan,) * 4
-    out = {"video_id": np.array([r[0] for r in rows], dtype=object),
-           "timestamp": np.array([r[1] for r in rows], dtype=np.int64),
-           "boxes": np.array([box(r) for r in rows], dtype=np.float64).reshape(-1, 4),
-           "action_id": np.array([r[6] if len(r) > 2 else -1 for r in rows], dtype=np.int64)}
+
+    out = {
+        "video_id": np.array([r[0] for r in rows], dtype=object),
+        "timestamp": np.array([r[1] for r in rows], dtype=np.int64),
+        "boxes": np.array([box(r) for r in rows], dtype=np.float64).reshape(-1, 4),
+        "action_id": np.array([r[6] if len(r) > 2 else -1 for r in rows], dtype=np.int64),
+    }
     if kind == "detections":
         out["score"] = np.array([r[7] for r in rows], dtype=np.float64)
     else:
@@ -31,8 +36,9 @@ def arrays(rows, kind):
 
 
 def score_rows(gt, det, ids=(1, 2), **kwargs):
-    return ava_eval.evaluate(arrays(gt, "groundtruth"), arrays(det, "detections"), list(ids),
-                             **kwargs)
+    return ava_eval.evaluate(
+        arrays(gt, "groundtruth"), arrays(det, "detections"), list(ids), **kwargs
+    )
 
 
 # ---------------------------------------------------------------- AP math, by hand
@@ -56,13 +62,15 @@ def test_per_class_average_precision_matches_single_class():
 
 def test_sort_helpers_equal_numpy_stable_sorts():
     rng = np.random.default_rng(0)
-    values = rng.integers(0, 200_000, 5000)          # more than one 16-bit digit
-    np.testing.assert_array_equal(voc_ap.stable_argsort_uint(values, 200_000),
-                                  np.argsort(values, kind="stable"))
-    scores = np.round(rng.normal(0, 1, 5000), 2).astype(np.float32)   # negatives, ties, -0.0
+    values = rng.integers(0, 200_000, 5000)  # more than one 16-bit digit
+    np.testing.assert_array_equal(
+        voc_ap.stable_argsort_uint(values, 200_000), np.argsort(values, kind="stable")
+    )
+    scores = np.round(rng.normal(0, 1, 5000), 2).astype(np.float32)  # negatives, ties, -0.0
     scores[::997] = np.nan
-    np.testing.assert_array_equal(voc_ap.descending_score_order(scores),
-                                  np.argsort(-scores, kind="stable"))
+    np.testing.assert_array_equal(
+        voc_ap.descending_score_order(scores), np.argsort(-scores, kind="stable")
+    )
 
 
 def test_paired_iou_has_no_plus_one():
@@ -75,7 +83,7 @@ def test_argmax_box_without_fallback():
     # TF OD API: the second detection is a FP (no fall-back to B), so AP = 1/2 * 1.
     a, b = (0.1, 0.1, 0.5, 0.5), (0.1, 0.2, 0.5, 0.6)
     gt = [("v", 1, *a, 1, 0), ("v", 1, *b, 1, 1)]
-    det = [("v", 1, *a, 1, 0.9), ("v", 1, 0.1, 0.13, 0.5, 0.53, 1, 0.8)]   # IoU .86 / .70
+    det = [("v", 1, *a, 1, 0.9), ("v", 1, 0.1, 0.13, 0.5, 0.53, 1, 0.8)]  # IoU .86 / .70
     assert voc_ap.paired_iou(np.array([det[1][2:6]]), np.array([b]))[0] >= 0.5
     assert score_rows(gt, det).per_class[1] == pytest.approx(0.5)
 
@@ -85,7 +93,7 @@ def test_cap_is_top_50_over_all_classes_after_label_map_filter():
     gt = [("v", 1, *BOX, 1, 0)]
     high = [("v", 1, *FAR, 2, 0.5 + i / 1000) for i in range(50)]
     det = high + [("v", 1, *NEAR, 1, 0.1)]
-    assert score_rows(gt, det).per_class[1] == 0.0                  # the TP is the 51st row: cut
+    assert score_rows(gt, det).per_class[1] == 0.0  # the TP is the 51st row: cut
     assert score_rows(gt, det, max_detections_per_key=0).per_class[1] == 1.0
     # Rows of a class outside the label map are dropped before the cap.
     outside = [("v", 1, *FAR, 7, 0.5 + i / 1000) for i in range(50)]
@@ -97,8 +105,11 @@ def test_cap_is_top_50_over_all_classes_after_label_map_filter():
 def test_detections_on_keys_absent_from_groundtruth_are_ignored():
     gt = [("v", 1, *BOX, 1, 0)]
     det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *NEAR, 1, 0.9), ("w", 1, *BOX, 1, 0.8)]
-    with pytest.warns(ava_eval.AvaEvalWarning, match=r"^detections row 2: 1 of 3 detection "
-                      r"rows on 1 video absent from the ground truth \(w\): ignored"):
+    with pytest.warns(
+        ava_eval.AvaEvalWarning,
+        match=r"^detections row 2: 1 of 3 detection "
+        r"rows on 1 video absent from the ground truth \(w\): ignored",
+    ):
         result = score_rows(gt, det)
     assert result.per_class[1] == 1.0
     assert result.counts["detections_on_keys_not_in_groundtruth"] == 2
@@ -110,8 +121,8 @@ def test_key_only_rows_and_out_of_map_rows_make_groundtruth_keys():
     gt = [("v", 1, *BOX, 1, 0), ("v", 2), ("v", 3, *BOX, 9, 0)]
     det = [("v", 1, *NEAR, 1, 0.5), ("v", 2, *BOX, 1, 0.9), ("v", 3, *BOX, 1, 0.8)]
     result = score_rows(gt, det)
-    assert result.per_class[1] == pytest.approx(1 / 3)     # P = 1/3 at R = 1
-    assert result.per_class[2] is None                       # no ground truth: not in the mean
+    assert result.per_class[1] == pytest.approx(1 / 3)  # P = 1/3 at R = 1
+    assert result.per_class[2] is None  # no ground truth: not in the mean
     assert result.map == pytest.approx(1 / 3)
     assert result.counts["groundtruth_keys"] == 3
 
@@ -150,7 +161,7 @@ def random_rows(seed, num_keys=40, num_classes=6):
                 jitter = np.round(np.array(box) + rng.normal(0, 0.04, 4), 3)
                 jitter[2:] = np.maximum(jitter[2:], jitter[:2] + 0.01)
                 det.append((video, ts, *map(float, jitter), int(rng.integers(1, num_classes + 3))))
-    for _ in range(60):                                      # keys absent from ground truth
+    for _ in range(60):  # keys absent from ground truth
         det.append(("vid9", int(rng.integers(0, 50)), 0.1, 0.1, 0.4, 0.4, 1))
     scores = (rng.permutation(len(det)) + 1) / (len(det) + 1)
     det = [(*r, float(s)) for r, s in zip(det, scores)]
@@ -180,15 +191,20 @@ def test_localization_uses_unique_boxes_and_max_score():
     gt = [("v", 1, *BOX, 1, 0), ("v", 1, *BOX, 2, 0)]
     det = [("v", 1, *NEAR, 1, 0.9), ("v", 1, *NEAR, 2, 0.3), ("v", 1, *FAR, 1, 0.5)]
     assert score_rows(gt, det).localization == {0.5: 1.0, 0.75: 1.0}
-    det = [("v", 1, *FAR, 1, 0.9), ("v", 1, 0.1, 0.1, 0.5, 0.32, 1, 0.5)]   # IoU 0.55
+    det = [("v", 1, *FAR, 1, 0.9), ("v", 1, 0.1, 0.1, 0.5, 0.32, 1, 0.5)]  # IoU 0.55
     loc = score_rows(gt, det).localization
     assert loc[0.5] == pytest.approx(0.5) and loc[0.75] == 0.0
 
 
 def test_by_evidence_marks_other_evidence_difficult():
     gt = [("v", 1, *BOX, 1, 0), ("v", 1, *FAR, 1, 1)]
-    evidence = {"video_id": ["v", "v"], "timestamp": [1, 1], "person_id": [0, 1],
-                "action_id": [1, 1], "evidence": ["self", "context"]}
+    evidence = {
+        "video_id": ["v", "v"],
+        "timestamp": [1, 1],
+        "person_id": [0, 1],
+        "action_id": [1, 1],
+        "evidence": ["self", "context"],
+    }
     det = [("v", 1, *FAR, 1, 0.9), ("v", 1, *NEAR, 1, 0.2), ("v", 1, 0.0, 0.0, 0.05, 0.05, 1, 0.5)]
     result = score_rows(gt, det, evidence=evidence)
     assert result.per_class[1] == pytest.approx(1 / 2 + 1 / 2 * 2 / 3)
@@ -202,8 +218,13 @@ def test_by_evidence_ignores_rows_without_groundtruth():
     """Synthetic AVA's matched-negative rows (evidence context_negative, a class the person is
     negative for) join no ground-truth row: the breakdown is unchanged and gains no type."""
     gt = [("v", 1, *BOX, 1, 0), ("v", 1, *FAR, 1, 1)]
-    evidence = {"video_id": ["v", "v"], "timestamp": [1, 1], "person_id": [0, 1],
-                "action_id": [1, 1], "evidence": ["self", "context"]}
+    evidence = {
+        "video_id": ["v", "v"],
+        "timestamp": [1, 1],
+        "person_id": [0, 1],
+        "action_id": [1, 1],
+        "evidence": ["self", "context"],
+    }
     extra = {k: v + [w] for (k, v), w in zip(evidence.items(), ["v", 1, 0, 20, "context_negative"])}
     det = [("v", 1, *FAR, 1, 0.9), ("v", 1, *NEAR, 1, 0.2), ("v", 1, 0.0, 0.0, 0.05, 0.05, 1, 0.5)]
     plain, with_negative = (score_rows(gt, det, ids=(1, 20), evidence=e) for e in (evidence, extra))
@@ -214,9 +235,14 @@ def test_by_evidence_ignores_rows_without_groundtruth():
 
 
 def test_by_persons_and_by_area_bins():
-    gt = [("v", 1, *BOX, 1, 0),                                               # 1 person
-          ("v", 2, *BOX, 1, 0), ("v", 2, *FAR, 1, 1),                        # 2 persons
-          ("v", 3, *BOX, 1, 0), ("v", 3, *FAR, 1, 1), ("v", 3, 0.0, 0.0, 0.05, 0.05, 1, 2)]
+    gt = [
+        ("v", 1, *BOX, 1, 0),  # 1 person
+        ("v", 2, *BOX, 1, 0),
+        ("v", 2, *FAR, 1, 1),  # 2 persons
+        ("v", 3, *BOX, 1, 0),
+        ("v", 3, *FAR, 1, 1),
+        ("v", 3, 0.0, 0.0, 0.05, 0.05, 1, 2),
+    ]
     det = [("v", 1, *NEAR, 1, 0.9), ("v", 2, *FAR, 1, 0.8), ("v", 3, *FAR, 1, 0.1)]
     result = score_rows(gt, det)
     assert result.by_persons["1"].map == 1.0
@@ -224,7 +250,7 @@ def test_by_persons_and_by_area_bins():
     assert result.by_persons["3+"].map == pytest.approx(1 / 3)
     # Areas: 0.0025 x1, 0.09 x2 (FAR), 0.16 x3 (BOX) -> tertile bins by equal count.
     assert sum(p.num_groundtruth for p in result.by_area.values()) == 6
-    assert result.by_area["large"].map == pytest.approx(1 / 3)   # BOX rows: only v/1 found
+    assert result.by_area["large"].map == pytest.approx(1 / 3)  # BOX rows: only v/1 found
 
 
 def test_per_category_and_json(tmp_path):
@@ -246,22 +272,28 @@ def write_csv(path, rows):
             if len(r) == 2:
                 f.write(f"{r[0]},{r[1]:04d}\n")
             else:
-                f.write(f"{r[0]},{r[1]:04d},{r[3]:.3f},{r[2]:.3f},{r[5]:.3f},{r[4]:.3f},{r[6]}"
-                        + (f",{r[7]:.6g}\n" if len(r) > 7 else "\n"))
+                f.write(
+                    f"{r[0]},{r[1]:04d},{r[3]:.3f},{r[2]:.3f},{r[5]:.3f},{r[4]:.3f},{r[6]}"
+                    + (f",{r[7]:.6g}\n" if len(r) > 7 else "\n")
+                )
 
 
 def test_csv_paths_equal_arrays(tmp_path):
     gt, det, ids = random_rows(7)
     det = [r for r in det if all(0 <= v <= 1 for v in r[2:6])]
     write_csv(tmp_path / "gt.csv", gt)
-    write_csv(tmp_path / "det.csv", det + [("vid1", 905)])    # a key-only detection row
-    (tmp_path / "map.pbtxt").write_text("".join(
-        f'item {{\n  name: "a{i}"\n  id: {i}\n}}\n' for i in ids))
+    write_csv(tmp_path / "det.csv", det + [("vid1", 905)])  # a key-only detection row
+    (tmp_path / "map.pbtxt").write_text(
+        "".join(f'item {{\n  name: "a{i}"\n  id: {i}\n}}\n' for i in ids)
+    )
     (tmp_path / "excluded.csv").write_text("vid1,0906\n")
     with pytest.warns(ava_eval.AvaEvalWarning, match=r"det.csv:\d+: 60 of .* \(vid9\)"):
-        from_csv = ava_eval.evaluate(str(tmp_path / "gt.csv"), str(tmp_path / "det.csv"),
-                                     str(tmp_path / "map.pbtxt"),
-                                     excluded=str(tmp_path / "excluded.csv"))
+        from_csv = ava_eval.evaluate(
+            str(tmp_path / "gt.csv"),
+            str(tmp_path / "det.csv"),
+            str(tmp_path / "map.pbtxt"),
+            excluded=str(tmp_path / "excluded.csv"),
+        )
     expected_map, _ = reference.evaluate(gt, det, ids, excluded=[("vid1", 906)])
     assert from_csv.map == pytest.approx(expected_map, abs=1e-9)
     assert from_csv.class_names[1] == "a1"
@@ -287,9 +319,9 @@ def unscored_and_zero_area(det, ids, seed):
     for j, (video, ts) in enumerate(crowded):
         y, x = np.round(rng.uniform(0.1, 0.7, 2), 3)
         flat = [(y, x, y, x + 0.2), (y, x, y + 0.2, x), (0.0, x, 0.0, x + 0.2)][j % 3]
-        for c in ids[:4]:   # four rows per key: a detector writes one per class
+        for c in ids[:4]:  # four rows per key: a detector writes one per class
             det.append((video, ts, *map(float, flat), c, (n - 1 - j - 0.5 - c / 10) / n))
-    det.append((*crowded[0], 0.3, 0.3, 0.3, 0.6, ids[0]))   # zero-area and no score
+    det.append((*crowded[0], 0.3, 0.3, 0.3, 0.6, ids[0]))  # zero-area and no score
     return det
 
 
@@ -327,8 +359,9 @@ def test_real_eval_sample(shared_data):
     result = ava_eval.evaluate(root / "gt.csv", root / "pred.csv", root / "action_list.txt")
     # 0.0938552188552 and the class APs are the official get_ava_performance.py output.
     assert result.map == pytest.approx(0.0938552188552, abs=1e-6)
-    assert result.per_class == pytest.approx({1: 0.17045454545454547, 2: 0.0,
-                                              3: 0.1111111111111111}, abs=1e-9)
+    assert result.per_class == pytest.approx(
+        {1: 0.17045454545454547, 2: 0.0, 3: 0.1111111111111111}, abs=1e-9
+    )
 
 
 def test_real_label_map_and_excluded_files(shared_data, tmp_path):
@@ -345,8 +378,11 @@ def test_real_label_map_and_excluded_files(shared_data, tmp_path):
     assert full.per_class[12] == pytest.approx(0.75)
     assert full.per_class[17] == full.per_class[74] == full.per_class[80] == 1.0
     assert full.per_class[1] is None and len(full.per_class) == 60
-    excluded = ava_eval.evaluate(root / "mmaction2_ava_sample.csv", tmp_path / "det.csv",
-                                 label_map,
-                                 excluded=root / "mmaction2_ava_excluded_timestamps_sample.csv")
+    excluded = ava_eval.evaluate(
+        root / "mmaction2_ava_sample.csv",
+        tmp_path / "det.csv",
+        label_map,
+        excluded=root / "mmaction2_ava_excluded_timestamps_sample.csv",
+    )
     assert excluded.per_class[12] == 1.0 and excluded.per_class[74] is None
     assert excluded.map == 1.0 and excluded.counts["excluded_keys"] == 2

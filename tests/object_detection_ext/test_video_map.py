@@ -1,4 +1,5 @@
 """video-mAP (object_detection_ext.video_map): hand-computed cases and a plain-Python reference."""
+
 import numpy as np
 import pytest
 
@@ -10,8 +11,13 @@ IDS = [1, 2]
 def _rows(entries):
     """entries: (video, timestamp, box yxyx, action, last) -> dict of arrays."""
     v, t, b, a, last = zip(*entries)
-    return {"video_id": np.array(v, object), "timestamp": np.array(t),
-            "boxes": np.array(b, float), "action_id": np.array(a), "last": np.array(last)}
+    return {
+        "video_id": np.array(v, object),
+        "timestamp": np.array(t),
+        "boxes": np.array(b, float),
+        "action_id": np.array(a),
+        "last": np.array(last),
+    }
 
 
 def _gt(entries):
@@ -46,12 +52,12 @@ def test_half_the_frames_shifted():
     det = _det([("v", t, BOX if t < 5 else SHIFTED, 1, 0.9) for t in range(10)])
     result = video_map.evaluate(gt, det, IDS)
     assert result.map == {0.2: 1.0, 0.5: 1.0, 0.75: 1.0}
-    assert result.map_50_95 == pytest.approx(0.7)   # 0.5 .. 0.8: 7 of 10 thresholds
+    assert result.map_50_95 == pytest.approx(0.7)  # 0.5 .. 0.8: 7 of 10 thresholds
 
 
 def test_temporal_half_and_wrong_class():
     gt = _gt([("v", t, BOX, 1, 0) for t in range(10)])
-    half = _det([("v", t, BOX, 1, 0.9) for t in range(5)])   # tIoU 0.5 -> ST-IoU 0.5
+    half = _det([("v", t, BOX, 1, 0.9) for t in range(5)])  # tIoU 0.5 -> ST-IoU 0.5
     result = video_map.evaluate(gt, half, IDS)
     assert result.map == {0.2: 1.0, 0.5: 1.0, 0.75: 0.0}
     wrong = _det([("v", t, BOX, 2, 0.9) for t in range(10)])
@@ -66,14 +72,14 @@ def test_keyframe_stride_links_across_frames():
     det = _det([("v", t, BOX, 1, 0.9) for t in range(0, 30, 3)])
     assert video_map.evaluate(gt, det, IDS).map[0.75] == 1.0
     tubes = video_link.link_tubes([0, 0, 0, 0], [0, 1, 4, 8], [BOX] * 4, [1.0] * 4, max_gap=2)
-    np.testing.assert_array_equal(tubes.first, [0, 8])   # 2 skipped: linked; 3: split
+    np.testing.assert_array_equal(tubes.first, [0, 8])  # 2 skipped: linked; 3: split
     np.testing.assert_array_equal(tubes.last, [4, 8])
 
 
 def test_linking_order_and_gap_fill():
     # Two tubes, the better-scored one takes the better detection; a skipped position
     # repeats the last box.
-    other = (0.05, 0.0, 0.55, 0.5)   # IoU with BOX 0.9/1.1 (> 0.5)
+    other = (0.05, 0.0, 0.55, 0.5)  # IoU with BOX 0.9/1.1 (> 0.5)
     stream = [0, 0, 0, 0, 0]
     pos = [0, 0, 1, 1, 3]
     boxes = [BOX, other, BOX, other, BOX]
@@ -82,11 +88,12 @@ def test_linking_order_and_gap_fill():
     # Tube 0 (0.9) takes 0.8 at position 1 (the highest-scoring box within IoU), tube 1 gets 0.4.
     np.testing.assert_allclose(tubes.score, [(0.9 + 0.8 + 0.7) / 3, (0.5 + 0.4) / 2])
     np.testing.assert_array_equal(tubes.last, [3, 1])
-    np.testing.assert_allclose(tubes.boxes[tubes.start[0] + 2], other)   # position 2: held
+    np.testing.assert_allclose(tubes.boxes[tubes.start[0] + 2], other)  # position 2: held
 
 
 # ---------------------------------------------------------------------------------------------
 # Independent reference: loops over dicts, written from the definitions.
+
 
 def _iou(a, b):
     ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -99,22 +106,34 @@ def _iou(a, b):
 def _reference(gt, det, ids, thr, link_iou=0.5, max_gap=5, top_n=10):
     frames = {}
     for v, t in list(zip(gt["video_id"], gt["timestamp"])) + list(
-            zip(det["video_id"], det["timestamp"])):
+        zip(det["video_id"], det["timestamp"])
+    ):
         frames.setdefault(v, set()).add(int(t))
     pos = {v: {t: i for i, t in enumerate(sorted(ts))} for v, ts in frames.items()}
     gtubes = {}
-    for v, t, b, a, p in zip(gt["video_id"], gt["timestamp"], gt["boxes"], gt["action_id"],
-                             gt["person_id"]):
+    for v, t, b, a, p in zip(
+        gt["video_id"], gt["timestamp"], gt["boxes"], gt["action_id"], gt["person_id"]
+    ):
         gtubes.setdefault((v, a, p), {})[pos[v][int(t)]] = tuple(b)
-    tubes = []   # (video, class, {pos: box}, scores)
+    tubes = []  # (video, class, {pos: box}, scores)
     for v in sorted(frames):
         for c in ids:
             alive = []
             for t in range(len(frames[v])):
-                dets = sorted([(s, tuple(b)) for vv, tt, b, a, s in zip(
-                    det["video_id"], det["timestamp"], det["boxes"], det["action_id"],
-                    det["score"]) if vv == v and a == c and pos[v][int(tt)] == t],
-                    key=lambda d: -d[0])[:top_n]
+                dets = sorted(
+                    [
+                        (s, tuple(b))
+                        for vv, tt, b, a, s in zip(
+                            det["video_id"],
+                            det["timestamp"],
+                            det["boxes"],
+                            det["action_id"],
+                            det["score"],
+                        )
+                        if vv == v and a == c and pos[v][int(tt)] == t
+                    ],
+                    key=lambda d: -d[0],
+                )[:top_n]
                 alive = [k for k in alive if t - max(tubes[k][2]) <= max_gap + 1]
                 free = list(range(len(dets)))
                 for k in sorted(alive, key=lambda k: (-np.mean(tubes[k][3]), k)):
@@ -145,8 +164,7 @@ def _reference(gt, det, ids, thr, link_iou=0.5, max_gap=5, top_n=10):
                 glo, ghi = min(g), max(g)
                 inter = set(range(lo, hi + 1)) & set(range(glo, ghi + 1))
                 union = set(range(lo, hi + 1)) | set(range(glo, ghi + 1))
-                s = (sum(_iou(dense[t], g[t]) if t in g else 0.0 for t in inter)
-                     / len(union))
+                s = sum(_iou(dense[t], g[t]) if t in g else 0.0 for t in inter) / len(union)
                 if s > best:
                     best, best_k = s, k
             hit = best_k is not None and best >= thr and best_k not in taken

@@ -6,6 +6,7 @@ a warning line; the lock is given back on errors (here) and on normal exit
 (test_checkpoint_faults.py's finished-run test). Multi-worker runs: the chief alone takes it,
 which tests/tools/test_train_multiworker.py's two workers on one model_dir exercise.
 """
+
 import json
 import os
 import pathlib
@@ -17,8 +18,15 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
-from train_helpers import (ENV, REPO, TINY, TRAIN, assert_clean_error,  # noqa: E402
-                           make_tiny_data, run)
+from train_helpers import (
+    ENV,
+    REPO,
+    TINY,
+    TRAIN,
+    assert_clean_error,  # noqa: E402
+    make_tiny_data,
+    run,
+)
 
 from action_tx import model_dir_lock  # noqa: E402
 
@@ -48,7 +56,7 @@ def test_lock_names_its_holder_refuses_a_second_and_is_released(tmp_path):
     assert "\n" not in text and messages == []
     lock.release()
     assert not path.exists()
-    with model_dir_lock.acquire(str(tmp_path / "m")):   # free again
+    with model_dir_lock.acquire(str(tmp_path / "m")):  # free again
         assert path.exists()
     assert not path.exists()
 
@@ -56,7 +64,7 @@ def test_lock_names_its_holder_refuses_a_second_and_is_released(tmp_path):
 def test_released_when_the_run_raises(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with model_dir_lock.acquire(str(tmp_path)):
-            1 / 0
+            raise ZeroDivisionError
     assert not (tmp_path / "train.lock").exists()
 
 
@@ -74,16 +82,18 @@ def test_stale_lock_of_a_dead_local_process_is_taken_over(tmp_path):
 
 def test_lock_of_another_host_is_respected(tmp_path):
     write_lock(tmp_path, pid=dead_pid(), host="elsewhere.example", started="earlier")
-    with pytest.raises(model_dir_lock.ModelDirLocked, match=r"on elsewhere\.example .*if that "
-                       r"process is gone, delete .*train\.lock"):
+    with pytest.raises(
+        model_dir_lock.ModelDirLocked,
+        match=r"on elsewhere\.example .*if that "
+        r"process is gone, delete .*train\.lock",
+    ):
         model_dir_lock.acquire(str(tmp_path))
     assert json.loads((tmp_path / "train.lock").read_text())["host"] == "elsewhere.example"
 
 
 def test_a_reused_pid_does_not_hold_the_lock(tmp_path):
     # Our own (live) pid, but recorded with another start time: the holder is gone.
-    write_lock(tmp_path, pid=os.getpid(), host=socket.gethostname(),
-               start_ticks=1)
+    write_lock(tmp_path, pid=os.getpid(), host=socket.gethostname(), start_ticks=1)
     messages = []
     model_dir_lock.acquire(str(tmp_path), log=messages.append).release()
     assert len(messages) == 1 and "not running" in messages[0]
@@ -96,16 +106,30 @@ def tiny_data(tmp_path_factory):
 
 def test_second_trainer_on_a_model_dir_in_use_refuses(tiny_data, tmp_path):
     model_dir, lock = tmp_path / "m", tmp_path / "m" / "train.lock"
-    common = [f"--label_map={tiny_data['label_map']}",
-              f"--train_tfrecords={tiny_data['train']}", *TINY, f"--model_dir={model_dir}"]
+    common = [
+        f"--label_map={tiny_data['label_map']}",
+        f"--train_tfrecords={tiny_data['train']}",
+        *TINY,
+        f"--model_dir={model_dir}",
+    ]
     # A long run (checkpoints rare: it keeps the disk and CPU to itself less).
-    first = subprocess.Popen([sys.executable, TRAIN, *common, "--train_steps=100000",
-                              "--checkpoint_every=100000", "--log_every=100000"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-                             cwd=REPO)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            TRAIN,
+            *common,
+            "--train_steps=100000",
+            "--checkpoint_every=100000",
+            "--log_every=100000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 300
-        while not lock.exists():   # the first run has started: it holds the lock
+        while not lock.exists():  # the first run has started: it holds the lock
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         # The second one meanwhile, with other optimizer flags, as in the issue.
@@ -114,10 +138,10 @@ def test_second_trainer_on_a_model_dir_in_use_refuses(tiny_data, tmp_path):
         assert "checkpoint:" not in second.stdout and first.poll() is None
         assert json.loads(lock.read_text())["pid"] == first.pid
     finally:
-        first.kill()   # SIGKILL: no release; the next trainer takes the stale lock over
+        first.kill()  # SIGKILL: no release; the next trainer takes the stale lock over
         first.wait()
     assert json.loads(lock.read_text())["pid"] == first.pid
-    assert not list(model_dir.glob("ckpt-*"))   # nothing of the refused run's was written
+    assert not list(model_dir.glob("ckpt-*"))  # nothing of the refused run's was written
 
 
 def test_stale_lock_taken_over_and_released_on_error(tmp_path):
@@ -127,10 +151,15 @@ def test_stale_lock_taken_over_and_released_on_error(tmp_path):
     pid = dead_pid()
     write_lock(model_dir, pid=pid, host=socket.gethostname(), started="earlier")
     start = time.monotonic()
-    proc = run(f"--label_map={tmp_path}/labels.txt", f"--train_tfrecords={tmp_path}/none-*",
-               f"--model_dir={model_dir}")
+    proc = run(
+        f"--label_map={tmp_path}/labels.txt",
+        f"--train_tfrecords={tmp_path}/none-*",
+        f"--model_dir={model_dir}",
+    )
     assert_clean_error(proc, "no files match")
-    assert f"warning: taking over the stale lock {model_dir / 'train.lock'} of process {pid} " \
-           in proc.stdout
+    assert (
+        f"warning: taking over the stale lock {model_dir / 'train.lock'} of process {pid} "
+        in proc.stdout
+    )
     assert not (model_dir / "train.lock").exists()
     assert time.monotonic() - start < 60

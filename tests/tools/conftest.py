@@ -1,4 +1,5 @@
 """Fixtures shared by the tests of tools/."""
+
 import importlib.util
 import pathlib
 import sys

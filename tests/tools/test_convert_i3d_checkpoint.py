@@ -14,14 +14,20 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def _convert(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(REPO / "tools" / "convert_i3d_checkpoint.py"),
-                           *args], capture_output=True, text=True, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / "convert_i3d_checkpoint.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def test_convert_kin600_checkpoint_then_restore_trunk(shared_data, tmp_path):
     # A checkpoint with the release's kin600 names and shapes, random values.
     variables = tf.train.list_variables(
-        str(shared_data / "i3d_checkpoint_index" / "rgb_scratch_kin600.model.ckpt"))
+        str(shared_data / "i3d_checkpoint_index" / "rgb_scratch_kin600.model.ckpt")
+    )
     rng = np.random.default_rng(600)
     values = {n: rng.normal(size=s).astype("float32") for n, s in variables}
     source = ckpt.write_checkpoint(str(tmp_path / "kin600" / "model.ckpt"), values)

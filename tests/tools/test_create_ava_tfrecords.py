@@ -53,15 +53,18 @@ def root(tmp_path):
     (r / "videos").mkdir()
     for k in range(25):
         Image.fromarray(np.full((24, 32, 3), gray(k), np.uint8)).save(
-            r / "frames" / "vidA" / f"vidA_{k + 1:06d}.jpg", quality=95)
+            r / "frames" / "vidA" / f"vidA_{k + 1:06d}.jpg", quality=95
+        )
     write_mp4(r / "videos" / "vidB.mp4", 21)
     a = r / "annotations"
     (a / "ava_train.csv").write_text(GT_ROWS)
-    (a / "action_list.pbtxt").write_text("".join(
-        f'item {{\n  name: "a{i}"\n  id: {i}\n}}\n' for i in (1, 2, 3)))
+    (a / "action_list.pbtxt").write_text(
+        "".join(f'item {{\n  name: "a{i}"\n  id: {i}\n}}\n' for i in (1, 2, 3))
+    )
     (a / "ava_train_excluded_timestamps.csv").write_text("vidB,0000\n")
     (a / "person_detections_train.csv").write_text(
-        "vidA,0000,0.1,0.2,0.5,0.6,,0.9\nvidA,0000,0.0,0.0,0.2,0.2,,0.3\nvidB,0002,0,0,1,1,,0.8\n")
+        "vidA,0000,0.1,0.2,0.5,0.6,,0.9\nvidA,0000,0.0,0.0,0.2,0.2,,0.3\nvidB,0002,0,0,1,1,,0.8\n"
+    )
     (a / "object_detections_train.csv").write_text("vidA,0000,0.6,0.6,0.8,0.7,4,0.75\n")
     return r
 
@@ -117,8 +120,13 @@ def test_manifest_counts_rows_and_inputs(root, tmp_path):
     assert ann["kept"] == 5
     assert ann["rejected"] == {"action id not in label map": 1, "excluded timestamp": 1}
     assert on_disk["rows"]["person_detections"]["kept"] == 3
-    assert set(on_disk["inputs"]) == {"annotations", "label_map", "excluded",
-                                      "person_detections", "object_detections"}
+    assert set(on_disk["inputs"]) == {
+        "annotations",
+        "label_map",
+        "excluded",
+        "person_detections",
+        "object_detections",
+    }
     assert len(on_disk["inputs"]["annotations"]["sha256"]) == 64
     assert [s["records"] for s in on_disk["shards"]] == [2, 1]
     assert on_disk["shards"][0]["path"].endswith("train.tfrecord-00000-of-00002")
@@ -151,8 +159,11 @@ def test_truncated_video_decoding_short_is_bad(root, tmp_path):
     path.write_bytes(path.read_bytes()[:cut])
     with av.open(str(path)) as c:  # the premise: no error, the header says 21, 15 decode
         assert c.streams.video[0].frames == 21 and sum(1 for _ in c.decode(video=0)) == 15
-    with pytest.raises(convert.ConversionError, match=r"vidB.mp4: decoded \d+ frames but the "
-                                                      r"timestamps need frame 21 of 21"):
+    with pytest.raises(
+        convert.ConversionError,
+        match=r"vidB.mp4: decoded \d+ frames but the "
+        r"timestamps need frame 21 of 21",
+    ):
         _run(root, tmp_path / "out")
     m = _run(root, tmp_path / "out", skip_bad=True)
     assert m["files_rejected"] == {"truncated video": ["vidB"]}
@@ -182,10 +193,19 @@ def test_bad_rows(root, tmp_path):
 def test_cli_error_is_one_line(root, tmp_path):
     (root / "annotations" / "ava_train.csv").write_text("vidA,0000,0.1,0.2\n")
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "create_ava_tfrecords.py"), f"--ava_dir={root}",
-         "--split=train", f"--out={tmp_path / 'o' / 'train.tfrecord'}", "--fps=10"],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 2   # bad input: 2, as every tool
+        [
+            sys.executable,
+            str(REPO / "tools" / "create_ava_tfrecords.py"),
+            f"--ava_dir={root}",
+            "--split=train",
+            f"--out={tmp_path / 'o' / 'train.tfrecord'}",
+            "--fps=10",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.returncode == 2  # bad input: 2, as every tool
     assert "Traceback" not in proc.stderr
     assert "error: " in proc.stderr and "ava_train.csv:1:" in proc.stderr
 
@@ -217,9 +237,11 @@ def test_shard_paths_and_fps_source(tmp_path):
 
 def test_real_video_windows(shared_data):
     from action_tx.data import frame_source
+
     source = ("video", str(shared_data / "real" / "demo_spatiotemporal_det.mp4"))  # 57 fr, 6 fps
-    windows, fps, h, w = frame_source.read_windows(source, [1, 9], num_frames=8, fps=30.0,
-                                                   max_side=128)
+    windows, fps, h, w = frame_source.read_windows(
+        source, [1, 9], num_frames=8, fps=30.0, max_side=128
+    )
     assert fps == 6.0 and (h, w) == (96, 128)  # 340x256 scaled to a 128 longer side
     # t=9 -> frame 54: window 50..57 clipped to the last frame 56, which repeats.
     assert windows[1][6] == windows[1][7] and windows[1][5] != windows[1][6]

@@ -1,6 +1,7 @@
 """tools/demo.py: --help, bad input in one line (exit 2) before any long stage, the data
 summary's counts, and a failing stage reported with its command (exit 1). The full demo
 (`make demo`, ~15 minutes) is not run here."""
+
 import json
 import os
 import subprocess
@@ -10,16 +11,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEMO = os.path.join(REPO, "tools", "demo.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
-LABEL_MAP = 'item {\n  name: "stand"\n  id: 12\n}\nitem {\n  name: "watch (a person)"\n  id: 80\n}\n'
+LABEL_MAP = (
+    'item {\n  name: "stand"\n  id: 12\n}\nitem {\n  name: "watch (a person)"\n  id: 80\n}\n'
+)
 # 2 videos, 3 keyframes, 4 person-keyframes; class 12: 4 rows, class 80: 2 rows.
-VAL_ROWS = ["v1,2,0.1,0.1,0.5,0.9,12,0", "v1,2,0.1,0.1,0.5,0.9,80,0",
-            "v1,2,0.5,0.1,0.9,0.9,12,1", "v1,3,0.1,0.1,0.5,0.9,12,0",
-            "v2,2,0.2,0.1,0.6,0.9,12,0", "v2,2,0.2,0.1,0.6,0.9,80,0"]
+VAL_ROWS = [
+    "v1,2,0.1,0.1,0.5,0.9,12,0",
+    "v1,2,0.1,0.1,0.5,0.9,80,0",
+    "v1,2,0.5,0.1,0.9,0.9,12,1",
+    "v1,3,0.1,0.1,0.5,0.9,12,0",
+    "v2,2,0.2,0.1,0.6,0.9,12,0",
+    "v2,2,0.2,0.1,0.6,0.9,80,0",
+]
 
 
 def run(*args, cwd=REPO):
-    return subprocess.run([sys.executable, DEMO, *args], capture_output=True, text=True,
-                          timeout=120, env=ENV, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, DEMO, *args], capture_output=True, text=True, timeout=120, env=ENV, cwd=cwd
+    )
 
 
 def error_lines(proc):
@@ -37,14 +46,15 @@ def fake_data(root, videos=True):
         (root / "data" / "videos" / "v1.mp4").write_bytes(b"not checked before detect")
     tfr = root / "out" / "tfrecords"
     tfr.mkdir(parents=True)
-    for split, written in (("train", 1), ("val", 3)):   # manifests: conversion is skipped
-        (tfr / f"{split}_manifest.json").write_text(json.dumps(
-            {"keyframes": {"written": written}, "shards": [{"path": "x"}]}))
+    for split, written in (("train", 1), ("val", 3)):  # manifests: conversion is skipped
+        (tfr / f"{split}_manifest.json").write_text(
+            json.dumps({"keyframes": {"written": written}, "shards": [{"path": "x"}]})
+        )
     return [f"--data_dir={root / 'data'}", f"--out_dir={root / 'out'}"]
 
 
 def test_help_is_fast_and_lists_the_flags():
-    proc = run("--helpfull")   # absl prints the usage and exits with status 1
+    proc = run("--helpfull")  # absl prints the usage and exits with status 1
     assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
     for flag in ("--data_dir", "--out_dir", "--video", "--config", "--train_steps"):
         assert flag in proc.stdout
@@ -53,7 +63,8 @@ def test_help_is_fast_and_lists_the_flags():
 def test_unexpected_argument():
     proc = run("extra")
     assert proc.returncode == 2 and error_lines(proc) == [
-        "demo.py: error: unexpected arguments extra"], proc.stderr
+        "demo.py: error: unexpected arguments extra"
+    ], proc.stderr
 
 
 def test_missing_config_and_video(tmp_path):
@@ -77,8 +88,11 @@ def test_summary_counts_then_failing_stage_names_its_command(tmp_path):
     # Data summary: hand-counted from VAL_ROWS (and the two train rows).
     assert "train: 1 videos, 1 keyframes, 1 person-keyframes" in proc.stdout
     assert "val: 2 videos, 3 keyframes, 4 person-keyframes" in proc.stdout
-    rows = {l.split()[0]: l.split()[-2:] for l in proc.stdout.splitlines()
-            if l.strip().startswith(("12 ", "80 "))}
+    rows = {
+        l.split()[0]: l.split()[-2:]
+        for l in proc.stdout.splitlines()
+        if l.strip().startswith(("12 ", "80 "))
+    }
     assert rows == {"12": ["1", "4"], "80": ["1", "2"]}
     # The command is printed before it runs; no shards exist, so training fails.
     assert "$ " in proc.stdout and "tools/train.py --flagfile=" in proc.stdout

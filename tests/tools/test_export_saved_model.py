@@ -2,12 +2,12 @@
 a SavedModel that requires person boxes and gives the Keras model's outputs; `--trunk_only`
 writes its trunk's weights for `--init_checkpoint`; wrong or missing checkpoints exit 2 with
 one line."""
+
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from action_tx.checkpointing import checkpointable
@@ -19,15 +19,25 @@ from action_tx.trunks.i3d_checkpoint import restore_trunk
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TOOL = str(REPO / "tools" / "export_saved_model.py")
-FLAGS = ["--trunk=i3d_tiny", "--head=linear", "--proposals=gt", "--anchor_sizes=16,32,48",
-         "--rpn_filters=32", "--post_nms_top_k=20", "--max_detections=5", "--num_frames=8",
-         "--image_size=64", "--frame_stride=3"]
+FLAGS = [
+    "--trunk=i3d_tiny",
+    "--head=linear",
+    "--proposals=gt",
+    "--anchor_sizes=16,32,48",
+    "--rpn_filters=32",
+    "--post_nms_top_k=20",
+    "--max_detections=5",
+    "--num_frames=8",
+    "--image_size=64",
+    "--frame_stride=3",
+]
 BOXES = np.array([[0.1, 0.1, 0.6, 0.5], [0.3, 0.5, 0.95, 0.9]], np.float32)
 
 
 def export(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, TOOL, *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def one_line_error(proc, fragment):
@@ -43,28 +53,55 @@ def test_export_tool_from_checkpoint(tmp_path):
     flagfile = tmp_path / "model.flags"
     flagfile.write_text("\n".join(FLAGS + [f"--label_map={tmp_path / 'labels.pbtxt'}"]) + "\n")
     # The detector build_detector_from_flags makes for FLAGS, with a trainer-style checkpoint.
-    detector = build_detector(num_classes=2, trunk="i3d_tiny", head="linear", proposals="gt",
-                              anchor_sizes=(16., 32., 48.), rpn_filters=32, post_nms_top_k=20,
-                              max_detections=5, seed=7)
+    detector = build_detector(
+        num_classes=2,
+        trunk="i3d_tiny",
+        head="linear",
+        proposals="gt",
+        anchor_sizes=(16.0, 32.0, 48.0),
+        rpn_filters=32,
+        post_nms_top_k=20,
+        max_detections=5,
+        seed=7,
+    )
     clip = np.random.default_rng(1).integers(0, 256, (8, 40, 56, 3), dtype=np.uint8)
-    batch = {"clip": preprocess_clip(clip, num_frames=8, image_size=64),
-             "boxes": tf.constant(BOXES[None]), "box_mask": tf.ones([1, 2], tf.bool)}
+    batch = {
+        "clip": preprocess_clip(clip, num_frames=8, image_size=64),
+        "boxes": tf.constant(BOXES[None]),
+        "box_mask": tf.ones([1, 2], tf.bool),
+    }
     want = detector(batch, training=False)
     model_dir = tmp_path / "train"
     manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=checkpointable(detector), step=tf.Variable(5)), str(model_dir), max_to_keep=2)
+        tf.train.Checkpoint(model=checkpointable(detector), step=tf.Variable(5)),
+        str(model_dir),
+        max_to_keep=2,
+    )
     manager.save(checkpoint_number=5)
 
-    one_line_error(export(f"--flagfile={flagfile}", f"--checkpoint_dir={tmp_path}",
-                          f"--output_dir={tmp_path / 'x'}"), "no checkpoint")
-    one_line_error(export(f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}",
-                          f"--output_dir={tmp_path}"), "exists and is not empty")
-    one_line_error(export(f"--checkpoint_dir={model_dir}", f"--output_dir={tmp_path / 'x'}"),
-                   "--label_map is required")
+    one_line_error(
+        export(
+            f"--flagfile={flagfile}",
+            f"--checkpoint_dir={tmp_path}",
+            f"--output_dir={tmp_path / 'x'}",
+        ),
+        "no checkpoint",
+    )
+    one_line_error(
+        export(
+            f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}", f"--output_dir={tmp_path}"
+        ),
+        "exists and is not empty",
+    )
+    one_line_error(
+        export(f"--checkpoint_dir={model_dir}", f"--output_dir={tmp_path / 'x'}"),
+        "--label_map is required",
+    )
 
     out = tmp_path / "export"
-    proc = export(f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}",
-                  f"--output_dir={out}", "--fps=25")
+    proc = export(
+        f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}", f"--output_dir={out}", "--fps=25"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ckpt-5" in proc.stderr
 
@@ -82,15 +119,23 @@ def test_export_tool_from_checkpoint(tmp_path):
     assert loaded.signatures["labels"]()["class_ids"].numpy().tolist() == [3, 8]
 
     # Same checkpoint, other head: nothing of the linear head matches.
-    mismatch = export(f"--flagfile={flagfile}", "--head=i3d", f"--checkpoint_dir={model_dir}",
-                      f"--output_dir={tmp_path / 'other'}")
+    mismatch = export(
+        f"--flagfile={flagfile}",
+        "--head=i3d",
+        f"--checkpoint_dir={model_dir}",
+        f"--output_dir={tmp_path / 'other'}",
+    )
     one_line_error(mismatch, "does not hold this model's weights")
 
     # --trunk_only: the trunk's weights under the release names, which a fresh trunk loads
     # (as tools/train.py --init_checkpoint does) to exactly the detector's values.
     trunk_dir = tmp_path / "trunk"
-    proc = export(f"--flagfile={flagfile}", f"--checkpoint_dir={model_dir}",
-                  f"--output_dir={trunk_dir}", "--trunk_only")
+    proc = export(
+        f"--flagfile={flagfile}",
+        f"--checkpoint_dir={model_dir}",
+        f"--output_dir={trunk_dir}",
+        "--trunk_only",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--init_checkpoint=" in proc.stdout and not (trunk_dir / "saved_model.pb").exists()
     fresh, trained = make_trunk("i3d_tiny"), detector.trunk.release_variables()

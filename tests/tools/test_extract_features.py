@@ -1,5 +1,6 @@
 """tools/extract_features.py end to end on tiny synthetic data with a random-weight detector
 checkpoint: stored values, resume, clear errors; then feature-mode train.py and eval.py."""
+
 import json
 import os
 import pathlib
@@ -14,25 +15,45 @@ from train_helpers import ENV, REPO, make_tiny_data
 
 TOOL = os.path.join(REPO, "tools", "extract_features.py")
 # Model flags of the tiny detector (written as its model_flags.json).
-MODEL_FLAGS = dict(trunk="i3d_tiny", head="linear", proposals="rpn", image_size=64,
-                   num_frames=8, frame_stride=2, anchor_sizes=["16", "32", "48"],
-                   rpn_filters=32, post_nms_top_k=20, max_boxes=4, max_proposals=4,
-                   max_objects=2, seed=0)
+MODEL_FLAGS = dict(
+    trunk="i3d_tiny",
+    head="linear",
+    proposals="rpn",
+    image_size=64,
+    num_frames=8,
+    frame_stride=2,
+    anchor_sizes=["16", "32", "48"],
+    rpn_filters=32,
+    post_nms_top_k=20,
+    max_boxes=4,
+    max_proposals=4,
+    max_objects=2,
+    seed=0,
+)
 
 
 def assert_clean_error(proc, *needles):
     """Exit 2, no traceback, the last stderr line `error: ...` with every needle (an info line
     `model flags from ...` may precede it)."""
-    lines = [l for l in proc.stderr.splitlines() if l.strip() and "cuInit" not in l
-             and not l.startswith("model flags from")]
+    lines = [
+        l
+        for l in proc.stderr.splitlines()
+        if l.strip() and "cuInit" not in l and not l.startswith("model flags from")
+    ]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
     assert all(n in lines[0] for n in needles), lines[0]
 
 
 def run(script, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", script), *args],
-                          capture_output=True, text=True, timeout=600, env=ENV, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+        cwd=REPO,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +63,47 @@ def setup(tmp_path_factory):
     from action_tx.data import ava
     from action_tx.data.pipeline import build_dataset
     from action_tx.model_builder import build_detector
+
     root = tmp_path_factory.mktemp("extract")
     data = make_tiny_data(root)
     label_map = ava.read_label_map(data["label_map"])
-    detector = build_detector(num_classes=label_map.num_classes, trunk="i3d_tiny", head="linear",
-                              anchor_sizes=[16, 32, 48], rpn_filters=32, post_nms_top_k=20)
-    dataset = build_dataset(data["train"], batch_size=1, num_classes=label_map.num_classes,
-                            num_frames=8, frame_stride=2, image_size=64, max_boxes=4,
-                            max_proposals=4, max_objects=2)
+    detector = build_detector(
+        num_classes=label_map.num_classes,
+        trunk="i3d_tiny",
+        head="linear",
+        anchor_sizes=[16, 32, 48],
+        rpn_filters=32,
+        post_nms_top_k=20,
+    )
+    dataset = build_dataset(
+        data["train"],
+        batch_size=1,
+        num_classes=label_map.num_classes,
+        num_frames=8,
+        frame_stride=2,
+        image_size=64,
+        max_boxes=4,
+        max_proposals=4,
+        max_objects=2,
+    )
     first = next(iter(dataset))
     detector(first, training=False)
     model_dir = root / "det"
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=checkpointable(detector)),
-                               str(model_dir), 1).save(checkpoint_number=1)
-    (model_dir / "model_flags.json").write_text(json.dumps(
-        dict(MODEL_FLAGS, label_map=data["label_map"])))
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=checkpointable(detector)), str(model_dir), 1
+    ).save(checkpoint_number=1)
+    (model_dir / "model_flags.json").write_text(
+        json.dumps(dict(MODEL_FLAGS, label_map=data["label_map"]))
+    )
     out = root / "features"
-    args = [f"--checkpoint_dir={model_dir}", "--split=train", f"--tfrecords={data['train']}",
-            f"--out={out}", "--shard_size=4", "--noprogress"]
+    args = [
+        f"--checkpoint_dir={model_dir}",
+        "--split=train",
+        f"--tfrecords={data['train']}",
+        f"--out={out}",
+        "--shard_size=4",
+        "--noprogress",
+    ]
     proc = run("extract_features.py", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(data=data, detector=detector, first=first, out=out, args=args, root=root)
@@ -68,6 +112,7 @@ def setup(tmp_path_factory):
 def _keyframes_per_video(pattern):
     """video_id -> number of keyframe records in the shards of `pattern`, in file order."""
     from action_tx.data import tfrecords
+
     counts = {}
     for path in tfrecords.match_files(pattern):
         for record in tf.data.TFRecordDataset(path):
@@ -79,6 +124,7 @@ def _keyframes_per_video(pattern):
 
 def test_stored_values(setup):
     from action_tx.data import features
+
     manifest = json.loads((setup["out"] / "manifest.json").read_text())
     stored = features.read_feature_dir(str(setup["out"]))
     kfs = stored["keyframes"]
@@ -87,13 +133,15 @@ def test_stored_values(setup):
     per_video = _keyframes_per_video(setup["data"]["train"])
     videos = sorted(per_video)
     starts = np.cumsum([0] + [per_video[v] for v in videos])[:-1].tolist()
-    assert [(s["start"], s["records"], s["videos"]) for s in manifest["shards"]] == \
-        [(start, per_video[v], 1) for start, v in zip(starts, videos)]
+    assert [(s["start"], s["records"], s["videos"]) for s in manifest["shards"]] == [
+        (start, per_video[v], 1) for start, v in zip(starts, videos)
+    ]
     assert [k["video_id"] for k in kfs] == [v for v in videos for _ in range(per_video[v])]
     assert all(s["done"] for s in manifest["shards"])
     assert manifest["keyframes"] == sum(per_video.values())
     assert [(k["video_id"], k["timestamp"]) for k in kfs] == sorted(
-        (k["video_id"], k["timestamp"]) for k in kfs)
+        (k["video_id"], k["timestamp"]) for k in kfs
+    )
     # Keyframe 0 recomputed in process: gt boxes / labels, pooled gt feature, scene, context.
     det, first, kf = setup["detector"], setup["first"], kfs[0]
     assert kf["video_id"] == first["video_id"][0].numpy().decode()
@@ -101,11 +149,13 @@ def test_stored_values(setup):
     np.testing.assert_allclose(kf["gt"]["boxes"], first["boxes"][0, :n], atol=1e-6)
     np.testing.assert_array_equal(kf["gt"]["labels"], first["labels"][0, :n])
     trunk = det.trunk(first["clip"], training=False)
-    pooled = tf.reduce_mean(det.roi_extractor(trunk, first["boxes"], first["box_mask"]),
-                            axis=[2, 3, 4])[0, :n]
+    pooled = tf.reduce_mean(
+        det.roi_extractor(trunk, first["boxes"], first["box_mask"]), axis=[2, 3, 4]
+    )[0, :n]
     np.testing.assert_allclose(kf["gt"]["features"], pooled, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(kf["scene"], tf.reduce_mean(trunk, axis=[1, 2, 3])[0],
-                               rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        kf["scene"], tf.reduce_mean(trunk, axis=[1, 2, 3])[0], rtol=1e-3, atol=1e-4
+    )
     assert kf["context"].shape == (7, 7, stored["feature_dim"])
     # Detection labels: the gt box of best IoU >= 0.5, else none (checked in numpy).
     for k in kfs:
@@ -119,7 +169,7 @@ def test_stored_values(setup):
         y2 = np.minimum(d["boxes"][:, None, 2], g["boxes"][None, :, 2])
         x2 = np.minimum(d["boxes"][:, None, 3], g["boxes"][None, :, 3])
         inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
-        area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])   # noqa: E731
+        area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
         iou = inter / (area(d["boxes"])[:, None] + area(g["boxes"])[None] - inter)
         want = np.where(iou.max(1)[:, None] >= 0.5, g["labels"][iou.argmax(1)], 0)
         np.testing.assert_array_equal(d["labels"], want)
@@ -128,18 +178,19 @@ def test_stored_values(setup):
 
 def test_resume_skips_finished_shards(setup):
     from action_tx.data import features
+
     out = setup["out"]
     paths = [out / s["path"] for s in json.loads((out / "manifest.json").read_text())["shards"]]
     before = features.read_feature_dir(str(out))["keyframes"]
     times = [p.stat().st_mtime_ns for p in paths]
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["shards"][1]["done"] = False              # as if interrupted in shard 1
+    manifest["shards"][1]["done"] = False  # as if interrupted in shard 1
     (out / "manifest.json").write_text(json.dumps(manifest))
     paths[1].unlink()
     proc = run("extract_features.py", *setup["args"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert paths[0].stat().st_mtime_ns == times[0]
-    after = features.read_feature_dir(str(out))["keyframes"]   # the same values again
+    after = features.read_feature_dir(str(out))["keyframes"]  # the same values again
     for a, b in zip(after, before):
         assert (a["video_id"], a["timestamp"]) == (b["video_id"], b["timestamp"])
         np.testing.assert_allclose(a["det"]["features"], b["det"]["features"], atol=1e-5)
@@ -149,12 +200,14 @@ def test_resume_skips_finished_shards(setup):
 
 def read_all(out):
     from action_tx.data import features
+
     return features.read_feature_dir(str(out))["keyframes"]
 
 
 def assert_same_features(got, want):
-    assert [(k["video_id"], k["timestamp"]) for k in got] == \
-        [(k["video_id"], k["timestamp"]) for k in want]
+    assert [(k["video_id"], k["timestamp"]) for k in got] == [
+        (k["video_id"], k["timestamp"]) for k in want
+    ]
     for a, b in zip(got, want):
         np.testing.assert_allclose(a["det"]["features"], b["det"]["features"], atol=1e-5)
         np.testing.assert_allclose(a["gt"]["features"], b["gt"]["features"], atol=1e-5)
@@ -166,13 +219,23 @@ def test_parallel_workers_and_a_kill_halfway(setup, tmp_path):
     re-run completes the folder: the one-process features."""
     import signal
     import time
+
     want = read_all(setup["out"])
     out = tmp_path / "par"
     base = [a for a in setup["args"] if not a.startswith("--out=")] + [
-        f"--out={out}", "--num_workers=2"]
-    procs = [subprocess.Popen([sys.executable, TOOL, *base, f"--worker_index={i}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
-             for i in (0, 1)]
+        f"--out={out}",
+        "--num_workers=2",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, TOOL, *base, f"--worker_index={i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+            cwd=REPO,
+        )
+        for i in (0, 1)
+    ]
     second = out / "features-00001-of-00002.tfrecord"
     deadline = time.time() + 300
     while not pathlib.Path(str(second) + ".tmp").exists():
@@ -196,26 +259,49 @@ def test_parallel_workers_and_a_kill_halfway(setup, tmp_path):
 def test_clear_errors(setup, tmp_path):
     proc = run("extract_features.py", *setup["args"][:-2], "--shard_size=3", "--noprogress")
     assert_clean_error(proc, "other settings", "shard_size")
-    proc = run("extract_features.py", f"--checkpoint_dir={tmp_path}/none", "--split=train",
-               f"--out={tmp_path}/o")
+    proc = run(
+        "extract_features.py",
+        f"--checkpoint_dir={tmp_path}/none",
+        "--split=train",
+        f"--out={tmp_path}/o",
+    )
     assert_clean_error(proc, "--checkpoint_dir", "no such directory")
 
 
 def test_feature_training_and_eval(setup):
     out, model_dir = setup["out"], setup["root"] / "linear"
-    proc = run("train.py", f"--label_map={setup['data']['label_map']}", "--input=features", f"--feature_dir={out}", f"--model_dir={model_dir}",
-               "--head=linear", "--batch_size=2", "--context_keyframes=1", "--optimizer=adamw",
-               "--learning_rate=0.01", "--warmup_steps=1", "--train_steps=10",
-               "--checkpoint_every=10", "--noprogress")
+    proc = run(
+        "train.py",
+        f"--label_map={setup['data']['label_map']}",
+        "--input=features",
+        f"--feature_dir={out}",
+        f"--model_dir={model_dir}",
+        "--head=linear",
+        "--batch_size=2",
+        "--context_keyframes=1",
+        "--optimizer=adamw",
+        "--learning_rate=0.01",
+        "--warmup_steps=1",
+        "--train_steps=10",
+        "--checkpoint_every=10",
+        "--noprogress",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "trained to step 10" in proc.stdout
     gt = setup["root"] / "ava" / "annotations" / "ava_train.csv"
-    proc = run("eval.py", f"--model_dir={model_dir}", f"--eval_feature_dir={out}",
-               f"--groundtruth={gt}", "--eval_actors=gt", "--noprogress")
+    proc = run(
+        "eval.py",
+        f"--model_dir={model_dir}",
+        f"--eval_feature_dir={out}",
+        f"--groundtruth={gt}",
+        "--eval_actors=gt",
+        "--noprogress",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((model_dir / "eval" / "ckpt-10_results.json").read_text())
     assert 0.0 < result["mAP@0.5IOU"] <= 1.0 and result["step"] == 10
     rows = (model_dir / "eval" / "ckpt-10_detections.csv").read_text().splitlines()
     # every keyframe scored once
     assert len({tuple(r.split(",")[:2]) for r in rows}) == sum(
-        _keyframes_per_video(setup["data"]["train"]).values())
+        _keyframes_per_video(setup["data"]["train"]).values()
+    )

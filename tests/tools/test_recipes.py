@@ -1,4 +1,5 @@
 """The papers' recipes in the flag defaults and configs/ (issue 27 items 5 and 7)."""
+
 import inspect
 import pathlib
 
@@ -26,8 +27,11 @@ def _flag_value(path, name, default):
 def test_box_jitter_is_off_unless_the_paper_jitters(model_flags):
     assert model_flags.FLAGS["box_jitter"].default == 0.0
     assert inspect.signature(pipeline.build_dataset).parameters["box_jitter"].default == 0.0
-    jittered = {path.name for path in CONFIGS.glob("*.flags")
-                if float(_flag_value(path, "box_jitter", 0.0)) > 0}
+    jittered = {
+        path.name
+        for path in CONFIGS.glob("*.flags")
+        if float(_flag_value(path, "box_jitter", 0.0)) > 0
+    }
     # AIA §4.1 jitters its ground-truth boxes (its UCF101-24 config keeps its AVA settings,
     # AIA §5); the demo keeps the 0.05 it was measured with.
     assert jittered == {"ava_aia.flags", "ucf24_aia.flags", "demo.flags"}

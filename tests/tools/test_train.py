@@ -1,5 +1,6 @@
 """tools/train.py: bad input gives one `error:` line and exit status 2; a run SIGKILLed at
 three steps and restarted each time ends bitwise equal to an uninterrupted run."""
+
 import signal
 import subprocess
 import sys
@@ -21,27 +22,44 @@ def test_missing_flagfile(tmp_path):
 
 
 def test_unknown_head_lists_heads(tiny_data, tmp_path):
-    proc = run(f"--label_map={tiny_data['label_map']}", f"--train_tfrecords={tiny_data['train']}",
-               f"--model_dir={tmp_path}/m", "--head=nonesuch")
+    proc = run(
+        f"--label_map={tiny_data['label_map']}",
+        f"--train_tfrecords={tiny_data['train']}",
+        f"--model_dir={tmp_path}/m",
+        "--head=nonesuch",
+    )
     assert_clean_error(proc, "nonesuch", "i3d", "linear", "tx")
 
 
 def test_no_files_and_empty_files(tiny_data, tmp_path):
     common = [f"--label_map={tiny_data['label_map']}", f"--model_dir={tmp_path}/m"]
-    assert_clean_error(run(*common, f"--train_tfrecords={tmp_path}/none-*.tfrecord"),
-                       "none-*.tfrecord", "no files match")
+    assert_clean_error(
+        run(*common, f"--train_tfrecords={tmp_path}/none-*.tfrecord"),
+        "none-*.tfrecord",
+        "no files match",
+    )
     (tmp_path / "empty.tfrecord").write_bytes(b"")
-    assert_clean_error(run(*common, f"--train_tfrecords={tmp_path}/empty.tfrecord"),
-                       "empty.tfrecord", "no records")
+    assert_clean_error(
+        run(*common, f"--train_tfrecords={tmp_path}/empty.tfrecord"), "empty.tfrecord", "no records"
+    )
     (tmp_path / "junk.tfrecord").write_text("not a record\n")
-    assert_clean_error(run(*common, f"--train_tfrecords={tmp_path}/junk.tfrecord"),
-                       "junk.tfrecord", "corrupted record")
+    assert_clean_error(
+        run(*common, f"--train_tfrecords={tmp_path}/junk.tfrecord"),
+        "junk.tfrecord",
+        "corrupted record",
+    )
 
 
 def _train_killed_after(args, step):
     """Runs train.py, SIGKILLs it as soon as it reports the checkpoint of `step`."""
-    proc = subprocess.Popen([sys.executable, TRAIN, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=ENV, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=ENV,
+        cwd=REPO,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -57,13 +75,20 @@ def _variables(model_dir):
     path = tf.train.latest_checkpoint(model_dir)
     reader = tf.train.load_checkpoint(path)
     # The iterator's serialized state and the save counter are bookkeeping, not results.
-    return path, {n: reader.get_tensor(n) for n, _ in tf.train.list_variables(path)
-                  if "ITERATOR_STATE" not in n and "save_counter" not in n}
+    return path, {
+        n: reader.get_tensor(n)
+        for n, _ in tf.train.list_variables(path)
+        if "ITERATOR_STATE" not in n and "save_counter" not in n
+    }
 
 
 def test_sigkill_three_times_resumes_bitwise(tiny_data, tmp_path):
-    args = [f"--label_map={tiny_data['label_map']}", f"--train_tfrecords={tiny_data['train']}",
-            "--train_steps=10", *TINY]
+    args = [
+        f"--label_map={tiny_data['label_map']}",
+        f"--train_tfrecords={tiny_data['train']}",
+        "--train_steps=10",
+        *TINY,
+    ]
     ref = run(*args, f"--model_dir={tmp_path}/ref")
     assert ref.returncode == 0, ref.stderr[-3000:]
     killed = str(tmp_path / "killed")

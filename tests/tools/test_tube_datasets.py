@@ -1,5 +1,6 @@
 """UCF101-24 / JHMDB end to end without the data sets: annotation files in the real formats ->
 tools/convert_*.py -> TFRecords -> a tiny model trained a few steps -> frame- and video-mAP."""
+
 import json
 import os
 import pickle
@@ -32,45 +33,85 @@ def _render(folder, k):
 
 
 def _tool(name, *args):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *args],
-                          capture_output=True, text=True, timeout=300, env=ENV, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
 def test_ucf24_convert_train_eval_video_map(tmp_path):
     from action_tx.data import convert
+
     gttubes, nframes, resolution = {}, {}, {}
     for k, (video, label) in enumerate(VIDEOS.items()):
         _render(tmp_path / "rgb-images" / video, k)
-        gttubes[video] = {label: [np.array([(t, *_tube_box(k, t)) for t in range(2, 11)],
-                                           np.float32)]}
+        gttubes[video] = {
+            label: [np.array([(t, *_tube_box(k, t)) for t in range(2, 11)], np.float32)]
+        }
         nframes[video], resolution[video] = NFRAMES, (48, 64)
     with open(tmp_path / "UCF101v2-GT.pkl", "wb") as f:
-        pickle.dump({"labels": ["Run", "Jump"], "gttubes": gttubes, "nframes": nframes,
-                     "train_videos": [list(VIDEOS)], "test_videos": [list(VIDEOS)[1:]],
-                     "resolution": resolution}, f, protocol=2)
+        pickle.dump(
+            {
+                "labels": ["Run", "Jump"],
+                "gttubes": gttubes,
+                "nframes": nframes,
+                "train_videos": [list(VIDEOS)],
+                "test_videos": [list(VIDEOS)[1:]],
+                "resolution": resolution,
+            },
+            f,
+            protocol=2,
+        )
     out = tmp_path / "ucf24"
-    proc = _tool("convert_ucf101_24.py", f"--annotations={tmp_path / 'UCF101v2-GT.pkl'}",
-                 f"--frames_dir={tmp_path / 'rgb-images'}", f"--out={out}",
-                 "--keyframe_stride=2")
+    proc = _tool(
+        "convert_ucf101_24.py",
+        f"--annotations={tmp_path / 'UCF101v2-GT.pkl'}",
+        f"--frames_dir={tmp_path / 'rgb-images'}",
+        f"--out={out}",
+        "--keyframe_stride=2",
+    )
     assert "train: 3 videos, 18 keyframes" in proc.stdout
     for split in ("train", "test"):
-        convert.convert_split(str(out), split, str(tmp_path / "tf" / f"{split}@1"),
-                              num_frames=8, progress=False, num_workers=1)
+        convert.convert_split(
+            str(out),
+            split,
+            str(tmp_path / "tf" / f"{split}@1"),
+            num_frames=8,
+            progress=False,
+            num_workers=1,
+        )
     ann = out / "annotations"
     label_map = ann / "ucf101_24_action_list.pbtxt"
-    proc = run(*TINY, f"--model_dir={tmp_path / 'model'}", "--train_steps=3",
-               f"--train_tfrecords={tmp_path / 'tf' / 'train-*'}", f"--label_map={label_map}",
-               "--single_label_softmax", "--proposals=gt")
+    proc = run(
+        *TINY,
+        f"--model_dir={tmp_path / 'model'}",
+        "--train_steps=3",
+        f"--train_tfrecords={tmp_path / 'tf' / 'train-*'}",
+        f"--label_map={label_map}",
+        "--single_label_softmax",
+        "--proposals=gt",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     flags = json.loads((tmp_path / "model" / "model_flags.json").read_text())
     assert flags["single_label_softmax"] is True
-    proc = _tool("eval.py", f"--checkpoint_path={tmp_path / 'model' / 'ckpt-3'}",
-                 f"--eval_tfrecords={tmp_path / 'tf' / 'test-*'}",
-                 f"--groundtruth={ann / 'ava_test.csv'}", f"--label_map={label_map}",
-                 f"--output_dir={tmp_path / 'eval'}", "--noprogress", "--num_images=0",
-                 "--eval_batch_size=6", "--video_map")
+    proc = _tool(
+        "eval.py",
+        f"--checkpoint_path={tmp_path / 'model' / 'ckpt-3'}",
+        f"--eval_tfrecords={tmp_path / 'tf' / 'test-*'}",
+        f"--groundtruth={ann / 'ava_test.csv'}",
+        f"--label_map={label_map}",
+        f"--output_dir={tmp_path / 'eval'}",
+        "--noprogress",
+        "--num_images=0",
+        "--eval_batch_size=6",
+        "--video_map",
+    )
     rows = (tmp_path / "eval" / "ckpt-3_detections.csv").read_text().splitlines()
     # Single-label softmax: the class scores of each detected box sum to 1.
     by_box = {}
@@ -94,19 +135,31 @@ def test_jhmdb_tool_and_bad_input(tmp_path):
         mask = np.zeros((48, 64, 5), bool)
         mask[8:30, 10:20, :] = True
         (root / "puppet_mask" / "wave" / name).mkdir(parents=True)
-        scipy.io.savemat(root / "puppet_mask" / "wave" / name / "puppet_mask.mat",
-                         {"part_mask": mask.astype(np.uint8)})
+        scipy.io.savemat(
+            root / "puppet_mask" / "wave" / name / "puppet_mask.mat",
+            {"part_mask": mask.astype(np.uint8)},
+        )
         (root / "Rename_Images" / "wave" / name).mkdir(parents=True)
-        for t in range(1, 6 if name == "w1" else 4):   # w2: 3 images for 5 mask frames
+        for t in range(1, 6 if name == "w1" else 4):  # w2: 3 images for 5 mask frames
             Image.new("RGB", (64, 48)).save(root / "Rename_Images" / "wave" / name / f"{t:05d}.png")
-    bad = subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert_jhmdb.py"),
-                          f"--jhmdb_dir={root}", "--split=3", f"--out={tmp_path / 'o'}"],
-                         capture_output=True, text=True, timeout=120, env=ENV, cwd=REPO)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "convert_jhmdb.py"),
+            f"--jhmdb_dir={root}",
+            "--split=3",
+            f"--out={tmp_path / 'o'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        cwd=REPO,
+    )
     assert bad.returncode == 2 and "w2: 3 frames, the annotation says 5" in bad.stderr
     for t in (4, 5):
         Image.new("RGB", (64, 48)).save(root / "Rename_Images" / "wave" / "w2" / f"{t:05d}.png")
-    proc = _tool("convert_jhmdb.py", f"--jhmdb_dir={root}", "--split=3",
-                 f"--out={tmp_path / 'o'}")
+    proc = _tool("convert_jhmdb.py", f"--jhmdb_dir={root}", "--split=3", f"--out={tmp_path / 'o'}")
     assert "train: 1 videos, 5 keyframes; test: 1 videos, 5 keyframes" in proc.stdout
     first = (tmp_path / "o" / "annotations" / "ava_test.csv").read_text().splitlines()[0]
     assert first == "w2,0000,0.156,0.167,0.312,0.625,1,0"
@@ -121,19 +174,32 @@ def test_real_ucf101_clip(shared_data, tmp_path):
     video = "CricketShot/v_CricketShot_g04_c01"
     tube = np.array([(t, 100, 95, 140, 190) for t in range(1, 80)], np.float32)
     with open(tmp_path / "gt.pkl", "wb") as f:
-        pickle.dump({"labels": ["CricketShot"], "gttubes": {video: {0: [tube]}},
-                     "nframes": {video: 79}, "train_videos": [[video]], "test_videos": [[]],
-                     "resolution": {video: (224, 224)}}, f, protocol=2)
+        pickle.dump(
+            {
+                "labels": ["CricketShot"],
+                "gttubes": {video: {0: [tube]}},
+                "nframes": {video: 79},
+                "train_videos": [[video]],
+                "test_videos": [[]],
+                "resolution": {video: (224, 224)},
+            },
+            f,
+            protocol=2,
+        )
     out = tmp_path / "out"
-    proc = _tool("convert_ucf101_24.py", f"--annotations={tmp_path / 'gt.pkl'}",
-                 f"--videos_dir={tmp_path / 'videos'}", f"--out={out}", "--keyframe_stride=10")
+    proc = _tool(
+        "convert_ucf101_24.py",
+        f"--annotations={tmp_path / 'gt.pkl'}",
+        f"--videos_dir={tmp_path / 'videos'}",
+        f"--out={out}",
+        "--keyframe_stride=10",
+    )
     assert "train: 1 videos, 8 keyframes" in proc.stdout
     frames = sorted(os.listdir(out / "frames" / "v_CricketShot_g04_c01"))
     assert len(frames) == 79 and frames[0] == "00001.jpg"
     rows = (out / "annotations" / "ava_train.csv").read_text().splitlines()
     assert rows[4] == "v_CricketShot_g04_c01,0040,0.446,0.424,0.625,0.848,1,0"
     # Frame 41 (timestamp 40): the box holds the umpire's red shirt.
-    img = np.asarray(Image.open(out / "frames" / "v_CricketShot_g04_c01" / "00041.jpg"),
-                     np.float32)
+    img = np.asarray(Image.open(out / "frames" / "v_CricketShot_g04_c01" / "00041.jpg"), np.float32)
     shirt = img[110:140, 108:132].mean(axis=(0, 1))
     assert shirt[0] > 120 and shirt[0] > 2 * shirt[1]

@@ -1,5 +1,6 @@
 """Shared by the tools/train.py tests: the tiny-model flags, tiny synthetic TFRecords, running
 the trainer in a subprocess, and the one-error-line check."""
+
 import os
 import subprocess
 import sys
@@ -7,12 +8,29 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(REPO, "tools", "train.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-TINY = ["--image_size=64", "--num_frames=8", "--frame_stride=2", "--anchor_sizes=16,32,48",
-        "--rpn_filters=32", "--post_nms_top_k=20", "--num_roi_samples=16", "--max_boxes=4",
-        "--max_proposals=4", "--max_objects=2", "--head=linear", "--head_dropout=0.3",
-        "--batch_size=2", "--optimizer=adamw", "--learning_rate=0.001",
-        "--warmup_learning_rate=0.0001", "--warmup_steps=2", "--deterministic",
-        "--checkpoint_every=1", "--log_every=1", "--noprogress"]
+TINY = [
+    "--image_size=64",
+    "--num_frames=8",
+    "--frame_stride=2",
+    "--anchor_sizes=16,32,48",
+    "--rpn_filters=32",
+    "--post_nms_top_k=20",
+    "--num_roi_samples=16",
+    "--max_boxes=4",
+    "--max_proposals=4",
+    "--max_objects=2",
+    "--head=linear",
+    "--head_dropout=0.3",
+    "--batch_size=2",
+    "--optimizer=adamw",
+    "--learning_rate=0.001",
+    "--warmup_learning_rate=0.0001",
+    "--warmup_steps=2",
+    "--deterministic",
+    "--checkpoint_every=1",
+    "--log_every=1",
+    "--noprogress",
+]
 
 
 def make_tiny_data(root, **overrides) -> dict:
@@ -20,18 +38,38 @@ def make_tiny_data(root, **overrides) -> dict:
     TFRecord shards under `root` (a pathlib.Path) -> {"label_map", "train" (glob of the
     shards), "root"}."""
     from action_tx.data import convert, synthetic
-    synthetic.generate(str(root / "ava"), preset="tiny", check=False,
-                       **dict(dict(videos=3, seconds=8), **overrides))
-    convert.convert_split(str(root / "ava"), "train", str(root / "tf" / "train.tfrecord@2"),
-                          num_frames=16, progress=False, num_workers=1)
-    return {"label_map": str(root / "ava" / "annotations" / "action_list.pbtxt"),
-            "train": str(root / "tf" / "train.tfrecord-*"), "root": root}
+
+    synthetic.generate(
+        str(root / "ava"),
+        preset="tiny",
+        check=False,
+        **dict(dict(videos=3, seconds=8), **overrides),
+    )
+    convert.convert_split(
+        str(root / "ava"),
+        "train",
+        str(root / "tf" / "train.tfrecord@2"),
+        num_frames=16,
+        progress=False,
+        num_workers=1,
+    )
+    return {
+        "label_map": str(root / "ava" / "annotations" / "action_list.pbtxt"),
+        "train": str(root / "tf" / "train.tfrecord-*"),
+        "root": root,
+    }
 
 
 def run(*args, timeout=300, env=None):
     """tools/train.py with `args` -> subprocess.CompletedProcess (text stdout/stderr)."""
-    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          timeout=timeout, env=env or ENV, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, TRAIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or ENV,
+        cwd=REPO,
+    )
 
 
 def assert_clean_error(proc, *needles):

@@ -11,12 +11,17 @@ from action_tx.trunks.i3d import ENDPOINTS, InceptionI3D, make_trunk
 from action_tx.trunks.unit3d import Unit3D
 
 # The release's Mixed_* filters, written out again independently of the module's table.
-RELEASE_MIXED = {"Mixed_3b": [64, 96, 128, 16, 32, 32], "Mixed_3c": [128, 128, 192, 32, 96, 64],
-                 "Mixed_4b": [192, 96, 208, 16, 48, 64], "Mixed_4c": [160, 112, 224, 24, 64, 64],
-                 "Mixed_4d": [128, 128, 256, 24, 64, 64], "Mixed_4e": [112, 144, 288, 32, 64, 64],
-                 "Mixed_4f": [256, 160, 320, 32, 128, 128],
-                 "Mixed_5b": [256, 160, 320, 32, 128, 128],
-                 "Mixed_5c": [384, 192, 384, 48, 128, 128]}
+RELEASE_MIXED = {
+    "Mixed_3b": [64, 96, 128, 16, 32, 32],
+    "Mixed_3c": [128, 128, 192, 32, 96, 64],
+    "Mixed_4b": [192, 96, 208, 16, 48, 64],
+    "Mixed_4c": [160, 112, 224, 24, 64, 64],
+    "Mixed_4d": [128, 128, 256, 24, 64, 64],
+    "Mixed_4e": [112, 144, 288, 32, 64, 64],
+    "Mixed_4f": [256, 160, 320, 32, 128, 128],
+    "Mixed_5b": [256, 160, 320, 32, 128, 128],
+    "Mixed_5c": [384, 192, 384, 48, 128, 128],
+}
 
 
 def _randomize(model, seed=0):
@@ -34,6 +39,7 @@ def _randomize(model, seed=0):
 
 def _reference(x, w, final_endpoint, pool_5a=([2, 2, 2], [2, 2, 2])):
     """The release network in plain tf.nn ops, reading weights by release name `w[...]`."""
+
     def unit(x, path, stride=1, bn=True):
         y = tf.nn.conv3d(x, w[f"{path}/conv_3d/w"], [1, stride, stride, stride, 1], "SAME")
         if not bn:
@@ -46,10 +52,15 @@ def _reference(x, w, final_endpoint, pool_5a=([2, 2, 2], [2, 2, 2])):
 
     def mixed(x, ep):
         b2 = "Conv3d_0a_3x3" if ep == "Mixed_5b" else "Conv3d_0b_3x3"
-        return tf.concat([unit(x, f"{ep}/Branch_0/Conv3d_0a_1x1"),
-                          unit(unit(x, f"{ep}/Branch_1/Conv3d_0a_1x1"), f"{ep}/Branch_1/Conv3d_0b_3x3"),
-                          unit(unit(x, f"{ep}/Branch_2/Conv3d_0a_1x1"), f"{ep}/Branch_2/{b2}"),
-                          unit(pool(x, [3, 3, 3], [1, 1, 1]), f"{ep}/Branch_3/Conv3d_0b_1x1")], -1)
+        return tf.concat(
+            [
+                unit(x, f"{ep}/Branch_0/Conv3d_0a_1x1"),
+                unit(unit(x, f"{ep}/Branch_1/Conv3d_0a_1x1"), f"{ep}/Branch_1/Conv3d_0b_3x3"),
+                unit(unit(x, f"{ep}/Branch_2/Conv3d_0a_1x1"), f"{ep}/Branch_2/{b2}"),
+                unit(pool(x, [3, 3, 3], [1, 1, 1]), f"{ep}/Branch_3/Conv3d_0b_1x1"),
+            ],
+            -1,
+        )
 
     x = unit(x, "Conv3d_1a_7x7", stride=2)
     x = pool(x, [1, 3, 3], [1, 2, 2])
@@ -72,9 +83,17 @@ def test_full_i3d_shapes_without_running_it():
     shape = (1, 64, 224, 224, 3)
     assert InceptionI3D().compute_output_shape(shape) == (1, 16, 14, 14, 832)  # Mixed_4f
     assert InceptionI3D(final_endpoint="Mixed_5c").compute_output_shape(shape) == (1, 8, 7, 7, 1024)
-    assert InceptionI3D(final_endpoint="Logits", num_classes=600).compute_output_shape(shape) == (1, 600)
-    assert InceptionI3D(final_endpoint="MaxPool3d_3a_3x3").compute_output_shape(shape) == \
-        (1, 32, 28, 28, 192)
+    assert InceptionI3D(final_endpoint="Logits", num_classes=600).compute_output_shape(shape) == (
+        1,
+        600,
+    )
+    assert InceptionI3D(final_endpoint="MaxPool3d_3a_3x3").compute_output_shape(shape) == (
+        1,
+        32,
+        28,
+        28,
+        192,
+    )
     for ep, f in RELEASE_MIXED.items():
         assert InceptionI3D(final_endpoint=ep).output_channels == f[0] + f[2] + f[4] + f[5]
 
@@ -93,8 +112,9 @@ def test_full_width_variables_have_release_shapes():
     assert not any("gamma" in w.path for w in model.weights)  # release BatchNorm has no scale
 
 
-@pytest.mark.parametrize("final_endpoint,clip", [("Mixed_4f", (2, 9, 35, 33, 3)),
-                                                 ("Logits", (1, 16, 224, 224, 3))])
+@pytest.mark.parametrize(
+    "final_endpoint,clip", [("Mixed_4f", (2, 9, 35, 33, 3)), ("Logits", (1, 16, 224, 224, 3))]
+)
 def test_forward_equals_release_reference(final_endpoint, clip):
     model = InceptionI3D(final_endpoint=final_endpoint, width_multiplier=0.25, num_classes=5)
     model.build(clip)
@@ -103,17 +123,18 @@ def test_forward_equals_release_reference(final_endpoint, clip):
     out = model(x, training=False)
     assert tuple(out.shape) == model.compute_output_shape(clip)  # ceil(n / stride) sizes
     weights = {k: v.value for k, v in model.release_variables().items()}
-    np.testing.assert_allclose(out.numpy(), _reference(x, weights, final_endpoint).numpy(),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out.numpy(), _reference(x, weights, final_endpoint).numpy(), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_mixed_5c_trunk_at_stride_16_equals_reference():
     """`pool_5a_spatial_stride=1` (ACAR-Net §4.1: res5 at twice the resolution): MaxPool3d_5a
     pools time only, so Mixed_5c keeps Mixed_4f's 16x spatial stride."""
     from action_tx.model_builder import build_detector
+
     clip = (1, 16, 64, 48, 3)
-    model = InceptionI3D(final_endpoint="Mixed_5c", width_multiplier=0.25,
-                         pool_5a_spatial_stride=1)
+    model = InceptionI3D(final_endpoint="Mixed_5c", width_multiplier=0.25, pool_5a_spatial_stride=1)
     model.build(clip)
     _randomize(model)
     x = tf.random.stateless_uniform(clip, seed=[5, 6], minval=-1, maxval=1)
@@ -121,10 +142,12 @@ def test_mixed_5c_trunk_at_stride_16_equals_reference():
     assert tuple(out.shape) == (1, 2, 4, 3, 256) == model.compute_output_shape(clip)
     weights = {k: v.value for k, v in model.release_variables().items()}
     np.testing.assert_allclose(
-        out.numpy(), _reference(x, weights, "Mixed_5c", ([2, 1, 1], [2, 1, 1])).numpy(),
-        rtol=1e-4, atol=1e-4)
-    det = build_detector(num_classes=3, trunk="i3d_tiny", head="acar",
-                         trunk_endpoint="Mixed_5c")
+        out.numpy(),
+        _reference(x, weights, "Mixed_5c", ([2, 1, 1], [2, 1, 1])).numpy(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    det = build_detector(num_classes=3, trunk="i3d_tiny", head="acar", trunk_endpoint="Mixed_5c")
     assert (det.trunk.final_endpoint, det.trunk.pool_5a_spatial_stride) == ("Mixed_5c", 1)
     assert InceptionI3D.from_config(det.trunk.get_config()).pool_5a_spatial_stride == 1
     with pytest.raises(ValueError, match="trunk_endpoint='Mixed_4f'"):
@@ -142,12 +165,15 @@ def test_width_multiplier_scales_channels_with_a_floor():
 
 def test_tail_runs_mixed_5_on_roi_tubes():
     trunk = make_trunk("i3d_tiny")
-    tail = InceptionI3D(first_endpoint="MaxPool3d_5a_2x2", final_endpoint="Mixed_5c",
-                        width_multiplier=0.25)
+    tail = InceptionI3D(
+        first_endpoint="MaxPool3d_5a_2x2", final_endpoint="Mixed_5c", width_multiplier=0.25
+    )
     tubes = tf.random.stateless_normal((6, 2, 7, 7, trunk.output_channels), seed=[1, 1])
     assert tail(tubes).shape == (6, 1, 4, 4, 96 + 96 + 32 + 32)
-    assert sorted(k.split("/")[0] for k in tail.release_variables()) == \
-        ["Mixed_5b"] * 24 + ["Mixed_5c"] * 24
+    assert (
+        sorted(k.split("/")[0] for k in tail.release_variables())
+        == ["Mixed_5b"] * 24 + ["Mixed_5c"] * 24
+    )
 
 
 def test_unit3d_batchnorm_values_and_freeze():
@@ -194,16 +220,40 @@ def test_flops_hand_computed():
 
 
 def test_config_round_trip_and_bad_arguments():
-    model = InceptionI3D(final_endpoint="Mixed_5c", first_endpoint="Mixed_3b",
-                         width_multiplier=0.5, min_channels=4, freeze_bn=True, num_classes=600,
-                         dropout_keep_prob=0.5, name="trunk")
+    model = InceptionI3D(
+        final_endpoint="Mixed_5c",
+        first_endpoint="Mixed_3b",
+        width_multiplier=0.5,
+        min_channels=4,
+        freeze_bn=True,
+        num_classes=600,
+        dropout_keep_prob=0.5,
+        name="trunk",
+    )
     config = model.get_config()
     assert InceptionI3D.from_config(config).get_config() == config
-    assert {k: config[k] for k in ("final_endpoint", "first_endpoint", "width_multiplier",
-                                   "min_channels", "freeze_bn", "num_classes",
-                                   "dropout_keep_prob", "name")} == dict(
-        final_endpoint="Mixed_5c", first_endpoint="Mixed_3b", width_multiplier=0.5,
-        min_channels=4, freeze_bn=True, num_classes=600, dropout_keep_prob=0.5, name="trunk")
+    assert {
+        k: config[k]
+        for k in (
+            "final_endpoint",
+            "first_endpoint",
+            "width_multiplier",
+            "min_channels",
+            "freeze_bn",
+            "num_classes",
+            "dropout_keep_prob",
+            "name",
+        )
+    } == dict(
+        final_endpoint="Mixed_5c",
+        first_endpoint="Mixed_3b",
+        width_multiplier=0.5,
+        min_channels=4,
+        freeze_bn=True,
+        num_classes=600,
+        dropout_keep_prob=0.5,
+        name="trunk",
+    )
     unit = Unit3D(8, (3, 1, 1), (1, 2, 2), freeze_bn=True, name="u")
     assert Unit3D.from_config(unit.get_config()).get_config() == unit.get_config()
     with pytest.raises(ValueError, match="unknown final_endpoint 'Mixed_9z'"):
