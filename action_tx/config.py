@@ -28,6 +28,8 @@ VERSION = 1
 PROPOSALS = ("rpn", "external", "gt")
 INPUTS = ("frames", "features")
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
+# action_tx.precision.PRECISIONS (kept here: no Keras on import).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # Trunk endpoints: the Action Transformer's Mixed_4f cut, or the whole backbone to Mixed_5c
 # (ACAR-Net and AIA read the backbone's last stage) at stride 16 in space.
 TRUNK_ENDPOINTS = ("Mixed_4f", "Mixed_5c")
@@ -205,7 +207,7 @@ class TrainConfig:
     clip_norm: Optional[float] = None
     strategy: str = "one_device"
     collective_timeout: float = 300.0
-    mixed_precision: bool = False
+    precision: str = "float32"  # of PRECISIONS (action_tx.precision)
     jit_compile: bool = False
     deterministic: bool = False
     checkpoint_every: int = 1000
@@ -228,6 +230,10 @@ class TrainConfig:
             )
         if self.optimizer not in ("sgd", "adamw"):
             problems.append(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.strategy not in STRATEGIES:
             problems.append(
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
@@ -251,7 +257,15 @@ class EvalConfig:
     groundtruth: Optional[str] = None
     batch_size: int = 2
     num_images: int = 3
+    precision: str = "float32"  # the dtype policy inference runs in (any reads any checkpoint)
     progress: bool = True
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"eval config: precision must be one of {', '.join(PRECISIONS)}, "
+                f"got {self.precision!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,14 @@ at the cost of decoding the global batch on every worker.
 Gradients: each replica's loss is divided by the number of replicas, the gradients are summed
 over replicas, clipped by their global norm, and applied. Keras would clip per replica before
 the all-reduce, which differs from single-device training, so clipping is done here.
+
+Precision (`action_tx.precision`): under 'mixed_float16' each replica differentiates the loss
+times the LossScaleOptimizer's dynamic scale; the summed gradients are divided by that scale
+before the norm and the clipping (so both mean what they mean in float32), and handed back
+multiplied by it (a power of 2: exact) to the LossScaleOptimizer, which skips the step and
+halves the scale when they overflowed, and doubles it after 2000 good steps. Such a skipped
+step reports grad_norm=inf and is not an error; training stops on it only once the scale is
+below 1 (the gradients overflow float16 without any scaling: divergence).
 """
 
 import math
@@ -28,6 +36,7 @@ import keras
 import tensorflow as tf
 
 from action_tx import checkpointing
+from action_tx import precision as precision_lib
 from action_tx.distribute import (  # noqa: F401  (the trainer's API, re-exported)
     PEER_ERRORS,
     STRATEGIES,
@@ -122,7 +131,9 @@ def train(
         model_dir/config.json, its model and data sections compared
         on resume (a mismatch raises checkpointing.CheckpointError).
       seed, deterministic: Keras global seed; op determinism (bitwise repeatable runs).
-      mixed_precision: Keras 'mixed_bfloat16' policy (no loss scaling needed; float32 losses).
+      precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (`action_tx.precision`; the
+        Keras global dtype policy while the model is built and trained, restored on return;
+        float16 scales the loss).
       jit_compile: XLA for the forward/backward computation (slower on CPU, see docs/DESIGN.md).
       data_description: names the input in error messages (e.g. the file pattern).
 
@@ -145,7 +156,8 @@ def train(
         else 1
     )
     try:
-        return _train(model_dir=model_dir, strategy=strategy, **kwargs)
+        with precision_lib.policy(kwargs.get("precision", "float32")):
+            return _train(model_dir=model_dir, strategy=strategy, **kwargs)
     except tf.errors.InvalidArgumentError as e:
         if not pipeline.record_error_text(e):
             raise
@@ -189,7 +201,7 @@ def _train(
     model_config=None,
     seed: int = 0,
     deterministic: bool = False,
-    mixed_precision: bool = False,
+    precision: str = "float32",
     jit_compile: bool = False,
     progress: bool = True,
     data_description: str = "",
@@ -205,7 +217,6 @@ def _train(
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed_precision else "float32")
     if model_config is not None and chief:
         # Only the chief: another worker could read config.json half written.
         checkpointing.check_model_config(model_dir, model_config)
@@ -227,11 +238,14 @@ def _train(
             decay_steps=decay_steps or train_steps,
             lr_steps=lr_steps,
         )
-        opt = build_optimizer(
-            optimizer=optimizer,
-            learning_rate=schedule,
-            momentum=momentum,
-            weight_decay=weight_decay,
+        opt = precision_lib.wrap_optimizer(
+            build_optimizer(
+                optimizer=optimizer,
+                learning_rate=schedule,
+                momentum=momentum,
+                weight_decay=weight_decay,
+            ),
+            precision,
         )
         opt.build(model.trainable_variables)  # Keras 3: slots exist before the tf.function
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -258,12 +272,15 @@ def _train(
         init_fn(model)
 
     variables = model.trainable_variables
+    scaling = precision_lib.uses_loss_scaling(precision)
 
     def grads_and_terms(batch):
         with tf.GradientTape() as tape:
             out = model(batch, training=True)
             terms = {k: tf.cast(v, tf.float32) for k, v in model.compute_losses(out).items()}
             loss = terms["total_loss"] / replicas
+            if scaling:
+                loss = opt.scale_loss(loss)
         return tape.gradient(loss, variables), terms
 
     grads_fn = tf.function(grads_and_terms, jit_compile=True) if jit_compile else grads_and_terms
@@ -273,10 +290,15 @@ def _train(
         grads, terms = grads_fn(_replica_slice(batch, per_replica, ctx.replica_id_in_sync_group))
         used = [i for i, g in enumerate(grads) if g is not None]
         summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in used])
+        if scaling:
+            scale = tf.convert_to_tensor(opt.dynamic_scale)
+            summed = [g / scale for g in summed]
         if clip_norm:
             summed, norm = tf.clip_by_global_norm(summed, clip_norm)
         else:
             norm = tf.linalg.global_norm(summed)
+        if scaling:  # the LossScaleOptimizer divides by the scale and skips non-finite steps
+            summed = [g * scale for g in summed]
         # The optimizer sums over replicas again: hand it 1/replicas of the summed gradient.
         opt.apply_gradients([(g / replicas, variables[i]) for g, i in zip(summed, used)])
         return {k: v / replicas for k, v in terms.items()}, norm
@@ -321,8 +343,15 @@ def _train(
             step.assign_add(1)
             at = int(step.numpy())
             terms = {k: float(v) for k, v in out.items()}
+            if scaling:
+                terms["loss_scale"] = float(opt.dynamic_scale.numpy())
             history.append(terms)
-            if not all(math.isfinite(v) for v in terms.values()):
+            skipped = (
+                scaling and not math.isfinite(terms["grad_norm"]) and terms["loss_scale"] >= 1.0
+            )
+            if not all(
+                math.isfinite(v) for k, v in terms.items() if not (skipped and k == "grad_norm")
+            ):
                 bar.close()
                 bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
                 raise TrainingError(
@@ -334,7 +363,7 @@ def _train(
                 now = time.perf_counter()
                 with writer.as_default(step=at):
                     for k, v in terms.items():
-                        tf.summary.scalar(f"loss/{k}" if k != "grad_norm" else k, v)
+                        tf.summary.scalar(k if k in ("grad_norm", "loss_scale") else f"loss/{k}", v)
                     tf.summary.scalar("learning_rate", float(schedule(at - 1)))
                     tf.summary.scalar(
                         "examples_per_second",
@@ -422,7 +451,7 @@ def train_task(
         model_config=config,
         seed=config.model.seed,
         deterministic=t.deterministic,
-        mixed_precision=t.mixed_precision,
+        precision=t.precision,
         jit_compile=t.jit_compile,
         progress=t.progress,
     )

@@ -150,9 +150,9 @@ def jitter_boxes(
 ) -> tf.Tensor:
     """Randomly jitters boxes (training augmentation of proposals/GT), deterministic under `seed`.
 
-    Same distribution as Model Garden's `jitter_boxes` (centre shifted by N(0, s) x size, size scaled
-    by exp(N(0, s))), which is exactly `decode_boxes(noise, boxes, weights=None)`; Model Garden's
-    version draws from the stateful `tf.random.normal`, which cannot be seeded per call.
+    Same distribution as Model Garden's `jitter_boxes` (centre shifted by N(0, s) x size, size
+    scaled by exp(N(0, s))), which is exactly `decode_boxes(noise, boxes, weights=None)`; Model
+    Garden's version draws from the stateful `tf.random.normal`, which cannot be seeded per call.
 
     Args:
       boxes: float [..., 4] normalized yxyx.

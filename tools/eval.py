@@ -213,6 +213,13 @@ flags.DEFINE_integer(
     model_flags.config_default(C.EvalConfig, "batch_size"),
     "Keyframes per inference batch.",
 )
+flags.DEFINE_enum(
+    "precision",
+    model_flags.config_default(C.EvalConfig, "precision"),
+    list(C.PRECISIONS),
+    "Keras dtype policy the model runs in (any of them reads any checkpoint: "
+    "variables are float32 in all three).",
+)
 flags.DEFINE_integer(
     "num_images",
     model_flags.config_default(C.EvalConfig, "num_images"),
@@ -292,8 +299,11 @@ def score_model():
     except (FileNotFoundError, NotTFRecordError) as e:  # nothing, or not only shards
         raise InputError(f"--eval_tfrecords: {e}")
     total = task.eval_keyframes()
-    detector = task.build_model()
-    eval_lib.build_detector_on(detector, dataset)
+    from action_tx import precision
+
+    with precision.policy(config.eval.precision):
+        detector = task.build_model()
+        eval_lib.build_detector_on(detector, dataset)
     if FLAGS.empty_memory and not eval_lib.has_inference_memory(detector.head):
         raise InputError(f"--empty_memory: the head {config.model.head!r} has no inference memory")
     out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")

@@ -30,6 +30,7 @@ import sys
 
 import cli  # first: TF's log level and start-up options
 import model_flags  # model/data flags
+from action_tx import config as C
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -54,6 +55,14 @@ flags.DEFINE_float(
     "Frame rate of the training videos, in which --frame_stride "
     "counts frames (default: AVA's 30, or the 'fps' of an older run's "
     "model_flags.json).",
+)
+flags.DEFINE_enum(
+    "precision",
+    model_flags.config_default(C.EvalConfig, "precision"),
+    list(C.PRECISIONS),
+    "Keras dtype policy the SavedModel computes in; its inputs and outputs stay "
+    "uint8/float32 (any of them reads any checkpoint: variables are float32 in "
+    "all three).",
 )
 flags.DEFINE_bool(
     "trunk_only",
@@ -201,9 +210,12 @@ def export():
         label_map = task.label_map
     except (ValueError, OSError) as e:
         raise InputError(f"--label_map: {' '.join(str(e).split())}")
-    detector = task.build_model()
+    from action_tx import precision
+
     data = config.data
-    detector(_dummy_batch(tf, label_map, data), training=False)
+    with precision.policy(config.eval.precision):  # --precision
+        detector = task.build_model()
+        detector(_dummy_batch(tf, label_map, data), training=False)
     try:
         # A damaged newest checkpoint: a warning line, and the one before it (as the trainer).
         path = checkpointing.restore_newest(paths, lambda p: eval_lib.restore(detector, p), _warn)

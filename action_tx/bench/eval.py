@@ -249,7 +249,8 @@ def run(out_dir: str, preset: str, quick: bool) -> str:
             "# Benchmark: AVA evaluator (object_detection_ext.ava_eval)",
             "",
             f"Inputs (seed {SEED}, generated in {generate_s:.1f} s, not timed): "
-            f"{counts['groundtruth_keys']:,} keyframes, {counts['groundtruth_rows']:,} ground-truth "
+            f"{counts['groundtruth_keys']:,} keyframes, "
+            f"{counts['groundtruth_rows']:,} ground-truth "
             f"rows, {counts['detection_rows']:,} detection rows, {len(AVA_V21_IDS)} classes; "
             f"{counts['detections_over_cap']:,} rows over the 50-per-key cap.",
             "",

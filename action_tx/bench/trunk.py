@@ -92,7 +92,8 @@ def run(out_dir, preset, quick):
     lines = [
         "# Trunk benchmark: Inception-I3D to Mixed_4f",
         "",
-        f"TensorFlow {tf.__version__}, oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}, "
+        f"TensorFlow {tf.__version__}, "
+        f"oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}, "
         f"{len(tf.config.list_physical_devices('CPU'))} CPU device(s); float32, tf.function, "
         f"median of {runs} runs after one warm-up. Load average at the end (1, 5, 15 min): "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores: other "

@@ -16,7 +16,6 @@ batches of consecutive keyframes of one video by gathering from index tables.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Dict, List, Optional

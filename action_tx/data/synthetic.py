@@ -32,7 +32,6 @@ from action_tx.data import ava
 from action_tx.data import synthetic_labels as L
 from action_tx.data.synthetic_render import background, camera_offsets, render_frame
 from action_tx.data.synthetic_scenarios import CYCLE, SCENARIOS, build_video
-from action_tx.data.synthetic_story import OBJECT_NAMES
 from action_tx.progress import Progress
 
 PRESETS = {
@@ -157,7 +156,7 @@ def _write_video_frames(container, stream, frame_or_none):
 def render_video(params, seed, index, out_dir):
     """Renders video `index` (frames, optional mp4) -> dict of its rows (see generate)."""
     vid = video_ids(params)[index]
-    W, H, fps = params["width"], params["height"], params["fps"]
+    W, H = params["width"], params["height"]
     state = simulate_video(params, seed, index)
     rng_bg = np.random.default_rng([seed, index, 1])
     rng_det = np.random.default_rng([seed, index, 2])

@@ -17,7 +17,6 @@ from action_tx.data.synthetic_story import (
     ARM_PHONE,
     ARM_REACH,
     ARM_WHEEL,
-    BALL,
     CUP,
     LIE,
     PHONE,
@@ -72,7 +71,8 @@ def background(rng, width, height, margin):
 
 def _figure(state, p, f, W, H, cam):
     """-> (primitives, hand (x, y) of the front arm). Primitives: ("line", x0, y0, x1, y1, width,
-    colour), ("disc", cx, cy, r, colour), ("rect", x0, y0, x1, y1, colour), ("poly", pts, colour)."""
+    colour), ("disc", cx, cy, r, colour), ("rect", x0, y0, x1, y1, colour),
+    ("poly", pts, colour)."""
     u = float(state.height[p]) * H
     d = int(state.facing[p, f])
     fx, fy = float(state.x[p, f]) * W + cam[0], float(state.y[p, f]) * H + cam[1]

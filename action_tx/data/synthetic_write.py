@@ -138,16 +138,19 @@ def write_readme(path, params, seed, preset, counts, scenarios):
         "Conventions",
         "- frames/VIDEO_ID/VIDEO_ID_%06d.jpg, 1-based: frame k shows time (k - 1) / fps seconds.",
         "- Timestamps start at 0 at the first frame (not at AVA's 902); keyframe t (whole seconds,",
-        f"  {params['skip_seconds']} .. seconds - {params['skip_seconds']}) is frame round(t * fps) + 1.",
+        f"  {params['skip_seconds']} .. seconds - {params['skip_seconds']}) "
+        "is frame round(t * fps) + 1.",
         "- Boxes normalized x1,y1,x2,y2 in the AVA CSVs; person ids are per video and stable.",
         "- A person is annotated when >= 50 % of its box is in the frame; keyframes with a person",
         "  20-50 % in the frame are in ava_*_excluded_timestamps.csv and carry no rows.",
         "- evidence_*.csv (header video_id,timestamp,person_id,action_id,evidence): one row per",
         "  positive, evidence self|context|temporal|long_term; context: decided by others",
         "  inside the clip",
-        f"  window +-{L.CLIP_HALF_S} s; long_term: by an event that ended more than {L.LONG_TERM_S} s",
+        f"  window +-{L.CLIP_HALF_S} s; long_term: by an event that ended more than "
+        f"{L.LONG_TERM_S} s",
         f"  (and at most {L.MEMORY_S} s) before the keyframe, nothing of it inside that window.",
-        f"  Keyframes where a positive was decided only {L.CLIP_HALF_S}-{L.LONG_TERM_S} s back are excluded.",
+        f"  Keyframes where a positive was decided only {L.CLIP_HALF_S}-{L.LONG_TERM_S} s back "
+        "are excluded.",
         "  Matched negatives add rows with evidence context_negative|long_term_negative and the",
         "  action_id of the class they look like a positive of (no ground-truth row: they are",
         "  negatives): same own state (context) or same clip window (long_term) as its positives.",

@@ -286,7 +286,8 @@ def parse_example(serialized: tf.Tensor, num_classes: int | None = None) -> dict
             tf.debugging.assert_equal(
                 context[NUM_CLASSES],
                 tf.constant(num_classes, tf.int64),
-                message=f"records were written with a different number of classes than {num_classes}",
+                message="records were written with a different number of classes than "
+                f"{num_classes}",
             )
         )
     with tf.control_dependencies(checks):

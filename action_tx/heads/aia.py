@@ -309,6 +309,9 @@ class AIAHead(ActionHead):
         if training and self.use_amu:
             # Lines 7-9: P̂_t' <- w_t' P̂_t', w = min(err / δ, δ / err).
             feats = feats * amu_penalty(got["loss_tag"], self.current_loss)[..., None, None]
+        # Reads are float32 (whatever the table's storage dtype); the blocks compute in the
+        # layer's dtype (bfloat16/float16 under mixed precision).
+        feats = tf.cast(feats, current.dtype)
         centre = tf.equal(got["offset"], 0)[None, :, None]  # offset 0 = P_t
         feats = tf.where(centre[..., None], current[:, None], feats)
         mask = tf.where(centre, current_mask[:, None], mask)
@@ -389,7 +392,8 @@ class AIAHead(ActionHead):
             persons, roi_mask, objects, object_mask, memory, memory_mask, training
         )
         hidden = self._dropout(self._fc(features), training=training)
-        logits = self._classifier(hidden) * tf.cast(roi_mask, tf.float32)[..., None]
+        logits = self._classifier(hidden)
+        logits *= tf.cast(roi_mask, logits.dtype)[..., None]
         if not self.uses_table:  # no table: nothing to write, no err to keep (AMU only)
             return HeadOutputs(logits=logits)
         if training and labels is not None:

@@ -27,13 +27,15 @@ def masked_attention(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, key_mas
       keys, are exactly 0 on padded keys, and are all 0 (output 0) when a row has no real key.
     """
     scale = 1.0 / math.sqrt(float(query.shape[-1]))
-    logits = tf.einsum("bnd,bmd->bnm", query, key) * scale
+    # Logits and softmax in float32 under mixed precision: -1e9 overflows float16, and the
+    # weights are returned (and visualised) as float32.
+    logits = tf.cast(tf.einsum("bnd,bmd->bnm", query, key), tf.float32) * scale
     mask = key_mask[:, tf.newaxis, :]
     logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
     # Multiplying by the mask makes padded weights exactly 0 and a key-less row all 0
     # (the softmax of an all -1e9 row is uniform).
     weights = tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
-    return tf.einsum("bnm,bmd->bnd", weights, value), weights
+    return tf.einsum("bnm,bmd->bnd", tf.cast(weights, value.dtype), value), weights
 
 
 @keras.saving.register_keras_serializable(package="action_tx")

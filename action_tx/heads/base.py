@@ -100,6 +100,26 @@ class ActionHead(keras.layers.Layer):
     inference_passes = 1
     tail = None
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Keras would cast every float field of HeadInputs to the compute dtype (bfloat16 under
+        # mixed precision); `__call__` casts only the feature maps, so boxes and scores reach
+        # the head in float32 (normalized coordinates need its resolution).
+        self._convert_input_args = False
+
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, HeadInputs):
+
+            def cast(x):
+                return None if x is None else tf.cast(x, self.compute_dtype)
+
+            inputs = inputs._replace(
+                features=cast(inputs.features),
+                roi_features=cast(inputs.roi_features),
+                object_features=cast(inputs.object_features),
+            )
+        return super().__call__(inputs, *args, **kwargs)
+
     @property
     def memory(self):
         return None

@@ -124,7 +124,10 @@ def adjacency_softmax(scores: tf.Tensor, adjacency: tf.Tensor) -> tf.Tensor:
     Returns:
       float32 [..., V, V]; each row of a node with an edge sums to 1.
     """
+    # In float32 under mixed precision: the -9e15 of non-edges and exp(-d) weights need its
+    # range and resolution (a layer's autocast makes `adjacency` bfloat16/float16 on the way in).
     scores = tf.cast(scores, tf.float32)
+    adjacency = tf.cast(adjacency, tf.float32)
     edges = adjacency > 0
     alpha = tf.where(edges, scores * adjacency, _NO_EDGE_LOGIT)
     weights = tf.nn.softmax(alpha, axis=-1)

@@ -17,6 +17,18 @@ import tensorflow as tf
 
 from action_tx.trunks.unit3d import Unit3D
 
+
+def max_pool3d(inputs: tf.Tensor, ksize, strides) -> tf.Tensor:
+    """'SAME' tf.nn.max_pool3d of [B, T, H, W, C] in any float dtype: TF has no float16
+    MaxPool3D kernel on CPU, so float16 pools in float32 (a max is exact in either)."""
+    if inputs.dtype == tf.float16:
+        pooled = tf.nn.max_pool3d(
+            tf.cast(inputs, tf.float32), ksize=ksize, strides=strides, padding="SAME"
+        )
+        return tf.cast(pooled, tf.float16)
+    return tf.nn.max_pool3d(inputs, ksize=ksize, strides=strides, padding="SAME")
+
+
 ENDPOINTS = (
     "Conv3d_1a_7x7",
     "MaxPool3d_2a_3x3",
@@ -128,7 +140,7 @@ class _InceptionModule(keras.layers.Layer):
         b0 = u[0](inputs, training=training)
         b1 = u[2](u[1](inputs, training=training), training=training)
         b2 = u[4](u[3](inputs, training=training), training=training)
-        pooled = tf.nn.max_pool3d(inputs, ksize=3, strides=1, padding="SAME")
+        pooled = max_pool3d(inputs, ksize=3, strides=1)
         b3 = u[5](pooled, training=training)
         return tf.concat([b0, b1, b2, b3], axis=-1)
 
@@ -162,7 +174,7 @@ class _MaxPool(keras.layers.Layer):
         self.strides = tuple(strides)
 
     def call(self, inputs):
-        return tf.nn.max_pool3d(inputs, ksize=self.pool_size, strides=self.strides, padding="SAME")
+        return max_pool3d(inputs, ksize=self.pool_size, strides=self.strides)
 
     def compute_output_shape(self, input_shape):
         b, *spatial, c = input_shape

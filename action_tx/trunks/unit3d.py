@@ -12,6 +12,26 @@ import keras
 import tensorflow as tf
 
 
+def bfloat16_conv3d_unsafe(compute_dtype: str, time_steps, kernel_time: int) -> bool:
+    """Whether a bfloat16 Conv3D must run in float32 instead: TF 2.20's oneDNN CPU kernel for
+    the bfloat16 filter gradient (Conv3DBackpropFilterV2) reads outside its buffers when the
+    input is shorter in time than the kernel (1 < T < kt): NaN, inf or ~1e36 gradients, or a
+    heap corruption ("free(): invalid next size"). Measured: any batch size, T=2 with kt=3,
+    T=3 or 4 with kt=5 or 7; T=1 and T >= kt are exact (tests/trunks/test_unit3d_precision.py).
+    The demo's Mixed_4 blocks (8 frames -> T'=2, 3x3x3 kernels) hit it on the first step.
+    The affected layers see at most kt-1 time steps, so running them in float32 costs little.
+    """
+    return compute_dtype == "bfloat16" and time_steps is not None and 1 < time_steps < kernel_time
+
+
+def float16_conv3d_on_cpu(compute_dtype: str) -> bool:
+    """Whether a float16 Conv3D must run in float32 instead: with no GPU, TF's float16 Conv3D
+    is Eigen's generic code, ~1500x slower than bfloat16 or float32 (forward+filter gradient
+    of a [2, 8, 32, 32, 3] clip, 4x8x8 kernel: 4.9 s vs 3 ms). mixed_float16 is for GPUs;
+    on a CPU-only machine it still runs, with float32 convolutions."""
+    return compute_dtype == "float16" and not tf.config.list_logical_devices("GPU")
+
+
 @keras.saving.register_keras_serializable(package="action_tx")
 class Unit3D(keras.layers.Layer):
     """Conv3D (no bias) -> BatchNorm (beta only) -> activation, on [B, T, H, W, C] tensors.
@@ -75,12 +95,18 @@ class Unit3D(keras.layers.Layer):
     def build(self, input_shape):
         # Building the sublayers from shapes alone lets a model create all its variables
         # (e.g. to load a checkpoint) without running a forward pass.
+        if bfloat16_conv3d_unsafe(
+            self.conv.compute_dtype, input_shape[1], self.kernel_size[0]
+        ) or float16_conv3d_on_cpu(self.conv.compute_dtype):
+            # Same float32 kernel variable, so checkpoints do not depend on this.
+            self.conv.dtype_policy = "float32"
         self.conv.build(input_shape)
         if self.bn is not None:
             self.bn.build(self.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        """inputs: float [B, T, H, W, C_in] -> float [B, ceil(T/st), ceil(H/sh), ceil(W/sw), filters]."""
+        """inputs: float [B, T, H, W, C_in] -> float [B, ceil(T/st), ceil(H/sh), ceil(W/sw),
+        filters]."""
         x = self.conv(inputs)
         if self.bn is not None:
             x = self.bn(x, training=False if self.freeze_bn else training)

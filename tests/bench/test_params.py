@@ -31,7 +31,8 @@ def test_dummy_inputs_shapes():
 
 
 def test_count_params_of_a_linear_head():
-    # 6 channels -> 3 classes: 6 x 3 kernel + 3 biases; no non-trainable weights.
+    # 6 channels -> 3 classes: 6 x 3 kernel + 3 biases, and the actor (background) logit's
+    # 6 x 1 kernel + 1 bias; no non-trainable weights.
     head = LinearHead(3)
     assert params.count_params(head, params.dummy_inputs(6, (2, 3, 3), 2)) == (
         28,
@@ -50,11 +51,12 @@ def test_head_counts_relations_on_a_tiny_configuration():
     c_emb = c + 2 * e
     highres_extra = (c_emb * r + r) + heads * d * (s * s * r - c_emb)
     assert counts["tx HighRes"][0] - counts["tx LowRes"][0] == highres_extra
-    # tx_i3d = HighRes Tx without its box layer + I3D head without its classifier.
+    # tx_i3d = HighRes Tx without its box layer + I3D head without its classifier and actor
+    # logit (the Tx sub-head gives tx_i3d's actor logit).
     c5 = params.I3DHead(classes, width_multiplier=0.05).tail.output_channels  # Mixed_5c
     assert c5 == 2 * 19 + 2 * 8  # 384 * 0.05 -> 19 twice, 128 * 0.05 -> floor of 8 twice
     tx_box = heads * d * 4 + 4
-    i3d_classifier = c5 * classes + classes
+    i3d_classifier = c5 * classes + classes + c5 + 1
     for column in (0, 1):
         assert counts["tx_i3d"][column] == (
             counts["tx HighRes"][column] - tx_box + counts["i3d"][column] - i3d_classifier

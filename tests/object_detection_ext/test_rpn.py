@@ -22,7 +22,8 @@ def test_anchor_order_and_aspect_ratio():
     ).numpy()
     assert anchors.shape == (2 * 3 * 4, 4) and rpn.num_anchors_per_location((1, 2), (1, 2)) == 4
     size_px = (anchors[:, 2:] - anchors[:, :2]) * [32.0, 48.0]  # image 32 x 48 px
-    # Cell 0: (size 16, w/h 1/4) -> h 32 w 8; (16, 1) -> 16x16; (32, 1/4) -> 64x16; (32, 1) -> 32x32.
+    # Cell 0: (size 16, w/h 1/4) -> h 32 w 8; (16, 1) -> 16x16; (32, 1/4) -> 64x16;
+    # (32, 1) -> 32x32.
     np.testing.assert_allclose(size_px[:4], [[32, 8], [16, 16], [64, 16], [32, 32]], rtol=1e-5)
     centres = (anchors[:, :2] + anchors[:, 2:]) / 2 * [32.0, 48.0]
     # Row-major cells: cell 2 is (row 0, col 2), cell 4 is (row 1, col 1); 4 anchors per cell.

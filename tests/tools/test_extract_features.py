@@ -109,6 +109,19 @@ def setup(tmp_path_factory):
     return dict(data=data, detector=detector, first=first, out=out, args=args, root=root)
 
 
+def _keyframes_per_video(pattern):
+    """video_id -> number of keyframe records in the shards of `pattern`, in file order."""
+    from action_tx.data import tfrecords
+
+    counts = {}
+    for path in tfrecords.match_files(pattern):
+        for record in tf.data.TFRecordDataset(path):
+            example = tf.train.SequenceExample.FromString(record.numpy())
+            video = example.context.feature[tfrecords.VIDEO_ID].bytes_list.value[0].decode()
+            counts[video] = counts.get(video, 0) + 1
+    return counts
+
+
 def test_stored_values(setup):
     from action_tx.data import features
 
@@ -116,12 +129,16 @@ def test_stored_values(setup):
     stored = features.read_feature_dir(str(setup["out"]))
     kfs = stored["keyframes"]
     # Shards of whole videos (--shard_size=4: the 5 keyframes of syn0000, the 4 of syn0001).
+    # Shards of whole videos (--shard_size=4 is smaller than a video): one video a shard.
+    per_video = _keyframes_per_video(setup["data"]["train"])
+    videos = sorted(per_video)
+    starts = np.cumsum([0] + [per_video[v] for v in videos])[:-1].tolist()
     assert [(s["start"], s["records"], s["videos"]) for s in manifest["shards"]] == [
-        (0, 5, 1),
-        (5, 4, 1),
+        (start, per_video[v], 1) for start, v in zip(starts, videos)
     ]
-    assert [k["video_id"] for k in kfs] == ["syn0000"] * 5 + ["syn0001"] * 4
-    assert all(s["done"] for s in manifest["shards"]) and manifest["keyframes"] == 9
+    assert [k["video_id"] for k in kfs] == [v for v in videos for _ in range(per_video[v])]
+    assert all(s["done"] for s in manifest["shards"])
+    assert manifest["keyframes"] == sum(per_video.values())
     assert [(k["video_id"], k["timestamp"]) for k in kfs] == sorted(
         (k["video_id"], k["timestamp"]) for k in kfs
     )
@@ -284,4 +301,7 @@ def test_feature_training_and_eval(setup):
     result = json.loads((model_dir / "eval" / "ckpt-10_results.json").read_text())
     assert 0.0 < result["mAP@0.5IOU"] <= 1.0 and result["step"] == 10
     rows = (model_dir / "eval" / "ckpt-10_detections.csv").read_text().splitlines()
-    assert len({tuple(r.split(",")[:2]) for r in rows}) == 9  # every keyframe scored once
+    # every keyframe scored once
+    assert len({tuple(r.split(",")[:2]) for r in rows}) == sum(
+        _keyframes_per_video(setup["data"]["train"]).values()
+    )
