@@ -273,7 +273,7 @@ def run_one(spec, log, paths, preset, steps, available, keyframes, done, failed,
             result["train_seconds"] = _recorded_train_seconds(run_dir)
         _record_train_seconds(run_dir, result.get("train_seconds"))
         done.add(spec.name)
-    except (StageError, OSError, ValueError) as e:
+    except (StageError, OSError, ValueError, AttributeError) as e:
         result["status"] = f"failed at {stage}: {' '.join(str(e).split())[:300]}"
     return result
 
