@@ -17,7 +17,7 @@ the rules that join them and raises `ConfigError` with every problem in one mess
 import dataclasses
 import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:  # the heads (TensorFlow) load when a ModelConfig is made, not on import
     from action_tx.heads.head_config import HeadConfig
@@ -409,3 +409,44 @@ def load(model_dir: str) -> Optional[ExperimentConfig]:
         return ExperimentConfig.from_json(values, where=path)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+OVERRIDE_SECTIONS = ("model", "head", "data", "train", "eval")
+
+
+def with_overrides(
+    config: ExperimentConfig,
+    overrides: Dict[str, Any],
+    resolve: Optional[Callable[[ModelConfig, DataConfig], ModelConfig]] = None,
+) -> ExperimentConfig:
+    """`config` with some fields replaced, validated as a new config (ConfigError).
+
+    Keys are "SECTION.FIELD": SECTION is model, data, train or eval, or "head" for a field of
+    the head's options (`model.head_options`). A `model.head` other than the config's starts
+    from that head's defaults, then its "head." keys apply. `resolve(model, data) -> model`
+    completes the model for its data before the joint checks (e.g.
+    `action_tx.tasks.resolve_keyframe_counts`).
+    """
+    fields = {name: {} for name in OVERRIDE_SECTIONS}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in fields or not name:
+            raise ConfigError(
+                f"override {key!r}: expected SECTION.FIELD with SECTION one of "
+                f"{', '.join(OVERRIDE_SECTIONS)}"
+            )
+        fields[section][name] = value
+    model = config.model
+    head = fields["model"].get("head", model.head)
+    options = dataclasses.asdict(model.head_options) if head == model.head else {}
+    fields["model"]["head_options"] = dict(options, **fields["head"])
+    sections = {}
+    for name in ("model", "data", "train", "eval"):
+        known = {f.name for f in dataclasses.fields(getattr(config, name))}
+        unknown = sorted(set(fields[name]) - known)
+        if unknown:
+            raise ConfigError(f"override: unknown {name} field(s) {', '.join(unknown)}")
+        sections[name] = dataclasses.replace(getattr(config, name), **fields[name])
+    if resolve is not None:
+        sections["model"] = resolve(sections["model"], sections["data"])
+    return ExperimentConfig(**sections)

@@ -1,5 +1,7 @@
 """Runs a trained ActionDetector once per keyframe and writes feature shards
-(`action_tx.data.features` layout). The library side of `tools/extract_features.py`.
+(`action_tx.data.features` layout). The library side of `tools/extract_features.py`:
+`extract_split` (the features of one split, resumable, shard by shard) and
+`extract_split_bank` (ACAR's Actor-Context Feature Bank instead).
 
 One forward pass: the stored detections are the detector's own (`ActionDetector.
 detect_with_features`, its inference with class-specific NMS and every post-processing
@@ -8,11 +10,13 @@ option), and the features are pooled in the same pass."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+import sys
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
 from action_tx import eval_lib
+from action_tx.data import features
 from action_tx.data.features import encode_keyframe, transfer_labels
 from action_tx.data.pipeline import process_example, shard_records
 from action_tx.data.tfrecords import parse_example
@@ -169,3 +173,166 @@ class Extractor:
             raise ValueError(f"{path}: expected {count} keyframes from the input, read {records}")
         os.replace(tmp, path)
         return {"records": records, "feature_dim": int(dim)}
+
+
+class ManifestMismatch(ValueError):
+    """An output folder's manifest was written with other settings."""
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_manifest(out: str, settings: dict, files: Sequence[str], shard_size: int) -> dict:
+    """The folder's manifest: checked against `settings`, or planned (shards of whole videos,
+    `features.plan_shards`) and written when absent. Workers that start together plan the
+    same shards; the first to take the lock writes them, the others read them."""
+
+    def plan(manifest):
+        if manifest is not None:
+            return manifest
+        shards = features.plan_shards(features.video_runs(list(files)), shard_size)
+        return {
+            "settings": settings,
+            "keyframes": sum(s["records"] for s in shards),
+            "shards": shards,
+        }
+
+    path = os.path.join(out, features.MANIFEST)
+    if not os.path.isfile(path):
+        features.update_manifest(out, plan)
+    manifest = features.read_manifest(out)
+    if manifest.get("settings") != settings:
+        diff = sorted(
+            k
+            for k in set(settings) | set(manifest.get("settings", {}))
+            if settings.get(k) != manifest.get("settings", {}).get(k)
+        )
+        raise ManifestMismatch(
+            f"{path}: written with other settings ({', '.join(diff)} "
+            "differ); use another output folder or delete it"
+        )
+    return manifest
+
+
+def extract_split(
+    task,
+    checkpoint: str,
+    files: Sequence[str],
+    out: str,
+    *,
+    split: str,
+    map_size: int = 7,
+    shard_size: int = 256,
+    num_workers: int = 1,
+    worker_index: int = 0,
+    batch_size: int = 4,
+    min_detection_score: float = 0.0,
+    feature_layer: str = "trunk",
+    progress: bool = True,
+    log: Callable[[str], None] = _stderr,
+) -> dict:
+    """Writes the features of one split's TFRecord `files` into `out` -> the manifest.
+
+    Args:
+      task: the end-to-end task (`action_tx.tasks.FramesTask`) of the checkpoint's config.
+      checkpoint: `.../ckpt-N` of that model. split: "train" or "val" (recorded).
+      num_workers, worker_index: this worker writes the shards j with j % N == i.
+      The other options: see `Extractor` and tools/extract_features.py.
+    Resumable: shards marked done in the manifest are skipped; a manifest of other settings
+    raises ManifestMismatch.
+    """
+    if not task.runs_on_frames:
+        raise ValueError(
+            "a feature-mode model: features are extracted with an end-to-end detector checkpoint"
+        )
+    if not 0 <= worker_index < num_workers:
+        raise ValueError(f"worker_index={worker_index} must be in [0, num_workers={num_workers})")
+    os.makedirs(out, exist_ok=True)
+    label_map = task.label_map
+    settings = dict(
+        checkpoint=os.path.abspath(checkpoint),
+        tfrecords=[os.path.abspath(f) for f in files],
+        split=split,
+        map_size=map_size,
+        shard_size=shard_size,
+        min_detection_score=min_detection_score,
+        num_classes=label_map.num_classes,
+        feature_layer=feature_layer,
+    )
+    manifest = load_manifest(out, settings, files, shard_size)
+    todo = [
+        s
+        for i, s in enumerate(manifest["shards"])
+        if not s["done"] and i % num_workers == worker_index
+    ]
+    if not todo:
+        log(f"all {len(manifest['shards'])} shards of worker {worker_index} already in {out}")
+        return manifest
+    kwargs = task.dataset_kwargs(training=False)
+    names = ("num_classes", "num_frames", "frame_stride", "image_size", "max_boxes")
+    kwargs = {k: kwargs[k] for k in names + ("max_proposals", "max_objects")}
+    extractor = Extractor(
+        task.build_model(),
+        checkpoint,
+        files,
+        dataset_kwargs=kwargs,
+        map_size=map_size,
+        batch_size=batch_size,
+        min_detection_score=min_detection_score,
+        feature_layer=feature_layer,
+    )
+    from action_tx.progress import Progress
+
+    bar = Progress(sum(s["records"] for s in todo), "extract", enabled=progress)
+    for shard in todo:
+        info = extractor.write_shard(
+            os.path.join(out, shard["path"]), shard["start"], shard["records"], bar.update
+        )
+
+        def done(manifest, shard=shard, info=info):
+            for entry in manifest["shards"]:
+                if entry["path"] == shard["path"]:
+                    entry.update(done=True, records=info["records"])
+            manifest.update(
+                num_classes=label_map.num_classes,
+                feature_dim=info["feature_dim"],
+                map_size=map_size,
+            )
+            return manifest
+
+        manifest = features.update_manifest(out, done)
+    bar.close()
+    log(
+        f"{sum(s['records'] for s in manifest['shards'])} keyframes in "
+        f"{len(manifest['shards'])} shards: {out}"
+    )
+    return manifest
+
+
+def extract_split_bank(
+    task,
+    checkpoint: str,
+    out: str,
+    *,
+    split: str,
+    batch_size: int,
+    files: Optional[Sequence[str]] = None,
+    progress: bool = True,
+) -> dict:
+    """Writes ACAR's Actor-Context Feature Bank (`acfb.extract_bank`) of the checkpoint's model
+    over one split into `out` -> the bank's manifest. End to end the split is `files` (its
+    TFRecords); on stored features it is the config's feature folder of `split`. The actors
+    archived are those the model scores at inference (`eval_actors` in feature mode, the
+    checkpoint's detections end to end)."""
+    from action_tx.acfb import extract_bank
+
+    os.makedirs(out, exist_ok=True)
+    model = task.build_model()
+    if task.runs_on_frames:
+        dataset = task.eval_dataset(batch_size, source=files)
+    else:
+        dataset = task.eval_dataset(batch_size, split=split)
+    eval_lib.build_detector_on(model, dataset)
+    eval_lib.restore(model, checkpoint)
+    return extract_bank(model, dataset, out, progress=progress)

@@ -83,3 +83,25 @@ def test_config_json_round_trip_and_validation(tmp_path):
         C.ModelConfig(head="tx", head_options=HEADS["linear"][1]())
     with pytest.raises(C.ConfigError, match="pose_softmax needs the label map"):
         build_detector(num_classes=3, pose_softmax=True)
+
+
+def test_with_overrides_replaces_fields_and_validates():
+    base = C.ExperimentConfig(model=C.ModelConfig(head="tx", head_options={"num_layers": 2}))
+    same_head = C.with_overrides(base, {"head.hidden_size": 64, "train.batch_size": 8})
+    assert same_head.model.head_options.num_layers == 2  # kept: the head did not change
+    assert same_head.model.head_options.hidden_size == 64 and same_head.train.batch_size == 8
+    assert base.train.batch_size == 2  # the original is unchanged (frozen)
+    other = C.with_overrides(base, {"model.head": "hgrnn", "head.window": 0})
+    assert other.model.head_options == HEADS["hgrnn"][1](window=0)  # that head's defaults
+    aia = C.with_overrides(
+        base,
+        {"model.head": "aia", "head.blocks": ["P", "M"]},
+        resolve=lambda m, d: dataclasses.replace(m, head_options=m.head_options.with_keyframes(9)),
+    )
+    assert aia.model.head_options.blocks == ("P", "M") and aia.model.head_options.memory_size == 9
+    with pytest.raises(C.ConfigError, match="expected SECTION.FIELD"):
+        C.with_overrides(base, {"batch_size": 8})
+    with pytest.raises(C.ConfigError, match="unknown train field"):
+        C.with_overrides(base, {"train.batchsize": 8})
+    with pytest.raises(C.ConfigError, match="input=features trains with strategy=one_device"):
+        C.with_overrides(base, {"data.input": "features", "train.strategy": "mirrored"})

@@ -18,7 +18,7 @@ import os
 import sys
 
 import cli  # first: TF's log level and start-up options
-from absl import flags
+from absl import flags, logging
 
 # Plain dict: suite name -> module under action_tx.bench. Imported lazily so that one suite's
 # heavy dependencies do not slow another's start.
@@ -42,6 +42,8 @@ flags.mark_flag_as_required("suite")
 
 def main(argv):
     del argv
+    if not FLAGS["verbosity"].present:  # TF's per-checkpoint INFO lines drown the progress
+        logging.set_verbosity(logging.WARNING)
     os.makedirs(FLAGS.out, exist_ok=True)
     module = importlib.import_module(SUITES[FLAGS.suite])
     report = module.run(out_dir=FLAGS.out, preset=FLAGS.preset, quick=FLAGS.quick)

@@ -286,29 +286,19 @@ def score_model():
     from action_tx import checkpointing, eval_lib
     from action_tx.data.pipeline import record_error_text
     from action_tx.data.tfrecords import NotTFRecordError
+    from action_tx.eval_task import TaskEvaluator
     from action_tx.tasks import make_task
 
+    out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")
     task = make_task(config)
     try:
         # Features: --eval_actors=gt scores the ground-truth boxes (the classification-only
-        # bound), detected the checkpoint's detections. Frames: the TensorBoard pictures are
-        # drawn on the stored keyframes (keyframe_jpeg).
-        dataset = task.eval_dataset(
-            config.eval.batch_size, keyframe_jpeg=config.eval.num_images > 0
-        )
+        # bound), detected the checkpoint's detections.
+        evaluator = TaskEvaluator(task, out_dir)
     except (FileNotFoundError, NotTFRecordError) as e:  # nothing, or not only shards
         raise InputError(f"--eval_tfrecords: {e}")
-    total = task.eval_keyframes()
-    from action_tx import precision
-
-    with precision.policy(config.eval.precision):
-        detector = task.build_model()
-        eval_lib.build_detector_on(detector, dataset)
-    if FLAGS.empty_memory and not eval_lib.has_inference_memory(detector.head):
+    if FLAGS.empty_memory and not eval_lib.has_inference_memory(evaluator.model.head):
         raise InputError(f"--empty_memory: the head {config.model.head!r} has no inference memory")
-    out_dir = FLAGS.output_dir or os.path.join(model_dir, "eval")
-    os.makedirs(out_dir, exist_ok=True)
-    writer = tf.summary.create_file_writer(out_dir)
     if config.model.proposals == "gt" and task.runs_on_frames:
         print(
             "proposals=gt: ground-truth boxes, the classification-only upper bound", file=sys.stderr
@@ -320,27 +310,16 @@ def score_model():
     def newest_readable(paths):
         """The newest of `paths` that restores, after a warning line for each damaged one."""
         try:
-            return checkpointing.restore_newest(
-                paths, lambda p: eval_lib.restore(detector, p), warn
-            )
+            return evaluator.restore_newest(paths, warn)
         except checkpointing.CheckpointError as e:  # another model's, or none readable
             raise InputError(" ".join(str(e).split()))
 
     def score(path):
         try:
-            result = eval_lib.evaluate_checkpoint(
-                detector,
+            result = evaluator.score(
                 path,
-                dataset,
-                task.label_map,
-                config.eval.groundtruth,
                 excluded=FLAGS.excluded,
                 evidence=FLAGS.evidence,
-                out_dir=out_dir,
-                summary_writer=writer,
-                num_images=config.eval.num_images,
-                progress=config.eval.progress,
-                total=total,
                 empty_memory=FLAGS.empty_memory,
                 iou_threshold=FLAGS.iou_threshold,
                 max_detections_per_key=FLAGS.max_detections_per_key,
@@ -375,7 +354,7 @@ def score_model():
             model_dir, FLAGS.eval_timeout, FLAGS.eval_poll, done=done
         ):
             try:
-                checkpointing.restore_newest([path], lambda p: eval_lib.restore(detector, p), warn)
+                evaluator.restore_newest([path], warn)
             except checkpointing.CheckpointMismatchError as e:
                 raise InputError(" ".join(str(e).split()))
             except checkpointing.CheckpointError as e:  # damaged (or rotated away meanwhile)

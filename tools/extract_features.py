@@ -55,7 +55,6 @@ its shards are done); re-run a worker that failed or was killed with the same fl
 """
 
 import os
-import sys
 
 import cli  # first: TF's log level and start-up options
 import model_flags  # model/data flags
@@ -132,55 +131,6 @@ def _input_files():
         raise InputError(f"--tfrecords: {e}") from None
 
 
-def _load_manifest(out, settings, files):
-    """The folder's manifest: checked against `settings`, or planned (shards of whole videos,
-    `features.plan_shards`) and written when absent. Workers that start together plan the
-    same shards; the first to take the lock writes them, the others read them."""
-    from action_tx.data import features
-
-    def plan(manifest):
-        if manifest is not None:
-            return manifest
-        shards = features.plan_shards(features.video_runs(files), FLAGS.shard_size)
-        return {
-            "settings": settings,
-            "keyframes": sum(s["records"] for s in shards),
-            "shards": shards,
-        }
-
-    path = os.path.join(out, features.MANIFEST)
-    if not os.path.isfile(path):
-        features.update_manifest(out, plan)
-    manifest = features.read_manifest(out)
-    if manifest.get("settings") != settings:
-        diff = sorted(
-            k
-            for k in set(settings) | set(manifest.get("settings", {}))
-            if settings.get(k) != manifest.get("settings", {}).get(k)
-        )
-        raise InputError(
-            f"{path}: written with other settings ({', '.join(diff)} "
-            "differ); use another --out or delete the folder"
-        )
-    return manifest
-
-
-def _extract_bank(checkpoint, task):
-    from action_tx import eval_lib
-    from action_tx.acfb import extract_bank
-
-    model = task.build_model()
-    if task.runs_on_frames:  # frames: this split's TFRecords
-        dataset = task.eval_dataset(FLAGS.extract_batch_size, source=_input_files()[1])
-    else:
-        dataset = task.eval_dataset(FLAGS.batch_size, split=FLAGS.split)
-    eval_lib.build_detector_on(model, dataset)
-    eval_lib.restore(model, checkpoint)
-    # The actors archived are those the model scores at inference (--eval_actors in feature
-    # mode, the checkpoint's detections end to end), for either split.
-    extract_bank(model, dataset, FLAGS.out, progress=FLAGS.progress)
-
-
 def extract():
     if not FLAGS.checkpoint_dir or not FLAGS.split or not FLAGS.out:
         raise InputError("--checkpoint_dir, --split and --out are required")
@@ -188,98 +138,52 @@ def extract():
     label_map_path = config.data.label_map
     if not label_map_path or not os.path.isfile(label_map_path):
         raise InputError(f"--label_map: no such file: {label_map_path}")
+    from action_tx import feature_extraction  # TensorFlow, after flag checks
     from action_tx.tasks import make_task
 
     task = make_task(config)
-    os.makedirs(FLAGS.out, exist_ok=True)
     if FLAGS.bank == "acfb":
-        return _extract_bank(checkpoint, task)
+        # Frames: this split's TFRecords; features: the config's folder of the split.
+        files = _input_files()[1] if task.runs_on_frames else None
+        batch = FLAGS.extract_batch_size if task.runs_on_frames else FLAGS.batch_size
+        feature_extraction.extract_split_bank(
+            task,
+            checkpoint,
+            FLAGS.out,
+            split=FLAGS.split,
+            batch_size=batch,
+            files=files,
+            progress=FLAGS.progress,
+        )
+        return
     if not task.runs_on_frames:
         raise InputError(
             f"{FLAGS.checkpoint_dir} holds a feature-mode model: features are "
             "extracted with an end-to-end detector checkpoint"
         )
-    pattern, files = _input_files()
-    from action_tx.data import features
-    from action_tx.feature_extraction import Extractor  # TensorFlow, after flag checks
-
-    label_map = task.label_map
     if not 0 <= FLAGS.worker_index < FLAGS.num_workers:
         raise InputError(
             f"--worker_index={FLAGS.worker_index} must be in [0, --num_workers={FLAGS.num_workers})"
         )
-    settings = dict(
-        checkpoint=os.path.abspath(checkpoint),
-        tfrecords=[os.path.abspath(f) for f in files],
-        split=FLAGS.split,
-        map_size=FLAGS.map_size,
-        shard_size=FLAGS.shard_size,
-        min_detection_score=FLAGS.min_detection_score,
-        num_classes=label_map.num_classes,
-        feature_layer=FLAGS.feature_layer,
-    )
-    manifest = _load_manifest(FLAGS.out, settings, files)
-    todo = [
-        s
-        for i, s in enumerate(manifest["shards"])
-        if not s["done"] and i % FLAGS.num_workers == FLAGS.worker_index
-    ]
-    if not todo:
-        print(
-            f"all {len(manifest['shards'])} shards of worker {FLAGS.worker_index} already "
-            f"in {FLAGS.out}",
-            file=sys.stderr,
+    _, files = _input_files()
+    try:
+        feature_extraction.extract_split(
+            task,
+            checkpoint,
+            files,
+            FLAGS.out,
+            split=FLAGS.split,
+            map_size=FLAGS.map_size,
+            shard_size=FLAGS.shard_size,
+            num_workers=FLAGS.num_workers,
+            worker_index=FLAGS.worker_index,
+            batch_size=FLAGS.extract_batch_size,
+            min_detection_score=FLAGS.min_detection_score,
+            feature_layer=FLAGS.feature_layer,
+            progress=FLAGS.progress,
         )
-        return
-    kwargs = task.dataset_kwargs(training=False)
-    kwargs = {
-        k: kwargs[k]
-        for k in (
-            "num_classes",
-            "num_frames",
-            "frame_stride",
-            "image_size",
-            "max_boxes",
-            "max_proposals",
-            "max_objects",
-        )
-    }
-    extractor = Extractor(
-        task.build_model(),
-        checkpoint,
-        files,
-        dataset_kwargs=kwargs,
-        map_size=FLAGS.map_size,
-        batch_size=FLAGS.extract_batch_size,
-        min_detection_score=FLAGS.min_detection_score,
-        feature_layer=FLAGS.feature_layer,
-    )
-    from action_tx.progress import Progress
-
-    bar = Progress(sum(s["records"] for s in todo), "extract", enabled=FLAGS.progress)
-    for shard in todo:
-        info = extractor.write_shard(
-            os.path.join(FLAGS.out, shard["path"]), shard["start"], shard["records"], bar.update
-        )
-
-        def done(manifest, shard=shard, info=info):
-            for entry in manifest["shards"]:
-                if entry["path"] == shard["path"]:
-                    entry.update(done=True, records=info["records"])
-            manifest.update(
-                num_classes=label_map.num_classes,
-                feature_dim=info["feature_dim"],
-                map_size=FLAGS.map_size,
-            )
-            return manifest
-
-        manifest = features.update_manifest(FLAGS.out, done)
-    bar.close()
-    print(
-        f"{sum(s['records'] for s in manifest['shards'])} keyframes in "
-        f"{len(manifest['shards'])} shards: {FLAGS.out}",
-        file=sys.stderr,
-    )
+    except feature_extraction.ManifestMismatch as e:
+        raise InputError(e) from None
 
 
 def main(argv):

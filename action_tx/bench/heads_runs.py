@@ -1,18 +1,24 @@
 """The head comparison's run list and budgets (suite `heads`): plain data the lead can edit.
 
-A run is `RunSpec(name, head, mode, flags, ...)`:
-  mode "end_to_end": tools/train.py on the TFRecords (trunk + RPN + head, from scratch);
-  mode "features":   tools/train.py --input=features on the frozen features that
-                     tools/extract_features.py takes from the checkpoint of run `features_from`.
-  bank_from:         ACAR's second stage: `tools/extract_features.py --bank=acfb` on that run's
-                     checkpoint gives --acfb_bank_dir / --eval_acfb_bank_dir.
+A run is `RunSpec(name, head, mode, overrides, ...)`:
+  mode "end_to_end": `train_lib.train_task` on the TFRecords (trunk + RPN + head, from scratch);
+  mode "features":   on the frozen features that `feature_extraction.extract_split` takes from
+                     the checkpoint of run `features_from`.
+  overrides:         config fields of this run, "SECTION.FIELD" -> value
+                     (`action_tx.config.with_overrides`; "head." is a field of the head's
+                     options, e.g. AIAHeadConfig.memory_window).
+  bank_from:         ACAR's second stage: `feature_extraction.extract_split_bank` on that run's
+                     checkpoint gives its bank_dir / eval_bank_dir.
   budget_scale:      this run's steps are the preset's budget for its mode times this.
-Every run starts from configs/bench.flags (i3d_tiny, 8 frames stride 2, 112 px, batch 4,
-AdamW 1e-3) with the preset's step budget, then its own flags (later flags win).
+Every run's config is `BASE` (configs/bench.flags: i3d_tiny, 8 frames stride 2, 112 px, batch 4,
+AdamW 1e-3), then the preset's `PRESET_OVERRIDES`, the run's head, data and step budget, then
+its own overrides (later ones win). `CHECKS` (which runs each issue compares) is data too.
 """
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional
+
+from action_tx.config import OVERRIDE_SECTIONS
 
 END_TO_END, FEATURES = "end_to_end", "features"
 EVIDENCE = ("self", "context", "temporal", "long_term")
@@ -21,9 +27,9 @@ EVIDENCE = ("self", "context", "temporal", "long_term")
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     name: str  # folder name under OUT/runs/ and row of the table
-    head: str  # --head
+    head: str  # model.head
     mode: str = END_TO_END  # END_TO_END or FEATURES
-    flags: Tuple[str, ...] = ()  # extra tools/train.py flags of this run
+    overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)  # "SECTION.FIELD"
     features_from: Optional[str] = None  # FEATURES: run whose checkpoint gives the features
     bank_from: Optional[str] = None  # ACFB: run whose checkpoint gives the bank
     note: str = ""
@@ -31,17 +37,51 @@ class RunSpec:
     budget_scale: float = 1.0  # steps = the preset's budget for `mode` x this
 
 
+# configs/bench.flags as config fields (tests/bench/test_heads_config.py checks that the
+# flagfile maps onto the same config): the base of every run.
+BASE = {
+    "model.trunk": "i3d_tiny",
+    "model.freeze_bn": True,
+    "model.head": "tx",
+    "model.proposals": "rpn",
+    "model.anchor_sizes": (16.0, 32.0, 64.0, 96.0),
+    "model.rpn_filters": 64,
+    "model.post_nms_top_k": 50,
+    "model.num_roi_samples": 32,
+    "model.seed": 0,
+    "data.num_frames": 8,
+    "data.frame_stride": 2,
+    "data.image_size": 112,
+    "data.max_boxes": 8,
+    "train.batch_size": 4,
+    "train.optimizer": "adamw",
+    "train.learning_rate": 0.001,
+    "train.warmup_learning_rate": 0.0001,
+    "train.warmup_steps": 50,
+    "train.weight_decay": 0.0001,
+    "train.clip_norm": 10.0,
+    "train.train_steps": 1500,
+    "train.checkpoint_every": 200,
+    "train.keep_checkpoints": 2,
+    "train.log_every": 10,
+}
+# What every evaluation sets (one pass over val, no pictures, no progress bar).
+EVAL_OVERRIDES = {"eval.batch_size": 4, "eval.num_images": 0, "eval.progress": False}
+# The GT-box evaluation of each mode: the classification-only bound.
+GT_BOX_OVERRIDES = {END_TO_END: {"model.proposals": "gt"}, FEATURES: {"data.eval_actors": "gt"}}
+
 # Head widths are scaled to the quarter-width trunk (Mixed_4f: 208 channels) the way tx runs at
 # D=128: the papers' 512-wide ACAR/HGRNN layers would dominate a CPU step at this size.
-_HGRNN = (
-    "--focal_gamma=2",
-    "--class_specific_nms=true",
-    "--hgrnn_hidden=128",
-    "--context_keyframes=3",
-)  # the scene BiGRU sees 2l+1 = 7 keyframes (l = 3)
-_ACAR = ("--acar_dim=128", "--pose_softmax=true")  # ACAR §4.1: softmax over poses
-_AIA = ("--box_jitter=0.05",)
-_AIA_FEATURES = ("--batch_size=16",)
+_HGRNN = {
+    "model.focal_gamma": 2.0,
+    "model.class_specific_nms": True,
+    "head.hidden_size": 128,
+    "data.context_keyframes": 3,  # the scene BiGRU sees 2l+1 = 7 keyframes (l = 3)
+}
+_ACAR = {"head.hidden_size": 128, "model.pose_softmax": True}  # ACAR §4.1: softmax over poses
+_AIA = {"data.box_jitter": 0.05}
+_AIA_FEATURES = {**_AIA, "train.batch_size": 16}
+_NO_MEMORY = {"head.blocks": ("P", "O", "P", "O"), "head.memory_window": 0}
 
 RUNS = (
     RunSpec("linear", "linear", note="baseline: linear classifier on pooled RoI features"),
@@ -60,32 +100,32 @@ RUNS = (
         note="baseline of the frozen-feature heads (STAGE's 'FC')",
         ablation=True,
     ),
-    RunSpec("stage", "stage", FEATURES, ("--context_keyframes=1",), features_from="i3d"),
+    RunSpec("stage", "stage", FEATURES, {"data.context_keyframes": 1}, features_from="i3d"),
     RunSpec("hgrnn", "hgrnn", FEATURES, _HGRNN, features_from="i3d", note="l = 3"),
     RunSpec(
         "hgrnn_l0",
         "hgrnn",
         FEATURES,
-        _HGRNN + ("--hgrnn_window=0",),
+        {**_HGRNN, "head.window": 0},
         features_from="i3d",
         note="l = 0: no neighbouring keyframes (issue 7 check)",
         ablation=True,
     ),
-    RunSpec("acar", "acar", flags=_ACAR, note="ACFB stage 1: no bank"),
+    RunSpec("acar", "acar", overrides=_ACAR, note="ACFB stage 1: no bank"),
     RunSpec(
         "acar_acfb",
         "acar",
-        flags=_ACAR,
+        overrides=_ACAR,
         bank_from="acar",
         note="stage 2 with the Actor-Context Feature Bank of run 'acar'",
     ),
-    RunSpec("aia", "aia", flags=_AIA, note="memory L = 30 with AMU"),
+    RunSpec("aia", "aia", overrides=_AIA, note="memory L = 30 with AMU"),
     # AIA's own no-memory ablation (Table 1a) removes the M-blocks; memory_window=0 would keep
     # them as two more person blocks over the keyframe's own persons.
     RunSpec(
         "aia_nomem",
         "aia",
-        flags=_AIA + ("--aia_blocks=P,O,P,O", "--aia_memory_window=0"),
+        overrides={**_AIA, **_NO_MEMORY},
         note="no M-blocks: the paper's no-memory ablation (issue 8 check)",
         ablation=True,
     ),
@@ -94,7 +134,7 @@ RUNS = (
     RunSpec(
         "aia_l6",
         "aia",
-        flags=_AIA + ("--aia_memory_window=6",),
+        overrides={**_AIA, "head.memory_window": 6},
         note="memory L = 6 (the synthetic long-term horizon)",
         ablation=True,
     ),
@@ -107,7 +147,7 @@ RUNS = (
         "aia_features",
         "aia",
         FEATURES,
-        _AIA + _AIA_FEATURES,
+        _AIA_FEATURES,
         features_from="i3d",
         budget_scale=0.5,
         note="memory L = 30 with AMU on frozen features, 16 keyframes a step (issue 8 check)",
@@ -117,7 +157,7 @@ RUNS = (
         "aia_nomem_features",
         "aia",
         FEATURES,
-        _AIA + _AIA_FEATURES + ("--aia_blocks=P,O,P,O", "--aia_memory_window=0"),
+        {**_AIA_FEATURES, **_NO_MEMORY},
         features_from="i3d",
         budget_scale=0.5,
         note="no M-blocks on the same features and budget (issue 8 check)",
@@ -135,19 +175,25 @@ RUNS = (
 # machine (2.0 and 5.0 steps/s; there the `i3d` run's 600 steps took 97 s).
 # With --quick (tiny preset) process start-up and tracing dominate, so the ablation runs are
 # left out there. Measured unloaded with 10 steps: 10 min 29 s when every tool was a new
-# Python process (~7 s of imports each), 7 min 10 s since the tools run in forks of one
-# process that imported TensorFlow once (runner.ToolRunner(fork=True)).
+# Python process (~7 s of imports each), 7 min 10 s when the tools ran in forks of one
+# process that imported TensorFlow once; since then every stage is a library call in the
+# suite's own process.
 BUDGETS = {
     "bench": dict(end_to_end=600, features=3000),
     "demo": dict(end_to_end=600, features=3000),
     "tiny": dict(end_to_end=10, features=10),
 }
-# Flags on top of configs/bench.flags per preset: the tiny preset's 64 px frames at 64 px, with
-# anchors scaled to match (bench.flags: 16..96 at 112 px).
-PRESET_FLAGS = {
-    "bench": (),
-    "demo": (),
-    "tiny": ("--image_size=64", "--anchor_sizes=8,16,32,48", "--warmup_steps=5", "--log_every=5"),
+# On top of BASE per preset: the tiny preset's 64 px frames at 64 px, with anchors scaled to
+# match (BASE: 16..96 at 112 px).
+PRESET_OVERRIDES = {
+    "bench": {},
+    "demo": {},
+    "tiny": {
+        "data.image_size": 64,
+        "model.anchor_sizes": (8.0, 16.0, 32.0, 48.0),
+        "train.warmup_steps": 5,
+        "train.log_every": 5,
+    },
 }
 
 # (better run, other run, evidence type, where it is asked): the checks of issues 6-9.
@@ -183,7 +229,8 @@ def run_steps(spec: RunSpec, preset: str) -> int:
 
 def check_runs(runs=RUNS) -> None:
     """Raises ValueError when the run list is inconsistent (duplicate names, unknown mode,
-    a dependency on a run that is absent or comes later)."""
+    an override key that names no config section, a dependency on a run that is absent or
+    comes later). `heads.run_config` validates each run's whole config."""
     seen = set()
     for spec in runs:
         if spec.name in seen:
@@ -194,6 +241,13 @@ def check_runs(runs=RUNS) -> None:
             raise ValueError(
                 f"run {spec.name!r}: budget_scale must be > 0, got {spec.budget_scale!r}"
             )
+        for key in spec.overrides:
+            section, _, field = key.partition(".")
+            if section not in OVERRIDE_SECTIONS or not field:
+                raise ValueError(
+                    f"run {spec.name!r}: override {key!r} is not SECTION.FIELD with SECTION "
+                    f"one of {', '.join(OVERRIDE_SECTIONS)}"
+                )
         if (spec.mode == FEATURES) != (spec.features_from is not None):
             raise ValueError(f"run {spec.name!r}: a features run needs features_from, and only it")
         for dep in (spec.features_from, spec.bank_from):

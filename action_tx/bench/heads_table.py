@@ -6,7 +6,7 @@ A result dict (one per run; `action_tx.bench.heads` fills it, any key may be Non
   boxes), per_category {category: mAP}, by_evidence {evidence type: mAP}, gt_by_evidence (the
   same on ground-truth boxes), head_params,
   trainable_params, step_time_s (median seconds per training step), train_seconds (wall time
-  of tools/train.py), inference_kf_s (keyframes/s of the timed evaluation pass).
+  of the train stage), inference_kf_s (keyframes/s of the timed evaluation pass).
 """
 
 import json
@@ -165,7 +165,7 @@ def to_markdown(
         "",
         "Step time: median of the trainer's TensorBoard `examples_per_second` "
         "(first logging window, which holds the tracing, left out). Inference kf/s: val "
-        "keyframes over the whole timed tools/eval.py pass (restore, tracing, detection, "
+        "keyframes over the whole timed evaluation pass (restore, tracing, detection, "
         "scoring); for frozen-feature runs the trunk is not in it.",
         "",
         f"Machine: {machine.get('cpu')}, {machine.get('cores')} logical cores, load "

@@ -5,8 +5,9 @@
 Runs the existing suites through their own `run` functions (input, trunk, eval, and memory
 when `action_tx/bench/memory.py` exists) and adds two measurements of its own:
   - train-step consumption: clips/s of a timed training step (forward, losses, gradients,
-    AdamW update, one tf.function) of the bench model of configs/bench.flags on batches of the
-    input suite's TFRecords held in memory, against the input pipeline's clips/s;
+    AdamW update, one tf.function) of the bench model (`heads_runs.BASE`, configs/bench.flags'
+    fields) on batches of the input suite's TFRecords held in memory, against the input
+    pipeline's clips/s;
   - SavedModel keyframes/s: the same model (random weights) exported with
     `action_tx.export.export_saved_model`, its `serving_default` timed on a uint8 clip with
     and without XLA (`tf.function(jit_compile=True)` around the loaded signature).
@@ -26,9 +27,7 @@ import time
 import action_tx  # noqa: F401  (oneDNN before TensorFlow)
 import tensorflow as tf
 
-from action_tx.bench.runner import ROOT, machine_info
-
-CONFIG = os.path.join(ROOT, "configs", "bench.flags")
+from action_tx.bench.runner import machine_info
 
 
 def _log(message):
@@ -42,35 +41,20 @@ def parse_figure(report: str, pattern: str):
     return float(match.group(1).replace(",", "")) if match else None
 
 
-def bench_flags() -> dict:
-    """flag name -> value of configs/bench.flags (the lead's base flags of the bench preset)."""
-    out = {}
-    with open(CONFIG) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("--") and "=" in line:
-                name, value = line[2:].split("=", 1)
-                out[name] = value
-    return out
+def bench_config():
+    """The bench preset's `ExperimentConfig`: `heads_runs.BASE`, configs/bench.flags' fields."""
+    from action_tx import config as C
+    from action_tx.bench.heads_runs import BASE
+
+    return C.with_overrides(C.ExperimentConfig(), BASE)
 
 
 def bench_detector(num_classes: int):
-    """The bench preset's detector (configs/bench.flags), random weights."""
+    """(the bench preset's detector with random weights, its config)."""
     from action_tx.model_builder import build_detector
 
-    f = bench_flags()
-    return build_detector(
-        num_classes=num_classes,
-        trunk=f["trunk"],
-        freeze_bn=f.get("freeze_bn") == "true",
-        head=f["head"],
-        proposals=f["proposals"],
-        anchor_sizes=[float(s) for s in f["anchor_sizes"].split(",")],
-        rpn_filters=int(f["rpn_filters"]),
-        post_nms_top_k=int(f["post_nms_top_k"]),
-        num_roi_samples=int(f["num_roi_samples"]),
-        seed=0,
-    ), f
+    config = bench_config()
+    return build_detector(config.model, num_classes=num_classes), config
 
 
 def _median_seconds(fn, runs, warmup):
@@ -89,25 +73,26 @@ def train_step_clips_per_s(pattern: str, num_classes: int, quick: bool) -> dict:
     from action_tx import train_lib
     from action_tx.data.pipeline import build_dataset
 
-    detector, f = bench_detector(num_classes)
-    batch_size = int(f["batch_size"])
+    detector, config = bench_detector(num_classes)
+    d, t = config.data, config.train
+    batch_size = t.batch_size
     ds = build_dataset(
         pattern,
         batch_size=batch_size,
         num_classes=num_classes,
-        num_frames=int(f["num_frames"]),
-        frame_stride=int(f["frame_stride"]),
-        image_size=int(f["image_size"]),
+        num_frames=d.num_frames,
+        frame_stride=d.frame_stride,
+        image_size=d.image_size,
         training=True,
         seed=0,
-        max_boxes=int(f["max_boxes"]),
+        max_boxes=d.max_boxes,
     )
     batches = list(ds.take(4))
     detector(batches[0], training=False)
     opt = train_lib.build_optimizer(
-        optimizer=f["optimizer"],
-        learning_rate=float(f["learning_rate"]),
-        weight_decay=float(f["weight_decay"]),
+        optimizer=t.optimizer,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
     )
     opt.build(detector.trainable_variables)
 
@@ -131,8 +116,8 @@ def train_step_clips_per_s(pattern: str, num_classes: int, quick: bool) -> dict:
         step_s=seconds,
         clips_per_s=batch_size / seconds,
         batch_size=batch_size,
-        model=f"{f['trunk']} + {f['head']} head, {f['num_frames']} frames stride "
-        f"{f['frame_stride']}, {f['image_size']} px, batch {batch_size}",
+        model=f"{config.model.trunk} + {config.model.head} head, {d.num_frames} frames stride "
+        f"{d.frame_stride}, {d.image_size} px, batch {batch_size}",
     )
 
 
@@ -140,8 +125,8 @@ def saved_model_keyframes_per_s(out_dir: str, num_classes: int, quick: bool) -> 
     """Keyframes/s of the exported bench model's serving_default, XLA off and on."""
     from action_tx.export import export_saved_model, preprocess_clip
 
-    detector, f = bench_detector(num_classes)
-    frames, size = int(f["num_frames"]), int(f["image_size"])
+    detector, config = bench_detector(num_classes)
+    frames, size = config.data.num_frames, config.data.image_size
     detector(
         {
             "clip": preprocess_clip(
@@ -159,7 +144,7 @@ def saved_model_keyframes_per_s(out_dir: str, num_classes: int, quick: bool) -> 
         image_size=size,
         class_ids=list(range(1, num_classes + 1)),
         class_names=[f"class_{i}" for i in range(1, num_classes + 1)],
-        frame_stride=int(f["frame_stride"]),
+        frame_stride=config.data.frame_stride,
         fps=10.0,
     )
     loaded = tf.saved_model.load(export_dir)  # kept alive: the signature uses its variables

@@ -8,7 +8,8 @@ import keras
 import pytest
 import tensorflow as tf
 
-from action_tx.bench import heads, heads_metrics, heads_runs, heads_table
+from action_tx import config as C
+from action_tx.bench import heads, heads_metrics, heads_runs, heads_table, runner
 from action_tx.checkpointing import checkpointable
 
 
@@ -29,16 +30,16 @@ def test_run_list_has_every_head_and_ablation_of_the_issues():
     for name in ("stage", "hgrnn", "hgrnn_l0", "linear_features"):
         assert runs[name].mode == heads_runs.FEATURES and runs[name].features_from == "i3d"
     assert runs["acar_acfb"].bank_from == "acar" and runs["acar"].bank_from is None
-    assert "--aia_memory_window=0" in runs["aia_nomem"].flags
-    assert "--aia_blocks=P,O,P,O" in runs["aia_nomem"].flags  # AIA Table 1a: no M
-    assert "--aia_memory_window=0" not in runs["aia"].flags
-    assert "--hgrnn_window=0" in runs["hgrnn_l0"].flags
+    assert runs["aia_nomem"].overrides["head.memory_window"] == 0
+    assert runs["aia_nomem"].overrides["head.blocks"] == ("P", "O", "P", "O")  # Table 1a: no M
+    assert "head.memory_window" not in runs["aia"].overrides
+    assert runs["hgrnn_l0"].overrides["head.window"] == 0
     for name in ("aia_features", "aia_nomem_features"):  # issue 8 at the memory's budget
         assert runs[name].mode == heads_runs.FEATURES and runs[name].features_from == "i3d"
-        assert "--batch_size=16" in runs[name].flags
+        assert runs[name].overrides["train.batch_size"] == 16
         assert heads_runs.run_steps(runs[name], "bench") == 1500
-    assert "--aia_blocks=P,O,P,O" in runs["aia_nomem_features"].flags
-    assert not any(f.startswith("--aia_blocks") for f in runs["aia_features"].flags)
+    assert runs["aia_nomem_features"].overrides["head.blocks"] == ("P", "O", "P", "O")
+    assert "head.blocks" not in runs["aia_features"].overrides
     heads_runs.check_runs()  # the shipped list is consistent
     names = set(runs)
     for better, other, evidence, _ in heads_runs.CHECKS:
@@ -57,6 +58,8 @@ def test_check_runs_rejects_bad_lists():
         heads_runs.check_runs([heads_runs.RunSpec("f", "stage", heads_runs.FEATURES)])
     with pytest.raises(ValueError, match="budget_scale must be > 0"):
         heads_runs.check_runs([heads_runs.RunSpec("z", "linear", budget_scale=0.0)])
+    with pytest.raises(ValueError, match="not SECTION.FIELD"):
+        heads_runs.check_runs([heads_runs.RunSpec("o", "linear", overrides={"hgrnn_window": 0})])
 
 
 def test_run_steps_scale_the_preset_budget():
@@ -273,10 +276,10 @@ def test_eval_results_and_summary(tmp_path):
     )
 
 
-class _NoRun(heads.ToolRunner):
+class _NoRun(runner.StageLog):
     """Records skips; fails the test if anything would run."""
 
-    def run(self, stage, tool, *args):
+    def run(self, stage, call, fn, *args, **kwargs):
         raise AssertionError(f"{stage} ran although its output exists")
 
 
@@ -299,7 +302,7 @@ def test_run_one_skips_what_exists_and_collects_figures(tmp_path):
     assert result["inference_kf_s"] == pytest.approx(4.0)
     assert [c["stage"] for c in runner.commands] == ["train lin", "eval lin", "eval gt boxes lin"]
     assert all(c["status"].startswith("skipped") for c in runner.commands)
-    assert "--proposals=gt" in runner.commands[2]["command"]
+    assert "model.proposals='gt'" in runner.commands[2]["command"]
     # A missing head or a dependency without result is listed, not run.
     missing = heads.run_one(
         heads_runs.RunSpec("s", "stage", heads_runs.FEATURES, features_from="lin"),
@@ -327,17 +330,20 @@ def test_run_one_skips_what_exists_and_collects_figures(tmp_path):
     assert orphan["status"].startswith("not run")
 
 
-def test_train_and_eval_arguments_of_a_feature_run(tmp_path):
+def test_config_of_a_feature_run(tmp_path):
     paths = heads.Paths(str(tmp_path), "tiny")
     spec = heads_runs.RunSpec(
-        "hg", "hgrnn", heads_runs.FEATURES, ("--hgrnn_window=0",), features_from="i3d"
+        "hg", "hgrnn", heads_runs.FEATURES, {"head.window": 0}, features_from="i3d"
     )
-    args = heads.train_args(spec, paths, "tiny", 30)
-    assert "--input=features" in args and "--train_steps=30" in args
-    assert f"--feature_dir={paths.feature_dir('i3d', 'train')}" in args
-    assert args[-1] == "--hgrnn_window=0" and "--image_size=64" in args
-    assert heads.flag_value(args, "batch_size", heads.CONFIG) == "4"
-    assert heads.flag_value(args, "image_size", heads.CONFIG) == "64"  # later flags win
-    gt = heads.eval_args(spec, paths, gt_boxes=True)
-    assert "--eval_actors=gt" in gt and "--proposals=gt" not in gt
-    assert gt[-2] == f"--eval_feature_dir={paths.feature_dir('i3d', 'val')}"
+    config = heads.run_config(spec, paths, "tiny", 30)
+    assert config.data.input == "features" and config.train.train_steps == 30
+    assert config.data.feature_dir == paths.feature_dir("i3d", "train")
+    assert config.data.eval_feature_dir == paths.feature_dir("i3d", "val")
+    assert config.model.head_options.window == 0  # the run's own override
+    assert config.model.head_options.hidden_size == 256  # the head's default otherwise
+    assert config.train.batch_size == 4  # BASE (configs/bench.flags)
+    assert config.data.image_size == 64  # the tiny preset wins over BASE's 112
+    assert config.train.model_dir == paths.run_dir("hg")
+    gt = C.with_overrides(config, heads_runs.GT_BOX_OVERRIDES[spec.mode])
+    assert gt.data.eval_actors == "gt" and gt.model.proposals == "rpn"
+    assert gt.model == config.model  # the same model scored

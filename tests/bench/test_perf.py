@@ -25,10 +25,10 @@ def test_parse_figures_of_the_sub_reports():
     assert perf.parse_figure("nothing", r"\*\*([\d.]+) clips/s\*\*") is None
 
 
-def test_bench_flags_are_read_from_the_config():
-    flags = perf.bench_flags()
-    assert flags["trunk"] == "i3d_tiny" and flags["batch_size"] == "4"
-    assert flags["anchor_sizes"] == "16,32,64,96"
+def test_bench_config_is_the_bench_preset():
+    config = perf.bench_config()
+    assert config.model.trunk == "i3d_tiny" and config.train.batch_size == 4
+    assert config.model.anchor_sizes == (16.0, 32.0, 64.0, 96.0)
 
 
 def test_report_compares_input_with_train_step():
