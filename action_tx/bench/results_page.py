@@ -5,8 +5,10 @@
 
 The page: the papers' claims with verdicts first (`claims.CLAIMS`; claim, paper and table,
 evidence, better mean [95% interval], other mean [interval], difference [interval], verdict),
-then every run with intervals, on its detections and on ground-truth boxes, then the method,
-the machine, the wall time and the commands.
+then, when heads.json has "positive_rates" (`chance.positive_rates` of the val evidence), the
+instrument check (`chance.CHANCE_CHECKS`: blind runs near the positive rate), then every run
+with intervals, on its detections and on ground-truth boxes, then the method, the machine, the
+wall time and the commands.
 
 Intervals come from `stats.summarize` (two-level bootstrap over seeds and val keyframes), in
 this order of precedence: heads.json's own "stats" (a `stats.summarize` dict), or the
@@ -19,6 +21,7 @@ and every claim "not measured".
 import os
 from typing import Optional, Sequence
 
+from action_tx.bench import chance
 from action_tx.bench import claims as claims_lib
 from action_tx.bench import stats as stats_lib
 from action_tx.bench.heads_runs import EVIDENCE
@@ -118,6 +121,39 @@ def claims_table(heads: dict, stats: Optional[dict], claims: Sequence) -> list:
     return lines
 
 
+def instrument_table(heads: dict, stats: Optional[dict]) -> list:
+    """The blind runs' AP against each evidence type's positive rate (`chance`); heads.json's
+    "positive_rates" ({type: {"rate": ...}}, `chance.positive_rates`) gives the rates."""
+    rates = heads.get("positive_rates") or {}
+    runs = {r["name"]: r for r in heads.get("runs") or []}
+    lines = [
+        "| evidence | blind run | cannot see | positive rate | AP [95% CI] | verdict |",
+        "|---" * 6 + "|",
+    ]
+    for check in chance.CHANCE_CHECKS:
+        if check.evidence not in rates:
+            continue
+        rate = rates[check.evidence]["rate"]
+        cell = (
+            ((stats or {}).get("runs", {}).get(check.run) or {}).get(check.proposals) or {}
+        ).get(check.evidence)
+        if not cell:
+            point = _point(runs.get(check.run), check.proposals, check.evidence)
+            cell = None if point is None else dict(mean=point, low=None, high=None)
+        if cell is None:
+            verdict = "not measured"
+        elif cell.get("low") is None:  # no interval: say where the figure is, decide nothing
+            near = abs(cell["mean"] - rate) <= 0.1
+            verdict = f"{'within' if near else 'outside'} 0.1 (one figure)"
+        else:
+            verdict = chance.chance_verdict(cell, rate)
+        lines.append(
+            f"| {check.evidence}, {PROPOSALS_TEXT[check.proposals]} | `{check.run}` | "
+            f"{check.why} | {rate:.3f} | {_cell(cell)} | {_verdict_text(verdict)} |"
+        )
+    return lines if len(lines) > 2 else []
+
+
 def runs_table(heads: dict, stats: Optional[dict], proposals: str) -> list:
     runs = {r["name"]: r for r in heads.get("runs") or []}
     lines = [
@@ -163,6 +199,19 @@ def render(
         "",
         *claims_table(heads, stats, claims),
     ]
+    instrument = instrument_table(heads, stats)
+    if instrument:
+        lines += [
+            "",
+            "## Instrument: blind runs score near chance",
+            "",
+            "A run that cannot see an evidence type's deciding cue must score within 0.1 of the "
+            "type's positive rate (labels / (labels + matched negatives), mean over classes; "
+            "`action_tx/bench/chance.py`): **holds** when its whole interval is inside rate "
+            "+- 0.1, **fails** when entirely outside.",
+            "",
+            *instrument,
+        ]
     for proposals, title in (("rpn", "on each run's detections"), ("gt", "on ground-truth boxes")):
         lines += [
             "",

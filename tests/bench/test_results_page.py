@@ -18,10 +18,11 @@ HEADS_JSON = """{
  "machine": {"cpu": "Test CPU", "cores": 2, "python": "3.11.9",
              "load_average_start": [0.5, 0.4, 0.3], "load_average": [1.5, 1.2, 1.0]},
  "seconds": 3723.4,
+ "positive_rates": {"context": {"rate": 0.48}, "long_term": {"rate": 0.5}},
  "runs": [
   {"name": "i3d", "head": "i3d", "mode": "end_to_end", "steps": 600, "status": "ok",
    "frame_map": 0.14, "gt_box_map": 0.296, "by_evidence": {"context": 0.076},
-   "gt_by_evidence": {"context": 0.2}},
+   "gt_by_evidence": {"context": 0.2, "long_term": 0.55}},
   {"name": "tx", "head": "tx", "mode": "end_to_end", "steps": 600, "status": "ok",
    "note": "the Action Transformer",
    "frame_map": 0.195, "gt_box_map": 0.36, "by_evidence": {"context": 0.102},
@@ -77,6 +78,12 @@ def test_page_from_a_fixed_json_has_the_claims_first_and_the_cells_of_each_table
     assert (
         i3d_row == "| `i3d` | i3d | end to end | 600 | 1 | 0.140 | n/a | 0.076 | n/a | n/a | ok |"
     )
+    # The instrument: linear has no context figure (not measured), i3d's single long_term one.
+    assert page.index("## Claims") < page.index("## Instrument") < page.index("## Runs")
+    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear`"))
+    assert row.endswith("| 0.480 | n/a | not measured |")
+    row = next(x for x in lines if x.startswith("| long_term, GT boxes | `i3d`"))
+    assert row.endswith("| 0.500 | 0.550 | within 0.1 (one figure) |")
     assert "- `tx`: the Action Transformer" in lines
     assert "python tools/train.py --head=tx   # 612.5 s" in lines
     assert "python tools/eval.py --model_dir=runs/tx   # 20.1 s   # failed" in lines
