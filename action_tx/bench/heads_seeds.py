@@ -71,20 +71,25 @@ def _seeded(dependency, seed: int):
     return None if dependency is None else seeded_name(dependency, seed)
 
 
-def expand_runs(runs: Sequence[R.RunSpec], plan: SeedPlan) -> Tuple[ConcreteRun, ...]:
-    """The run list x the plan's training seeds, dependencies renamed to the same seed.
+def expand_runs(
+    runs: Sequence[R.RunSpec], plan: SeedPlan, shared_dependencies: bool = False
+) -> Tuple[ConcreteRun, ...]:
+    """The run list x the plan's training seeds, dependencies renamed to the same seed (with
+    `shared_dependencies`: to the first seed, so every seed of a frozen-feature run reads one
+    feature extraction: cheaper, but its variation is then left out of the intervals).
 
     Raises ValueError (`heads_runs.check_runs`) when `runs` is inconsistent."""
     R.check_runs(runs)
     out = []
     for spec in runs:
         for seed in plan.training_seeds:
+            source = plan.seed_offset if shared_dependencies else seed
             concrete = dataclasses.replace(
                 spec,
                 name=seeded_name(spec.name, seed),
                 flags=tuple(spec.flags) + (f"--seed={seed}",),
-                features_from=_seeded(spec.features_from, seed),
-                bank_from=_seeded(spec.bank_from, seed),
+                features_from=_seeded(spec.features_from, source),
+                bank_from=_seeded(spec.bank_from, source),
             )
             out.append(ConcreteRun(concrete, spec.name, seed))
     R.check_runs([c.spec for c in out])

@@ -28,6 +28,15 @@ def test_every_run_gets_each_training_seed_and_its_dependencies_of_that_seed():
     ]
 
 
+def test_shared_dependencies_read_the_first_seed():
+    plan = heads_seeds.SeedPlan(seeds=2, seed_offset=10)
+    concrete = heads_seeds.expand_runs(heads_runs.RUNS, plan, shared_dependencies=True)
+    by_name = {c.spec.name: c.spec for c in concrete}
+    assert by_name["stage-seed11"].features_from == "i3d-seed10"
+    assert by_name["acar_acfb-seed11"].bank_from == "acar-seed10"
+    assert by_name["stage-seed11"].flags[-1] == "--seed=11"
+
+
 def test_the_claims_variants_expand_too():
     concrete = heads_seeds.expand_runs(
         heads_runs.RUNS + claims.VARIANT_RUNS, heads_seeds.SeedPlan()
