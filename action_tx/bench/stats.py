@@ -356,7 +356,7 @@ def summarize(
                 if arm is None:
                     continue
                 cell = boot.interval(arm).to_json()
-                cell["per_seed"] = [float(v) for v in arm.per_seed]
+                cell["per_seed"] = [None if np.isnan(v) else float(v) for v in arm.per_seed]
                 runs_out.setdefault(run, {}).setdefault(proposals, {})[evidence] = cell
     claims_out = {}
     for claim in claims:
