@@ -165,7 +165,9 @@ def runs_table(heads: dict, stats: Optional[dict], proposals: str) -> list:
     for r in heads.get("runs") or []:
         name = r["name"]
         cells = ((stats or {}).get("runs", {}).get(name) or {}).get(proposals) or {}
-        seeds = len(next(iter(cells.values()))["per_seed"]) if cells else r.get("seeds", 1)
+        seeds = r.get("seeds", 1)  # heads.json: a count or the list of training seeds
+        seeds = len(next(iter(cells.values()))["per_seed"]) if cells else seeds
+        seeds = len(seeds) if isinstance(seeds, list) else seeds
         lines.append(
             f"| `{name}` | {r.get('head', '')} | {MODE_TEXT.get(r.get('mode'), r.get('mode'))} | "
             f"{r.get('steps') or 'n/a'} | {seeds} | "
