@@ -11,6 +11,13 @@
 
 Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
 `--out/<suite>.md`.
+
+    python tools/benchmark.py --render_results=DIR/heads.json [--out=docs/results.md] \
+        [--bootstrap_resamples=1000] [--bootstrap_seed=1000]
+
+renders the results page from the heads suite's heads.json: the papers' claims with verdicts,
+every run with 95% intervals, the machine, the time, the commands
+(`action_tx/bench/results_page.py`; --out is the page, default docs/results.md).
 """
 
 import importlib
@@ -34,14 +41,53 @@ SUITES = {
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("suite", None, sorted(SUITES), "Which benchmark to run.")
-flags.DEFINE_string("out", "bench_out", "Folder for the report and any files the suite writes.")
+flags.DEFINE_string(
+    "out",
+    "bench_out",
+    "Folder for the report and any files the suite writes; with --render_results: "
+    "the page (default docs/results.md).",
+)
 flags.DEFINE_string("preset", "demo", "Synthetic data preset for suites that need data.")
 flags.DEFINE_bool("quick", False, "A shorter run with smaller sizes (less precise figures).")
-flags.mark_flag_as_required("suite")
+flags.DEFINE_string(
+    "render_results",
+    None,
+    "Instead of a suite: render the results page from this heads.json of the heads suite.",
+)
+flags.DEFINE_integer(
+    "bootstrap_resamples", 1000, "--render_results: resamples of the intervals' bootstrap."
+)
+flags.DEFINE_integer(
+    "bootstrap_seed",
+    1000,
+    "--render_results: seed of the bootstrap's draws (same seed, same page).",
+)
+RESULTS_PAGE = os.path.join("docs", "results.md")
+
+
+def render_results():
+    from action_tx.bench import results_page
+
+    if not os.path.isfile(FLAGS.render_results):
+        raise cli.CliError(f"--render_results: no such file: {FLAGS.render_results}")
+    if FLAGS.bootstrap_resamples < 1:
+        raise cli.CliError(f"--bootstrap_resamples must be >= 1, got {FLAGS.bootstrap_resamples}")
+    out = FLAGS.out if FLAGS["out"].present else RESULTS_PAGE
+    results_page.write_page(
+        FLAGS.render_results,
+        out,
+        resamples=FLAGS.bootstrap_resamples,
+        seed=FLAGS.bootstrap_seed,
+    )
+    print(f"written: {out}", file=sys.stderr)
 
 
 def main(argv):
     del argv
+    if (FLAGS.suite is None) == (FLAGS.render_results is None):
+        raise cli.CliError("give one of --suite (run a benchmark) or --render_results (a page)")
+    if FLAGS.render_results:
+        return render_results()
     if not FLAGS["verbosity"].present:  # TF's per-checkpoint INFO lines drown the progress
         logging.set_verbosity(logging.WARNING)
     os.makedirs(FLAGS.out, exist_ok=True)

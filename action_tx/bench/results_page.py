@@ -1,0 +1,291 @@
+"""docs/results.md, generated from the heads suite's heads.json (never edited by hand).
+
+    python tools/benchmark.py --render_results=OUT/heads.json [--out=docs/results.md]
+        [--bootstrap_resamples=1000] [--bootstrap_seed=1000]
+
+The page: the papers' claims with verdicts first (`claims.CLAIMS`; claim, paper and table,
+evidence, better mean [95% interval], other mean [interval], difference [interval], verdict),
+then, when heads.json has "positive_rates" (`chance.positive_rates` of the val evidence), the
+instrument check (`chance.CHANCE_CHECKS`: blind runs near the positive rate), then every run
+with intervals, on its detections and on ground-truth boxes, then the method, the machine, the
+wall time and the commands.
+
+Intervals come from `stats.summarize` (two-level bootstrap over seeds and val keyframes), in
+this order of precedence: heads.json's own "stats" (a `stats.summarize` dict), or the
+matched-detection files its runs list, computed here: a run entry may carry
+`"matches": {"rpn": [FILE, one per seed], "gt": [...]}` (`stats.save_matches` archives; paths
+relative to heads.json's folder). Without either, the page shows heads.json's single figures
+and every claim "not measured".
+"""
+
+import os
+from typing import Optional, Sequence
+
+from action_tx.bench import chance
+from action_tx.bench import claims as claims_lib
+from action_tx.bench import stats as stats_lib
+from action_tx.bench.heads_runs import EVIDENCE
+
+COLUMNS = (stats_lib.ALL,) + tuple(EVIDENCE)
+PROPOSALS_TEXT = {"rpn": "detections", "gt": "GT boxes"}
+MODE_TEXT = {"end_to_end": "end to end", "features": "frozen features"}
+# The figures of a run in heads.json, per proposals mode: (frame-mAP key, per-evidence key).
+POINT_KEYS = {"rpn": ("frame_map", "by_evidence"), "gt": ("gt_box_map", "gt_by_evidence")}
+
+
+def collect_matches(heads: dict, base_dir: str) -> dict:
+    """{run: {proposals: [RunMatches per seed]}} from the runs' "matches" file lists."""
+    out = {}
+    for run in heads.get("runs") or []:
+        for proposals, files in (run.get("matches") or {}).items():
+            loaded = [stats_lib.load_matches(os.path.join(base_dir, f)) for f in files]
+            if loaded:
+                out.setdefault(run["name"], {})[proposals] = loaded
+    return out
+
+
+def compute_stats(
+    heads: dict,
+    base_dir: str,
+    claims: Sequence = claims_lib.CLAIMS,
+    resamples: int = 1000,
+    seed: int = 1000,
+) -> Optional[dict]:
+    """heads.json's "stats", else `stats.summarize` of its runs' matches, else None."""
+    if heads.get("stats"):
+        return heads["stats"]
+    matches = collect_matches(heads, base_dir)
+    if not matches:
+        return None
+    return stats_lib.summarize(matches, claims, resamples=resamples, seed=seed)
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _cell(cell: Optional[dict]) -> str:
+    """'mean [low, high]' of a stats cell, or 'n/a'."""
+    if not cell or cell.get("mean") is None:
+        return "n/a"
+    if cell.get("low") is None:
+        return _num(cell["mean"])
+    return f"{cell['mean']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]"
+
+
+def _point(run: Optional[dict], proposals: str, evidence: str):
+    """heads.json's single figure of a run (no interval), or None."""
+    if not run:
+        return None
+    total, by_evidence = POINT_KEYS[proposals]
+    if evidence == stats_lib.ALL:
+        return run.get(total)
+    return (run.get(by_evidence) or {}).get(evidence)
+
+
+def _run_cell(stats, runs, name, proposals, evidence) -> str:
+    """The stats' 'mean [low, high]', else heads.json's single figure, else 'n/a'."""
+    cell = (((stats or {}).get("runs", {}).get(name) or {}).get(proposals) or {}).get(evidence)
+    return _cell(cell) if cell else _num(_point(runs.get(name), proposals, evidence))
+
+
+def _verdict_text(verdict: str) -> str:
+    return f"**{verdict}**" if verdict in ("holds", "fails") else verdict
+
+
+def claims_table(heads: dict, stats: Optional[dict], claims: Sequence) -> list:
+    runs = {r["name"]: r for r in heads.get("runs") or []}
+    lines = [
+        "| claim | paper, table (paper's figures) | evidence | better: mean [95% CI] | "
+        "other: mean [95% CI] | difference [95% CI] | verdict |",
+        "|---" * 7 + "|",
+    ]
+    for c in claims:
+        decided = (stats or {}).get("claims", {}).get(c.id)
+        if decided and "difference" in decided:
+            a, b = _cell(decided["better"]), _cell(decided["other"])
+            diff, verdict = _cell(decided["difference"]), decided["verdict"]
+        else:
+            pa, pb = (_point(runs.get(r), c.proposals, c.evidence) for r in (c.better, c.other))
+            a, b = _num(pa), _num(pb)
+            diff = "n/a" if pa is None or pb is None else f"{pa - pb:+.3f} (one figure each)"
+            verdict = "not measured"
+        paper = f"{c.paper.removesuffix('.txt')}, {c.where}" + (
+            f" ({c.paper_figures})" if c.paper_figures else ""
+        )
+        lines.append(
+            f"| {c.id}: `{c.better}` > `{c.other}` | {paper} | {c.evidence}, "
+            f"{PROPOSALS_TEXT[c.proposals]} | `{c.better}` {a} | `{c.other}` {b} | {diff} | "
+            f"{_verdict_text(verdict)} |"
+        )
+    return lines
+
+
+def instrument_table(heads: dict, stats: Optional[dict]) -> list:
+    """The blind runs' AP against each evidence type's positive rate (`chance`); heads.json's
+    "positive_rates" ({type: {"rate": ...}}, `chance.positive_rates`) gives the rates."""
+    rates = heads.get("positive_rates") or {}
+    runs = {r["name"]: r for r in heads.get("runs") or []}
+    lines = [
+        "| evidence | blind run | cannot see | positive rate | AP [95% CI] | verdict |",
+        "|---" * 6 + "|",
+    ]
+    for check in chance.CHANCE_CHECKS:
+        if check.evidence not in rates:
+            continue
+        rate = rates[check.evidence]["rate"]
+        cell = (
+            ((stats or {}).get("runs", {}).get(check.run) or {}).get(check.proposals) or {}
+        ).get(check.evidence)
+        if not cell:
+            point = _point(runs.get(check.run), check.proposals, check.evidence)
+            cell = None if point is None else dict(mean=point, low=None, high=None)
+        if cell is None:
+            verdict = "not measured"
+        elif cell.get("low") is None:  # no interval: say where the figure is, decide nothing
+            near = abs(cell["mean"] - rate) <= 0.1
+            verdict = f"{'within' if near else 'outside'} 0.1 (one figure)"
+        else:
+            verdict = chance.chance_verdict(cell, rate)
+        lines.append(
+            f"| {check.evidence}, {PROPOSALS_TEXT[check.proposals]} | `{check.run}` | "
+            f"{check.why} | {rate:.3f} | {_cell(cell)} | {_verdict_text(verdict)} |"
+        )
+    return lines if len(lines) > 2 else []
+
+
+def runs_table(heads: dict, stats: Optional[dict], proposals: str) -> list:
+    runs = {r["name"]: r for r in heads.get("runs") or []}
+    lines = [
+        "| run | head | mode | steps | seeds | "
+        + " | ".join("frame-mAP" if e == stats_lib.ALL else e for e in COLUMNS)
+        + " | status |",
+        "|---" * (6 + len(COLUMNS)) + "|",
+    ]
+    for r in heads.get("runs") or []:
+        name = r["name"]
+        cells = ((stats or {}).get("runs", {}).get(name) or {}).get(proposals) or {}
+        seeds = r.get("seeds", 1)  # heads.json: a count or the list of training seeds
+        seeds = len(next(iter(cells.values()))["per_seed"]) if cells else seeds
+        seeds = len(seeds) if isinstance(seeds, list) else seeds
+        lines.append(
+            f"| `{name}` | {r.get('head', '')} | {MODE_TEXT.get(r.get('mode'), r.get('mode'))} | "
+            f"{r.get('steps') or 'n/a'} | {seeds} | "
+            + " | ".join(_run_cell(stats, runs, name, proposals, e) for e in COLUMNS)
+            + f" | {r.get('status', 'n/a')} |"
+        )
+    return lines
+
+
+def render(
+    heads: dict, stats: Optional[dict], claims: Sequence = claims_lib.CLAIMS, source: str = ""
+) -> str:
+    """The page's Markdown (see module docstring)."""
+    command = f"python tools/benchmark.py --render_results={source or 'OUT/heads.json'}"
+    machine = heads.get("machine") or {}
+    lines = [
+        "# Results: the papers' claims on the synthetic benchmark",
+        "",
+        f"<!-- Generated by `{command}`; do not edit: rerun the command. -->",
+        f"**Generated; never edit by hand.** Made by `{command}` from `{source or 'heads.json'}`"
+        f" of `python tools/benchmark.py --suite=heads --preset={heads.get('preset', '?')}`"
+        + (" --quick" if heads.get("quick") else "")
+        + ".",
+        "",
+        "## Claims",
+        "",
+        "Each paper's own ablation, tested on the evidence type of the synthetic data that its "
+        "mechanism is for (`action_tx/bench/claims.py`). Verdict from the 95% interval of the "
+        "paired difference better - other: **holds** (above 0), **fails** (below 0), "
+        "undecided (contains 0); not measured: a run has no result or no interval.",
+        "",
+        *claims_table(heads, stats, claims),
+    ]
+    instrument = instrument_table(heads, stats)
+    if instrument:
+        lines += [
+            "",
+            "## Instrument: blind runs score near chance",
+            "",
+            "A run that cannot see an evidence type's deciding cue must score within 0.1 of the "
+            "type's positive rate (labels / (labels + matched negatives), mean over classes; "
+            "`action_tx/bench/chance.py`): **holds** when its whole interval is inside rate "
+            "+- 0.1, **fails** when entirely outside.",
+            "",
+            *instrument,
+        ]
+    for proposals, title in (("rpn", "on each run's detections"), ("gt", "on ground-truth boxes")):
+        lines += [
+            "",
+            f"## Runs, {title}",
+            "",
+            "Frame-mAP@0.5 and AP per evidence type: mean over seeds [95% interval]; a "
+            "figure without an interval is heads.json's single run.",
+            "",
+            *runs_table(heads, stats, proposals),
+        ]
+    notes = [r for r in heads.get("runs") or [] if r.get("note")]
+    if notes:
+        lines += ["", "Runs:"] + [f"- `{r['name']}`: {r['note']}" for r in notes]
+    lines += ["", "## Method", ""]
+    if stats:
+        lines.append(
+            f"Intervals: {stats.get('method')}; {stats.get('resamples')} resamples, "
+            f"--bootstrap_seed={stats.get('bootstrap_seed')}, level {stats.get('level')}. "
+            "A resample draws each run's seeds with replacement and one set of val keyframes "
+            "with replacement, the same for both runs of a claim."
+        )
+    else:
+        lines.append(
+            "No intervals: heads.json has neither stats nor matched-detection files; the "
+            "figures are single runs."
+        )
+    budgets = heads.get("budgets") or {}
+    seconds = heads.get("seconds")
+    lines += [
+        "",
+        "## Machine and time",
+        "",
+        f"Preset {heads.get('preset', '?')}; step budgets "
+        + (", ".join(f"{MODE_TEXT.get(m, m)} {n}" for m, n in budgets.items()) or "n/a")
+        + ".",
+        f"Machine: {machine.get('cpu', 'n/a')}, {machine.get('cores', 'n/a')} logical cores, "
+        f"Python {machine.get('python', 'n/a')}; load average at the start "
+        f"{', '.join(str(x) for x in machine.get('load_average_start') or []) or 'n/a'}, at "
+        f"the end {', '.join(str(x) for x in machine.get('load_average') or []) or 'n/a'}.",
+        "Wall time: "
+        + ("n/a" if seconds is None else f"{seconds:.0f} s ({seconds / 60:.1f} min)")
+        + " (the suite's invocation that wrote heads.json; runs it found done were skipped).",
+        "",
+        "## Commands",
+        "",
+        "```",
+    ]
+    for c in heads.get("commands") or []:
+        timing = "" if c.get("seconds") is None else f"   # {c['seconds']} s"
+        status = f"   # {c['status']}" if c.get("status") not in (None, "ok") else ""
+        lines.append(f"{c['command']}{timing}{status}")
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def write_page(
+    heads_json: str,
+    out: str = os.path.join("docs", "results.md"),
+    *,
+    resamples: int = 1000,
+    seed: int = 1000,
+    claims: Sequence = claims_lib.CLAIMS,
+) -> str:
+    """Reads heads.json, computes or reads the stats, writes the page to `out`; returns it."""
+    import json
+
+    with open(heads_json) as f:
+        heads = json.load(f)
+    base_dir = os.path.dirname(os.path.abspath(heads_json))
+    stats = compute_stats(heads, base_dir, claims, resamples, seed)
+    page = render(heads, stats, claims, source=heads_json)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(page)
+    return page

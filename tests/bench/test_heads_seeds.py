@@ -1,0 +1,71 @@
+"""The heads suite's seeds (action_tx/bench/heads_seeds.py): run list x seeds -> concrete runs
+with their seeds and dependencies, the val splits' generator seeds, the plan's validation."""
+
+import pytest
+
+from action_tx.bench import claims, heads_runs, heads_seeds
+from action_tx.config import ConfigError
+
+
+def test_every_run_gets_each_training_seed_and_its_dependencies_of_that_seed():
+    plan = heads_seeds.SeedPlan(seeds=2, seed_offset=10)
+    concrete = heads_seeds.expand_runs(heads_runs.RUNS, plan)
+    assert len(concrete) == 2 * len(heads_runs.RUNS)
+    by_name = {c.spec.name: c for c in concrete}
+    stage = by_name["stage-seed11"]
+    assert (stage.run, stage.seed) == ("stage", 11)
+    assert stage.spec.features_from == "i3d-seed11"
+    assert stage.spec.flags == ("--context_keyframes=1", "--seed=11")
+    acfb = by_name["acar_acfb-seed10"].spec
+    assert acfb.bank_from == "acar-seed10" and acfb.flags[-1] == "--seed=10"
+    assert by_name["tx-seed10"].spec.features_from is None
+    # Seed-major per run, in the run list's order.
+    assert [c.spec.name for c in concrete[:4]] == [
+        "linear-seed10",
+        "linear-seed11",
+        "i3d-seed10",
+        "i3d-seed11",
+    ]
+
+
+def test_shared_dependencies_read_the_first_seed():
+    plan = heads_seeds.SeedPlan(seeds=2, seed_offset=10)
+    concrete = heads_seeds.expand_runs(heads_runs.RUNS, plan, shared_dependencies=True)
+    by_name = {c.spec.name: c.spec for c in concrete}
+    assert by_name["stage-seed11"].features_from == "i3d-seed10"
+    assert by_name["acar_acfb-seed11"].bank_from == "acar-seed10"
+    assert by_name["stage-seed11"].flags[-1] == "--seed=11"
+
+
+def test_the_claims_variants_expand_too():
+    concrete = heads_seeds.expand_runs(
+        heads_runs.RUNS + claims.VARIANT_RUNS, heads_seeds.SeedPlan()
+    )
+    names = {c.spec.name for c in concrete}
+    assert {"aia_parallel_features-seed0", "aia_parallel_features-seed2"} <= names
+    assert "aia_parallel_features-seed3" not in names
+
+
+def test_val_splits_use_fresh_generator_seeds_from_the_base():
+    assert heads_seeds.val_splits(heads_seeds.SeedPlan()) == (
+        ("val0", 0),
+        ("val1", 1),
+        ("val2", 2),
+        ("val3", 3),
+    )
+    plan = heads_seeds.SeedPlan(data_seed=100, val_splits=2)
+    assert heads_seeds.val_splits(plan) == (("val0", 100), ("val1", 101))
+    assert plan.to_json() == dict(seeds=3, seed_offset=0, data_seed=100, val_splits=2)
+
+
+def test_a_bad_plan_names_every_problem():
+    with pytest.raises(ConfigError) as e:
+        heads_seeds.SeedPlan(seeds=0, seed_offset=-1, data_seed=1.5, val_splits=True)
+    for part in ("seeds must be", "seed_offset must be", "data_seed must be", "val_splits must"):
+        assert part in str(e.value)
+
+
+def test_an_inconsistent_run_list_is_refused():
+    bad = (heads_runs.RUNS[5],)  # stage without the i3d run it reads
+    with pytest.raises(ValueError, match="depends on 'i3d'"):
+        heads_seeds.expand_runs(bad, heads_seeds.SeedPlan(seeds=1))

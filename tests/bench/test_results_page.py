@@ -1,0 +1,183 @@
+"""docs/results.md from heads.json (action_tx/bench/results_page.py, tools/benchmark.py
+--render_results): specific cells of a page rendered from a fixed JSON, and the whole path from
+matched-detection files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from action_tx.bench import claims, results_page, stats
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+HEADS_JSON = """{
+ "preset": "bench", "quick": false, "budgets": {"end_to_end": 600, "features": 3000},
+ "machine": {"cpu": "Test CPU", "cores": 2, "python": "3.11.9",
+             "load_average_start": [0.5, 0.4, 0.3], "load_average": [1.5, 1.2, 1.0]},
+ "seconds": 3723.4,
+ "positive_rates": {"context": {"rate": 0.48}, "long_term": {"rate": 0.5}},
+ "runs": [
+  {"name": "i3d", "head": "i3d", "mode": "end_to_end", "steps": 600, "status": "ok",
+   "frame_map": 0.14, "gt_box_map": 0.296, "by_evidence": {"context": 0.076},
+   "gt_by_evidence": {"context": 0.2, "long_term": 0.55}},
+  {"name": "tx", "head": "tx", "mode": "end_to_end", "steps": 600, "status": "ok",
+   "note": "the Action Transformer",
+   "frame_map": 0.195, "gt_box_map": 0.36, "by_evidence": {"context": 0.102},
+   "gt_by_evidence": {"context": 0.31}}
+ ],
+ "commands": [{"command": "python tools/train.py --head=tx", "seconds": 612.5, "status": "ok"},
+              {"command": "python tools/eval.py --model_dir=runs/tx", "seconds": 20.1,
+               "status": "failed"}],
+ "stats": {
+  "method": "two-level bootstrap", "resamples": 1000, "bootstrap_seed": 1000, "level": 0.95,
+  "runs": {
+   "tx": {"gt": {"all": {"mean": 0.36, "low": 0.33, "high": 0.39, "per_seed": [0.35, 0.36, 0.37]},
+                 "context": {"mean": 0.412, "low": 0.371, "high": 0.455,
+                             "per_seed": [0.4, 0.41, 0.426]}}},
+   "i3d": {"gt": {"context": {"mean": 0.2, "low": 0.15, "high": 0.25, "per_seed": [0.2]}}}
+  },
+  "claims": {
+   "vatx-tx-gt": {"better": {"mean": 0.412, "low": 0.371, "high": 0.455},
+                  "other": {"mean": 0.2, "low": 0.15, "high": 0.25},
+                  "difference": {"mean": 0.212, "low": 0.15, "high": 0.27}, "verdict": "holds"},
+   "vatx-tx": {"verdict": "not measured", "missing": "no rpn matches on context of tx, i3d"}
+  }
+ }
+}"""
+
+
+def test_page_from_a_fixed_json_has_the_claims_first_and_the_cells_of_each_table():
+    heads = json.loads(HEADS_JSON)
+    page = results_page.render(heads, heads["stats"], source="bench_out/heads.json")
+    lines = page.splitlines()
+    assert "never edit by hand" in lines[3]
+    assert "`python tools/benchmark.py --render_results=bench_out/heads.json`" in lines[3]
+    assert page.index("## Claims") < page.index("## Runs, on each run's detections")
+    row = next(x for x in lines if x.startswith("| vatx-tx-gt:"))
+    assert row == (
+        "| vatx-tx-gt: `tx` > `i3d` | action_transformer, Table 1, §4.2 (Tx head 'a significant "
+        "5% boost' over the I3D head on GT boxes) | context, GT boxes | `tx` 0.412 [0.371, "
+        "0.455] | `i3d` 0.200 [0.150, 0.250] | 0.212 [0.150, 0.270] | **holds** |"
+    )
+    # No interval: heads.json's single figures, and no verdict.
+    row = next(x for x in lines if x.startswith("| vatx-tx:"))
+    assert "`tx` 0.102 | `i3d` 0.076 | +0.026 (one figure each) | not measured |" in row
+    row = next(x for x in lines if x.startswith("| aia-memory:"))
+    assert row.endswith("| `aia_features` n/a | `aia_nomem_features` n/a | n/a | not measured |")
+    gt_table = page[page.index("## Runs, on ground-truth boxes") :]
+    tx_row = next(x for x in gt_table.splitlines() if x.startswith("| `tx` |"))
+    assert tx_row == (
+        "| `tx` | tx | end to end | 600 | 3 | 0.360 [0.330, 0.390] | n/a | "
+        "0.412 [0.371, 0.455] | n/a | n/a | ok |"
+    )
+    det_table = page[page.index("## Runs, on each run's detections") :].splitlines()
+    i3d_row = next(x for x in det_table if x.startswith("| `i3d` |"))  # no stats: single figures
+    assert (
+        i3d_row == "| `i3d` | i3d | end to end | 600 | 1 | 0.140 | n/a | 0.076 | n/a | n/a | ok |"
+    )
+    # The instrument: linear has no context figure (not measured), i3d's single long_term one.
+    assert page.index("## Claims") < page.index("## Instrument") < page.index("## Runs")
+    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear`"))
+    assert row.endswith("| 0.480 | n/a | not measured |")
+    row = next(x for x in lines if x.startswith("| long_term, GT boxes | `i3d`"))
+    assert row.endswith("| 0.500 | 0.550 | within 0.1 (one figure) |")
+    assert "- `tx`: the Action Transformer" in lines
+    assert "python tools/train.py --head=tx   # 612.5 s" in lines
+    assert "python tools/eval.py --model_dir=runs/tx   # 20.1 s   # failed" in lines
+    assert "Wall time: 3723 s (62.1 min)" in page
+    assert "Machine: Test CPU, 2 logical cores, Python 3.11.9" in page
+    assert "1000 resamples, --bootstrap_seed=1000" in page
+
+
+def test_without_stats_the_page_shows_single_figures():
+    heads = json.loads(HEADS_JSON)
+    del heads["stats"]
+    page = results_page.render(heads, None)
+    det_table = page[page.index("## Runs, on each run's detections") :]
+    row = next(x for x in det_table.splitlines() if x.startswith("| `i3d` |"))
+    assert row == "| `i3d` | i3d | end to end | 600 | 1 | 0.140 | n/a | 0.076 | n/a | n/a | ok |"
+    assert "No intervals" in page and "| **holds** |" not in page
+
+
+def _matches(rng, skill):
+    """A tiny val set (one keyframe per person) and a model's detections on it."""
+    n = 40
+    boxes = np.tile([0.1, 0.1, 0.6, 0.6], (n, 1))
+    labels = np.random.default_rng(5).integers(1, 3, n)  # one val set for every model
+    gt = dict(
+        video_id=np.array(["v"] * n, dtype=object),
+        timestamp=np.arange(900, 900 + n),
+        boxes=boxes,
+        action_id=labels,
+        person_id=np.zeros(n, dtype=int),
+    )
+    evidence = dict(
+        video_id=gt["video_id"],
+        timestamp=gt["timestamp"],
+        person_id=gt["person_id"],
+        action_id=labels,
+        evidence=np.array(["context"] * n, dtype=object),
+    )
+    det = dict(
+        video_id=np.repeat(gt["video_id"], 2),
+        timestamp=np.repeat(gt["timestamp"], 2),
+        boxes=np.repeat(boxes, 2, axis=0),
+        action_id=np.tile([1, 2], n),
+        score=rng.random(2 * n) + skill * (np.tile([1, 2], n) == np.repeat(labels, 2)),
+    )
+    return stats.match_run(gt, det, {1: "a", 2: "b"}, evidence=evidence)
+
+
+def test_the_command_renders_the_page_from_matched_detection_files(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = []
+    for name, skill in (("tx", 2.0), ("i3d", 0.0)):
+        files = []
+        for seed in range(2):
+            path = f"matches/{name}-seed{seed}_gt.npz"
+            os.makedirs(tmp_path / "matches", exist_ok=True)
+            stats.save_matches(str(tmp_path / path), _matches(rng, skill))
+            files.append(path)
+        runs.append(dict(name=name, head=name, mode="end_to_end", steps=5, matches={"gt": files}))
+    (tmp_path / "heads.json").write_text(json.dumps(dict(preset="tiny", runs=runs)))
+    out = tmp_path / "docs" / "results.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "benchmark.py"),
+            f"--render_results={tmp_path / 'heads.json'}",
+            f"--out={out}",
+            "--bootstrap_resamples=200",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    row = next(x for x in page.splitlines() if x.startswith("| vatx-tx-gt:"))
+    assert row.endswith("| **holds** |")
+    gt_table = page[page.index("## Runs, on ground-truth boxes") :].splitlines()
+    tx_row = next(x for x in gt_table if x.startswith("| `tx` |"))
+    assert tx_row.startswith("| `tx` | tx | end to end | 5 | 2 | ")
+    assert "[" in tx_row.split(" | ")[7]  # the context cell has an interval
+    # Same seed, same page; a missing heads.json is one error line.
+    again = results_page.write_page(
+        str(tmp_path / "heads.json"), str(tmp_path / "again.md"), resamples=200
+    )
+    assert again == page
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "benchmark.py"), "--render_results=nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "no such file: nope" in done.stderr
+
+
+def test_every_claim_of_the_page_is_a_claim_of_the_list():
+    page = results_page.render({"runs": []}, None)
+    ids = [x.split(":")[0][2:] for x in page.splitlines() if x.startswith("| ") and ": `" in x]
+    assert ids == [c.id for c in claims.CLAIMS]
