@@ -73,6 +73,7 @@ def test_quick_run_measures_and_counts_the_windows(tmp_path):
     out = json.loads((tmp_path / "data_cost.json").read_text())
     assert out["quick"] and set(out["results"]) == {"paper", "demo"}
     assert "| paper | 64 x 32 px |" in report and "268,203 keyframes" in report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data_cost.json"]  # clips removed
     # A 4 s clip at 30 fps (frames 0..119), keyframes at 1, 2, 3 s (frames 30, 60, 90); a
     # window of W holds frames c - W/2 .. c + W/2 - 1 clipped to 0..119. W = 64: three
     # windows cover 0..119 (120 distinct), 192 stored. W = 32: 14..45, 44..75, 74..105: 92.
