@@ -8,6 +8,8 @@
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]  # head comparison
     python tools/benchmark.py --suite=perf --out=DIR  # input vs train step, trunk, eval, export
     python tools/benchmark.py --suite=memory  # AIA step time / memory: AMU vs joint, L=0,10,30
+    python tools/benchmark.py --suite=data_cost [--quick]  # prepare / convert rates, bytes and
+                                              # frame duplication, projected to AVA v2.2
 
 Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
 `--out/<suite>.md`.
@@ -37,6 +39,7 @@ SUITES = {
     "heads": "action_tx.bench.heads",
     "perf": "action_tx.bench.perf",
     "memory": "action_tx.bench.memory",
+    "data_cost": "action_tx.bench.data_cost",
 }
 
 FLAGS = flags.FLAGS
