@@ -16,7 +16,7 @@ Table numbers are those of the texts in ../shared/papers/.
 """
 
 import dataclasses
-from typing import Iterable, Sequence
+from typing import Any, Dict, Iterable, Sequence
 
 from action_tx.bench import heads_runs as R
 
@@ -37,10 +37,10 @@ class Claim:
     note: str = ""
 
 
-def _variant(base: str, name: str, flags: Sequence[str], note: str) -> R.RunSpec:
+def _variant(base: str, name: str, overrides: Dict[str, Any], note: str) -> R.RunSpec:
     spec = {r.name: r for r in R.RUNS}[base]
     return dataclasses.replace(
-        spec, name=name, flags=tuple(spec.flags) + tuple(flags), note=note, ablation=True
+        spec, name=name, overrides={**spec.overrides, **overrides}, note=note, ablation=True
     )
 
 
@@ -49,47 +49,47 @@ VARIANT_RUNS = (
     _variant(
         "stage",
         "stage_no_temporal",
-        ("--stage_temporal_extent=0",),
+        {"head.temporal_extent": 0},
         "STAGE without temporal edges (Table 5 'w/o temporal extent')",
     ),
     _variant(
         "stage",
         "stage_no_objects",
-        ("--stage_objects=false",),
+        {"head.use_objects": False},
         "STAGE without object nodes (Table 5 'w/o objects features')",
     ),
     _variant(
         "stage",
         "stage_no_proximity",
-        ("--stage_proximity=false",),
+        {"head.use_proximity": False},
         "STAGE with ones for the proximity adjacency (Table 5 'w/o boxes proximity')",
     ),
     _variant(
         "stage",
         "stage_transformer",
-        ("--stage_attention=transformer",),
+        {"head.attention": "transformer"},
         "STAGE with Transformer self-attention for GAT (Table 5)",
     ),
-    _variant("hgrnn", "hgrnn_iter1", ("--hgrnn_iterations=1",), "l = 3, one iteration (Table 3)"),
+    _variant("hgrnn", "hgrnn_iter1", {"head.iterations": 1}, "l = 3, one iteration (Table 3)"),
     _variant(
         "acar",
         "acar_acrn",
-        ("--acar_blocks=0",),
+        {"head.num_blocks": 0},
         "first-order actor-context relations only: 'Baseline + ACRN' (Table 1a)",
     ),
     _variant(
-        "acar", "acar_rn", ("--acar_relation=rn",), "HR2O as a Relation Network (Table 1c 'RN')"
+        "acar", "acar_rn", {"head.relation": "rn"}, "HR2O as a Relation Network (Table 1c 'RN')"
     ),
     _variant(
         "aia_features",
         "aia_serial_features",
-        ("--aia_structure=serial",),
+        {"head.structure": "serial"},
         "serial IA on frozen features (Table 1d)",
     ),
     _variant(
         "aia_features",
         "aia_parallel_features",
-        ("--aia_structure=parallel",),
+        {"head.structure": "parallel"},
         "parallel IA on frozen features (Table 1d)",
     ),
 )

@@ -6,7 +6,7 @@
 
 Every run is trained S times, with training seeds seed_offset + 0 .. S-1 (`tools/train.py
 --seed`: weights, samplers, input shuffling). A concrete run is the `RunSpec` of its run with
-the name `<run>-seed<N>`, `--seed=N` appended to its flags, and its dependencies (the run whose
+the name `<run>-seed<N>`, `model.seed` = N in its overrides, and its dependencies (the run whose
 checkpoint gives frozen features, or ACAR's bank) renamed to the same seed: seed N of `stage`
 reads the features of seed N of `i3d`, so the variation of the feature extractor is part of
 each seed's result. Concrete runs come seed-major per run (all seeds of a run, then the next
@@ -53,7 +53,7 @@ class SeedPlan:
 
 
 class ConcreteRun(NamedTuple):
-    spec: R.RunSpec  # name "<run>-seed<N>", flags + ("--seed=N",), dependencies of seed N
+    spec: R.RunSpec  # name "<run>-seed<N>", overrides + model.seed N, dependencies of seed N
     run: str  # the run list's name (the row of the table)
     seed: int  # the training seed N
 
@@ -87,7 +87,7 @@ def expand_runs(
             concrete = dataclasses.replace(
                 spec,
                 name=seeded_name(spec.name, seed),
-                flags=tuple(spec.flags) + (f"--seed={seed}",),
+                overrides={**spec.overrides, "model.seed": seed},
                 features_from=_seeded(spec.features_from, source),
                 bank_from=_seeded(spec.bank_from, source),
             )

@@ -55,21 +55,21 @@ def test_the_claims_issue_29_lists_are_there():
 def test_each_variant_changes_one_option_of_its_base():
     base = {r.name: r for r in heads_runs.RUNS}
     expected = {
-        "stage_no_temporal": ("stage", "--stage_temporal_extent=0"),
-        "stage_no_objects": ("stage", "--stage_objects=false"),
-        "stage_no_proximity": ("stage", "--stage_proximity=false"),
-        "stage_transformer": ("stage", "--stage_attention=transformer"),
-        "hgrnn_iter1": ("hgrnn", "--hgrnn_iterations=1"),
-        "acar_acrn": ("acar", "--acar_blocks=0"),
-        "acar_rn": ("acar", "--acar_relation=rn"),
-        "aia_serial_features": ("aia_features", "--aia_structure=serial"),
-        "aia_parallel_features": ("aia_features", "--aia_structure=parallel"),
+        "stage_no_temporal": ("stage", {"head.temporal_extent": 0}),
+        "stage_no_objects": ("stage", {"head.use_objects": False}),
+        "stage_no_proximity": ("stage", {"head.use_proximity": False}),
+        "stage_transformer": ("stage", {"head.attention": "transformer"}),
+        "hgrnn_iter1": ("hgrnn", {"head.iterations": 1}),
+        "acar_acrn": ("acar", {"head.num_blocks": 0}),
+        "acar_rn": ("acar", {"head.relation": "rn"}),
+        "aia_serial_features": ("aia_features", {"head.structure": "serial"}),
+        "aia_parallel_features": ("aia_features", {"head.structure": "parallel"}),
     }
     assert {v.name for v in claims.VARIANT_RUNS} == set(expected)
     for v in claims.VARIANT_RUNS:
-        parent, flag = expected[v.name]
+        parent, change = expected[v.name]
         b = base[parent]
-        assert v.flags == b.flags + (flag,) and v.ablation
+        assert v.overrides == {**b.overrides, **change} and v.ablation
         assert (v.head, v.mode, v.features_from, v.budget_scale) == (
             b.head,
             b.mode,

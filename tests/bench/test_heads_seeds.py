@@ -15,9 +15,11 @@ def test_every_run_gets_each_training_seed_and_its_dependencies_of_that_seed():
     stage = by_name["stage-seed11"]
     assert (stage.run, stage.seed) == ("stage", 11)
     assert stage.spec.features_from == "i3d-seed11"
-    assert stage.spec.flags == ("--context_keyframes=1", "--seed=11")
+    assert stage.spec.overrides["model.seed"] == 11
+    base = {r.name: r for r in heads_runs.RUNS}["stage"].overrides
+    assert {k: v for k, v in stage.spec.overrides.items() if k != "model.seed"} == base
     acfb = by_name["acar_acfb-seed10"].spec
-    assert acfb.bank_from == "acar-seed10" and acfb.flags[-1] == "--seed=10"
+    assert acfb.bank_from == "acar-seed10" and acfb.overrides["model.seed"] == 10
     assert by_name["tx-seed10"].spec.features_from is None
     # Seed-major per run, in the run list's order.
     assert [c.spec.name for c in concrete[:4]] == [
@@ -34,7 +36,7 @@ def test_shared_dependencies_read_the_first_seed():
     by_name = {c.spec.name: c.spec for c in concrete}
     assert by_name["stage-seed11"].features_from == "i3d-seed10"
     assert by_name["acar_acfb-seed11"].bank_from == "acar-seed10"
-    assert by_name["stage-seed11"].flags[-1] == "--seed=11"
+    assert by_name["stage-seed11"].overrides["model.seed"] == 11
 
 
 def test_the_claims_variants_expand_too():
