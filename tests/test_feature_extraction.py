@@ -122,7 +122,9 @@ def test_mixed_5c_features_are_what_the_i3d_head_classifies(extracted):
         HeadInputs(features=trunk, rois=batch["boxes"], roi_mask=mask, roi_features=tubes),
         training=False,
     ).logits.numpy()
-    kernel, bias = (w.numpy() for w in det.head._classifier.weights)
+    # The classifier's variables by their public path (Dense "cls_logits" of the I3D head).
+    named = {v.path.split("/")[-1]: v.numpy() for v in det.head.weights if "cls_logits" in v.path}
+    kernel, bias = named["kernel"], named["bias"]
     checked = 0
     for i, kf in enumerate(stored):
         n = int(tf.reduce_sum(tf.cast(mask[i], tf.int32)))
