@@ -9,6 +9,7 @@ option), and the features are pooled in the same pass."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -183,15 +184,22 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_manifest(out: str, settings: dict, files: Sequence[str], shard_size: int) -> dict:
-    """The folder's manifest: checked against `settings`, or planned (shards of whole videos,
-    `features.plan_shards`) and written when absent. Workers that start together plan the
-    same shards; the first to take the lock writes them, the others read them."""
+def load_manifest(
+    out: str,
+    settings: dict,
+    runs: Callable[[], list],
+    shard_size: int,
+    pattern: str = features.SHARD_PATTERN,
+) -> dict:
+    """The folder's manifest.json: checked against `settings`, or planned and written when
+    absent (shards of whole videos, `features.plan_shards` of the video runs that `runs()`
+    reads, named by `pattern`). Workers that start together plan the same shards; the first
+    to take the lock writes them, the others read them."""
 
     def plan(manifest):
         if manifest is not None:
             return manifest
-        shards = features.plan_shards(features.video_runs(list(files)), shard_size)
+        shards = features.plan_shards(runs(), shard_size, pattern)
         return {
             "settings": settings,
             "keyframes": sum(s["records"] for s in shards),
@@ -212,6 +220,60 @@ def load_manifest(out: str, settings: dict, files: Sequence[str], shard_size: in
             f"{path}: written with other settings ({', '.join(diff)} "
             "differ); use another output folder or delete it"
         )
+    return manifest
+
+
+def _check_worker(num_workers: int, worker_index: int) -> None:
+    if not 0 <= worker_index < num_workers:
+        raise ValueError(f"worker_index={worker_index} must be in [0, num_workers={num_workers})")
+
+
+def run_shards(
+    out: str,
+    manifest: dict,
+    start: Callable[[list, Callable[[int], None]], Callable],
+    mark: Callable[[dict, dict, dict], None],
+    *,
+    num_workers: int,
+    worker_index: int,
+    name: str,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict:
+    """Writes this worker's shards of `manifest` (those j with j % num_workers == worker_index
+    not yet done), each then marked done in manifest.json under its lock -> the manifest.
+
+    start(todo, update): called once, only when there is a shard to write (it builds the
+    model), with the shards to write in order and the progress bar's update(n); returns
+    write(path, start, count) -> info, called for each of them in that order, which writes
+    keyframes [start, start + count) of the input to `path` (via `path.tmp`, renamed when
+    complete). mark(manifest, entry, info): records `info` in the locked manifest and the
+    shard's `entry` (done=True is set).
+    """
+    from action_tx.progress import Progress
+
+    todo = [
+        s
+        for i, s in enumerate(manifest["shards"])
+        if not s["done"] and i % num_workers == worker_index
+    ]
+    if not todo:
+        log(f"all {len(manifest['shards'])} shards of worker {worker_index} already in {out}")
+        return manifest
+    bar = Progress(sum(s["records"] for s in todo), name, enabled=progress)
+    write = start(todo, bar.update)
+    for shard in todo:
+        info = write(os.path.join(out, shard["path"]), shard["start"], shard["records"])
+
+        def done(manifest, path=shard["path"], info=info):
+            for entry in manifest["shards"]:
+                if entry["path"] == path:
+                    entry["done"] = True
+                    mark(manifest, entry, info)
+            return manifest
+
+        manifest = features.update_manifest(out, done)
+    bar.close()
     return manifest
 
 
@@ -246,8 +308,7 @@ def extract_split(
         raise ValueError(
             "a feature-mode model: features are extracted with an end-to-end detector checkpoint"
         )
-    if not 0 <= worker_index < num_workers:
-        raise ValueError(f"worker_index={worker_index} must be in [0, num_workers={num_workers})")
+    _check_worker(num_workers, worker_index)
     os.makedirs(out, exist_ok=True)
     label_map = task.label_map
     settings = dict(
@@ -260,49 +321,32 @@ def extract_split(
         num_classes=label_map.num_classes,
         feature_layer=feature_layer,
     )
-    manifest = load_manifest(out, settings, files, shard_size)
-    todo = [
-        s
-        for i, s in enumerate(manifest["shards"])
-        if not s["done"] and i % num_workers == worker_index
-    ]
-    if not todo:
-        log(f"all {len(manifest['shards'])} shards of worker {worker_index} already in {out}")
-        return manifest
-    kwargs = task.dataset_kwargs(training=False)
-    names = ("num_classes", "num_frames", "frame_stride", "image_size", "max_boxes")
-    kwargs = {k: kwargs[k] for k in names + ("max_proposals", "max_objects")}
-    extractor = Extractor(
-        task.build_model(),
-        checkpoint,
-        files,
-        dataset_kwargs=kwargs,
-        map_size=map_size,
-        batch_size=batch_size,
-        min_detection_score=min_detection_score,
-        feature_layer=feature_layer,
-    )
-    from action_tx.progress import Progress
+    manifest = load_manifest(out, settings, lambda: features.video_runs(list(files)), shard_size)
 
-    bar = Progress(sum(s["records"] for s in todo), "extract", enabled=progress)
-    for shard in todo:
-        info = extractor.write_shard(
-            os.path.join(out, shard["path"]), shard["start"], shard["records"], bar.update
+    def start(todo, update):
+        kwargs = task.dataset_kwargs(training=False)
+        names = ("num_classes", "num_frames", "frame_stride", "image_size", "max_boxes")
+        kwargs = {k: kwargs[k] for k in names + ("max_proposals", "max_objects")}
+        extractor = Extractor(
+            task.build_model(),
+            checkpoint,
+            files,
+            dataset_kwargs=kwargs,
+            map_size=map_size,
+            batch_size=batch_size,
+            min_detection_score=min_detection_score,
+            feature_layer=feature_layer,
+        )
+        return lambda path, start, count: extractor.write_shard(path, start, count, update)
+
+    def mark(manifest, entry, info):
+        entry["records"] = info["records"]
+        manifest.update(
+            num_classes=label_map.num_classes, feature_dim=info["feature_dim"], map_size=map_size
         )
 
-        def done(manifest, shard=shard, info=info):
-            for entry in manifest["shards"]:
-                if entry["path"] == shard["path"]:
-                    entry.update(done=True, records=info["records"])
-            manifest.update(
-                num_classes=label_map.num_classes,
-                feature_dim=info["feature_dim"],
-                map_size=map_size,
-            )
-            return manifest
-
-        manifest = features.update_manifest(out, done)
-    bar.close()
+    opts = dict(num_workers=num_workers, worker_index=worker_index, progress=progress, log=log)
+    manifest = run_shards(out, manifest, start, mark, name="extract", **opts)
     log(
         f"{sum(s['records'] for s in manifest['shards'])} keyframes in "
         f"{len(manifest['shards'])} shards: {out}"
@@ -318,21 +362,75 @@ def extract_split_bank(
     split: str,
     batch_size: int,
     files: Optional[Sequence[str]] = None,
+    shard_size: int = 256,
+    num_workers: int = 1,
+    worker_index: int = 0,
     progress: bool = True,
+    log: Callable[[str], None] = _stderr,
 ) -> dict:
-    """Writes ACAR's Actor-Context Feature Bank (`acfb.extract_bank`) of the checkpoint's model
-    over one split into `out` -> the bank's manifest. End to end the split is `files` (its
-    TFRecords); on stored features it is the config's feature folder of `split`. The actors
-    archived are those the model scores at inference (`eval_actors` in feature mode, the
-    checkpoint's detections end to end)."""
-    from action_tx.acfb import extract_bank
+    """Writes ACAR's Actor-Context Feature Bank (`action_tx.acfb`) of the checkpoint's model
+    over one split into `out` -> the bank's planning manifest (manifest.json). End to end the
+    split is `files` (its TFRecords); on stored features it is the config's feature folder of
+    `split`. The actors archived are those the model scores at inference (`eval_actors` in
+    feature mode, the checkpoint's detections end to end).
 
+    Sharded and resumable as `extract_split` (the same plan, lock and marks): shards of whole
+    videos, worker i writes the shards j with j % num_workers == i, done shards are skipped;
+    whichever worker finds every shard done writes acfb.json, the file `acfb.load_bank`
+    reads. A folder holding a bank of the one-pass extraction (acfb.json, no manifest.json)
+    or a manifest of other settings raises ManifestMismatch.
+    """
+    from action_tx import acfb
+
+    _check_worker(num_workers, worker_index)
+    if os.path.isfile(os.path.join(out, acfb.MANIFEST)) and not os.path.isfile(
+        os.path.join(out, features.MANIFEST)
+    ):
+        raise ManifestMismatch(
+            f"{out}: holds a finished bank of the one-process extraction (acfb.json without "
+            "manifest.json); it loads as it is; delete the folder to extract it again"
+        )
     os.makedirs(out, exist_ok=True)
-    model = task.build_model()
+    settings = dict(checkpoint=os.path.abspath(checkpoint), split=split, shard_size=shard_size)
     if task.runs_on_frames:
-        dataset = task.eval_dataset(batch_size, source=files)
+        settings["tfrecords"] = [os.path.abspath(f) for f in files]
+        runs = lambda: features.video_runs(list(files))  # noqa: E731
     else:
-        dataset = task.eval_dataset(batch_size, split=split)
-    eval_lib.build_detector_on(model, dataset)
-    eval_lib.restore(model, checkpoint)
-    return extract_bank(model, dataset, out, progress=progress)
+        folder = task.folder(split)
+        settings.update(feature_dir=os.path.abspath(folder), actors=task.config.data.eval_actors)
+        runs = lambda: features.folder_video_runs(folder)  # noqa: E731
+    manifest = load_manifest(out, settings, runs, shard_size, acfb.SHARD_PATTERN)
+
+    def start(todo, update):
+        # One pass over this worker's shards (one read of the input): shard after shard, each
+        # takes its count of keyframe rows off the stream.
+        ranges = [(s["start"], s["records"]) for s in todo]
+        dataset = task.eval_dataset(batch_size, split, files, keyframes=ranges)
+        model = task.build_model()
+        eval_lib.build_detector_on(model, dataset)
+        eval_lib.restore(model, checkpoint)
+        rows = acfb.bank_rows(model, dataset, update)
+
+        def write(path, start, count):
+            shard = list(itertools.islice(rows, count))
+            if len(shard) != count:
+                raise ValueError(
+                    f"{path}: expected {count} keyframes from the input, read {len(shard)}"
+                )
+            return acfb.write_shard(path, shard)
+
+        return write
+
+    def mark(manifest, entry, info):
+        entry.update(info)
+
+    opts = dict(num_workers=num_workers, worker_index=worker_index, progress=progress, log=log)
+    manifest = run_shards(out, manifest, start, mark, name="acfb bank", **opts)
+    shards = manifest["shards"]
+    left = sum(not s["done"] for s in shards)
+    if left:
+        log(f"worker {worker_index} done; {left} of {len(shards)} shards still to write: {out}")
+    else:
+        summary = acfb.write_summary(out, shards)
+        log(f"{summary['keyframes']} keyframes in {len(shards)} bank shards: {out}")
+    return manifest

@@ -31,8 +31,13 @@ Flags:
                     averaged exactly as that head does; the context map and scene feature run
                     the same tail over the whole trunk map.
   --bank            none | acfb: instead of features, write ACAR's Actor-Context Feature Bank
-                    (action_tx.acfb.extract_bank) of the checkpoint's model (end-to-end or
-                    feature-mode: then the split's feature folder from config.json).
+                    (action_tx.acfb) of the checkpoint's model (end-to-end or feature-mode:
+                    then the split's feature folder from config.json) into --out:
+                    acfb-%05d-of-%05d.npz shards of whole videos (--shard_size), planned in
+                    manifest.json, and acfb.json, written when every shard is done (what
+                    --acfb_bank_dir reads). Sharded, resumed and run in parallel exactly as
+                    the features (below); --map_size, --feature_layer and
+                    --min_detection_score do not apply.
 
 One pass, no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
 The first run plans the shards (reading each input record's video index once) into
@@ -41,7 +46,13 @@ when complete and then marked done in the manifest (under a file lock, so parall
 never lose each other's marks); a process killed halfway loses only the shard it was writing
 (its NAME.tmp is overwritten by the re-run, which skips every shard marked done). A manifest
 written with other settings (checkpoint, inputs, map size, shard size, feature layer) is
-refused. Bad input: one `error: ...` line, exit 2.
+refused. Killed halfway, a folder holds its finished shards (marked done) and at most one
+NAME.tmp per killed worker; readers refuse it until it is complete (features: "extraction
+unfinished", the manifest marks a shard missing; a bank has no acfb.json until its last shard
+is done), and a re-run of the killed worker with the same flags writes only its shards not
+marked done. A bank folder of the one-process extraction (acfb.json without manifest.json) is
+complete as it is: it is read as before and refused as an output (delete it to extract again).
+Bad input: one `error: ...` line, exit 2.
 
 N parallel processes (one machine or several sharing --out on one filesystem):
 
@@ -51,7 +62,9 @@ N parallel processes (one machine or several sharing --out on one filesystem):
     done; wait
 
 The features are complete when every worker has exited 0 (a re-run of any worker prints that
-its shards are done); re-run a worker that failed or was killed with the same flags.
+its shards are done); re-run a worker that failed or was killed with the same flags. ACAR's
+bank likewise: add --bank=acfb (and the stage-1 checkpoint); the worker that writes the last
+shard writes acfb.json.
 """
 
 import os
@@ -134,6 +147,10 @@ def _input_files():
 def extract():
     if not FLAGS.checkpoint_dir or not FLAGS.split or not FLAGS.out:
         raise InputError("--checkpoint_dir, --split and --out are required")
+    if not 0 <= FLAGS.worker_index < FLAGS.num_workers:
+        raise InputError(
+            f"--worker_index={FLAGS.worker_index} must be in [0, --num_workers={FLAGS.num_workers})"
+        )
     checkpoint, config = _checkpoint()
     label_map_path = config.data.label_map
     if not label_map_path or not os.path.isfile(label_map_path):
@@ -146,24 +163,26 @@ def extract():
         # Frames: this split's TFRecords; features: the config's folder of the split.
         files = _input_files()[1] if task.runs_on_frames else None
         batch = FLAGS.extract_batch_size if task.runs_on_frames else FLAGS.batch_size
-        feature_extraction.extract_split_bank(
-            task,
-            checkpoint,
-            FLAGS.out,
-            split=FLAGS.split,
-            batch_size=batch,
-            files=files,
-            progress=FLAGS.progress,
-        )
+        try:
+            feature_extraction.extract_split_bank(
+                task,
+                checkpoint,
+                FLAGS.out,
+                split=FLAGS.split,
+                batch_size=batch,
+                files=files,
+                shard_size=FLAGS.shard_size,
+                num_workers=FLAGS.num_workers,
+                worker_index=FLAGS.worker_index,
+                progress=FLAGS.progress,
+            )
+        except feature_extraction.ManifestMismatch as e:
+            raise InputError(e) from None
         return
     if not task.runs_on_frames:
         raise InputError(
             f"{FLAGS.checkpoint_dir} holds a feature-mode model: features are "
             "extracted with an end-to-end detector checkpoint"
-        )
-    if not 0 <= FLAGS.worker_index < FLAGS.num_workers:
-        raise InputError(
-            f"--worker_index={FLAGS.worker_index} must be in [0, --num_workers={FLAGS.num_workers})"
         )
     _, files = _input_files()
     try:
