@@ -252,13 +252,10 @@ def run_shards(
     """
     from action_tx.progress import Progress
 
-    todo = [
-        s
-        for i, s in enumerate(manifest["shards"])
-        if not s["done"] and i % num_workers == worker_index
-    ]
+    mine = manifest["shards"][worker_index::num_workers]
+    todo = [s for s in mine if not s["done"]]
     if not todo:
-        log(f"all {len(manifest['shards'])} shards of worker {worker_index} already in {out}")
+        log(f"all {len(mine)} shards of worker {worker_index} already in {out}")
         return manifest
     bar = Progress(sum(s["records"] for s in todo), name, enabled=progress)
     write = start(todo, bar.update)

@@ -67,6 +67,7 @@ bank likewise: add --bank=acfb (and the stage-1 checkpoint); the worker that wri
 shard writes acfb.json.
 """
 
+import functools
 import os
 
 import cli  # first: TF's log level and start-up options
@@ -159,48 +160,43 @@ def extract():
     from action_tx.tasks import make_task
 
     task = make_task(config)
+    # Both write shards of whole videos into --out, sharded and resumed alike.
+    shards = dict(
+        shard_size=FLAGS.shard_size,
+        num_workers=FLAGS.num_workers,
+        worker_index=FLAGS.worker_index,
+        progress=FLAGS.progress,
+    )
     if FLAGS.bank == "acfb":
         # Frames: this split's TFRecords; features: the config's folder of the split.
         files = _input_files()[1] if task.runs_on_frames else None
         batch = FLAGS.extract_batch_size if task.runs_on_frames else FLAGS.batch_size
-        try:
-            feature_extraction.extract_split_bank(
-                task,
-                checkpoint,
-                FLAGS.out,
-                split=FLAGS.split,
-                batch_size=batch,
-                files=files,
-                shard_size=FLAGS.shard_size,
-                num_workers=FLAGS.num_workers,
-                worker_index=FLAGS.worker_index,
-                progress=FLAGS.progress,
-            )
-        except feature_extraction.ManifestMismatch as e:
-            raise InputError(e) from None
-        return
-    if not task.runs_on_frames:
+        write = functools.partial(
+            feature_extraction.extract_split_bank, batch_size=batch, files=files
+        )
+    elif not task.runs_on_frames:
         raise InputError(
             f"{FLAGS.checkpoint_dir} holds a feature-mode model: features are "
             "extracted with an end-to-end detector checkpoint"
         )
-    _, files = _input_files()
+    else:
+        files = _input_files()[1]
+
+        def write(task, checkpoint, out, **kwargs):
+            return feature_extraction.extract_split(
+                task,
+                checkpoint,
+                files,
+                out,
+                map_size=FLAGS.map_size,
+                batch_size=FLAGS.extract_batch_size,
+                min_detection_score=FLAGS.min_detection_score,
+                feature_layer=FLAGS.feature_layer,
+                **kwargs,
+            )
+
     try:
-        feature_extraction.extract_split(
-            task,
-            checkpoint,
-            files,
-            FLAGS.out,
-            split=FLAGS.split,
-            map_size=FLAGS.map_size,
-            shard_size=FLAGS.shard_size,
-            num_workers=FLAGS.num_workers,
-            worker_index=FLAGS.worker_index,
-            batch_size=FLAGS.extract_batch_size,
-            min_detection_score=FLAGS.min_detection_score,
-            feature_layer=FLAGS.feature_layer,
-            progress=FLAGS.progress,
-        )
+        write(task, checkpoint, FLAGS.out, split=FLAGS.split, **shards)
     except feature_extraction.ManifestMismatch as e:
         raise InputError(e) from None
 

@@ -13,26 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train_helpers import ENV, REPO, make_tiny_data
+from train_helpers import ENV, REPO, TINY_DETECTOR, assert_clean_error, make_tiny_data
 
 TOOL = os.path.join(REPO, "tools", "extract_features.py")
 # A tiny end-to-end ACAR detector (stage 1 of ACFB, as configs/ava_acar.flags).
-MODEL_FLAGS = dict(
-    trunk="i3d_tiny",
-    head="acar",
-    acar_dim=8,
-    proposals="rpn",
-    image_size=64,
-    num_frames=8,
-    frame_stride=2,
-    anchor_sizes="16,32,48",
-    rpn_filters=32,
-    post_nms_top_k=20,
-    max_boxes=4,
-    max_proposals=4,
-    max_objects=2,
-    seed=0,
-)
+MODEL_FLAGS = dict(TINY_DETECTOR, head="acar", acar_dim=8)
 SHARDS = ["acfb-00000-of-00003.npz", "acfb-00001-of-00003.npz", "acfb-00002-of-00003.npz"]
 
 
@@ -47,19 +32,6 @@ def run(*args):
     )
 
 
-def assert_clean_error(proc, *needles):
-    """Exit 2, no traceback, the last stderr line `error: ...` holding every needle (an info
-    line `model config from ...` may precede it)."""
-    lines = [
-        line
-        for line in proc.stderr.splitlines()
-        if line.strip() and "cuInit" not in line and not line.startswith("model config from")
-    ]
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-    assert all(n in lines[0] for n in needles), lines[0]
-
-
 def assert_same_bank(got, want, atol=0.0):
     np.testing.assert_array_equal(got.video_index, want.video_index)
     np.testing.assert_array_equal(got.timestamp, want.timestamp)
@@ -70,8 +42,9 @@ def assert_same_bank(got, want, atol=0.0):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Tiny data (3 training videos), a random-weight ACAR detector checkpointed with its config.json,
-    today's one-pass bank of it (in process) and the tool's one-process bank (3 shards)."""
+    """Tiny data (3 training videos), a random-weight ACAR detector checkpointed with its
+    config.json, today's one-pass bank of it (in process) and the tool's one-process bank (3
+    shards)."""
     import model_flags
 
     from action_tx import config as C
@@ -92,7 +65,7 @@ def setup(tmp_path_factory):
     dataset = task.eval_dataset(4, "train", tfrecords.match_files(data["train"]))
     eval_lib.build_detector_on(model, dataset)
     model_dir = root / "acar"
-    tf.train.CheckpointManager(
+    checkpoint = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=checkpointable(model)), str(model_dir), 1
     ).save(checkpoint_number=1)
     C.save(config, str(model_dir))
@@ -109,7 +82,27 @@ def setup(tmp_path_factory):
     one = root / "one"
     proc = run(*args, f"--out={one}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(args=args, one=one, legacy=legacy, root=root, data=data, task=task)
+    return dict(
+        args=args, one=one, legacy=legacy, root=root, data=data, task=task, checkpoint=checkpoint
+    )
+
+
+def extract(setup, out, worker_index, logs):
+    """Worker `worker_index` of 2 in process, with the tool's settings of the setup."""
+    from action_tx.data import tfrecords
+    from action_tx.feature_extraction import extract_split_bank
+
+    files = tfrecords.match_files(setup["data"]["train"])
+    opts = dict(split="train", batch_size=4, files=files, shard_size=4, num_workers=2)
+    extract_split_bank(
+        setup["task"],
+        setup["checkpoint"],
+        str(out),
+        worker_index=worker_index,
+        log=logs.append,
+        progress=False,
+        **opts,
+    )
 
 
 def test_one_process_bank_is_todays_one_pass_bank(setup):
@@ -134,24 +127,19 @@ def test_one_process_bank_is_todays_one_pass_bank(setup):
 
 
 def test_two_workers_write_the_one_process_bank(setup, tmp_path):
+    """Workers 0 and 1 of 2 (in process, one after the other; the parallel run's manifest lock
+    is the features' one, tests/tools/test_extract_features.py): the tool's one-process bank."""
     from action_tx.acfb import load_bank
 
-    out = tmp_path / "par"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, TOOL, *setup["args"], f"--out={out}", "--num_workers=2"]
-            + [f"--worker_index={i}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-            cwd=REPO,
-        )
-        for i in (0, 1)
+    out, logs = tmp_path / "par", []
+    extract(setup, out, 1, logs)
+    assert logs[-1] == f"worker 1 done; 2 of 3 shards still to write: {out}"
+    assert not (out / "acfb.json").exists() and sorted(p.name for p in out.iterdir()) == [
+        SHARDS[1],
+        "manifest.json",
+        "manifest.json.lock",
     ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
+    extract(setup, out, 0, logs)
     assert json.loads((out / "acfb.json").read_text())["shards"] == SHARDS
     # Worker 0 wrote shards 0 and 2 in one batched pass, worker 1 shard 1: the same values.
     assert_same_bank(load_bank(str(out)), load_bank(str(setup["one"])), atol=1e-3)
@@ -174,8 +162,11 @@ def test_a_run_killed_halfway_redoes_only_the_missing_shard(setup, tmp_path):
     with pytest.raises(ValueError, match=r"unfinished \(2 of 3 shards done\).*--bank=acfb"):
         load_bank(str(out))
     stamps = {name: (out / name).stat().st_mtime_ns for name in (SHARDS[0], SHARDS[2])}
-    proc = run(*setup["args"], f"--out={out}", "--num_workers=2", "--worker_index=1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = []
+    extract(setup, out, 0, logs)  # worker 0's shards are done: nothing to write
+    assert logs[0] == f"all 2 shards of worker 0 already in {out}" and len(logs) == 2
+    assert "1 of 3 shards still to write" in logs[1]
+    extract(setup, out, 1, logs)  # the killed worker, re-run: shard 1 alone
     assert {name: (out / name).stat().st_mtime_ns for name in stamps} == stamps
     assert not list(out.glob("*.tmp")) and (out / "acfb.json").exists()
     assert_same_bank(load_bank(str(out)), load_bank(str(setup["one"])), atol=1e-3)
@@ -282,4 +273,4 @@ def test_feature_mode_bank_sharded_by_video_in_two_workers(setup, tmp_path):
     assert logs[-1].endswith(f"9 keyframes in 2 bank shards: {out}")
     assert_same_bank(load_bank(out), load_bank(str(tmp_path / "one_pass")))
     extract_split_bank(task, path, out, worker_index=0, log=logs.append, **opts)  # a re-run
-    assert logs[-2] == f"all 2 shards of worker 0 already in {out}"
+    assert logs[-2] == f"all 1 shards of worker 0 already in {out}"
