@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
@@ -19,8 +18,15 @@ import tensorflow as tf
 from action_tx import eval_lib
 from action_tx.data import features
 from action_tx.data.features import encode_keyframe, transfer_labels
-from action_tx.data.pipeline import process_example, shard_records
+from action_tx.data.pipeline import process_example, select_ranges, shard_records
 from action_tx.data.tfrecords import parse_example
+from action_tx.extraction_shards import (  # noqa: F401  (ManifestMismatch: re-exported)
+    ManifestMismatch,
+    check_worker,
+    load_manifest,
+    run_shards,
+    stderr,
+)
 
 
 class Extractor:
@@ -64,11 +70,11 @@ class Extractor:
                 f"feature_layer='Mixed_5c' needs a checkpoint whose head has an "
                 f"I3D Mixed_5 tail (i3d, tx_i3d), not {type(detector.head).__name__}"
             )
-        eval_lib.build_detector_on(detector, self._dataset(0, batch_size))
+        eval_lib.build_detector_on(detector, self._dataset([(0, batch_size)]))
         eval_lib.restore(detector, checkpoint)
         self._step = tf.function(self._features, reduce_retracing=True)
 
-    def _dataset(self, start: int, count: int) -> tf.data.Dataset:
+    def _dataset(self, ranges) -> tf.data.Dataset:
         kw = dict(self.kwargs)
         num_classes = kw.pop("num_classes")
         size = kw.pop("image_size")
@@ -80,11 +86,8 @@ class Extractor:
                 ex, tf.constant(0, tf.int64), image_size=size, training=False, seed=0, **kw
             )
 
-        ds = (
-            tf.data.Dataset.from_tensor_slices(self.files)
-            .flat_map(shard_records)
-            .skip(start)
-            .take(count)
+        ds = select_ranges(
+            tf.data.Dataset.from_tensor_slices(self.files).flat_map(shard_records), ranges
         )
         return (
             ds.map(fn, num_parallel_calls=2, deterministic=True).batch(self.batch_size).prefetch(1)
@@ -125,153 +128,69 @@ class Extractor:
             "obj_mask": obj_mask,
         }
 
+    def keyframes(self, ranges, progress: Callable[[int], None] = lambda n: None):
+        """-> iterator of (serialized keyframe record, feature dim C) of the input's keyframes
+        in the ascending `ranges` [(start, count), ...], in order, in one pass over the input
+        (`pipeline.select_ranges`); progress(n) after each batch of n."""
+        for batch in self._dataset(ranges):
+            out = {k: v.numpy() for k, v in self._step(batch).items()}
+            b = {k: v.numpy() for k, v in batch.items() if k != "clip"}
+            dim = int(out["scene"].shape[-1])
+            for i in range(len(b["timestamp"])):
+                g, d, o = out["gt_mask"][i], out["det_mask"][i], out["obj_mask"][i]
+                record = encode_keyframe(
+                    video_id=b["video_id"][i].decode(),
+                    video_index=int(b["video_index"][i]),
+                    timestamp=int(b["timestamp"][i]),
+                    keyframe_index=int(b["keyframe_index"][i]),
+                    context=out["context"][i],
+                    scene=out["scene"][i],
+                    gt=dict(
+                        boxes=b["boxes"][i][g],
+                        labels=b["labels"][i][g],
+                        person_ids=b["person_ids"][i][g],
+                        features=out["gt_features"][i][g],
+                    ),
+                    det=dict(
+                        boxes=out["det_boxes"][i][d],
+                        scores=out["det_scores"][i][d],
+                        features=out["det_features"][i][d],
+                        labels=out["det_labels"][i][d],
+                    ),
+                    obj=dict(
+                        boxes=b["objects"][i][o],
+                        classes=b["object_classes"][i][o],
+                        scores=b["object_scores"][i][o],
+                        features=out["obj_features"][i][o],
+                    ),
+                )
+                yield record, dim
+            progress(len(b["timestamp"]))
+
     def write_shard(
-        self, path: str, start: int, count: int, progress: Callable[[int], None] = lambda n: None
+        self,
+        path: str,
+        start: int,
+        count: int,
+        progress: Callable[[int], None] = lambda n: None,
+        keyframes=None,
     ) -> dict:
         """Writes keyframes [start, start + count) of the input to `path` (via `path.tmp`,
-        renamed when complete) -> {"records", "feature_dim"}."""
+        renamed when complete) -> {"records", "feature_dim"}. `keyframes`: an iterator of
+        `keyframes()` whose next `count` records are these (a worker's one pass over all its
+        shards); default one over [start, start + count)."""
+        stream = keyframes if keyframes is not None else self.keyframes([(start, count)], progress)
         tmp = path + ".tmp"
         records, dim = 0, None
         with tf.io.TFRecordWriter(tmp) as writer:
-            for batch in self._dataset(start, count):
-                out = {k: v.numpy() for k, v in self._step(batch).items()}
-                b = {k: v.numpy() for k, v in batch.items() if k != "clip"}
-                dim = out["scene"].shape[-1]
-                for i in range(len(b["timestamp"])):
-                    g, d, o = out["gt_mask"][i], out["det_mask"][i], out["obj_mask"][i]
-                    writer.write(
-                        encode_keyframe(
-                            video_id=b["video_id"][i].decode(),
-                            video_index=int(b["video_index"][i]),
-                            timestamp=int(b["timestamp"][i]),
-                            keyframe_index=int(b["keyframe_index"][i]),
-                            context=out["context"][i],
-                            scene=out["scene"][i],
-                            gt=dict(
-                                boxes=b["boxes"][i][g],
-                                labels=b["labels"][i][g],
-                                person_ids=b["person_ids"][i][g],
-                                features=out["gt_features"][i][g],
-                            ),
-                            det=dict(
-                                boxes=out["det_boxes"][i][d],
-                                scores=out["det_scores"][i][d],
-                                features=out["det_features"][i][d],
-                                labels=out["det_labels"][i][d],
-                            ),
-                            obj=dict(
-                                boxes=b["objects"][i][o],
-                                classes=b["object_classes"][i][o],
-                                scores=b["object_scores"][i][o],
-                                features=out["obj_features"][i][o],
-                            ),
-                        )
-                    )
-                records += len(b["timestamp"])
-                progress(len(b["timestamp"]))
+            for record, dim in itertools.islice(stream, count):
+                writer.write(record)
+                records += 1
         if records != count:
             os.remove(tmp)
             raise ValueError(f"{path}: expected {count} keyframes from the input, read {records}")
         os.replace(tmp, path)
-        return {"records": records, "feature_dim": int(dim)}
-
-
-class ManifestMismatch(ValueError):
-    """An output folder's manifest was written with other settings."""
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def load_manifest(
-    out: str,
-    settings: dict,
-    runs: Callable[[], list],
-    shard_size: int,
-    pattern: str = features.SHARD_PATTERN,
-) -> dict:
-    """The folder's manifest.json: checked against `settings`, or planned and written when
-    absent (shards of whole videos, `features.plan_shards` of the video runs that `runs()`
-    reads, named by `pattern`). Workers that start together plan the same shards; the first
-    to take the lock writes them, the others read them."""
-
-    def plan(manifest):
-        if manifest is not None:
-            return manifest
-        shards = features.plan_shards(runs(), shard_size, pattern)
-        return {
-            "settings": settings,
-            "keyframes": sum(s["records"] for s in shards),
-            "shards": shards,
-        }
-
-    path = os.path.join(out, features.MANIFEST)
-    if not os.path.isfile(path):
-        features.update_manifest(out, plan)
-    manifest = features.read_manifest(out)
-    if manifest.get("settings") != settings:
-        diff = sorted(
-            k
-            for k in set(settings) | set(manifest.get("settings", {}))
-            if settings.get(k) != manifest.get("settings", {}).get(k)
-        )
-        raise ManifestMismatch(
-            f"{path}: written with other settings ({', '.join(diff)} "
-            "differ); use another output folder or delete it"
-        )
-    return manifest
-
-
-def _check_worker(num_workers: int, worker_index: int) -> None:
-    if not 0 <= worker_index < num_workers:
-        raise ValueError(f"worker_index={worker_index} must be in [0, num_workers={num_workers})")
-
-
-def run_shards(
-    out: str,
-    manifest: dict,
-    start: Callable[[list, Callable[[int], None]], Callable],
-    mark: Callable[[dict, dict, dict], None],
-    *,
-    num_workers: int,
-    worker_index: int,
-    name: str,
-    progress: bool,
-    log: Callable[[str], None],
-) -> dict:
-    """Writes this worker's shards of `manifest` (those j with j % num_workers == worker_index
-    not yet done), each then marked done in manifest.json under its lock -> the manifest.
-
-    start(todo, update): called once, only when there is a shard to write (it builds the
-    model), with the shards to write in order and the progress bar's update(n); returns
-    write(path, start, count) -> info, called for each of them in that order, which writes
-    keyframes [start, start + count) of the input to `path` (via `path.tmp`, renamed when
-    complete). mark(manifest, entry, info): records `info` in the locked manifest and the
-    shard's `entry` (done=True is set).
-    """
-    from action_tx.progress import Progress
-
-    mine = manifest["shards"][worker_index::num_workers]
-    todo = [s for s in mine if not s["done"]]
-    if not todo:
-        log(f"all {len(mine)} shards of worker {worker_index} already in {out}")
-        return manifest
-    bar = Progress(sum(s["records"] for s in todo), name, enabled=progress)
-    write = start(todo, bar.update)
-    for shard in todo:
-        info = write(os.path.join(out, shard["path"]), shard["start"], shard["records"])
-
-        def done(manifest, path=shard["path"], info=info):
-            for entry in manifest["shards"]:
-                if entry["path"] == path:
-                    entry["done"] = True
-                    mark(manifest, entry, info)
-            return manifest
-
-        manifest = features.update_manifest(out, done)
-    bar.close()
-    return manifest
+        return {"records": records, "feature_dim": dim}
 
 
 def extract_split(
@@ -289,7 +208,7 @@ def extract_split(
     min_detection_score: float = 0.0,
     feature_layer: str = "trunk",
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = stderr,
 ) -> dict:
     """Writes the features of one split's TFRecord `files` into `out` -> the manifest.
 
@@ -305,7 +224,7 @@ def extract_split(
         raise ValueError(
             "a feature-mode model: features are extracted with an end-to-end detector checkpoint"
         )
-    _check_worker(num_workers, worker_index)
+    check_worker(num_workers, worker_index)
     os.makedirs(out, exist_ok=True)
     label_map = task.label_map
     settings = dict(
@@ -334,7 +253,11 @@ def extract_split(
             min_detection_score=min_detection_score,
             feature_layer=feature_layer,
         )
-        return lambda path, start, count: extractor.write_shard(path, start, count, update)
+        # One pass over this worker's shards, as the bank's (extract_split_bank).
+        stream = extractor.keyframes([(s["start"], s["records"]) for s in todo], update)
+        return lambda path, start, count: extractor.write_shard(
+            path, start, count, keyframes=stream
+        )
 
     def mark(manifest, entry, info):
         entry["records"] = info["records"]
@@ -363,7 +286,7 @@ def extract_split_bank(
     num_workers: int = 1,
     worker_index: int = 0,
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = stderr,
 ) -> dict:
     """Writes ACAR's Actor-Context Feature Bank (`action_tx.acfb`) of the checkpoint's model
     over one split into `out` -> the bank's planning manifest (manifest.json). End to end the
@@ -379,7 +302,7 @@ def extract_split_bank(
     """
     from action_tx import acfb
 
-    _check_worker(num_workers, worker_index)
+    check_worker(num_workers, worker_index)
     if os.path.isfile(os.path.join(out, acfb.MANIFEST)) and not os.path.isfile(
         os.path.join(out, features.MANIFEST)
     ):
