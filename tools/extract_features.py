@@ -1,4 +1,5 @@
-"""Extracts frozen-trunk features of one split for feature-mode training (issue 7).
+"""Extracts frozen-trunk features of one split for feature-mode training (issue 7), or ACAR's
+feature bank (--bank=acfb).
 
     python tools/extract_features.py --flagfile=configs/bench.flags \
         --checkpoint_dir=bench_out/model_i3d --split=train --out=bench_out/features/train
@@ -39,7 +40,8 @@ Flags:
                     the features (below); --map_size, --feature_layer and
                     --min_detection_score do not apply.
 
-One pass, no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
+One pass over the input per worker (the records of other workers' shards are read through,
+not run), no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
 The first run plans the shards (reading each input record's video index once) into
 manifest.json. Resumable: each shard is written under a temporary name (NAME.tmp), renamed
 when complete and then marked done in the manifest (under a file lock, so parallel workers
