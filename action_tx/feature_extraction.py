@@ -9,8 +9,8 @@ option), and the features are pooled in the same pass."""
 
 from __future__ import annotations
 
+import itertools
 import os
-import sys
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
@@ -18,8 +18,15 @@ import tensorflow as tf
 from action_tx import eval_lib
 from action_tx.data import features
 from action_tx.data.features import encode_keyframe, transfer_labels
-from action_tx.data.pipeline import process_example, shard_records
+from action_tx.data.pipeline import process_example, select_ranges, shard_records
 from action_tx.data.tfrecords import parse_example
+from action_tx.extraction_shards import (  # noqa: F401  (ManifestMismatch: re-exported)
+    ManifestMismatch,
+    check_worker,
+    load_manifest,
+    run_shards,
+    stderr,
+)
 
 
 class Extractor:
@@ -63,11 +70,11 @@ class Extractor:
                 f"feature_layer='Mixed_5c' needs a checkpoint whose head has an "
                 f"I3D Mixed_5 tail (i3d, tx_i3d), not {type(detector.head).__name__}"
             )
-        eval_lib.build_detector_on(detector, self._dataset(0, batch_size))
+        eval_lib.build_detector_on(detector, self._dataset([(0, batch_size)]))
         eval_lib.restore(detector, checkpoint)
         self._step = tf.function(self._features, reduce_retracing=True)
 
-    def _dataset(self, start: int, count: int) -> tf.data.Dataset:
+    def _dataset(self, ranges) -> tf.data.Dataset:
         kw = dict(self.kwargs)
         num_classes = kw.pop("num_classes")
         size = kw.pop("image_size")
@@ -79,11 +86,8 @@ class Extractor:
                 ex, tf.constant(0, tf.int64), image_size=size, training=False, seed=0, **kw
             )
 
-        ds = (
-            tf.data.Dataset.from_tensor_slices(self.files)
-            .flat_map(shard_records)
-            .skip(start)
-            .take(count)
+        ds = select_ranges(
+            tf.data.Dataset.from_tensor_slices(self.files).flat_map(shard_records), ranges
         )
         return (
             ds.map(fn, num_parallel_calls=2, deterministic=True).batch(self.batch_size).prefetch(1)
@@ -124,95 +128,69 @@ class Extractor:
             "obj_mask": obj_mask,
         }
 
+    def keyframes(self, ranges, progress: Callable[[int], None] = lambda n: None):
+        """-> iterator of (serialized keyframe record, feature dim C) of the input's keyframes
+        in the ascending `ranges` [(start, count), ...], in order, in one pass over the input
+        (`pipeline.select_ranges`); progress(n) after each batch of n."""
+        for batch in self._dataset(ranges):
+            out = {k: v.numpy() for k, v in self._step(batch).items()}
+            b = {k: v.numpy() for k, v in batch.items() if k != "clip"}
+            dim = int(out["scene"].shape[-1])
+            for i in range(len(b["timestamp"])):
+                g, d, o = out["gt_mask"][i], out["det_mask"][i], out["obj_mask"][i]
+                record = encode_keyframe(
+                    video_id=b["video_id"][i].decode(),
+                    video_index=int(b["video_index"][i]),
+                    timestamp=int(b["timestamp"][i]),
+                    keyframe_index=int(b["keyframe_index"][i]),
+                    context=out["context"][i],
+                    scene=out["scene"][i],
+                    gt=dict(
+                        boxes=b["boxes"][i][g],
+                        labels=b["labels"][i][g],
+                        person_ids=b["person_ids"][i][g],
+                        features=out["gt_features"][i][g],
+                    ),
+                    det=dict(
+                        boxes=out["det_boxes"][i][d],
+                        scores=out["det_scores"][i][d],
+                        features=out["det_features"][i][d],
+                        labels=out["det_labels"][i][d],
+                    ),
+                    obj=dict(
+                        boxes=b["objects"][i][o],
+                        classes=b["object_classes"][i][o],
+                        scores=b["object_scores"][i][o],
+                        features=out["obj_features"][i][o],
+                    ),
+                )
+                yield record, dim
+            progress(len(b["timestamp"]))
+
     def write_shard(
-        self, path: str, start: int, count: int, progress: Callable[[int], None] = lambda n: None
+        self,
+        path: str,
+        start: int,
+        count: int,
+        progress: Callable[[int], None] = lambda n: None,
+        keyframes=None,
     ) -> dict:
         """Writes keyframes [start, start + count) of the input to `path` (via `path.tmp`,
-        renamed when complete) -> {"records", "feature_dim"}."""
+        renamed when complete) -> {"records", "feature_dim"}. `keyframes`: an iterator of
+        `keyframes()` whose next `count` records are these (a worker's one pass over all its
+        shards); default one over [start, start + count)."""
+        stream = keyframes if keyframes is not None else self.keyframes([(start, count)], progress)
         tmp = path + ".tmp"
         records, dim = 0, None
         with tf.io.TFRecordWriter(tmp) as writer:
-            for batch in self._dataset(start, count):
-                out = {k: v.numpy() for k, v in self._step(batch).items()}
-                b = {k: v.numpy() for k, v in batch.items() if k != "clip"}
-                dim = out["scene"].shape[-1]
-                for i in range(len(b["timestamp"])):
-                    g, d, o = out["gt_mask"][i], out["det_mask"][i], out["obj_mask"][i]
-                    writer.write(
-                        encode_keyframe(
-                            video_id=b["video_id"][i].decode(),
-                            video_index=int(b["video_index"][i]),
-                            timestamp=int(b["timestamp"][i]),
-                            keyframe_index=int(b["keyframe_index"][i]),
-                            context=out["context"][i],
-                            scene=out["scene"][i],
-                            gt=dict(
-                                boxes=b["boxes"][i][g],
-                                labels=b["labels"][i][g],
-                                person_ids=b["person_ids"][i][g],
-                                features=out["gt_features"][i][g],
-                            ),
-                            det=dict(
-                                boxes=out["det_boxes"][i][d],
-                                scores=out["det_scores"][i][d],
-                                features=out["det_features"][i][d],
-                                labels=out["det_labels"][i][d],
-                            ),
-                            obj=dict(
-                                boxes=b["objects"][i][o],
-                                classes=b["object_classes"][i][o],
-                                scores=b["object_scores"][i][o],
-                                features=out["obj_features"][i][o],
-                            ),
-                        )
-                    )
-                records += len(b["timestamp"])
-                progress(len(b["timestamp"]))
+            for record, dim in itertools.islice(stream, count):
+                writer.write(record)
+                records += 1
         if records != count:
             os.remove(tmp)
             raise ValueError(f"{path}: expected {count} keyframes from the input, read {records}")
         os.replace(tmp, path)
-        return {"records": records, "feature_dim": int(dim)}
-
-
-class ManifestMismatch(ValueError):
-    """An output folder's manifest was written with other settings."""
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def load_manifest(out: str, settings: dict, files: Sequence[str], shard_size: int) -> dict:
-    """The folder's manifest: checked against `settings`, or planned (shards of whole videos,
-    `features.plan_shards`) and written when absent. Workers that start together plan the
-    same shards; the first to take the lock writes them, the others read them."""
-
-    def plan(manifest):
-        if manifest is not None:
-            return manifest
-        shards = features.plan_shards(features.video_runs(list(files)), shard_size)
-        return {
-            "settings": settings,
-            "keyframes": sum(s["records"] for s in shards),
-            "shards": shards,
-        }
-
-    path = os.path.join(out, features.MANIFEST)
-    if not os.path.isfile(path):
-        features.update_manifest(out, plan)
-    manifest = features.read_manifest(out)
-    if manifest.get("settings") != settings:
-        diff = sorted(
-            k
-            for k in set(settings) | set(manifest.get("settings", {}))
-            if settings.get(k) != manifest.get("settings", {}).get(k)
-        )
-        raise ManifestMismatch(
-            f"{path}: written with other settings ({', '.join(diff)} "
-            "differ); use another output folder or delete it"
-        )
-    return manifest
+        return {"records": records, "feature_dim": dim}
 
 
 def extract_split(
@@ -230,7 +208,7 @@ def extract_split(
     min_detection_score: float = 0.0,
     feature_layer: str = "trunk",
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = stderr,
 ) -> dict:
     """Writes the features of one split's TFRecord `files` into `out` -> the manifest.
 
@@ -246,8 +224,7 @@ def extract_split(
         raise ValueError(
             "a feature-mode model: features are extracted with an end-to-end detector checkpoint"
         )
-    if not 0 <= worker_index < num_workers:
-        raise ValueError(f"worker_index={worker_index} must be in [0, num_workers={num_workers})")
+    check_worker(num_workers, worker_index)
     os.makedirs(out, exist_ok=True)
     label_map = task.label_map
     settings = dict(
@@ -260,49 +237,36 @@ def extract_split(
         num_classes=label_map.num_classes,
         feature_layer=feature_layer,
     )
-    manifest = load_manifest(out, settings, files, shard_size)
-    todo = [
-        s
-        for i, s in enumerate(manifest["shards"])
-        if not s["done"] and i % num_workers == worker_index
-    ]
-    if not todo:
-        log(f"all {len(manifest['shards'])} shards of worker {worker_index} already in {out}")
-        return manifest
-    kwargs = task.dataset_kwargs(training=False)
-    names = ("num_classes", "num_frames", "frame_stride", "image_size", "max_boxes")
-    kwargs = {k: kwargs[k] for k in names + ("max_proposals", "max_objects")}
-    extractor = Extractor(
-        task.build_model(),
-        checkpoint,
-        files,
-        dataset_kwargs=kwargs,
-        map_size=map_size,
-        batch_size=batch_size,
-        min_detection_score=min_detection_score,
-        feature_layer=feature_layer,
-    )
-    from action_tx.progress import Progress
+    manifest = load_manifest(out, settings, lambda: features.video_runs(list(files)), shard_size)
 
-    bar = Progress(sum(s["records"] for s in todo), "extract", enabled=progress)
-    for shard in todo:
-        info = extractor.write_shard(
-            os.path.join(out, shard["path"]), shard["start"], shard["records"], bar.update
+    def start(todo, update):
+        kwargs = task.dataset_kwargs(training=False)
+        names = ("num_classes", "num_frames", "frame_stride", "image_size", "max_boxes")
+        kwargs = {k: kwargs[k] for k in names + ("max_proposals", "max_objects")}
+        extractor = Extractor(
+            task.build_model(),
+            checkpoint,
+            files,
+            dataset_kwargs=kwargs,
+            map_size=map_size,
+            batch_size=batch_size,
+            min_detection_score=min_detection_score,
+            feature_layer=feature_layer,
+        )
+        # One pass over this worker's shards, as the bank's (extract_split_bank).
+        stream = extractor.keyframes([(s["start"], s["records"]) for s in todo], update)
+        return lambda path, start, count: extractor.write_shard(
+            path, start, count, keyframes=stream
         )
 
-        def done(manifest, shard=shard, info=info):
-            for entry in manifest["shards"]:
-                if entry["path"] == shard["path"]:
-                    entry.update(done=True, records=info["records"])
-            manifest.update(
-                num_classes=label_map.num_classes,
-                feature_dim=info["feature_dim"],
-                map_size=map_size,
-            )
-            return manifest
+    def mark(manifest, entry, info):
+        entry["records"] = info["records"]
+        manifest.update(
+            num_classes=label_map.num_classes, feature_dim=info["feature_dim"], map_size=map_size
+        )
 
-        manifest = features.update_manifest(out, done)
-    bar.close()
+    opts = dict(num_workers=num_workers, worker_index=worker_index, progress=progress, log=log)
+    manifest = run_shards(out, manifest, start, mark, name="extract", **opts)
     log(
         f"{sum(s['records'] for s in manifest['shards'])} keyframes in "
         f"{len(manifest['shards'])} shards: {out}"
@@ -318,21 +282,75 @@ def extract_split_bank(
     split: str,
     batch_size: int,
     files: Optional[Sequence[str]] = None,
+    shard_size: int = 256,
+    num_workers: int = 1,
+    worker_index: int = 0,
     progress: bool = True,
+    log: Callable[[str], None] = stderr,
 ) -> dict:
-    """Writes ACAR's Actor-Context Feature Bank (`acfb.extract_bank`) of the checkpoint's model
-    over one split into `out` -> the bank's manifest. End to end the split is `files` (its
-    TFRecords); on stored features it is the config's feature folder of `split`. The actors
-    archived are those the model scores at inference (`eval_actors` in feature mode, the
-    checkpoint's detections end to end)."""
-    from action_tx.acfb import extract_bank
+    """Writes ACAR's Actor-Context Feature Bank (`action_tx.acfb`) of the checkpoint's model
+    over one split into `out` -> the bank's planning manifest (manifest.json). End to end the
+    split is `files` (its TFRecords); on stored features it is the config's feature folder of
+    `split`. The actors archived are those the model scores at inference (`eval_actors` in
+    feature mode, the checkpoint's detections end to end).
 
+    Sharded and resumable as `extract_split` (the same plan, lock and marks): shards of whole
+    videos, worker i writes the shards j with j % num_workers == i, done shards are skipped;
+    whichever worker finds every shard done writes acfb.json, the file `acfb.load_bank`
+    reads. A folder holding a bank of the one-pass extraction (acfb.json, no manifest.json)
+    or a manifest of other settings raises ManifestMismatch.
+    """
+    from action_tx import acfb
+
+    check_worker(num_workers, worker_index)
+    if os.path.isfile(os.path.join(out, acfb.MANIFEST)) and not os.path.isfile(
+        os.path.join(out, features.MANIFEST)
+    ):
+        raise ManifestMismatch(
+            f"{out}: holds a finished bank of the one-process extraction (acfb.json without "
+            "manifest.json); it loads as it is; delete the folder to extract it again"
+        )
     os.makedirs(out, exist_ok=True)
-    model = task.build_model()
+    settings = dict(checkpoint=os.path.abspath(checkpoint), split=split, shard_size=shard_size)
     if task.runs_on_frames:
-        dataset = task.eval_dataset(batch_size, source=files)
+        settings["tfrecords"] = [os.path.abspath(f) for f in files]
+        runs = lambda: features.video_runs(list(files))  # noqa: E731
     else:
-        dataset = task.eval_dataset(batch_size, split=split)
-    eval_lib.build_detector_on(model, dataset)
-    eval_lib.restore(model, checkpoint)
-    return extract_bank(model, dataset, out, progress=progress)
+        folder = task.folder(split)
+        settings.update(feature_dir=os.path.abspath(folder), actors=task.config.data.eval_actors)
+        runs = lambda: features.folder_video_runs(folder)  # noqa: E731
+    manifest = load_manifest(out, settings, runs, shard_size, acfb.SHARD_PATTERN)
+
+    def start(todo, update):
+        # One pass over this worker's shards (one read of the input): shard after shard, each
+        # takes its count of keyframe rows off the stream.
+        ranges = [(s["start"], s["records"]) for s in todo]
+        dataset = task.eval_dataset(batch_size, split, files, keyframes=ranges)
+        model = task.build_model()
+        eval_lib.build_detector_on(model, dataset)
+        eval_lib.restore(model, checkpoint)
+        rows = acfb.bank_rows(model, dataset, update)
+
+        def write(path, start, count):
+            shard = list(itertools.islice(rows, count))
+            if len(shard) != count:
+                raise ValueError(
+                    f"{path}: expected {count} keyframes from the input, read {len(shard)}"
+                )
+            return acfb.write_shard(path, shard)
+
+        return write
+
+    def mark(manifest, entry, info):
+        entry.update(info)
+
+    opts = dict(num_workers=num_workers, worker_index=worker_index, progress=progress, log=log)
+    manifest = run_shards(out, manifest, start, mark, name="acfb bank", **opts)
+    shards = manifest["shards"]
+    left = sum(not s["done"] for s in shards)
+    if left:
+        log(f"worker {worker_index} done; {left} of {len(shards)} shards still to write: {out}")
+    else:
+        summary = acfb.write_summary(out, shards)
+        log(f"{summary['keyframes']} keyframes in {len(shards)} bank shards: {out}")
+    return manifest

@@ -1,4 +1,5 @@
-"""Extracts frozen-trunk features of one split for feature-mode training (issue 7).
+"""Extracts frozen-trunk features of one split for feature-mode training (issue 7), or ACAR's
+feature bank (--bank=acfb).
 
     python tools/extract_features.py --flagfile=configs/bench.flags \
         --checkpoint_dir=bench_out/model_i3d --split=train --out=bench_out/features/train
@@ -31,17 +32,29 @@ Flags:
                     averaged exactly as that head does; the context map and scene feature run
                     the same tail over the whole trunk map.
   --bank            none | acfb: instead of features, write ACAR's Actor-Context Feature Bank
-                    (action_tx.acfb.extract_bank) of the checkpoint's model (end-to-end or
-                    feature-mode: then the split's feature folder from config.json).
+                    (action_tx.acfb) of the checkpoint's model (end-to-end or feature-mode:
+                    then the split's feature folder from config.json) into --out:
+                    acfb-%05d-of-%05d.npz shards of whole videos (--shard_size), planned in
+                    manifest.json, and acfb.json, written when every shard is done (what
+                    --acfb_bank_dir reads). Sharded, resumed and run in parallel exactly as
+                    the features (below); --map_size, --feature_layer and
+                    --min_detection_score do not apply.
 
-One pass, no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
+One pass over the input per worker (the records of other workers' shards are read through,
+not run), no augmentation, keyframes in (video_id, timestamp) order, a progress bar.
 The first run plans the shards (reading each input record's video index once) into
 manifest.json. Resumable: each shard is written under a temporary name (NAME.tmp), renamed
 when complete and then marked done in the manifest (under a file lock, so parallel workers
 never lose each other's marks); a process killed halfway loses only the shard it was writing
 (its NAME.tmp is overwritten by the re-run, which skips every shard marked done). A manifest
 written with other settings (checkpoint, inputs, map size, shard size, feature layer) is
-refused. Bad input: one `error: ...` line, exit 2.
+refused. Killed halfway, a folder holds its finished shards (marked done) and at most one
+NAME.tmp per killed worker; readers refuse it until it is complete (features: "extraction
+unfinished", the manifest marks a shard missing; a bank has no acfb.json until its last shard
+is done), and a re-run of the killed worker with the same flags writes only its shards not
+marked done. A bank folder of the one-process extraction (acfb.json without manifest.json) is
+complete as it is: it is read as before and refused as an output (delete it to extract again).
+Bad input: one `error: ...` line, exit 2.
 
 N parallel processes (one machine or several sharing --out on one filesystem):
 
@@ -51,9 +64,12 @@ N parallel processes (one machine or several sharing --out on one filesystem):
     done; wait
 
 The features are complete when every worker has exited 0 (a re-run of any worker prints that
-its shards are done); re-run a worker that failed or was killed with the same flags.
+its shards are done); re-run a worker that failed or was killed with the same flags. ACAR's
+bank likewise: add --bank=acfb (and the stage-1 checkpoint); the worker that writes the last
+shard writes acfb.json.
 """
 
+import functools
 import os
 
 import cli  # first: TF's log level and start-up options
@@ -134,6 +150,10 @@ def _input_files():
 def extract():
     if not FLAGS.checkpoint_dir or not FLAGS.split or not FLAGS.out:
         raise InputError("--checkpoint_dir, --split and --out are required")
+    if not 0 <= FLAGS.worker_index < FLAGS.num_workers:
+        raise InputError(
+            f"--worker_index={FLAGS.worker_index} must be in [0, --num_workers={FLAGS.num_workers})"
+        )
     checkpoint, config = _checkpoint()
     label_map_path = config.data.label_map
     if not label_map_path or not os.path.isfile(label_map_path):
@@ -142,46 +162,43 @@ def extract():
     from action_tx.tasks import make_task
 
     task = make_task(config)
+    # Both write shards of whole videos into --out, sharded and resumed alike.
+    shards = dict(
+        shard_size=FLAGS.shard_size,
+        num_workers=FLAGS.num_workers,
+        worker_index=FLAGS.worker_index,
+        progress=FLAGS.progress,
+    )
     if FLAGS.bank == "acfb":
         # Frames: this split's TFRecords; features: the config's folder of the split.
         files = _input_files()[1] if task.runs_on_frames else None
         batch = FLAGS.extract_batch_size if task.runs_on_frames else FLAGS.batch_size
-        feature_extraction.extract_split_bank(
-            task,
-            checkpoint,
-            FLAGS.out,
-            split=FLAGS.split,
-            batch_size=batch,
-            files=files,
-            progress=FLAGS.progress,
+        write = functools.partial(
+            feature_extraction.extract_split_bank, batch_size=batch, files=files
         )
-        return
-    if not task.runs_on_frames:
+    elif not task.runs_on_frames:
         raise InputError(
             f"{FLAGS.checkpoint_dir} holds a feature-mode model: features are "
             "extracted with an end-to-end detector checkpoint"
         )
-    if not 0 <= FLAGS.worker_index < FLAGS.num_workers:
-        raise InputError(
-            f"--worker_index={FLAGS.worker_index} must be in [0, --num_workers={FLAGS.num_workers})"
-        )
-    _, files = _input_files()
+    else:
+        files = _input_files()[1]
+
+        def write(task, checkpoint, out, **kwargs):
+            return feature_extraction.extract_split(
+                task,
+                checkpoint,
+                files,
+                out,
+                map_size=FLAGS.map_size,
+                batch_size=FLAGS.extract_batch_size,
+                min_detection_score=FLAGS.min_detection_score,
+                feature_layer=FLAGS.feature_layer,
+                **kwargs,
+            )
+
     try:
-        feature_extraction.extract_split(
-            task,
-            checkpoint,
-            files,
-            FLAGS.out,
-            split=FLAGS.split,
-            map_size=FLAGS.map_size,
-            shard_size=FLAGS.shard_size,
-            num_workers=FLAGS.num_workers,
-            worker_index=FLAGS.worker_index,
-            batch_size=FLAGS.extract_batch_size,
-            min_detection_score=FLAGS.min_detection_score,
-            feature_layer=FLAGS.feature_layer,
-            progress=FLAGS.progress,
-        )
+        write(task, checkpoint, FLAGS.out, split=FLAGS.split, **shards)
     except feature_extraction.ManifestMismatch as e:
         raise InputError(e) from None
 

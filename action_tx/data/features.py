@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -177,20 +177,42 @@ def video_runs(files: List[str]) -> List[List[int]]:
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    return _runs(v for batch in ds.batch(4096) for v in batch.numpy().tolist())
+
+
+def folder_video_runs(directory: str) -> List[List[int]]:
+    """`video_runs` of a finished feature folder, in the keyframe order `read_feature_dir`
+    and `build_feature_dataset` use ((video_id, timestamp)); only each record's video_id,
+    timestamp and video_index are parsed."""
+    paths = [os.path.join(directory, s["path"]) for s in _finished_shards(directory)]
+    spec = {
+        "video_id": tf.io.FixedLenFeature([], tf.string),
+        "timestamp": tf.io.FixedLenFeature([], tf.int64),
+        "video_index": tf.io.FixedLenFeature([], tf.int64),
+    }
+    ds = tf.data.TFRecordDataset(paths).batch(4096).map(lambda r: tf.io.parse_example(r, spec))
+    keys = []
+    for batch in ds:
+        parts = [batch[k].numpy().tolist() for k in ("video_id", "timestamp", "video_index")]
+        keys.extend(zip(*parts))
+    return _runs(v for _, _, v in sorted(keys))
+
+
+def _runs(video_indices) -> List[List[int]]:
     runs: List[List[int]] = []
-    for batch in ds.batch(4096):
-        for v in batch.numpy().tolist():
-            if runs and runs[-1][0] == v:
-                runs[-1][1] += 1
-            else:
-                runs.append([v, 1])
+    for v in video_indices:
+        if runs and runs[-1][0] == v:
+            runs[-1][1] += 1
+        else:
+            runs.append([v, 1])
     return runs
 
 
-def plan_shards(runs: List[List[int]], shard_size: int) -> List[dict]:
+def plan_shards(runs: List[List[int]], shard_size: int, pattern: str = SHARD_PATTERN) -> List[dict]:
     """Output shards of whole videos: consecutive videos of `runs` (`video_runs`) are added to
     a shard until it holds >= shard_size keyframes (a longer video is a shard of its own), so
     a video's keyframes (a memory or bank window) never span two shards or two workers.
+    `pattern` % (i, count) names shard i.
     -> [{"path", "start", "records", "videos", "done": False}]."""
     parts, start = [], 0
     for video, count in runs:
@@ -199,9 +221,7 @@ def plan_shards(runs: List[List[int]], shard_size: int) -> List[dict]:
         parts[-1]["records"] += count
         parts[-1]["videos"] += 1
         start += count
-    return [
-        dict(path=SHARD_PATTERN % (i, len(parts)), done=False, **p) for i, p in enumerate(parts)
-    ]
+    return [dict(path=pattern % (i, len(parts)), done=False, **p) for i, p in enumerate(parts)]
 
 
 def update_manifest(directory: str, update) -> dict:
@@ -223,6 +243,19 @@ def update_manifest(directory: str, update) -> dict:
         return manifest
 
 
+def _finished_shards(directory: str, manifest: Optional[dict] = None) -> List[dict]:
+    """The shards of a feature folder's manifest (FeatureFileError unless every one is done)."""
+    shards = (manifest or read_manifest(directory)).get("shards", [])
+    missing = [s["path"] for s in shards if not s.get("done")]
+    if not shards or missing:
+        raise FeatureFileError(
+            f"{os.path.join(directory, MANIFEST)}: extraction unfinished "
+            f"({len(missing)} of {len(shards)} shards missing); re-run "
+            "tools/extract_features.py to resume"
+        )
+    return shards
+
+
 def read_manifest(directory: str) -> dict:
     path = os.path.join(directory, MANIFEST)
     if not os.path.isfile(path):
@@ -241,14 +274,7 @@ def read_feature_dir(directory: str) -> dict:
     to [n, ...]), num_classes, feature_dim, map_size.
     """
     manifest = read_manifest(directory)
-    shards = manifest.get("shards", [])
-    missing = [s["path"] for s in shards if not s.get("done")]
-    if not shards or missing:
-        raise FeatureFileError(
-            f"{os.path.join(directory, MANIFEST)}: extraction unfinished "
-            f"({len(missing)} of {len(shards)} shards missing); re-run "
-            "tools/extract_features.py to resume"
-        )
+    shards = _finished_shards(directory, manifest)
     k, c = int(manifest["num_classes"]), int(manifest["feature_dim"])
     widths = {"boxes": 4, "labels": k, "features": c}
     keyframes = []
@@ -326,6 +352,7 @@ def build_feature_dataset(
     context: int = 0,
     max_actors: Optional[int] = None,
     max_objects: Optional[int] = None,
+    keyframes: Optional[Sequence[Tuple[int, int]]] = None,
 ) -> tf.data.Dataset:
     """Feature folder -> tf.data of feature batch dicts (heads_spec "feature dataset").
 
@@ -342,7 +369,12 @@ def build_feature_dataset(
     Args:
       actors: 'gt', 'detected' or 'both' (gt boxes first, then detections).
       max_actors, max_objects: N and O; default the most any keyframe has (at least 1).
+      keyframes: ascending ranges (start, count), eval only: just the batches whose targets
+        are keyframes [start, start + count) of that order (whole videos, as `plan_shards`
+        cuts them: a sharded extraction); N, O and each batch are those of the whole folder.
     """
+    if keyframes is not None and training:
+        raise ValueError("keyframes=(start, count) selects evaluation batches only")
     if actors not in ("gt", "detected", "both"):
         raise ValueError(f"actors must be gt, detected or both, got {actors!r}")
     data = read_feature_dir(directory)
@@ -384,6 +416,12 @@ def build_feature_dataset(
     }
     const = {k: tf.constant(v) for k, v in const.items()}
     idx, target = _chunk_tables(vidx, batch_size, context, training)
+    if keyframes is not None:
+        first = np.where(target, idx, len(kfs)).min(axis=1)  # each batch's first target
+        keep = np.zeros(len(idx), bool)
+        for start, count in keyframes:
+            keep |= (first >= start) & (first < start + count)
+        idx, target = idx[keep], target[keep]
 
     def gather(i, t):
         out = {k: tf.gather(v, i) for k, v in const.items()}

@@ -260,6 +260,24 @@ def _keyframe_windows(records: tf.data.Dataset, batch_size: int, context: int) -
     return windows.filter(lambda s, r, v: tf.reduce_any(v & middle)).map(fill)
 
 
+def select_ranges(ds: tf.data.Dataset, ranges: Sequence[tuple[int, int]]) -> tf.data.Dataset:
+    """The elements of `ds` at positions [start, start + count) of the ascending `ranges`, in
+    one pass (it stops after the last range)."""
+    starts = tf.constant([int(s) for s, _ in ranges] or [0], tf.int64)
+    ends = tf.constant([int(s) + int(c) for s, c in ranges] or [0], tf.int64)
+
+    def inside(i, *element):
+        j = tf.searchsorted(starts, [i], side="right")[0] - 1
+        return (j >= 0) & (i < tf.gather(ends, tf.maximum(j, 0)))
+
+    return (
+        ds.take(tf.reduce_max(ends))
+        .enumerate()
+        .filter(inside)
+        .map(lambda i, *element: element if len(element) > 1 else element[0])
+    )
+
+
 def build_dataset(
     file_pattern: str | Sequence[str],
     *,
@@ -285,6 +303,7 @@ def build_dataset(
     keyframe_jpeg: bool = False,
     consecutive: bool = False,
     context: int = 0,
+    keyframes: Sequence[tuple[int, int]] | None = None,
 ) -> tf.data.Dataset:
     """TFRecord shards -> dataset of batch dicts (see the module docstring).
 
@@ -306,7 +325,12 @@ def build_dataset(
         parts need end to end (HGRNN §3.2's scene BiGRU over t-l..t+l, STAGE §3's temporal
         edges between consecutive clips). Each shard is read in order (no interleaving) and
         training shuffles shards and whole windows, so no keyframe leaves its run.
+      keyframes: ascending ranges (start, count), evaluation only: just the records
+        [start, start + count) of each, of the shards read in order (a sharded extraction's
+        whole videos), in one pass that reads through the records between them.
     """
+    if keyframes is not None and training:
+        raise ValueError("keyframes=(start, count) selects evaluation records only")
     files = tfrecords.match_files(file_pattern)
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
@@ -324,13 +348,17 @@ def build_dataset(
         if num_parallel_calls == tf.data.AUTOTUNE
         else min(num_parallel_calls, cycle)
     )
+    if keyframes is not None:  # evaluation: one shard after the other, in order
+        ds = select_ranges(ds.flat_map(shard_records), keyframes)
     if consecutive:
         size = batch_size + 2 * context
-        ds = _keyframe_windows(ds.flat_map(shard_records), batch_size, context)
+        if keyframes is None:
+            ds = ds.flat_map(shard_records)
+        ds = _keyframe_windows(ds, batch_size, context)
         if training and shuffle_buffer > 1:  # the same records in memory as without runs
             ds = ds.shuffle(max(1, shuffle_buffer // size), seed=seed)
         ds = ds.unbatch()
-    else:
+    elif keyframes is None:
         ds = ds.interleave(
             shard_records, cycle_length=cycle, num_parallel_calls=calls, deterministic=True
         )

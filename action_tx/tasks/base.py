@@ -12,7 +12,7 @@ the tools drive either through this interface and never ask which one they have.
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 from action_tx.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig
 
@@ -67,10 +67,13 @@ class Task:
         split: str = "eval",
         source: Optional[str] = None,
         keyframe_jpeg: bool = False,
+        keyframes: Optional[Sequence[Tuple[int, int]]] = None,
     ):
         """Inference batches of a split ("eval" or "train") in a fixed order; `source`
         overrides the split's files (frames: a glob or list of TFRecords). `keyframe_jpeg`:
-        batches also carry the stored keyframe, for pictures (frames only)."""
+        batches also carry the stored keyframe, for pictures (frames only). `keyframes`:
+        ascending ranges (start, count), only the keyframes [start, start + count) of that
+        order, whole videos (`features.plan_shards`: shards of a sharded extraction)."""
         raise NotImplementedError
 
     def eval_keyframes(self) -> Optional[int]:

@@ -37,7 +37,7 @@ class FeaturesTask(Task):
             **options,
         )
 
-    def _dataset(self, directory, training: bool, batch_size: int):
+    def _dataset(self, directory, training: bool, batch_size: int, keyframes=None):
         from action_tx.data.features import build_feature_dataset
 
         d = self.config.data
@@ -50,10 +50,11 @@ class FeaturesTask(Task):
             actors=d.train_actors if training else d.eval_actors,
             context=d.context_keyframes,
             max_objects=d.max_objects,
+            keyframes=keyframes,
         )
 
     def train_dataset(self):
-        return self._dataset(self._folder("train"), True, self.config.train.batch_size)
+        return self._dataset(self.folder("train"), True, self.config.train.batch_size)
 
     def eval_dataset(
         self,
@@ -61,13 +62,18 @@ class FeaturesTask(Task):
         split: str = "eval",
         source=None,
         keyframe_jpeg: bool = False,
+        keyframes=None,
     ):
         del keyframe_jpeg  # stored features have no frames
         return self._dataset(
-            source or self._folder(split), False, batch_size or self.config.eval.batch_size
+            source or self.folder(split),
+            False,
+            batch_size or self.config.eval.batch_size,
+            keyframes,
         )
 
-    def _folder(self, split: str) -> str:
+    def folder(self, split: str) -> str:
+        """The feature folder of `split` ("train"; any other: the evaluation split's)."""
         name = "feature_dir" if split == "train" else "eval_feature_dir"
         folder = getattr(self.config.data, name)
         if not folder:
@@ -77,13 +83,13 @@ class FeaturesTask(Task):
     def eval_keyframes(self) -> Optional[int]:
         from action_tx.data import features
 
-        return features.count_target_keyframes(self._folder("eval"))
+        return features.count_target_keyframes(self.folder("eval"))
 
     def check_train_data(self) -> None:
         from action_tx.data import features
 
         for split in ("train",) + (("eval",) if self.config.train.eval_every else ()):
-            folder = self._folder(split)
+            folder = self.folder(split)
             if not os.path.isfile(os.path.join(folder, features.MANIFEST)):
                 name = "feature_dir" if split == "train" else "eval_feature_dir"
                 raise ConfigError(

@@ -62,6 +62,7 @@ class FramesTask(Task):
         split: str = "eval",
         source=None,
         keyframe_jpeg: bool = False,
+        keyframes=None,
     ):
         from action_tx.data.pipeline import build_dataset
 
@@ -73,6 +74,7 @@ class FramesTask(Task):
             source,
             batch_size=batch_size or self.config.eval.batch_size,
             keyframe_jpeg=keyframe_jpeg,
+            keyframes=keyframes,
             **self.dataset_kwargs(training=False),
         )
 

@@ -192,3 +192,16 @@ def test_iterator_checkpoint_round_trip(shards, tmp_path):
 def test_missing_files_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TFRecord files"):
         pipeline.build_dataset(str(tmp_path / "none-*"), batch_size=1, num_classes=C)
+
+
+def test_select_ranges_keeps_the_ranges_in_one_pass():
+    ds = tf.data.Dataset.range(100).map(lambda i: (tf.strings.as_string(i), i * 10))
+    picked = pipeline.select_ranges(ds, [(2, 3), (10, 1), (15, 5)])
+    assert [int(v) for _, v in picked] == [20, 30, 40, 100, 150, 160, 170, 180, 190]
+    assert [s.numpy() for s, _ in picked.take(2)] == [b"2", b"3"]
+    single = pipeline.select_ranges(tf.data.Dataset.range(1000), [(0, 2), (5, 1)])
+    assert list(single.as_numpy_iterator()) == [0, 1, 5]
+    # It stops after the last range: an endless stream ends.
+    assert len(list(pipeline.select_ranges(tf.data.Dataset.range(3).repeat(), [(4, 2)]))) == 2
+    with pytest.raises(ValueError, match="evaluation records only"):
+        pipeline.build_dataset("x", batch_size=1, num_classes=C, training=True, keyframes=[(0, 1)])

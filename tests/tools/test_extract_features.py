@@ -11,38 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train_helpers import ENV, REPO, make_tiny_data
+from train_helpers import ENV, REPO, TINY_DETECTOR, assert_clean_error, make_tiny_data
 
 TOOL = os.path.join(REPO, "tools", "extract_features.py")
-# Model flags of the tiny detector (written as its model_flags.json).
-MODEL_FLAGS = dict(
-    trunk="i3d_tiny",
-    head="linear",
-    proposals="rpn",
-    image_size=64,
-    num_frames=8,
-    frame_stride=2,
-    anchor_sizes=["16", "32", "48"],
-    rpn_filters=32,
-    post_nms_top_k=20,
-    max_boxes=4,
-    max_proposals=4,
-    max_objects=2,
-    seed=0,
-)
-
-
-def assert_clean_error(proc, *needles):
-    """Exit 2, no traceback, the last stderr line `error: ...` with every needle (an info line
-    `model config from ...` may precede it)."""
-    lines = [
-        l
-        for l in proc.stderr.splitlines()
-        if l.strip() and "cuInit" not in l and not l.startswith("model config from")
-    ]
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-    assert all(n in lines[0] for n in needles), lines[0]
+MODEL_FLAGS = TINY_DETECTOR
 
 
 def run(script, *args):
