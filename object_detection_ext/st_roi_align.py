@@ -3,16 +3,14 @@
 The box is replicated through time (a tube), each time slice is cropped and bilinearly resized to
 `crop_size` x `crop_size` (14), then max-pooled 2x2 to `output_size` (7): the TF Object
 Detection API "crop_and_resize 14 + max pool" RoIPool that the paper's authors used. All
-B * N * T' crops are two batched matmuls in the features' dtype (see `st_roi_align`).
+B * N * T' crops are one `tf.image.crop_and_resize` call (see `st_roi_align`).
 
-The samples are `tf.image.crop_and_resize`'s (which this module used until the matmul form
-replaced it; tests/object_detection_ext/test_st_roi_align.py keeps it as the reference).
 Why its semantics and not Model Garden's `multilevel_crop_and_resize`: the latter
 reads the feature height/width from the static shape (fails for dynamic sizes), and its sample
 grid puts feature cell k at coordinate k (half a cell off the pixel-centre convention, clamped on
 the bottom/right but not on the top/left); correcting by -0.5 makes it extrapolate at the
-top/left border (bilinear weights > 1). The matmul form is dynamic-shape, differentiable
-w.r.t. the features and exports in a SavedModel.
+top/left border (bilinear weights > 1). `tf.image.crop_and_resize` is dynamic-shape,
+differentiable w.r.t. the features and exports in a SavedModel.
 
 Coordinate conventions (`aligned`):
 - aligned=True (default, "pixel centres"; Detectron2 RoIAlign(aligned=True)): a normalized
@@ -34,46 +32,21 @@ import tensorflow as tf
 _POOLS = ("max", "avg", None)
 
 
-def _interpolation_weights(
-    lo: tf.Tensor, hi: tf.Tensor, size: tf.Tensor, crop_size: int, aligned: bool
-) -> tf.Tensor:
-    """float32 [..., crop_size, size]: bilinear weights of each crop sample over the map cells of
-    one axis, exactly as `tf.image.crop_and_resize` samples (the docstring's conventions).
+def _aligned_boxes(rois: tf.Tensor, height: tf.Tensor, width: tf.Tensor, crop_size: int):
+    """Boxes [..., 4] for crop_and_resize on the map padded by one replicated cell, so that its
+    samples are the bin centres of the aligned convention (module docstring)."""
+    y1, x1, y2, x2 = tf.unstack(rois, axis=-1)
 
-    lo, hi: [...] normalized box edges on this axis; size: cells of the map on this axis.
-    A sample outside the (padded, for aligned) map has all-zero weights, i.e. reads 0.
-    """
-    cells = tf.cast(size, tf.float32)
-    if aligned:
-        # crop_and_resize on the map padded by one replicated cell: normalized box on that map.
+    def axis(lo, hi, size):
         half_bin = 0.5 * (hi - lo) / crop_size
-        lo, hi = (
-            ((lo + half_bin) * cells + 0.5) / (cells + 1.0),
-            ((hi - half_bin) * cells + 0.5) / (cells + 1.0),
-        )
-        last = cells + 1.0  # last index of the padded map
-    else:
-        last = cells - 1.0
-    # crop_and_resize's own arithmetic (crop_size > 1):
-    # in = lo * last + i * (hi - lo) * last / (crop - 1).
-    if crop_size > 1:
-        step = (hi - lo) * last / (crop_size - 1)
-        pos = lo[..., None] * last + tf.range(crop_size, dtype=tf.float32) * step[..., None]
-    else:
-        pos = (0.5 * (lo + hi) * last)[..., None]
-    inside = tf.cast((pos >= 0.0) & (pos <= last), tf.float32)
-    top = tf.floor(pos)
-    frac = pos - top
-    bottom = tf.math.ceil(pos)
-    if aligned:  # padded index p is map cell clip(p - 1): the replicated border
-        top, bottom = top - 1.0, bottom - 1.0
-    size = tf.cast(size, tf.int32)
-    top = tf.clip_by_value(tf.cast(top, tf.int32), 0, size - 1)
-    bottom = tf.clip_by_value(tf.cast(bottom, tf.int32), 0, size - 1)
-    weights = (
-        tf.one_hot(top, size) * (1.0 - frac)[..., None] + tf.one_hot(bottom, size) * frac[..., None]
-    )
-    return weights * inside[..., None]
+        # cell coordinate of the first/last bin centre, +1 for the pad, over (padded size - 1).
+        first = ((lo + half_bin) * size - 0.5 + 1.0) / (size + 1.0)
+        last = ((hi - half_bin) * size - 0.5 + 1.0) / (size + 1.0)
+        return first, last
+
+    ny1, ny2 = axis(y1, y2, tf.cast(height, tf.float32))
+    nx1, nx2 = axis(x1, x2, tf.cast(width, tf.float32))
+    return tf.stack([ny1, nx1, ny2, nx2], axis=-1)
 
 
 def st_roi_align(
@@ -88,13 +61,13 @@ def st_roi_align(
 ) -> tf.Tensor:
     """Crops a tube per RoI from every time slice of a feature map.
 
-    Bilinear sampling is separable: crop (b, n, t) = Wy[b, n] @ features[b, t] @ Wx[b, n]^T with
-    [crop, H'] and [crop, W'] interpolation weights (`_interpolation_weights`). So all B * N * T'
-    crops are two batched matmuls in the dtype of `features` (bfloat16 under mixed precision: no
-    float32 copy of the map; `tf.image.crop_and_resize` has no bfloat16 kernel), and the
-    gradient is two matmuls too. The weights are computed in float32 (sample positions need the
-    resolution) and cast to the feature dtype. Values equal `tf.image.crop_and_resize` on the
-    T'-folded map within float rounding (tests keep that reference).
+    All B * N * T' crops are ONE `tf.image.crop_and_resize` over the T'-folded map [B T', H',
+    W', C], in float32 (it has no bfloat16 kernel; the float32 copy is of the map, not of the
+    crops) and cast back to the features' dtype. It reads only the 4 cells of each sample, so
+    its cost and memory scale with the crops, not with crops x map: the separable matmul form
+    (crop = Wy @ map @ Wx^T; kept in the tests as an independent reference) materialised
+    [B, N crop, T' W' C] (5.6 GB for 300 proposals of a 64x400 clip) and was ~10x slower
+    forward+backward at paper size on the CPU (issue 30, 2026-12-06).
 
     Args:
       features: float [B, T', H', W', C] trunk features.
@@ -128,30 +101,33 @@ def st_roi_align(
     batch, time, height, width = shape[0], shape[1], shape[2], shape[3]
     channels = features.shape[-1] if features.shape[-1] is not None else shape[4]
     num_rois = tf.shape(rois)[1]
-    y1, x1, y2, x2 = tf.unstack(tf.cast(rois, tf.float32), axis=-1)
-    wy = _interpolation_weights(y1, y2, height, crop_size, aligned)  # [B, N, crop, H']
-    wx = _interpolation_weights(x1, x2, width, crop_size, aligned)  # [B, N, crop, W']
-    if roi_mask is not None:
-        wy *= tf.cast(roi_mask, tf.float32)[:, :, None, None]
-    wy, wx = tf.cast(wy, dtype), tf.cast(wx, dtype)
-    # rows: [B, N * crop, H'] @ [B, H', T' W' C] -> [B, N, crop_i, T', W', C]
-    by_row = tf.transpose(features, [0, 2, 1, 3, 4])
-    rows = tf.matmul(
-        tf.reshape(wy, tf.stack([batch, num_rois * crop_size, height])),
-        tf.reshape(by_row, tf.stack([batch, height, -1])),
+    rois = tf.cast(rois, tf.float32)
+    images = tf.reshape(
+        tf.cast(features, tf.float32), tf.stack([batch * time, height, width, channels])
     )
-    rows = tf.reshape(rows, tf.stack([batch, num_rois, crop_size * time, width, channels]))
-    # columns: per (b, n): [crop_j, W'] @ [W', (crop_i T') C] -> [B, N, crop_i, T', crop_j, C]
-    crops = tf.einsum("bnjw,bnmwc->bnmjc", wx, rows)
-    crops = tf.reshape(crops, tf.stack([batch, num_rois, crop_size, time, crop_size, channels]))
+    if aligned:
+        # One replicated border cell = edge clamp for samples up to half a cell outside.
+        images = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+        rois = _aligned_boxes(rois, height, width, crop_size)
+    # Crops ordered [B, N, T'], so the result needs no transpose: crop (b, n, t) reads image
+    # b T' + t.
+    boxes = tf.reshape(tf.tile(rois[:, :, None, :], tf.stack([1, 1, time, 1])), [-1, 4])
+    image_index = (
+        tf.range(batch)[:, None, None] * time
+        + tf.range(time)[None, None, :]
+        + tf.zeros(tf.stack([1, num_rois, 1]), tf.int32)
+    )
+    crops = tf.image.crop_and_resize(
+        images, boxes, tf.reshape(image_index, [-1]), [crop_size, crop_size]
+    )
     if pool is not None and crop_size != output_size:
         k = crop_size // output_size
-        crops = tf.reshape(
-            crops, tf.stack([batch, num_rois, output_size, k, time, output_size, k, channels])
-        )
-        reduce = tf.reduce_max if pool == "max" else tf.reduce_mean
-        crops = reduce(crops, axis=[3, 6])
-    return tf.transpose(crops, [0, 1, 3, 2, 4, 5])  # [B, N, T', out, out, C]
+        pool_fn = tf.nn.max_pool2d if pool == "max" else tf.nn.avg_pool2d
+        crops = pool_fn(crops, ksize=k, strides=k, padding="VALID")
+    out = tf.reshape(crops, tf.stack([batch, num_rois, time, output_size, output_size, channels]))
+    if roi_mask is not None:
+        out *= tf.cast(roi_mask, out.dtype)[:, :, None, None, None, None]
+    return tf.cast(out, dtype)
 
 
 def roi_pool_mean(pooled: tf.Tensor, roi_mask: Optional[tf.Tensor] = None) -> tf.Tensor:
