@@ -1,0 +1,70 @@
+"""The perf suite's whole-detector efficiency: a quick run on the CPU and its run list."""
+
+import json
+import os
+
+import pytest
+
+from action_tx.bench import efficiency, efficiency_runs, perf, stages
+
+
+def test_quick_run_counts_flops_and_splits_the_step():
+    suite = efficiency.run_suite(
+        runs=["tiny_aia"], precisions=["float32"], device="cpu", quick=True, rounds=2
+    )
+    assert suite["device"] == "cpu" and suite["device_name"].startswith("CPU ")
+    assert suite["jit_compile"] is False
+    (r,) = suite["results"]
+    assert r["run"] == "tiny_aia" and r["precision"] == "float32"
+    # Conv3D forward + its two gradients dominate and are all counted.
+    by_type = r["flops"]["by_op_type"]
+    assert by_type["Conv3DBackpropFilterV2"] == by_type["Conv3DBackpropInputV2"] > 0
+    assert r["step_flops"] > 3 * by_type["Conv3DBackpropFilterV2"] * 0.9
+    assert r["step_flops"] > r["stage_flops"]["trunk"] > 0
+    assert r["matmul_dtype"] == "float32" and r["matmul_flop_per_s"] > 0
+    assert 0 < r["fraction_of_matmul"] <= 1.5
+    shares = r["stage_shares"]
+    assert set(shares) == {*stages.STAGES, "other"}
+    assert all(shares[s] > 0 for s in stages.STAGES)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert r["non_trunk_share"] == pytest.approx(1.0 - shares["trunk"])
+    json.dumps(suite)  # the report is JSON
+    md = efficiency.to_markdown(suite)
+    assert "| tiny_aia | float32 |" in md and suite["device_name"] in md
+
+
+def test_demo_run_is_configs_demo_flags():
+    f = perf.bench_flags(os.path.join(perf.ROOT, "configs", "demo.flags"))
+    run = efficiency_runs.DEMO
+    m, d, t = run["model"], run["data"], run["train"]
+    assert (m["trunk"], m["head"], m["proposals"]) == (f["trunk"], f["head"], f["proposals"])
+    assert m["anchor_sizes"] == tuple(int(s) for s in f["anchor_sizes"].split(","))
+    for key in ("rpn_filters", "post_nms_top_k", "num_roi_samples"):
+        assert m[key] == int(f[key])
+    for key in ("batch_size", "num_frames", "image_size", "max_boxes"):
+        assert d[key] == int(f[key])
+    assert t["optimizer"] == f["optimizer"] and t["clip_norm"] == float(f["clip_norm"])
+
+
+def test_runs_are_found_by_name():
+    assert [r["name"] for r in efficiency_runs.find(None)] == [
+        "demo",
+        "tx_paper_224",
+        "tx_paper_400",
+        "aia_paper",
+    ]
+    assert efficiency_runs.find(None, quick=True) == efficiency_runs.QUICK_RUNS
+    assert efficiency_runs.find(["tx_paper_400"])[0]["data"]["image_size"] == 400
+    with pytest.raises(ValueError, match="unknown perf runs"):
+        efficiency_runs.find(["nope"])
+    with pytest.raises(ValueError, match="device must be"):
+        efficiency.resolve_device("tpu")
+
+
+def test_batch_matches_its_sizes():
+    data = efficiency_runs.AIA_PAPER["data"]
+    batch = efficiency_runs.make_batch(dict(data, num_frames=2, image_size=8))
+    assert batch["clip"].shape == (1, 2, 8, 8, 3)
+    assert batch["box_mask"].sum() == data["persons"]
+    assert batch["objects"].shape == (1, 16, 4) and batch["keyframe_index"][0] < 211000
+    assert (batch["labels"].sum(-1) > 0).sum() == data["persons"]
