@@ -232,7 +232,11 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
             n: stage_flops[n] / median[n] / matmul for n in stages.STAGES if median[n] > 0
         },
         non_trunk_share=1.0 - shares["trunk"],
+        # Of the counted FLOPs, the share whose op outputs are in the compute dtype (under a
+        # mixed policy some ops stay float32: losses, box coding, CPU Conv3D fallbacks).
+        compute_dtype_flop_share=step_flops.by_dtype.get(dtype.name, 0) / step_flops.total,
     )
+    out["stage_shares"]["losses_and_optimizer"] = shares["losses"] + shares["optimizer"]
     return out
 
 
@@ -304,6 +308,11 @@ def to_markdown(suite: dict) -> str:
     lines += ["", "Runs: " + "; ".join(f"{r['run']}: {r['description']}" for r in _unique(suite))]
     lines += ["", f"Method: {suite['method']}", ""]
     for r in suite["results"]:
+        lines.append(
+            f"- {r['run']} {r['precision']}: {r['compute_dtype_flop_share']:.1%} of the counted "
+            f"FLOPs in {r['matmul_dtype']}; setup (tracing, first calls) {r['setup_s']:.0f} s; "
+            f"step times {r['step_s_all']} s"
+        )
         if r["xla_fallbacks"]:
             lines.append(f"- {r['run']} {r['precision']}: {r['xla_fallbacks']}")
         uncounted = r["flops"]["uncounted_output_elements"]

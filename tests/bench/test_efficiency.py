@@ -24,9 +24,11 @@ def test_quick_run_counts_flops_and_splits_the_step():
     assert r["matmul_dtype"] == "float32" and r["matmul_flop_per_s"] > 0
     assert 0 < r["fraction_of_matmul"] <= 1.5
     shares = r["stage_shares"]
-    assert set(shares) == {*stages.STAGES, "other"}
+    assert set(shares) == {*stages.STAGES, "other", "losses_and_optimizer"}
     assert all(shares[s] > 0 for s in stages.STAGES)
-    assert sum(shares.values()) == pytest.approx(1.0)
+    assert sum(shares[s] for s in (*stages.STAGES, "other")) == pytest.approx(1.0)
+    assert shares["losses_and_optimizer"] == shares["losses"] + shares["optimizer"]
+    assert r["compute_dtype_flop_share"] == pytest.approx(1.0, abs=0.01)  # float32 run
     assert r["non_trunk_share"] == pytest.approx(1.0 - shares["trunk"])
     json.dumps(suite)  # the report is JSON
     md = efficiency.to_markdown(suite)
@@ -68,3 +70,22 @@ def test_batch_matches_its_sizes():
     assert batch["box_mask"].sum() == data["persons"]
     assert batch["objects"].shape == (1, 16, 4) and batch["keyframe_index"][0] < 211000
     assert (batch["labels"].sum(-1) > 0).sum() == data["persons"]
+
+
+def test_a_function_xla_cannot_compile_runs_without_it():
+    import tensorflow as tf
+
+    words = tf.constant(["ab", "c"])
+
+    def make(jit):  # XLA has no string kernels
+        return tf.function(
+            lambda: tf.cast(tf.reduce_sum(tf.strings.length(words)), tf.float32), jit_compile=jit
+        )
+
+    notes = {}
+    fn = efficiency._first_call(make, True, "strings", notes)
+    assert float(fn().numpy()) == 3.0
+    assert notes["strings"].startswith("XLA failed, ran without: ")
+    notes = {}
+    efficiency._first_call(make, False, "strings", notes)
+    assert notes == {}
