@@ -9,8 +9,9 @@ paper-size AIA detector; `--quick`: tiny ones) and each precision (float32, mixe
     registers none for: Conv3D's gradients, Einsum, 3D pooling, unary math);
   - the step's achieved FLOP/s (counted FLOPs / median step time) and that as a fraction of
     the matmul FLOP/s measured in the same process in the same compute dtype (an N x N
-    `tf.matmul` in a tf.function, its result summed in the graph), right before and right
-    after the run's timings (their mean is the reference; both are reported);
+    `tf.matmul` in a tf.function, its result summed in the graph): right before the run's
+    timings, once in each of its rounds, right after; the reference is the median of these
+    three figures (before, median of the rounds, after), all reported;
   - the share of the step's time in each stage of `action_tx.bench.stages` (trunk, rpn,
     roi_pooling, head, losses, optimizer), each timed alone on the inputs captured from one
     staged forward pass (forward + backward each), all stepped round-robin with the whole
@@ -44,7 +45,8 @@ METHOD = (
     "FLOP statistics (those of tf.compat.v1.profiler) where an op type has them, analytic "
     "formulas for Conv3DBackpropInput/Filter, Einsum, 3D pooling and unary math ops; other "
     "ops uncounted (listed). Rate: counted FLOPs / median step time; reference: same-process "
-    "N x N matmul in the compute dtype, mean of before and after. Stage shares: each stage's "
+    "N x N matmul in the compute dtype timed before, within each round and after (median "
+    "of the three figures). Stage shares: each stage's "
     "forward+backward timed alone on captured inputs (optimizer: apply_gradients of one "
     "step's gradients), round-robin with the step; other = step - sum of stages."
 )
@@ -88,15 +90,15 @@ def _median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def matmul_flops_per_s(dtype, n: int, runs: int = 5) -> float:
-    """FLOP/s of an n x n x n `tf.matmul` in `dtype` inside a tf.function, the product summed
-    in the graph (copying it out would measure the copy), after two warm-up calls."""
+def matmul_function(dtype, n: int):
+    """-> a tf.function of an n x n x n `tf.matmul` in `dtype`, the product summed in the
+    graph (copying it out would measure the copy), called twice (warm-up)."""
     a = tf.cast(tf.random.stateless_normal([n, n], seed=[0, 1]), dtype)
     b = tf.cast(tf.random.stateless_normal([n, n], seed=[0, 2]), dtype)
     f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
     for _ in range(2):
         f().numpy()
-    return 2 * n**3 / _median_time(f, runs)
+    return f
 
 
 def _first_call(make, jit: bool, label: str, notes: dict):
@@ -132,7 +134,9 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
 
     dtype = COMPUTE_DTYPE[precision]
     _log(f"{run['name']} {precision}: matmul {matmul_n}^2 {dtype.name} before")
-    matmul_before = matmul_flops_per_s(dtype, matmul_n)
+    matmul_fn = matmul_function(dtype, matmul_n)
+    matmul_flop = 2 * matmul_n**3
+    matmul_before = matmul_flop / _median_time(matmul_fn, 5)
     data, train = run["data"], dict(run["train"])
     clip_norm = train.pop("clip_norm", None)
     keras.utils.set_random_seed(0)
@@ -189,19 +193,21 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
     }
     setup_s = time.perf_counter() - start
     _log(f"{run['name']} {precision}: set up in {setup_s:.0f} s; {rounds} timed rounds")
-    times = {name: [] for name in ("step", *stages.STAGES)}
+    # One matmul call per round too: on a shared machine the load changes within minutes.
+    times = {name: [] for name in ("step", *stages.STAGES, "matmul")}
     for fn in (step, *fns.values()):  # a warm-up call after the first
         fn().numpy()
     for r in range(rounds):
-        for name, fn in (("step", step), *fns.items()):
+        for name, fn in (("step", step), *fns.items(), ("matmul", matmul_fn)):
             t0 = time.perf_counter()
             fn().numpy()
             times[name].append(time.perf_counter() - t0)
         _log(f"  round {r + 1}/{rounds}: step {times['step'][-1]:.3f} s")
     _log(f"{run['name']} {precision}: matmul after")
-    matmul_after = matmul_flops_per_s(dtype, matmul_n)
+    matmul_after = matmul_flop / _median_time(matmul_fn, 5)
     median = {k: statistics.median(v) for k, v in times.items()}
-    matmul = (matmul_before + matmul_after) / 2
+    matmul_rounds = matmul_flop / median.pop("matmul")
+    matmul = statistics.median([matmul_before, matmul_rounds, matmul_after])
     step_s = median["step"]
     shares = {name: median[name] / step_s for name in stages.STAGES}
     shares["other"] = 1.0 - sum(shares.values())
@@ -223,6 +229,7 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
         matmul_dtype=dtype.name,
         matmul_flop_per_s_before=matmul_before,
         matmul_flop_per_s_after=matmul_after,
+        matmul_flop_per_s_rounds=matmul_rounds,
         matmul_flop_per_s=matmul,
         fraction_of_matmul=achieved / matmul,
         stage_s=median,
@@ -291,7 +298,7 @@ def to_markdown(suite: dict) -> str:
         f"{'on' if suite['jit_compile'] else 'off'}.",
         "",
         "| run | precision | step (s) | GFLOP / step | GFLOP/s | matmul GFLOP/s (before, "
-        "after) | fraction of matmul | trunk | rpn | roi pool | head | losses | optimizer "
+        "rounds, after) | fraction of matmul | trunk | rpn | roi pool | head | losses | optimizer "
         "| other | not trunk |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -300,7 +307,8 @@ def to_markdown(suite: dict) -> str:
         lines.append(
             f"| {r['run']} | {r['precision']} | {r['step_s']:.3f} | {_g(r['step_flops'])} | "
             f"{_g(r['achieved_flop_per_s'])} | {_g(r['matmul_flop_per_s'])} "
-            f"({_g(r['matmul_flop_per_s_before'])}, {_g(r['matmul_flop_per_s_after'])}) | "
+            f"({_g(r['matmul_flop_per_s_before'])}, {_g(r['matmul_flop_per_s_rounds'])}, "
+            f"{_g(r['matmul_flop_per_s_after'])}) | "
             f"{r['fraction_of_matmul']:.2f} | "
             + " | ".join(f"{s[k]:.3f}" for k in (*stages.STAGES, "other"))
             + f" | {r['non_trunk_share']:.3f} |"

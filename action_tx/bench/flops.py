@@ -6,14 +6,15 @@
 Method: every op of the function's graph, and of the functions it calls (PartitionedCall /
 StatefulPartitionedCall bodies, the larger branch of an If, a While body times its trip count
 when that is a constant), is counted from its static shapes by
-  1. TF's registered FLOP statistics (`ops.get_stats_for_node_def(graph, node, "flops")`: the
+  1. the gap formulas of `ANALYTIC` below, for op types TF registers no statistics for:
+     Conv3D's input and filter gradients (2 Kt Kh Kw Cin x the forward output elements, as
+     the forward), Einsum (2 x the product of every index's size for two operands, the input
+     size for one), 3D pooling and its gradient (window x outputs), and unary math ops (one
+     per element); else
+  2. TF's registered FLOP statistics (`ops.get_stats_for_node_def(graph, node, "flops")`: the
      formulas `tf.compat.v1.profiler` uses; MatMul / BatchMatMul 2 K x outputs, Conv2D and
      Conv3D 2 K Cin x outputs, Conv2D's backprops, elementwise ops one per element, Sum/Mean
-     per input element) when the op type has one; else
-  2. the gap formulas of `ANALYTIC` below (TF registers none for these): Conv3D's input and
-     filter gradients (2 Kt Kh Kw Cin x the forward output elements, as the forward), Einsum
-     (2 x the product of every index's size for two operands, the input size for one),
-     3D pooling and its gradient (window x outputs), and unary math ops (one per element).
+     per input element) when the op type has one.
 Everything else is not counted and listed in `uncounted` with its output elements: data
 movement (Reshape, Gather, Cast, Concat ...) has no arithmetic; the rest is small next to
 the convolutions and matmuls (the report shows its element count as an upper bound).
@@ -187,15 +188,18 @@ def _function_graph(graph, name: str):
 
 
 def _op_flops(op) -> tuple:
-    """-> (FLOPs or None when its shapes are dynamic, source) of one op without a body."""
+    """-> (FLOPs or None when its shapes are dynamic, source) of one op without a body.
+    ANALYTIC comes first: Model Garden registers its own Einsum statistics when
+    `official.core.train_utils` is imported (two operands only), so the registry's content
+    depends on what was imported."""
+    if op.type in ANALYTIC:
+        return ANALYTIC[op.type](op), "analytic"
     if _registered(op.type):
         try:
             stats = ops.get_stats_for_node_def(op.graph, op.node_def, "flops")
         except ValueError:  # assert_is_fully_defined: a dynamic shape
             return None, "tf_registry"
         return int(stats.value or 0), "tf_registry"
-    if op.type in ANALYTIC:
-        return ANALYTIC[op.type](op), "analytic"
     return 0, None
 
 

@@ -85,3 +85,12 @@ def test_while_body_counts_times_its_trip_count():
     assert counts.by_op_type["MatMul"] == 4 * 2 * 8 * 8 * 8
     assert not counts.notes
     assert np.isclose(flops.op_type_pattern("^Mat", counts), 4 * 2 * 8**3)
+
+
+def test_einsum_formula_does_not_depend_on_model_gardens_registration():
+    import official.core.train_utils  # noqa: F401  (registers its own Einsum statistics)
+
+    x = tf.ones([2, 3])
+    fn = tf.function(lambda x: tf.einsum("ij->ji", x) + 0.0)
+    counts = flops.count_flops(fn.get_concrete_function(x))
+    assert counts.by_op_type["Einsum"] == 6 and counts.by_source["analytic"] == 6
