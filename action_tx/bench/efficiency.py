@@ -147,13 +147,12 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
         opt = precision_lib.wrap_optimizer(build_optimizer(**train), precision)
         opt.build(detector.trainable_variables)
     variables = detector.trainable_variables
+    scale = precision_lib.uses_loss_scaling(precision)  # mixed_float16: as train_lib does
     notes = {}
 
     def make_step(jit):
         def grads_and_loss():
-            with tf.GradientTape() as tape:
-                loss = detector.compute_losses(detector(batch, training=True))["total_loss"]
-            return tape.gradient(loss, variables), loss
+            return _grads(detector, batch, variables, opt if scale else None)
 
         grads_fn = tf.function(grads_and_loss, jit_compile=jit)
 
@@ -177,7 +176,7 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
     step_flops = flops.count_flops(step.get_concrete_function())
     # Eager, not traced: tracing the model twice more costs more than one eager pass.
     parts = stages.staged_forward(detector, batch)
-    grads = _grads(detector, batch, variables)
+    grads, _ = _grads(detector, batch, variables, opt if scale else None)
     fns = {}
     for name in stages.STAGES:
         fns[name] = _first_call(
@@ -247,11 +246,13 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
     return out
 
 
-def _grads(detector, batch, variables):
-    """One step's gradients (in `variables` order, None where a variable has none)."""
+def _grads(detector, batch, variables, scaling_optimizer=None):
+    """-> (one step's gradients in `variables` order, None where a variable has none; the
+    loss). With a `scaling_optimizer` (a LossScaleOptimizer) the loss is scaled first."""
     with tf.GradientTape() as tape:
         loss = detector.compute_losses(detector(batch, training=True))["total_loss"]
-    return tape.gradient(loss, variables)
+        scaled = scaling_optimizer.scale_loss(loss) if scaling_optimizer is not None else loss
+    return tape.gradient(scaled, variables), loss
 
 
 def run_suite(
