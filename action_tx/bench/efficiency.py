@@ -143,7 +143,10 @@ def _measure(run, precision, jit_compile, rounds, matmul_n) -> dict:
     with precision_lib.policy(precision):
         detector = build_detector(ModelConfig(**run["model"]), num_classes=data["num_classes"])
         batch = {k: tf.constant(v) for k, v in efficiency_runs.make_batch(data).items()}
-        detector(batch, training=False)  # creates the variables
+        # Creates the variables. In training mode: an inference pass pools all post-NMS
+        # proposals (300 at paper size), which the step never does (it pools the sampled
+        # RoIs), and at 400 px that pooling alone exhausted this machine's memory.
+        detector(batch, training=True)
         opt = precision_lib.wrap_optimizer(build_optimizer(**train), precision)
         opt.build(detector.trainable_variables)
     variables = detector.trainable_variables
