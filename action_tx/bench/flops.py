@@ -3,7 +3,8 @@
     counts = count_flops(tf.function(step).get_concrete_function(batch))
     counts.total, counts.by_op_type, counts.by_source, counts.uncounted
 
-Method: every op of the function's graph, and of the functions it calls (PartitionedCall /
+Method: every op of the function's graph that its outputs or stateful ops depend on (the
+runtime prunes the others), and of the functions it calls (PartitionedCall /
 StatefulPartitionedCall bodies, the larger branch of an If, a While body times its trip count
 when that is a constant), is counted from its static shapes by
   1. the gap formulas of `ANALYTIC` below, for op types TF registers no statistics for:
@@ -209,10 +210,34 @@ def _trip_count(op) -> Optional[int]:
     return None if value is None or int(value) < 0 else int(value)
 
 
+def _needed_ops(graph) -> Optional[set]:
+    """Names of the ops that the function's outputs and control outputs (its stateful ops)
+    depend on: the runtime prunes the rest (e.g. the input gradient of a trunk's first conv,
+    which `tape.gradient` w.r.t. the weights builds but nothing reads). None for a graph
+    without outputs (a plain tf.Graph): every op counts."""
+    roots = [t.op for t in getattr(graph, "outputs", [])]
+    roots += list(getattr(graph, "control_outputs", []))
+    if not roots:
+        return None
+    needed, stack = set(), roots
+    while stack:
+        op = stack.pop()
+        if op.name in needed:
+            continue
+        needed.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return needed
+
+
 def count_graph_flops(graph) -> FlopCount:
-    """FlopCount of `graph` (a tf.Graph / FuncGraph) and the functions its ops call."""
+    """FlopCount of `graph` (a tf.Graph / FuncGraph) and the functions its ops call; ops
+    that no output or stateful op depends on are not counted (`_needed_ops`)."""
     counts = FlopCount()
+    needed = _needed_ops(graph)
     for op in graph.get_operations():
+        if needed is not None and op.name not in needed:
+            continue
         attrs = op.node_def.attr
         if op.type in ("While", "StatelessWhile"):
             body = count_graph_flops(_function_graph(graph, attrs["body"].func.name))

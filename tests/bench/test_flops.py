@@ -33,7 +33,9 @@ def test_conv3d_gradients_are_filled_in_where_tfprof_counts_none():
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = tf.reduce_sum(conv(x))
-        return tape.gradient(y, [x, *conv.trainable_variables])
+        # y returned: otherwise nothing reads the forward conv (the gradients of a sum do
+        # not need it) and it is pruned, as the runtime would.
+        return y, tape.gradient(y, [x, *conv.trainable_variables])
 
     graph_fn = forward_backward.get_concrete_function(x)
     counts = flops.count_flops(graph_fn)
@@ -94,3 +96,22 @@ def test_einsum_formula_does_not_depend_on_model_gardens_registration():
     fn = tf.function(lambda x: tf.einsum("ij->ji", x) + 0.0)
     counts = flops.count_flops(fn.get_concrete_function(x))
     assert counts.by_op_type["Einsum"] == 6 and counts.by_source["analytic"] == 6
+
+
+def test_ops_nothing_reads_are_not_counted():
+    """tape.gradient w.r.t. the weights builds the input gradient of the first conv too; the
+    runtime prunes it, and so does the count."""
+    conv, x = _conv3d_and_input()
+
+    @tf.function
+    def weight_gradients(x):
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(conv(x))
+        return y, tape.gradient(y, conv.trainable_variables)
+
+    graph = weight_gradients.get_concrete_function(x).graph
+    assert "Conv3DBackpropInputV2" in {op.type for op in graph.get_operations()}
+    counts = flops.count_flops(graph)
+    forward = 2 * 27 * 8 * (2 * 8 * 16 * 16 * 16)
+    assert "Conv3DBackpropInputV2" not in counts.by_op_type
+    assert counts.by_op_type["Conv3DBackpropFilterV2"] == counts.by_op_type["Conv3D"] == forward
