@@ -29,6 +29,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import ops, tensor_util
+from tensorflow.python.util import deprecation
 
 # Ops without arithmetic (or with no floating-point arithmetic): never reported as gaps.
 NO_ARITHMETIC = frozenset(
@@ -277,7 +278,9 @@ def count_flops(function) -> FlopCount:
     graph = function.graph if hasattr(function, "graph") else function
     if not isinstance(graph, tf.Graph):
         raise TypeError(f"count_flops takes a ConcreteFunction or a Graph, got {type(function)}")
-    return count_graph_flops(graph)
+    # TF's registered statistics call a TF1 shape helper that logs a deprecation warning.
+    with deprecation.silence():
+        return count_graph_flops(graph)
 
 
 def op_type_pattern(pattern: str, counts: FlopCount) -> int:
