@@ -6,7 +6,8 @@ paper-size AIA detector; `--quick`: tiny ones) and each precision (float32, mixe
   - FLOPs of one train step (trunk + RPN + ST-RoIAlign + head + losses + backward +
     optimizer update), COUNTED on the traced step function by `action_tx.bench.flops` (TF's
     registered FLOP statistics, the profiler's, plus analytic formulas for the op types TF
-    registers none for: Conv3D's gradients, Einsum, 3D pooling, unary math);
+    registers none for: Conv3D's gradients, Einsum, 3D pooling, unary math; ops nothing
+    reads, which the runtime prunes, not counted);
   - the step's achieved FLOP/s (counted FLOPs / median step time) and that as a fraction of
     the matmul FLOP/s measured in the same process in the same compute dtype (an N x N
     `tf.matmul` in a tf.function, its result summed in the graph): right before the run's
@@ -41,14 +42,16 @@ from action_tx.bench import efficiency_runs, flops, stages
 PRECISIONS = ("float32", "mixed_bfloat16")
 COMPUTE_DTYPE = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}
 METHOD = (
-    "FLOPs counted on the traced train-step graph (action_tx.bench.flops): TF's registered "
-    "FLOP statistics (those of tf.compat.v1.profiler) where an op type has them, analytic "
-    "formulas for Conv3DBackpropInput/Filter, Einsum, 3D pooling and unary math ops; other "
-    "ops uncounted (listed). Rate: counted FLOPs / median step time; reference: same-process "
-    "N x N matmul in the compute dtype timed before, within each round and after (median "
-    "of the three figures). Stage shares: each stage's "
-    "forward+backward timed alone on captured inputs (optimizer: apply_gradients of one "
-    "step's gradients), round-robin with the step; other = step - sum of stages."
+    "FLOPs counted on the traced train-step graph (action_tx.bench.flops), over the ops its "
+    "outputs or stateful ops depend on (the runtime prunes the rest): analytic formulas for "
+    "the op types TF registers no statistics for (Conv3DBackpropInput/Filter, Einsum, 3D "
+    "pooling, unary math), else TF's registered FLOP statistics (those of "
+    "tf.compat.v1.profiler); other ops uncounted (listed). Rate: counted FLOPs / median step "
+    "time; reference: same-process N x N matmul in the compute dtype timed before, within "
+    "each round and after (median of the three figures). Stage shares: each stage's "
+    "forward+backward timed alone on captured inputs (optimizer: clipping and "
+    "apply_gradients of one step's gradients), round-robin with the step; other = step - "
+    "sum of stages."
 )
 
 
