@@ -6,7 +6,9 @@
     python tools/benchmark.py --suite=trunk   # Inception-I3D forward / backward FLOP/s
     python tools/benchmark.py --suite=params  # head parameter counts at the paper's sizes (§4.2)
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]  # head comparison
-    python tools/benchmark.py --suite=perf --out=DIR  # input vs train step, trunk, eval, export
+    python tools/benchmark.py --suite=perf --out=DIR  # input vs train step, trunk, eval, export;
+        # whole-detector train-step FLOP/s vs matmul and stage shares (--perf_sections,
+        # --perf_runs, --precisions, --device: see action_tx/bench/perf.py)
     python tools/benchmark.py --suite=memory  # AIA step time / memory: AMU vs joint, L=0,10,30
     python tools/benchmark.py --suite=data_cost [--quick]  # prepare / convert rates, bytes and
                                               # frame duplication, projected to AVA v2.2
@@ -52,6 +54,13 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("preset", "demo", "Synthetic data preset for suites that need data.")
 flags.DEFINE_bool("quick", False, "A shorter run with smaller sizes (less precise figures).")
+# Options of --suite=perf only.
+flags.DEFINE_list("perf_sections", ["system", "efficiency"], "perf: sections to run.")
+flags.DEFINE_list(
+    "perf_runs", None, "perf: efficiency runs (action_tx/bench/efficiency_runs.py); default all."
+)
+flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "perf: efficiency precisions.")
+flags.DEFINE_enum("device", "auto", ["auto", "cpu", "gpu"], "perf: auto = a GPU when present.")
 flags.DEFINE_string(
     "render_results",
     None,
@@ -95,7 +104,15 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     os.makedirs(FLAGS.out, exist_ok=True)
     module = importlib.import_module(SUITES[FLAGS.suite])
-    report = module.run(out_dir=FLAGS.out, preset=FLAGS.preset, quick=FLAGS.quick)
+    options = {}
+    if FLAGS.suite == "perf":
+        options = dict(
+            sections=FLAGS.perf_sections,
+            runs=FLAGS.perf_runs,
+            precisions=FLAGS.precisions,
+            device=FLAGS.device,
+        )
+    report = module.run(out_dir=FLAGS.out, preset=FLAGS.preset, quick=FLAGS.quick, **options)
     path = os.path.join(FLAGS.out, f"{FLAGS.suite}.md")
     with open(path, "w") as f:
         f.write(report)

@@ -1,9 +1,17 @@
 """Benchmark suite `perf`: the system's speed on this machine, in one report.
 
     python tools/benchmark.py --suite=perf --out=DIR [--preset=demo] [--quick]
+        [--perf_sections=system,efficiency] [--perf_runs=demo,tx_paper_224,...]
+        [--precisions=float32,mixed_bfloat16] [--device=auto|cpu|gpu]
 
-Runs the existing suites through their own `run` functions (input, trunk, eval, and memory
-when `action_tx/bench/memory.py` exists) and adds two measurements of its own:
+Two sections (`--perf_sections`, default both):
+efficiency: the whole detector's train step (`action_tx.bench.efficiency`): its counted
+  FLOPs, achieved FLOP/s as a fraction of the same run's matmul FLOP/s in the same precision,
+  and the share of the step's time in each stage, for the runs of
+  `action_tx.bench.efficiency_runs` (demo model, paper-size Tx at 224 and 400 px, paper-size
+  AIA; tiny ones with --quick) on `--device` (a GPU when present, under XLA).
+system: runs the existing suites through their own `run` functions (input, trunk, eval, and
+memory when `action_tx/bench/memory.py` exists) and adds two measurements of its own:
   - train-step consumption: clips/s of a timed training step (forward, losses, gradients,
     AdamW update, one tf.function) of the bench model (`heads_runs.BASE`, configs/bench.flags'
     fields) on batches of the input suite's TFRecords held in memory, against the input
@@ -11,7 +19,8 @@ when `action_tx/bench/memory.py` exists) and adds two measurements of its own:
   - SavedModel keyframes/s: the same model (random weights) exported with
     `action_tx.export.export_saved_model`, its `serving_default` timed on a uint8 clip with
     and without XLA (`tf.function(jit_compile=True)` around the loaded signature).
-Writes DIR/perf.json (figures + the sub-reports); the Markdown goes to DIR/perf.md.
+Writes DIR/perf.json (figures + the sub-reports + `efficiency`); the Markdown goes to
+DIR/perf.md.
 """
 
 import importlib
@@ -179,15 +188,69 @@ def _memory_suite():
     return importlib.import_module(name) if importlib.util.find_spec(name) else None
 
 
-def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
+SECTIONS = ("system", "efficiency")
+
+
+def run(
+    out_dir: str,
+    preset: str = "demo",
+    quick: bool = False,
+    sections=SECTIONS,
+    runs=None,
+    precisions=None,
+    device: str = "auto",
+) -> str:
+    """The perf report (Markdown); writes out_dir/perf.json. `sections`: of SECTIONS; `runs`,
+    `precisions`, `device`: the efficiency section's (`efficiency.run_suite`; None: all runs,
+    float32 and mixed_bfloat16)."""
+    from action_tx.bench import efficiency
+
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown perf sections {sorted(unknown)}; choose of {SECTIONS}")
+    start = time.perf_counter()
+    machine = machine_info()
+    figures, reports, suite = {}, {}, None
+    if "system" in sections:
+        figures, reports = _system(out_dir, preset, quick)
+    if "efficiency" in sections:
+        _log("whole-detector efficiency")
+        suite = efficiency.run_suite(
+            runs=runs, precisions=precisions or efficiency.PRECISIONS, device=device, quick=quick
+        )
+    machine["load_average_end"] = machine_info()["load_average"]
+    seconds = time.perf_counter() - start
+    parts = []
+    if "system" in sections:
+        parts.append(to_markdown(figures, reports, machine, preset, quick, seconds))
+    if suite is not None:
+        if "system" not in sections:
+            parts.append(_heading(machine, preset, quick, seconds))
+        parts.append(efficiency.to_markdown(suite))
+    with open(os.path.join(out_dir, "perf.json"), "w") as f:
+        json.dump(
+            dict(
+                preset=preset,
+                quick=quick,
+                machine=machine,
+                seconds=seconds,
+                figures=figures,
+                reports=reports,
+                efficiency=suite,
+            ),
+            f,
+            indent=1,
+        )
+    return "\n".join(parts)
+
+
+def _system(out_dir: str, preset: str, quick: bool):
+    """The system section's measurements -> (figures, sub-reports)."""
     from action_tx.bench import eval as eval_suite
     from action_tx.bench import input as input_suite
     from action_tx.bench import trunk as trunk_suite
 
-    start = time.perf_counter()
-    machine = machine_info()
     figures, reports = {}, {}
-
     _log("input pipeline (suite 'input')")
     reports["input"] = input_suite.run(out_dir, preset, quick)
     figures["input_clips_per_s"] = parse_figure(reports["input"], r"\*\*([\d.]+) clips/s\*\*")
@@ -218,23 +281,21 @@ def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
     if memory is not None:
         _log("memory (suite 'memory')")
         reports["memory"] = memory.run(out_dir, preset, quick)
-    machine["load_average_end"] = machine_info()["load_average"]
-    seconds = time.perf_counter() - start
-    report = to_markdown(figures, reports, machine, preset, quick, seconds)
-    with open(os.path.join(out_dir, "perf.json"), "w") as f:
-        json.dump(
-            dict(
-                preset=preset,
-                quick=quick,
-                machine=machine,
-                seconds=seconds,
-                figures=figures,
-                reports=reports,
-            ),
-            f,
-            indent=1,
-        )
-    return report
+    return figures, reports
+
+
+def _heading(machine, preset, quick, seconds) -> str:
+    return "\n".join(
+        [
+            f"# System speed ({preset} preset{', quick' if quick else ''}): efficiency only",
+            "",
+            f"Machine: {machine['cpu']}, {machine['cores']} logical cores, load average (1, 5, "
+            f"15 min) {', '.join(map(str, machine['load_average']))} at the start, "
+            f"{', '.join(map(str, machine['load_average_end']))} at the end; suite "
+            f"{seconds:.0f} s.",
+            "",
+        ]
+    )
 
 
 def _fmt(value, digits=2):
