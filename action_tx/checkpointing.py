@@ -1,4 +1,5 @@
-"""Training checkpoints: what they hold, resuming with fallback, and the model-config guard.
+"""Training checkpoints: what they hold, saving, resuming with fallback, and the model-config
+guard.
 
 A checkpoint (`model_dir/ckpt-<step>`, `tf.train.CheckpointManager`) holds the model (including
 any in-graph memory, which is model variables, except the variables a layer lists in its
@@ -17,6 +18,8 @@ from typing import Callable, Dict, List, Optional
 
 import keras
 import tensorflow as tf
+
+from action_tx.distribute import op_error_text
 
 CONFIG_FILE = "config.json"  # action_tx.config.CONFIG_FILE
 STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's list of its checkpoints
@@ -117,6 +120,31 @@ def make_checkpoint(*, model, optimizer, step: tf.Variable, iterator=None) -> tf
     if iterator is not None:
         kwargs["iterator"] = iterator
     return tf.train.Checkpoint(**kwargs)
+
+
+def save_checkpoint(manager: tf.train.CheckpointManager, number: int) -> str:
+    """manager.save; a failed write (a full disk: ResourceExhausted / OSError) raises
+    CheckpointSaveError naming the newest complete checkpoint, which the failure left intact
+    (the state file is only rewritten after a complete save)."""
+    before = manager.latest_checkpoint
+    try:
+        return manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as e:
+        # The saver's scratch folder of this save holds only its partial shards: free it.
+        partial = os.path.join(manager.directory, f"ckpt-{number}_temp")
+        try:
+            if tf.io.gfile.isdir(partial):
+                tf.io.gfile.rmtree(partial)
+        except (tf.errors.OpError, OSError):
+            pass
+        # "<scratch file path>; No space left on device": the reason is the last part.
+        why = (op_error_text(e) if isinstance(e, tf.errors.OpError) else str(e)).split("; ")[-1]
+        raise CheckpointSaveError(
+            f"cannot write the checkpoint of step {number} in {manager.directory} "
+            f"({type(e).__name__}: {why}); the newest complete checkpoint is "
+            f"{before or 'none'}: free some space and rerun the same command to resume "
+            "from it"
+        ) from None
 
 
 def _is_structure_mismatch(error: Exception) -> bool:

@@ -9,21 +9,29 @@
 Per checkpoint `ckpt-N` it writes `out_dir/ckpt-N_detections.csv` (AVA detection CSV),
 `out_dir/ckpt-N_results.json` (`AvaEvalResult.to_json()` + step + checkpoint) and, with a
 summary writer, the scalars and images listed in `write_summaries`.
+
+Checkpoint handling (`restore`, `checkpoint_step`, `wait_for_checkpoints`) is in
+`action_tx.eval_checkpoints` and the TensorBoard output (`scalars`, `render_samples`,
+`write_summaries`) in `action_tx.eval_summaries`; both are re-exported here.
 """
 
 import json
 import os
-import re
 import time
 import types
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from action_tx import render, visualize
-from action_tx.checkpointing import CheckpointMismatchError, checkpointable, find_checkpoints
+from action_tx import visualize
 from action_tx.data import ava, tfrecords
+from action_tx.eval_checkpoints import (  # noqa: F401  (this module's API, re-exported)
+    checkpoint_step,
+    restore,
+    wait_for_checkpoints,
+)
+from action_tx.eval_summaries import render_samples, scalars, write_summaries  # noqa: F401
 from action_tx.outputs import detections_to_ava
 from action_tx.progress import Progress
 from object_detection_ext import ava_eval
@@ -211,161 +219,6 @@ def count_keyframes(file_pattern) -> Optional[int]:
     return sum(counts[f] for f in files)
 
 
-def checkpoint_step(checkpoint_path: str) -> int:
-    """Training step of a checkpoint: its `step` variable when the trainer saved one, else
-    the N of `ckpt-N`, else 0."""
-    try:
-        reader = tf.train.load_checkpoint(checkpoint_path)
-        if reader.has_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"):
-            return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-    except (tf.errors.OpError, ValueError):
-        pass
-    match = re.search(r"-(\d+)$", checkpoint_path)
-    return int(match.group(1)) if match else 0
-
-
-def _has_model_object(checkpoint_path: str) -> bool:
-    """Whether the checkpoint's root has a `model` child. (Its variable names do not say: a
-    variable is saved under its first path, `optimizer/_trainable_variables/i` for a model
-    whose variables are all trainable, e.g. a feature-mode head.)"""
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(
-        tf.train.load_checkpoint(checkpoint_path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH")
-    )
-    return any(child.local_name == "model" for child in graph.nodes[0].children)
-
-
-def restore(detector, checkpoint_path: str) -> None:
-    """Restores the model weights of a trainer checkpoint into a built detector (optimizer,
-    iterator etc. of the checkpoint are ignored). Raises ValueError when there is no
-    checkpoint at `checkpoint_path`, CheckpointMismatchError (a ValueError) when it holds another
-    model; a damaged file raises what the reader raises (OpError, IndexError ...)."""
-    if not tf.io.gfile.exists(checkpoint_path + ".index"):
-        raise ValueError(f"no checkpoint at {checkpoint_path} ({checkpoint_path}.index is missing)")
-    if not _has_model_object(checkpoint_path):
-        raise CheckpointMismatchError(
-            f"checkpoint {checkpoint_path} holds no weights of this model (no 'model' object: "
-            "not written as tf.train.Checkpoint(model=...))"
-        )
-    # The trainer's optimizer, step and iterator are not restored here (expect_partial), but
-    # every variable of this model must be found (other model flags -> a clear error).
-    try:
-        status = tf.train.Checkpoint(model=checkpointable(detector)).restore(checkpoint_path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as e:
-        raise CheckpointMismatchError(
-            f"checkpoint {checkpoint_path} does not match this model (was it trained with "
-            f"other model flags?): {str(e)[:300]}"
-        ) from None
-
-
-def _tag(text: str) -> str:
-    # TensorBoard tags: '/' makes groups, so class names like "bend/bow" are flattened.
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("_")
-
-
-def scalars(result: ava_eval.AvaEvalResult) -> dict:
-    """TensorBoard tag -> value of every finite figure of `result`."""
-    out = {f"eval/mAP@{result.iou_threshold}IOU": result.map}
-    for class_id, ap in result.per_class.items():
-        out[f"eval/per_class/{class_id}_{_tag(result.class_names.get(class_id, ''))}"] = ap
-    for name, value in result.per_category.items():
-        out[f"eval/category/{_tag(name)}"] = value
-    for threshold, value in result.localization.items():
-        out[f"eval/localization@{threshold}"] = value
-    for group, prefix in (
-        ("by_evidence", "evidence"),
-        ("by_area", "area"),
-        ("by_persons", "persons"),
-    ):
-        for name, part in (getattr(result, group) or {}).items():
-            out[f"eval/{prefix}/{_tag(name)}"] = part.map
-    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
-
-
-def render_samples(
-    samples,
-    class_names,
-    *,
-    top_k: int = 3,
-    max_detections: int = 5,
-    attention_detections: int = 2,
-    min_short_side: int = render.MIN_SHORT_SIDE,
-):
-    """samples of `predict_dataset` -> (keyframes, attention or None), readable pictures
-    (`action_tx.render`) drawn on each sample's `source` frame (else its model-input `frame`)
-    scaled to a short side of at least `min_short_side`.
-
-    keyframes: uint8 [S, H, W, 3], `render.render_keyframe` of each sample: the top
-    `max_detections` detections with `top_k` labels, its ground truth, a legend.
-    attention: uint8 [S', H2, W2, 3] for the S' samples with attention maps and a detection:
-    `render.render_attention` of its A = `attention_detections` best detections stacked
-    top to bottom (the frame with the detection, its heat map beside it).
-    Images of different sizes are padded (`render.stack_padded`).
-    """
-    images, heat_images = [], []
-    for s in samples:
-        frame = s["source"] if s.get("source") is not None else s["frame"]
-        title = f"{s['video_id']} t={s['timestamp']}s"
-        images.append(
-            render.render_keyframe(
-                frame,
-                s["boxes"],
-                s["scores"],
-                s["action_scores"],
-                class_names,
-                gt_boxes=s.get("gt_boxes"),
-                gt_labels=s.get("gt_labels"),
-                title=title,
-                top_k=top_k,
-                max_detections=max_detections,
-                min_short_side=min_short_side,
-            )
-        )
-        count = min(attention_detections, len(s["boxes"]))
-        if s["attention"] is None or not count:
-            continue
-        heat_images.append(
-            np.concatenate(
-                [
-                    render.render_attention(  # by score already
-                        frame,
-                        visualize.normalize_heatmap(s["attention"][k]),
-                        s["boxes"][k],
-                        s["scores"][k],
-                        s["action_scores"][k],
-                        class_names,
-                        title=f"{title}, detection {k + 1} (person {s['scores'][k]:.2f})",
-                        top_k=top_k,
-                        min_short_side=min_short_side,
-                    )
-                    for k in range(count)
-                ],
-                axis=0,
-            )
-        )
-    if not images:
-        return None, None
-    return (render.stack_padded(images), render.stack_padded(heat_images) if heat_images else None)
-
-
-def write_summaries(summary_writer, result, samples, class_names, step: int) -> None:
-    """Writes `scalars(result)` and the rendered samples (`eval/keyframes`, `eval/attention`)
-    at `step`."""
-    images, heat = render_samples(samples, class_names)
-    with summary_writer.as_default(step=step):
-        for tag, value in scalars(result).items():
-            tf.summary.scalar(tag, value)
-        if images is not None:
-            tf.summary.image("eval/keyframes", images, max_outputs=len(images))
-        if heat is not None:
-            tf.summary.image("eval/attention", heat, max_outputs=len(heat))
-    summary_writer.flush()
-
-
 def evaluate_checkpoint(
     detector,
     checkpoint_path: str,
@@ -438,32 +291,3 @@ def evaluate_checkpoint(
         class_names = [label_map.names[i] for i in label_map.ids]
         write_summaries(summary_writer, result, samples, class_names, step)
     return result
-
-
-def wait_for_checkpoints(
-    model_dir: str, timeout_s: float, poll_s: float = 10.0, done=()
-) -> Iterator[str]:
-    """Yields every checkpoint of `model_dir` (its `checkpoint` state file, or its ckpt-*.index
-    files when that file is lost or garbled: `checkpointing.find_checkpoints`), oldest first,
-    then new ones as the trainer writes them; stops after `timeout_s` seconds without a new
-    one (counted from the end of the last evaluation, i.e. the generator's last resume).
-
-    Unlike `tf.train.checkpoints_iterator`, which yields only the latest, checkpoints already
-    present when it starts are all evaluated. Ones deleted (max_to_keep) before their turn are
-    skipped. `done`: paths not to yield.
-    """
-    seen = set(done)
-    last_new = time.monotonic()
-    while True:
-        # The state file's list, or the ckpt-*.index files when it is lost or garbled.
-        paths = find_checkpoints(model_dir, log=None)
-        fresh = [p for p in paths if p not in seen]
-        for path in fresh:
-            seen.add(path)
-            if tf.io.gfile.exists(path + ".index"):
-                yield path
-                last_new = time.monotonic()
-        if not fresh:
-            if time.monotonic() - last_new >= timeout_s:
-                return
-            time.sleep(max(0.0, min(poll_s, timeout_s - (time.monotonic() - last_new))))

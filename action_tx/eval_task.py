@@ -4,6 +4,8 @@ mode, used as well by the heads benchmark (`action_tx.bench.heads`).
     evaluator = TaskEvaluator(make_task(config), out_dir="runs/tx/eval")
     path = evaluator.restore_newest(checkpointing.find_checkpoints("runs/tx"))
     result = evaluator.score(path)          # ava_eval.AvaEvalResult; files in out_dir
+    for path in evaluator.follow("runs/tx", timeout_s=600):    # every checkpoint, as written
+        result = evaluator.score(path)
 
 The model is built once (in `config.eval.precision`) on the split's batches; each `score`
 restores a checkpoint into it and writes `<ckpt>_detections.csv`, `<ckpt>_results.json` and
@@ -11,7 +13,7 @@ TensorBoard scalars and images (`eval_lib.evaluate_checkpoint`).
 """
 
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 
@@ -83,3 +85,37 @@ class TaskEvaluator:
             empty_memory=empty_memory,
             **eval_kwargs,
         )
+
+    def scored(self, model_dir: str) -> list:
+        """The checkpoints of `model_dir` scored into `out_dir` already (their
+        `<ckpt>_results.json` exists there): what a restarted evaluator skips."""
+        return [
+            os.path.join(model_dir, n[: -len("_results.json")])
+            for n in os.listdir(self.out_dir)
+            if n.endswith("_results.json")
+        ]
+
+    def follow(
+        self,
+        model_dir: str,
+        timeout_s: float,
+        poll_s: float = 10.0,
+        warn: Optional[Callable[[str], None]] = None,
+    ) -> Iterator[str]:
+        """Restores each checkpoint of `model_dir` not yet `scored` and yields its path: those
+        present first, oldest first, then new ones as the trainer writes them, until `timeout_s`
+        seconds pass without one (`eval_lib.wait_for_checkpoints`). A damaged one (or one
+        rotated away meanwhile) is skipped after a `warn` line; one of another model raises
+        `checkpointing.CheckpointMismatchError`."""
+        warn = warn or (lambda m: None)
+        for path in eval_lib.wait_for_checkpoints(
+            model_dir, timeout_s, poll_s, done=self.scored(model_dir)
+        ):
+            try:
+                self.restore_newest([path], warn)
+            except checkpointing.CheckpointMismatchError:
+                raise
+            except checkpointing.CheckpointError as e:  # damaged (or rotated away meanwhile)
+                warn(f"{' '.join(str(e).split())}; skipping it")
+                continue
+            yield path

@@ -1,6 +1,7 @@
-"""Detector outputs -> AVA rows (one row per detected person and action class)."""
+"""Detector outputs -> AVA rows (one row per detected person and action class), and one
+keyframe's detections -> JSON values (`tools/detect.py`'s per-keyframe JSON)."""
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -50,3 +51,41 @@ def detections_to_ava(
         "action_id": np.asarray(class_ids, np.int32)[c_idx],
         "score": scores[b_idx, k_idx, c_idx].astype(np.float32),
     }
+
+
+def detections_to_json(
+    boxes: np.ndarray,
+    person_scores: np.ndarray,
+    action_scores: np.ndarray,
+    class_ids: Sequence[int],
+    class_names: Sequence[str],
+    min_score: float = 0.0,
+) -> List[dict]:
+    """One keyframe's detections -> [{"box_x1y1x2y2", "person_score", "actions": [{"id",
+    "name", "score"}]}], values rounded to 4 decimals, boxes in the AVA CSV's x1,y1,x2,y2 order.
+
+    Args:
+      boxes: [K, 4] normalized yxyx; person_scores: [K]; action_scores: [K, C].
+      class_ids, class_names: [C] AVA id and name of each contiguous class index.
+      min_score: actions with a score <= this are left out; the others are listed best first
+        (ties in class order).
+    """
+    dets = []
+    for box, score, actions in zip(boxes, person_scores, action_scores):
+        order = [i for i in (-actions).argsort(kind="stable") if actions[i] > min_score]
+        y1, x1, y2, x2 = (round(float(v), 4) for v in box)
+        dets.append(
+            {
+                "box_x1y1x2y2": [x1, y1, x2, y2],
+                "person_score": round(float(score), 4),
+                "actions": [
+                    {
+                        "id": int(class_ids[i]),
+                        "name": class_names[i],
+                        "score": round(float(actions[i]), 4),
+                    }
+                    for i in order
+                ],
+            }
+        )
+    return dets

@@ -7,24 +7,9 @@
 `Model.fit` is not used: Keras 3's `fit` fails under MultiWorkerMirroredStrategy
 (keras-team/keras#20585). Each step runs `strategy.run` inside a `tf.function`.
 
-Input: `dataset_fn()` yields GLOBAL batches (the batch dict of docs/DESIGN.md). Every replica
-takes its own slice of the global batch (replica r gets examples [r*b, (r+1)*b)), so the
-examples a step sees do not depend on the number of replicas or workers, and the plain
-`tf.data` iterator is checkpointed as is. Under MultiWorkerMirroredStrategy every worker reads
-the same (seeded, deterministic) global batch and keeps its replicas' slices: simple and exact,
-at the cost of decoding the global batch on every worker.
-
-Gradients: each replica's loss is divided by the number of replicas, the gradients are summed
-over replicas, clipped by their global norm, and applied. Keras would clip per replica before
-the all-reduce, which differs from single-device training, so clipping is done here.
-
-Precision (`action_tx.precision`): under 'mixed_float16' each replica differentiates the loss
-times the LossScaleOptimizer's dynamic scale; the summed gradients are divided by that scale
-before the norm and the clipping (so both mean what they mean in float32), and handed back
-multiplied by it (a power of 2: exact) to the LossScaleOptimizer, which skips the step and
-halves the scale when they overflowed, and doubles it after 2000 good steps. Such a skipped
-step reports grad_norm=inf and is not an error; training stops on it only once the scale is
-below 1 (the gradients overflow float16 without any scaling: divergence).
+The step itself (replica slices of the global batch, gradients summed over replicas, clipping,
+float16 loss scaling) is built by `action_tx.train_step.make_train_step`; that module's
+docstring says how.
 """
 
 import math
@@ -53,6 +38,8 @@ from action_tx.optimization import build_optimizer, learning_rate_schedule  # no
 from action_tx.data import pipeline
 from action_tx.progress import Progress
 
+from action_tx.train_step import make_train_step, replica_slice
+
 
 def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor]:
     try:
@@ -66,36 +53,6 @@ def _first_batch(dataset: tf.data.Dataset, describe: str) -> Dict[str, tf.Tensor
         f"the training data yields no batch ({describe}): no records, or "
         "fewer examples than one global batch"
     )
-
-
-def _replica_slice(batch: Dict[str, tf.Tensor], per_replica: int, replica_id) -> Dict:
-    begin = replica_id * per_replica
-    return {k: v[begin : begin + per_replica] for k, v in batch.items()}
-
-
-def _save(manager: tf.train.CheckpointManager, number: int) -> str:
-    """manager.save; a failed write (a full disk: ResourceExhausted / OSError) raises
-    CheckpointSaveError naming the newest complete checkpoint, which the failure left intact
-    (the state file is only rewritten after a complete save)."""
-    before = manager.latest_checkpoint
-    try:
-        return manager.save(checkpoint_number=number)
-    except (tf.errors.OpError, OSError) as e:
-        # The saver's scratch folder of this save holds only its partial shards: free it.
-        partial = os.path.join(manager.directory, f"ckpt-{number}_temp")
-        try:
-            if tf.io.gfile.isdir(partial):
-                tf.io.gfile.rmtree(partial)
-        except (tf.errors.OpError, OSError):
-            pass
-        # "<scratch file path>; No space left on device": the reason is the last part.
-        why = (op_error_text(e) if isinstance(e, tf.errors.OpError) else str(e)).split("; ")[-1]
-        raise checkpointing.CheckpointSaveError(
-            f"cannot write the checkpoint of step {number} in {manager.directory} "
-            f"({type(e).__name__}: {why}); the newest complete checkpoint is "
-            f"{before or 'none'}: free some space and rerun the same command to resume "
-            "from it"
-        ) from None
 
 
 def _log(message: str, chief: bool = True):
@@ -230,7 +187,7 @@ def _train(
         )
     with strategy.scope():
         model = model_fn()
-        model(_replica_slice(first, per_replica, 0), training=False)  # creates the variables
+        model(replica_slice(first, per_replica, 0), training=False)  # creates the variables
         schedule = learning_rate_schedule(
             learning_rate=learning_rate,
             warmup_learning_rate=warmup_learning_rate,
@@ -271,46 +228,16 @@ def _train(
     elif init_fn is not None:
         init_fn(model)
 
-    variables = model.trainable_variables
     scaling = precision_lib.uses_loss_scaling(precision)
-
-    def grads_and_terms(batch):
-        with tf.GradientTape() as tape:
-            out = model(batch, training=True)
-            terms = {k: tf.cast(v, tf.float32) for k, v in model.compute_losses(out).items()}
-            loss = terms["total_loss"] / replicas
-            if scaling:
-                loss = opt.scale_loss(loss)
-        return tape.gradient(loss, variables), terms
-
-    grads_fn = tf.function(grads_and_terms, jit_compile=True) if jit_compile else grads_and_terms
-
-    def replica_step(batch):
-        ctx = tf.distribute.get_replica_context()
-        grads, terms = grads_fn(_replica_slice(batch, per_replica, ctx.replica_id_in_sync_group))
-        used = [i for i, g in enumerate(grads) if g is not None]
-        summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in used])
-        if scaling:
-            scale = tf.convert_to_tensor(opt.dynamic_scale)
-            summed = [g / scale for g in summed]
-        if clip_norm:
-            summed, norm = tf.clip_by_global_norm(summed, clip_norm)
-        else:
-            norm = tf.linalg.global_norm(summed)
-        if scaling:  # the LossScaleOptimizer divides by the scale and skips non-finite steps
-            summed = [g * scale for g in summed]
-        # The optimizer sums over replicas again: hand it 1/replicas of the summed gradient.
-        opt.apply_gradients([(g / replicas, variables[i]) for g, i in zip(summed, used)])
-        return {k: v / replicas for k, v in terms.items()}, norm
-
-    @tf.function
-    def train_step(it):
-        terms, norm = strategy.run(replica_step, args=(next(it),))
-        terms = {
-            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in terms.items()
-        }
-        terms["grad_norm"] = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
-        return terms
+    train_step = make_train_step(
+        model,
+        opt,
+        strategy,
+        per_replica=per_replica,
+        clip_norm=clip_norm,
+        scaling=scaling,
+        jit_compile=jit_compile,
+    )
 
     writer = (
         tf.summary.create_file_writer(os.path.join(model_dir, "train"))
@@ -323,7 +250,7 @@ def _train(
 
     def save(at):
         bar.newline()
-        path = _save(manager, at)
+        path = checkpointing.save_checkpoint(manager, at)
         if not chief:
             tf.io.gfile.rmtree(save_dir)
             return None

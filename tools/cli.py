@@ -11,7 +11,8 @@
 `run` turns a `CliError` (and the library's `ValueError`s: config, file format and checkpoint
 errors) into one `error: ...` line on stderr and exit status 2; a `CliError(..., status=1)`
 keeps a tool's documented other status. A `--flagfile` that does not exist is reported the
-same way, before absl prints its usage dump.
+same way, before absl prints its usage dump. `one_line_warnings` prints a library's warnings of
+one kind (e.g. the AVA evaluator's doubtful input) as `warning: ...` lines.
 
 TensorFlow's C++ log is quiet by default (`action_tx/__init__.py`); absl's `--verbosity=N`
 (or `-v N`) brings it back: 0 (INFO) shows all, -1 warnings and errors, -2 errors.
@@ -19,6 +20,7 @@ TensorFlow's C++ log is quiet by default (`action_tx/__init__.py`); absl's `--ve
 
 import os
 import sys
+import warnings
 
 
 class CliError(Exception):
@@ -96,3 +98,19 @@ def run(main, known_only: bool = False) -> None:
         app.run(wrapped, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
     else:
         app.run(wrapped)
+
+
+def one_line_warnings(category) -> None:
+    """Prints each warning of `category` (a Warning subclass) as one `warning: ...` line on
+    stderr, every time it occurs (Python's default shows a warning once per place, with a
+    source line); other warnings are shown as before."""
+    show = warnings.showwarning
+
+    def one_line(message, cat, filename, lineno, file=None, line=None):
+        if issubclass(cat, category):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, cat, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+    warnings.simplefilter("always", category)

@@ -38,6 +38,7 @@ import cli  # first: TF's log level and start-up options
 from absl import flags
 
 from action_tx import video_io  # PyAV + NumPy only
+from action_tx.output_files import Outputs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "SavedModel directory (tools/export_saved_model.py).")
@@ -85,58 +86,6 @@ class Terminated(BaseException):
 
 def _on_sigterm(signum, frame):
     raise Terminated()
-
-
-def _remove_stale_partials(folder: str, base: str):
-    """Removes `.BASE.PID.partial` files of processes no longer alive on this machine (left
-    by a SIGKILL), so that they do not pile up."""
-    prefix = f".{base}."
-    for name in os.listdir(folder):
-        pid = name[len(prefix) : -len(".partial")]
-        if not (name.startswith(prefix) and name.endswith(".partial") and pid.isdigit()):
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            try:
-                os.remove(os.path.join(folder, name))
-            except FileNotFoundError:
-                pass
-        except PermissionError:  # alive, another user's
-            pass
-
-
-class Outputs:
-    """The run's output files, each written to a temporary name in its own folder and renamed
-    to its final path by `commit` once every output is complete."""
-
-    def __init__(self, paths: dict):
-        self.paths = {name: path for name, path in paths.items() if path}
-        self.written = []
-        self._temps = {}
-
-    def temp(self, name: str) -> str:
-        """Temporary path for output `name` (a hidden `.BASE.PID.partial` beside it)."""
-        if name not in self._temps:
-            folder, base = os.path.split(os.path.abspath(self.paths[name]))
-            _remove_stale_partials(folder, base)
-            self._temps[name] = os.path.join(folder, f".{base}.{os.getpid()}.partial")
-        return self._temps[name]
-
-    def commit(self):
-        for name, temp in list(self._temps.items()):
-            os.replace(temp, self.paths[name])
-            del self._temps[name]
-            self.written.append(self.paths[name])
-
-    def discard(self):
-        """Removes the temporary files not yet renamed."""
-        for temp in self._temps.values():
-            try:
-                os.remove(temp)
-            except FileNotFoundError:
-                pass
-        self._temps.clear()
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -382,30 +331,19 @@ def run(outputs: Outputs):
 
 
 def _json(info, video_id, meta, times, centers, results, class_ids, class_names):
+    from action_tx.outputs import detections_to_json
+
     keyframes = []
     for t, c, res in zip(times, centers, results):
-        kept, dets = res["kept"], []
-        for box, score, actions in zip(
-            kept["detection_boxes"], kept["detection_scores"], kept["action_scores"]
-        ):
-            order = [
-                i for i in (-actions).argsort(kind="stable") if actions[i] > FLAGS.action_threshold
-            ]
-            y1, x1, y2, x2 = (round(float(v), 4) for v in box)
-            dets.append(
-                {
-                    "box_x1y1x2y2": [x1, y1, x2, y2],
-                    "person_score": round(float(score), 4),
-                    "actions": [
-                        {
-                            "id": int(class_ids[i]),
-                            "name": class_names[i],
-                            "score": round(float(actions[i]), 4),
-                        }
-                        for i in order
-                    ],
-                }
-            )
+        kept = res["kept"]
+        dets = detections_to_json(
+            kept["detection_boxes"],
+            kept["detection_scores"],
+            kept["action_scores"],
+            class_ids,
+            class_names,
+            min_score=FLAGS.action_threshold,
+        )
         keyframes.append({"timestamp": t, "frame": c, "detections": dets})
     return {
         "video": os.path.abspath(FLAGS.video),

@@ -46,7 +46,6 @@ import json
 import os
 import sys
 import time
-import warnings
 
 import cli  # first: TF's log level and start-up options
 import model_flags  # model/data flags incl. --label_map
@@ -109,23 +108,6 @@ flags.DEFINE_bool(
 def _split_list(value):
     """A flag's comma-separated list of paths -> list (None -> None)."""
     return None if value is None else [v.strip() for v in value.split(",")]
-
-
-def show_eval_warnings():
-    """Prints each AvaEvalWarning as one `warning: ...` line on stderr, every time it occurs
-    (Python's default shows a warning once per place, with a source line)."""
-    from object_detection_ext.ava_eval import AvaEvalWarning
-
-    show = warnings.showwarning
-
-    def one_line(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, AvaEvalWarning):
-            print(f"warning: {message}", file=sys.stderr, flush=True)
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = one_line
-    warnings.simplefilter("always", AvaEvalWarning)
 
 
 def score_file(groundtruth, detections, label_map, output_json=None, **kwargs):
@@ -343,23 +325,16 @@ def score_model():
                 excluded=FLAGS.excluded,
             )
 
+    def followed():
+        """Every checkpoint not yet scored, restored (`TaskEvaluator.follow`)."""
+        try:
+            yield from evaluator.follow(model_dir, FLAGS.eval_timeout, FLAGS.eval_poll, warn)
+        except checkpointing.CheckpointMismatchError as e:
+            raise InputError(" ".join(str(e).split()))
+
     if FLAGS.continuous:
-        done = [
-            os.path.join(model_dir, n[: -len("_results.json")])
-            for n in os.listdir(out_dir)
-            if n.endswith("_results.json")
-        ]  # a restarted evaluator skips scored ones
         count = 0
-        for path in eval_lib.wait_for_checkpoints(
-            model_dir, FLAGS.eval_timeout, FLAGS.eval_poll, done=done
-        ):
-            try:
-                evaluator.restore_newest([path], warn)
-            except checkpointing.CheckpointMismatchError as e:
-                raise InputError(" ".join(str(e).split()))
-            except checkpointing.CheckpointError as e:  # damaged (or rotated away meanwhile)
-                warn(f"{' '.join(str(e).split())}; skipping it")
-                continue
+        for path in followed():  # a restarted evaluator skips scored ones
             score(path)
             count += 1
         print(
@@ -381,7 +356,9 @@ def score_model():
 def main(argv):
     del argv
     model_mode = bool(FLAGS.model_dir or FLAGS.checkpoint_path)
-    show_eval_warnings()
+    from object_detection_ext.ava_eval import AvaEvalWarning  # after flag parsing
+
+    cli.one_line_warnings(AvaEvalWarning)
     if model_mode == bool(FLAGS.detections):
         raise InputError(
             "choose one mode: --detections (score a detection file) or "

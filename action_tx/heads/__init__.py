@@ -1,11 +1,13 @@
 """Relational heads. Chosen by name from the plain dict `HEADS`: name -> (head class, config
 class) (no registry, no import side effects). Every head takes `HeadInputs` and returns
-`HeadOutputs` (see `base.py`); its config (a frozen dataclass in the head's own module, the
-paper's defaults) gives its keyword arguments (`head_config.HeadConfig`)."""
+`HeadOutputs` (see `base.py`); its config (a frozen dataclass in the head's own module, or in
+`<head>_config.py` beside it; the paper's defaults) gives its keyword arguments
+(`head_config.HeadConfig`)."""
 
 from action_tx.heads.acar import ACARHead, ACARHeadConfig
 from action_tx.heads.action_transformer import ActionTransformerConfig, ActionTransformerHead
-from action_tx.heads.aia import AIAHead, AIAHeadConfig
+from action_tx.heads.aia import AIAHead
+from action_tx.heads.aia_config import AIAHeadConfig
 from action_tx.heads.hgrnn import HGRNNHead, HGRNNHeadConfig
 from action_tx.heads.i3d_head import I3DHead, I3DHeadConfig
 from action_tx.heads.linear import LinearHead, LinearHeadConfig

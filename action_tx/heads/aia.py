@@ -42,49 +42,33 @@ Design decisions (the paper is silent; each follows what the authors' release pl
   release does by default (TEMPORAL_POSITION); without it the memory is an unordered set and
   "watched someone 3 s ago" reads the same as "30 s ago" or "in 3 s" (`temporal_position`).
 - Dense Serial IA (eq. 1) starts as a serial stack, as the release initialises it: each
-  block's weights put softmax ~1 on the latest output (`_serial_start`).
+  block's weights put softmax ~1 on the latest output (`aia_blocks.serial_start`).
 - Parallel IA (Figure 4a): one branch per block type (the blocks of that type, in order), the
   branch outputs averaged (the paper only says "merge them at last").
 - Padded persons, objects and empty memory slots get zero attention (the release attends to
   zero padding, Figure 4's caption; masking is cleaner and is what the issue asks).
 """
 
-import dataclasses
-import math
 from typing import Sequence, Union
 
 import keras
 import tensorflow as tf
 
-from action_tx.heads.aia_blocks import BLOCK_TYPES, InteractionBlock, amu_penalty, dense_query
+from action_tx.heads.aia_blocks import (
+    STRUCTURES,
+    InteractionBlock,
+    aggregate,
+    amu_penalty,
+    parse_blocks,
+    serial_start,
+)
+from action_tx.heads.aia_config import AIAHeadConfig  # noqa: F401  (re-exported)
 from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
 from action_tx.heads.aia_memory import FeatureMemory, MemoryTables, sum_replicas
-from action_tx.heads.head_config import HeadConfig
 from object_detection_ext.box_ops import batched_nms
 
-STRUCTURES = ("parallel", "serial", "dense")
 # Two stored boxes of one keyframe overlapping more than this are taken for the same person.
 MEMORY_NMS_IOU = 0.5
-
-
-def _serial_start(shape, dtype=None):
-    """Dense weights [i, D] that start as a serial stack: softmax ~1 on the latest block's
-    output, ~1e-5 on the older ones (the paper is silent; the authors' release initialises its
-    dense parameters to -5 ln 10 except the latest, 0). Uniform weights would instead feed
-    every block the mean of all earlier outputs, diluting each block's update by 1/i."""
-    older = tf.fill([shape[0] - 1, shape[1]], -5.0 * math.log(10.0))
-    return tf.cast(tf.concat([older, tf.zeros([1, shape[1]])], axis=0), dtype or tf.float32)
-
-
-def _parse_blocks(blocks: Union[str, Sequence[str]]) -> list:
-    if isinstance(blocks, str):
-        blocks = [b for b in blocks.replace(" ", "").split(",") if b]
-    blocks = [str(b).upper() for b in blocks]
-    if not blocks or any(b not in BLOCK_TYPES for b in blocks):
-        raise ValueError(
-            f"AIAHead: blocks must be a non-empty list of {BLOCK_TYPES}, got {blocks!r}"
-        )
-    return blocks
 
 
 @keras.saving.register_keras_serializable(package="action_tx")
@@ -132,7 +116,7 @@ class AIAHead(ActionHead):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        blocks = _parse_blocks(blocks)
+        blocks = parse_blocks(blocks)
         if structure not in STRUCTURES:
             raise ValueError(f"AIAHead: structure must be one of {STRUCTURES}, got {structure!r}")
         if int(memory_window) < 0:
@@ -216,7 +200,7 @@ class AIAHead(ActionHead):
         self._dense_weights = []
         if self.structure == "dense":
             self._dense_weights = [
-                self.add_weight(name=f"dense_weights_{i}", shape=(i, d), initializer=_serial_start)
+                self.add_weight(name=f"dense_weights_{i}", shape=(i, d), initializer=serial_start)
                 for i in range(1, len(self.blocks))
             ]
         self._fc.build((None, None, d))
@@ -336,37 +320,6 @@ class AIAHead(ActionHead):
             loss_tag=loss_tag,
         )
 
-    # --- forward ------------------------------------------------------------------------
-    def _aggregate(self, persons, person_mask, objects, object_mask, memory, memory_mask, training):
-        """The IA structure (§3.2) -> action features A_t [B, N, D]."""
-        contexts = {"O": (objects, object_mask), "M": (memory, memory_mask)}
-
-        def run(i, query):
-            kind = self.blocks[i]
-            context, mask = contexts[kind] if kind != "P" else (query, person_mask)
-            return self._blocks[i](query, context, mask, training=training)[0]
-
-        if self.structure == "serial":
-            out = persons
-            for i in range(len(self.blocks)):
-                out = run(i, out)
-            return out
-        if self.structure == "dense":
-            outputs = []
-            for i in range(len(self.blocks)):
-                query = persons if i == 0 else dense_query(self._dense_weights[i - 1], outputs)
-                outputs.append(run(i, query))
-            return outputs[-1]
-        branches = []  # parallel
-        for kind in BLOCK_TYPES:
-            indices = [i for i, k in enumerate(self.blocks) if k == kind]
-            if indices:
-                out = persons
-                for i in indices:
-                    out = run(i, out)
-                branches.append(out)
-        return tf.add_n(branches) / float(len(branches))
-
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
         training = bool(training)
         roi_mask = tf.cast(inputs.roi_mask, tf.bool)
@@ -388,8 +341,15 @@ class AIAHead(ActionHead):
             )
             memory, memory_mask = self.memory_context(inputs, current, current_mask, training)
             memory = self._memory_proj(memory)
-        features = self._aggregate(
-            persons, roi_mask, objects, object_mask, memory, memory_mask, training
+        features = aggregate(
+            self.structure,
+            self.blocks,
+            self._blocks,
+            self._dense_weights,
+            persons,
+            roi_mask,
+            {"O": (objects, object_mask), "M": (memory, memory_mask)},
+            training,
         )
         hidden = self._dropout(self._fc(features), training=training)
         logits = self._classifier(hidden)
@@ -431,54 +391,3 @@ class AIAHead(ActionHead):
             temporal_position=self.temporal_position,
         )
         return config
-
-
-@dataclasses.dataclass(frozen=True)
-class AIAHeadConfig(HeadConfig):
-    """Options of `AIAHead` (aia_interaction_aggregation.txt)."""
-
-    flag_names = {
-        "aia_blocks": "blocks",
-        "aia_structure": "structure",
-        "aia_memory_window": "memory_window",
-        "aia_amu": "use_amu",
-        "aia_memory_dtype": "memory_dtype",
-        "aia_memory_size": "memory_size",
-        "aia_temporal_position": "temporal_position",
-    }
-    blocks: Sequence[str] = ("P", "O", "M", "P", "O", "M")  # Table 1: the best order
-    structure: str = "dense"  # §3.3, Table 1d: Dense Serial IA
-    memory_window: int = 30  # §4.1: L = 30
-    use_amu: bool = True  # §3.4, Algorithm 1
-    memory_dtype: str = "float32"
-    memory_size: int = 0  # rows of the memory tables: the keyframes of the data
-    temporal_position: bool = True  # the authors' release; the paper is silent
-    dropout: float = 0.2  # the authors' release; the paper is silent
-    hidden_size: int = 512  # D, every block's width (the release; no flag)
-
-    def __post_init__(self):
-        object.__setattr__(self, "blocks", tuple(_parse_blocks(self.blocks)))
-
-    @property
-    def uses_objects(self) -> bool:
-        return "O" in self.blocks
-
-    @property
-    def _uses_table(self) -> bool:
-        return "M" in self.blocks and self.memory_window > 0
-
-    @property
-    def keyframes_needed(self) -> bool:
-        return self._uses_table and not self.memory_size
-
-    def with_keyframes(self, count: int) -> "AIAHeadConfig":
-        return dataclasses.replace(self, memory_size=int(count)) if self.keyframes_needed else self
-
-    def problems(self):
-        if self.keyframes_needed:
-            return [
-                "aia: M-blocks with a memory window need the memory size (the keyframes "
-                "of the largest split the model runs on; tools: --aia_memory_size), and no "
-                "manifest of the data gives it"
-            ]
-        return []

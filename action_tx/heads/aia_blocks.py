@@ -5,14 +5,19 @@
   persons, objects or memory features; transformer-style, with a residual connection.
 - `amu_penalty`: the reweighting factor of the Asynchronous Memory Update (§3.3, eq. 2).
 - `dense_query`: the query of a Dense Serial IA block (§3.2, eq. 1).
+- `aggregate`: the Interaction Aggregation structures (§3.2: serial, Dense Serial, parallel)
+  over a list of blocks, `serial_start` the initialiser of the Dense Serial weights and
+  `parse_blocks` the check of a block list.
 """
 
 import math
+from typing import Sequence, Union
 
 import keras
 import tensorflow as tf
 
 BLOCK_TYPES = ("P", "O", "M")
+STRUCTURES = ("parallel", "serial", "dense")
 
 
 def masked_attention(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, key_mask: tf.Tensor):
@@ -172,3 +177,69 @@ def dense_query(weights: tf.Variable, outputs) -> tf.Tensor:
     normalised = tf.nn.softmax(weights, axis=0)  # [i, D]
     stacked = tf.stack(outputs, axis=0)  # [i, B, N, D]
     return tf.reduce_sum(stacked * normalised[:, tf.newaxis, tf.newaxis, :], axis=0)
+
+
+def serial_start(shape, dtype=None):
+    """Dense weights [i, D] that start as a serial stack: softmax ~1 on the latest block's
+    output, ~1e-5 on the older ones (the paper is silent; the authors' release initialises its
+    dense parameters to -5 ln 10 except the latest, 0). Uniform weights would instead feed
+    every block the mean of all earlier outputs, diluting each block's update by 1/i."""
+    older = tf.fill([shape[0] - 1, shape[1]], -5.0 * math.log(10.0))
+    return tf.cast(tf.concat([older, tf.zeros([1, shape[1]])], axis=0), dtype or tf.float32)
+
+
+def parse_blocks(blocks: Union[str, Sequence[str]]) -> list:
+    """Block types as a list of "P", "O", "M": from a sequence or a string like "P,O,M"
+    (case and spaces ignored). Raises ValueError on an empty list or another type."""
+    if isinstance(blocks, str):
+        blocks = [b for b in blocks.replace(" ", "").split(",") if b]
+    blocks = [str(b).upper() for b in blocks]
+    if not blocks or any(b not in BLOCK_TYPES for b in blocks):
+        raise ValueError(
+            f"AIAHead: blocks must be a non-empty list of {BLOCK_TYPES}, got {blocks!r}"
+        )
+    return blocks
+
+
+def aggregate(structure, kinds, blocks, dense_weights, persons, person_mask, contexts, training):
+    """The IA structure (§3.2): the person features through the blocks -> action features A_t
+    [B, N, D].
+
+    Args:
+      structure: one of STRUCTURES: "serial" (each block's output is the next one's query),
+        "dense" (Dense Serial IA, eq. 1: queries from `dense_query`) or "parallel" (Figure 4a:
+        one branch per block type, the blocks of that type in order, branch outputs averaged).
+      kinds: the block types in order ("P", "O", "M"); blocks: their `InteractionBlock`s.
+      dense_weights: with "dense", one variable [i, D] per block i > 0 (`serial_start`).
+      persons: [B, N, D] projected person features P_t (the first query and the P-blocks'
+        context); person_mask: bool [B, N].
+      contexts: {"O": (objects [B, O, D], mask [B, O]), "M": (memory [B, W, D], mask [B, W])}
+        for the O- and M-blocks.
+      training: passed to the blocks (dropout).
+    """
+
+    def run(i, query):
+        kind = kinds[i]
+        context, mask = contexts[kind] if kind != "P" else (query, person_mask)
+        return blocks[i](query, context, mask, training=training)[0]
+
+    if structure == "serial":
+        out = persons
+        for i in range(len(kinds)):
+            out = run(i, out)
+        return out
+    if structure == "dense":
+        outputs = []
+        for i in range(len(kinds)):
+            query = persons if i == 0 else dense_query(dense_weights[i - 1], outputs)
+            outputs.append(run(i, query))
+        return outputs[-1]
+    branches = []  # parallel
+    for kind in BLOCK_TYPES:
+        indices = [i for i, k in enumerate(kinds) if k == kind]
+        if indices:
+            out = persons
+            for i in indices:
+                out = run(i, out)
+            branches.append(out)
+    return tf.add_n(branches) / float(len(branches))
