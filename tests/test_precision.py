@@ -20,7 +20,7 @@ MIXED = ("mixed_bfloat16", "mixed_float16")
 # Small options per head (paper defaults are far wider); memory heads get the dataset's size.
 HEAD_OPTIONS = {
     "linear": {},
-    "i3d": dict(width_multiplier=0.125, freeze_bn=True, dropout=0.0),
+    "i3d": dict(dropout=0.0),  # width and frozen BN: the detector's trunk's (build_detector)
     "tx": dict(
         num_heads=2,
         num_layers=1,
@@ -31,8 +31,6 @@ HEAD_OPTIONS = {
         ffn_hidden=32,
     ),
     "tx_i3d": dict(
-        width_multiplier=0.125,
-        freeze_bn=True,
         i3d_dropout=0.0,
         num_heads=2,
         num_layers=1,
@@ -316,7 +314,7 @@ def test_heads_train_on_stored_features(tmp_path, feature_dir, head, policy):
 
     result = train_lib.train(
         model_fn=lambda: FeatureActionModel(
-            HEADS[head](num_classes=CLASSES, **HEAD_OPTIONS[head]), CLASSES
+            HEADS[head][0](num_classes=CLASSES, **HEAD_OPTIONS[head]), CLASSES
         ),
         dataset_fn=lambda: features.build_feature_dataset(
             feature_dir, num_classes=CLASSES, batch_size=2, training=True, seed=0, actors="gt"
