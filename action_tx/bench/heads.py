@@ -14,7 +14,8 @@ Every stage is a library call in this process, printed before it runs and timed
        features  `feature_extraction.extract_split` of the same seed's `features_from` run for
                  train and every val split (or `extract_split_bank`: ACAR's bank);
        train     `train_lib.train_task(make_task(config))` into DIR/P/runs/<run>-seed<N>;
-       eval      `eval_task.TaskEvaluator` on every val split, on detections and on GT boxes;
+       eval      every seed on every val split, on detections and on GT boxes (one model
+                 per run and box mode, each checkpoint restored into it: `evaluate`);
        matches   `stats.match_run` of the pooled splits per box mode -> matches_*.npz;
   4. DIR/heads.json (rewritten after every run) and, at the end, the results page
      DIR/results.md (`results_page.write_page`: claims with verdicts, runs with intervals).
@@ -163,19 +164,37 @@ def train(config: C.ExperimentConfig) -> dict:
         lock.release()
 
 
-def evaluate(config: C.ExperimentConfig, out_dir: str, split) -> float:
-    """Scores the newest checkpoint of the run's model_dir on `split` into `out_dir` -> mAP
-    (detections in `out_dir/ckpt-N_detections.csv`)."""
-    from action_tx import checkpointing
-    from action_tx.eval_task import TaskEvaluator
+def evaluate(jobs, share_model: bool = True) -> None:
+    """Scores checkpoints on val splits: jobs are (config, checkpoint, split, out_dir) of one
+    run and box mode (`split_config`s: one model). With `share_model` the model is built once
+    and every checkpoint restored into it (seeds and splits differ only in weights and input);
+    ACAR's bank is set at build time, so bank runs build one per job. Writes each job's
+    `ckpt-N_detections.csv` and `_results.json` into its out_dir."""
+    from action_tx import eval_lib, precision
     from action_tx.tasks import make_task
 
-    evaluator = TaskEvaluator(make_task(config), out_dir, summaries=False)
-    model_dir = config.train.model_dir
-    path = evaluator.restore_newest(checkpointing.find_checkpoints(model_dir, log=None))
-    if path is None:
-        raise FileNotFoundError(f"no checkpoint in {model_dir}")
-    return evaluator.score(path, excluded=split.excluded, evidence=split.evidence).map
+    model = None
+    for config, checkpoint, split, out in jobs:
+        task = make_task(config)
+        dataset = task.eval_dataset(config.eval.batch_size)
+        if model is None or not share_model:
+            with precision.policy(config.eval.precision):
+                model = task.build_model()
+                eval_lib.build_detector_on(model, dataset)
+        eval_lib.evaluate_checkpoint(
+            model,
+            checkpoint,
+            dataset,
+            task.label_map,
+            config.eval.groundtruth,
+            excluded=split.excluded,
+            evidence=split.evidence,
+            out_dir=out,
+            summary_writer=None,
+            num_images=0,
+            progress=False,
+            total=task.eval_keyframes(),
+        )
 
 
 def match(out: str, splits, detections, label_map: str) -> None:
@@ -197,14 +216,12 @@ def splits_key(splits) -> str:
     return "data" + "-".join(str(s.data_seed) for s in splits)
 
 
-def run_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dict:
-    """Trains and scores one concrete run (one seed; skipping what exists) -> its result:
-    status, matches {mode: path}, train_seconds, step_time_s, head_params, trainable_params.
-    data: (train SplitData, val SplitData tuple); init: the pretrained trunk's prefix."""
-    from action_tx.bench import heads_metrics as M
-
+def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dict:
+    """Trains one concrete run (one seed; skipping what exists) -> its result: status,
+    config (the ExperimentConfig; dropped from heads.json), train_seconds. data: (train
+    SplitData, val SplitData tuple); init: the pretrained trunk's prefix."""
     train_split, val = data
-    result = dict(name=spec.name, status="ok", matches={})
+    result = dict(name=spec.name, status="ok")
     for dep in (spec.features_from, spec.bank_from):
         if dep is not None and dep not in done:
             result["status"] = f"not run: needs run '{dep}', which has no result"
@@ -222,7 +239,7 @@ def run_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dict:
             _ensure_features(log, paths, spec.bank_from, "acfb", (train_split, *val), failed)
         stage = "config"
         extra = {"train.init_checkpoint": init} if spec.mode == R.END_TO_END else {}
-        config = run_config(spec, paths, preset, steps, extra=extra)
+        result["config"] = config = run_config(spec, paths, preset, steps, extra=extra)
         stage = "train"
         items = ", ".join(f"{k}={v!r}" for k, v in {"mode": spec.mode, **spec.overrides}.items())
         call = f"train_lib.train_task(make_task(run_config({spec.name!r}: {items}))) -> {run_dir}"
@@ -230,42 +247,72 @@ def run_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dict:
             log.skip(f"train {spec.name}", call)
         else:
             result["train_seconds"], _ = log.run(f"train {spec.name}", call, train, config)
-        key = splits_key(val)
-        for mode in MODES:
-            detections = []
-            for split in val:
-                stage = f"eval {mode} {split.name}"
-                out = os.path.join(run_dir, f"eval_{mode}_{split.name}")
-                call = call_text("TaskEvaluator(...).score", f"runs/{spec.name}", split.name)
-                call += f" ({mode} boxes) -> {out}"
-                if M.eval_results(out, steps) is not None:
-                    log.skip(f"{stage} {spec.name}", call)
-                else:
-                    scored = split_config(config, spec, paths, split, mode == "gt")
-                    log.run(f"{stage} {spec.name}", call, evaluate, scored, out, split)
-                detections.append(os.path.join(out, f"ckpt-{steps}_detections.csv"))
-            stage = f"matches {mode}"
-            out = os.path.join(run_dir, f"matches_{mode}_{key}.npz")
-            call = call_text("stats.match_run", *(os.path.basename(d) for d in detections))
-            if os.path.isfile(out):
-                log.skip(f"{stage} {spec.name}", call + f" -> {out}")
-            else:
-                label = f"{stage} {spec.name}"
-                log.run(label, call + f" -> {out}", match, out, val, detections, paths.label_map)
-            result["matches"][mode] = out
-        stage = "collect"
-        result["head_params"], result["trainable_params"] = M.count_parameters(
-            _checkpoint(run_dir, steps)
-        )
-        from action_tx.tasks import make_task
-
-        # The trainer's examples per step (feature mode counts the context keyframes too).
-        result["step_time_s"] = M.step_seconds(run_dir, make_task(config).global_batch_size)
         result["train_seconds"] = _train_seconds(run_dir, result.get("train_seconds"))
-        done.add(spec.name)
     except (StageError, OSError, ValueError, AttributeError) as e:
         result["status"] = f"failed at {stage}: {' '.join(str(e).split())[:300]}"
     return result
+
+
+def score_seeds(run, specs, results, log, paths, steps, val, done) -> None:
+    """Scores the trained seeds of run `run` (specs and `train_seed` results, in order) on
+    every val split in both box modes, matches each seed's pooled detections, and completes
+    each result (matches {mode: path}, head_params, trainable_params, step_time_s); a failing
+    stage fails the seeds it scores. Seeds scored add their names to `done`."""
+    from action_tx.bench import heads_metrics as M
+    from action_tx.tasks import make_task
+
+    trained = [(s, r) for s, r in zip(specs, results) if r["status"] == "ok"]
+    for _, r in trained:
+        r["matches"] = {}
+    for mode in MODES:
+        jobs = []
+        for spec, r in trained:
+            for split in val:
+                out = os.path.join(paths.run_dir(spec.name), f"eval_{mode}_{split.name}")
+                if M.eval_results(out, steps) is None:
+                    config = split_config(r["config"], spec, paths, split, mode == "gt")
+                    ckpt = _checkpoint(paths.run_dir(spec.name), steps)
+                    jobs.append((config, ckpt, split, out))
+        call = f"heads.evaluate({len(jobs)} (seed, val split) jobs, {mode} boxes)"
+        names = ", ".join(sorted({os.path.basename(os.path.dirname(j[3])) for j in jobs}))
+        try:
+            if jobs:
+                share = specs[0].bank_from is None
+                log.run(f"eval {mode} {run}", f"{call}: {names}", evaluate, jobs, share)
+            else:
+                log.skip(f"eval {mode} {run}", call)
+        except StageError as e:
+            for _, r in trained:
+                r["status"] = f"failed at eval {mode}: {' '.join(str(e).split())[:300]}"
+            return
+        key = splits_key(val)
+        for spec, r in trained:
+            run_dir = paths.run_dir(spec.name)
+            detections = [
+                os.path.join(run_dir, f"eval_{mode}_{s.name}", f"ckpt-{steps}_detections.csv")
+                for s in val
+            ]
+            out = os.path.join(run_dir, f"matches_{mode}_{key}.npz")
+            call = call_text("stats.match_run", *(os.path.basename(d) for d in detections))
+            call += f" -> {out}"
+            label = f"matches {mode} {spec.name}"
+            try:
+                if os.path.isfile(out):
+                    log.skip(label, call)
+                else:
+                    log.run(label, call, match, out, val, detections, paths.label_map)
+                r["matches"][mode] = out
+            except StageError as e:
+                r["status"] = f"failed at matches {mode}: {' '.join(str(e).split())[:300]}"
+    for spec, r in trained:
+        if r["status"] != "ok":
+            continue
+        checkpoint = _checkpoint(paths.run_dir(spec.name), steps)
+        r["head_params"], r["trainable_params"] = M.count_parameters(checkpoint)
+        # The trainer's examples per step (feature mode counts the context keyframes too).
+        batch = make_task(r["config"]).global_batch_size
+        r["step_time_s"] = M.step_seconds(paths.run_dir(spec.name), batch)
+        done.add(spec.name)
 
 
 def _train_seconds(run_dir, seconds):
@@ -295,7 +342,7 @@ def run_row(spec: R.RunSpec, steps: int, seeds: list, out_dir: str) -> dict:
         status=status,
         seeds=[s["seed"] for s in ok],
         matches={m: [os.path.relpath(s["matches"][m], out_dir) for s in ok] for m in MODES},
-        per_seed=[{k: v for k, v in s.items() if k != "matches"} for s in seeds],
+        per_seed=[{k: v for k, v in s.items() if k not in ("matches", "config")} for s in seeds],
     )
 
 
@@ -362,11 +409,17 @@ def run(
 
     for i, spec in enumerate(runs):
         steps, run_start = R.run_steps(spec, preset), time.perf_counter()
-        seeds = []
-        for c in (c for c in concrete if c.run == spec.name):
-            result = run_seed(c.spec, log, paths, preset, steps, data, init, done, failed)
-            seeds.append(dict(seed=c.seed, **result))
-            print(f"--- {c.spec.name}: {result['status']}", flush=True)
+        mine = [c for c in concrete if c.run == spec.name]
+        seeds = [
+            dict(
+                seed=c.seed,
+                **train_seed(c.spec, log, paths, preset, steps, data, init, done, failed),
+            )
+            for c in mine
+        ]
+        score_seeds(spec.name, [c.spec for c in mine], seeds, log, paths, steps, data[1], done)
+        for s in seeds:
+            print(f"--- {s['name']}: {s['status']}", flush=True)
         rows.append(run_row(spec, steps, seeds, out_dir))
         print(
             f"--- run {spec.name} [{i + 1}/{len(runs)}]: {rows[-1]['status']} "

@@ -153,7 +153,7 @@ class _NoRun(runner.StageLog):
         raise AssertionError(f"{stage} ran although its output exists")
 
 
-def test_run_seed_skips_what_exists_and_collects_figures(tmp_path):
+def test_train_and_score_skip_what_exists_and_collect_figures(tmp_path):
     paths = heads.Paths(str(tmp_path), "tiny")
     splits = (paths.val_split(0), paths.val_split(7))
     data = (paths.train_split(), splits)
@@ -166,9 +166,13 @@ def test_run_seed_skips_what_exists_and_collects_figures(tmp_path):
         for split in splits:
             _eval_json(os.path.join(run_dir, f"eval_{mode}_{split.name}"), 10, 0.4)
         open(os.path.join(run_dir, f"matches_{mode}_data0-7.npz"), "w").close()
-    runner = _NoRun()
-    result = heads.run_seed(spec, runner, paths, "tiny", 10, data, "pre/i3d_trunk", set(), set())
+    runner, done = _NoRun(), set()
+    result = heads.train_seed(spec, runner, paths, "tiny", 10, data, "pre/i3d_trunk", done, set())
     assert result["status"] == "ok", result["status"]
+    assert result["config"].train.init_checkpoint == "pre/i3d_trunk"
+    heads.score_seeds("lin", [spec], [result], runner, paths, 10, splits, done)
+    assert result["status"] == "ok", result["status"]
+    assert done == {"lin-seed0"}
     assert result["matches"] == {
         m: os.path.join(run_dir, f"matches_{m}_data0-7.npz") for m in heads.MODES
     }
@@ -176,21 +180,19 @@ def test_run_seed_skips_what_exists_and_collects_figures(tmp_path):
     assert result["step_time_s"] == pytest.approx(0.5)  # batch 4 of bench.flags at 8/s
     assert [c["stage"] for c in runner.commands] == [
         "train lin-seed0",
-        "eval rpn data0 lin-seed0",
-        "eval rpn data7 lin-seed0",
+        "eval rpn lin",
         "matches rpn lin-seed0",
-        "eval gt data0 lin-seed0",
-        "eval gt data7 lin-seed0",
+        "eval gt lin",
         "matches gt lin-seed0",
     ]
     assert all(c["status"].startswith("skipped") for c in runner.commands)
     # A dependency without result, or an end-to-end run without the pretrained trunk: not run.
-    orphan = heads.run_seed(
+    orphan = heads.train_seed(
         heads_runs.RunSpec("t", "linear", heads_runs.FEATURES, features_from="gone"),
         *(runner, paths, "tiny", 10, data, "pre/i3d_trunk", set(), set()),
     )
     assert orphan["status"] == "not run: needs run 'gone', which has no result"
-    no_trunk = heads.run_seed(spec, runner, paths, "tiny", 10, data, None, set(), set())
+    no_trunk = heads.train_seed(spec, runner, paths, "tiny", 10, data, None, set(), set())
     assert no_trunk["status"].startswith("not run: no pretrained trunk")
 
 

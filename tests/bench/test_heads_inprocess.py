@@ -96,6 +96,7 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
         "tfrecords pretrain_val",
     ]
     assert "train lin-seed3" in stages and "matches gt lin-seed4" in stages
+    assert stages.count("eval rpn lin") == stages.count("eval gt lin") == 1  # one model each
 
 
 def test_a_rerun_skips_everything_and_gives_the_same_page(tiny_suite):
