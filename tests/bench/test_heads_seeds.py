@@ -99,3 +99,16 @@ def test_the_quick_plan_on_the_quick_list_and_the_data_of_its_val_splits(tmp_pat
     heads_data.check_seeds([0, 1, 2, 3])
     with pytest.raises(ConfigError, match="pretraining data"):
         heads_data.check_seeds([heads_data.PRETRAIN_DATA_SEED - 1, heads_data.PRETRAIN_DATA_SEED])
+
+
+def test_the_seed_flags_are_validated_by_the_tool():
+    import subprocess
+    import sys
+
+    tool = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "benchmark.py")
+    for args, message in (
+        (["--suite=heads", "--quick", "--seeds=0"], "seeds must be an integer >= 1, got 0"),
+        (["--suite=params", "--val_splits=2"], "--val_splits: only for --suite=heads"),
+    ):
+        done = subprocess.run([sys.executable, tool, *args], capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
