@@ -5,7 +5,9 @@
                                               # on a UCF101-24-sized split (910 videos)
     python tools/benchmark.py --suite=trunk   # Inception-I3D forward / backward FLOP/s
     python tools/benchmark.py --suite=params  # head parameter counts at the paper's sizes (§4.2)
-    python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]  # head comparison
+    python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick] \
+        [--seeds=3] [--seed_offset=0] [--data_seed=0] [--val_splits=4]
+                                              # the papers' claims: DIR/heads.json, results.md
     python tools/benchmark.py --suite=perf --out=DIR  # input vs train step, trunk, eval, export;
         # whole-detector train-step FLOP/s vs matmul and stage shares (--perf_sections,
         # --perf_runs, --precisions, --device: see action_tx/bench/perf.py)
@@ -74,7 +76,40 @@ flags.DEFINE_integer(
     1000,
     "--render_results: seed of the bootstrap's draws (same seed, same page).",
 )
+flags.DEFINE_integer("seeds", 3, "--suite=heads: training seeds per run (--quick: 2 unless given).")
+flags.DEFINE_integer(
+    "seed_offset", 0, "--suite=heads: the training seeds are seed_offset + 0 .. seeds-1."
+)
+flags.DEFINE_integer(
+    "data_seed",
+    0,
+    "--suite=heads: generator seed of the first val split (0: the training data's val half); "
+    "the training data's generator seed stays 0.",
+)
+flags.DEFINE_integer(
+    "val_splits",
+    4,
+    "--suite=heads: val splits pooled, generator seeds data_seed + 0 .. val_splits-1 "
+    "(--quick: 2 unless given).",
+)
 RESULTS_PAGE = os.path.join("docs", "results.md")
+SEED_FLAGS = ("seeds", "seed_offset", "data_seed", "val_splits")
+
+
+def seed_plan():
+    """The heads suite's `SeedPlan` from the flags (--quick: QUICK_PLAN's where not given)."""
+    from action_tx.bench import heads_seeds
+    from action_tx.config import ConfigError
+
+    default = heads_seeds.QUICK_PLAN if FLAGS.quick else heads_seeds.SeedPlan()
+    values = {
+        name: getattr(FLAGS, name) if FLAGS[name].present else getattr(default, name)
+        for name in SEED_FLAGS
+    }
+    try:
+        return heads_seeds.SeedPlan(**values)
+    except ConfigError as e:
+        raise cli.CliError(str(e))
 
 
 def render_results():
@@ -102,17 +137,20 @@ def main(argv):
         return render_results()
     if not FLAGS["verbosity"].present:  # TF's per-checkpoint INFO lines drown the progress
         logging.set_verbosity(logging.WARNING)
+    given = [f"--{name}" for name in SEED_FLAGS if FLAGS[name].present]
+    if given and FLAGS.suite != "heads":
+        raise cli.CliError(f"{', '.join(given)}: only for --suite=heads")
+    kwargs = dict(seed_plan=seed_plan()) if FLAGS.suite == "heads" else {}
     os.makedirs(FLAGS.out, exist_ok=True)
     module = importlib.import_module(SUITES[FLAGS.suite])
-    options = {}
     if FLAGS.suite == "perf":
-        options = dict(
+        kwargs = dict(
             sections=FLAGS.perf_sections,
             runs=FLAGS.perf_runs,
             precisions=FLAGS.precisions,
             device=FLAGS.device,
         )
-    report = module.run(out_dir=FLAGS.out, preset=FLAGS.preset, quick=FLAGS.quick, **options)
+    report = module.run(out_dir=FLAGS.out, preset=FLAGS.preset, quick=FLAGS.quick, **kwargs)
     path = os.path.join(FLAGS.out, f"{FLAGS.suite}.md")
     with open(path, "w") as f:
         f.write(report)

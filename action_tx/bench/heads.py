@@ -1,27 +1,29 @@
-"""Benchmark suite `heads`: every head on one trunk, one data set, one step budget, one table.
+"""Benchmark suite `heads`: the papers' claims decided over seeds and pooled val splits.
 
-    python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick]
+    python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick] \
+        [--seeds=3 --seed_offset=0 --data_seed=0 --val_splits=4]
 
 Every stage is a library call in this process, printed before it runs and timed
 (`runner.StageLog`; Keras' state is cleared and the seeds set before each):
-  1. data       `synthetic.generate` (when data/synthetic_P/annotations is absent) and
-                `convert.convert_split` for train and val into DIR/P/tfrecords;
-  2. per run of `heads_runs.RUNS`, in order, with the run's `ExperimentConfig` (`run_config`:
-     the run list's overrides over configs/bench.flags' fields):
-       features   `feature_extraction.extract_split` of the checkpoint of run
-                  `features_from` for train and val (frozen-feature runs), or
-                  `extract_split_bank` (ACAR stage 2's bank);
-       train      `train_lib.train_task(make_task(config))` into DIR/P/runs/<run>, which
-                  holds the run's config.json (`python tools/train.py` reads the same);
-       eval       `eval_task.TaskEvaluator` on the val split (detections), and with the
-                  mode's GT boxes (`heads_runs.GT_BOX_OVERRIDES`): the GT-box mAP;
-  3. DIR/heads.md and DIR/heads.json (rewritten after every run, so a partial table exists).
---quick uses the tiny preset (64 px), a few steps, and leaves the ablation runs and the
-GT-box evaluations out.
-Every stage is skipped when its output exists (data, shards, features, the checkpoint of the
-final step, the results JSON), so an interrupted suite continues where it stopped. A run
-whose head is not in `HEADS` yet is listed as "not run" with the reason; a failing stage fails
-only its run.
+  1. data      the training data, and the val split of each of the plan's generator seeds
+               (`heads_data.prepare_data`), converted into DIR/P/;
+  2. pretrain  the `i3d` detector on data of a disjoint generator seed, its I3D weights
+               exported (`heads_pretrain`): every end-to-end run fine-tunes from them;
+  3. per run of `suite_runs()` (heads_runs.RUNS + claims.VARIANT_RUNS; --quick:
+     heads_runs.QUICK_RUNS of them) and per training seed (`heads_seeds.expand_runs`):
+       features  `feature_extraction.extract_split` of the same seed's `features_from` run for
+                 train and every val split (or `extract_split_bank`: ACAR's bank);
+       train     `train_lib.train_task(make_task(config))` into DIR/P/runs/<run>-seed<N>;
+       eval      every seed on every val split, on detections and on GT boxes (one model
+                 per run and box mode, each checkpoint restored into it: `heads_eval`);
+       matches   `stats.match_run` of the pooled splits per box mode -> matches_*.npz;
+  4. DIR/heads.json (rewritten after every run) and, at the end, the results page
+     DIR/results.md (`results_page.write_page`: claims with verdicts, runs with intervals).
+Frozen-feature runs read the features of the `i3d` run of their own seed (not one shared
+extraction): a rerun with other seeds (--seed_offset) draws a new extractor too, so the
+intervals include the extractor's variation that such a rerun would see.
+Every stage is skipped when its output exists, so an interrupted suite continues where it
+stopped; a failing stage fails only its run's seed.
 """
 
 import json
@@ -29,66 +31,34 @@ import os
 import time
 
 from action_tx import config as C
+from action_tx.bench import claims as claims_lib
+from action_tx.bench import heads_data as D
+from action_tx.bench.heads_eval import MODES, checkpoint_path, score_seeds, split_config
+from action_tx.bench import heads_pretrain
 from action_tx.bench import heads_runs as R
-from action_tx.bench import heads_table
-from action_tx.bench.runner import ROOT, StageError, StageLog, call_text, machine_info
+from action_tx.bench import heads_seeds as S
+from action_tx.bench.heads_data import Paths
+from action_tx.bench.runner import StageError, StageLog, call_text, machine_info
+
+__all__ = ["MODES", "Paths", "run", "run_config", "score_seeds", "split_config", "suite_runs"]
 
 
-def _rel(path: str) -> str:
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
-
-
-class Paths:
-    """Where the suite reads and writes for one preset (`data_root`: the synthetic data's
-    parent folder, default the repository's data/)."""
-
-    def __init__(self, out_dir: str, preset: str, data_root: str = None):
-        self.data = _rel(
-            os.path.join(data_root or os.path.join(ROOT, "data"), f"synthetic_{preset}")
-        )
-        self.ann = os.path.join(self.data, "annotations")
-        self.label_map = os.path.join(self.ann, "action_list.pbtxt")
-        self.base = os.path.join(out_dir, preset)
-        self.tfrecords = os.path.join(self.base, "tfrecords")
-        self.runs = os.path.join(self.base, "runs")
-        self.features = os.path.join(self.base, "features")
-
-    def shards(self, split: str) -> str:
-        return os.path.join(self.tfrecords, f"{split}.tfrecord-*")
-
-    def run_dir(self, name: str) -> str:
-        return os.path.join(self.runs, name)
-
-    def feature_dir(self, run: str, split: str, bank: str = "none") -> str:
-        kind = "features" if bank == "none" else bank
-        return os.path.join(self.features, f"{run}_{kind}_{split}")
-
-
-def prepare_data(log: StageLog, paths: Paths, preset: str) -> None:
-    from action_tx.data import convert, synthetic
-
-    kwargs = dict(preset=preset, seed=0, progress=True, write_videos=False)
-    call = call_text("synthetic.generate", paths.data, **kwargs)
-    if os.path.isdir(paths.ann):
-        log.skip("data", call, reason=f"{paths.ann} exists")
-    else:
-        log.run("data", call, synthetic.generate, paths.data, **kwargs)
-    for split in ("train", "val"):
-        out = f"{paths.tfrecords}/{split}.tfrecord@4"
-        call = call_text("convert.convert_split", paths.data, split, out)
-        if os.path.isfile(os.path.join(paths.tfrecords, f"{split}_manifest.json")):
-            log.skip(f"tfrecords {split}", call)
-        else:
-            log.run(f"tfrecords {split}", call, convert.convert_split, paths.data, split, out)
+def suite_runs(quick: bool = False) -> tuple:
+    """heads_runs.RUNS + claims.VARIANT_RUNS, with the claims checked against it; --quick:
+    only heads_runs.QUICK_RUNS of them."""
+    runs = tuple(R.RUNS) + tuple(claims_lib.VARIANT_RUNS)
+    claims_lib.check_claims(claims_lib.CLAIMS, [r.name for r in runs])
+    R.check_runs(runs)
+    return tuple(r for r in runs if r.name in R.QUICK_RUNS) if quick else runs
 
 
 def run_config(
-    spec: R.RunSpec, paths: Paths, preset: str, steps: int, resolve=None
+    spec: R.RunSpec, paths: Paths, preset: str, steps: int, resolve=None, extra=None
 ) -> C.ExperimentConfig:
     """The run's validated config: `R.BASE`, the preset's overrides, the run's head, data and
-    budget, then its own overrides. `resolve(model, data) -> model`: default
-    `tasks.resolve_keyframe_counts` (the keyframe counts of the data's manifests)."""
+    budget, `extra` (e.g. train.init_checkpoint), then its own overrides. Its eval fields name
+    the training data's val split; `split_config` points them at another. `resolve(model,
+    data) -> model`: default `tasks.resolve_keyframe_counts`."""
     overrides = {
         **R.BASE,
         **R.PRESET_OVERRIDES.get(preset, {}),
@@ -101,26 +71,24 @@ def run_config(
         "eval.groundtruth": f"{paths.ann}/ava_val.csv",
         **R.EVAL_OVERRIDES,
     }
+    first_val = paths.val_split(D.TRAIN_DATA_SEED).name
     if spec.mode == R.FEATURES:
         overrides["data.input"] = "features"
         overrides["data.feature_dir"] = paths.feature_dir(spec.features_from, "train")
-        overrides["data.eval_feature_dir"] = paths.feature_dir(spec.features_from, "val")
+        overrides["data.eval_feature_dir"] = paths.feature_dir(spec.features_from, first_val)
     if spec.bank_from:
         overrides["head.bank_dir"] = paths.feature_dir(spec.bank_from, "train", "acfb")
-        overrides["head.eval_bank_dir"] = paths.feature_dir(spec.bank_from, "val", "acfb")
+        overrides["head.eval_bank_dir"] = paths.feature_dir(spec.bank_from, first_val, "acfb")
+    overrides.update(extra or {})
     overrides.update(spec.overrides)
     if resolve is None:
         from action_tx.tasks import resolve_keyframe_counts as resolve
     return C.with_overrides(C.ExperimentConfig(), overrides, resolve)
 
 
-def _checkpoint(run_dir: str, steps: int) -> str:
-    return os.path.join(run_dir, f"ckpt-{steps}")
-
-
-def extract(paths: Paths, source: str, split: str, bank: str = "none") -> dict:
-    """Features (or with bank="acfb" ACAR's bank) of run `source`'s checkpoint over `split`,
-    with the config of its config.json."""
+def extract(paths: Paths, source: str, split, bank: str = "none") -> dict:
+    """Features (or with bank="acfb" ACAR's bank) of run `source`'s checkpoint over `split`
+    (`heads_data.SplitData`), with the config of its config.json."""
     import tensorflow as tf
 
     from action_tx import feature_extraction
@@ -133,28 +101,26 @@ def extract(paths: Paths, source: str, split: str, bank: str = "none") -> dict:
     if config is None or checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no config.json or no checkpoint")
     task = make_task(config)
-    files = tfrecords.match_files(paths.shards(split))
-    out = paths.feature_dir(source, split, bank)
+    files = tfrecords.match_files(split.shards)
+    out = paths.feature_dir(source, split.name, bank)
+    kind = "train" if split.split == "train" else "val"
     if bank == "none":
-        return feature_extraction.extract_split(task, checkpoint, files, out, split=split)
+        return feature_extraction.extract_split(task, checkpoint, files, out, split=kind)
     return feature_extraction.extract_split_bank(
-        task, checkpoint, out, split=split, batch_size=4, files=files
+        task, checkpoint, out, split=kind, batch_size=4, files=files
     )
 
 
-def _ensure_features(log, paths, source, bank, failed) -> None:
-    """Extracts the features (or ACFB bank) of run `source` for both splits unless present;
+def _ensure_features(log, paths, source, bank, splits, failed) -> None:
+    """Extracts the features (or ACFB bank) of run `source` for `splits` unless present;
     remembers a failed extraction in `failed` so later runs do not retry it."""
     if (source, bank) in failed:
-        raise StageError(
-            f"the {bank if bank != 'none' else 'feature'} extraction of run "
-            f"'{source}' failed earlier"
-        )
-    for split in ("train", "val"):
-        out = paths.feature_dir(source, split, bank)
-        stage = f"features {source} {split}" + (f" --bank={bank}" if bank != "none" else "")
+        raise StageError(f"the {bank} extraction of run '{source}' failed earlier")
+    for split in splits:
+        out = paths.feature_dir(source, split.name, bank)
+        stage = f"features {source} {split.name}" + (f" --bank={bank}" if bank != "none" else "")
         name = "extract_split" if bank == "none" else "extract_split_bank"
-        call = call_text(f"feature_extraction.{name}", f"runs/{source}", split=split, out=out)
+        call = call_text(f"feature_extraction.{name}", f"runs/{source}", split.shards, out=out)
         # Written last by the extractor: features manifest.json, bank acfb.json.
         marker = "manifest.json" if bank == "none" else f"{bank}.json"
         if os.path.isfile(os.path.join(out, marker)):
@@ -181,191 +147,155 @@ def train(config: C.ExperimentConfig) -> dict:
         lock.release()
 
 
-def evaluate(config: C.ExperimentConfig, out_dir: str, paths: Paths) -> float:
-    """Scores the newest checkpoint of the run's model_dir on val into `out_dir` -> mAP."""
-    from action_tx import checkpointing
-    from action_tx.eval_task import TaskEvaluator
-    from action_tx.tasks import make_task
-
-    evaluator = TaskEvaluator(make_task(config), out_dir)
-    model_dir = config.train.model_dir
-    path = evaluator.restore_newest(checkpointing.find_checkpoints(model_dir, log=None))
-    if path is None:
-        raise FileNotFoundError(f"no checkpoint in {model_dir}")
-    result = evaluator.score(
-        path,
-        excluded=f"{paths.ann}/ava_val_excluded_timestamps.csv",
-        evidence=f"{paths.ann}/evidence_val.csv",
-    )
-    return result.map
-
-
-def _overrides_text(spec: R.RunSpec) -> str:
-    """The run's head, mode and own overrides, as printed in its train stage."""
-    items = {"model.head": spec.head, "mode": spec.mode, **spec.overrides}
-    return ", ".join(f"{k}={v!r}" for k, v in items.items())
-
-
-def run_one(spec, log, paths, preset, steps, available, keyframes, done, failed, gt_eval=True):
-    """Trains and evaluates one run (skipping what exists) -> its result dict. `done`: names
-    of runs with results; `failed`: (run, bank) extractions that failed; `gt_eval`: also the
-    GT-box evaluation (left out with --quick)."""
-    result = dict(
-        name=spec.name, head=spec.head, mode=spec.mode, steps=steps, note=spec.note, status="ok"
-    )
-    if spec.head not in available:
-        result["status"] = f"not run: head '{spec.head}' not in action_tx.heads.HEADS yet"
-        return result
+def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dict:
+    """Trains one concrete run (one seed; skipping what exists) -> its result: status,
+    config (the ExperimentConfig; dropped from heads.json), train_seconds. data: (train
+    SplitData, val SplitData tuple); init: the pretrained trunk's prefix."""
+    train_split, val = data
+    result = dict(name=spec.name, status="ok")
     for dep in (spec.features_from, spec.bank_from):
         if dep is not None and dep not in done:
             result["status"] = f"not run: needs run '{dep}', which has no result"
             return result
-    run_dir = paths.run_dir(spec.name)
-    stage = "?"
+    if spec.mode == R.END_TO_END and init is None:
+        result["status"] = "not run: no pretrained trunk (the pretraining failed)"
+        return result
+    run_dir, stage = paths.run_dir(spec.name), "?"
     try:
         if spec.features_from:
             stage = "features"
-            _ensure_features(log, paths, spec.features_from, "none", failed)
+            _ensure_features(log, paths, spec.features_from, "none", (train_split, *val), failed)
         if spec.bank_from:
             stage = "bank"
-            _ensure_features(log, paths, spec.bank_from, "acfb", failed)
+            _ensure_features(log, paths, spec.bank_from, "acfb", (train_split, *val), failed)
         stage = "config"
-        config = run_config(spec, paths, preset, steps)
+        extra = {"train.init_checkpoint": init} if spec.mode == R.END_TO_END else {}
+        result["config"] = config = run_config(spec, paths, preset, steps, extra=extra)
         stage = "train"
-        call = (
-            f"train_lib.train_task(make_task(run_config({spec.name!r}: {_overrides_text(spec)})))"
-            f" -> {run_dir}, {steps} steps"
-        )
-        if os.path.isfile(_checkpoint(run_dir, steps) + ".index"):
+        items = ", ".join(f"{k}={v!r}" for k, v in {"mode": spec.mode, **spec.overrides}.items())
+        call = f"train_lib.train_task(make_task(run_config({spec.name!r}: {items}))) -> {run_dir}"
+        if os.path.isfile(checkpoint_path(run_dir, steps) + ".index"):
             log.skip(f"train {spec.name}", call)
         else:
             result["train_seconds"], _ = log.run(f"train {spec.name}", call, train, config)
-        from action_tx.bench import heads_metrics as M
-
-        for gt_boxes in (False, True) if gt_eval else (False,):
-            stage = "eval" + (" gt boxes" if gt_boxes else "")
-            extra = R.GT_BOX_OVERRIDES[spec.mode] if gt_boxes else {}
-            out = os.path.join(run_dir, "eval_gt_boxes" if gt_boxes else "eval")
-            call = call_text("TaskEvaluator(...).score", f"runs/{spec.name}", **extra)
-            call += f" -> {out}"
-            label = f"{stage} {spec.name}"
-            if M.eval_results(out, steps) is not None:
-                log.skip(label, call)
-            else:
-                log.run(label, call, evaluate, C.with_overrides(config, extra), out, paths)
-        stage = "collect"
-        result.update(
-            M.summarize_eval(M.eval_results(os.path.join(run_dir, "eval"), steps), keyframes)
-        )
-        gt_results = M.eval_results(os.path.join(run_dir, "eval_gt_boxes"), steps)
-        result["gt_box_map"] = gt_results.get("mAP@0.5IOU") if gt_results else None
-        result["gt_by_evidence"] = (
-            M.summarize_eval(gt_results)["by_evidence"] if gt_results else None
-        )
-        result["head_params"], result["trainable_params"] = M.count_parameters(
-            _checkpoint(run_dir, steps)
-        )
-        from action_tx.tasks import make_task
-
-        # The trainer's examples per step (feature mode counts the context keyframes too).
-        result["step_time_s"] = M.step_seconds(run_dir, make_task(config).global_batch_size)
-        if result.get("train_seconds") is None:
-            result["train_seconds"] = _recorded_train_seconds(run_dir)
-        _record_train_seconds(run_dir, result.get("train_seconds"))
-        done.add(spec.name)
+        result["train_seconds"] = _train_seconds(run_dir, result.get("train_seconds"))
     except (StageError, OSError, ValueError, AttributeError) as e:
         result["status"] = f"failed at {stage}: {' '.join(str(e).split())[:300]}"
     return result
 
 
-def _record_train_seconds(run_dir, seconds):
+def _train_seconds(run_dir, seconds):
+    """The train stage's wall time: this call's, else the one recorded when it ran."""
     path = os.path.join(run_dir, "bench_train_seconds.json")
     if seconds is not None and not os.path.isfile(path):
         with open(path, "w") as f:
             json.dump({"seconds": seconds}, f)
-
-
-def _recorded_train_seconds(run_dir):
-    path = os.path.join(run_dir, "bench_train_seconds.json")
-    if os.path.isfile(path):
+    elif seconds is None and os.path.isfile(path):
         with open(path) as f:
-            return json.load(f).get("seconds")
-    return None
+            seconds = json.load(f).get("seconds")
+    return seconds
 
 
-def _available_heads() -> set:
-    from action_tx.heads import HEADS
-
-    return set(HEADS)
+def run_row(spec: R.RunSpec, steps: int, seeds: list, out_dir: str) -> dict:
+    """heads.json's row of a run from its seeds' results: `seeds` (those with matches in both
+    modes) and `matches` {mode: [path relative to heads.json, one per seed]}."""
+    ok = [s for s in seeds if s["status"] == "ok"]
+    bad = [s for s in seeds if s["status"] != "ok"]
+    status = "ok" if not bad else f"{len(ok)}/{len(seeds)} seeds ok; {bad[0]['status']}"
+    return dict(
+        name=spec.name,
+        head=spec.head,
+        mode=spec.mode,
+        steps=steps,
+        note=spec.note,
+        status=status,
+        seeds=[s["seed"] for s in ok],
+        matches={m: [os.path.relpath(s["matches"][m], out_dir) for s in ok] for m in MODES},
+        per_seed=[{k: v for k, v in s.items() if k not in ("matches", "config")} for s in seeds],
+    )
 
 
 def run(
-    out_dir: str, preset: str = "bench", quick: bool = False, runs=R.RUNS, data_root: str = None
+    out_dir: str,
+    preset: str = "bench",
+    quick: bool = False,
+    runs=None,
+    data_root: str = None,
+    seed_plan: S.SeedPlan = None,
+    generator: dict = None,
 ) -> str:
-    """Runs the comparison; writes out_dir/heads.json (and heads.md); returns the Markdown.
-    `data_root`: the parent folder of data/synthetic_<preset> (default the repository's)."""
-    R.check_runs(runs)
+    """Runs the suite; writes out_dir/heads.json and out_dir/results.md; returns the page.
+
+    runs: default `suite_runs(quick)`; seed_plan: default `heads_seeds.QUICK_PLAN` with
+    --quick, else `SeedPlan()`; data_root: the parent folder of data/synthetic_<preset>
+    (default the repository's); generator: extra `synthetic.generate` options."""
+    from action_tx.bench import results_page
+
+    runs = suite_runs(quick) if runs is None else tuple(runs)
+    plan = seed_plan or (S.QUICK_PLAN if quick else S.SeedPlan())
+    concrete = S.expand_runs(runs, plan)  # checks the run list and the seeded one
     start = time.perf_counter()
     preset = "tiny" if quick else preset
     machine = machine_info()
     machine["load_average_start"] = machine.pop("load_average")
-    paths = Paths(out_dir, preset, data_root)
-    log = StageLog()
-    prepare_data(log, paths, preset)
-    with open(os.path.join(paths.tfrecords, "val_manifest.json")) as f:
-        keyframes = json.load(f)["keyframes"]["written"]
-    available = _available_heads()
+    paths, log = Paths(out_dir, preset, data_root), StageLog()
+    val_seeds = [v.data_seed for v in S.val_splits(plan)]
+    data = D.prepare_data(log, paths, val_seeds, generator)
+    rates = D.positive_rates(data[1], paths.label_map)
+    pretrain_splits = D.prepare_pretrain_data(log, paths, generator)
+    try:
+        pretrained = heads_pretrain.pretrain(
+            log,
+            paths,
+            preset,
+            pretrain_splits,
+            lambda spec, steps, extra: run_config(spec, paths, preset, steps, extra=extra),
+            train,
+        )
+    except StageError as e:
+        pretrained = dict(status=f"failed: {' '.join(str(e).split())[:300]}")
+    init = pretrained.get("checkpoint")
     budgets = {m: R.budget(preset, m) for m in (R.END_TO_END, R.FEATURES)}
-    results, done, failed = [], set(), set()
+    rows, done, failed = [], set(), set()
 
     def write():
         machine["load_average"] = [round(x, 2) for x in os.getloadavg()]
-        checks = heads_table.evaluate_checks(results, R.CHECKS)
-        kwargs = dict(
+        summary = dict(
             preset=preset,
             quick=quick,
+            seed_plan=plan.to_json(),
+            val_splits=[dict(name=s.name, data_seed=s.data_seed) for s in data[1]],
             budgets=budgets,
+            pretrain=pretrained,
+            positive_rates=rates,
             machine=machine,
+            seconds=round(time.perf_counter() - start, 1),
+            runs=rows,
             commands=log.commands,
-            checks=checks,
-            seconds=time.perf_counter() - start,
         )
-        report = heads_table.to_markdown(results, **kwargs)
-        with open(os.path.join(out_dir, "heads.md"), "w") as f:
-            f.write(report)
         with open(os.path.join(out_dir, "heads.json"), "w") as f:
-            f.write(heads_table.to_json(results, **kwargs))
-        return report
+            json.dump(summary, f, indent=1)
 
-    for spec in runs:
-        steps = R.run_steps(spec, preset)
-        trained = os.path.isfile(_checkpoint(paths.run_dir(spec.name), steps) + ".index")
-        if quick and spec.ablation and not trained:  # one that exists is still reported
-            results.append(
-                dict(
-                    name=spec.name,
-                    head=spec.head,
-                    mode=spec.mode,
-                    steps=steps,
-                    note=spec.note,
-                    status="not run: ablation, left out with --quick",
-                )
+    for i, spec in enumerate(runs):
+        steps, run_start = R.run_steps(spec, preset), time.perf_counter()
+        mine = [c for c in concrete if c.run == spec.name]
+        seeds = [
+            dict(
+                seed=c.seed,
+                **train_seed(c.spec, log, paths, preset, steps, data, init, done, failed),
             )
-            continue
-        results.append(
-            run_one(
-                spec,
-                log,
-                paths,
-                preset,
-                steps,
-                available,
-                keyframes,
-                done,
-                failed,
-                gt_eval=not quick,
-            )
+            for c in mine
+        ]
+        score_seeds(spec.name, [c.spec for c in mine], seeds, log, paths, steps, data[1], done)
+        for s in seeds:
+            print(f"--- {s['name']}: {s['status']}", flush=True)
+        rows.append(run_row(spec, steps, seeds, out_dir))
+        print(
+            f"--- run {spec.name} [{i + 1}/{len(runs)}]: {rows[-1]['status']} "
+            f"({time.perf_counter() - run_start:.0f} s; suite {time.perf_counter() - start:.0f} s)",
+            flush=True,
         )
-        print(f"--- run {spec.name}: {results[-1]['status']}", flush=True)
         write()
-    return write()
+    write()
+    heads_json = os.path.join(out_dir, "heads.json")
+    return results_page.write_page(heads_json, os.path.join(out_dir, "results.md"))

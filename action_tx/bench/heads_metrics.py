@@ -103,14 +103,3 @@ def eval_results(eval_dir: str, step: Optional[int] = None) -> Optional[dict]:
         return None
     with open(os.path.join(eval_dir, found[step if step is not None else max(found)])) as f:
         return json.load(f)
-
-
-def summarize_eval(results: dict, keyframes: Optional[int] = None) -> dict:
-    """frame_map, per_category, by_evidence, inference_kf_s (keyframes / the pass's seconds)."""
-    seconds = results.get("seconds")
-    return dict(
-        frame_map=results.get("mAP@0.5IOU"),
-        per_category=dict(results.get("per_category") or {}),
-        by_evidence={k: v.get("mAP") for k, v in (results.get("by_evidence") or {}).items()},
-        inference_kf_s=(keyframes / seconds) if keyframes and seconds else None,
-    )

@@ -52,6 +52,10 @@ class SeedPlan:
         return dataclasses.asdict(self)
 
 
+# --quick's plan (tools/benchmark.py's defaults with --quick): two seeds, two val splits.
+QUICK_PLAN = SeedPlan(seeds=2, val_splits=2)
+
+
 class ConcreteRun(NamedTuple):
     spec: R.RunSpec  # name "<run>-seed<N>", overrides + model.seed N, dependencies of seed N
     run: str  # the run list's name (the row of the table)

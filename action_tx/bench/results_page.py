@@ -8,7 +8,7 @@ evidence, better mean [95% interval], other mean [interval], difference [interva
 then, when heads.json has "positive_rates" (`chance.positive_rates` of the val evidence), the
 instrument check (`chance.CHANCE_CHECKS`: blind runs near the positive rate), then every run
 with intervals, on its detections and on ground-truth boxes, then the method, the machine, the
-wall time and the commands.
+wall time, the pretrained trunk's cost and localization AP, and the commands.
 
 Intervals come from `stats.summarize` (two-level bootstrap over seeds and val keyframes), in
 this order of precedence: heads.json's own "stats" (a `stats.summarize` dict), or the
@@ -177,6 +177,25 @@ def runs_table(heads: dict, stats: Optional[dict], proposals: str) -> list:
     return lines
 
 
+def pretrain_lines(pretrain: Optional[dict]) -> list:
+    """The pretrained trunk's section: its cost and its person localization AP@0.5."""
+    if not pretrain:
+        return []
+    lines = ["", "## Pretrained trunk", ""]
+    if "checkpoint" not in pretrain:
+        return lines + [f"The pretraining did not finish: {pretrain.get('status', 'n/a')}."]
+    seconds = pretrain.get("seconds")
+    cost = "n/a (found done)" if seconds is None else f"{seconds:.0f} s ({seconds / 60:.1f} min)"
+    return lines + [
+        "Every end-to-end run fine-tunes the trunk of an `i3d` detector trained on synthetic "
+        f"data of generator seed {pretrain.get('data_seed')} (none of the benchmark's train or "
+        f"val videos; the stand-in for Kinetics): {pretrain.get('steps')} steps, training "
+        f"{cost}; person localization AP@0.5 on that data's val split "
+        f"{_num(pretrain.get('localization_ap50'))} (frame-mAP {_num(pretrain.get('frame_map'))})."
+        " Frozen-feature runs read the features of the `i3d` fine-tune of their seed."
+    ]
+
+
 def render(
     heads: dict, stats: Optional[dict], claims: Sequence = claims_lib.CLAIMS, source: str = ""
 ) -> str:
@@ -240,8 +259,11 @@ def render(
             "No intervals: heads.json has neither stats nor matched-detection files; the "
             "figures are single runs."
         )
+    lines += pretrain_lines(heads.get("pretrain"))
     budgets = heads.get("budgets") or {}
     seconds = heads.get("seconds")
+    plan = heads.get("seed_plan") or {}
+    splits = heads.get("val_splits") or []
     lines += [
         "",
         "## Machine and time",
@@ -249,6 +271,19 @@ def render(
         f"Preset {heads.get('preset', '?')}; step budgets "
         + (", ".join(f"{MODE_TEXT.get(m, m)} {n}" for m, n in budgets.items()) or "n/a")
         + ".",
+        "Seeds: "
+        + (
+            f"{plan['seeds']} training seeds from {plan['seed_offset']} (--seeds, --seed_offset)"
+            if plan
+            else "n/a"
+        )
+        + "; val splits pooled: "
+        + (", ".join(f"generator seed {s['data_seed']}" for s in splits) or "n/a")
+        + (
+            f" (--val_splits={plan['val_splits']}, --data_seed={plan['data_seed']})."
+            if plan
+            else "."
+        ),
         f"Machine: {machine.get('cpu', 'n/a')}, {machine.get('cores', 'n/a')} logical cores, "
         f"Python {machine.get('python', 'n/a')}; load average at the start "
         f"{', '.join(str(x) for x in machine.get('load_average_start') or []) or 'n/a'}, at "

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from action_tx import config as C
-from action_tx.bench import heads, heads_metrics, heads_runs, heads_table, runner
+from action_tx.bench import claims, heads, heads_metrics, heads_runs, runner
 from action_tx.checkpointing import checkpointable
 
 
@@ -41,9 +41,21 @@ def test_run_list_has_every_head_and_ablation_of_the_issues():
     assert runs["aia_nomem_features"].overrides["head.blocks"] == ("P", "O", "P", "O")
     assert "head.blocks" not in runs["aia_features"].overrides
     heads_runs.check_runs()  # the shipped list is consistent
-    names = set(runs)
-    for better, other, evidence, _ in heads_runs.CHECKS:
-        assert {better, other} <= names and evidence in heads_runs.EVIDENCE
+
+
+def test_suite_runs_are_the_run_list_and_the_claims_variants():
+    runs = heads.suite_runs()
+    assert [r.name for r in runs] == [r.name for r in heads_runs.RUNS + claims.VARIANT_RUNS]
+    names = {r.name for r in runs}
+    for claim in claims.CLAIMS:  # every claim's runs are in the list (check_claims passed)
+        assert {claim.better, claim.other} <= names, claim.id
+    quick = {r.name: r for r in heads.suite_runs(quick=True)}
+    assert set(quick) == set(heads_runs.QUICK_RUNS)
+    covered = [c for c in claims.CLAIMS if {c.better, c.other} <= set(quick)]
+    modes = {quick[c.better].mode for c in covered}
+    assert modes == {heads_runs.END_TO_END, heads_runs.FEATURES}  # one claim of each kind
+    with pytest.raises(ValueError, match="not in the run list"):
+        claims.check_claims(claims.CLAIMS, [r.name for r in heads_runs.RUNS])
 
 
 def test_check_runs_rejects_bad_lists():
@@ -73,133 +85,6 @@ def test_run_steps_scale_the_preset_budget():
     assert (
         heads_runs.run_steps(heads_runs.RunSpec("t", "aia", budget_scale=0.01), "tiny") == 1
     )  # at least one step
-
-
-def _result(name, head, mode, ctx, lt, gt_lt=None, **kw):
-    return dict(
-        name=name,
-        head=head,
-        mode=mode,
-        steps=10,
-        status="ok",
-        note="",
-        frame_map=0.5,
-        gt_box_map=0.75,
-        by_evidence={"self": 0.1, "context": ctx, "temporal": 0.3, "long_term": lt},
-        gt_by_evidence={"context": ctx + 0.1, "long_term": gt_lt},
-        per_category={"pose": 0.25, "object": None},
-        head_params=1500,
-        trainable_params=2_500_000,
-        step_time_s=0.25,
-        train_seconds=12.0,
-        inference_kf_s=7.5,
-        **kw,
-    )
-
-
-def test_checks_compare_evidence_aps():
-    results = [
-        _result("tx", "tx", "end_to_end", 0.6, 0.2, gt_lt=0.5),
-        _result("i3d", "i3d", "end_to_end", 0.4, 0.3, gt_lt=0.25),
-    ]
-    checks = heads_table.evaluate_checks(
-        results,
-        [
-            ("tx", "i3d", "context", "issue 6"),
-            ("tx", "i3d", "long_term", "issue 9"),
-            ("aia", "i3d", "context", "issue 8"),
-        ],
-    )
-    assert [(c["a"], c["b"], c["holds"]) for c in checks] == [
-        (0.6, 0.4, True),
-        (0.2, 0.3, False),
-        (None, 0.4, None),
-    ]
-    # On ground-truth boxes the long_term verdict flips (the detections' recall differed).
-    assert [(c["gt_a"], c["gt_b"], c["gt_holds"]) for c in checks] == [
-        (pytest.approx(0.7), pytest.approx(0.5), True),
-        (0.5, 0.25, True),
-        (None, pytest.approx(0.5), None),
-    ]
-
-
-def test_markdown_and_json_of_hand_made_results():
-    results = [
-        _result(
-            "tx",
-            "tx",
-            "end_to_end",
-            0.6,
-            0.2,
-        ),
-        dict(
-            name="stage",
-            head="stage",
-            mode="features",
-            steps=10,
-            status="not run: head 'stage' not in action_tx.heads.HEADS yet",
-            note="graph attention",
-        ),
-    ]
-    checks = heads_table.evaluate_checks(results, [("stage", "tx", "context", "issue 7")])
-    machine = dict(
-        cpu="Test CPU",
-        cores=2,
-        load_average_start=[1.0, 2.0, 3.0],
-        load_average=[4.0, 5.0, 6.0],
-        python="3.11",
-    )
-    commands = [
-        dict(
-            stage="train tx", command="python tools/train.py --head=tx", seconds=12.0, status="ok"
-        ),
-        dict(
-            stage="eval tx", command="python tools/eval.py", seconds=None, status="skipped (exists)"
-        ),
-    ]
-    kwargs = dict(
-        preset="tiny",
-        quick=True,
-        budgets={"end_to_end": 10, "features": 20},
-        machine=machine,
-        commands=commands,
-        checks=checks,
-        seconds=99.4,
-    )
-    md = heads_table.to_markdown(results, **kwargs)
-    lines = md.splitlines()
-    assert lines[0] == "# Head comparison (tiny preset, quick)"
-    assert "end to end 10 steps, frozen features 20 steps (except stage 10)." in lines[2]
-    same = [dict(results[1], steps=20)]
-    assert "20 steps. Frame" in heads_table.to_markdown(same, **kwargs).splitlines()[2]
-    assert "--quick checks that every stage of every run works" in lines[2]
-    assert "--quick" not in heads_table.to_markdown(results, **dict(kwargs, quick=False))
-    header, rule = lines[4], lines[5]
-    assert header.count("|") == rule.count("|") == 17  # 16 columns
-    assert (
-        "| tx | tx | end to end | 10 | 0.500 | 0.750 | 0.100 | 0.600 | 0.300 | 0.200 | "
-        "1.5k | 2.50M | 250 | 12 | 7.5 | ok |"
-    ) in lines
-    assert (
-        "| stage | stage | frozen features | 10 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | "
-        "n/a | n/a | n/a | n/a | not run: head 'stage' not in action_tx.heads.HEADS yet |"
-    ) in lines
-    assert "| run | pose | object |" in lines
-    assert "| tx | 0.250 | n/a |" in lines and "| stage | n/a | n/a |" in lines
-    assert "- `stage`: graph attention" in lines
-    assert "| stage > tx | context | n/a | 0.600 | n/a | n/a | 0.700 | n/a | issue 7 |" in lines
-    assert any(
-        line.startswith("Machine: Test CPU, 2 logical cores")
-        and "1.0, 2.0, 3.0" in line
-        and "4.0, 5.0, 6.0" in line
-        for line in lines
-    )
-    assert "python tools/train.py --head=tx   # 12.0 s" in lines
-    assert "python tools/eval.py   # skipped (exists)" in lines
-    data = json.loads(heads_table.to_json(results, **kwargs))
-    assert data["runs"] == results and data["checks"] == checks
-    assert data["budgets"] == {"end_to_end": 10, "features": 20} and data["seconds"] == 99.4
-    assert data["commands"] == commands and data["machine"]["cpu"] == "Test CPU"
 
 
 class _Toy(keras.Model):
@@ -247,33 +132,18 @@ def test_step_seconds_median_without_first_window(tmp_path):
     assert heads_metrics.step_seconds(str(tmp_path / "none"), batch_size=4) is None
 
 
-def _eval_json(directory, step, mAP, seconds=4.0):
+def _eval_json(directory, step, mAP):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, f"ckpt-{step}_results.json"), "w") as f:
-        json.dump(
-            {
-                "mAP@0.5IOU": mAP,
-                "per_category": {"pose": 0.5},
-                "by_evidence": {"context": {"mAP": 0.25}, "long_term": {"mAP": None}},
-                "seconds": seconds,
-            },
-            f,
-        )
+        json.dump({"mAP@0.5IOU": mAP}, f)
 
 
-def test_eval_results_and_summary(tmp_path):
+def test_eval_results_by_step(tmp_path):
     _eval_json(str(tmp_path), 5, 0.1)
     _eval_json(str(tmp_path), 12, 0.3)
     assert heads_metrics.eval_results(str(tmp_path))["mAP@0.5IOU"] == 0.3  # newest
     assert heads_metrics.eval_results(str(tmp_path), 5)["mAP@0.5IOU"] == 0.1
     assert heads_metrics.eval_results(str(tmp_path), 7) is None
-    summary = heads_metrics.summarize_eval(heads_metrics.eval_results(str(tmp_path)), 20)
-    assert summary == dict(
-        frame_map=0.3,
-        per_category={"pose": 0.5},
-        by_evidence={"context": 0.25, "long_term": None},
-        inference_kf_s=5.0,
-    )
 
 
 class _NoRun(runner.StageLog):
@@ -283,51 +153,47 @@ class _NoRun(runner.StageLog):
         raise AssertionError(f"{stage} ran although its output exists")
 
 
-def test_run_one_skips_what_exists_and_collects_figures(tmp_path):
+def test_train_and_score_skip_what_exists_and_collect_figures(tmp_path):
     paths = heads.Paths(str(tmp_path), "tiny")
-    spec = heads_runs.RunSpec("lin", "linear")
+    splits = (paths.val_split(0), paths.val_split(7))
+    data = (paths.train_split(), splits)
+    spec = heads_runs.RunSpec("lin-seed0", "linear")
     run_dir = paths.run_dir(spec.name)
     os.makedirs(run_dir)
     _write_checkpoint(os.path.join(run_dir, "ckpt-10"))
     _write_steps(os.path.join(run_dir, "train"), [(5, 1.0), (10, 8.0)])
-    _eval_json(os.path.join(run_dir, "eval"), 10, 0.4, seconds=2.0)
-    _eval_json(os.path.join(run_dir, "eval_gt_boxes"), 10, 0.6)
-    runner = _NoRun()
-    result = heads.run_one(spec, runner, paths, "tiny", 10, {"linear"}, 8, set(), set())
-    assert result["status"] == "ok"
-    assert (result["frame_map"], result["gt_box_map"]) == (0.4, 0.6)
-    assert result["gt_by_evidence"] == {"context": 0.25, "long_term": None}
+    for mode in heads.MODES:
+        for split in splits:
+            _eval_json(os.path.join(run_dir, f"eval_{mode}_{split.name}"), 10, 0.4)
+        open(os.path.join(run_dir, f"matches_{mode}_data0-7.npz"), "w").close()
+    runner, done = _NoRun(), set()
+    result = heads.train_seed(spec, runner, paths, "tiny", 10, data, "pre/i3d_trunk", done, set())
+    assert result["status"] == "ok", result["status"]
+    assert result["config"].train.init_checkpoint == "pre/i3d_trunk"
+    heads.score_seeds("lin", [spec], [result], runner, paths, 10, splits, done)
+    assert result["status"] == "ok", result["status"]
+    assert done == {"lin-seed0"}
+    assert result["matches"] == {
+        m: os.path.join(run_dir, f"matches_{m}_data0-7.npz") for m in heads.MODES
+    }
     assert (result["head_params"], result["trainable_params"]) == (15, 27)
     assert result["step_time_s"] == pytest.approx(0.5)  # batch 4 of bench.flags at 8/s
-    assert result["inference_kf_s"] == pytest.approx(4.0)
-    assert [c["stage"] for c in runner.commands] == ["train lin", "eval lin", "eval gt boxes lin"]
+    assert [c["stage"] for c in runner.commands] == [
+        "train lin-seed0",
+        "eval rpn lin",
+        "matches rpn lin-seed0",
+        "eval gt lin",
+        "matches gt lin-seed0",
+    ]
     assert all(c["status"].startswith("skipped") for c in runner.commands)
-    assert "model.proposals='gt'" in runner.commands[2]["command"]
-    # A missing head or a dependency without result is listed, not run.
-    missing = heads.run_one(
-        heads_runs.RunSpec("s", "stage", heads_runs.FEATURES, features_from="lin"),
-        runner,
-        paths,
-        "tiny",
-        10,
-        {"linear"},
-        8,
-        {"lin"},
-        set(),
-    )
-    assert missing["status"].startswith("not run: head 'stage'")
-    orphan = heads.run_one(
+    # A dependency without result, or an end-to-end run without the pretrained trunk: not run.
+    orphan = heads.train_seed(
         heads_runs.RunSpec("t", "linear", heads_runs.FEATURES, features_from="gone"),
-        runner,
-        paths,
-        "tiny",
-        10,
-        {"linear"},
-        8,
-        set(),
-        set(),
+        *(runner, paths, "tiny", 10, data, "pre/i3d_trunk", set(), set()),
     )
-    assert orphan["status"].startswith("not run")
+    assert orphan["status"] == "not run: needs run 'gone', which has no result"
+    no_trunk = heads.train_seed(spec, runner, paths, "tiny", 10, data, None, set(), set())
+    assert no_trunk["status"].startswith("not run: no pretrained trunk")
 
 
 def test_config_of_a_feature_run(tmp_path):
@@ -338,7 +204,7 @@ def test_config_of_a_feature_run(tmp_path):
     config = heads.run_config(spec, paths, "tiny", 30)
     assert config.data.input == "features" and config.train.train_steps == 30
     assert config.data.feature_dir == paths.feature_dir("i3d", "train")
-    assert config.data.eval_feature_dir == paths.feature_dir("i3d", "val")
+    assert config.data.eval_feature_dir == paths.feature_dir("i3d", "data0")
     assert config.model.head_options.window == 0  # the run's own override
     assert config.model.head_options.hidden_size == 256  # the head's default otherwise
     assert config.train.batch_size == 4  # BASE (configs/bench.flags)
@@ -347,3 +213,15 @@ def test_config_of_a_feature_run(tmp_path):
     gt = C.with_overrides(config, heads_runs.GT_BOX_OVERRIDES[spec.mode])
     assert gt.data.eval_actors == "gt" and gt.model.proposals == "rpn"
     assert gt.model == config.model  # the same model scored
+    # Scored on another val split: its shards, ground truth and features; the same model.
+    split = paths.val_split(5)
+    scored = heads.split_config(config, spec, paths, split, gt_boxes=True)
+    assert scored.data.eval_tfrecords == split.shards
+    assert scored.eval.groundtruth == split.groundtruth
+    assert scored.data.eval_feature_dir == paths.feature_dir("i3d", "data5")
+    assert scored.data.eval_actors == "gt" and scored.model == config.model
+    assert scored.data.feature_dir == config.data.feature_dir  # training input unchanged
+    e2e = heads.run_config(
+        heads_runs.RunSpec("tx", "tx"), paths, "tiny", 10, extra={"train.init_checkpoint": "p"}
+    )
+    assert e2e.train.init_checkpoint == "p"

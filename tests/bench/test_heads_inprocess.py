@@ -1,5 +1,6 @@
-"""The heads suite end to end on a tiny data set, in this process: data conversion, one run
-trained and scored by library calls (no tool process), its mAP in heads.json; a second call
+"""The heads suite end to end on a tiny data set, in this process: data for two val splits and
+the pretraining, the pretrained trunk, one run fine-tuned from it with 2 seeds, scored on both
+splits (detections and GT boxes), its matches, heads.json and the results page; a second call
 skips every stage."""
 
 import json
@@ -7,20 +8,19 @@ import os
 
 import pytest
 
-from action_tx.bench import heads, heads_runs
+from action_tx.bench import heads, heads_data, heads_runs, heads_seeds, stats
+
+PLAN = heads_seeds.SeedPlan(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
+GENERATOR = dict(check=False, videos=3, seconds=8)
 
 
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory):
-    """heads.run(quick=True) with one 2-step linear run on 3 synthetic videos x 8 s."""
-    from action_tx.data import synthetic
-
+    """heads.run(quick=True) with one 2-step linear run, seeds 3 and 4, val splits of generator
+    seeds 0 (the training data's) and 1, on 3 synthetic videos x 8 s each."""
     root = tmp_path_factory.mktemp("heads_suite")
     data_root, out = str(root / "data"), str(root / "out")
     os.makedirs(out)
-    synthetic.generate(
-        os.path.join(data_root, "synthetic_tiny"), preset="tiny", check=False, videos=3, seconds=8
-    )
     # 10 x 0.2: two steps, one of warmup.
     runs = (
         heads_runs.RunSpec(
@@ -30,58 +30,82 @@ def tiny_suite(tmp_path_factory):
             budget_scale=0.2,
         ),
     )
-    report = heads.run(out, quick=True, runs=runs, data_root=data_root)
+    kwargs = dict(quick=True, runs=runs, data_root=data_root, seed_plan=PLAN, generator=GENERATOR)
+    page = heads.run(out, **kwargs)
     with open(os.path.join(out, "heads.json")) as f:
-        return dict(out=out, data_root=data_root, runs=runs, report=report, json=json.load(f))
+        return dict(out=out, data_root=data_root, kwargs=kwargs, page=page, json=json.load(f))
 
 
-def test_one_run_trains_and_scores_in_process(tiny_suite):
-    summary = tiny_suite["json"]
-    (run,) = summary["runs"]
-    assert run["status"] == "ok", run["status"]
-    assert (run["name"], run["head"], run["steps"]) == ("lin", "linear", 2)
-    # The mAP is the evaluator's, as written next to the checkpoint.
-    run_dir = os.path.join(tiny_suite["out"], "tiny", "runs", "lin")
-    with open(os.path.join(run_dir, "eval", "ckpt-2_results.json")) as f:
-        scored = json.load(f)
-    assert 0.0 <= run["frame_map"] <= 1.0
-    assert run["frame_map"] == scored["mAP@0.5IOU"]
-    assert run["gt_box_map"] is None  # --quick: no GT-box evaluation
-    assert run["trainable_params"] > run["head_params"] > 0
+def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
+    summary, out = tiny_suite["json"], tiny_suite["out"]
+    (row,) = summary["runs"]
+    assert row["status"] == "ok", row["per_seed"]
+    assert (row["name"], row["head"], row["steps"], row["seeds"]) == ("lin", "linear", 2, [3, 4])
+    assert summary["seed_plan"] == dict(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
+    assert summary["val_splits"] == [
+        dict(name="data0", data_seed=0),
+        dict(name="data1", data_seed=1),
+    ]
+    # The pretrained trunk: its figures, and the run's config fine-tunes from it.
+    pretrain = summary["pretrain"]
+    assert pretrain["steps"] == heads_runs.PRETRAIN_BUDGETS["tiny"]
+    assert pretrain["data_seed"] == heads_data.PRETRAIN_DATA_SEED
+    assert 0.0 <= pretrain["localization_ap50"] <= 1.0 and pretrain["seconds"] > 0
+    assert os.path.isfile(pretrain["checkpoint"] + ".index")
+    run_dir = os.path.join(out, "tiny", "runs", "lin-seed4")
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
-    assert config["model"]["head"] == "linear" and config["data"]["image_size"] == 64
-    assert [c["stage"] for c in summary["commands"]] == [
-        "data",
+    assert config["train"]["init_checkpoint"] == pretrain["checkpoint"]
+    assert config["model"]["seed"] == 4 and config["data"]["image_size"] == 64
+    # Each seed: one matches file per box mode, pooling both splits' ground truth.
+    paths = heads.Paths(out, "tiny", tiny_suite["data_root"])
+    splits = [paths.val_split(0), paths.val_split(1)]
+    assert splits[1].ann.endswith(os.path.join("synthetic_tiny_seed1", "annotations"))
+    for mode in ("rpn", "gt"):
+        files = row["matches"][mode]
+        assert files == [f"tiny/runs/lin-seed{s}/matches_{mode}_data0-1.npz" for s in (3, 4)]
+        loaded = [stats.load_matches(os.path.join(out, f)) for f in files]
+        assert loaded[0].groundtruth == loaded[1].groundtruth
+        pooled = loaded[0].by_evidence[stats.ALL]
+        counted = sum(
+            sum(1 for _ in open(s.groundtruth)) for s in splits
+        )  # every pooled keyframe's rows, both splits
+        assert 0 < pooled.positives.sum() <= counted
+    # GT boxes: every ground-truth person is a detection, so the positives all get a TP chance.
+    gt = stats.load_matches(os.path.join(out, row["matches"]["gt"][0])).by_evidence[stats.ALL]
+    assert gt.det_tp.sum() > 0
+    assert set(summary["positive_rates"]) == {"context", "long_term"}
+    for rate in summary["positive_rates"].values():
+        assert 0.0 < rate["rate"] < 1.0
+    # The page renders from heads.json: intervals of the run, the pretrained trunk's section.
+    page = tiny_suite["page"]
+    with open(os.path.join(out, "results.md")) as f:
+        assert f.read() == page
+    assert "## Claims" in page and "## Pretrained trunk" in page
+    line = next(x for x in page.splitlines() if x.startswith("| `lin` |"))
+    assert "[" in line and "| 2 |" in line  # mean [low, high] over 2 seeds
+    stages = [c["stage"] for c in summary["commands"]]
+    assert stages[:8] == [
+        "data seed 0",
         "tfrecords train",
-        "tfrecords val",
-        "train lin",
-        "eval lin",
+        "tfrecords data0",
+        "data seed 1",
+        "tfrecords data1",
+        f"data seed {heads_data.PRETRAIN_DATA_SEED}",
+        "tfrecords pretrain_train",
+        "tfrecords pretrain_val",
     ]
-    assert summary["commands"][0]["status"].startswith("skipped")  # the data made above
-    assert [c["status"] for c in summary["commands"][1:]] == ["ok"] * 4
-    # Same keys as the suite always wrote (other engineers read heads.json).
-    assert set(summary) == {
-        "preset",
-        "quick",
-        "budgets",
-        "machine",
-        "seconds",
-        "runs",
-        "checks",
-        "commands",
-    }
-    assert "| lin |" in tiny_suite["report"]
+    assert "train lin-seed3" in stages and "matches gt lin-seed4" in stages
+    assert stages.count("eval rpn lin") == stages.count("eval gt lin") == 1  # one model each
 
 
-def test_scoring_again_gives_the_same_map_and_a_rerun_skips_everything(tiny_suite, tmp_path):
-    (run,) = tiny_suite["json"]["runs"]
-    paths = heads.Paths(tiny_suite["out"], "tiny", tiny_suite["data_root"])
-    config = heads.run_config(tiny_suite["runs"][0], paths, "tiny", 2)
-    assert heads.evaluate(config, str(tmp_path / "again"), paths) == run["frame_map"]
+def test_a_rerun_skips_everything_and_gives_the_same_page(tiny_suite):
     out = tiny_suite["out"]
-    heads.run(out, quick=True, runs=tiny_suite["runs"], data_root=tiny_suite["data_root"])
+    page = heads.run(out, **tiny_suite["kwargs"])
     with open(os.path.join(out, "heads.json")) as f:
         rerun = json.load(f)
     assert all(c["status"].startswith("skipped") for c in rerun["commands"])
-    assert rerun["runs"][0]["frame_map"] == run["frame_map"]
+    assert rerun["runs"][0]["matches"] == tiny_suite["json"]["runs"][0]["matches"]
+    assert rerun["pretrain"]["checkpoint"] == tiny_suite["json"]["pretrain"]["checkpoint"]
+    claims = [x for x in page.splitlines() if x.startswith("| vatx-tx:")]
+    assert claims == [x for x in tiny_suite["page"].splitlines() if x.startswith("| vatx-tx:")]

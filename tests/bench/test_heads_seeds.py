@@ -1,6 +1,8 @@
 """The heads suite's seeds (action_tx/bench/heads_seeds.py): run list x seeds -> concrete runs
 with their seeds and dependencies, the val splits' generator seeds, the plan's validation."""
 
+import os
+
 import pytest
 
 from action_tx.bench import claims, heads_runs, heads_seeds
@@ -71,3 +73,42 @@ def test_an_inconsistent_run_list_is_refused():
     bad = (heads_runs.RUNS[5],)  # stage without the i3d run it reads
     with pytest.raises(ValueError, match="depends on 'i3d'"):
         heads_seeds.expand_runs(bad, heads_seeds.SeedPlan(seeds=1))
+
+
+def test_the_quick_plan_on_the_quick_list_and_the_data_of_its_val_splits(tmp_path):
+    from action_tx.bench import heads, heads_data
+
+    plan = heads_seeds.QUICK_PLAN
+    concrete = heads_seeds.expand_runs(heads.suite_runs(quick=True), plan)
+    assert [c.spec.name for c in concrete] == [
+        f"{run}-seed{s}" for run in heads_runs.QUICK_RUNS for s in (0, 1)
+    ]
+    assert {c.spec.name: c.spec.features_from for c in concrete}["stage-seed1"] == "i3d-seed1"
+    # Val split data: seed 0 is the training data's val half, another seed its own data set.
+    paths = heads_data.Paths(str(tmp_path / "out"), "tiny", str(tmp_path / "data"))
+    rerun = heads_seeds.SeedPlan(data_seed=100, val_splits=2)
+    splits = [paths.val_split(v.data_seed) for v in heads_seeds.val_splits(rerun)]
+    assert [(s.name, s.data_seed) for s in splits] == [("data100", 100), ("data101", 101)]
+    assert splits[0].ann == str(tmp_path / "data" / "synthetic_tiny_seed100" / "annotations")
+    assert splits[0].shards == str(
+        tmp_path / "out" / "tiny" / "tfrecords_data100" / "val.tfrecord-*"
+    )
+    first = paths.val_split(0)
+    assert (first.ann, first.shards) == (paths.ann, paths.shards("val"))
+    assert first.groundtruth.endswith(os.path.join("synthetic_tiny", "annotations", "ava_val.csv"))
+    heads_data.check_seeds([0, 1, 2, 3])
+    with pytest.raises(ConfigError, match="pretraining data"):
+        heads_data.check_seeds([heads_data.PRETRAIN_DATA_SEED - 1, heads_data.PRETRAIN_DATA_SEED])
+
+
+def test_the_seed_flags_are_validated_by_the_tool():
+    import subprocess
+    import sys
+
+    tool = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "benchmark.py")
+    for args, message in (
+        (["--suite=heads", "--quick", "--seeds=0"], "seeds must be an integer >= 1, got 0"),
+        (["--suite=params", "--val_splits=2"], "--val_splits: only for --suite=heads"),
+    ):
+        done = subprocess.run([sys.executable, tool, *args], capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -181,3 +181,29 @@ def test_every_claim_of_the_page_is_a_claim_of_the_list():
     page = results_page.render({"runs": []}, None)
     ids = [x.split(":")[0][2:] for x in page.splitlines() if x.startswith("| ") and ": `" in x]
     assert ids == [c.id for c in claims.CLAIMS]
+
+
+def test_the_pretrained_trunk_and_the_seed_plan_are_on_the_page():
+    heads = json.loads(HEADS_JSON)
+    heads["pretrain"] = dict(
+        steps=2000,
+        seconds=754.2,
+        data_seed=10000,
+        localization_ap50=0.8734,
+        frame_map=0.21,
+        checkpoint="bench_out/bench/pretrain/i3d_trunk",
+    )
+    heads["seed_plan"] = dict(seeds=3, seed_offset=0, data_seed=100, val_splits=2)
+    heads["val_splits"] = [dict(name="data100", data_seed=100), dict(name="data101", data_seed=101)]
+    lines = results_page.render(heads, heads["stats"]).splitlines()
+    text = lines[lines.index("## Pretrained trunk") + 2]
+    assert "generator seed 10000" in text and "2000 steps, training 754 s (12.6 min)" in text
+    assert "person localization AP@0.5 on that data's val split 0.873" in text
+    seeds = next(x for x in lines if x.startswith("Seeds: "))
+    assert seeds == (
+        "Seeds: 3 training seeds from 0 (--seeds, --seed_offset); val splits pooled: generator "
+        "seed 100, generator seed 101 (--val_splits=2, --data_seed=100)."
+    )
+    heads["pretrain"] = dict(status="failed: pretrain train: TrainingError: x")
+    page = results_page.render(heads, heads["stats"])
+    assert "The pretraining did not finish: failed: pretrain train: TrainingError: x." in page

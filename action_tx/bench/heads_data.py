@@ -1,0 +1,184 @@
+"""Data of the heads suite: the training data, the pooled val splits and the pretraining data.
+
+Three kinds of synthetic data sets (`synthetic.generate` with a generator seed, then
+`convert.convert_split` into TFRecords under OUT/<preset>/):
+  training      generator seed `TRAIN_DATA_SEED` (0), data/synthetic_<preset>: its train split
+                trains every run; its val split is val split j when the plan's data_seed + j is
+                0 (the data made once serves both);
+  val splits    one data set per `heads_seeds.val_splits(plan)` entry, generator seed
+                data_seed + j, data/synthetic_<preset>_seed<d>: only its val split is converted
+                (OUT/<preset>/tfrecords_data<d>/); the splits are scored as one pooled set;
+  pretraining   generator seed `PRETRAIN_DATA_SEED`, disjoint from both (`check_seeds`): the
+                stand-in for Kinetics on which the `i3d` detector pretrains the trunk that every
+                end-to-end run fine-tunes (`heads_pretrain`).
+Every stage is skipped when its output exists.
+"""
+
+import os
+from typing import NamedTuple, Sequence, Tuple
+
+from action_tx.bench.runner import ROOT, StageLog, call_text
+from action_tx.config import ConfigError
+
+TRAIN_DATA_SEED = 0  # the generator seed of the training data (its val half: split data_seed 0)
+PRETRAIN_DATA_SEED = 10_000  # the pretraining data's generator seed: none of the benchmark's
+
+
+def _rel(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+class SplitData(NamedTuple):
+    """One data set's split as the suite reads it."""
+
+    name: str  # "train", "data<d>" (val split of generator seed d), "pretrain_train", ...
+    data_seed: int  # the generator seed of the data set it comes from
+    ann: str  # the data set's annotations folder
+    shards: str  # TFRecord pattern of the split
+    split: str  # "train" or "val": which CSVs of `ann` hold its ground truth
+
+    @property
+    def groundtruth(self) -> str:
+        return os.path.join(self.ann, f"ava_{self.split}.csv")
+
+    @property
+    def excluded(self) -> str:
+        return os.path.join(self.ann, f"ava_{self.split}_excluded_timestamps.csv")
+
+    @property
+    def evidence(self) -> str:
+        return os.path.join(self.ann, f"evidence_{self.split}.csv")
+
+
+class Paths:
+    """Where the suite reads and writes for one preset (`data_root`: the synthetic data's
+    parent folder, default the repository's data/)."""
+
+    def __init__(self, out_dir: str, preset: str, data_root: str = None):
+        self.data_root = data_root or os.path.join(ROOT, "data")
+        self.preset = preset
+        self.data = self.data_dir(TRAIN_DATA_SEED)
+        self.ann = os.path.join(self.data, "annotations")
+        self.label_map = os.path.join(self.ann, "action_list.pbtxt")
+        self.base = os.path.join(out_dir, preset)
+        self.tfrecords = os.path.join(self.base, "tfrecords")
+        self.runs = os.path.join(self.base, "runs")
+        self.features = os.path.join(self.base, "features")
+        self.pretrain = os.path.join(self.base, "pretrain")
+
+    def data_dir(self, seed: int) -> str:
+        name = f"synthetic_{self.preset}" + ("" if seed == TRAIN_DATA_SEED else f"_seed{seed}")
+        return _rel(os.path.join(self.data_root, name))
+
+    def shards(self, split: str) -> str:
+        return os.path.join(self.tfrecords, f"{split}.tfrecord-*")
+
+    def run_dir(self, name: str) -> str:
+        return os.path.join(self.runs, name)
+
+    def feature_dir(self, run: str, split: str, bank: str = "none") -> str:
+        """`split`: "train" or a val split's name (`SplitData.name`, e.g. "data0")."""
+        kind = "features" if bank == "none" else bank
+        return os.path.join(self.features, f"{run}_{kind}_{split}")
+
+    def train_split(self) -> SplitData:
+        return SplitData("train", TRAIN_DATA_SEED, self.ann, self.shards("train"), "train")
+
+    def val_split(self, data_seed: int) -> SplitData:
+        """The val split of generator seed `data_seed` (seed 0: the training data's)."""
+        if data_seed == TRAIN_DATA_SEED:
+            return SplitData(f"data{data_seed}", data_seed, self.ann, self.shards("val"), "val")
+        ann = os.path.join(self.data_dir(data_seed), "annotations")
+        shards = os.path.join(self.base, f"tfrecords_data{data_seed}", "val.tfrecord-*")
+        return SplitData(f"data{data_seed}", data_seed, ann, shards, "val")
+
+    def pretrain_split(self, split: str) -> SplitData:
+        ann = os.path.join(self.data_dir(PRETRAIN_DATA_SEED), "annotations")
+        shards = os.path.join(self.pretrain, "tfrecords", f"{split}.tfrecord-*")
+        return SplitData(f"pretrain_{split}", PRETRAIN_DATA_SEED, ann, shards, split)
+
+
+def check_seeds(val_seeds: Sequence[int]) -> None:
+    """Raises ConfigError when a val split's generator seed is the pretraining data's (the
+    pretrained trunk would have seen the val videos)."""
+    if PRETRAIN_DATA_SEED in val_seeds:
+        raise ConfigError(
+            f"val split generator seeds {list(val_seeds)} include {PRETRAIN_DATA_SEED}, the "
+            "pretraining data's: choose another data_seed"
+        )
+
+
+def _generate(log: StageLog, paths: Paths, seed: int, generator: dict) -> None:
+    from action_tx.data import synthetic
+
+    out = paths.data_dir(seed)
+    kwargs = dict(preset=paths.preset, seed=seed, progress=True, write_videos=False, **generator)
+    call = call_text("synthetic.generate", out, **kwargs)
+    if os.path.isdir(os.path.join(out, "annotations")):
+        log.skip(f"data seed {seed}", call, reason=f"{out}/annotations exists")
+    else:
+        log.run(f"data seed {seed}", call, synthetic.generate, out, **kwargs)
+
+
+def _convert(log: StageLog, data_dir: str, split: SplitData) -> None:
+    from action_tx.data import convert
+
+    folder = os.path.dirname(split.shards)
+    out = os.path.join(folder, f"{split.split}.tfrecord@4")
+    call = call_text("convert.convert_split", data_dir, split.split, out)
+    stage = f"tfrecords {split.name}" if split.name != "train" else "tfrecords train"
+    if os.path.isfile(os.path.join(folder, f"{split.split}_manifest.json")):
+        log.skip(stage, call)
+    else:
+        log.run(stage, call, convert.convert_split, data_dir, split.split, out)
+
+
+def prepare_data(
+    log: StageLog, paths: Paths, val_seeds: Sequence[int], generator: dict = None
+) -> Tuple[SplitData, Tuple[SplitData, ...]]:
+    """Makes and converts the training data and every val split -> (train, val splits).
+    `generator`: extra `synthetic.generate` options (tests: fewer, shorter videos)."""
+    check_seeds(val_seeds)
+    generator = dict(generator or {})
+    _generate(log, paths, TRAIN_DATA_SEED, generator)
+    train = paths.train_split()
+    _convert(log, paths.data, train)
+    splits = []
+    for seed in val_seeds:
+        split = paths.val_split(seed)
+        if seed != TRAIN_DATA_SEED:
+            _generate(log, paths, seed, generator)
+        _convert(log, paths.data_dir(seed), split)
+        splits.append(split)
+    return train, tuple(splits)
+
+
+def prepare_pretrain_data(
+    log: StageLog, paths: Paths, generator: dict = None
+) -> Tuple[SplitData, SplitData]:
+    """Makes and converts the pretraining data set (both splits) -> (train, val)."""
+    _generate(log, paths, PRETRAIN_DATA_SEED, dict(generator or {}))
+    out = []
+    for split in ("train", "val"):
+        data = paths.pretrain_split(split)
+        _convert(log, paths.data_dir(PRETRAIN_DATA_SEED), data)
+        out.append(data)
+    return tuple(out)
+
+
+def positive_rates(splits: Sequence[SplitData], label_map: str) -> dict:
+    """`chance.positive_rates` of the pooled val splits (the instrument check's chance
+    levels), for the label map's classes."""
+    from action_tx.bench import chance
+    from object_detection_ext import ava_eval_io
+
+    ids = ava_eval_io.as_label_map(label_map).ids
+    rates = chance.positive_rates(
+        [s.evidence for s in splits], ids, excluded=[s.excluded for s in splits]
+    )
+    # JSON keys are strings; per_class counts stay as [positives, matched negatives].
+    return {
+        kind: dict(rate=v["rate"], per_class={str(c): pn for c, pn in v["per_class"].items()})
+        for kind, v in rates.items()
+    }

@@ -1,0 +1,143 @@
+"""Scoring of the heads suite's runs: every trained seed on every val split, in both box modes
+(detections, ground-truth boxes), then each seed's pooled detections matched once
+(`stats.match_run`) into matches_<mode>_<splits>.npz, what the results page's intervals read.
+"""
+
+import os
+
+from action_tx import config as C
+from action_tx.bench import heads_runs as R
+from action_tx.bench.runner import StageError, call_text
+
+MODES = ("rpn", "gt")  # box modes of the evaluation: detections, ground-truth boxes
+
+
+def split_config(config, spec: R.RunSpec, paths, split, gt_boxes: bool):
+    """The trained run's config scored on val split `split` (`heads_data.SplitData`), on GT
+    boxes when `gt_boxes`. The head keeps its size (memory tables) from `config`."""
+    overrides = {"data.eval_tfrecords": split.shards, "eval.groundtruth": split.groundtruth}
+    if spec.mode == R.FEATURES:
+        overrides["data.eval_feature_dir"] = paths.feature_dir(spec.features_from, split.name)
+    if spec.bank_from:
+        overrides["head.eval_bank_dir"] = paths.feature_dir(spec.bank_from, split.name, "acfb")
+    if gt_boxes:
+        overrides.update(R.GT_BOX_OVERRIDES[spec.mode])
+    return C.with_overrides(config, overrides)
+
+
+def checkpoint_path(run_dir: str, steps: int) -> str:
+    return os.path.join(run_dir, f"ckpt-{steps}")
+
+
+def evaluate(jobs, share_model: bool = True) -> None:
+    """Scores checkpoints on val splits: jobs are (config, checkpoint, split, out_dir) of one
+    run and box mode (`split_config`s: one model). With `share_model` the model is built once
+    and every checkpoint restored into it (seeds and splits differ only in weights and input);
+    ACAR's bank is set at build time, so bank runs build one per job. Writes each job's
+    `ckpt-N_detections.csv` and `_results.json` into its out_dir."""
+    from action_tx import eval_lib, precision
+    from action_tx.tasks import make_task
+
+    model = None
+    for config, checkpoint, split, out in jobs:
+        task = make_task(config)
+        dataset = task.eval_dataset(config.eval.batch_size)
+        if model is None or not share_model:
+            with precision.policy(config.eval.precision):
+                model = task.build_model()
+                eval_lib.build_detector_on(model, dataset)
+        eval_lib.evaluate_checkpoint(
+            model,
+            checkpoint,
+            dataset,
+            task.label_map,
+            config.eval.groundtruth,
+            excluded=split.excluded,
+            evidence=split.evidence,
+            out_dir=out,
+            summary_writer=None,
+            num_images=0,
+            progress=False,
+            total=task.eval_keyframes(),
+        )
+
+
+def match(out: str, splits, detections, label_map: str) -> None:
+    """`stats.match_run` of the pooled splits' detections, saved at `out`."""
+    from action_tx.bench import stats
+
+    matches = stats.match_run(
+        [s.groundtruth for s in splits],
+        list(detections),
+        label_map,
+        excluded=[s.excluded for s in splits],
+        evidence=[s.evidence for s in splits],
+    )
+    stats.save_matches(out, matches)
+
+
+def splits_key(splits) -> str:
+    """Names the pooled val set in file names: "data0-1" for generator seeds 0 and 1."""
+    return "data" + "-".join(str(s.data_seed) for s in splits)
+
+
+def score_seeds(run, specs, results, log, paths, steps, val, done) -> None:
+    """Scores the trained seeds of run `run` (specs and `train_seed` results, in order) on
+    every val split in both box modes, matches each seed's pooled detections, and completes
+    each result (matches {mode: path}, head_params, trainable_params, step_time_s); a failing
+    stage fails the seeds it scores. Seeds scored add their names to `done`."""
+    from action_tx.bench import heads_metrics as M
+    from action_tx.tasks import make_task
+
+    trained = [(s, r) for s, r in zip(specs, results) if r["status"] == "ok"]
+    for _, r in trained:
+        r["matches"] = {}
+    for mode in MODES:
+        jobs = []
+        for spec, r in trained:
+            for split in val:
+                out = os.path.join(paths.run_dir(spec.name), f"eval_{mode}_{split.name}")
+                if M.eval_results(out, steps) is None:
+                    config = split_config(r["config"], spec, paths, split, mode == "gt")
+                    ckpt = checkpoint_path(paths.run_dir(spec.name), steps)
+                    jobs.append((config, ckpt, split, out))
+        call = f"heads_eval.evaluate({len(jobs)} (seed, val split) jobs, {mode} boxes)"
+        names = ", ".join(sorted({os.path.basename(os.path.dirname(j[3])) for j in jobs}))
+        try:
+            if jobs:
+                share = specs[0].bank_from is None
+                log.run(f"eval {mode} {run}", f"{call}: {names}", evaluate, jobs, share)
+            else:
+                log.skip(f"eval {mode} {run}", call)
+        except StageError as e:
+            for _, r in trained:
+                r["status"] = f"failed at eval {mode}: {' '.join(str(e).split())[:300]}"
+            return
+        key = splits_key(val)
+        for spec, r in trained:
+            run_dir = paths.run_dir(spec.name)
+            detections = [
+                os.path.join(run_dir, f"eval_{mode}_{s.name}", f"ckpt-{steps}_detections.csv")
+                for s in val
+            ]
+            out = os.path.join(run_dir, f"matches_{mode}_{key}.npz")
+            call = call_text("stats.match_run", *(os.path.basename(d) for d in detections))
+            call += f" -> {out}"
+            label = f"matches {mode} {spec.name}"
+            try:
+                if os.path.isfile(out):
+                    log.skip(label, call)
+                else:
+                    log.run(label, call, match, out, val, detections, paths.label_map)
+                r["matches"][mode] = out
+            except StageError as e:
+                r["status"] = f"failed at matches {mode}: {' '.join(str(e).split())[:300]}"
+    for spec, r in trained:
+        if r["status"] != "ok":
+            continue
+        path = checkpoint_path(paths.run_dir(spec.name), steps)
+        r["head_params"], r["trainable_params"] = M.count_parameters(path)
+        # The trainer's examples per step (feature mode counts the context keyframes too).
+        batch = make_task(r["config"]).global_batch_size
+        r["step_time_s"] = M.step_seconds(paths.run_dir(spec.name), batch)
+        done.add(spec.name)
