@@ -263,6 +263,7 @@ class ACARHeadConfig(HeadConfig):
     hidden_size: int = 512  # §4.1: d = 512
     relation: str = "hr2o"  # §3.2: high-order relation reasoning
     dropout: float = 0.2  # paper silent; the authors' HR2O blocks
+    block_dropout: float = 0.2  # inside each HR2O block (authors' code)
     bank_dir: Optional[str] = None  # stage 2 (§3.3): the training split's bank
     eval_bank_dir: Optional[str] = None  # the bank read in inference (None: bank_dir)
     bank_window: int = 10  # §4.2: 2w + 1 = 21 s, w = 10

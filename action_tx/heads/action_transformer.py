@@ -321,3 +321,8 @@ class ActionTransformerConfig(HeadConfig):
     hidden_size: int = 128  # §3.4: D = 128
     query_mode: str = "highres"  # §4.4, Table 3: HighRes query preprocessing is best
     dropout: float = 0.3  # §3.4: dropout 0.3 in every unit
+    # Paper silent (module docstring): location embedding width, HighRes 1x1 reduction (= D),
+    # Transformer feed-forward width 4 D.
+    location_embedding_size: int = 64
+    highres_reduced_channels: int = 128
+    ffn_hidden: int = 512

@@ -180,6 +180,9 @@ class TxI3DHeadConfig(HeadConfig):
     hidden_size: int = 128
     query_mode: str = "highres"
     dropout: float = 0.3
+    location_embedding_size: int = 64  # as ActionTransformerConfig
+    highres_reduced_channels: int = 128
+    ffn_hidden: int = 512
     i3d_dropout: float = 0.3  # paper silent: the I3D head's
 
     def head_kwargs(self, trunk=None) -> dict:
