@@ -56,15 +56,7 @@ def main(argv):
         )
     except (tube_layout.TubeDataError, OSError) as e:
         raise cli.CliError(e) from None
-    print(
-        f"wrote {FLAGS.out}: "
-        + "; ".join(
-            f"{s}: {c['videos']} videos, {c['keyframes']} keyframes"
-            for s, c in manifest["splits"].items()
-        )
-        + f"; rejected {len(manifest['rejected_boxes'])} boxes, "
-        f"{len(manifest['rejected_videos'])} videos"
-    )
+    print(tube_layout.summary(FLAGS.out, manifest))
     return 0
 
 

@@ -281,3 +281,15 @@ def write_layout(
     with open(os.path.join(out_dir, "conversion_manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest
+
+
+def summary(out_dir: str, manifest: dict) -> str:
+    """One line about a `write_layout` result: videos and keyframes per split, what was rejected."""
+    splits = "; ".join(
+        f"{s}: {c['videos']} videos, {c['keyframes']} keyframes"
+        for s, c in manifest["splits"].items()
+    )
+    return (
+        f"wrote {out_dir}: {splits}; rejected {len(manifest['rejected_boxes'])} boxes, "
+        f"{len(manifest['rejected_videos'])} videos"
+    )
