@@ -73,7 +73,7 @@ class ModelConfig:
                 options = config_class.from_json(options)
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"head {self.head!r}: {e}") from None
-        elif not isinstance(options, config_class):
+        elif type(options) is not config_class:  # exactly: TxI3DHeadConfig extends Tx's
             raise ConfigError(
                 f"head {self.head!r} takes {config_class.__name__} options, got "
                 f"{type(options).__name__}"

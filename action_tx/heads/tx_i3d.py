@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from action_tx.heads.action_transformer import ActionTransformerConfig, ActionTransformerHead
 from action_tx.heads.base import ActionHead, HeadInputs, HeadOutputs
-from action_tx.heads.head_config import HeadConfig
 from action_tx.heads.i3d_head import I3DHead, _tail_kwargs
 
 
@@ -169,20 +168,11 @@ class TxI3DHead(ActionHead):
 
 
 @dataclasses.dataclass(frozen=True)
-class TxI3DHeadConfig(HeadConfig):
-    """Options of `TxI3DHead`: the Tx classifier's (action_transformer.txt §3.4, §4.4) and the
-    I3D box regressor's dropout; the I3D tail takes the trunk's width and BatchNorm mode."""
+class TxI3DHeadConfig(ActionTransformerConfig):
+    """Options of `TxI3DHead`: the Tx classifier's (`ActionTransformerConfig`'s fields and flags)
+    and the I3D box regressor's dropout; the I3D tail takes the trunk's width and BatchNorm."""
 
-    flag_names = ActionTransformerConfig.flag_names
     runs_i3d_tail = True
-    num_heads: int = 2
-    num_layers: int = 3
-    hidden_size: int = 128
-    query_mode: str = "highres"
-    dropout: float = 0.3
-    location_embedding_size: int = 64  # as ActionTransformerConfig
-    highres_reduced_channels: int = 128
-    ffn_hidden: int = 512
     i3d_dropout: float = 0.3  # paper silent: the I3D head's
 
     def head_kwargs(self, trunk=None) -> dict:
