@@ -195,11 +195,11 @@ class ActionDetector(keras.Model):
                     proposals["anchors"], batch["boxes"], batch["box_mask"], seed=self._next_seed()
                 )
                 out.update(rpn_labels=targets["labels"], rpn_box_targets=targets["box_targets"])
-        roi_features = self.roi_extractor(features, rois, roi_mask)
+        roi_features = self.pool_rois(features, rois, roi_mask)
         objects = object_mask = object_features = None
         if self.use_objects:
             objects, object_mask = batch["objects"], tf.cast(batch["object_mask"], tf.bool)
-            object_features = self.roi_extractor(features, objects, object_mask)
+            object_features = self.pool_rois(features, objects, object_mask)
         keyframe_mask = batch.get("keyframe_mask")
         head_out = self.head(
             HeadInputs(
@@ -257,6 +257,15 @@ class ActionDetector(keras.Model):
                 )
             )
         return out, features
+
+    def pool_rois(self, features, boxes, mask):
+        """The head's RoI tubes: features [B, T', H', W', C], boxes [B, N, 4], mask [B, N] ->
+        [B, N, T', S, S, C], or [B, N, 1, S, S, C] of the slice T'//2 for a head that reads
+        only that one (`ActionHead.roi_time_slices`)."""
+        if self.head.roi_time_slices == "centre":
+            centre = tf.shape(features)[1] // 2
+            features = features[:, centre : centre + 1]
+        return self.roi_extractor(features, boxes, mask)
 
     def detect_with_features(
         self,

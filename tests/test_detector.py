@@ -11,6 +11,8 @@ import tensorflow as tf
 import keras
 
 from action_tx.detector import ActionDetector
+from action_tx.heads.action_transformer import ActionTransformerHead
+from action_tx.heads.base import HeadInputs
 from action_tx.heads.i3d_head import I3DHead
 from action_tx.heads.linear import LinearHead
 from action_tx.outputs import detections_to_ava
@@ -113,6 +115,33 @@ def test_forward_shapes_and_padding():
         "total_loss",
     }
     assert all(np.isfinite(v.numpy()) for v in terms.values())
+
+
+def test_tx_detector_pools_only_the_central_slice():
+    # Tx reads only the slice T'//2 of the RoI tube (its query): the detector pools that slice
+    # alone, and the logits equal those of the head given the whole tube.
+    head = ActionTransformerHead(CLASSES, hidden_size=16, ffn_hidden=32, dropout=0.0)
+    det = ActionDetector(
+        trunk=make_trunk("i3d_tiny", freeze_bn=True),
+        proposer=Proposer(mode="gt"),
+        head=head,
+        num_classes=CLASSES,
+        seed=1,
+    )
+    batch = tiny_batch()
+    logits = det(batch, training=False)["logits"]
+    features = det.trunk(batch["clip"], training=False)
+    boxes, mask = batch["boxes"], batch["box_mask"]
+    tube = det.roi_extractor(features, boxes, mask)  # [B, N, T', 7, 7, C]
+    centre = det.pool_rois(features, boxes, mask)
+    t = features.shape[1]
+    assert t > 1 and centre.shape == tube.shape[:2] + (1,) + tube.shape[3:]
+    np.testing.assert_allclose(centre[:, :, 0], tube[:, :, t // 2], atol=1e-6)
+    whole = head(HeadInputs(features=features, rois=boxes, roi_mask=mask, roi_features=tube))
+    np.testing.assert_allclose(logits, whole.logits, atol=1e-5)
+    # A head that reads every slice gets the whole tube.
+    i3d = make_detector("i3d", proposals="gt")
+    assert i3d.pool_rois(features, boxes, mask).shape[2] == t
 
 
 def test_config_round_trip():

@@ -84,16 +84,17 @@ def proposals(detector, features, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.T
 
 
 def roi_pooling(detector, features, rois, roi_mask, batch) -> Dict[str, Optional[tf.Tensor]]:
-    """The roi_pooling stage -> roi_features [B, N, T', S, S, C] and, when the detector pools
-    objects, objects [B, O, 4], object_mask [B, O], object_features [B, O, T', S, S, C]."""
-    out = dict(roi_features=detector.roi_extractor(features, rois, roi_mask))
+    """The roi_pooling stage -> roi_features [B, N, T', S, S, C] (T' = 1 for a head that reads
+    the central slice only) and, when the detector pools objects, objects [B, O, 4],
+    object_mask [B, O], object_features [B, O, T', S, S, C]."""
+    out = dict(roi_features=detector.pool_rois(features, rois, roi_mask))
     out.update(objects=None, object_mask=None, object_features=None)
     if detector.use_objects:
         objects, mask = batch["objects"], tf.cast(batch["object_mask"], tf.bool)
         out.update(
             objects=objects,
             object_mask=mask,
-            object_features=detector.roi_extractor(features, objects, mask),
+            object_features=detector.pool_rois(features, objects, mask),
         )
     return out
 

@@ -68,8 +68,9 @@ class ActionTransformerHead(ActionHead):
       features:     float32 [B, T', H', W', C] trunk map.
       rois:         float32 [B, N, 4] normalized [y1, x1, y2, x2].
       roi_mask:     bool [B, N], true for real RoIs.
-      roi_features: float32 [B, N, T', S, S, C] ST-RoIAlign tubes; only the central slice T'//2
-                    is used (the query; S = 7 in the paper).
+      roi_features: float32 [B, N, T', S, S, C] ST-RoIAlign tubes, or [B, N, 1, S, S, C] their
+                    central slice: only the slice T'//2 is used (the query; S = 7 in the
+                    paper), so `roi_time_slices` = "centre" and the detector pools only it.
     Returns `HeadOutputs`:
       logits:     float32 [B, N, num_classes], 0 for padded RoIs.
       box_deltas: float32 [B, N, 4] (0 for padded RoIs) or None when regress_boxes=False.
@@ -78,6 +79,9 @@ class ActionTransformerHead(ActionHead):
                   ones. None when return_attention=False.
       actor_logits: float32 [B, N] (0 for padded RoIs) or None when actor_logit=False.
     """
+
+    # The query is the central slice's RoI feature (§3.2); K and V come from the trunk map.
+    roi_time_slices = "centre"
 
     def __init__(
         self,
@@ -205,9 +209,10 @@ class ActionTransformerHead(ActionHead):
                 f"roi_features {roi_features.shape}"
             )
         t_feat, t_roi = features.shape[1], roi_features.shape[2]
-        if t_feat is not None and t_roi is not None and t_feat != t_roi:
+        if t_feat is not None and t_roi is not None and t_roi not in (1, t_feat):
             raise ValueError(
-                f"{name}: roi_features has T'={t_roi} slices but features has T'={t_feat}"
+                f"{name}: roi_features has T'={t_roi} slices but features has T'={t_feat} "
+                f"(give every slice or only the central one)"
             )
 
     def _query_and_memory(self, features, roi_features, rois):
@@ -249,6 +254,21 @@ class ActionTransformerHead(ActionHead):
         flat = reduced.shape[2] * reduced.shape[3] * reduced.shape[4]
         return tf.reshape(reduced, [shape[0], shape[1], flat])
 
+    def _keys_and_values(self, memory):
+        """Every unit's (K, V) [B, M, D] of memory [B, M, C'], as ONE [B M, C'] x [C', 2 U D]
+        matmul of the units' own kernels: each unit projects the same trunk map (§3.2), and one
+        wide product runs nearer the matmul rate than 2U products D wide (forward+backward of
+        the paper-size projections, M = 3136, C' = 960, 6 units, on this project's 2-core CPU:
+        8% faster in float32, 19% in bfloat16; 2026-12-06)."""
+        projections = [p for unit in self._units for p in (unit.key_proj, unit.value_proj)]
+        kernel = tf.concat([tf.cast(p.kernel, memory.dtype) for p in projections], axis=1)
+        bias = tf.concat([tf.cast(p.bias, memory.dtype) for p in projections], axis=0)
+        shape = tf.shape(memory)
+        flat = tf.reshape(memory, [shape[0] * shape[1], memory.shape[-1]])
+        projected = tf.reshape(tf.matmul(flat, kernel) + bias, [shape[0], shape[1], -1])
+        parts = tf.split(projected, len(projections), axis=-1)
+        return list(zip(parts[0::2], parts[1::2]))
+
     def call(self, inputs: HeadInputs, training=None) -> HeadOutputs:
         features = tf.cast(inputs.features, self.compute_dtype)
         roi_features = tf.cast(inputs.roi_features, self.compute_dtype)
@@ -258,10 +278,14 @@ class ActionTransformerHead(ActionHead):
 
         query_map, memory = self._query_and_memory(features, roi_features, rois)
         query = self._preprocess_query(query_map)
+        keys_values = self._keys_and_values(memory)
         attention = []
         for layer in range(self.num_layers):
-            layer_units = self._units[layer * self.num_heads : (layer + 1) * self.num_heads]
-            outputs = [unit(query, memory, training=training) for unit in layer_units]
+            first = layer * self.num_heads
+            outputs = [
+                unit(query, memory, training=training, keys_values=keys_values[first + i])
+                for i, unit in enumerate(self._units[first : first + self.num_heads])
+            ]
             # "concatenating the output from the multiple heads at a given layer, and using the
             # concatenated feature as the next query" (§3.2).
             query = tf.concat([out for out, _ in outputs], axis=-1)  # [B, N, heads * D]

@@ -20,7 +20,9 @@ class HeadInputs(NamedTuple):
     features:       float32 [B, T', H', W', C]   trunk features (Mixed_4f cut).
     rois:           float32 [B, N, 4]            normalized [y1, x1, y2, x2] RoIs on the keyframe.
     roi_mask:       bool    [B, N]               true for real RoIs, false for padding.
-    roi_features:   float32 [B, N, T', S, S, C]  ST-RoIAlign tubes (S = 7 by default).
+    roi_features:   float32 [B, N, T', S, S, C]  ST-RoIAlign tubes (S = 7 by default); only
+                                                 the central slice, [B, N, 1, S, S, C], for a
+                                                 head whose `roi_time_slices` is "centre".
     roi_scores:     float32 [B, N]               person score of each RoI (RPN objectness,
                                                  external detector score, or 1 for gt boxes;
                                                  RoIs sampled in training: IoU with the matched
@@ -91,6 +93,10 @@ class ActionHead(keras.layers.Layer):
         split is evaluated; the training memory is kept. A no-op for a head without one.
     tail: the Inception-I3D Mixed_5a-5c layers the head runs, where Kinetics weights load
         (`--init_checkpoint`, `i3d_checkpoint.detector_i3d_parts`), or None (default).
+    roi_time_slices: str   "all" (default): `roi_features` are tubes over every time slice;
+        "centre": the head reads only the temporally central slice T'//2, so the model pools
+        only that slice ([B, N, 1, S, S, C]; Action Transformer's query, §3.2 "from the
+        center clip": 1/T' of ST-RoIAlign's cost).
     tail_features(roi_features, training): each RoI's feature after `tail`, pooled as the head
         pools it before classifying (what `ActionDetector.detect_with_features` stores for the
         Mixed_5c layer). Raises ValueError for a head without a tail (default).
@@ -98,6 +104,7 @@ class ActionHead(keras.layers.Layer):
 
     uses_objects = False
     inference_passes = 1
+    roi_time_slices = "all"
     tail = None
 
     def __init__(self, **kwargs):

@@ -167,10 +167,15 @@ class TxUnit(keras.layers.Layer):
         self.ffn2.build((None, None, self.ffn_hidden))
         self.norm2.build((None, None, d))
 
-    def call(self, query, memory, training=None):
+    def call(self, query, memory, training=None, keys_values=None):
+        """keys_values: optional (K, V), each [B, M, D]: this unit's projections of `memory`
+        computed by the caller (`ActionTransformerHead` computes every unit's in one matmul);
+        `memory` is then not read."""
         q = self.query_proj(query)
-        k = self.key_proj(memory)
-        v = self.value_proj(memory)
+        if keys_values is None:
+            k, v = self.key_proj(memory), self.value_proj(memory)
+        else:
+            k, v = keys_values
         scores = tf.einsum("bnd,bmd->bnm", q, k) / math.sqrt(self.hidden_size)
         # Softmax in float32 so mixed precision cannot overflow over 10^4 cells.
         attention = tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1)
