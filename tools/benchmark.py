@@ -24,6 +24,12 @@ Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and writ
 renders the results page from the heads suite's heads.json: the papers' claims with verdicts,
 every run with 95% intervals, the machine, the time, the commands
 (`action_tx/bench/results_page.py`; --out is the page, default docs/results.md).
+
+    python tools/benchmark.py --render_perf=A/perf.json[,B/perf.json] \
+        [--out=docs/results/perf.json] [--readme=README.md]
+
+merges the efficiency sections of perf runs into --out and rewrites README's performance table
+from it (`action_tx/bench/perf_table.py`).
 """
 
 import importlib
@@ -68,6 +74,13 @@ flags.DEFINE_string(
     None,
     "Instead of a suite: render the results page from this heads.json of the heads suite.",
 )
+flags.DEFINE_list(
+    "render_perf",
+    None,
+    "Instead of a suite: merge the efficiency sections of these perf.json files into --out "
+    "(default docs/results/perf.json) and rewrite README's performance table from it.",
+)
+flags.DEFINE_string("readme", None, "--render_perf: the README to update (default the repo's).")
 flags.DEFINE_integer(
     "bootstrap_resamples", 1000, "--render_results: resamples of the intervals' bootstrap."
 )
@@ -93,6 +106,7 @@ flags.DEFINE_integer(
     "(--quick: 2 unless given).",
 )
 RESULTS_PAGE = os.path.join("docs", "results.md")
+PERF_JSON = os.path.join("docs", "results", "perf.json")
 SEED_FLAGS = ("seeds", "seed_offset", "data_seed", "val_splits")
 
 
@@ -129,12 +143,33 @@ def render_results():
     print(f"written: {out}", file=sys.stderr)
 
 
+def render_perf():
+    from action_tx.bench import perf_table
+
+    missing = [p for p in FLAGS.render_perf if not os.path.isfile(p)]
+    if missing:
+        raise cli.CliError(f"--render_perf: no such file: {', '.join(missing)}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = FLAGS.out if FLAGS["out"].present else os.path.join(root, PERF_JSON)
+    readme = FLAGS.readme or os.path.join(root, "README.md")
+    try:
+        perf_table.render(FLAGS.render_perf, out, readme)
+    except (ValueError, KeyError) as e:
+        raise cli.CliError(f"--render_perf: {e}")
+    print(f"written: {out}, {readme}", file=sys.stderr)
+
+
 def main(argv):
     del argv
-    if (FLAGS.suite is None) == (FLAGS.render_results is None):
-        raise cli.CliError("give one of --suite (run a benchmark) or --render_results (a page)")
+    if [FLAGS.suite, FLAGS.render_results, FLAGS.render_perf].count(None) != 2:
+        raise cli.CliError(
+            "give one of --suite (run a benchmark), --render_results (the results page) or "
+            "--render_perf (README's performance table)"
+        )
     if FLAGS.render_results:
         return render_results()
+    if FLAGS.render_perf:
+        return render_perf()
     if not FLAGS["verbosity"].present:  # TF's per-checkpoint INFO lines drown the progress
         logging.set_verbosity(logging.WARNING)
     given = [f"--{name}" for name in SEED_FLAGS if FLAGS[name].present]
@@ -149,6 +184,7 @@ def main(argv):
             runs=FLAGS.perf_runs,
             precisions=FLAGS.precisions,
             device=FLAGS.device,
+            command="python tools/benchmark.py " + " ".join(sys.argv[1:]),
         )
     report = module.run(out_dir=FLAGS.out, preset=FLAGS.preset, quick=FLAGS.quick, **kwargs)
     path = os.path.join(FLAGS.out, f"{FLAGS.suite}.md")

@@ -199,10 +199,12 @@ def run(
     runs=None,
     precisions=None,
     device: str = "auto",
+    command: str = "",
 ) -> str:
     """The perf report (Markdown); writes out_dir/perf.json. `sections`: of SECTIONS; `runs`,
     `precisions`, `device`: the efficiency section's (`efficiency.run_suite`; None: all runs,
-    float32 and mixed_bfloat16)."""
+    float32 and mixed_bfloat16); `command`: the command line, kept in perf.json (README's
+    table names it, `perf_table`)."""
     from action_tx.bench import efficiency
 
     unknown = set(sections) - set(SECTIONS)
@@ -230,6 +232,7 @@ def run(
     with open(os.path.join(out_dir, "perf.json"), "w") as f:
         json.dump(
             dict(
+                command=command,
                 preset=preset,
                 quick=quick,
                 machine=machine,
