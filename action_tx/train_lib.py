@@ -118,10 +118,8 @@ def train(
     except tf.errors.InvalidArgumentError as e:
         if not pipeline.record_error_text(e):
             raise
-        raise TrainingError(
-            f"{op_error_text(e)}; newest checkpoint: "
-            f"{tf.train.latest_checkpoint(model_dir) or 'none'}"
-        ) from None
+        newest = (checkpointing.find_checkpoints(model_dir, log=None) or ["none"])[-1]
+        raise TrainingError(f"{op_error_text(e)}; newest checkpoint: {newest}") from None
     except PEER_ERRORS as e:
         if workers < 2:
             raise

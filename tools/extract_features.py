@@ -114,7 +114,7 @@ InputError = cli.CliError  # bad flags or files: one line, exit status 2
 def _checkpoint():
     """-> (latest checkpoint path, the checkpoint's ExperimentConfig): its config.json (or
     model_flags.json) wins over the flagfile's model and data flags."""
-    import tensorflow as tf
+    from action_tx import checkpointing
 
     model_dir = FLAGS.checkpoint_dir
     if not os.path.isdir(model_dir):
@@ -124,10 +124,12 @@ def _checkpoint():
         raise InputError(
             f"--checkpoint_dir: {model_dir} has no config.json (not a trainer directory)"
         )
-    path = tf.train.latest_checkpoint(model_dir)
-    if not path:
+    # Not tf.train.latest_checkpoint: with the `checkpoint` state file lost it finds nothing,
+    # while find_checkpoints falls back on the ckpt-*.index files (and says so).
+    checkpoints = checkpointing.find_checkpoints(model_dir, log=logging.warning)
+    if not checkpoints:
         raise InputError(f"--checkpoint_dir: no checkpoint in {model_dir}")
-    return path, config
+    return checkpoints[-1], config
 
 
 def _input_files():

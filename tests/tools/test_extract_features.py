@@ -4,6 +4,7 @@ checkpoint: stored values, resume, clear errors; then feature-mode train.py and 
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -226,6 +227,20 @@ def test_parallel_workers_and_a_kill_halfway(setup, tmp_path):
     assert first.stat().st_mtime_ns == stamp and second.exists()
     assert not list(out.glob("*.tmp"))
     assert_same_features(read_all(out), want)
+
+
+def test_a_lost_checkpoint_state_file(setup, tmp_path):
+    # Without `checkpoint` (the state file), the ckpt-*.index files still name the checkpoint:
+    # the extraction says so and gives the same features.
+    model_dir = tmp_path / "det"
+    shutil.copytree(setup["root"] / "det", model_dir)
+    (model_dir / "checkpoint").unlink()
+    out = tmp_path / "features"
+    args = [a for a in setup["args"] if not a.startswith(("--checkpoint_dir", "--out"))]
+    proc = run("extract_features.py", *args, f"--checkpoint_dir={model_dir}", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "found 1 checkpoint(s) from their ckpt-*.index files" in proc.stderr
+    assert_same_features(read_all(out), read_all(setup["out"]))
 
 
 def test_clear_errors(setup, tmp_path):
