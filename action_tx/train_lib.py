@@ -20,7 +20,7 @@ from typing import Callable, Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from action_tx import checkpointing
+from action_tx import checkpointing, interrupt
 from action_tx import precision as precision_lib
 from action_tx.distribute import (  # noqa: F401  (the trainer's API, re-exported)
     PEER_ERRORS,
@@ -103,6 +103,9 @@ def train(
       TrainingError (empty input, non-finite loss, bad settings, a record whose frames do not
       decode), checkpointing.CheckpointError,
       WorkerLostError (multi-worker: another worker died or stopped answering; restart all).
+      KeyboardInterrupt after Ctrl-C or SIGTERM (one worker): the step under way finishes and
+      is saved, and the message names its checkpoint (`action_tx.interrupt`); a second signal
+      stops at once.
     """
     strategy = strategy or make_strategy("one_device")
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -114,7 +117,7 @@ def train(
     )
     try:
         with precision_lib.policy(kwargs.get("precision", "float32")):
-            return _train(model_dir=model_dir, strategy=strategy, **kwargs)
+            return _train(model_dir=model_dir, strategy=strategy, workers=workers, **kwargs)
     except tf.errors.InvalidArgumentError as e:
         if not pipeline.record_error_text(e):
             raise
@@ -138,6 +141,7 @@ def _train(
     train_steps: int,
     global_batch_size: int,
     strategy: Optional[tf.distribute.Strategy] = None,
+    workers: int = 1,
     optimizer: str = "sgd",
     learning_rate: float = 0.1,
     warmup_learning_rate: float = 0.01,
@@ -256,52 +260,64 @@ def _train(
         return path
 
     last = manager.latest_checkpoint if chief else None
+    # Ctrl-C / SIGTERM: finish the step, save it, stop (`interrupt`).
+    stop = interrupt.StopRequest(enabled=workers < 2)
     try:
-        while int(step.numpy()) < train_steps:
-            try:
-                out = train_step(iterator)
-            except tf.errors.OutOfRangeError:
-                raise TrainingError(
-                    f"the training data ran out at step {int(step.numpy())} "
-                    f"({data_description or 'dataset_fn'}); repeat it"
-                ) from None
-            step.assign_add(1)
-            at = int(step.numpy())
-            terms = {k: float(v) for k, v in out.items()}
-            if scaling:
-                terms["loss_scale"] = float(opt.dynamic_scale.numpy())
-            history.append(terms)
-            skipped = (
-                scaling and not math.isfinite(terms["grad_norm"]) and terms["loss_scale"] >= 1.0
-            )
-            if not all(
-                math.isfinite(v) for k, v in terms.items() if not (skipped and k == "grad_norm")
-            ):
-                bar.close()
-                bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
-                raise TrainingError(
-                    f"non-finite loss at step {at} ({bad}); stopped without "
-                    f"saving; the last good checkpoint is {last or 'none'}"
+        with stop:
+            while int(step.numpy()) < train_steps:
+                try:
+                    out = train_step(iterator)
+                except tf.errors.OutOfRangeError:
+                    raise TrainingError(
+                        f"the training data ran out at step {int(step.numpy())} "
+                        f"({data_description or 'dataset_fn'}); repeat it"
+                    ) from None
+                step.assign_add(1)
+                at = int(step.numpy())
+                terms = {k: float(v) for k, v in out.items()}
+                if scaling:
+                    terms["loss_scale"] = float(opt.dynamic_scale.numpy())
+                history.append(terms)
+                skipped = (
+                    scaling and not math.isfinite(terms["grad_norm"]) and terms["loss_scale"] >= 1.0
                 )
-            bar.set(at, note=f"loss {terms['total_loss']:.4f}")
-            if at % log_every == 0 or at == train_steps:
-                now = time.perf_counter()
-                with writer.as_default(step=at):
-                    for k, v in terms.items():
-                        tf.summary.scalar(k if k in ("grad_norm", "loss_scale") else f"loss/{k}", v)
-                    tf.summary.scalar("learning_rate", float(schedule(at - 1)))
-                    tf.summary.scalar(
-                        "examples_per_second",
-                        (at - s_log) * global_batch_size / max(now - t_log, 1e-9),
+                if not all(
+                    math.isfinite(v) for k, v in terms.items() if not (skipped and k == "grad_norm")
+                ):
+                    bar.close()
+                    bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
+                    raise TrainingError(
+                        f"non-finite loss at step {at} ({bad}); stopped without "
+                        f"saving; the last good checkpoint is {last or 'none'}"
                     )
-                t_log, s_log = now, at
-            if at % checkpoint_every == 0 or at == train_steps:
-                last = save(at)
-            if eval_fn is not None and eval_every and at % eval_every == 0:
-                bar.newline()
-                with writer.as_default(step=at):
-                    for k, v in eval_fn(model, at).items():
-                        tf.summary.scalar(k, v)
+                bar.set(at, note=f"loss {terms['total_loss']:.4f}")
+                if at % log_every == 0 or at == train_steps:
+                    now = time.perf_counter()
+                    with writer.as_default(step=at):
+                        for k, v in terms.items():
+                            tf.summary.scalar(
+                                k if k in ("grad_norm", "loss_scale") else f"loss/{k}", v
+                            )
+                        tf.summary.scalar("learning_rate", float(schedule(at - 1)))
+                        tf.summary.scalar(
+                            "examples_per_second",
+                            (at - s_log) * global_batch_size / max(now - t_log, 1e-9),
+                        )
+                    t_log, s_log = now, at
+                if at % checkpoint_every == 0 or at == train_steps:
+                    last = save(at)
+                if eval_fn is not None and eval_every and at % eval_every == 0:
+                    bar.newline()
+                    with writer.as_default(step=at):
+                        for k, v in eval_fn(model, at).items():
+                            tf.summary.scalar(k, v)
+                if stop.requested and at < train_steps:
+                    if at % checkpoint_every:
+                        last = save(at)
+                    raise KeyboardInterrupt(
+                        f"{stop.requested} at step {at}: checkpoint {last or 'none'} holds it; "
+                        f"rerun the same command to resume"
+                    )
     finally:
         bar.close()
         writer.flush()

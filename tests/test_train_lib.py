@@ -4,6 +4,7 @@ on the real detector (subprocess: logical devices must be set before TF starts).
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -110,6 +111,42 @@ def test_resume_equals_uninterrupted_and_fallback_on_truncated(tmp_path, capsys)
     assert [h["total_loss"] for h in ref["history"][3:]] == [
         h["total_loss"] for h in resumed["history"]
     ]
+
+
+def test_ctrl_c_saves_the_finished_step_and_resumes_exactly(tmp_path):
+    def run(model_dir, steps, eval_fn=None):
+        return train_lib.train(
+            model_fn=lambda: Toy(),
+            dataset_fn=toy_data(),
+            model_dir=str(model_dir),
+            train_steps=steps,
+            global_batch_size=2,
+            learning_rate=0.1,
+            warmup_learning_rate=0.01,
+            warmup_steps=2,
+            decay_steps=100,
+            checkpoint_every=4,
+            log_every=1,
+            progress=False,
+            deterministic=True,
+            eval_fn=eval_fn,
+            eval_every=1 if eval_fn else 0,
+        )
+
+    def ctrl_c_at_step_2(model, step):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)  # the handler only flags it: the step completes
+        return {}
+
+    ref = run(tmp_path / "ref", 6)
+    with pytest.raises(KeyboardInterrupt, match="SIGINT at step 2: checkpoint .*ckpt-2 holds it"):
+        run(tmp_path / "run", 6, ctrl_c_at_step_2)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert checkpointing.find_checkpoints(str(tmp_path / "run"))[-1].endswith("ckpt-2")
+    resumed = run(tmp_path / "run", 6)
+    assert len(resumed["history"]) == 4
+    for a, b in zip(ref["model"].weights, resumed["model"].weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_other_model_refused(tmp_path):

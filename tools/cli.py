@@ -10,9 +10,11 @@
 
 `run` turns a `CliError` (and the library's `ValueError`s: config, file format and checkpoint
 errors) into one `error: ...` line on stderr and exit status 2; a `CliError(..., status=1)`
-keeps a tool's documented other status. A `--flagfile` that does not exist is reported the
-same way, before absl prints its usage dump. `one_line_warnings` prints a library's warnings of
-one kind (e.g. the AVA evaluator's doubtful input) as `warning: ...` lines.
+keeps a tool's documented other status. Ctrl-C prints `interrupted[: why]` and exits 130 (the
+trainer first saves the step it finished, `action_tx.interrupt`). A `--flagfile` that does not
+exist is reported the same way, before absl prints its usage dump. `one_line_warnings` prints a
+library's warnings of one kind (e.g. the AVA evaluator's doubtful input) as `warning: ...`
+lines.
 
 TensorFlow's C++ log is quiet by default (`action_tx/__init__.py`); absl's `--verbosity=N`
 (or `-v N`) brings it back: 0 (INFO) shows all, -1 warnings and errors, -2 errors.
@@ -91,6 +93,9 @@ def run(main, known_only: bool = False) -> None:
         except (ValueError, OSError) as e:  # ConfigError, AvaFormatError, restore errors
             print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt as e:  # Ctrl-C: one line (the trainer's names its checkpoint)
+            print(f"interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+            sys.exit(130)
         sys.exit(status or 0)
 
     exit_on_missing_flagfile(sys.argv)

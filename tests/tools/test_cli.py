@@ -48,3 +48,25 @@ def test_unexpected_argument_is_one_error_line(tmp_path):
     proc = _train(tmp_path, "extra")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: unexpected arguments: extra"]
+
+
+def test_ctrl_c_is_one_line_and_status_130():
+    # The trainer raises KeyboardInterrupt naming its checkpoint (tests/test_train_lib.py).
+    script = (
+        "import cli\n"
+        "def main(argv):\n"
+        "    raise KeyboardInterrupt('SIGINT at step 2: checkpoint m/ckpt-2 holds it')\n"
+        "cli.run(main)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.join(REPO, "tools"),
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "tools"), REPO])),
+    )
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "interrupted: SIGINT at step 2: checkpoint m/ckpt-2 holds it"
+    )
