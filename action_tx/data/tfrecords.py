@@ -16,6 +16,11 @@ Feature list:
   image/encoded: one JPEG per frame of the window, oldest first.
 
 Every reader expands its shard globs with `match_files`, which refuses what is not a shard.
+
+This is layout 1. Layout 2 (`action_tx.data.chunks`, the converter's --keyframes_per_record
+> 1) stores K consecutive keyframes of a video per record with each frame once; its records
+carry clip/layout = 2 and are read with `chunks.record_keyframes` (either layout), not with
+`parse_example` (layout 1 only).
 """
 
 from __future__ import annotations
