@@ -192,6 +192,7 @@ def predict_dataset(
 
 def count_keyframes(file_pattern) -> Optional[int]:
     """Keyframes in the shards matching `file_pattern`, from the converter's manifests
+    (a shard's `keyframes`; `records` in manifests written before layout 2, one a keyframe)
     (`<split>_manifest.json` beside the shards); None when nothing matches or a shard is not
     listed in one. Raises `tfrecords.NotTFRecordError` on a match that is not a shard.
     A manifest's shards are matched by file name in its own folder, so a moved or copied
@@ -208,7 +209,9 @@ def count_keyframes(file_pattern) -> Optional[int]:
                     shards = json.load(f).get("shards", [])
                 counts.update(
                     {
-                        os.path.join(folder, os.path.basename(s["path"])): int(s["records"])
+                        os.path.join(folder, os.path.basename(s["path"])): int(
+                            s.get("keyframes", s["records"])
+                        )
                         for s in shards
                     }
                 )

@@ -16,10 +16,10 @@ from typing import Callable, Optional, Sequence
 import tensorflow as tf
 
 from action_tx import eval_lib
-from action_tx.data import features
+from action_tx.data import chunks, features
 from action_tx.data.features import encode_keyframe, transfer_labels
-from action_tx.data.pipeline import process_example, select_ranges, shard_records
-from action_tx.data.tfrecords import parse_example
+from action_tx.data.keyframe_stream import parse_element, select_ranges, shard_reader
+from action_tx.data.pipeline import process_example
 from action_tx.extraction_shards import (  # noqa: F401  (ManifestMismatch: re-exported)
     ManifestMismatch,
     check_worker,
@@ -80,14 +80,16 @@ class Extractor:
         size = kw.pop("image_size")
         size = (size, size) if isinstance(size, int) else tuple(size)
 
-        def fn(shard, serialized):
-            ex = dict(parse_example(serialized, num_classes=num_classes), shard=shard)
+        def fn(*element):
+            ex = parse_element(element[0] if len(element) == 1 else element, num_classes)
             return process_example(
                 ex, tf.constant(0, tf.int64), image_size=size, training=False, seed=0, **kw
             )
 
+        # Records of either layout (`chunks`); ranges count keyframes.
+        read_shard = shard_reader(chunks.read_layout(self.files)[0], num_classes)
         ds = select_ranges(
-            tf.data.Dataset.from_tensor_slices(self.files).flat_map(shard_records), ranges
+            tf.data.Dataset.from_tensor_slices(self.files).flat_map(read_shard), ranges
         )
         return (
             ds.map(fn, num_parallel_calls=2, deterministic=True).batch(self.batch_size).prefetch(1)

@@ -3,9 +3,10 @@ duplication, measured on a generated movie and projected to AVA v2.2 train + val
 
     python tools/benchmark.py --suite=data_cost [--quick] [--out=DIR]
 
-For each configuration (`CONFIGS`: the papers' 64 stored frames at a 400 px short side, and the
-demo's 32 at 112 px) it writes one generated movie (`data_cost_source`: 1/f texture, about
-the JPEG bytes per pixel of real footage) at 854x480, 30 fps, and times, in this process:
+For each configuration (`CONFIGS`: the papers' 64 stored frames at a 400 px short side, the
+demo's 32 at 112 px, and the papers' again in layout 2, K = 10 keyframes a record) it writes
+one generated movie (`data_cost_source`: 1/f texture, about the JPEG bytes per pixel of real
+footage) at 854x480, 30 fps, and times, in this process:
 
 1. preparation, `prepare.prepare` (the library of tools/prepare_ava.py) with one worker: the
    whole clip (Kinetics mode: the per-frame work of an AVA movie without its seek) resampled
@@ -42,16 +43,21 @@ import tensorflow as tf
 
 from action_tx.bench import data_cost_source
 from action_tx.bench.runner import machine_info
-from action_tx.data import convert, frame_source, prepare, tfrecords
+from action_tx.data import chunks, convert, frame_source, prepare, tfrecords
 
 FPS = 30
 SOURCE = dict(width=854, height=480)  # a 480p movie; AVA's are mostly 480p-1080p
 CONFIGS = {
     "paper": dict(short_side=400, num_frames=64),  # Action Transformer §4: 64 x 400 x 400
     "demo": dict(short_side=112, num_frames=32),  # configs/demo.flags: 112 px, 32 stored
+    # The paper's input in layout 2 (`action_tx.data.chunks`): 10 keyframes a record, each
+    # frame stored once.
+    "paper_k10": dict(short_side=400, num_frames=64, keyframes_per_record=10),
 }
 SECONDS = 60  # the clip per configuration: 59 keyframes
-QUICK = dict(seconds=4, source=dict(width=64, height=48), short_sides=dict(paper=32, demo=16))
+QUICK = dict(
+    seconds=4, source=dict(width=64, height=48), short_sides=dict(paper=32, demo=16, paper_k10=32)
+)
 AVA_V22 = dict(
     movies=235 + 64,  # train + val
     keyframes_per_movie=prepare.AVA_LAST_KEYFRAME - prepare.AVA_FIRST_KEYFRAME + 1,  # 897
@@ -103,32 +109,49 @@ def duplication(windows) -> dict:
 
 
 def record_windows(shards, frame_counts: dict, offset: float = 0.0):
-    """Records of `shards` -> (windows for `duplication`, keyframes). frame_counts: video_id ->
-    frames of its prepared video; a record's frames are `frame_source.window_indices` around
-    its keyframe's frame, which is how the converter chose them."""
-    windows = []
+    """Records of `shards` (either layout) -> (the frames each record stores, for
+    `duplication`; keyframes). frame_counts: video_id -> frames of its prepared video; a
+    keyframe's window is `frame_source.window_indices` around its keyframe's frame, which is
+    how the converter chose them; a layout-2 record stores the union of its windows once."""
+    windows, keyframes = [], 0
     for path in shards:
         for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
             ex = tf.train.SequenceExample.FromString(raw)
             ctx = ex.context.feature
             vid = ctx[tfrecords.VIDEO_ID].bytes_list.value[0].decode()
-            center = frame_source.keyframe_frame(
-                ctx[tfrecords.TIMESTAMP].int64_list.value[0],
-                ctx[tfrecords.FPS].float_list.value[0],
-                offset,
-            )
+            timestamps = ctx[tfrecords.TIMESTAMP].int64_list.value
             jpegs = [
                 f.bytes_list.value[0]
                 for f in ex.feature_lists.feature_list[tfrecords.FRAMES].feature
             ]
-            idx = frame_source.window_indices(center, len(jpegs), frame_counts[vid] - 1)
-            windows.append([((vid, i), len(j)) for i, j in zip(idx, jpegs)])
-    return windows, len(windows)
+            # Layout 1: one window, every stored frame; layout 2: K windows into the frames.
+            flat = ctx[chunks.WINDOW_FRAME].int64_list.value or range(len(jpegs))
+            width = len(flat) // len(timestamps)
+            stored = {}  # position in the record -> frame index in the video
+            for k, t in enumerate(timestamps):
+                center = frame_source.keyframe_frame(
+                    t, ctx[tfrecords.FPS].float_list.value[0], offset
+                )
+                idx = frame_source.window_indices(center, width, frame_counts[vid] - 1)
+                for p, i in zip(flat[k * width : (k + 1) * width], idx):
+                    if stored.setdefault(p, i) != i:
+                        raise ValueError(f"{path}: stored frame {p} is two frames of {vid}")
+            windows.append([((vid, stored[p]), len(j)) for p, j in enumerate(jpegs)])
+            keyframes += len(timestamps)
+    return windows, keyframes
 
 
-def measure(work_dir: str, *, short_side: int, num_frames: int, seconds: int, source: dict):
+def measure(
+    work_dir: str,
+    *,
+    short_side: int,
+    num_frames: int,
+    seconds: int,
+    source: dict,
+    keyframes_per_record: int = 1,
+):
     """Prepares and converts one generated clip in `work_dir` (removed after) -> the measured
-    figures (see the module doc)."""
+    figures (see the module doc). keyframes_per_record: K of the converter (> 1: layout 2)."""
     shutil.rmtree(work_dir, ignore_errors=True)
     movies, root = os.path.join(work_dir, "movies"), os.path.join(work_dir, "ava")
     data_cost_source.write_movie(os.path.join(movies, "clip.mp4"), seconds, FPS, **source)
@@ -154,6 +177,7 @@ def measure(work_dir: str, *, short_side: int, num_frames: int, seconds: int, so
             "train",
             os.path.join(work_dir, "records", "train.tfrecord"),
             num_frames=num_frames,
+            keyframes_per_record=keyframes_per_record,
             timestamp_offset=0.0,
             num_workers=1,
             progress=False,
@@ -168,6 +192,7 @@ def measure(work_dir: str, *, short_side: int, num_frames: int, seconds: int, so
     return dict(
         short_side=side,
         num_frames=num_frames,
+        keyframes_per_record=keyframes_per_record,
         fps=FPS,
         source=dict(source, seconds=seconds),
         prepare=dict(
@@ -216,14 +241,20 @@ def project(
     jpeg = m["jpeg_bytes_per_frame"]
     # What a record holds besides its JPEGs: annotations, and the protobuf and TFRecord framing.
     overhead = m["record_bytes_per_keyframe"] - m["stored_jpeg_bytes_per_keyframe"]
-    referenced = movies * distinct_frames(keyframes_per_movie, m["num_frames"], m["fps"])
+    w, k = m["num_frames"], m.get("keyframes_per_record", 1)
+    referenced = movies * distinct_frames(keyframes_per_movie, w, m["fps"])
+    # Frames a movie's records store: each chunk of K keyframes stores its windows' union.
+    stored = movies * sum(
+        distinct_frames(min(k, keyframes_per_movie - s), w, m["fps"])
+        for s in range(0, keyframes_per_movie, k)
+    )
     return dict(
         movies=movies,
         keyframes=keyframes,
         frames=frames,
         prepare_keyframes_per_cpu_s=keyframes / (prep_h * 3600),
         # At 1 Hz over a whole AVA movie (no clip ends): stored / referenced frames.
-        frame_duplication=keyframes * m["num_frames"] / referenced,
+        frame_duplication=stored / referenced,
         disk_gb=dict(
             videos=frames * m["prepare"]["video_bytes_per_frame"] / 1e9,
             tfrecords=keyframes * m["record_bytes_per_keyframe"] / 1e9,
@@ -265,7 +296,12 @@ def report(results: dict, machine: dict, quick: bool) -> str:
         rows.append(
             [
                 name,
-                f"{m['num_frames']} x {m['short_side']} px",
+                f"{m['num_frames']} x {m['short_side']} px"
+                + (
+                    f", K={m['keyframes_per_record']}"
+                    if m.get("keyframes_per_record", 1) > 1
+                    else ""
+                ),
                 f"{p['frames_per_cpu_s']:.1f} ({p['frames']} in {_seconds(p)})",
                 f"{r['projected']['prepare_keyframes_per_cpu_s']:.2f}",
                 f"{c['keyframes_per_cpu_s']:.2f} ({c['keyframes']} in {_seconds(c)})",

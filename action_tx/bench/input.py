@@ -1,10 +1,16 @@
-"""Input-pipeline benchmark: clips/s of the training pipeline on a synthetic preset, 2 cores.
+"""Input-pipeline benchmark: clips/s of the training pipeline on a synthetic preset, 2 cores,
+and at the papers' input (64 frames, 400 px) in both record layouts against a train step.
 
     python tools/benchmark.py --suite=input [--preset=demo] [--quick]
 
 Creates (and caches under out_dir) the preset's synthetic AVA data and its train TFRecords,
 then times batches of the training `build_dataset` (decode, crop, flip, jitter, pad) with a
-2-thread private pool, as a 2-core training machine would run it.
+2-thread private pool, as a 2-core training machine would run it. Then the papers' input
+(`input_paper`): a generated movie (`data_cost_source`, prepared to a 400 px short side at
+30 fps, a keyframe a second) converted with 64-frame windows in layout 1 (a record per
+keyframe) and layout 2 (`chunks`, 10 keyframes a record), each timed the same way at T = 64,
+400x400: clips/s (wall) and clips per CPU second (per core), against the paper-size train
+step's clips/s (`TRAIN_STEP_S`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 
 import tensorflow as tf
 
+from action_tx.bench import input_paper
 from action_tx.data import convert, pipeline
 
 # Clip settings of the measurement: T frames at stride s, resized to the preset's resolution.
@@ -93,4 +100,4 @@ def run(out_dir: str, preset: str = "demo", quick: bool = False) -> str:
             f"- conversion (2 workers): {k['written']} keyframes in {convert_s:.1f} s "
             f"({k['written'] / convert_s:.1f} keyframes/s)"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + input_paper.run(out_dir, quick)) + "\n"

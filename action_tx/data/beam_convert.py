@@ -44,7 +44,8 @@ def _local_defaults(pipeline_args) -> list:
 
 
 class _WriteShard:
-    """(shard, [(keyframe_index, record)]) -> writes the shard -> (shard, count)."""
+    """(shard, [(keyframe_index, record, keyframes)]) -> writes the shard -> (shard, records,
+    keyframes)."""
 
     def __init__(self, shards):
         self.shards = shards
@@ -54,12 +55,13 @@ class _WriteShard:
         path = self.shards[shard]
         temp = convert.temp_path(path)
         with tf.io.TFRecordWriter(temp) as writer:
-            count = 0
-            for _, record in sorted(records, key=lambda r: r[0]):
+            count = keyframes = 0
+            for _, record, n in sorted(records, key=lambda r: r[0]):
                 writer.write(record)
                 count += 1
+                keyframes += n
         tf.io.gfile.rename(temp, path, overwrite=True)
-        return shard, count
+        return shard, count, keyframes
 
 
 def convert_split_beam(ava_dir: str, split: str, out: str, *, pipeline_args=None, **kwargs) -> dict:
@@ -85,8 +87,8 @@ def convert_split_beam(ava_dir: str, split: str, out: str, *, pipeline_args=None
         records = outcome.pop("records")
         outcome["position"] = position
         yield beam.pvalue.TaggedOutput("outcome", json.dumps(outcome, sort_keys=True))
-        for shard, keyframe_index, record in records:
-            yield shard, (keyframe_index, record)
+        for shard, keyframe_index, record, n in records:
+            yield shard, (keyframe_index, record, n)
 
     with beam.Pipeline(options=PipelineOptions(_local_defaults(pipeline_args))) as p:
         # The main output's type is declared: inferred from the generator it would include
@@ -96,14 +98,15 @@ def convert_split_beam(ava_dir: str, split: str, out: str, *, pipeline_args=None
             | "videos" >> beam.Create(tasks, reshuffle=True)
             | "records"
             >> beam.FlatMap(run_video)
-            .with_output_types(typing.Tuple[int, typing.Tuple[int, bytes]])
+            .with_output_types(typing.Tuple[int, typing.Tuple[int, bytes, int]])
             .with_outputs("outcome", main="records")
         )
         _ = (
             results.records
             | "by shard" >> beam.GroupByKey()
             | "write" >> beam.Map(_WriteShard(plan.shards))
-            | "shard json" >> beam.Map(lambda sc: json.dumps({"shard": sc[0], "count": sc[1]}))
+            | "shard json"
+            >> beam.Map(lambda sc: json.dumps({"shard": sc[0], "count": sc[1], "keyframes": sc[2]}))
             | "shard counts" >> beam.io.WriteToText(prefix + "-shards")
         )
         _ = results.outcome | "outcomes" >> beam.io.WriteToText(prefix + "-videos")
@@ -115,15 +118,16 @@ def convert_split_beam(ava_dir: str, split: str, out: str, *, pipeline_args=None
             with tf.io.gfile.GFile(path) as f:
                 lines[kind] += [json.loads(line) for line in f if line.strip()]
             tf.io.gfile.remove(path)
-    counts = [0] * len(plan.shards)
+    counts, keyframe_counts = [0] * len(plan.shards), [0] * len(plan.shards)
     for row in lines["shards"]:
         counts[row["shard"]] = row["count"]
+        keyframe_counts[row["shard"]] = row["keyframes"]
     for shard, path in enumerate(plan.shards):  # a shard no keyframe went to: empty file
         if not tf.io.gfile.exists(path):
             tf.io.TFRecordWriter(path).close()
     outcomes = sorted(lines["videos"], key=lambda o: o["position"])
     try:
-        return convert.finish_split(plan, outcomes, counts)
+        return convert.finish_split(plan, outcomes, counts, keyframe_counts)
     except convert.ConversionError:
         for path in plan.shards:  # a failed conversion leaves no shards, as convert_split
             if tf.io.gfile.exists(path):

@@ -29,7 +29,7 @@ import os
 
 import tensorflow as tf
 
-from action_tx.data import frame_source, tfrecords
+from action_tx.data import chunks, frame_source, tfrecords
 from action_tx.data.convert_plan import (  # noqa: F401  (this module's API, re-exported)
     DEFAULT_FPS,
     ConversionError,
@@ -53,8 +53,10 @@ def _input_record(path):
 
 def read_video(task):
     """Worker: one video's keyframes -> ("ok", records, frames) or ("bad", reason, message).
-    records: one per keyframe, None where a frame of its window is missing or unreadable;
-    frames: the `frame_source.VideoFrames` (each frame once) for the main process to decode."""
+    records: one per keyframe, None where a frame of its window is missing or unreadable
+    (with task["keyframes_per_record"] > 1, True for the others: chunks are encoded once the
+    rejected keyframes are known, by `video_outcome`); frames: the `frame_source.VideoFrames`
+    (each frame once) for the main process to decode."""
     try:
         video = frame_source.read_frames(
             task["source"], [k["timestamp"] for k in task["keyframes"]], **task["read"]
@@ -65,6 +67,9 @@ def read_video(task):
     for k, window in zip(task["keyframes"], video.windows):
         if any(video.problems[i] for i in window):
             records.append(None)
+            continue
+        if task.get("keyframes_per_record", 1) > 1:
+            records.append(True)
             continue
         records.append(
             tfrecords.encode_example(
@@ -85,10 +90,13 @@ def video_outcome(
     """One video's `read_video` result -> {"video_id", "keyframes": count, "bad": None or
     [reason, message] (a bad video), "error": None or the message of its first bad frame
     (when not skip_bad), "rejected_keyframes": {reason: n}, "rejected_frames": {reason:
-    [frame paths]}, "records": [(shard, keyframe_index, record)]}; JSON-able but for the
-    records. Decodes the stored frames with TensorFlow (`frame_source.check_frames`): the
-    process pool calls it in the main process, the Beam pipeline in its workers. A keyframe
-    goes to shard keyframe_index * num_shards // num_keys (contiguous runs of keyframes)."""
+    [frame paths]}, "records": [(shard, keyframe_index, record, keyframes in it)]};
+    JSON-able but for the records. Decodes the stored frames with TensorFlow
+    (`frame_source.check_frames`): the process pool calls it in the main process, the Beam
+    pipeline in its workers. A record goes to shard keyframe_index * num_shards // num_keys
+    of its first keyframe (contiguous runs of keyframes, the same for any worker count).
+    With task["keyframes_per_record"] = K > 1 the video's kept keyframes (the rejected ones
+    drop out first) are grouped K at a time into layout-2 records (`_chunk_records`)."""
     out = {
         "video_id": task["video_id"],
         "keyframes": len(task["keyframes"]),
@@ -104,6 +112,7 @@ def video_outcome(
     _, records, video = result
     frame_source.check_frames(video, {i for w, r in zip(video.windows, records) if r for i in w})
     rejected_frames = collections.defaultdict(set)
+    kept = []
     for k, record, window in zip(task["keyframes"], records, video.windows):
         bad = next((i for i in window if video.problems[i]), None)
         if bad is not None:
@@ -118,11 +127,49 @@ def video_outcome(
             out["rejected_keyframes"][reason] = out["rejected_keyframes"].get(reason, 0) + 1
             rejected_frames[reason].add(os.path.relpath(video.names[bad], ava_dir))
             continue
-        out["records"].append(
-            (k["keyframe_index"] * num_shards // num_keys, k["keyframe_index"], record)
-        )
+        kept.append((k, record, window))
+    size = task.get("keyframes_per_record", 1)
+    if size == 1:
+        records = [(k["keyframe_index"], record, 1) for k, record, _ in kept]
+    else:
+        records = _chunk_records(kept, video, size, task["read"]["num_frames"] // 2)
+    out["records"] = [(i * num_shards // num_keys, i, r, n) for i, r, n in records]
     out["rejected_frames"] = {r: sorted(v) for r, v in rejected_frames.items()}
     return out
+
+
+def _chunk_records(kept, video, size: int, keyframe_frame: int) -> list:
+    """A video's kept (keyframe, _, window) -> [(first keyframe_index, layout-2 record, K)],
+    K = `size` consecutive kept keyframes a record (fewer in the last); each record stores the
+    union of its windows once, in the video's frame order."""
+    out = []
+    for start in range(0, len(kept), size):
+        part = kept[start : start + size]
+        used = sorted({i for _, _, window in part for i in window})
+        position = {i: p for p, i in enumerate(used)}
+        first = part[0][0]
+        record = chunks.encode_chunk(
+            video_id=first["video_id"],
+            video_index=first["video_index"],
+            fps=video.fps,
+            height=video.height,
+            width=video.width,
+            num_classes=first["num_classes"],
+            frames=[video.frames[i] for i in used],
+            keyframes=[
+                dict(
+                    {n: v for n, v in k.items() if n not in _PER_VIDEO},
+                    window=[position[i] for i in window],
+                    keyframe_frame=keyframe_frame,
+                )
+                for k, _, window in part
+            ],
+        )
+        out.append((first["keyframe_index"], record, len(part)))
+    return out
+
+
+_PER_VIDEO = ("video_id", "video_index", "num_classes")
 
 
 def outcome_error(outcome: dict) -> ConversionError | None:
@@ -137,11 +184,12 @@ def temp_path(shard: str) -> str:
     return os.path.join(os.path.dirname(shard), tfrecords.TEMP_PREFIX + os.path.basename(shard))
 
 
-def finish_split(plan: SplitPlan, outcomes, counts) -> dict:
+def finish_split(plan: SplitPlan, outcomes, counts, keyframe_counts) -> dict:
     """Removes the stale shards and writes `<split>_manifest.json` beside the shards -> the
     manifest (+ manifest_path). outcomes: `video_outcome`s of `plan.tasks` in that order
-    (records not needed); counts: records written per shard. Raises the first video's
-    ConversionError (`outcome_error`) unless skip_bad."""
+    (records not needed); counts, keyframe_counts: records and keyframes written per shard
+    (equal in layout 1). Raises the first video's ConversionError (`outcome_error`) unless
+    skip_bad."""
     rejected_files = collections.defaultdict(list)
     rejected_keyframes = collections.Counter()
     rejected_frames = collections.defaultdict(set)
@@ -186,10 +234,13 @@ def finish_split(plan: SplitPlan, outcomes, counts) -> dict:
         "frames_rejected": {r: sorted(v) for r, v in sorted(rejected_frames.items())},
         "keyframes": {
             "total": plan.num_keys,
-            "written": sum(counts),
+            "written": sum(keyframe_counts),
             "rejected": dict(sorted(rejected_keyframes.items())),
         },
-        "shards": [{"path": os.path.abspath(p), "records": c} for p, c in zip(shards, counts)],
+        "shards": [
+            {"path": os.path.abspath(p), "records": c, "keyframes": n}
+            for p, c, n in zip(shards, counts, keyframe_counts)
+        ],
     }
     manifest["rows"]["annotations"]["kept"] = int(plan.kept_rows)
     path = os.path.join(os.path.dirname(os.path.abspath(shards[0])), f"{plan.split}_manifest.json")
@@ -206,6 +257,7 @@ def convert_split(
     *,
     num_shards: int | None = None,
     num_frames: int = 32,
+    keyframes_per_record: int = 1,
     fps: float | None = None,
     max_side: int | None = None,
     timestamp_offset: float = 0.0,
@@ -222,7 +274,10 @@ def convert_split(
       ava_dir: AVA-format root (annotations/, frames/VID/ or videos/VID.*).
       split: "train", "val", ...: picks annotations/ava_<split>*.csv and friends.
       out: shard path spec (see `shard_paths`). num_shards: N when `out` does not say.
-      num_frames: W, the frames stored per keyframe (centred, edge frames repeated).
+      num_frames: W, the frames of each keyframe's window (centred, edge frames repeated).
+      keyframes_per_record: K. 1: one layout-1 record per keyframe (`tfrecords`), its window
+        stored whole; K > 1: layout-2 records (`chunks`) of K consecutive kept keyframes of
+        one video, each frame stored once.
       fps: frame rate of JPEG folders (default: `frame_folder_fps`); video files use their own.
       max_side: downscale frames whose longer side exceeds this. timestamp_offset: seconds
         shown by frame 1 (0 for whole videos).
@@ -242,6 +297,7 @@ def convert_split(
         out,
         num_shards=num_shards,
         num_frames=num_frames,
+        keyframes_per_record=keyframes_per_record,
         fps=fps,
         max_side=max_side,
         timestamp_offset=timestamp_offset,
@@ -251,7 +307,7 @@ def convert_split(
     )
     shards, tasks = plan.shards, plan.tasks
     os.makedirs(os.path.dirname(os.path.abspath(shards[0])), exist_ok=True)
-    counts = [0] * len(shards)
+    counts, keyframe_counts = [0] * len(shards), [0] * len(shards)
     writers = [tf.io.TFRecordWriter(temp_path(p)) for p in shards]
     bar = Progress(sum(len(t["keyframes"]) for t in tasks), f"{split}: keyframes", progress)
     pool = multiprocessing.get_context("fork").Pool(num_workers) if num_workers > 1 else None
@@ -265,9 +321,10 @@ def convert_split(
             error = outcome_error(outcome)
             if error is not None and (outcome["error"] or not skip_bad):
                 raise error
-            for shard, _, record in outcome.pop("records"):
+            for shard, _, record, n in outcome.pop("records"):
                 writers[shard].write(record)
                 counts[shard] += 1
+                keyframe_counts[shard] += n
             outcomes.append(outcome)
             bar.update(len(task["keyframes"]))
         ok = True
@@ -281,7 +338,7 @@ def convert_split(
                 os.replace(temp_path(p), p)
             else:
                 os.remove(temp_path(p))
-    return finish_split(plan, outcomes, counts)
+    return finish_split(plan, outcomes, counts, keyframe_counts)
 
 
 def _counts(rejected: dict) -> str:

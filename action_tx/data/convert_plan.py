@@ -186,6 +186,7 @@ def plan_split(
     *,
     num_shards: int | None = None,
     num_frames: int = 32,
+    keyframes_per_record: int = 1,
     fps: float | None = None,
     max_side: int | None = None,
     timestamp_offset: float = 0.0,
@@ -195,6 +196,8 @@ def plan_split(
 ) -> SplitPlan:
     """Reads and validates the split's annotations, finds its videos and checks the shard
     names (arguments as `convert_split`). Raises ava.AvaFormatError or ConversionError."""
+    if keyframes_per_record < 1:
+        raise ConversionError(f"--keyframes_per_record must be >= 1, got {keyframes_per_record}")
     shards = shard_paths(out, num_shards)
     stale = _stale_shards(shard_template(out, num_shards), shards)
     if stale and not overwrite:
@@ -257,6 +260,7 @@ def plan_split(
                     "video_id": v,
                     "source": sources[v],
                     "keyframes": [],
+                    "keyframes_per_record": keyframes_per_record,
                     "read": dict(
                         num_frames=num_frames, fps=fps, max_side=max_side, offset=timestamp_offset
                     ),
@@ -299,6 +303,8 @@ def plan_split(
         stale=stale,
         skip_bad=skip_bad,
         options=dict(
+            layout=1 if keyframes_per_record == 1 else 2,
+            keyframes_per_record=keyframes_per_record,
             num_frames=num_frames,
             fps_for_frame_folders=fps,
             fps_source=fps_source,

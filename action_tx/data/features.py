@@ -164,20 +164,25 @@ def write_feature_dir(
 
 
 def video_runs(files: List[str]) -> List[List[int]]:
-    """[[video_index, keyframes], ...]: the runs of consecutive records of one video in the
-    converter's TFRecord shards `files` (read in order; only each record's video index is
-    parsed, but every byte is read once)."""
+    """[[video_index, keyframes], ...]: the runs of consecutive keyframes of one video in the
+    converter's TFRecord shards `files` of either layout (read in order; only each record's
+    video index and keyframe count are parsed, but every byte is read once)."""
     from action_tx.data import tfrecords
 
-    spec = {tfrecords.VIDEO_INDEX: tf.io.FixedLenFeature([], tf.int64)}
+    spec = {
+        tfrecords.VIDEO_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        tfrecords.TIMESTAMP: tf.io.VarLenFeature(tf.int64),  # one a keyframe (layout 2: K)
+    }
+
+    def video_of_keyframes(record):
+        context = tf.io.parse_single_sequence_example(record, context_features=spec)[0]
+        count = tf.size(context[tfrecords.TIMESTAMP].values)
+        return tf.fill([count], context[tfrecords.VIDEO_INDEX])
+
     ds = tf.data.TFRecordDataset(files).map(
-        lambda r: tf.io.parse_single_sequence_example(r, context_features=spec)[0][
-            tfrecords.VIDEO_INDEX
-        ],
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+        video_of_keyframes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
-    return _runs(v for batch in ds.batch(4096) for v in batch.numpy().tolist())
+    return _runs(v for batch in ds.unbatch().batch(4096) for v in batch.numpy().tolist())
 
 
 def folder_video_runs(directory: str) -> List[List[int]]:

@@ -9,7 +9,12 @@ The batch dict (docs/DESIGN.md):
   `keyframe_jpeg=True` also keyframe_jpeg string [B], the keyframe's stored JPEG (full size,
   for pictures of it).
 With `consecutive=True` a batch is instead a run of consecutive keyframes of the stream
-(`_keyframe_windows`) and also has keyframe_mask and target_mask bool [B], as feature batches.
+(`keyframe_stream.keyframe_windows`) and also has keyframe_mask and target_mask bool [B], as
+feature batches.
+
+Shards of either record layout are read (`action_tx.data.keyframe_stream`): layout 1 (a record
+per keyframe) exactly as before; layout 2 (a record per chunk of K keyframes, `chunks`) is
+expanded into keyframes before the keyframe shuffle, and training shuffles chunks first.
 
 Only TF ops (no py_function), and randomness comes from stateless ops seeded by (seed, position
 of the element in the stream), so the same seed gives identical batches and
@@ -26,8 +31,17 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from action_tx.data import augment, tfrecords
-from action_tx.data.tfrecords import parse_example
+from action_tx.data import augment, chunks, tfrecords
+from action_tx.data.keyframe_stream import (  # noqa: F401  (select_ranges, shard_records: API)
+    keyframe_windows,
+    pack,
+    parse_element,
+    select_ranges,
+    shard_reader,
+    shard_records,
+    unpack,
+)
+from action_tx.data.tfrecords import parse_example  # noqa: F401  (this module's API)
 
 RECORD_ERROR = "cannot decode the frames of the record"
 
@@ -53,12 +67,6 @@ def _element_seeds(seed: int, index: tf.Tensor) -> tf.Tensor:
         tf.constant([seed, 0x5EED], tf.int64), tf.cast(index, tf.int64)
     )
     return tf.random.experimental.stateless_split(base, num=3)
-
-
-def shard_records(shard: tf.Tensor) -> tf.data.Dataset:
-    """The records of one shard file as (shard, serialized) pairs: the shard's name travels
-    with each record, so an error can name it."""
-    return tf.data.TFRecordDataset(shard).map(lambda r: (shard, r))
 
 
 def record_error_text(error: tf.errors.OpError):
@@ -226,58 +234,6 @@ def process_example(
     }
 
 
-def _keyframe_windows(records: tf.data.Dataset, batch_size: int, context: int) -> tf.data.Dataset:
-    """(shard, serialized) keyframes in (video_id, timestamp) order -> windows of L =
-    batch_size + 2 * context consecutive ones: (shard string [L], serialized string [L],
-    valid bool [L], target bool [L]).
-
-    The targets (positions context .. context + batch_size - 1) of successive windows tile the
-    stream, so every keyframe is a target once; the `context` keyframes on each side feed only
-    the temporal part of a head (STAGE's temporal edges, HGRNN's scene BiGRU: target false).
-    Positions past either end of the stream are padding (valid false; their serialized entry
-    repeats a real one of the window so that it parses). A window may span two videos: heads
-    find neighbours by video_index and timestamp, never by batch position alone.
-    """
-    size = batch_size + 2 * context
-
-    def pad(n):
-        return tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(""), False)).repeat(n)
-
-    stream = (
-        pad(context)
-        .concatenate(records.map(lambda s, r: (s, r, True)))
-        .concatenate(pad(batch_size + context))
-    )
-    windows = stream.window(size, shift=batch_size, drop_remainder=True).flat_map(
-        lambda s, r, v: tf.data.Dataset.zip((s.batch(size), r.batch(size), v.batch(size)))
-    )
-    middle = tf.constant([False] * context + [True] * batch_size + [False] * context)
-
-    def fill(s, r, v):
-        first = tf.argmax(tf.cast(v, tf.int32))
-        return tf.where(v, s, s[first]), tf.where(v, r, r[first]), v, v & middle
-
-    return windows.filter(lambda s, r, v: tf.reduce_any(v & middle)).map(fill)
-
-
-def select_ranges(ds: tf.data.Dataset, ranges: Sequence[tuple[int, int]]) -> tf.data.Dataset:
-    """The elements of `ds` at positions [start, start + count) of the ascending `ranges`, in
-    one pass (it stops after the last range)."""
-    starts = tf.constant([int(s) for s, _ in ranges] or [0], tf.int64)
-    ends = tf.constant([int(s) + int(c) for s, c in ranges] or [0], tf.int64)
-
-    def inside(i, *element):
-        j = tf.searchsorted(starts, [i], side="right")[0] - 1
-        return (j >= 0) & (i < tf.gather(ends, tf.maximum(j, 0)))
-
-    return (
-        ds.take(tf.reduce_max(ends))
-        .enumerate()
-        .filter(inside)
-        .map(lambda i, *element: element if len(element) > 1 else element[0])
-    )
-
-
 def build_dataset(
     file_pattern: str | Sequence[str],
     *,
@@ -320,18 +276,25 @@ def build_dataset(
       keyframe_jpeg: add `keyframe_jpeg`, the keyframe's encoded frame as stored.
       consecutive: batches of `batch_size` consecutive keyframes in the converter's (video_id,
         timestamp) order plus `context` keyframes on each side (B = batch_size + 2 * context;
-        `_keyframe_windows`), with keyframe_mask and target_mask [B] (false: padding; false:
-        context, no loss and no detections), as feature batches have: what heads with temporal
-        parts need end to end (HGRNN §3.2's scene BiGRU over t-l..t+l, STAGE §3's temporal
-        edges between consecutive clips). Each shard is read in order (no interleaving) and
-        training shuffles shards and whole windows, so no keyframe leaves its run.
-      keyframes: ascending ranges (start, count), evaluation only: just the records
+        `keyframe_stream.keyframe_windows`), with keyframe_mask and target_mask [B] (false:
+        padding; false: context, no loss and no detections), as feature batches have: what
+        heads with temporal parts need end to end (HGRNN §3.2's scene BiGRU over t-l..t+l,
+        STAGE §3's temporal edges between consecutive clips). Each shard is read in order
+        (no interleaving) and training shuffles shards and whole windows, so no keyframe
+        leaves its run.
+      keyframes: ascending ranges (start, count), evaluation only: just the keyframes
         [start, start + count) of each, of the shards read in order (a sharded extraction's
         whole videos), in one pass that reads through the records between them.
+
+    The record layout is that of the first record (`chunks.read_layout`). Layout 2 (chunks of
+    K keyframes): training shuffles shuffle_buffer // K chunks, then expands them and
+    shuffles shuffle_buffer keyframes, so that a batch mixes chunks.
     """
     if keyframes is not None and training:
         raise ValueError("keyframes=(start, count) selects evaluation records only")
     files = tfrecords.match_files(file_pattern)
+    layout, per_record = chunks.read_layout(files)
+    read_shard = shard_reader(layout, num_classes)
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     repeat = training if repeat is None else repeat
@@ -349,25 +312,38 @@ def build_dataset(
         else min(num_parallel_calls, cycle)
     )
     if keyframes is not None:  # evaluation: one shard after the other, in order
-        ds = select_ranges(ds.flat_map(shard_records), keyframes)
+        ds = select_ranges(ds.flat_map(read_shard), keyframes)
     if consecutive:
         size = batch_size + 2 * context
         if keyframes is None:
-            ds = ds.flat_map(shard_records)
-        ds = _keyframe_windows(ds, batch_size, context)
-        if training and shuffle_buffer > 1:  # the same records in memory as without runs
+            ds = ds.flat_map(read_shard)
+        if layout != 1:  # keyframe dicts: variable-length entries serialized to batch
+            ds = ds.map(pack)
+        ds = keyframe_windows(ds, batch_size, context)
+        if training and shuffle_buffer > 1:  # the same keyframes in memory as without runs
             ds = ds.shuffle(max(1, shuffle_buffer // size), seed=seed)
         ds = ds.unbatch()
     elif keyframes is None:
         ds = ds.interleave(
             shard_records, cycle_length=cycle, num_parallel_calls=calls, deterministic=True
         )
+        if training and shuffle_buffer > 1 and layout != 1:  # chunks, then their keyframes
+            ds = ds.shuffle(max(1, shuffle_buffer // per_record), seed=seed)
+        if layout != 1:
+            ds = ds.flat_map(
+                lambda shard, r: chunks.record_keyframes(r, num_classes).map(
+                    lambda ex: dict(ex, shard=shard)
+                )
+            )
         if training and shuffle_buffer > 1:
             ds = ds.shuffle(shuffle_buffer, seed=seed)
 
     def fn(index, element):
-        shard, serialized = element[:2]
-        ex = dict(parse_example(serialized, num_classes=num_classes), shard=shard)
+        if consecutive:
+            element, valid, target = element
+            if layout != 1:
+                element = unpack(element, num_classes)
+        ex = parse_element(element, num_classes)
         out = process_example(
             ex,
             index,
@@ -387,7 +363,6 @@ def build_dataset(
         if keyframe_jpeg:
             out["keyframe_jpeg"] = ex["frames"][ex["keyframe_frame"]]
         if consecutive:
-            _, _, valid, target = element
             out.update(keyframe_mask=valid, target_mask=target)
             # Padding: nobody's neighbour, no memory row (as in feature batches).
             for key in ("video_index", "keyframe_index"):

@@ -16,6 +16,11 @@ Feature list:
   image/encoded: one JPEG per frame of the window, oldest first.
 
 Every reader expands its shard globs with `match_files`, which refuses what is not a shard.
+
+This is layout 1. Layout 2 (`action_tx.data.chunks`, the converter's --keyframes_per_record
+> 1) stores K consecutive keyframes of a video per record with each frame once; its records
+carry clip/layout = 2 and are read with `chunks.record_keyframes` (either layout), not with
+`parse_example` (layout 1 only).
 """
 
 from __future__ import annotations
@@ -144,6 +149,66 @@ def _boxes(boxes, name: str) -> np.ndarray:
     return arr
 
 
+def annotation_arrays(
+    num_classes: int,
+    *,
+    boxes=None,
+    labels=None,
+    person_ids=None,
+    proposals=None,
+    proposal_scores=None,
+    objects=None,
+    object_classes=None,
+    object_scores=None,
+) -> dict:
+    """One keyframe's annotations (arguments as `encode_example`), checked -> numpy arrays
+    keyed by feature name: box/yxyx [N, 4], box/person_id [N], box/label_box [L] (row of the
+    box), box/label_class [L], proposal/yxyx [P, 4], proposal/score [P], object/yxyx [O, 4],
+    object/class [O], object/score [O]. Raises ValueError on a shape that does not fit."""
+    boxes = _boxes(boxes, "boxes")
+    n = len(boxes)
+    labels = np.zeros((n, num_classes), bool) if labels is None else np.asarray(labels) > 0
+    if labels.shape != (n, num_classes):
+        raise ValueError(f"labels: expected shape {(n, num_classes)}, got {labels.shape}")
+    label_box, label_class = np.nonzero(labels)  # row-major: sorted by box, then class
+    person_ids = np.full([n], -1) if person_ids is None else np.asarray(person_ids).reshape(-1)
+    proposals = _boxes(proposals, "proposals")
+    proposal_scores = np.asarray([] if proposal_scores is None else proposal_scores, np.float32)
+    objects = _boxes(objects, "objects")
+    object_classes = np.asarray([] if object_classes is None else object_classes, np.int64)
+    object_scores = np.asarray([] if object_scores is None else object_scores, np.float32)
+    for name, arr, want in (
+        ("person_ids", person_ids, n),
+        ("proposal_scores", proposal_scores, len(proposals)),
+        ("object_classes", object_classes, len(objects)),
+        ("object_scores", object_scores, len(objects)),
+    ):
+        if len(arr) != want:
+            raise ValueError(f"{name}: expected {want} values, got {len(arr)}")
+    return {
+        BOX_YXYX: boxes,
+        BOX_PERSON_ID: person_ids,
+        LABEL_BOX: label_box,
+        LABEL_CLASS: label_class,
+        PROPOSAL_YXYX: proposals,
+        PROPOSAL_SCORE: proposal_scores,
+        OBJECT_YXYX: objects,
+        OBJECT_CLASS: object_classes,
+        OBJECT_SCORE: object_scores,
+    }
+
+
+def annotation_features(arrays: Sequence[dict]) -> dict:
+    """`annotation_arrays` of one or more keyframes -> their context features, each list the
+    keyframes' values one after the other (boxes flattened row-major)."""
+    return {
+        key: (_int64 if dtype == tf.int64 else _float)(
+            [v for a in arrays for v in np.asarray(a[key]).reshape(-1)]
+        )
+        for key, dtype in _LISTS.items()
+    }
+
+
 def encode_example(
     *,
     video_id: str,
@@ -179,26 +244,17 @@ def encode_example(
     Returns:
       The serialized `tf.train.SequenceExample`.
     """
-    boxes = _boxes(boxes, "boxes")
-    n = len(boxes)
-    labels = np.zeros((n, num_classes), bool) if labels is None else np.asarray(labels) > 0
-    if labels.shape != (n, num_classes):
-        raise ValueError(f"labels: expected shape {(n, num_classes)}, got {labels.shape}")
-    label_box, label_class = np.nonzero(labels)  # row-major: sorted by box, then class
-    person_ids = np.full([n], -1) if person_ids is None else np.asarray(person_ids).reshape(-1)
-    proposals = _boxes(proposals, "proposals")
-    proposal_scores = np.asarray([] if proposal_scores is None else proposal_scores, np.float32)
-    objects = _boxes(objects, "objects")
-    object_classes = np.asarray([] if object_classes is None else object_classes, np.int64)
-    object_scores = np.asarray([] if object_scores is None else object_scores, np.float32)
-    for name, arr, want in (
-        ("person_ids", person_ids, n),
-        ("proposal_scores", proposal_scores, len(proposals)),
-        ("object_classes", object_classes, len(objects)),
-        ("object_scores", object_scores, len(objects)),
-    ):
-        if len(arr) != want:
-            raise ValueError(f"{name}: expected {want} values, got {len(arr)}")
+    a = annotation_arrays(
+        num_classes,
+        boxes=boxes,
+        labels=labels,
+        person_ids=person_ids,
+        proposals=proposals,
+        proposal_scores=proposal_scores,
+        objects=objects,
+        object_classes=object_classes,
+        object_scores=object_scores,
+    )
     if not 0 <= keyframe_frame < len(frames):
         raise ValueError(f"keyframe_frame {keyframe_frame} outside the window of {len(frames)}")
     context = {
@@ -211,15 +267,7 @@ def encode_example(
         HEIGHT: _int64([height]),
         WIDTH: _int64([width]),
         NUM_CLASSES: _int64([num_classes]),
-        BOX_YXYX: _float(boxes.reshape(-1)),
-        BOX_PERSON_ID: _int64(person_ids),
-        LABEL_BOX: _int64(label_box),
-        LABEL_CLASS: _int64(label_class),
-        PROPOSAL_YXYX: _float(proposals.reshape(-1)),
-        PROPOSAL_SCORE: _float(proposal_scores),
-        OBJECT_YXYX: _float(objects.reshape(-1)),
-        OBJECT_CLASS: _int64(object_classes),
-        OBJECT_SCORE: _float(object_scores),
+        **annotation_features([a]),
     }
     example = tf.train.SequenceExample(
         context=tf.train.Features(feature=context),

@@ -71,7 +71,7 @@ def test_projection_by_hand_and_linear_in_movies():
 def test_quick_run_measures_and_counts_the_windows(tmp_path):
     report = data_cost.run(str(tmp_path), quick=True)
     out = json.loads((tmp_path / "data_cost.json").read_text())
-    assert out["quick"] and set(out["results"]) == {"paper", "demo"}
+    assert out["quick"] and set(out["results"]) == {"paper", "demo", "paper_k10"}
     assert "| paper | 64 x 32 px |" in report and "268,203 keyframes" in report
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data_cost.json"]  # clips removed
     # A 4 s clip at 30 fps (frames 0..119), keyframes at 1, 2, 3 s (frames 30, 60, 90); a
@@ -90,3 +90,16 @@ def test_quick_run_measures_and_counts_the_windows(tmp_path):
         assert p["keyframes"] == 299 * 897 and p["frames"] == 299 * 27000
         assert p["wall_hours"]["8"] == pytest.approx(8 * p["wall_hours"]["64"])
         assert p["cpu_hours"]["total"] == pytest.approx(8 * p["wall_hours"]["8"])
+    # Layout 2, K = 10: the three keyframes are one record storing frames 0..119 once.
+    m = out["results"]["paper_k10"]["measured"]
+    assert m["convert"]["keyframes"] == 3 and (m["frames_stored"], m["frames_distinct"]) == (
+        120,
+        120,
+    )
+    assert (
+        m["jpeg_duplication"] == pytest.approx(1.0) and "| paper_k10 | 64 x 32 px, K=10 |" in report
+    )
+    # Over a whole AVA movie: 90 chunks, 89 of 10 keyframes ((10 - 1) 30 + 64 = 334 frames)
+    # and one of 7 (244), over the 896 x 30 + 64 frames the windows reference.
+    p = out["results"]["paper_k10"]["projected"]
+    assert p["frame_duplication"] == pytest.approx((89 * 334 + 244) / 26944)

@@ -40,7 +40,8 @@ def tiny(tmp_path_factory):
     return root
 
 
-def test_beam_output_is_byte_identical(tiny, tmp_path):
+@pytest.mark.parametrize("keyframes_per_record", [1, 3])
+def test_beam_output_is_byte_identical(tiny, tmp_path, keyframes_per_record):
     pytest.importorskip(
         "apache_beam",
         reason="apache-beam is not installed (pip install -e '.[beam]'; `make test` installs it)",
@@ -48,8 +49,21 @@ def test_beam_output_is_byte_identical(tiny, tmp_path):
     out = tmp_path / "rec"
     spec = str(out / "train.tfrecord@3")
     single = convert.convert_split(
-        str(tiny), "train", spec, num_frames=4, skip_bad=True, num_workers=1, progress=False
+        str(tiny),
+        "train",
+        spec,
+        num_frames=4,
+        keyframes_per_record=keyframes_per_record,
+        skip_bad=True,
+        num_workers=1,
+        progress=False,
     )
+    shards = single["shards"]
+    # layout 2 (K = 3): fewer records than keyframes in some shard
+    assert (sum(s["records"] for s in shards) < single["keyframes"]["written"]) == (
+        keyframes_per_record > 1
+    )
+    assert sum(s["keyframes"] for s in shards) == single["keyframes"]["written"]
     assert sum(map(len, single["files_rejected"].values())) == 1
     assert 0 < single["keyframes"]["written"] < single["keyframes"]["total"]
     expected = digests(out)
@@ -72,6 +86,7 @@ def test_beam_output_is_byte_identical(tiny, tmp_path):
             "--split=train",
             f"--out={spec}",
             "--num_frames=4",
+            f"--keyframes_per_record={keyframes_per_record}",
             "--skip_bad",
             "--noprogress",
             "--direct_num_workers=1",
