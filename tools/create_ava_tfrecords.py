@@ -132,6 +132,12 @@ def main(argv):
     except (ava.AvaFormatError, convert.ConversionError, OSError) as e:
         raise cli.CliError(e) from None  # bad input, as every tool: exit 2
     print(convert.summary(manifest))
+    if FLAGS.keyframes_per_record == 1 and convert.duplication(manifest) > 2.0:
+        print(
+            f"note: each frame is stored {convert.duplication(manifest):.2f} times (a record per "
+            "keyframe holds its whole window); --keyframes_per_record=10 stores each once "
+            "(layout 2, which every reader takes)"
+        )
     return 0
 
 

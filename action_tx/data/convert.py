@@ -105,6 +105,7 @@ def video_outcome(
         "rejected_keyframes": {},
         "rejected_frames": {},
         "records": [],
+        "frames": {"stored": 0, "distinct": 0},
     }
     if result[0] == "bad":
         out["bad"] = [result[1], result[2]]
@@ -129,6 +130,10 @@ def video_outcome(
             continue
         kept.append((k, record, window))
     size = task.get("keyframes_per_record", 1)
+    out["frames"] = {
+        "stored": _stored_frames([window for _, _, window in kept], size),
+        "distinct": len({i for _, _, window in kept for i in window}),
+    }
     if size == 1:
         records = [(k["keyframe_index"], record, 1) for k, record, _ in kept]
     else:
@@ -136,6 +141,16 @@ def video_outcome(
     out["records"] = [(i * num_shards // num_keys, i, r, n) for i, r, n in records]
     out["rejected_frames"] = {r: sorted(v) for r, v in rejected_frames.items()}
     return out
+
+
+def _stored_frames(windows, size: int) -> int:
+    """Frames the records of these kept windows store: a layout-1 record (size 1) its whole
+    window, a layout-2 record the union of its `size` windows."""
+    if size == 1:
+        return sum(len(w) for w in windows)
+    return sum(
+        len({i for w in windows[s : s + size] for i in w}) for s in range(0, len(windows), size)
+    )
 
 
 def _chunk_records(kept, video, size: int, keyframe_frame: int) -> list:
@@ -197,7 +212,9 @@ def finish_split(plan: SplitPlan, outcomes, counts, keyframe_counts) -> dict:
         rejected_files["missing frame folder or video"].append(v)
     if plan.missing_keyframes:
         rejected_keyframes["missing frame folder or video"] += plan.missing_keyframes
+    frames = collections.Counter()
     for outcome in outcomes:
+        frames.update(outcome["frames"])
         if (error := outcome_error(outcome)) is not None and (
             outcome["error"] or not plan.skip_bad
         ):
@@ -232,6 +249,9 @@ def finish_split(plan: SplitPlan, outcomes, counts, keyframe_counts) -> dict:
         },
         "files_rejected": {r: sorted(v) for r, v in sorted(rejected_files.items())},
         "frames_rejected": {r: sorted(v) for r, v in sorted(rejected_frames.items())},
+        # JPEG frames the records store, and the distinct frames of the videos among them:
+        # their ratio is what the layout costs (a layout-1 window repeats its neighbours').
+        "frames": {"stored": frames["stored"], "distinct": frames["distinct"]},
         "keyframes": {
             "total": plan.num_keys,
             "written": sum(keyframe_counts),
@@ -357,7 +377,21 @@ def summary(manifest: dict) -> str:
     frames = {r: len(v) for r, v in manifest.get("frames_rejected", {}).items()}
     if frames:
         rejected.append(f"frames {_counts(frames)}")
+    stored = ""
+    if "frames" in manifest and manifest["frames"]["distinct"]:
+        f = manifest["frames"]
+        stored = (
+            f"; {f['stored']} frames stored for {f['distinct']} distinct "
+            f"({duplication(manifest):.2f}x)"
+        )
     return (
         f"wrote {k['written']} of {k['total']} keyframes to {len(manifest['shards'])} "
-        f"shard(s); rejected: {'; '.join(rejected)}; manifest: {manifest['manifest_path']}"
+        f"shard(s){stored}; rejected: {'; '.join(rejected)}; manifest: "
+        f"{manifest['manifest_path']}"
     )
+
+
+def duplication(manifest: dict) -> float:
+    """Frames stored per distinct frame (1.0 when the manifest does not count them)."""
+    f = manifest.get("frames") or {}
+    return f["stored"] / f["distinct"] if f.get("distinct") else 1.0

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from test_create_ava_tfrecords import _run, root  # noqa: F401  (root: the fixture)
 
-from action_tx.data import chunks
+from action_tx.data import chunks, convert
 
 
 def _keyframes(manifest):
@@ -57,6 +57,11 @@ def test_layout2_holds_the_same_keyframes(root, tmp_path, k):  # noqa: F811
     chunk = chunks.parse_chunk(first)
     assert chunk["frames"].shape[0] == 6
     np.testing.assert_array_equal(chunk["windows"], [[0, 0, 0, 1], [2, 3, 4, 5]])
+    # The manifests count the frames stored: layout 1 three 4-frame windows (vidA's first
+    # repeats frame 0), layout 2 each distinct frame of a chunk once.
+    assert m1["frames"]["stored"] == 12
+    assert m["frames"]["stored"] == m["frames"]["distinct"] == m1["frames"]["distinct"] < 12
+    assert f"12 frames stored for {m1['frames']['distinct']} distinct" in convert.summary(one)
     size = lambda m: sum(pathlib.Path(s["path"]).stat().st_size for s in m["shards"])  # noqa: E731
     assert size(two) < size(one)
 
