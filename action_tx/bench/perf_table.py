@@ -10,6 +10,7 @@ JSON, so the table cannot drift from the measurement.
 """
 
 import json
+import os
 from typing import List, Sequence
 
 from action_tx.bench import stages
@@ -104,7 +105,7 @@ def table_lines(merged: dict) -> List[str]:
         end = source["load_average_end"]
         lines.append(
             f"Source {number}: `{source['command']}` on {source['device_name']} "
-            f"({source['cores']} logical cores; XLA {'on' if source['jit_compile'] else 'off'}), "
+            f"(XLA {'on' if source['jit_compile'] else 'off'}), "
             f"load average {source['load_average'][0]} at the start"
             + (f" and {end[0]} at the end" if end else "")
             + f", {source['seconds']:.0f} s."
@@ -134,11 +135,16 @@ def render(paths: Sequence[str], out_json: str, readme: str) -> dict:
         with open(path) as f:
             perfs.append(json.load(f))
     merged = merge(perfs)
-    with open(out_json, "w") as f:
-        json.dump(merged, f, indent=1)
-        f.write("\n")
     with open(readme) as f:
-        text = f.read()
-    with open(readme, "w") as f:
-        f.write(replace_block(text, table_lines(merged)))
+        text = replace_block(f.read(), table_lines(merged))  # raises before anything is written
+    _write_atomically(out_json, json.dumps(merged, indent=1) + "\n")
+    _write_atomically(readme, text)
     return merged
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """`text` into `path` through a temporary file and a rename: never half written."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)

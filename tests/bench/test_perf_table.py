@@ -54,7 +54,7 @@ def test_table_from_a_fixed_json():
     assert rows[1].startswith("| tx | mixed_bfloat16 | 2.000 | 1.50x | 300.0 | 0.80 | **0.090** |")
     assert rows[0].startswith("| tx | float32 | 3.000 | 1.00x | 200.0 |")
     assert rows[2].startswith("| aia | mixed_bfloat16 | 1.000 | - | 600.0 |")
-    assert any(line.startswith("Source 2: `cmd B` on CPU X (2 logical cores") for line in lines)
+    assert any(line.startswith("Source 2: `cmd B` on CPU X (XLA off), load average 0.1 at") for line in lines)
 
 
 def test_a_run_measured_twice_is_refused():
@@ -71,10 +71,16 @@ def test_a_run_measured_twice_is_refused():
 def test_replace_block_and_render(tmp_path):
     with pytest.raises(ValueError, match="block to replace"):
         perf_table.replace_block("no markers here", ["x"])
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n\nbefore\n{perf_table.BEGIN}\nold\n{perf_table.END}\nafter\n")
     source = tmp_path / "perf.json"
     source.write_text(json.dumps(_perf([_result("tx", "float32", 3.0, 0.1)])))
+    # A README without the block is refused before anything is written.
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("# T\n")
+    with pytest.raises(ValueError, match="block to replace"):
+        perf_table.render([str(source)], str(tmp_path / "none.json"), str(plain))
+    assert plain.read_text() == "# T\n" and not (tmp_path / "none.json").exists()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\nbefore\n{perf_table.BEGIN}\nold\n{perf_table.END}\nafter\n")
     out = tmp_path / "merged.json"
     merged = perf_table.render([str(source)], str(out), str(readme))
     text = readme.read_text()
