@@ -76,15 +76,17 @@ _PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
 def predict_function(detector):
     """The tf.function `batch -> dict` that `predict_dataset` runs, one per `detector`
     (cached: later calls, e.g. after another checkpoint is restored into the same model or on
-    another split of the same shapes, reuse its traces; `reduce_retracing` lets batches of other
-    sizes share one). Returns detection_boxes [B, K, 4], detection_scores [B, K],
-    action_scores [B, K, C], num_detections [B], plus keyframe [B, H, W, 3] (the clip's frame
-    T // 2) when the batch has a `clip`, and attention [B, K, H', W'] for heads whose maps
-    `attention_per_detection` renders."""
-    try:
-        return _PREDICT_FUNCTIONS[detector]
-    except KeyError:
-        pass
+    another split of the same shapes, reuse its traces; `reduce_retracing` lets batches of
+    other sizes share one; a new one when the head's `inference_state_key` changed).
+    Returns detection_boxes [B, K, 4], detection_scores [B, K], action_scores [B, K, C],
+    num_detections [B], plus keyframe [B, H, W, 3] (the clip's frame T // 2) when the batch
+    has a `clip`, and attention [B, K, H', W'] for heads whose maps `attention_per_detection`
+    renders."""
+    # A head that replaced captured state (ACAR's set_bank: new bank tables) needs new traces.
+    key = getattr(getattr(detector, "head", None), "inference_state_key", ())
+    cached = _PREDICT_FUNCTIONS.get(detector)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     model = weakref.ref(detector)  # the cache's value must not keep its key alive
 
     @tf.function(reduce_retracing=True)
@@ -102,7 +104,7 @@ def predict_function(detector):
             keep["attention"] = heat
         return keep
 
-    _PREDICT_FUNCTIONS[detector] = predict
+    _PREDICT_FUNCTIONS[detector] = (key, predict)
     return predict
 
 

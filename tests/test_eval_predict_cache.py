@@ -2,6 +2,7 @@
 evaluations (issue 29: re-tracing on every call dominated the heads suite's evaluations)."""
 
 import gc
+import weakref
 
 import numpy as np
 import pytest
@@ -96,7 +97,51 @@ def test_a_restored_checkpoint_is_scored_by_the_cached_function(setup, tmp_path)
 def test_the_cache_does_not_keep_a_model_alive(setup):
     detector = _detector(setup, 2)
     _predict(detector, setup)
-    count = len(eval_lib._PREDICT_FUNCTIONS)
+    assert detector in eval_lib._PREDICT_FUNCTIONS
+    alive = weakref.ref(detector)
     del detector
     gc.collect()
-    assert len(eval_lib._PREDICT_FUNCTIONS) == count - 1
+    assert alive() is None
+
+
+class _Head:
+    inference_passes = 1
+    inference_state_key = ()
+
+    def reset_inference_memory(self):
+        pass
+
+
+class _CapturedScore:
+    """A model whose score is a Python-held tensor that a trace captures as a constant (as
+    ACAR's bank tables are captured variable objects)."""
+
+    def __init__(self, score):
+        self.head, self.score = _Head(), tf.constant(score)
+
+    def __call__(self, batch, training=False):
+        b = tf.shape(batch["timestamp"])[0]
+        return dict(
+            detection_boxes=tf.tile(tf.constant([[[0.1, 0.1, 0.9, 0.9]]]), [b, 1, 1]),
+            detection_scores=tf.ones([b, 1]),
+            action_scores=tf.fill([b, 1, 1], self.score),
+            num_detections=tf.ones([b], tf.int32),
+        )
+
+
+def test_a_new_inference_state_key_re_traces():
+    dataset = tf.data.Dataset.from_tensor_slices(
+        dict(video_id=tf.constant(["v"] * 4), timestamp=tf.range(4))
+    ).batch(2)
+    model = _CapturedScore(0.5)
+
+    def scores():
+        return eval_lib.predict_dataset(model, dataset, [1], num_images=0, progress=False)[0][
+            "score"
+        ]
+
+    np.testing.assert_allclose(scores(), [0.5] * 4)
+    model.score = tf.constant(0.25)  # replaced, not assigned: the trace still holds 0.5
+    np.testing.assert_allclose(scores(), [0.5] * 4)
+    model.head.inference_state_key = (1,)  # what ACARHead.set_bank does
+    np.testing.assert_allclose(scores(), [0.25] * 4)
