@@ -30,7 +30,14 @@ def tiny_suite(tmp_path_factory):
             budget_scale=0.2,
         ),
     )
-    kwargs = dict(quick=True, runs=runs, data_root=data_root, seed_plan=PLAN, generator=GENERATOR)
+    kwargs = dict(
+        quick=True,
+        runs=runs,
+        data_root=data_root,
+        seed_plan=PLAN,
+        generator=GENERATOR,
+        gt_runs=("lin",),
+    )
     page = heads.run(out, **kwargs)
     with open(os.path.join(out, "heads.json")) as f:
         return dict(out=out, data_root=data_root, kwargs=kwargs, page=page, json=json.load(f))
