@@ -150,7 +150,7 @@ RUNS = (
     # The memory check wants many keyframes: on clean features the M-blocks find the
     # long-term rule only after ~10k (tests/heads/test_aia_memory_cue.py). On the frozen
     # features of the `i3d` run a step takes 16 keyframes (one video's); the suite's time
-    # allows 240 steps (3,840 keyframes) per seed, so this claim may stay undecided.
+    # allows 225 steps (3,600 keyframes) per seed, so this claim may stay undecided.
     RunSpec(
         "aia_features",
         "aia",
@@ -203,6 +203,26 @@ COSTS = {
         extract=dict(train=42.0, val=17.0),
         bank=dict(train=14.0, val=4.0),
         pretrain_eval=40.0,
+        stage_overhead=0.74,
+    ),
+    # --quick's runs, from the first --quick pass after the trace cache (heads.json of
+    # 2026-12-06: 2 seeds x 2 val splits, load average 1.6-1.9): 236 s, of which data 5 s;
+    # projected without the data: 221 s.
+    "tiny": dict(
+        step={
+            END_TO_END: {"linear": 0.07, "i3d": 0.082, "tx": 0.1},
+            FEATURES: {"linear": 0.0026, "stage": 0.026},
+        },
+        start={END_TO_END: 11.0, FEATURES: 1.5},
+        eval_job={
+            END_TO_END: {"linear": 0.66, "i3d": 0.74, "tx": 1.7},
+            FEATURES: {"linear": 0.15, "stage": 0.55},
+        },
+        eval_build={END_TO_END: 3.0, FEATURES: 1.0},
+        extract=dict(train=10.1, val=6.9),
+        bank=dict(train=5.0, val=2.0),
+        pretrain_eval=4.7,
+        stage_overhead=0.74,
     ),
 }
 # Steps per run: the preset's budget for the run's mode x its budget_scale (ACAR 0.5, AIA 0.3),
@@ -213,6 +233,8 @@ COSTS = {
 #              + S x (bank.train + V x bank.val)         per run whose ACFB bank others read
 #   train      = sum over runs of S x (start[mode] + steps(run) x step[mode][kind])
 #   eval       = sum over runs of boxes x (eval_build[mode] + S x V x eval_job[mode][kind])
+#   overhead   = stage_overhead x stages run (2 + per run S + boxes x (1 + S), + S x (1 + V)
+#                per extracted source): Keras state cleared, configs built between stages
 # (S seeds, V val splits; boxes = 2 for GT_BOX_RUNS, else 1; kind = the head, "acar+bank" for
 # ACFB). Inputs (COSTS["bench"]) measured on 2026-12-06 with 40-80-step runs of each kind
 # (`heads.run` on bench data of 24 videos, 1 seed, 1 val split; load average 2-4.7 from other
@@ -220,13 +242,15 @@ COSTS = {
 # step_time_s); start = a training's seconds beyond its steps; eval_job = one (seed, split)
 # of a shared model (heads_eval.evaluate of 3 jobs; the first also traces: eval_build),
 # scaled from the 78-keyframe split to a bench split's 238 keyframes (x3.05); extraction the
-# same way (309 train / 78 val keyframes -> 969 / 238). With these budgets: pretrain 4.6,
-# extraction 7.0, train 59.7, eval 17.1: 88.4 min (the old list and budgets: 588 min).
+# same way (309 train / 78 val keyframes -> 969 / 238); stage_overhead = the --quick pass's
+# wall time beyond its stages' (36.8 s over 50 stages). With these budgets: pretrain 4.6,
+# extraction 7.0, train 57.5, eval 17.1, overhead 2.4: 88.6 min (the old list, budgets and
+# every run on GT boxes: 588 min).
 # Feature runs get more steps than end-to-end ones (the papers train heads on frozen features
 # longer; a step costs 2-300 ms instead of 90-260 ms).
 BUDGETS = {
-    "bench": dict(end_to_end=500, features=800),
-    "demo": dict(end_to_end=500, features=800),
+    "bench": dict(end_to_end=500, features=750),
+    "demo": dict(end_to_end=500, features=750),
     "tiny": dict(end_to_end=10, features=10),
 }
 # On top of BASE per preset: the tiny preset's 64 px frames at 64 px, with anchors scaled to
@@ -251,8 +275,9 @@ PRETRAIN_BUDGETS = {"bench": 2000, "demo": 2000, "tiny": 10}
 # --quick's run list: one end-to-end claim (vatx-tx / vatx-tx-gt: tx > i3d), one on frozen
 # features (stage-fc: stage > linear_features), and the instrument's blind runs (linear, i3d).
 # One pass (QUICK_PLAN: 2 seeds x 2 val splits, data made, 2-core CPU at load average 5-10 from
-# other jobs): 17 min 30 s wall, 493 s of CPU (user + sys); each end-to-end run ~210-240 s
-# (2 x ~40 s training, 8 evaluations at ~17 s: tracing dominates), `stage` 28 s.
+# other jobs) took 17 min 30 s when every evaluation re-traced the model (8 per end-to-end
+# run at ~17 s). With the trace cached and GT boxes only for GT_BOX_RUNS, from scratch (data
+# made too), load average 1.6-1.9: 4 min 3 s wall, 236 s of CPU; end-to-end runs 38-58 s.
 QUICK_RUNS = ("linear", "i3d", "tx", "linear_features", "stage")
 
 
@@ -262,10 +287,10 @@ def run_kind(spec: RunSpec) -> str:
 
 
 def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=None) -> dict:
-    """The pass's projected wall time from `COSTS[preset]` (see the formula beside BUDGETS)
-    -> {"total": s, "pretrain": s, "extraction": s, "train": s, "eval": s}; None when the
-    preset has no measured costs or a run's kind has none. gt_runs: the runs also scored on
-    ground-truth boxes (None: all)."""
+    """The pass's projected wall time from `COSTS[preset]` (see the formula beside BUDGETS),
+    data already made -> {"total": s, "pretrain": s, "extraction": s, "train": s, "eval": s,
+    "overhead": s}; None when the preset has no measured costs or a run's kind has none.
+    gt_runs: the runs also scored on ground-truth boxes (None: all)."""
     cost = COSTS.get(preset)
     if cost is None:
         return None
@@ -273,27 +298,32 @@ def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=No
     step, job = cost["step"], cost["eval_job"]
     if any(run_kind(r) not in step[r.mode] or run_kind(r) not in job[r.mode] for r in runs):
         return None
+    boxes = {r.name: 1 + (gt_runs is None or r.name in gt_runs) for r in runs}
+    sources = [
+        key
+        for key, names in (
+            ("extract", {r.features_from for r in runs if r.features_from}),
+            ("bank", {r.bank_from for r in runs if r.bank_from}),
+        )
+        for _ in names
+    ]
+    # Stages run: pretrain (2); per run S trains, an eval per box mode, S matches per mode;
+    # per extracted source S x (1 + V).
+    stages = 2 + sum(s + boxes[r.name] * (1 + s) for r in runs) + len(sources) * s * (1 + v)
     parts = dict(
         pretrain=PRETRAIN_BUDGETS.get(preset, PRETRAIN_BUDGETS["bench"]) * step[END_TO_END]["i3d"]
         + cost["start"][END_TO_END]
         + cost["pretrain_eval"],
-        extraction=sum(
-            s * (cost[key]["train"] + v * cost[key]["val"])
-            for key, sources in (
-                ("extract", {r.features_from for r in runs if r.features_from}),
-                ("bank", {r.bank_from for r in runs if r.bank_from}),
-            )
-            for _ in sources
-        ),
+        extraction=sum(s * (cost[key]["train"] + v * cost[key]["val"]) for key in sources),
         train=sum(
             s * (cost["start"][r.mode] + run_steps(r, preset) * step[r.mode][run_kind(r)])
             for r in runs
         ),
         eval=sum(
-            (1 + (gt_runs is None or r.name in gt_runs))
-            * (cost["eval_build"][r.mode] + s * v * job[r.mode][run_kind(r)])
+            boxes[r.name] * (cost["eval_build"][r.mode] + s * v * job[r.mode][run_kind(r)])
             for r in runs
         ),
+        overhead=stages * cost["stage_overhead"],
     )
     return {"total": sum(parts.values()), **parts}
 

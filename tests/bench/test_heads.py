@@ -37,7 +37,7 @@ def test_run_list_has_every_head_and_ablation_of_the_issues():
         assert runs[name].mode == heads_runs.FEATURES and runs[name].features_from == "i3d"
         assert runs[name].overrides["train.batch_size"] == 16
         assert runs[name].overrides["head.memory_window"] in (0, 6)  # the synthetic horizon
-        assert heads_runs.run_steps(runs[name], "bench") == 240
+        assert heads_runs.run_steps(runs[name], "bench") == 225
     assert runs["aia_nomem_features"].overrides["head.blocks"] == ("P", "O", "P", "O")
     assert "head.blocks" not in runs["aia_features"].overrides
     heads_runs.check_runs()  # the shipped list is consistent
@@ -80,7 +80,7 @@ def test_run_steps_scale_the_preset_budget():
     half = heads_runs.RunSpec("h", "aia", heads_runs.FEATURES, features_from="l", budget_scale=0.5)
     assert heads_runs.run_steps(e2e, "bench") == 500
     assert heads_runs.run_steps(long, "bench") == 1250
-    assert heads_runs.run_steps(half, "bench") == 400  # 800 x 0.5
+    assert heads_runs.run_steps(half, "bench") == 375  # 750 x 0.5
     assert heads_runs.run_steps(long, "tiny") == 25
     assert (
         heads_runs.run_steps(heads_runs.RunSpec("t", "aia", budget_scale=0.01), "tiny") == 1
@@ -108,6 +108,7 @@ def test_projection_formula_on_known_costs(monkeypatch):
         extract=dict(train=20.0, val=6.0),
         bank=dict(train=8.0, val=2.0),
         pretrain_eval=7.0,
+        stage_overhead=0.5,
     )
     monkeypatch.setitem(heads_runs.COSTS, "x", costs)
     monkeypatch.setitem(heads_runs.BUDGETS, "x", dict(end_to_end=100, features=200))
@@ -118,6 +119,9 @@ def test_projection_formula_on_known_costs(monkeypatch):
     assert got["train"] == pytest.approx(2 * (10 + 50) + 2 * (2 + 20) + 2 * (2 + 100))
     # GT boxes for "a" only: two box modes there, one elsewhere.
     assert got["eval"] == pytest.approx(2 * (4 + 6 * 3) + (1 + 6 * 1) + (1 + 6 * 5))
+    # Stages: pretrain 2; "a" 2 trains + 2 x (eval + 2 matches); "f", "b" 2 + 1 + 2 each;
+    # extractions of "a" and the bank of "f": 2 x 2 x (1 + 3).
+    assert got["overhead"] == pytest.approx(0.5 * (2 + 8 + 5 + 5 + 16))
     assert got["total"] == pytest.approx(sum(v for k, v in got.items() if k != "total"))
     assert heads_runs.projected_seconds([e2e], "nowhere", 2, 3) is None  # no measured costs
     # The shipped list and budgets fit the issue's 90 minutes on the measured costs.
