@@ -206,13 +206,14 @@ CLAIMS = (
     Claim(
         "acar-acrn-none",
         "acar_acrn",
-        "linear",
+        "linear_features",
         "context",
         "rpn",
         _ACAR,
         "Tables 1a, 1b",
         "Baseline + ACRN 26.71 vs Baseline 25.39",
-        "the paper's Baseline is backbone + detector + one-layer classifier: our `linear`",
+        "the paper's Baseline is backbone + detector + one-layer classifier: our "
+        "`linear_features`, on the same frozen features as the ACAR runs",
     ),
     Claim(
         "acar-nl-rn",

@@ -3,8 +3,10 @@
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick] \
         [--seeds=3 --seed_offset=0 --data_seed=0 --val_splits=4]
 
-Every stage is a library call in this process, printed before it runs and timed
-(`runner.StageLog`; Keras' state is cleared and the seeds set before each):
+A pass first prints its projected time ("projected: N min", `heads_runs.projected_seconds`
+of the measured `heads_runs.COSTS`). Every stage is a library call in this process, printed
+before it runs and timed (`runner.StageLog`; Keras' state is cleared and the seeds set
+before each):
   1. data      the training data, and the val split of each of the plan's generator seeds
                (`heads_data.prepare_data`), converted into DIR/P/;
   2. pretrain  the `i3d` detector on data of a disjoint generator seed, its I3D weights
@@ -14,8 +16,10 @@ Every stage is a library call in this process, printed before it runs and timed
        features  `feature_extraction.extract_split` of the same seed's `features_from` run for
                  train and every val split (or `extract_split_bank`: ACAR's bank);
        train     `train_lib.train_task(make_task(config))` into DIR/P/runs/<run>-seed<N>;
-       eval      every seed on every val split, on detections and on GT boxes (one model
-                 per run and box mode, each checkpoint restored into it: `heads_eval`);
+       eval      every seed on every val split, on detections, and on GT boxes for the
+                 runs a GT-box claim or chance check reads (heads_runs.GT_BOX_RUNS); one
+                 model per run and box mode, each checkpoint restored into it (`heads_eval`;
+                 its inference traced once: `eval_lib.predict_function`);
        matches   `stats.match_run` of the pooled splits per box mode -> matches_*.npz;
   4. DIR/heads.json (rewritten after every run) and, at the end, the results page
      DIR/results.md (`results_page.write_page`: claims with verdicts, runs with intervals).
@@ -31,6 +35,7 @@ import os
 import time
 
 from action_tx import config as C
+from action_tx.bench import chance
 from action_tx.bench import claims as claims_lib
 from action_tx.bench import heads_data as D
 from action_tx.bench.heads_eval import MODES, checkpoint_path, score_seeds, split_config
@@ -44,11 +49,19 @@ __all__ = ["MODES", "Paths", "run", "run_config", "score_seeds", "split_config",
 
 
 def suite_runs(quick: bool = False) -> tuple:
-    """heads_runs.RUNS + claims.VARIANT_RUNS, with the claims checked against it; --quick:
-    only heads_runs.QUICK_RUNS of them."""
+    """heads_runs.RUNS + claims.VARIANT_RUNS, with the claims checked against it and every
+    run that a GT-box claim or a chance check reads in heads_runs.GT_BOX_RUNS; --quick: only
+    heads_runs.QUICK_RUNS of them."""
     runs = tuple(R.RUNS) + tuple(claims_lib.VARIANT_RUNS)
     claims_lib.check_claims(claims_lib.CLAIMS, [r.name for r in runs])
     R.check_runs(runs)
+    needed = {n for c in claims_lib.CLAIMS if c.proposals == "gt" for n in (c.better, c.other)}
+    needed |= {c.run for c in chance.CHANCE_CHECKS if c.proposals == "gt"}
+    if not needed <= set(R.GT_BOX_RUNS):
+        raise ValueError(
+            f"heads_runs.GT_BOX_RUNS lacks {sorted(needed - set(R.GT_BOX_RUNS))}, which a "
+            "GT-box claim or chance check reads"
+        )
     return tuple(r for r in runs if r.name in R.QUICK_RUNS) if quick else runs
 
 
@@ -86,9 +99,11 @@ def run_config(
     return C.with_overrides(C.ExperimentConfig(), overrides, resolve)
 
 
-def extract(paths: Paths, source: str, split, bank: str = "none") -> dict:
+def extract(paths: Paths, source: str, split, bank: str = "none", features_from=None) -> dict:
     """Features (or with bank="acfb" ACAR's bank) of run `source`'s checkpoint over `split`
-    (`heads_data.SplitData`), with the config of its config.json."""
+    (`heads_data.SplitData`), with the config of its config.json. A bank of a run on frozen
+    features reads the features of run `features_from` for `split` (its config names the
+    first val split's)."""
     import tensorflow as tf
 
     from action_tx import feature_extraction
@@ -100,20 +115,29 @@ def extract(paths: Paths, source: str, split, bank: str = "none") -> dict:
     checkpoint = tf.train.latest_checkpoint(run_dir)
     if config is None or checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no config.json or no checkpoint")
-    task = make_task(config)
-    files = tfrecords.match_files(split.shards)
     out = paths.feature_dir(source, split.name, bank)
     kind = "train" if split.split == "train" else "val"
     if bank == "none":
-        return feature_extraction.extract_split(task, checkpoint, files, out, split=kind)
+        files = tfrecords.match_files(split.shards)
+        return feature_extraction.extract_split(
+            make_task(config), checkpoint, files, out, split=kind
+        )
+    files = None  # on features the bank reads the feature folder of `kind`, not TFRecords
+    if config.data.input == "features":
+        folder = paths.feature_dir(features_from, split.name)
+        field = "data.feature_dir" if kind == "train" else "data.eval_feature_dir"
+        config = C.with_overrides(config, {field: folder})
+    else:
+        files = tfrecords.match_files(split.shards)
     return feature_extraction.extract_split_bank(
-        task, checkpoint, out, split=kind, batch_size=4, files=files
+        make_task(config), checkpoint, out, split=kind, batch_size=4, files=files
     )
 
 
-def _ensure_features(log, paths, source, bank, splits, failed) -> None:
+def _ensure_features(log, paths, source, bank, splits, failed, features_from=None) -> None:
     """Extracts the features (or ACFB bank) of run `source` for `splits` unless present;
-    remembers a failed extraction in `failed` so later runs do not retry it."""
+    remembers a failed extraction in `failed` so later runs do not retry it. features_from:
+    the run whose features a bank of a frozen-feature `source` reads (`extract`)."""
     if (source, bank) in failed:
         raise StageError(f"the {bank} extraction of run '{source}' failed earlier")
     for split in splits:
@@ -127,7 +151,7 @@ def _ensure_features(log, paths, source, bank, splits, failed) -> None:
             log.skip(stage, call)
             continue
         try:
-            log.run(stage, call, extract, paths, source, split, bank)
+            log.run(stage, call, extract, paths, source, split, bank, features_from)
         except StageError:
             failed.add((source, bank))
             raise
@@ -167,7 +191,8 @@ def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dic
             _ensure_features(log, paths, spec.features_from, "none", (train_split, *val), failed)
         if spec.bank_from:
             stage = "bank"
-            _ensure_features(log, paths, spec.bank_from, "acfb", (train_split, *val), failed)
+            splits = (train_split, *val)
+            _ensure_features(log, paths, spec.bank_from, "acfb", splits, failed, spec.features_from)
         stage = "config"
         extra = {"train.init_checkpoint": init} if spec.mode == R.END_TO_END else {}
         result["config"] = config = run_config(spec, paths, preset, steps, extra=extra)
@@ -196,9 +221,9 @@ def _train_seconds(run_dir, seconds):
     return seconds
 
 
-def run_row(spec: R.RunSpec, steps: int, seeds: list, out_dir: str) -> dict:
-    """heads.json's row of a run from its seeds' results: `seeds` (those with matches in both
-    modes) and `matches` {mode: [path relative to heads.json, one per seed]}."""
+def run_row(spec: R.RunSpec, steps: int, seeds: list, out_dir: str, modes=MODES) -> dict:
+    """heads.json's row of a run from its seeds' results: `seeds` (those with matches in every
+    box mode of `modes`) and `matches` {mode: [path relative to heads.json, one per seed]}."""
     ok = [s for s in seeds if s["status"] == "ok"]
     bad = [s for s in seeds if s["status"] != "ok"]
     status = "ok" if not bad else f"{len(ok)}/{len(seeds)} seeds ok; {bad[0]['status']}"
@@ -210,7 +235,8 @@ def run_row(spec: R.RunSpec, steps: int, seeds: list, out_dir: str) -> dict:
         note=spec.note,
         status=status,
         seeds=[s["seed"] for s in ok],
-        matches={m: [os.path.relpath(s["matches"][m], out_dir) for s in ok] for m in MODES},
+        modes=list(modes),
+        matches={m: [os.path.relpath(s["matches"][m], out_dir) for s in ok] for m in modes},
         per_seed=[{k: v for k, v in s.items() if k not in ("matches", "config")} for s in seeds],
     )
 
@@ -223,12 +249,14 @@ def run(
     data_root: str = None,
     seed_plan: S.SeedPlan = None,
     generator: dict = None,
+    gt_runs=None,
 ) -> str:
     """Runs the suite; writes out_dir/heads.json and out_dir/results.md; returns the page.
 
     runs: default `suite_runs(quick)`; seed_plan: default `heads_seeds.QUICK_PLAN` with
     --quick, else `SeedPlan()`; data_root: the parent folder of data/synthetic_<preset>
-    (default the repository's); generator: extra `synthetic.generate` options."""
+    (default the repository's); generator: extra `synthetic.generate` options; gt_runs: the
+    runs also scored on ground-truth boxes (default heads_runs.GT_BOX_RUNS)."""
     from action_tx.bench import results_page
 
     runs = suite_runs(quick) if runs is None else tuple(runs)
@@ -236,6 +264,17 @@ def run(
     concrete = S.expand_runs(runs, plan)  # checks the run list and the seeded one
     start = time.perf_counter()
     preset = "tiny" if quick else preset
+    gt_runs = set(R.GT_BOX_RUNS if gt_runs is None else gt_runs)
+    projected = R.projected_seconds(runs, preset, plan.seeds, plan.val_splits, gt_runs)
+    print(
+        f"projected: {projected['total'] / 60:.0f} min ("
+        + ", ".join(f"{k} {v / 60:.1f}" for k, v in projected.items() if k != "total")
+        + f" min; heads_runs.COSTS[{preset!r}], {plan.seeds} seeds x {plan.val_splits} val "
+        "splits)"
+        if projected
+        else f"projected: n/a (heads_runs.COSTS has no measured costs for preset {preset!r})",
+        flush=True,
+    )
     machine = machine_info()
     machine["load_average_start"] = machine.pop("load_average")
     paths, log = Paths(out_dir, preset, data_root), StageLog()
@@ -270,6 +309,7 @@ def run(
             positive_rates=rates,
             machine=machine,
             seconds=round(time.perf_counter() - start, 1),
+            projected_seconds=projected and round(projected["total"], 1),
             runs=rows,
             commands=log.commands,
         )
@@ -286,10 +326,12 @@ def run(
             )
             for c in mine
         ]
-        score_seeds(spec.name, [c.spec for c in mine], seeds, log, paths, steps, data[1], done)
+        modes = MODES if spec.name in gt_runs else ("rpn",)
+        specs = [c.spec for c in mine]
+        score_seeds(spec.name, specs, seeds, log, paths, steps, data[1], done, modes)
         for s in seeds:
             print(f"--- {s['name']}: {s['status']}", flush=True)
-        rows.append(run_row(spec, steps, seeds, out_dir))
+        rows.append(run_row(spec, steps, seeds, out_dir, modes))
         print(
             f"--- run {spec.name} [{i + 1}/{len(runs)}]: {rows[-1]['status']} "
             f"({time.perf_counter() - run_start:.0f} s; suite {time.perf_counter() - start:.0f} s)",

@@ -81,18 +81,18 @@ def splits_key(splits) -> str:
     return "data" + "-".join(str(s.data_seed) for s in splits)
 
 
-def score_seeds(run, specs, results, log, paths, steps, val, done) -> None:
+def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) -> None:
     """Scores the trained seeds of run `run` (specs and `train_seed` results, in order) on
-    every val split in both box modes, matches each seed's pooled detections, and completes
-    each result (matches {mode: path}, head_params, trainable_params, step_time_s); a failing
-    stage fails the seeds it scores. Seeds scored add their names to `done`."""
+    every val split in each box mode of `modes`, matches each seed's pooled detections, and
+    completes each result (matches {mode: path}, head_params, trainable_params, step_time_s);
+    a failing stage fails the seeds it scores. Seeds scored add their names to `done`."""
     from action_tx.bench import heads_metrics as M
     from action_tx.tasks import make_task
 
     trained = [(s, r) for s, r in zip(specs, results) if r["status"] == "ok"]
     for _, r in trained:
         r["matches"] = {}
-    for mode in MODES:
+    for mode in modes:
         jobs = []
         for spec, r in trained:
             for split in val:

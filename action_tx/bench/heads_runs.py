@@ -11,9 +11,12 @@ A run is `RunSpec(name, head, mode, overrides, ...)`:
   bank_from:         ACAR's second stage: `feature_extraction.extract_split_bank` on that run's
                      checkpoint gives its bank_dir / eval_bank_dir.
   budget_scale:      this run's steps are the preset's budget for its mode times this.
-Every run's config is `BASE` (configs/bench.flags: i3d_tiny, 8 frames stride 2, 112 px, batch 4,
-AdamW 1e-3), then the preset's `PRESET_OVERRIDES`, the run's head, data and step budget, then
-its own overrides (later ones win). Which runs each paper's claim compares is
+End to end only where a claim is about end-to-end training (VATX: linear, i3d, tx, tx_i3d);
+every relational head (STAGE, HGRNN, ACAR with its bank, AIA) on the frozen features of the
+`i3d` run, as STAGE and HGRNN's papers train theirs.
+Every run's config is `BASE` (configs/bench.flags: i3d_tiny, 8 frames stride 2, 112 px,
+batch 4, AdamW 1e-3), then the preset's `PRESET_OVERRIDES`, the run's head, data and step
+budget, then its own overrides (later ones win). Which runs each paper's claim compares is
 `action_tx.bench.claims` (the suite's run list is RUNS + claims.VARIANT_RUNS).
 """
 
@@ -67,6 +70,10 @@ BASE = {
     "train.keep_checkpoints": 2,
     "train.log_every": 10,
 }
+# The runs also scored on ground-truth boxes: those a GT-box claim or a chance check reads
+# (`heads.suite_runs` checks it). Every run is scored on its detections; GT boxes for every
+# run doubled the evaluations (~18 min of a full pass, most of it the AIA and ACFB runs).
+GT_BOX_RUNS = ("linear", "i3d", "tx")
 # What every evaluation sets (one pass over val, no pictures, no progress bar).
 EVAL_OVERRIDES = {"eval.batch_size": 4, "eval.num_images": 0, "eval.progress": False}
 # The GT-box evaluation of each mode: the classification-only bound.
@@ -82,7 +89,12 @@ _HGRNN = {
 }
 _ACAR = {"head.hidden_size": 128, "model.pose_softmax": True}  # ACAR §4.1: softmax over poses
 _AIA = {"data.box_jitter": 0.05}
-_AIA_FEATURES = {**_AIA, "train.batch_size": 16}
+# The synthetic data's long-term evidence lies 2-6 s back (SYNTHETIC_DATA.md): a window of 6
+# keyframes spans exactly that, where the papers' L = 30 (AIA) and w = 10 (ACFB) are sized for
+# AVA's 15-minute movies; at 6 an AIA step costs about half and an ACFB step ~0.4x (measured,
+# bench preset: 0.20 vs 0.38 s and 0.31 vs 0.73 s), which the suite's 90 minutes need.
+_SYNTHETIC_HORIZON = 6
+_AIA_FEATURES = {**_AIA, "train.batch_size": 16, "head.memory_window": _SYNTHETIC_HORIZON}
 _NO_MEMORY = {"head.blocks": ("P", "O", "P", "O"), "head.memory_window": 0}
 
 RUNS = (
@@ -113,47 +125,41 @@ RUNS = (
         note="l = 0: no neighbouring keyframes (issue 7 check)",
         ablation=True,
     ),
-    RunSpec("acar", "acar", overrides=_ACAR, note="ACFB stage 1: no bank"),
+    # ACAR and AIA on the same frozen features (their claims are about the relation and memory
+    # blocks, not about training the trunk with them): STAGE and HGRNN's own protocol.
+    RunSpec(
+        "acar",
+        "acar",
+        FEATURES,
+        _ACAR,
+        features_from="i3d",
+        budget_scale=0.5,
+        note="HR2O on frozen features; ACFB stage 1: no bank",
+    ),
     RunSpec(
         "acar_acfb",
         "acar",
-        overrides=_ACAR,
+        FEATURES,
+        {**_ACAR, "head.bank_window": _SYNTHETIC_HORIZON},
+        features_from="i3d",
         bank_from="acar",
-        note="stage 2 with the Actor-Context Feature Bank of run 'acar'",
+        budget_scale=0.5,
+        note="stage 2 with the Actor-Context Feature Bank of run 'acar' (same features), "
+        "w = 6 (the synthetic long-term horizon; the paper's w = 10)",
     ),
-    RunSpec("aia", "aia", overrides=_AIA, note="memory L = 30 with AMU"),
-    # AIA's own no-memory ablation (Table 1a) removes the M-blocks; memory_window=0 would keep
-    # them as two more person blocks over the keyframe's own persons.
-    RunSpec(
-        "aia_nomem",
-        "aia",
-        overrides={**_AIA, **_NO_MEMORY},
-        note="no M-blocks: the paper's no-memory ablation (issue 8 check)",
-        ablation=True,
-    ),
-    # The synthetic data's long-term evidence lies 2-6 s back (SYNTHETIC_DATA.md): L = 6 spans
-    # exactly that, where the paper's L = 30 is sized for AVA's 15-minute movies.
-    RunSpec(
-        "aia_l6",
-        "aia",
-        overrides={**_AIA, "head.memory_window": 6},
-        note="memory L = 6 (the synthetic long-term horizon)",
-        ablation=True,
-    ),
-    # The memory check at the sample budget the M-blocks need: on clean features they find
-    # the long-term rule only after ~10k keyframes (tests/heads/test_aia_memory_cue.py), where
-    # 600 end-to-end steps of 4 give 2,400. So this pair trains on the frozen features of the
-    # `i3d` run, 16 keyframes a step (one video's), 1500 steps: up to 24k keyframes (~13 min
-    # at L = 30).
+    # The memory check wants many keyframes: on clean features the M-blocks find the
+    # long-term rule only after ~10k (tests/heads/test_aia_memory_cue.py). On the frozen
+    # features of the `i3d` run a step takes 16 keyframes (one video's); the suite's time
+    # allows 225 steps (3,600 keyframes) per seed, so this claim may stay undecided.
     RunSpec(
         "aia_features",
         "aia",
         FEATURES,
         _AIA_FEATURES,
         features_from="i3d",
-        budget_scale=0.5,
-        note="memory L = 30 with AMU on frozen features, 16 keyframes a step (issue 8 check)",
-        ablation=True,
+        budget_scale=0.3,
+        note="memory L = 6 (the synthetic long-term horizon; the paper's L = 30) with AMU on "
+        "frozen features, 16 keyframes a step (issue 8 check)",
     ),
     RunSpec(
         "aia_nomem_features",
@@ -161,26 +167,90 @@ RUNS = (
         FEATURES,
         {**_AIA_FEATURES, **_NO_MEMORY},
         features_from="i3d",
-        budget_scale=0.5,
+        budget_scale=0.3,
         note="no M-blocks on the same features and budget (issue 8 check)",
         ablation=True,
     ),
 )
 
-# Steps per run, chosen so the suite fits its time (bench: 60 min, quick: 10 min, this 2-core
-# CPU): 8 end-to-end runs at ~0.3 s a step (~4 min each with start-up), 24 evaluations, and 4
-# feature runs at ~30 ms a step: these get 5x the steps (the papers train their heads on frozen
-# features far longer than end to end; 600 steps left even the linear probe under-trained:
-# val mAP 0.093 against 0.463 after 1500 steps at a higher learning rate). One clean pass of
-# this list on the bench preset, idle machine, data already made: 48 min 13 s, before the two
-# `*_features` AIA runs, whose training took 12.5 and 5 min alone on a later, faster 2-core
-# machine (2.0 and 5.0 steps/s; there the `i3d` run's 600 steps took 97 s).
-# These figures are of one seed and one val split per run, before the seeds, the pooled val
-# splits and the claims' variants (heads.py); with --quick (tiny preset) process start-up and
-# tracing dominate, so --quick runs QUICK_RUNS only.
+# Measured seconds of each part of a pass on the bench preset (the projection below).
+COSTS = {
+    "bench": dict(
+        step={
+            END_TO_END: {"linear": 0.087, "i3d": 0.109, "tx": 0.224, "tx_i3d": 0.264},
+            FEATURES: {
+                "linear": 0.0017,
+                "stage": 0.029,
+                "hgrnn": 0.025,
+                "acar": 0.161,
+                "acar+bank": 0.31,
+                "aia": 0.20,
+            },
+        },
+        start={END_TO_END: 20.0, FEATURES: 5.0},
+        eval_job={
+            END_TO_END: {"linear": 4.0, "i3d": 4.0, "tx": 5.7, "tx_i3d": 8.8},
+            FEATURES: {
+                "linear": 1.0,
+                "stage": 1.4,
+                "hgrnn": 1.1,
+                "acar": 2.6,
+                "acar+bank": 7.0,
+                "aia": 4.0,
+            },
+        },
+        eval_build={END_TO_END: 5.0, FEATURES: 3.0},
+        extract=dict(train=42.0, val=17.0),
+        bank=dict(train=14.0, val=4.0),
+        pretrain_eval=40.0,
+        stage_overhead=0.74,
+    ),
+    # --quick's runs, from the first --quick pass after the trace cache (heads.json of
+    # 2026-12-06: 2 seeds x 2 val splits, load average 1.6-1.9): 236 s, of which data 5 s;
+    # projected without the data: 221 s.
+    "tiny": dict(
+        step={
+            END_TO_END: {"linear": 0.07, "i3d": 0.082, "tx": 0.1},
+            FEATURES: {"linear": 0.0026, "stage": 0.026},
+        },
+        start={END_TO_END: 11.0, FEATURES: 1.5},
+        eval_job={
+            END_TO_END: {"linear": 0.66, "i3d": 0.74, "tx": 1.7},
+            FEATURES: {"linear": 0.15, "stage": 0.55},
+        },
+        eval_build={END_TO_END: 3.0, FEATURES: 1.0},
+        extract=dict(train=10.1, val=6.9),
+        bank=dict(train=5.0, val=2.0),
+        pretrain_eval=4.7,
+        stage_overhead=0.74,
+    ),
+}
+# Steps per run: the preset's budget for the run's mode x its budget_scale (ACAR 0.5, AIA 0.3),
+# chosen so that a full pass (3 seeds x 4 val splits, data made) is projected at <= 90 min on
+# this 2-core CPU. The projection (`projected_seconds`, printed at the start of a pass) is
+#   pretrain   = PRETRAIN_BUDGETS x step[e2e][i3d] + start[e2e] + pretrain_eval
+#   extraction = S x (extract.train + V x extract.val)   per run whose features others read
+#              + S x (bank.train + V x bank.val)         per run whose ACFB bank others read
+#   train      = sum over runs of S x (start[mode] + steps(run) x step[mode][kind])
+#   eval       = sum over runs of boxes x (eval_build[mode] + S x V x eval_job[mode][kind])
+#   overhead   = stage_overhead x stages run (2 + per run S + boxes x (1 + S), + S x (1 + V)
+#                per extracted source): Keras state cleared, configs built between stages
+# (S seeds, V val splits; boxes = 2 for GT_BOX_RUNS, else 1; kind = the head, "acar+bank" for
+# ACFB). Inputs (COSTS["bench"]) measured on 2026-12-06 with 40-80-step runs of each kind
+# (`heads.run` on bench data of 24 videos, 1 seed, 1 val split; load average 2-4.7 from other
+# jobs, so an idle machine is faster): seconds per step = the trainer's median (heads.json
+# step_time_s); start = a training's seconds beyond its steps; eval_job = one (seed, split)
+# of a shared model (heads_eval.evaluate of 3 jobs; the first also traces: eval_build),
+# scaled from the 78-keyframe split to a bench split's 238 keyframes (x3.05); extraction the
+# same way (309 train / 78 val keyframes -> 969 / 238); stage_overhead = the --quick pass's
+# wall time beyond its stages' (36.8 s over 50 stages). With these budgets: pretrain 4.6,
+# extraction 7.0, train 57.5, eval 17.1, overhead 2.4: 88.6 min (the old list, budgets and
+# every run on GT boxes: 588 min).
+# Feature runs get more steps than end-to-end ones (the papers train heads on frozen features
+# longer; a step costs 2-300 ms instead of 90-260 ms).
 BUDGETS = {
-    "bench": dict(end_to_end=600, features=3000),
-    "demo": dict(end_to_end=600, features=3000),
+    "bench": dict(end_to_end=500, features=750),
+    "demo": dict(end_to_end=500, features=750),
     "tiny": dict(end_to_end=10, features=10),
 }
 # On top of BASE per preset: the tiny preset's 64 px frames at 64 px, with anchors scaled to
@@ -205,9 +275,57 @@ PRETRAIN_BUDGETS = {"bench": 2000, "demo": 2000, "tiny": 10}
 # --quick's run list: one end-to-end claim (vatx-tx / vatx-tx-gt: tx > i3d), one on frozen
 # features (stage-fc: stage > linear_features), and the instrument's blind runs (linear, i3d).
 # One pass (QUICK_PLAN: 2 seeds x 2 val splits, data made, 2-core CPU at load average 5-10 from
-# other jobs): 17 min 30 s wall, 493 s of CPU (user + sys); each end-to-end run ~210-240 s
-# (2 x ~40 s training, 8 evaluations at ~17 s: tracing dominates), `stage` 28 s.
+# other jobs) took 17 min 30 s when every evaluation re-traced the model (8 per end-to-end
+# run at ~17 s). With the trace cached and GT boxes only for GT_BOX_RUNS, from scratch (data
+# made too), load average 1.6-1.9: 4 min 3 s wall, 236 s of CPU; end-to-end runs 38-58 s.
 QUICK_RUNS = ("linear", "i3d", "tx", "linear_features", "stage")
+
+
+def run_kind(spec: RunSpec) -> str:
+    """The key of a run's costs in `COSTS`: its head, "+bank" for ACAR with a feature bank."""
+    return spec.head + ("+bank" if spec.bank_from else "")
+
+
+def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=None) -> dict:
+    """The pass's projected wall time from `COSTS[preset]` (see the formula beside BUDGETS),
+    data already made -> {"total": s, "pretrain": s, "extraction": s, "train": s, "eval": s,
+    "overhead": s}; None when the preset has no measured costs or a run's kind has none.
+    gt_runs: the runs also scored on ground-truth boxes (None: all)."""
+    cost = COSTS.get(preset)
+    if cost is None:
+        return None
+    s, v = seeds, val_splits
+    step, job = cost["step"], cost["eval_job"]
+    if any(run_kind(r) not in step[r.mode] or run_kind(r) not in job[r.mode] for r in runs):
+        return None
+    boxes = {r.name: 1 + (gt_runs is None or r.name in gt_runs) for r in runs}
+    sources = [
+        key
+        for key, names in (
+            ("extract", {r.features_from for r in runs if r.features_from}),
+            ("bank", {r.bank_from for r in runs if r.bank_from}),
+        )
+        for _ in names
+    ]
+    # Stages run: pretrain (2); per run S trains, an eval per box mode, S matches per mode;
+    # per extracted source S x (1 + V).
+    stages = 2 + sum(s + boxes[r.name] * (1 + s) for r in runs) + len(sources) * s * (1 + v)
+    parts = dict(
+        pretrain=PRETRAIN_BUDGETS.get(preset, PRETRAIN_BUDGETS["bench"]) * step[END_TO_END]["i3d"]
+        + cost["start"][END_TO_END]
+        + cost["pretrain_eval"],
+        extraction=sum(s * (cost[key]["train"] + v * cost[key]["val"]) for key in sources),
+        train=sum(
+            s * (cost["start"][r.mode] + run_steps(r, preset) * step[r.mode][run_kind(r)])
+            for r in runs
+        ),
+        eval=sum(
+            boxes[r.name] * (cost["eval_build"][r.mode] + s * v * job[r.mode][run_kind(r)])
+            for r in runs
+        ),
+        overhead=stages * cost["stage_overhead"],
+    )
+    return {"total": sum(parts.values()), **parts}
 
 
 def budget(preset: str, mode: str) -> int:

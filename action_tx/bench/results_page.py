@@ -290,7 +290,12 @@ def render(
         f"the end {', '.join(str(x) for x in machine.get('load_average') or []) or 'n/a'}.",
         "Wall time: "
         + ("n/a" if seconds is None else f"{seconds:.0f} s ({seconds / 60:.1f} min)")
-        + " (the suite's invocation that wrote heads.json; runs it found done were skipped).",
+        + " (the suite's invocation that wrote heads.json; runs it found done were skipped)"
+        + (
+            f"; projected before it started: {projected / 60:.1f} min (heads_runs.COSTS)."
+            if (projected := heads.get("projected_seconds"))
+            else "."
+        ),
         "",
         "## Commands",
         "",

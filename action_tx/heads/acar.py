@@ -128,6 +128,7 @@ class ACARHead(ActionHead):
         self._fc2 = keras.layers.Dense(num_classes, name="cls_logits")
         self._recorder = _Recorder()
         self._train_table = self._eval_table = None
+        self._banks_set = 0  # set_bank calls (`inference_state_key`)
 
     def set_bank(self, bank: Optional[Bank] = None, eval_bank: Optional[Bank] = None) -> None:
         """Gives a `use_bank` head its banks (`action_tx.acfb.load_bank` reads them): `bank`,
@@ -151,6 +152,11 @@ class ACARHead(ActionHead):
                     )
         self._train_table = tables.get("train")
         self._eval_table = tables.get("eval", self._train_table)
+        self._banks_set += 1  # new table variables: traces that read the old ones are stale
+
+    @property
+    def inference_state_key(self):
+        return (self._banks_set,)
 
     @property
     def bank_tables(self) -> dict:

@@ -91,6 +91,9 @@ class ActionHead(keras.layers.Layer):
         they are built (AIA: `aia_memory.MemoryTables(train, eval)` of `FeatureMemory`).
     reset_inference_memory(): forgets every entry of the memory read at inference, before a
         split is evaluated; the training memory is kept. A no-op for a head without one.
+    inference_state_key: changes whenever the head replaces state that a traced inference
+        function captured as a constant or variable object (not by assigning variables): ACAR's
+        `set_bank`. `eval_lib.predict_function` traces anew when it changes. Default ().
     tail: the Inception-I3D Mixed_5a-5c layers the head runs, where Kinetics weights load
         (`--init_checkpoint`, `i3d_checkpoint.detector_i3d_parts`), or None (default).
     roi_time_slices: str   "all" (default): `roi_features` are tubes over every time slice;
@@ -105,6 +108,7 @@ class ActionHead(keras.layers.Layer):
     uses_objects = False
     inference_passes = 1
     roi_time_slices = "all"
+    inference_state_key = ()
     tail = None
 
     def __init__(self, **kwargs):

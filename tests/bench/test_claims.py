@@ -42,7 +42,7 @@ def test_the_claims_issue_29_lists_are_there():
         ("hgrnn", "hgrnn_l0", "long_term", "rpn"),
         ("hgrnn", "hgrnn_iter1", "context", "rpn"),
         ("acar", "acar_acrn", "context", "rpn"),  # HR2O > ACRN > no relations
-        ("acar_acrn", "linear", "context", "rpn"),
+        ("acar_acrn", "linear_features", "context", "rpn"),
         ("acar_acfb", "acar", "long_term", "rpn"),
         ("aia_features", "aia_nomem_features", "long_term", "rpn"),
         ("aia_serial_features", "aia_parallel_features", "context", "rpn"),

@@ -36,7 +36,15 @@ def test_every_run_of_the_list_is_a_valid_config(tmp_path, quick):
             assert getattr(owner, field) == value, (spec.name, key)
         for extra in heads_runs.GT_BOX_OVERRIDES.values():
             C.with_overrides(config, extra)  # the GT-box evaluation's config validates too
-    assert {r.name for r in runs} >= {"linear", "i3d", "tx", "stage", "hgrnn", "acar", "aia"}
+    assert {r.name for r in runs} >= {
+        "linear",
+        "i3d",
+        "tx",
+        "stage",
+        "hgrnn",
+        "acar",
+        "aia_features",
+    }
 
 
 def test_a_bad_override_names_the_field(tmp_path):

@@ -30,7 +30,14 @@ def tiny_suite(tmp_path_factory):
             budget_scale=0.2,
         ),
     )
-    kwargs = dict(quick=True, runs=runs, data_root=data_root, seed_plan=PLAN, generator=GENERATOR)
+    kwargs = dict(
+        quick=True,
+        runs=runs,
+        data_root=data_root,
+        seed_plan=PLAN,
+        generator=GENERATOR,
+        gt_runs=("lin",),
+    )
     page = heads.run(out, **kwargs)
     with open(os.path.join(out, "heads.json")) as f:
         return dict(out=out, data_root=data_root, kwargs=kwargs, page=page, json=json.load(f))
@@ -42,6 +49,8 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     assert row["status"] == "ok", row["per_seed"]
     assert (row["name"], row["head"], row["steps"], row["seeds"]) == ("lin", "linear", 2, [3, 4])
     assert summary["seed_plan"] == dict(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
+    # The projection printed at the start (heads_runs.COSTS["tiny"]) is kept with the result.
+    assert 0 < summary["projected_seconds"] < 600
     assert summary["val_splits"] == [
         dict(name="data0", data_seed=0),
         dict(name="data1", data_seed=1),

@@ -102,6 +102,30 @@ def test_without_stats_the_page_shows_single_figures():
     assert "No intervals" in page and "| **holds** |" not in page
 
 
+def test_the_chance_row_with_intervals_gives_verdicts_and_the_projection_is_shown():
+    """Issue 29 item 0: blind runs' intervals against the positive rates, rendered from a
+    fixed JSON (the suite's heads.json carries positive_rates and the runs' matches)."""
+    heads = json.loads(HEADS_JSON)
+    heads["projected_seconds"] = 5100.0
+    heads["stats"]["runs"]["linear"] = {
+        "gt": {"context": {"mean": 0.51, "low": 0.45, "high": 0.56, "per_seed": [0.5, 0.52]}}
+    }
+    heads["stats"]["runs"]["i3d"]["gt"]["long_term"] = {
+        "mean": 0.8,
+        "low": 0.71,
+        "high": 0.88,
+        "per_seed": [0.8],
+    }
+    page = results_page.render(heads, heads["stats"])
+    lines = page.splitlines()
+    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear`"))
+    # rate 0.48 +- 0.1 = [0.38, 0.58] holds the whole interval [0.45, 0.56]
+    assert row.endswith("| 0.480 | 0.510 [0.450, 0.560] | **holds** |")
+    row = next(x for x in lines if x.startswith("| long_term, GT boxes | `i3d`"))
+    assert row.endswith("| 0.500 | 0.800 [0.710, 0.880] | **fails** |")  # the cue leaks
+    assert "projected before it started: 85.0 min (heads_runs.COSTS)." in page
+
+
 def _matches(rng, skill):
     """A tiny val set (one keyframe per person) and a model's detections on it."""
     n = 40
