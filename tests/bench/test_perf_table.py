@@ -54,7 +54,10 @@ def test_table_from_a_fixed_json():
     assert rows[1].startswith("| tx | mixed_bfloat16 | 2.000 | 1.50x | 300.0 | 0.80 | **0.090** |")
     assert rows[0].startswith("| tx | float32 | 3.000 | 1.00x | 200.0 |")
     assert rows[2].startswith("| aia | mixed_bfloat16 | 1.000 | - | 600.0 |")
-    assert any(line.startswith("Source 2: `cmd B` on CPU X (XLA off), load average 0.1 at") for line in lines)
+    assert any(
+        line.startswith("Source 2: `cmd B` on CPU X (XLA off), load average 0.1 at")
+        for line in lines
+    )
 
 
 def test_a_run_measured_twice_is_refused():
