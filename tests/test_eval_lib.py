@@ -299,6 +299,7 @@ class _CountingMemoryHead:
     """A stand-in for a memory head: `stored` counts the keyframes written since the last reset."""
 
     inference_passes = 2
+    inference_state_key = ()  # as `ActionHead`'s: no state a trace captures is replaced
 
     def __init__(self):
         self.stored = tf.Variable(0.0)

@@ -133,11 +133,14 @@ def test_training_epoch_has_the_same_keyframes(shards):
     assert epochs["two"] != sorted(epochs["two"])  # shuffled across chunks
     again = _batches(two, **train)  # the same seed: the same batches
     _assert_same(_batches(two, **train), again)
-    # Shuffled runs of consecutive keyframes keep each run whole.
+    # Shuffled runs of consecutive keyframes keep each run whole: within a window the
+    # keyframes follow each other, except where the window passes into the next shard read
+    # (training shuffles the shards' order; a shard is a video), which starts a video.
     runs = _batches(two, consecutive=True, context=1, batch_size=2, **train)
+    starts = {0, 5}  # the first keyframes of v0 and v1
     for b in runs:
-        k = b["keyframe_index"][b["keyframe_mask"]]
-        assert (np.diff(k) == 1).all()
+        k = b["keyframe_index"][b["keyframe_mask"]].tolist()
+        assert all(y == x + 1 or y in starts for x, y in zip(k[:-1], k[1:])), k
 
 
 def test_iterator_checkpoint_round_trip_on_chunks(shards, tmp_path):
