@@ -13,16 +13,7 @@ from action_tx.checkpointing import checkpointable
 from action_tx.data import ava, convert, synthetic
 from action_tx.data.pipeline import build_dataset
 from action_tx.model_builder import build_detector
-
-TINY_MODEL = dict(
-    trunk="i3d_tiny",
-    head="linear",
-    anchor_sizes=(16.0, 32.0, 48.0),
-    rpn_filters=32,
-    post_nms_top_k=20,
-    num_roi_samples=16,
-    max_detections=10,
-)
+from test_eval_lib import TINY_MODEL  # the same tiny detector as the eval-lib tests
 
 
 @pytest.fixture(scope="module")
