@@ -73,15 +73,31 @@ def action_classification_loss(
     if not pose_indices:
         per_roi = tf.reduce_sum(sigmoid_focal_terms(labels, logits, focal_gamma, focal_alpha), -1)
         return _safe_mean(per_roi, weights)
+    if len(set(pose_indices)) < 2:
+        raise ValueError(
+            f"pose_indices {list(pose_indices)}: the pose softmax needs at least two classes"
+        )
     pose = tf.constant(sorted(pose_indices), tf.int32)
     other = tf.constant([c for c in range(num_classes) if c not in set(pose_indices)], tf.int32)
     pose_labels = tf.gather(labels, pose, axis=-1)
     pose_logits = tf.gather(logits, pose, axis=-1)
     has_pose = tf.cast(tf.reduce_sum(pose_labels, -1) > 0, logits.dtype)
-    # BCE on the softmax probabilities: -t log p - (1 - t) log(1 - p) per pose class, with
-    # log p from log_softmax (stable) and log(1 - p) floored at -100 as PyTorch's BCE does.
+    # BCE on the softmax probabilities: -t log p - (1 - t) log(1 - p) per pose class, floored
+    # at -100 as PyTorch's BCE does. Both logs in logit space: 1 - p_k is the softmax mass of
+    # the other poses, so log(1 - p_k) = logsumexp_{j != k} l_j - logsumexp_j l_j. The form
+    # log1p(-p) rounds p to 1 once one pose dominates; its gradient is then 0 * inf = NaN
+    # even under the floor (ACAR on frozen features diverged so at step 11-87).
     log_p = tf.nn.log_softmax(pose_logits, axis=-1)
-    log_not_p = tf.maximum(tf.math.log1p(-tf.minimum(tf.exp(log_p), 1.0)), -100.0)
+    k = len(pose_indices)
+    others = tf.where(  # [K, K]: -inf on the diagonal drops pose k from row k's sum
+        tf.eye(k, dtype=tf.bool),
+        tf.constant(float("-inf"), logits.dtype),
+        tf.zeros([], logits.dtype),
+    )
+    log_rest = tf.reduce_logsumexp(pose_logits[..., None, :] + others, axis=-1)  # [B, N, K]
+    log_not_p = tf.maximum(
+        log_rest - tf.reduce_logsumexp(pose_logits, axis=-1, keepdims=True), -100.0
+    )
     pose_ce = -tf.reduce_sum(pose_labels * log_p + (1.0 - pose_labels) * log_not_p, -1)
     other_ce = tf.reduce_sum(
         sigmoid_focal_terms(

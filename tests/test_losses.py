@@ -75,3 +75,39 @@ def test_box_regression_smooth_l1():
     deltas = tf.constant([[[0.5, -2.0, 0.0, 0.0], [9.0, 9.0, 9.0, 9.0]]])
     value = _both(lambda: losses.box_regression_loss(targets, deltas, tf.constant([[True, False]])))
     assert value == pytest.approx(0.125 + 1.5, rel=1e-6)
+
+
+def test_pose_term_has_finite_gradients_when_one_pose_dominates():
+    # Pose 1's softmax probability rounds to 1 in float32 (logit gap 40): log(1 - p1) is then
+    # taken in logit space (logsumexp of the other poses minus that of all), so the loss keeps
+    # its value, -log p0 - log(1 - p1) - log(1 - p2) floored at -100 per term, and the
+    # gradient stays finite (log1p(-p) gave 0 * inf = NaN here).
+    logits64 = np.array([0.0, 40.0, -5.0])
+    lse = np.log(np.exp(logits64 - 40.0).sum()) + 40.0
+    log_p = logits64 - lse
+    log_not_p = [np.log(np.exp(np.delete(logits64, k)).sum()) - lse for k in range(3)]
+    expected = -log_p[0] - max(log_not_p[1], -100.0) - max(log_not_p[2], -100.0)
+    labels = tf.constant([[[1.0, 0.0, 0.0, 1.0]]])
+    logits = tf.Variable([[[0.0, 40.0, -5.0, 1.0]]])
+
+    def loss():
+        return losses.action_classification_loss(
+            labels, logits, tf.ones([1, 1]), pose_indices=[0, 1, 2]
+        )
+
+    sigmoid_part = math.log1p(math.exp(-1.0))
+    assert _both(loss) == pytest.approx(expected + sigmoid_part, rel=1e-5)
+    for fn in (loss, tf.function(loss)):
+        with tf.GradientTape() as tape:
+            value = fn()
+        grad = tape.gradient(value, logits).numpy()
+        assert np.all(np.isfinite(grad)), grad
+        # d/dl of -log p0 - log(1 - p1) - log(1 - p2) at these logits: pose 0 pulled up, 1 down.
+        assert grad[0, 0, 0] < 0 and grad[0, 0, 1] > 0
+
+
+def test_pose_softmax_needs_two_classes():
+    with pytest.raises(ValueError, match="at least two"):
+        losses.action_classification_loss(
+            tf.zeros([1, 1, 2]), tf.zeros([1, 1, 2]), tf.ones([1, 1]), pose_indices=[0]
+        )
