@@ -18,12 +18,15 @@
 Each suite lives in `action_tx/bench/<suite>.py`; the report is printed and written to
 `--out/<suite>.md`.
 
-    python tools/benchmark.py --render_results=DIR/heads.json [--out=docs/results.md] \
+    python tools/benchmark.py --render_results=DIR/heads.json[,RERUN/heads.json] \
+        [--out=docs/results.md] [--readme=README.md] \
         [--bootstrap_resamples=1000] [--bootstrap_seed=1000]
 
-renders the results page from the heads suite's heads.json: the papers' claims with verdicts,
-every run with 95% intervals, the machine, the time, the commands
-(`action_tx/bench/results_page.py`; --out is the page, default docs/results.md).
+renders the results page from the heads suite's heads.json: the papers' claims with verdicts
+(with a rerun's verdicts beside them), every run with 95% intervals, the machine, the time, the
+commands (`action_tx/bench/results_page.py`, `results_passes.py`; --out is the page, default
+docs/results.md, and the JSON it is rendered from is written beside it,
+docs/results/heads.json); without --out also README's claims table.
 
     python tools/benchmark.py --render_perf=A/perf.json[,B/perf.json] \
         [--out=docs/results/perf.json] [--readme=README.md]
@@ -69,10 +72,13 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "perf: efficiency precisions.")
 flags.DEFINE_enum("device", "auto", ["auto", "cpu", "gpu"], "perf: auto = a GPU when present.")
-flags.DEFINE_string(
+flags.DEFINE_list(
     "render_results",
     None,
-    "Instead of a suite: render the results page from this heads.json of the heads suite.",
+    "Instead of a suite: render the results page (--out, default docs/results.md), the JSON "
+    "beside it (docs/results/heads.json) and README's claims table from the heads suite's "
+    "heads.json, or from a pass's and its rerun's (P1/heads.json,P2/heads.json), or again from "
+    "the JSON beside the page.",
 )
 flags.DEFINE_list(
     "render_perf",
@@ -80,7 +86,12 @@ flags.DEFINE_list(
     "Instead of a suite: merge the efficiency sections of these perf.json files into --out "
     "(default docs/results/perf.json) and rewrite README's performance table from it.",
 )
-flags.DEFINE_string("readme", None, "--render_perf: the README to update (default the repo's).")
+flags.DEFINE_string(
+    "readme",
+    None,
+    "--render_perf, --render_results: the README to update (default the repo's; "
+    "--render_results with --out updates none unless given).",
+)
 flags.DEFINE_integer(
     "bootstrap_resamples", 1000, "--render_results: resamples of the intervals' bootstrap."
 )
@@ -127,20 +138,30 @@ def seed_plan():
 
 
 def render_results():
-    from action_tx.bench import results_page
+    from action_tx.bench import results_passes
 
-    if not os.path.isfile(FLAGS.render_results):
-        raise cli.CliError(f"--render_results: no such file: {FLAGS.render_results}")
+    missing = [p for p in FLAGS.render_results if not os.path.isfile(p)]
+    if missing:
+        raise cli.CliError(f"--render_results: no such file: {', '.join(missing)}")
     if FLAGS.bootstrap_resamples < 1:
         raise cli.CliError(f"--bootstrap_resamples must be >= 1, got {FLAGS.bootstrap_resamples}")
-    out = FLAGS.out if FLAGS["out"].present else RESULTS_PAGE
-    results_page.write_page(
-        FLAGS.render_results,
-        out,
-        resamples=FLAGS.bootstrap_resamples,
-        seed=FLAGS.bootstrap_seed,
-    )
-    print(f"written: {out}", file=sys.stderr)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = FLAGS.out if FLAGS["out"].present else os.path.join(root, RESULTS_PAGE)
+    readme = FLAGS.readme or (None if FLAGS["out"].present else os.path.join(root, "README.md"))
+    try:
+        results_passes.render(
+            FLAGS.render_results,
+            out,
+            readme,
+            resamples=FLAGS.bootstrap_resamples,
+            seed=FLAGS.bootstrap_seed,
+            # The repo's page names its JSON as a path from the repository's root.
+            source=None if FLAGS["out"].present else results_passes.published_path(RESULTS_PAGE),
+        )
+    except (ValueError, KeyError) as e:
+        raise cli.CliError(f"--render_results: {e}")
+    written = [out, results_passes.published_path(out)] + ([readme] if readme else [])
+    print(f"written: {', '.join(written)}", file=sys.stderr)
 
 
 def render_perf():

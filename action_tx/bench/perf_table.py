@@ -114,18 +114,18 @@ def table_lines(merged: dict) -> List[str]:
     return lines
 
 
-def replace_block(text: str, lines: Sequence[str]) -> str:
-    """`text` with its BEGIN..END block (markers included) replaced by `lines`."""
-    start, stop = text.find(BEGIN), text.find(END)
+def replace_block(text: str, lines: Sequence[str], begin: str = BEGIN, end: str = END) -> str:
+    """`text` with its begin..end block (markers included) replaced by `lines`."""
+    start, stop = text.find(begin), text.find(end)
     if start < 0 or stop < start:
-        raise ValueError(f"no {BEGIN!r} ... {END!r} block to replace")
-    return text[:start] + "\n".join(lines) + text[stop + len(END) :]
+        raise ValueError(f"no {begin!r} ... {end!r} block to replace")
+    return text[:start] + "\n".join(lines) + text[stop + len(end) :]
 
 
-def block(text: str) -> str:
-    """README's current block (markers included), or '' when it has none."""
-    start, stop = text.find(BEGIN), text.find(END)
-    return text[start : stop + len(END)] if 0 <= start < stop else ""
+def block(text: str, begin: str = BEGIN, end: str = END) -> str:
+    """README's current begin..end block (markers included), or '' when it has none."""
+    start, stop = text.find(begin), text.find(end)
+    return text[start : stop + len(end)] if 0 <= start < stop else ""
 
 
 def render(paths: Sequence[str], out_json: str, readme: str) -> dict:

@@ -64,7 +64,7 @@ def _num(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _cell(cell: Optional[dict]) -> str:
+def format_cell(cell: Optional[dict]) -> str:
     """'mean [low, high]' of a stats cell, or 'n/a'."""
     if not cell or cell.get("mean") is None:
         return "n/a"
@@ -86,7 +86,7 @@ def _point(run: Optional[dict], proposals: str, evidence: str):
 def _run_cell(stats, runs, name, proposals, evidence) -> str:
     """The stats' 'mean [low, high]', else heads.json's single figure, else 'n/a'."""
     cell = (((stats or {}).get("runs", {}).get(name) or {}).get(proposals) or {}).get(evidence)
-    return _cell(cell) if cell else _num(_point(runs.get(name), proposals, evidence))
+    return format_cell(cell) if cell else _num(_point(runs.get(name), proposals, evidence))
 
 
 def _verdict_text(verdict: str) -> str:
@@ -103,8 +103,8 @@ def claims_table(heads: dict, stats: Optional[dict], claims: Sequence) -> list:
     for c in claims:
         decided = (stats or {}).get("claims", {}).get(c.id)
         if decided and "difference" in decided:
-            a, b = _cell(decided["better"]), _cell(decided["other"])
-            diff, verdict = _cell(decided["difference"]), decided["verdict"]
+            a, b = format_cell(decided["better"]), format_cell(decided["other"])
+            diff, verdict = format_cell(decided["difference"]), decided["verdict"]
         else:
             pa, pb = (_point(runs.get(r), c.proposals, c.evidence) for r in (c.better, c.other))
             a, b = _num(pa), _num(pb)
@@ -149,7 +149,7 @@ def instrument_table(heads: dict, stats: Optional[dict]) -> list:
             verdict = chance.chance_verdict(cell, rate)
         lines.append(
             f"| {check.evidence}, {PROPOSALS_TEXT[check.proposals]} | `{check.run}` | "
-            f"{check.why} | {rate:.3f} | {_cell(cell)} | {_verdict_text(verdict)} |"
+            f"{check.why} | {rate:.3f} | {format_cell(cell)} | {_verdict_text(verdict)} |"
         )
     return lines if len(lines) > 2 else []
 
@@ -197,9 +197,14 @@ def pretrain_lines(pretrain: Optional[dict]) -> list:
 
 
 def render(
-    heads: dict, stats: Optional[dict], claims: Sequence = claims_lib.CLAIMS, source: str = ""
+    heads: dict,
+    stats: Optional[dict],
+    claims: Sequence = claims_lib.CLAIMS,
+    source: str = "",
+    after_claims: Sequence[str] = (),
 ) -> str:
-    """The page's Markdown (see module docstring)."""
+    """The page's Markdown (see module docstring); `after_claims`: lines placed after the
+    claims table (`results_passes`: the rerun's verdicts)."""
     command = f"python tools/benchmark.py --render_results={source or 'OUT/heads.json'}"
     machine = heads.get("machine") or {}
     lines = [
@@ -219,6 +224,7 @@ def render(
         "undecided (contains 0); not measured: a run has no result or no interval.",
         "",
         *claims_table(heads, stats, claims),
+        *after_claims,
     ]
     instrument = instrument_table(heads, stats)
     if instrument:
