@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from action_tx.data import features
+from action_tx.data import feature_dataset, features
 from action_tx.feature_model import FeatureActionModel
 from action_tx.heads.linear import LinearHead
 
@@ -72,7 +72,7 @@ def test_config_round_trip():
 
 def test_masks_and_detection_scores(folder):
     keras.utils.set_random_seed(0)
-    ds = features.build_feature_dataset(
+    ds = feature_dataset.build_feature_dataset(
         folder, num_classes=K, batch_size=2, training=False, actors="detected", context=1
     )
     batch = next(iter(ds))  # keyframes [pad, 0, 1, 2]: targets 0 and 1
@@ -95,7 +95,7 @@ def test_masks_and_detection_scores(folder):
 
 def test_training_lowers_the_loss(folder):
     keras.utils.set_random_seed(0)
-    ds = features.build_feature_dataset(
+    ds = feature_dataset.build_feature_dataset(
         folder, num_classes=K, batch_size=3, training=True, seed=0, actors="both"
     )
     model = FeatureActionModel(LinearHead(K), K)
@@ -126,7 +126,7 @@ def test_ground_truth_boxes_are_not_suppressed(tmp_path, nms, count):
     features.write_feature_dir(str(tmp_path), [kf], num_classes=K)
     batch = next(
         iter(
-            features.build_feature_dataset(
+            feature_dataset.build_feature_dataset(
                 str(tmp_path), num_classes=K, batch_size=1, training=False, actors="gt"
             )
         )

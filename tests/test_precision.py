@@ -308,7 +308,7 @@ def feature_dir(tmp_path_factory):
 @pytest.mark.parametrize("policy", MIXED)
 @pytest.mark.parametrize("head", ["linear", "tx"])
 def test_heads_train_on_stored_features(tmp_path, feature_dir, head, policy):
-    from action_tx.data import features
+    from action_tx.data import feature_dataset
     from action_tx.feature_model import FeatureActionModel
     from action_tx.heads import HEADS
 
@@ -316,7 +316,7 @@ def test_heads_train_on_stored_features(tmp_path, feature_dir, head, policy):
         model_fn=lambda: FeatureActionModel(
             HEADS[head][0](num_classes=CLASSES, **HEAD_OPTIONS[head]), CLASSES
         ),
-        dataset_fn=lambda: features.build_feature_dataset(
+        dataset_fn=lambda: feature_dataset.build_feature_dataset(
             feature_dir, num_classes=CLASSES, batch_size=2, training=True, seed=0, actors="gt"
         ),
         model_dir=str(tmp_path / "m"),

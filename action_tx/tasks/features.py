@@ -38,7 +38,7 @@ class FeaturesTask(Task):
         )
 
     def _dataset(self, directory, training: bool, batch_size: int, keyframes=None):
-        from action_tx.data.features import build_feature_dataset
+        from action_tx.data.feature_dataset import build_feature_dataset
 
         d = self.config.data
         return build_feature_dataset(

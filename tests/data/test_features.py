@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from action_tx.data import features
+from action_tx.data import feature_dataset, features
 
 K, C, M = 3, 4, 2  # classes, feature channels, map size
 
@@ -104,7 +104,7 @@ def _targets(batch):
 
 
 def test_training_chunks_are_consecutive_keyframes_of_one_video(folder):
-    ds = features.build_feature_dataset(
+    ds = feature_dataset.build_feature_dataset(
         folder, num_classes=K, batch_size=3, training=True, seed=1, context=1
     )
     starts = set()
@@ -126,7 +126,7 @@ def test_training_chunks_are_consecutive_keyframes_of_one_video(folder):
     # Random chunks: every start of a window of 3 in video a, and video b's only window.
     assert starts == {(b"a", 10), (b"a", 11), (b"a", 12), (b"b", 3)}
     first, again = (
-        features.build_feature_dataset(
+        feature_dataset.build_feature_dataset(
             folder, num_classes=K, batch_size=3, training=True, seed=1, context=1
         )
         for _ in "ab"
@@ -136,7 +136,7 @@ def test_training_chunks_are_consecutive_keyframes_of_one_video(folder):
 
 
 def test_eval_covers_every_keyframe_once_in_order(folder):
-    ds = features.build_feature_dataset(
+    ds = feature_dataset.build_feature_dataset(
         folder, num_classes=K, batch_size=2, training=False, context=1
     )
     seen = []
@@ -162,7 +162,7 @@ def test_eval_covers_every_keyframe_once_in_order(folder):
 def test_actor_selection(folder, actors, n, scores):
     batch = next(
         iter(
-            features.build_feature_dataset(
+            feature_dataset.build_feature_dataset(
                 folder, num_classes=K, batch_size=1, training=False, actors=actors
             )
         )
@@ -184,4 +184,4 @@ def test_unfinished_or_mismatched_folder_is_refused(folder, tmp_path):
     with pytest.raises(features.FeatureFileError, match="no feature manifest"):
         features.read_feature_dir(str(tmp_path))
     with pytest.raises(features.FeatureFileError, match="the model has 5"):
-        features.build_feature_dataset(folder, num_classes=5, batch_size=1, training=False)
+        feature_dataset.build_feature_dataset(folder, num_classes=5, batch_size=1, training=False)
