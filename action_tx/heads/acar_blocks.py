@@ -145,7 +145,9 @@ class RelationNetworkBlock(keras.layers.Layer):
     actors j; F'_i = F_i + H_i. The paper gives no kernel sizes: f mirrors the first-order
     encoder (1x1 conv on the concatenation = W_i A_i + W_j A_j + W_v V, ReLU, valid k x k conv,
     ReLU, the same max-pool) so H_i has F_i's h x w x d shape for the residual. Cost grows with
-    N^2 (the [B, N, N, H, W, d] triplet maps), as the paper notes.
+    N^2 (the triplet maps), as the paper notes; only the pairs of two valid actors are computed
+    (a padded batch of the bench features holds ~2.4x more pairs than valid ones). A padded
+    actor's own row gets no relation term (F'_i = F_i): its logits are masked anyway.
 
     Call: actors [B, N, C'], context [B, H, W, C'], mask bool [B, N], maps F [B, N, h, w, d]
       -> F' [B, N, h, w, d].
@@ -165,19 +167,20 @@ class RelationNetworkBlock(keras.layers.Layer):
 
     def call(self, actors, context, mask, maps):
         b, n = tf.shape(actors)[0], tf.shape(actors)[1]
-        joint = (
-            self._proj_i(actors)[:, :, None, None, None]  # [B, N, 1, 1, 1, d]
-            + self._proj_j(actors)[:, None, :, None, None]  # [B, 1, N, 1, 1, d]
-            + self._proj_v(context)[:, None, None]
-        )  # [B, 1, 1, H, W, d]
-        joint = tf.reshape(tf.nn.relu(joint), tf.concat([[b * n * n], tf.shape(joint)[3:]], 0))
-        joint.set_shape([None, None, None, self.hidden_size])
-        h = self._pool(tf.nn.relu(self._conv2(joint)))
-        h = tf.reshape(h, tf.concat([[b, n, n], tf.shape(h)[1:]], 0))
-        weight = tf.cast(mask, h.dtype)[:, None, :, None, None, None]  # over j
-        mean = tf.reduce_sum(h * weight, axis=2) / tf.maximum(tf.reduce_sum(weight, axis=2), 1.0)
+        mask = tf.cast(mask, tf.bool)
+        pairs = tf.where(mask[:, :, None] & mask[:, None, :])  # [P, 3]: (b, i, j), both valid
+        row = tf.cast(pairs[:, 0] * tf.cast(n, tf.int64) + pairs[:, 1], tf.int32)  # b * N + i
+        actor_i = tf.gather_nd(self._proj_i(actors), pairs[:, :2])  # [P, d]
+        actor_j = tf.gather_nd(self._proj_j(actors), tf.gather(pairs, [0, 2], axis=1))
+        scene = tf.gather(self._proj_v(context), pairs[:, 0])  # [P, H, W, d]
+        joint = tf.nn.relu(scene + (actor_i + actor_j)[:, None, None])
+        h = self._pool(tf.nn.relu(self._conv2(joint)))  # [P, h, w, d]
+        total = tf.math.unsorted_segment_sum(h, row, b * n)  # [B * N, h, w, d]
+        count = tf.math.unsorted_segment_sum(tf.ones_like(row, h.dtype), row, b * n)
+        mean = total / tf.maximum(count, 1.0)[:, None, None, None]
+        mean = tf.reshape(mean, tf.shape(maps))
         mean.set_shape(maps.shape)
-        return maps + mean
+        return maps + tf.cast(mean, maps.dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -4,7 +4,12 @@ import pytest
 import tensorflow as tf
 
 from action_tx.heads.acar import ACARHead
-from action_tx.heads.acar_blocks import ActorContextEncoder, HR2OBlock, masked_softmax
+from action_tx.heads.acar_blocks import (
+    ActorContextEncoder,
+    HR2OBlock,
+    RelationNetworkBlock,
+    masked_softmax,
+)
 from action_tx.heads.base import HeadInputs
 from head_weights import weight
 
@@ -112,6 +117,43 @@ def test_relation_network_variant_runs_and_ignores_padding():
     out2 = head(changed, training=False)  # actor 3 of keyframe 1 is padding: no effect there
     np.testing.assert_allclose(out2.logits.numpy()[1], out.logits.numpy()[1], atol=1e-5)
     assert np.abs(out2.logits.numpy()[0] - out.logits.numpy()[0]).max() > 1e-3
+
+
+def test_relation_network_block_equals_the_dense_pairs_on_valid_actors():
+    # The block computes only pairs of valid actors; on every valid actor it equals eq. 3-4
+    # over all N x N pairs with the mean over the valid j (the dense form, numpy below), and a
+    # padded actor keeps its first-order map. Eagerly and inside tf.function.
+    block = RelationNetworkBlock(hidden_size=4, kernel_size=3)
+    b, n, c, size = 2, 4, 5, 7
+    actors, context = _normal([b, n, c], 1), _normal([b, size, size, c], 2)
+    mask = tf.constant([[True, True, False, True], [True, False, False, False]])
+    maps = _normal([b, n, 3, 3, 4], 3)
+    eager = block(actors, context, mask, maps).numpy()
+    graph = tf.function(block)(actors, context, mask, maps).numpy()
+    np.testing.assert_allclose(graph, eager, rtol=1e-5, atol=1e-6)
+    wi, wj, wv = (
+        weight(block, f"{k}/kernel").numpy() for k in ("f1_actor_i", "f1_actor_j", "f1_context")
+    )
+    conv = weight(block, "f2/kernel").numpy()
+    a, x, m = actors.numpy(), context.numpy(), mask.numpy()
+    for bi in range(b):
+        for i in range(n):
+            if not m[bi, i]:
+                np.testing.assert_array_equal(eager[bi, i], maps.numpy()[bi, i])
+                continue
+            hs = []
+            for j in np.flatnonzero(m[bi]):
+                joint = np.maximum(x[bi] @ wv + a[bi, i] @ wi + a[bi, j] @ wj, 0.0)  # [7, 7, d]
+                out = np.zeros((5, 5, 4))
+                for y in range(5):
+                    for z in range(5):
+                        out[y, z] = np.einsum("hwc,hwcd->d", joint[y : y + 3, z : z + 3], conv)
+                out = np.maximum(out, 0.0)
+                # 3x3 max-pool, stride 2, "same" on 5x5: windows [0:2], [1:4], [3:5].
+                cuts = [(0, 2), (1, 4), (3, 5)]
+                hs.append(np.array([[out[p:q, r:t].max((0, 1)) for r, t in cuts] for p, q in cuts]))
+            expected = maps.numpy()[bi, i] + np.mean(hs, axis=0)
+            np.testing.assert_allclose(eager[bi, i], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_end_to_end_mode_matches_feature_mode_on_constant_tubes():
