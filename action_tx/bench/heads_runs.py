@@ -177,32 +177,34 @@ RUNS = (
 COSTS = {
     "bench": dict(
         step={
-            END_TO_END: {"linear": 0.087, "i3d": 0.109, "tx": 0.224, "tx_i3d": 0.264},
+            END_TO_END: {"linear": 0.085, "i3d": 0.110, "tx": 0.124, "tx_i3d": 0.165},
             FEATURES: {
-                "linear": 0.0017,
-                "stage": 0.029,
-                "hgrnn": 0.025,
-                "acar": 0.161,
-                "acar+bank": 0.31,
-                "aia": 0.20,
+                "linear": 0.0014,
+                "stage": 0.018,
+                "hgrnn": 0.021,
+                "acar": 0.088,
+                "acar+bank": 0.36,
+                "acar+rn": 0.60,
+                "aia": 0.215,
             },
         },
-        start={END_TO_END: 20.0, FEATURES: 5.0},
+        start={END_TO_END: 15.0, FEATURES: 4.0},
         eval_job={
-            END_TO_END: {"linear": 4.0, "i3d": 4.0, "tx": 5.7, "tx_i3d": 8.8},
+            END_TO_END: {"linear": 2.9, "i3d": 3.6, "tx": 4.1, "tx_i3d": 5.4},
             FEATURES: {
-                "linear": 1.0,
-                "stage": 1.4,
-                "hgrnn": 1.1,
-                "acar": 2.6,
-                "acar+bank": 7.0,
-                "aia": 4.0,
+                "linear": 0.33,
+                "stage": 1.15,
+                "hgrnn": 1.14,
+                "acar": 2.5,
+                "acar+bank": 10.9,
+                "acar+rn": 10.3,
+                "aia": 4.1,
             },
         },
         eval_build={END_TO_END: 5.0, FEATURES: 3.0},
-        extract=dict(train=42.0, val=17.0),
-        bank=dict(train=14.0, val=4.0),
-        pretrain_eval=40.0,
+        extract=dict(train=24.0, val=11.0),
+        bank=dict(train=5.2, val=2.0),
+        pretrain_eval=7.0,
         stage_overhead=0.74,
     ),
     # --quick's runs, from the first --quick pass after the trace cache (heads.json of
@@ -236,17 +238,15 @@ COSTS = {
 #   overhead   = stage_overhead x stages run (2 + per run S + boxes x (1 + S), + S x (1 + V)
 #                per extracted source): Keras state cleared, configs built between stages
 # (S seeds, V val splits; boxes = 2 for GT_BOX_RUNS, else 1; kind = the head, "acar+bank" for
-# ACFB). Inputs (COSTS["bench"]) measured on 2026-12-06 with 40-80-step runs of each kind
-# (`heads.run` on bench data of 24 videos, 1 seed, 1 val split; load average 2-4.7 from other
-# jobs, so an idle machine is faster): seconds per step = the trainer's median (heads.json
-# step_time_s); start = a training's seconds beyond its steps; eval_job = one (seed, split)
-# of a shared model (heads_eval.evaluate of 3 jobs; the first also traces: eval_build),
-# scaled from the 78-keyframe split to a bench split's 238 keyframes (x3.05); extraction the
-# same way (309 train / 78 val keyframes -> 969 / 238); stage_overhead = the --quick pass's
-# wall time beyond its stages' (36.8 s over 50 stages). With these budgets: pretrain 6.5,
-# extraction 7.0, train 57.5, eval 17.1, overhead 2.4: 90.4 min (the old list, budgets and
-# every run on GT boxes: 588 min). The projection is pessimistic: the first full pass's
-# pretraining and first 12 runs took 2508 s where it projects 3127 s (0.80).
+# ACFB, "acar+rn" for its Relation Network). Inputs (COSTS["bench"]) from the first full pass
+# (2026-12-06, heads.json of `--out=/work/heads_p1`, load average ~2: the pass alone on the
+# 2-core machine): seconds per step = the trainer's median (heads.json step_time_s); start =
+# a training's seconds beyond its steps; eval_job = (a box mode's eval stage - eval_build) /
+# (S x V); extraction and bank = their stages' seconds; stage_overhead = the --quick pass's
+# wall time beyond its stages' (36.8 s over 50 stages). With these budgets: pretrain 5.9,
+# extraction 4.1, train 55.3, eval 17.2, overhead 2.4: 84.7 min. That pass took 79.5 min plus
+# the pretraining's 6.8 min (run beside other jobs): 86.3 min, in three invocations
+# (docs/notes/2026-12-06-heads-suite-first-pass.md).
 # Feature runs get more steps than end-to-end ones (the papers train heads on frozen features
 # longer; a step costs 2-300 ms instead of 90-260 ms).
 BUDGETS = {
@@ -284,8 +284,10 @@ QUICK_RUNS = ("linear", "i3d", "tx", "linear_features", "stage")
 
 
 def run_kind(spec: RunSpec) -> str:
-    """The key of a run's costs in `COSTS`: its head, "+bank" for ACAR with a feature bank."""
-    return spec.head + ("+bank" if spec.bank_from else "")
+    """The key of a run's costs in `COSTS`: its head, "+bank" for ACAR with a feature bank,
+    "+rn" for ACAR's Relation Network (N^2 actor pairs: several times HR2O's step)."""
+    rn = spec.head == "acar" and spec.overrides.get("head.relation") == "rn"
+    return spec.head + ("+bank" if spec.bank_from else "") + ("+rn" if rn else "")
 
 
 def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=None) -> dict:

@@ -124,6 +124,9 @@ def test_projection_formula_on_known_costs(monkeypatch):
     assert got["overhead"] == pytest.approx(0.5 * (2 + 8 + 5 + 5 + 16))
     assert got["total"] == pytest.approx(sum(v for k, v in got.items() if k != "total"))
     assert heads_runs.projected_seconds([e2e], "nowhere", 2, 3) is None  # no measured costs
+    # ACAR's Relation Network has its own costs (N^2 actor pairs).
+    kinds = {r.name: heads_runs.run_kind(r) for r in heads.suite_runs()}
+    assert (kinds["acar"], kinds["acar_acfb"], kinds["acar_rn"]) == ("acar", "acar+bank", "acar+rn")
     # The shipped list and budgets fit the 90 minutes on the measured costs.
     full = heads_runs.projected_seconds(heads.suite_runs(), "bench", 3, 4, heads_runs.GT_BOX_RUNS)
     assert full["total"] <= 90 * 60
