@@ -57,3 +57,16 @@ class Outputs:
             except FileNotFoundError:
                 pass
         self._temps.clear()
+
+
+def write_texts(texts: dict) -> None:
+    """Writes {path: text} through one `Outputs`: every file under its temporary name, then all
+    renamed once all are written (an exception leaves every path as it was)."""
+    outputs = Outputs({path: path for path in texts})
+    try:
+        for path, text in texts.items():
+            with open(outputs.temp(path), "w") as f:
+                f.write(text)
+        outputs.commit()
+    finally:
+        outputs.discard()

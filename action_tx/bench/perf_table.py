@@ -137,13 +137,6 @@ def render(paths: Sequence[str], out_json: str, readme: str) -> dict:
     merged = merge(perfs)
     with open(readme) as f:
         text = replace_block(f.read(), table_lines(merged))  # raises before anything is written
-    # Both files under temporary names, renamed once both are complete (`output_files`).
-    outputs = output_files.Outputs({"json": out_json, "readme": readme})
-    try:
-        for name, content in (("json", json.dumps(merged, indent=1) + "\n"), ("readme", text)):
-            with open(outputs.temp(name), "w") as f:
-                f.write(content)
-        outputs.commit()
-    finally:
-        outputs.discard()
+    # Both files under temporary names, renamed once both are complete.
+    output_files.write_texts({out_json: json.dumps(merged, indent=1) + "\n", readme: text})
     return merged

@@ -174,21 +174,14 @@ def render(
     passes = load_passes(paths, resamples, seed)
     published = published_path(out)
     contents = {
-        "json": json.dumps({"passes": passes}, indent=1) + "\n",
-        "page": page(passes, source=source or published),
+        published: json.dumps({"passes": passes}, indent=1) + "\n",
+        out: page(passes, source=source or published),
     }
     if readme:
         with open(readme) as f:
-            contents["readme"] = perf_table.replace_block(
+            contents[readme] = perf_table.replace_block(
                 f.read(), readme_lines(passes), BEGIN, END
             )  # raises before anything is written
     os.makedirs(os.path.dirname(os.path.abspath(published)), exist_ok=True)
-    outputs = output_files.Outputs({"json": published, "page": out, "readme": readme})
-    try:
-        for name, content in contents.items():
-            with open(outputs.temp(name), "w") as f:
-                f.write(content)
-        outputs.commit()
-    finally:
-        outputs.discard()
+    output_files.write_texts(contents)
     return passes
