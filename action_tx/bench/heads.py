@@ -21,20 +21,25 @@ before each):
                  model per run and box mode, each checkpoint restored into it (`heads_eval`;
                  its inference traced once: `eval_lib.predict_function`);
        matches   `stats.match_run` of the pooled splits per box mode -> matches_*.npz;
-  4. DIR/heads.json (rewritten after every run) and, at the end, the results page
+  4. DIR/heads.json (rewritten after every run, all at once: `output_files.write_texts`)
+     and, at the end, the results page
      DIR/results.md (`results_page.write_page`: claims with verdicts, runs with intervals).
 Frozen-feature runs read the features of the `i3d` run of their own seed (not one shared
 extraction): a rerun with other seeds (--seed_offset) draws a new extractor too, so the
 intervals include the extractor's variation that such a rerun would see.
 Every stage is skipped when its output exists, so an interrupted suite continues where it
-stopped; a failing stage fails only its run's seed.
+stopped; a failing stage fails only its run's seed. heads.json keeps every invocation of the
+pass ("invocations": started, seconds; `earlier_invocations`) and their sum ("seconds_total"),
+so a resumed pass reports what the whole pass cost, not only its last invocation.
 """
 
+import datetime
 import json
 import os
 import time
 
 from action_tx import config as C
+from action_tx import output_files
 from action_tx.bench import chance
 from action_tx.bench import claims as claims_lib
 from action_tx.bench import heads_data as D
@@ -46,6 +51,27 @@ from action_tx.bench.heads_data import Paths
 from action_tx.bench.runner import StageError, StageLog, call_text, machine_info
 
 __all__ = ["MODES", "Paths", "run", "run_config", "score_seeds", "split_config", "suite_runs"]
+
+
+def earlier_invocations(heads_json: str, preset: str, quick: bool, seed_plan: dict) -> list:
+    """The invocations recorded in an existing DIR/heads.json when it is the same pass (same
+    preset, --quick and seed plan: this invocation resumes it), else []. Each is
+    {"started": ISO time or None, "seconds": wall s up to its last heads.json write}; a
+    heads.json written before invocations were kept counts as one invocation of its
+    "seconds". Time a killed invocation spent after its last write is not counted."""
+    try:
+        with open(heads_json) as f:
+            old = json.load(f)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as e:
+        print(f"warning: {heads_json} is unreadable ({e}); earlier invocations not counted")
+        return []
+    if (old.get("preset"), old.get("quick"), old.get("seed_plan")) != (preset, quick, seed_plan):
+        return []
+    if "invocations" in old:
+        return list(old["invocations"])
+    return [] if old.get("seconds") is None else [dict(started=None, seconds=old["seconds"])]
 
 
 def suite_runs(quick: bool = False) -> tuple:
@@ -296,8 +322,13 @@ def run(
     init = pretrained.get("checkpoint")
     budgets = {m: R.budget(preset, m) for m in (R.END_TO_END, R.FEATURES)}
     rows, done, failed = [], set(), set()
+    heads_json = os.path.join(out_dir, "heads.json")
+    invocations = earlier_invocations(heads_json, preset, quick, plan.to_json())
+    this = dict(started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    invocations.append(this)
 
     def write():
+        this["seconds"] = round(time.perf_counter() - start, 1)
         machine["load_average"] = [round(x, 2) for x in os.getloadavg()]
         summary = dict(
             preset=preset,
@@ -308,13 +339,14 @@ def run(
             pretrain=pretrained,
             positive_rates=rates,
             machine=machine,
-            seconds=round(time.perf_counter() - start, 1),
+            seconds=this["seconds"],
+            invocations=invocations,
+            seconds_total=round(sum(i["seconds"] for i in invocations), 1),
             projected_seconds=projected and round(projected["total"], 1),
             runs=rows,
             commands=log.commands,
         )
-        with open(os.path.join(out_dir, "heads.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        output_files.write_texts({heads_json: json.dumps(summary, indent=1)})
 
     for i, spec in enumerate(runs):
         steps, run_start = R.run_steps(spec, preset), time.perf_counter()
@@ -339,5 +371,4 @@ def run(
         )
         write()
     write()
-    heads_json = os.path.join(out_dir, "heads.json")
     return results_page.write_page(heads_json, os.path.join(out_dir, "results.md"))

@@ -196,6 +196,30 @@ def pretrain_lines(pretrain: Optional[dict]) -> list:
     ]
 
 
+def wall_time_text(heads: dict) -> str:
+    """The pass's wall time: the sum over its invocations when heads.json lists them (a
+    resumed pass), else the one invocation that wrote it."""
+    invocations = heads.get("invocations")
+    if invocations:
+        total = heads.get("seconds_total", sum(i["seconds"] for i in invocations))
+        text = f"{total:.0f} s ({total / 60:.1f} min)"
+        if len(invocations) == 1:
+            return text + " (one invocation)"
+        parts = ", ".join(f"{i['seconds']:.0f}" for i in invocations)
+        return (
+            text + f" over {len(invocations)} invocations ({parts} s; each skipped the stages "
+            "it found done; a killed invocation's time after its last heads.json write is not "
+            "counted)"
+        )
+    seconds = heads.get("seconds")
+    if seconds is None:
+        return "n/a"
+    return (
+        f"{seconds:.0f} s ({seconds / 60:.1f} min) (the suite's invocation that wrote "
+        "heads.json; runs it found done were skipped)"
+    )
+
+
 def render(
     heads: dict,
     stats: Optional[dict],
@@ -267,7 +291,6 @@ def render(
         )
     lines += pretrain_lines(heads.get("pretrain"))
     budgets = heads.get("budgets") or {}
-    seconds = heads.get("seconds")
     plan = heads.get("seed_plan") or {}
     splits = heads.get("val_splits") or []
     lines += [
@@ -295,8 +318,7 @@ def render(
         f"{', '.join(str(x) for x in machine.get('load_average_start') or []) or 'n/a'}, at "
         f"the end {', '.join(str(x) for x in machine.get('load_average') or []) or 'n/a'}.",
         "Wall time: "
-        + ("n/a" if seconds is None else f"{seconds:.0f} s ({seconds / 60:.1f} min)")
-        + " (the suite's invocation that wrote heads.json; runs it found done were skipped)"
+        + wall_time_text(heads)
         + (
             f"; projected before it started: {projected / 60:.1f} min (heads_runs.COSTS)."
             if (projected := heads.get("projected_seconds"))

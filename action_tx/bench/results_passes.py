@@ -123,13 +123,12 @@ def rerun_section(passes: Sequence[dict], claims: Sequence = claims_lib.CLAIMS) 
     if len(passes) < 2:
         return []
     second = passes[1]
-    seconds = second.get("seconds")
     return [
         "",
         "## Rerun: other training seeds and val splits",
         "",
         f"Pass 2 is `{second.get('source', 'heads.json')}` ({_plan_text(second)}; wall time "
-        + ("n/a" if seconds is None else f"{seconds:.0f} s, {seconds / 60:.1f} min")
+        + results_page.wall_time_text(second)
         + "). Its verdicts beside pass 1's; agree: both decide the claim (holds or fails) "
         "and give the same verdict.",
         "",

@@ -299,3 +299,25 @@ def test_a_bank_of_a_feature_run_reads_each_splits_features(tmp_path, monkeypatc
     assert val3.data.eval_feature_dir == paths.feature_dir("i3d-seed0", "data3")
     assert (kw3["split"], kw3["files"]) == ("val", None)
     assert out3 == paths.feature_dir("acar-seed0", "data3", "acfb")
+
+
+def test_a_resumed_pass_keeps_its_earlier_invocations(tmp_path):
+    """heads.json of the same pass -> its invocations; another pass's, or none -> []."""
+    path = str(tmp_path / "heads.json")
+    plan = dict(seeds=3, seed_offset=0, data_seed=0, val_splits=4)
+    assert heads.earlier_invocations(path, "bench", False, plan) == []  # no heads.json yet
+    old = [dict(started="2026-12-06T10:00:00+00:00", seconds=1626.0)]
+    with open(path, "w") as f:
+        json.dump(dict(preset="bench", quick=False, seed_plan=plan, invocations=old), f)
+    assert heads.earlier_invocations(path, "bench", False, plan) == old
+    assert heads.earlier_invocations(path, "bench", False, {**plan, "seed_offset": 3}) == []
+    assert heads.earlier_invocations(path, "tiny", True, plan) == []
+    # Written before invocations were kept: its one invocation, of unknown start.
+    with open(path, "w") as f:
+        json.dump(dict(preset="bench", quick=False, seed_plan=plan, seconds=836.4), f)
+    assert heads.earlier_invocations(path, "bench", False, plan) == [
+        dict(started=None, seconds=836.4)
+    ]
+    with open(path, "w") as f:
+        f.write('{"preset": "ben')  # cut short: warned about, not counted
+    assert heads.earlier_invocations(path, "bench", False, plan) == []

@@ -114,6 +114,14 @@ def test_a_rerun_skips_everything_and_gives_the_same_page(tiny_suite):
     with open(os.path.join(out, "heads.json")) as f:
         rerun = json.load(f)
     assert all(c["status"].startswith("skipped") for c in rerun["commands"])
+    # The pass's wall time counts both invocations.
+    first = tiny_suite["json"]["invocations"]
+    assert len(first) == 1 and first[0]["seconds"] == tiny_suite["json"]["seconds"]
+    assert rerun["invocations"][0] == first[0] and len(rerun["invocations"]) == 2
+    assert rerun["seconds_total"] == pytest.approx(
+        first[0]["seconds"] + rerun["invocations"][1]["seconds"], abs=0.11
+    )
+    assert f"over 2 invocations ({first[0]['seconds']:.0f}, " in page
     assert rerun["runs"][0]["matches"] == tiny_suite["json"]["runs"][0]["matches"]
     assert rerun["pretrain"]["checkpoint"] == tiny_suite["json"]["pretrain"]["checkpoint"]
     claims = [x for x in page.splitlines() if x.startswith("| vatx-tx:")]

@@ -92,6 +92,19 @@ def test_page_from_a_fixed_json_has_the_claims_first_and_the_cells_of_each_table
     assert "1000 resamples, --bootstrap_seed=1000" in page
 
 
+def test_the_wall_time_of_a_resumed_pass_is_the_sum_of_its_invocations():
+    heads = json.loads(HEADS_JSON)
+    heads["invocations"] = [
+        dict(started="2026-12-06T10:00:00+00:00", seconds=1626.0),
+        dict(started="2026-12-06T11:00:00+00:00", seconds=836.4),
+    ]
+    heads["seconds_total"] = 2462.4
+    page = results_page.render(heads, None)
+    assert "Wall time: 2462 s (41.0 min) over 2 invocations (1626, 836 s;" in page
+    heads["invocations"], heads["seconds_total"] = heads["invocations"][:1], 1626.0
+    assert "Wall time: 1626 s (27.1 min) (one invocation)" in results_page.render(heads, None)
+
+
 def test_without_stats_the_page_shows_single_figures():
     heads = json.loads(HEADS_JSON)
     del heads["stats"]
