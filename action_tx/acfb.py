@@ -30,6 +30,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from action_tx import output_files
 from action_tx.heads.acar import ACARHead
 from action_tx.heads.acar_bank import Bank, BankTable  # noqa: F401  (BankTable: re-exported)
 from action_tx.progress import Progress
@@ -88,9 +89,7 @@ def write_summary(out_dir: str, shards: list) -> dict:
         keyframes=sum(s["records"] for s in shards),
     )
     path = os.path.join(out_dir, MANIFEST)
-    with open(f"{path}.tmp-{os.getpid()}", "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(f"{path}.tmp-{os.getpid()}", path)
+    output_files.write_texts({path: json.dumps(manifest, indent=1)})
     return manifest
 
 

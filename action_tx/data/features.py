@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from action_tx import output_files
 from object_detection_ext import box_ops
 
 MANIFEST = "manifest.json"
@@ -240,10 +241,7 @@ def update_manifest(directory: str, update) -> dict:
         fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = read_manifest(directory) if os.path.isfile(path) else None
         manifest = update(manifest)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=1)
-        os.replace(tmp, path)
+        output_files.write_texts({path: json.dumps(manifest, indent=1)})
         return manifest
 
 

@@ -1,6 +1,8 @@
 """Feature files and build_feature_dataset: label transfer, chunks of one video in time order,
 every keyframe exactly once in eval, context margin, actor selection, stored values."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -185,3 +187,22 @@ def test_unfinished_or_mismatched_folder_is_refused(folder, tmp_path):
         features.read_feature_dir(str(tmp_path))
     with pytest.raises(features.FeatureFileError, match="the model has 5"):
         feature_dataset.build_feature_dataset(folder, num_classes=5, batch_size=1, training=False)
+
+
+def test_manifest_updates_apply_in_turn_and_leave_no_temporary_file(tmp_path):
+    """update_manifest: None when there is none yet, each update reads the last one's result,
+    and the file is replaced whole (output_files: no `.manifest.json.PID.partial` is left)."""
+    seen = []
+
+    def add(key):
+        def update(manifest):
+            seen.append(None if manifest is None else dict(manifest))
+            return {**(manifest or {}), key: len(seen)}
+
+        return update
+
+    features.update_manifest(str(tmp_path), add("a"))
+    assert features.update_manifest(str(tmp_path), add("b")) == {"a": 1, "b": 2}
+    assert seen == [None, {"a": 1}]
+    assert features.read_manifest(str(tmp_path)) == {"a": 1, "b": 2}
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "manifest.json.lock"]
