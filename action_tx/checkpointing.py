@@ -338,14 +338,19 @@ def check_model_config(model_dir: str, config, write: bool = True) -> None:
     Writes the file when absent (if `write`); raises CheckpointError naming every differing
     field when it describes another model (model and data sections; the train and eval
     sections and the data's file patterns may change between runs), since the checkpoints
-    there belong to that model.
+    there belong to that model. A config.json beside no checkpoint (no state file, no
+    ckpt-*.index: a start that failed before its first save) protects nothing: it is
+    replaced (if `write`) rather than refusing the corrected retry.
     """
     from action_tx.config import ExperimentConfig
 
     path = os.path.join(model_dir, CONFIG_FILE)
     values = config.to_json() if isinstance(config, ExperimentConfig) else config
     values = json.loads(json.dumps(values))  # the JSON view: tuples -> lists, etc.
-    if tf.io.gfile.exists(path):
+    saved_nothing = not (
+        tf.io.gfile.exists(os.path.join(model_dir, STATE_FILE)) or _index_checkpoints(model_dir)
+    )
+    if tf.io.gfile.exists(path) and not saved_nothing:
         with tf.io.gfile.GFile(path) as f:
             saved = _model_view(json.load(f))
         now = _model_view(values)

@@ -158,6 +158,23 @@ def test_other_model_refused(tmp_path):
         toy_train(tmp_path / "m", 2, units=3)  # same flags, other shapes
 
 
+def test_a_config_beside_no_checkpoint_is_replaced_not_a_reason_to_refuse(tmp_path):
+    """A start that failed before its first save (e.g. a wrong bank path) leaves config.json
+    alone: the corrected retry replaces it. Once a checkpoint or a state file is there, the
+    same retry is refused."""
+    model_dir = str(tmp_path / "m")
+    checkpointing.check_model_config(model_dir, {"head": "acar", "bank": "data0"})
+    checkpointing.check_model_config(model_dir, {"head": "acar", "bank": "data100"})
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f) == {"head": "acar", "bank": "data100"}
+    for saved in ("ckpt-3.index", "checkpoint"):
+        path = os.path.join(model_dir, saved)
+        open(path, "w").close()
+        with pytest.raises(checkpointing.CheckpointError, match="bank: 'data100' in config.json"):
+            checkpointing.check_model_config(model_dir, {"head": "acar", "bank": "data0"})
+        os.remove(path)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
     with pytest.raises(train_lib.TrainingError, match=r"non-finite loss at step \d+ .*ckpt-\d+"):
         toy_train(tmp_path / "m", 60, lr=1e4)  # diverges: weights grow ~1e3x a step
