@@ -92,25 +92,35 @@ def suite_runs(quick: bool = False) -> tuple:
 
 
 def run_config(
-    spec: R.RunSpec, paths: Paths, preset: str, steps: int, resolve=None, extra=None
+    spec: R.RunSpec,
+    paths: Paths,
+    preset: str,
+    steps: int,
+    resolve=None,
+    extra=None,
+    eval_split=None,
 ) -> C.ExperimentConfig:
     """The run's validated config: `R.BASE`, the preset's overrides, the run's head, data and
-    budget, `extra` (e.g. train.init_checkpoint), then its own overrides. Its eval fields name
-    the training data's val split; `split_config` points them at another. `resolve(model,
-    data) -> model`: default `tasks.resolve_keyframe_counts`."""
+    budget, `extra` (e.g. train.init_checkpoint), then its own overrides. Its eval fields
+    (TFRecords, ground truth, features, ACAR's eval bank) name `eval_split` (a
+    `heads_data.SplitData`; default the training data's val split, generator seed 0): the
+    suite passes its plan's first, whose features and bank it extracts (with --data_seed=100
+    there are none of seed 0, and ACAR loads its eval bank when built). `split_config` points
+    them at another. `resolve(model, data) -> model`: default `tasks.resolve_keyframe_counts`."""
+    split = eval_split or paths.val_split(D.TRAIN_DATA_SEED)
     overrides = {
         **R.BASE,
         **R.PRESET_OVERRIDES.get(preset, {}),
         "model.head": spec.head,
         "data.label_map": paths.label_map,
         "data.train_tfrecords": paths.shards("train"),
-        "data.eval_tfrecords": paths.shards("val"),
+        "data.eval_tfrecords": split.shards,
         "train.model_dir": paths.run_dir(spec.name),
         "train.train_steps": steps,
-        "eval.groundtruth": f"{paths.ann}/ava_val.csv",
+        "eval.groundtruth": split.groundtruth,
         **R.EVAL_OVERRIDES,
     }
-    first_val = paths.val_split(D.TRAIN_DATA_SEED).name
+    first_val = split.name
     if spec.mode == R.FEATURES:
         overrides["data.input"] = "features"
         overrides["data.feature_dir"] = paths.feature_dir(spec.features_from, "train")
@@ -221,7 +231,9 @@ def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dic
             _ensure_features(log, paths, spec.bank_from, "acfb", splits, failed, spec.features_from)
         stage = "config"
         extra = {"train.init_checkpoint": init} if spec.mode == R.END_TO_END else {}
-        result["config"] = config = run_config(spec, paths, preset, steps, extra=extra)
+        result["config"] = config = run_config(
+            spec, paths, preset, steps, extra=extra, eval_split=val[0]
+        )
         stage = "train"
         items = ", ".join(f"{k}={v!r}" for k, v in {"mode": spec.mode, **spec.overrides}.items())
         call = f"train_lib.train_task(make_task(run_config({spec.name!r}: {items}))) -> {run_dir}"

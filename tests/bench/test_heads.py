@@ -321,3 +321,44 @@ def test_a_resumed_pass_keeps_its_earlier_invocations(tmp_path):
     with open(path, "w") as f:
         f.write('{"preset": "ben')  # cut short: warned about, not counted
     assert heads.earlier_invocations(path, "bench", False, plan) == []
+
+
+def test_a_bank_run_evaluates_on_the_plans_first_val_split(tmp_path):
+    """With --data_seed=100 the suite extracts no features or bank of generator seed 0: the
+    config a run trains with names the plan's first val split (data100), whose bank ACAR
+    loads when it is built (the rerun's acar_acfb failed on a data0 path before this)."""
+    paths = heads.Paths(str(tmp_path), "tiny")
+    splits = (paths.val_split(100), paths.val_split(101))
+    spec = heads_runs.RunSpec(
+        "acfb-seed3",
+        "acar",
+        heads_runs.FEATURES,
+        features_from="i3d-seed3",
+        bank_from="acar-seed3",
+    )
+    for split in ("train", "data100", "data101"):  # extracted: the stages are skipped
+        for run, bank, marker in (
+            ("i3d-seed3", "none", "manifest.json"),
+            ("acar-seed3", "acfb", "acfb.json"),
+        ):
+            os.makedirs(paths.feature_dir(run, split, bank))
+            open(os.path.join(paths.feature_dir(run, split, bank), marker), "w").close()
+    run_dir = paths.run_dir(spec.name)
+    os.makedirs(run_dir)
+    _write_checkpoint(os.path.join(run_dir, "ckpt-10"))
+    done = {"i3d-seed3", "acar-seed3"}
+    data = (paths.train_split(), splits)
+    result = heads.train_seed(spec, _NoRun(), paths, "tiny", 10, data, None, done, set())
+    assert result["status"] == "ok", result["status"]
+    config = result["config"]
+    assert config.model.head_options.eval_bank_dir == paths.feature_dir(
+        "acar-seed3", "data100", "acfb"
+    )
+    assert config.model.head_options.bank_dir == paths.feature_dir("acar-seed3", "train", "acfb")
+    assert config.data.eval_feature_dir == paths.feature_dir("i3d-seed3", "data100")
+    assert config.data.eval_tfrecords == splits[0].shards
+    assert config.eval.groundtruth == splits[0].groundtruth
+    # Without a split named: the training data's (generator seed 0), as before.
+    default = heads.run_config(spec, paths, "tiny", 10)
+    assert default.model.head_options.eval_bank_dir.endswith("acar-seed3_acfb_data0")
+    assert default.eval.groundtruth == paths.val_split(0).groundtruth
