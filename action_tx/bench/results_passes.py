@@ -135,6 +135,12 @@ def rerun_section(passes: Sequence[dict], claims: Sequence = claims_lib.CLAIMS) 
         *claims_lines(passes, claims),
         "",
         agreement_line(passes, claims),
+        *(
+            ["", "Pass 2's instrument check (as pass 1's below, on its own val splits):", ""]
+            + instrument
+            if (instrument := results_page.instrument_table(second, second.get("stats")))
+            else []
+        ),
     ]
 
 

@@ -75,6 +75,24 @@ def test_the_claims_table_puts_both_passes_side_by_side():
     assert len(lines) == 2 + len(claims.CLAIMS)
 
 
+def test_the_rerun_section_shows_pass_2s_instrument_check():
+    rerun = dict(
+        RERUN,
+        positive_rates={"long_term": {"rate": 0.46}},
+        stats=dict(
+            RERUN["stats"],
+            runs={"i3d": {"gt": {"long_term": dict(mean=0.25, low=0.21, high=0.29)}}},
+        ),
+    )
+    section = results_passes.rerun_section([FIRST, rerun])
+    row = next(x for x in section if x.startswith("| long_term, GT boxes | `i3d`"))
+    assert row.endswith("| 0.460 | 0.250 [0.210, 0.290] | **fails** |")
+    # Without positive rates (an older heads.json): no instrument lines.
+    assert not any(
+        x.startswith("| long_term") for x in results_passes.rerun_section([FIRST, RERUN])
+    )
+
+
 def test_render_writes_the_json_the_page_and_readme_and_renders_again_the_same(tmp_path):
     paths = []
     for name, one in (("p1", FIRST), ("p2", RERUN)):
