@@ -14,6 +14,7 @@ from object_detection_ext import voc_ap
 from object_detection_ext.ava_eval_io import Rows, detection_rows, warn
 
 MAX_LISTED_IDS = 3  # video ids named in a warning
+NEGATIVE_SUFFIX = "_negative"  # evidence `<type>_negative`: a matched negative of `<type>`
 
 
 @dataclasses.dataclass
@@ -35,6 +36,12 @@ class Prepared:
     box_boxes: np.ndarray  # [B, 4] float64, in descending order of their max score
     persons_per_key: np.ndarray  # [K] int64 unique person boxes per key
     counts: dict
+    # Matched negatives (evidence rows `<type>_negative`, e.g. synthetic AVA's look-alikes):
+    # det_person_iou [D] float64, the IoU of each detection with the ground-truth person box
+    # it overlaps most in its key (-inf: none); det_on_negative {<type>_negative: [D] bool},
+    # that person is a matched negative of the detection's class.
+    det_person_iou: np.ndarray = None
+    det_on_negative: dict = dataclasses.field(default_factory=dict)
 
 
 def _keys(codes: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
@@ -196,6 +203,20 @@ def prepare(gt: Rows, det: Rows, ids, excluded, evidence, max_per_key: int) -> P
     person_boxes = gt.boxes64(person)
     person_first = first_occurrences(person_key, person_boxes)
     box_rows = _distinct_boxes(det, det_key, rows)
+    first = np.flatnonzero(person_first)
+    det_person, det_person_iou = voc_ap.assign_to_groundtruth(
+        det_key[rows], boxes, person_key[first], person_boxes[first], len(keys)
+    )
+    det_on_negative = _on_matched_negatives(
+        evidence,
+        key_of(codes[bounds[3] :], np.asarray(evidence["timestamp"]))
+        if evidence is not None
+        else None,
+        class_of,
+        np.where(det_person >= 0, np.asarray(gt.person_id)[person[first]][det_person], -1),
+        det_key[rows],
+        det_class[rows],
+    )
     return Prepared(
         gt_key=key_of(gt_codes[keep], gt.timestamp[keep]),
         gt_class=gt_class[keep],
@@ -212,7 +233,35 @@ def prepare(gt: Rows, det: Rows, ids, excluded, evidence, max_per_key: int) -> P
         box_boxes=det.boxes64(box_rows),
         persons_per_key=np.bincount(person_key[person_first], minlength=len(keys)),
         counts=counts,
+        det_person_iou=det_person_iou,
+        det_on_negative=det_on_negative,
     )
+
+
+def _on_matched_negatives(evidence, ev_key, class_of, det_pid, det_key, det_class) -> dict:
+    """{<type>_negative: [D] bool}: the person each detection overlaps most (person id
+    det_pid, -1: none) has an evidence row `<type>_negative` for the detection's class in its
+    key (ev_key: each evidence row's key index, -1 outside the scored keys)."""
+    if evidence is None:
+        return {}
+    ev_type = np.asarray(evidence["evidence"], dtype=object).astype(str)
+    negative = np.char.endswith(ev_type, NEGATIVE_SUFFIX) & (ev_key >= 0)
+    ev_class = class_of(np.asarray(evidence["action_id"]))
+    negative &= ev_class >= 0
+    if not negative.any():
+        return {}
+    ev_pid = np.asarray(evidence["person_id"], dtype=np.int64)
+    # One int64 code per (key, person, class): person ids factorized over both tables.
+    pid_codes, uniques = pd.factorize(np.concatenate([ev_pid[negative], det_pid]))
+    num_classes = int(max(ev_class.max(), det_class.max(initial=0))) + 1
+    ev_codes = (ev_key[negative] * len(uniques) + pid_codes[: negative.sum()]) * num_classes
+    ev_codes += ev_class[negative]
+    det_codes = (det_key * len(uniques) + pid_codes[negative.sum() :]) * num_classes + det_class
+    on_person = det_pid >= 0
+    return {
+        t: on_person & np.isin(det_codes, ev_codes[ev_type[negative] == t])
+        for t in np.unique(ev_type[negative])
+    }
 
 
 def _check_videos(gt_codes, det_codes, uniques, det: Rows) -> int:

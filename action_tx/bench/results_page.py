@@ -122,12 +122,14 @@ def claims_table(heads: dict, stats: Optional[dict], claims: Sequence) -> list:
 
 
 def instrument_table(heads: dict, stats: Optional[dict]) -> list:
-    """The blind runs' AP against each evidence type's positive rate (`chance`); heads.json's
-    "positive_rates" ({type: {"rate": ...}}, `chance.positive_rates`) gives the rates."""
+    """The blind runs' AP on each evidence type's look-alike set against its positive rate
+    (`chance`); heads.json's "positive_rates" ({type: {"rate": ...}}, `chance.positive_rates`)
+    gives the rates, the stats' `<type>_lookalike` cells the APs (matched detections only:
+    heads.json's own figures count every other person as a false positive, so none stands
+    in for them)."""
     rates = heads.get("positive_rates") or {}
-    runs = {r["name"]: r for r in heads.get("runs") or []}
     lines = [
-        "| evidence | blind run | cannot see | positive rate | AP [95% CI] | verdict |",
+        "| evidence | blind run | cannot see | positive rate | look-alike AP [95% CI] | verdict |",
         "|---" * 6 + "|",
     ]
     for check in chance.CHANCE_CHECKS:
@@ -136,17 +138,8 @@ def instrument_table(heads: dict, stats: Optional[dict]) -> list:
         rate = rates[check.evidence]["rate"]
         cell = (
             ((stats or {}).get("runs", {}).get(check.run) or {}).get(check.proposals) or {}
-        ).get(check.evidence)
-        if not cell:
-            point = _point(runs.get(check.run), check.proposals, check.evidence)
-            cell = None if point is None else dict(mean=point, low=None, high=None)
-        if cell is None:
-            verdict = "not measured"
-        elif cell.get("low") is None:  # no interval: say where the figure is, decide nothing
-            near = abs(cell["mean"] - rate) <= 0.1
-            verdict = f"{'within' if near else 'outside'} 0.1 (one figure)"
-        else:
-            verdict = chance.chance_verdict(cell, rate)
+        ).get(stats_lib.lookalike(check.evidence))
+        verdict = chance.chance_verdict(cell, rate) if cell else "not measured"
         lines.append(
             f"| {check.evidence}, {PROPOSALS_TEXT[check.proposals]} | `{check.run}` | "
             f"{check.why} | {rate:.3f} | {format_cell(cell)} | {_verdict_text(verdict)} |"
@@ -258,8 +251,9 @@ def render(
             "",
             "A run that cannot see an evidence type's deciding cue must score within 0.1 of the "
             "type's positive rate (labels / (labels + matched negatives), mean over classes; "
-            "`action_tx/bench/chance.py`): **holds** when its whole interval is inside rate "
-            "+- 0.1, **fails** when entirely outside.",
+            "`action_tx/bench/chance.py`) on the look-alike set: the type's labels against its "
+            "matched negatives, every other detection left out. **holds** when the whole "
+            "interval is inside rate +- 0.1, **fails** when entirely outside.",
             "",
             *instrument,
         ]

@@ -81,7 +81,7 @@ def test_the_rerun_section_shows_pass_2s_instrument_check():
         positive_rates={"long_term": {"rate": 0.46}},
         stats=dict(
             RERUN["stats"],
-            runs={"i3d": {"gt": {"long_term": dict(mean=0.25, low=0.21, high=0.29)}}},
+            runs={"i3d": {"gt": {"long_term_lookalike": dict(mean=0.25, low=0.21, high=0.29)}}},
         ),
     )
     section = results_passes.rerun_section([FIRST, rerun])

@@ -113,6 +113,56 @@ def test_ap_from_counts_equals_the_evaluator_on_a_small_known_case():
     assert stats.weighted_map(matches.by_evidence["all"], [[1, 2]])[0] == pytest.approx(0.5)
 
 
+def test_the_lookalike_slice_counts_only_positives_and_matched_negatives():
+    """One keyframe: A (class 1, context) is a positive, B a matched negative of class 1
+    (evidence context_negative), C neither. Class-1 detections on C (0.9), B (0.8), A (0.7).
+    The evaluator's context AP counts C and B as false positives (1/3); the look-alike slice
+    leaves C out (FP then TP: 1/2), which is what the positive rate 1/(1+1) describes."""
+    a, b, c = [0.0, 0.0, 0.3, 0.3], [0.0, 0.5, 0.3, 0.8], [0.6, 0.6, 0.9, 0.9]
+    gt = dict(
+        video_id=np.array(["v"] * 3, dtype=object),
+        timestamp=np.array([900] * 3),
+        boxes=np.array([a, b, c]),
+        action_id=np.array([1, 2, 2]),
+        person_id=np.array([0, 1, 2]),
+    )
+    evidence = dict(
+        video_id=np.array(["v"] * 4, dtype=object),
+        timestamp=np.array([900] * 4),
+        person_id=np.array([0, 1, 2, 1]),
+        action_id=np.array([1, 2, 2, 1]),
+        evidence=np.array(["context", "self", "self", "context_negative"], dtype=object),
+    )
+    det = dict(
+        video_id=np.array(["v"] * 5, dtype=object),
+        timestamp=np.array([900] * 5),
+        boxes=np.array([c, b, a, b, [0.4, 0.0, 0.5, 0.1]]),
+        action_id=np.array([1, 1, 1, 2, 1]),
+        score=np.array([0.9, 0.8, 0.7, 0.6, 0.5]),
+    )
+    matches = stats.match_run(gt, det, LABELS, evidence=evidence)
+    ones = np.ones((1, 1))
+    assert stats.weighted_map(matches.by_evidence["context"], ones)[0] == pytest.approx(1 / 3)
+    lookalike = matches.by_evidence[stats.lookalike("context")]
+    assert stats.weighted_map(lookalike, ones)[0] == pytest.approx(0.5)
+    # Counted: the class-1 detections on B (false) and A (true); not C's, not B's class-2
+    # one (B imitates class 1 only), not the one on nobody.
+    assert lookalike.det_score.tolist() == [0.8, 0.7]
+    assert lookalike.det_tp.tolist() == [False, True]
+    assert set(matches.by_evidence) == {"all", "self", "context", "context_lookalike"}
+    assert result_map_equals_evaluator(gt, det, evidence, matches)
+
+
+def result_map_equals_evaluator(gt, det, evidence, matches) -> bool:
+    """The look-alike slice leaves the evaluator's own slices as they were."""
+    result = ava_eval.evaluate(gt, det, LABELS, evidence=evidence, breakdowns=False)
+    ones = np.ones((1, 1))
+    return all(
+        stats.weighted_map(matches.by_evidence[e], ones)[0] == pytest.approx(r.map)
+        for e, r in result.by_evidence.items()
+    )
+
+
 def test_ap_from_counts_equals_the_evaluator_on_random_data_and_duplicated_keyframes():
     rng = np.random.default_rng(3)
     gt, ev, det, _ = _case(rng, skill=0.5)
@@ -175,6 +225,19 @@ def test_identical_runs_give_an_interval_around_zero_and_undecided():
     assert claim["verdict"] == "undecided"
     cell = summary["runs"]["a"]["rpn"]["context"]
     assert cell["low"] <= cell["mean"] <= cell["high"] and len(cell["per_seed"]) == 3
+
+
+def test_an_arms_interval_does_not_depend_on_the_arms_drawn_before_it():
+    """Seed draws come from (bootstrap seed, arm name): summarizing another run beside it, or
+    a new evidence slice, leaves a claim's interval exactly as it was."""
+    a, b, c = _seeds(0.3, seed=1), _seeds(0.2, seed=2), _seeds(0.1, seed=3)
+    claim = [_Claim("ab", "a", "b", "context", "rpn")]
+    alone = stats.summarize({"a": {"rpn": a}, "b": {"rpn": b}}, claim, resamples=200, seed=5)
+    beside = stats.summarize(
+        {"c": {"rpn": c}, "a": {"rpn": a}, "b": {"rpn": b}}, claim, resamples=200, seed=5
+    )
+    assert beside["claims"]["ab"] == alone["claims"]["ab"]
+    assert beside["runs"]["a"] == alone["runs"]["a"]
 
 
 def test_clearly_better_holds_and_clearly_worse_fails():

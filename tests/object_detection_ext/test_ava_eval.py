@@ -234,6 +234,52 @@ def test_by_evidence_ignores_rows_without_groundtruth():
         assert with_negative.by_evidence[e].num_groundtruth == plain.by_evidence[e].num_groundtruth
 
 
+def test_prepare_finds_the_detections_on_matched_negatives():
+    """Each detection's most-overlapping person (IoU, -inf for none) and whether that person
+    is a matched negative (evidence `<type>_negative`) of the detection's class."""
+    from object_detection_ext import ava_eval_io, ava_eval_prepare
+
+    gt = [("v", 1, *BOX, 1, 0), ("v", 1, *FAR, 2, 1)]
+    evidence = {
+        "video_id": ["v", "v", "v"],
+        "timestamp": [1, 1, 1],
+        "person_id": [0, 1, 1],
+        "action_id": [1, 2, 1],
+        "evidence": ["context", "self", "context_negative"],
+    }
+    # On person 1 for class 1 (its negative), on person 1 for class 2, near person 0, nowhere.
+    det = [
+        ("v", 1, *FAR, 1, 0.9),
+        ("v", 1, *FAR, 2, 0.8),
+        ("v", 1, *NEAR, 1, 0.7),
+        ("v", 1, 0.0, 0.0, 0.05, 0.05, 1, 0.6),
+    ]
+    data = ava_eval_prepare.prepare(
+        ava_eval_io.as_rows(arrays(gt, "groundtruth"), "groundtruth"),
+        ava_eval_io.as_rows(arrays(det, "detections"), "detections"),
+        [1, 2],
+        ava_eval_io.as_excluded(None),
+        ava_eval_io.as_evidence(evidence),
+        50,
+    )
+    assert data.det_score.tolist() == [0.9, 0.8, 0.7, 0.6]  # processing order
+    np.testing.assert_allclose(data.det_person_iou[:3], [1.0, 1.0, 0.875])
+    assert data.det_person_iou[3] == 0.0  # overlaps person 0's box not at all
+    assert list(data.det_on_negative) == ["context_negative"]
+    assert data.det_on_negative["context_negative"].tolist() == [True, False, False, False]
+    # Without negative rows: nothing.
+    plain = {k: v[:2] for k, v in evidence.items()}
+    again = ava_eval_prepare.prepare(
+        ava_eval_io.as_rows(arrays(gt, "groundtruth"), "groundtruth"),
+        ava_eval_io.as_rows(arrays(det, "detections"), "detections"),
+        [1, 2],
+        ava_eval_io.as_excluded(None),
+        ava_eval_io.as_evidence(plain),
+        50,
+    )
+    assert again.det_on_negative == {}
+
+
 def test_by_persons_and_by_area_bins():
     gt = [
         ("v", 1, *BOX, 1, 0),  # 1 person
