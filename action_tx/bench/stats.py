@@ -119,9 +119,10 @@ class _Counts:
 
 @dataclasses.dataclass(frozen=True)
 class RunMatches:
-    """One trained model (one seed) matched on one val set: `by_evidence` maps "all" and every
-    evidence type with ground truth to its `Matches`; `groundtruth` is a digest of the scored
-    ground truth (runs are comparable only on the same one); class_ids [C] AVA ids."""
+    """One trained model (one seed) matched on one val set: `by_evidence` maps "all", every
+    evidence type with ground truth and, for a type with matched negatives, its look-alike
+    slice `<type>_lookalike` (`lookalike`) to its `Matches`; `groundtruth` is a digest of the
+    scored ground truth (runs are comparable only on the same one); class_ids [C] AVA ids."""
 
     groundtruth: str
     class_ids: np.ndarray
