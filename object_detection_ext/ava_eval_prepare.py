@@ -36,10 +36,11 @@ class Prepared:
     box_boxes: np.ndarray  # [B, 4] float64, in descending order of their max score
     persons_per_key: np.ndarray  # [K] int64 unique person boxes per key
     counts: dict
-    # Matched negatives (evidence rows `<type>_negative`, e.g. synthetic AVA's look-alikes):
-    # det_person_iou [D] float64, the IoU of each detection with the ground-truth person box
-    # it overlaps most in its key (-inf: none); det_on_negative {<type>_negative: [D] bool},
-    # that person is a matched negative of the detection's class.
+    # Matched negatives (evidence rows `<type>_negative`, e.g. synthetic AVA's look-alikes;
+    # None and {} without such rows): det_person_iou [D] float64, the IoU of each detection
+    # with the ground-truth person box it overlaps most in its key (-inf: none);
+    # det_on_negative {<type>_negative: [D] bool}, that person is a matched negative of the
+    # detection's class.
     det_person_iou: np.ndarray = None
     det_on_negative: dict = dataclasses.field(default_factory=dict)
 
@@ -203,20 +204,25 @@ def prepare(gt: Rows, det: Rows, ids, excluded, evidence, max_per_key: int) -> P
     person_boxes = gt.boxes64(person)
     person_first = first_occurrences(person_key, person_boxes)
     box_rows = _distinct_boxes(det, det_key, rows)
-    first = np.flatnonzero(person_first)
-    det_person, det_person_iou = voc_ap.assign_to_groundtruth(
-        det_key[rows], boxes, person_key[first], person_boxes[first], len(keys)
-    )
-    det_on_negative = _on_matched_negatives(
-        evidence,
-        key_of(codes[bounds[3] :], np.asarray(evidence["timestamp"]))
-        if evidence is not None
-        else None,
-        class_of,
-        np.where(det_person >= 0, np.asarray(gt.person_id)[person[first]][det_person], -1),
-        det_key[rows],
-        det_class[rows],
-    )
+    det_person_iou, det_on_negative = None, {}
+    if evidence is not None:
+        ev_key = key_of(codes[bounds[3] :], np.asarray(evidence["timestamp"]))
+        negative = _negative_rows(evidence, ev_key, class_of)
+        if negative.any():  # only then: real AVA has none, and this pass costs a matching
+            first = np.flatnonzero(person_first)
+            det_person, det_person_iou = voc_ap.assign_to_groundtruth(
+                det_key[rows], boxes, person_key[first], person_boxes[first], len(keys)
+            )
+            pid = np.asarray(gt.person_id)[person[first]]
+            det_on_negative = _on_matched_negatives(
+                evidence,
+                negative,
+                ev_key,
+                class_of,
+                np.where(det_person >= 0, pid[np.maximum(det_person, 0)], -1),
+                det_key[rows],
+                det_class[rows],
+            )
     return Prepared(
         gt_key=key_of(gt_codes[keep], gt.timestamp[keep]),
         gt_class=gt_class[keep],
@@ -238,18 +244,20 @@ def prepare(gt: Rows, det: Rows, ids, excluded, evidence, max_per_key: int) -> P
     )
 
 
-def _on_matched_negatives(evidence, ev_key, class_of, det_pid, det_key, det_class) -> dict:
-    """{<type>_negative: [D] bool}: the person each detection overlaps most (person id
-    det_pid, -1: none) has an evidence row `<type>_negative` for the detection's class in its
-    key (ev_key: each evidence row's key index, -1 outside the scored keys)."""
-    if evidence is None:
-        return {}
+def _negative_rows(evidence, ev_key, class_of) -> np.ndarray:
+    """[E] bool: the evidence rows `<type>_negative` of a scored key and a label-map class
+    (ev_key: each row's key index, -1 outside the scored keys)."""
     ev_type = np.asarray(evidence["evidence"], dtype=object).astype(str)
     negative = np.char.endswith(ev_type, NEGATIVE_SUFFIX) & (ev_key >= 0)
+    return negative & (class_of(np.asarray(evidence["action_id"])) >= 0)
+
+
+def _on_matched_negatives(evidence, negative, ev_key, class_of, det_pid, det_key, det_class):
+    """{<type>_negative: [D] bool}: the person each detection overlaps most (person id
+    det_pid, -1: none) has a `negative` evidence row (`_negative_rows`) of that type for the
+    detection's class in its key."""
+    ev_type = np.asarray(evidence["evidence"], dtype=object).astype(str)
     ev_class = class_of(np.asarray(evidence["action_id"]))
-    negative &= ev_class >= 0
-    if not negative.any():
-        return {}
     ev_pid = np.asarray(evidence["person_id"], dtype=np.int64)
     # One int64 code per (key, person, class): person ids factorized over both tables.
     pid_codes, uniques = pd.factorize(np.concatenate([ev_pid[negative], det_pid]))
