@@ -205,24 +205,16 @@ def prepare(gt: Rows, det: Rows, ids, excluded, evidence, max_per_key: int) -> P
     person_first = first_occurrences(person_key, person_boxes)
     box_rows = _distinct_boxes(det, det_key, rows)
     det_person_iou, det_on_negative = None, {}
-    if evidence is not None:
-        ev_key = key_of(codes[bounds[3] :], np.asarray(evidence["timestamp"]))
-        negative = _negative_rows(evidence, ev_key, class_of)
-        if negative.any():  # only then: real AVA has none, and this pass costs a matching
-            first = np.flatnonzero(person_first)
-            det_person, det_person_iou = voc_ap.assign_to_groundtruth(
-                det_key[rows], boxes, person_key[first], person_boxes[first], len(keys)
-            )
-            pid = np.asarray(gt.person_id)[person[first]]
-            det_on_negative = _on_matched_negatives(
-                evidence,
-                negative,
-                ev_key,
-                class_of,
-                np.where(det_person >= 0, pid[np.maximum(det_person, 0)], -1),
-                det_key[rows],
-                det_class[rows],
-            )
+    negatives = _negative_rows(evidence, codes[bounds[3] :], key_of, class_of)
+    if negatives:  # only then: real AVA has none, and this pass costs a matching
+        first = np.flatnonzero(person_first)
+        det_person, det_person_iou = voc_ap.assign_to_groundtruth(
+            det_key[rows], boxes, person_key[first], person_boxes[first], len(keys)
+        )
+        pid = np.asarray(gt.person_id)[person[first]]
+        det_pid = np.where(det_person >= 0, pid[np.maximum(det_person, 0)], -1)
+        det_rows = pd.MultiIndex.from_arrays([det_key[rows], det_pid, det_class[rows]])
+        det_on_negative = {t: (det_pid >= 0) & det_rows.isin(n) for t, n in negatives.items()}
     return Prepared(
         gt_key=key_of(gt_codes[keep], gt.timestamp[keep]),
         gt_class=gt_class[keep],
@@ -244,31 +236,20 @@ def prepare(gt: Rows, det: Rows, ids, excluded, evidence, max_per_key: int) -> P
     )
 
 
-def _negative_rows(evidence, ev_key, class_of) -> np.ndarray:
-    """[E] bool: the evidence rows `<type>_negative` of a scored key and a label-map class
-    (ev_key: each row's key index, -1 outside the scored keys)."""
+def _negative_rows(evidence, ev_codes, key_of, class_of) -> dict:
+    """{<type>_negative: MultiIndex of (key index, person id, class index)}: the evidence rows
+    `<type>_negative` of a scored key and a label-map class ({}: none, or no evidence)."""
+    if evidence is None:
+        return {}
     ev_type = np.asarray(evidence["evidence"], dtype=object).astype(str)
-    negative = np.char.endswith(ev_type, NEGATIVE_SUFFIX) & (ev_key >= 0)
-    return negative & (class_of(np.asarray(evidence["action_id"])) >= 0)
-
-
-def _on_matched_negatives(evidence, negative, ev_key, class_of, det_pid, det_key, det_class):
-    """{<type>_negative: [D] bool}: the person each detection overlaps most (person id
-    det_pid, -1: none) has a `negative` evidence row (`_negative_rows`) of that type for the
-    detection's class in its key."""
-    ev_type = np.asarray(evidence["evidence"], dtype=object).astype(str)
+    ev_key = key_of(ev_codes, np.asarray(evidence["timestamp"]))
     ev_class = class_of(np.asarray(evidence["action_id"]))
     ev_pid = np.asarray(evidence["person_id"], dtype=np.int64)
-    # One int64 code per (key, person, class): person ids factorized over both tables.
-    pid_codes, uniques = pd.factorize(np.concatenate([ev_pid[negative], det_pid]))
-    num_classes = int(max(ev_class.max(), det_class.max(initial=0))) + 1
-    ev_codes = (ev_key[negative] * len(uniques) + pid_codes[: negative.sum()]) * num_classes
-    ev_codes += ev_class[negative]
-    det_codes = (det_key * len(uniques) + pid_codes[negative.sum() :]) * num_classes + det_class
-    on_person = det_pid >= 0
+    keep = np.char.endswith(ev_type, NEGATIVE_SUFFIX) & (ev_key >= 0) & (ev_class >= 0)
     return {
-        t: on_person & np.isin(det_codes, ev_codes[ev_type[negative] == t])
-        for t in np.unique(ev_type[negative])
+        t: pd.MultiIndex.from_arrays([ev_key[sel], ev_pid[sel], ev_class[sel]])
+        for t in np.unique(ev_type[keep])
+        for sel in [keep & (ev_type == t)]
     }
 
 

@@ -150,10 +150,10 @@ def test_the_lookalike_slice_counts_only_positives_and_matched_negatives():
     assert lookalike.det_score.tolist() == [0.8, 0.7]
     assert lookalike.det_tp.tolist() == [False, True]
     assert set(matches.by_evidence) == {"all", "self", "context", "context_lookalike"}
-    assert result_map_equals_evaluator(gt, det, evidence, matches)
+    assert _slices_equal_the_evaluator(gt, det, evidence, matches)
 
 
-def result_map_equals_evaluator(gt, det, evidence, matches) -> bool:
+def _slices_equal_the_evaluator(gt, det, evidence, matches) -> bool:
     """The look-alike slice leaves the evaluator's own slices as they were."""
     result = ava_eval.evaluate(gt, det, LABELS, evidence=evidence, breakdowns=False)
     ones = np.ones((1, 1))

@@ -254,30 +254,26 @@ def test_prepare_finds_the_detections_on_matched_negatives():
         ("v", 1, *NEAR, 1, 0.7),
         ("v", 1, 0.0, 0.0, 0.05, 0.05, 1, 0.6),
     ]
-    data = ava_eval_prepare.prepare(
-        ava_eval_io.as_rows(arrays(gt, "groundtruth"), "groundtruth"),
-        ava_eval_io.as_rows(arrays(det, "detections"), "detections"),
-        [1, 2],
-        ava_eval_io.as_excluded(None),
-        ava_eval_io.as_evidence(evidence),
-        50,
-    )
+
+    def prepare(evidence):
+        return ava_eval_prepare.prepare(
+            ava_eval_io.as_rows(arrays(gt, "groundtruth"), "groundtruth"),
+            ava_eval_io.as_rows(arrays(det, "detections"), "detections"),
+            [1, 2],
+            ava_eval_io.as_excluded(None),
+            ava_eval_io.as_evidence(evidence),
+            50,
+        )
+
+    data = prepare(evidence)
     assert data.det_score.tolist() == [0.9, 0.8, 0.7, 0.6]  # processing order
     np.testing.assert_allclose(data.det_person_iou[:3], [1.0, 1.0, 0.875])
     assert data.det_person_iou[3] == 0.0  # overlaps person 0's box not at all
     assert list(data.det_on_negative) == ["context_negative"]
     assert data.det_on_negative["context_negative"].tolist() == [True, False, False, False]
     # Without negative rows: nothing.
-    plain = {k: v[:2] for k, v in evidence.items()}
-    again = ava_eval_prepare.prepare(
-        ava_eval_io.as_rows(arrays(gt, "groundtruth"), "groundtruth"),
-        ava_eval_io.as_rows(arrays(det, "detections"), "detections"),
-        [1, 2],
-        ava_eval_io.as_excluded(None),
-        ava_eval_io.as_evidence(plain),
-        50,
-    )
-    assert again.det_on_negative == {}
+    again = prepare({k: v[:2] for k, v in evidence.items()})
+    assert again.det_on_negative == {} and again.det_person_iou is None
 
 
 def test_by_persons_and_by_area_bins():
