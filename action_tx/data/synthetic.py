@@ -45,6 +45,7 @@ DEFAULTS = dict(val_fraction=0.2, skip_seconds=2, jpeg_quality=90, write_videos=
 VISIBLE_MIN = 0.5  # a person is annotated when >= half of its box is in the frame
 AMBIGUOUS_MIN = 0.2  # 20-50 % visible: ambiguous, the keyframe goes to excluded_timestamps
 MIN_CLASS_FRACTION, MIN_EVIDENCE_FRACTION = 0.02, 0.10
+_MATCH_STREAM = 10**6  # rng key [seed, this, split]: no video index reaches it
 
 
 def label_map():
@@ -169,7 +170,7 @@ def render_video(params, seed, index, out_dir):
         os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
         writer = _video_writer(os.path.join(out_dir, "videos", vid + ".mp4"), params)
     keyframes = dict((f, t) for t, f in keyframe_frames(params))
-    rows = dict(gt=[], excluded=[], persons=[], objects=[], evidence=[])
+    rows = dict(gt=[], excluded=[], persons=[], objects=[], evidence=[], signatures=[])
     for f in range(state.num_frames):
         jpeg, rgb, geo = render_frame(state, f, bg, W, H, margin, params["jpeg_quality"])
         with open(os.path.join(frame_dir, f"{vid}_{f + 1:06d}.jpg"), "wb") as fh:
@@ -201,10 +202,15 @@ def _keyframe_rows(state, f, t, vid, geo, W, H, rng, rows):
         rows["excluded"].append((vid, t))
     else:
         for p, box in people:
+            sig = L.crop_signature(state, p, f)
             for action, evidence in labels[p]:
                 rows["gt"].append((vid, t, box, action, p))
                 rows["evidence"].append((vid, t, p, action, evidence))
+                rows["signatures"].append(sig if evidence == "context" else None)
             rows["evidence"] += [(vid, t, p, action, kind) for action, kind in negatives[p]]
+            rows["signatures"] += [
+                sig if kind == "context_negative" else None for _, kind in negatives[p]
+            ]
     # Simulated person detector: 92 % recall with jittered boxes, ~0.4 false positives a frame.
     for p, box in people:
         if rng.random() < 0.92:
@@ -248,7 +254,8 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
     ann_dir = os.path.join(out_dir, "annotations")
     os.makedirs(ann_dir, exist_ok=True)
     splits, scen = split_of(params), scenario_of(params, seed)
-    rows = {s: dict(gt=[], excluded=[], persons=[], objects=[], evidence=[]) for s in set(splits)}
+    keys = ("gt", "excluded", "persons", "objects", "evidence", "signatures")
+    rows = {s: {key: [] for key in keys} for s in set(splits)}
     bar = Progress(params["videos"], f"synthetic {preset}", progress, unit="videos")
     for i in range(params["videos"]):
         for key, value in render_video(params, seed, i, out_dir).items():
@@ -257,8 +264,17 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
     bar.close()
     ava.write_label_map(os.path.join(ann_dir, "action_list.pbtxt"), label_map())
     counts, scenarios = {}, {}
-    for split in ("train", "val"):
+    for number, split in enumerate(("train", "val")):
         if split in rows:
+            # Context look-alikes drawn to the positives' own crops (synthetic_labels module
+            # docstring); its own seed, so frames and the other files do not change with it.
+            split_rows = rows[split]
+            keep = L.select_matched(
+                split_rows["evidence"],
+                split_rows.pop("signatures"),
+                np.random.default_rng([seed, _MATCH_STREAM, number]),
+            )
+            split_rows["evidence"] = [r for r, k in zip(split_rows["evidence"], keep) if k]
             SW.write_split(ann_dir, split, rows[split])
             counts[split] = SW.split_counts(rows[split], splits.count(split))
             scenarios[split] = [s for s, sp in zip(scen, splits) if sp == split]

@@ -15,6 +15,9 @@ class that look like its positives. context_negative: the person's own state at 
 a positive's (still, facing a person who talks / a spot where someone moved in its view / in a
 rear vehicle seat); long_term_negative: its whole +-CLIP_HALF_S window is (still and silent all
 window, the deciding person as visible as for a positive), only the history 2-6 s back differs.
+The context candidates are then drawn to the positives' own crops (`select_matched`): per class
+and `crop_signature`, at most MATCH_RATIO times as many negatives as positives, none where no
+positive looks like that (a look-alike must look like some positive, and as often).
 
 "p faces q": both present, p not lying, q on screen (0 <= x <= 1) on the side p's head points to,
 at horizontal distance MIN_GAP..FACE_RANGE. "q moves": q walks or runs.
@@ -54,6 +57,7 @@ MIN_GAP = 0.05
 CLIP_HALF_S = 1.6  # context window: the longest clip the trainer uses (+-0.8..1.6 s)
 LONG_TERM_S = 2.0  # long_term events ended more than this before the keyframe (the spec)
 MEMORY_S = 6.0  # watch / listen continue up to 6 s
+MATCH_RATIO = 1.5  # context matched negatives kept per positive of one crop signature
 AMBIGUOUS = "ambiguous"  # evidence of a positive decided only 1.6-2 s back: keyframe excluded
 KICK_WINDOW_S = 0.5  # a kick is labelled at the keyframe within 0.5 s of the contact
 
@@ -226,3 +230,61 @@ def matched_negatives(state, p, k, ids):
     if RIDE not in ids and state.vehicle[p, k] >= 0 and state.seat[p, k] == 1:
         out.append((RIDE, "context_negative"))
     return sorted(out)
+
+
+def crop_signature(state, p, k):
+    """What p's own box shows over the clip window [k - C, k + C] (C = CLIP_HALF_S): pose and
+    facing at k, sits in a vehicle, talks, moves (place or pose), turns, arm states and shakes
+    hands anywhere in the window -> hashable tuple. Two person-keyframes with one signature
+    look alike to a model that sees only the person's own box (the figure's colour and size
+    are drawn per person, independent of the labels)."""
+    C = int(round(CLIP_HALF_S * state.fps))
+    w = slice(max(0, k - C), min(state.num_frames, k + C + 1))
+    return (
+        int(state.pose[p, k]),
+        int(state.facing[p, k]),
+        bool(state.vehicle[p, k] >= 0),
+        bool(state.talking[p, w].any()),
+        bool(np.ptp(state.x[p, w]) > 0 or np.ptp(state.pose[p, w]) > 0),
+        bool(np.ptp(state.facing[p, w]) > 0),
+        tuple(sorted(set(state.arm[p, w].tolist()))),
+        bool((state.handshake[p, w] >= 0).any()),
+    )
+
+
+def select_matched(evidence, signatures, rng, ratio=MATCH_RATIO):
+    """Which evidence rows of one split to keep: every row except the context matched
+    negatives beyond the positives' own-crop distribution -> list of bool.
+
+    evidence: rows (video, t, person, AVA id, evidence); signatures: the `crop_signature` of
+    each row's person-keyframe (None where not needed: rows other than context and
+    context_negative). Per (class, signature) with P positives and N candidate negatives, a
+    seeded choice of min(N, ceil(ratio * P)) candidates stays (none when P = 0), so a model
+    that reads only the person's own box ranks them as it ranks the positives, up to the
+    signatures with fewer candidates than that (kept whole). A class left with fewer
+    negatives than positives (SYNTHETIC_DATA.md asks for at least as many) is topped up from
+    the candidates not drawn, those of signatures with positives first."""
+    positives, candidates = {}, {}
+    for i, (row, sig) in enumerate(zip(evidence, signatures)):
+        if row[4] == "context":
+            positives[row[3], sig] = positives.get((row[3], sig), 0) + 1
+        elif row[4] == "context_negative":
+            candidates.setdefault((row[3], sig), []).append(i)
+    keep = [True] * len(evidence)
+    spare = {}  # class -> ([rows of signatures with positives], [rows of the others]) not drawn
+    for key in sorted(candidates, key=repr):  # a fixed order: the draws do not depend on hashing
+        rows, p = candidates[key], positives.get(key, 0)
+        order = rng.permutation(len(rows))
+        n = min(len(rows), int(np.ceil(ratio * p)))
+        for j in order[n:]:
+            keep[rows[j]] = False
+        spare.setdefault(key[0], ([], []))[0 if p else 1].extend(rows[j] for j in order[n:])
+    for action, (near, far) in sorted(spare.items()):
+        wanted = sum(n for (a, _), n in positives.items() if a == action)
+        have = sum(len(r) for (a, _), r in candidates.items() if a == action) - len(near) - len(far)
+        for pool in (near, far):
+            take = [pool[j] for j in rng.permutation(len(pool))[: max(0, wanted - have)]]
+            for i in take:
+                keep[i] = True
+            have += len(take)
+    return keep

@@ -154,6 +154,9 @@ def write_readme(path, params, seed, preset, counts, scenarios):
         "  Matched negatives add rows with evidence context_negative|long_term_negative and the",
         "  action_id of the class they look like a positive of (no ground-truth row: they are",
         "  negatives): same own state (context) or same clip window (long_term) as its positives.",
+        "  Context ones are drawn per own-crop state (pose, facing, vehicle seat, talk, motion,",
+        f"  turns, arm, hand shake in the window): at most {L.MATCH_RATIO} per positive of that",
+        "  state, none for a state no positive shows.",
         "- person_detections_*.csv: simulated detector (jittered true boxes, 92 % recall, ~0.4",
         "  false positives per keyframe); object_detections_*.csv: object_class "
         + ", ".join(f"{k}={v}" for k, v in sorted(OBJECT_NAMES.items()))
