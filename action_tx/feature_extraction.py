@@ -27,6 +27,7 @@ from action_tx.extraction_shards import (  # noqa: F401  (ManifestMismatch: re-e
     run_shards,
     stderr,
 )
+from action_tx.own_box_features import PIXELS, own_box_features
 
 
 class Extractor:
@@ -44,6 +45,10 @@ class Extractor:
         at Mixed_5c) or 'Mixed_5c' (the `i3d`/`tx_i3d` head's fine-tuned Mixed_5a-5c tail on
         each RoI tube, as that head pools it: STAGE §4, HGRNN §3.1): see
         `ActionDetector.detect_with_features`.
+      pixels: 'frame' (the detector's own pass over the whole frame) or 'own_box': each
+        ground-truth box's features from its own pixels alone (`own_box_features`); such a
+        keyframe stores no detections and no objects, and zeros for the context map and
+        scene (they would see the others).
     """
 
     def __init__(
@@ -57,8 +62,12 @@ class Extractor:
         batch_size: int = 4,
         min_detection_score: float = 0.0,
         feature_layer: str = "trunk",
+        pixels: str = "frame",
     ):
+        if pixels not in PIXELS:
+            raise ValueError(f"pixels must be one of {PIXELS}, got {pixels!r}")
         self.detector = detector
+        self.pixels = pixels
         self.files = list(files)
         self.kwargs = dict(dataset_kwargs)
         self.map_size = map_size
@@ -100,6 +109,8 @@ class Extractor:
         detections `detector(batch)` gives), with the pooled features of every box kind."""
         gt_mask = tf.cast(batch["box_mask"], tf.bool)
         obj_mask = tf.cast(batch["object_mask"], tf.bool)
+        if self.pixels == "own_box":
+            return self._own_box(batch, gt_mask)
         out = self.detector.detect_with_features(
             batch,
             feature_layer=self.feature_layer,
@@ -128,6 +139,27 @@ class Extractor:
             ),
             "obj_features": out["obj_features"],
             "obj_mask": obj_mask,
+        }
+
+    def _own_box(self, batch, gt_mask):
+        """`_features` of pixels='own_box': the ground-truth actors only (class docstring)."""
+        gt = own_box_features(
+            self.detector, batch["clip"], batch["boxes"], gt_mask, self.feature_layer
+        )
+        b, c, k = tf.shape(gt)[0], tf.shape(gt)[2], tf.shape(batch["labels"])[2]
+        none = tf.zeros(tf.stack([b, 0]), tf.bool)
+        return {
+            "context": tf.zeros(tf.stack([b, self.map_size, self.map_size, c])),
+            "scene": tf.zeros(tf.stack([b, c])),
+            "gt_features": gt,
+            "gt_mask": gt_mask,
+            "det_boxes": tf.zeros(tf.stack([b, 0, 4])),
+            "det_scores": tf.zeros(tf.stack([b, 0])),
+            "det_mask": none,
+            "det_features": tf.zeros(tf.stack([b, 0, c])),
+            "det_labels": tf.zeros(tf.stack([b, 0, k])),
+            "obj_features": tf.zeros(tf.concat([tf.shape(batch["object_mask"]), [c]], 0)),
+            "obj_mask": tf.zeros_like(tf.cast(batch["object_mask"], tf.bool)),
         }
 
     def keyframes(self, ranges, progress: Callable[[int], None] = lambda n: None):
@@ -209,6 +241,7 @@ def extract_split(
     batch_size: int = 4,
     min_detection_score: float = 0.0,
     feature_layer: str = "trunk",
+    pixels: str = "frame",
     progress: bool = True,
     log: Callable[[str], None] = stderr,
 ) -> dict:
@@ -239,6 +272,8 @@ def extract_split(
         num_classes=label_map.num_classes,
         feature_layer=feature_layer,
     )
+    if pixels != "frame":  # recorded only when not the default: older folders stay valid
+        settings["pixels"] = pixels
     manifest = load_manifest(out, settings, lambda: features.video_runs(list(files)), shard_size)
 
     def start(todo, update):
@@ -254,6 +289,7 @@ def extract_split(
             batch_size=batch_size,
             min_detection_score=min_detection_score,
             feature_layer=feature_layer,
+            pixels=pixels,
         )
         # One pass over this worker's shards, as the bank's (extract_split_bank).
         stream = extractor.keyframes([(s["start"], s["records"]) for s in todo], update)

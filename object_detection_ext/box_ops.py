@@ -131,6 +131,25 @@ def box_area(boxes: tf.Tensor) -> tf.Tensor:
     )
 
 
+def inside_box_mask(boxes: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Which pixels of a height x width image lie inside each box: pixel (i, j), centre
+    ((i + 0.5) / height, (j + 0.5) / width) in normalized units, is inside [y1, x1, y2, x2]
+    when y1 <= its y <= y2 and x1 <= its x <= x2.
+
+    Args:
+      boxes: float [..., 4] normalized yxyx; height, width: int (Python or scalar tensor).
+    Returns:
+      bool [..., height, width].
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    ys = (tf.range(height, dtype=tf.float32) + 0.5) / tf.cast(height, tf.float32)  # [H]
+    xs = (tf.range(width, dtype=tf.float32) + 0.5) / tf.cast(width, tf.float32)  # [W]
+    y1, x1, y2, x2 = (boxes[..., k, None] for k in range(4))  # [..., 1] each
+    rows = (ys >= y1) & (ys <= y2)  # [..., H]
+    cols = (xs >= x1) & (xs <= x2)  # [..., W]
+    return rows[..., :, None] & cols[..., None, :]
+
+
 def to_absolute(boxes: tf.Tensor, image_size: Sequence[float]) -> tf.Tensor:
     """Normalized yxyx [..., 4] -> pixel yxyx for an image of (height, width)."""
     return mg_box_ops.denormalize_boxes(tf.cast(boxes, tf.float32), list(image_size))

@@ -31,13 +31,19 @@ Flags:
                     `i3d` or `tx_i3d` head checkpoint fine-tuned, run on each box's tube and
                     averaged exactly as that head does; the context map and scene feature run
                     the same tail over the whole trunk map.
+  --pixels          frame | own_box. frame (default): the detector's pass over the whole
+                    frame. own_box: each ground-truth box's features from a clip in which
+                    every pixel outside that box is mid-grey (one trunk pass per box), so
+                    nothing of the other people or objects reaches it: the blind run of the
+                    heads suite's instrument check. Such a folder holds the ground-truth
+                    actors only (no detections or objects; zero context map and scene).
   --bank            none | acfb: instead of features, write ACAR's Actor-Context Feature Bank
                     (action_tx.acfb) of the checkpoint's model (end-to-end or feature-mode:
                     then the split's feature folder from config.json) into --out:
                     acfb-%05d-of-%05d.npz shards of whole videos (--shard_size), planned in
                     manifest.json, and acfb.json, written when every shard is done (what
                     --acfb_bank_dir reads). Sharded, resumed and run in parallel exactly as
-                    the features (below); --map_size, --feature_layer and
+                    the features (below); --map_size, --feature_layer, --pixels and
                     --min_detection_score do not apply.
 
 One pass over the input per worker (the records of other workers' shards are read through,
@@ -104,6 +110,13 @@ flags.DEFINE_enum(
     ["trunk", "Mixed_5c"],
     "trunk: the trunk's output (Mixed_4f); Mixed_5c: the checkpoint's fine-tuned "
     "I3D head tail on each RoI tube (STAGE, HGRNN: 1024-d I3D features).",
+)
+flags.DEFINE_enum(
+    "pixels",
+    "frame",
+    ["frame", "own_box"],
+    "frame: the whole frame; own_box: each ground-truth box's features from its own pixels "
+    "alone (everything else grey).",
 )
 flags.DEFINE_enum("bank", "none", ["none", "acfb"], "acfb: write ACAR's feature bank instead.")
 
@@ -196,6 +209,7 @@ def extract():
                 batch_size=FLAGS.extract_batch_size,
                 min_detection_score=FLAGS.min_detection_score,
                 feature_layer=FLAGS.feature_layer,
+                pixels=FLAGS.pixels,
                 **kwargs,
             )
 

@@ -30,6 +30,19 @@ def test_pairwise_iou_in_pixels_for_non_square_image(run):
     )
 
 
+def test_inside_box_mask_known_pixels(run):
+    # 4 x 8 image: pixel centres y in {.125, .375, .625, .875}, x in {.0625, .1875, ...}.
+    boxes = np.array([[[0.0, 0.0, 0.5, 0.25], [0.3, 0.6, 1.0, 1.0]]], np.float32)
+    mask = run(box_ops.inside_box_mask, boxes, height=4, width=8)
+    assert mask.shape == (1, 2, 4, 8) and mask.dtype == bool
+    first = np.zeros((4, 8), bool)
+    first[:2, :2] = True  # rows .125, .375 <= .5; columns .0625, .1875 <= .25
+    second = np.zeros((4, 8), bool)
+    second[1:, 5:] = True  # rows from .375 >= .3; columns from .6875 >= .6
+    np.testing.assert_array_equal(mask[0, 0], first)
+    np.testing.assert_array_equal(mask[0, 1], second)
+
+
 def test_encode_known_deltas_and_round_trip(run):
     ref = np.array([[0.0, 0.0, 0.2, 0.4]], np.float32)  # centre (.1, .2), h .2, w .4
     box = np.array([[0.1, 0.1, 0.3, 0.9]], np.float32)  # centre (.2, .5), h .2, w .8
