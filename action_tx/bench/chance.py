@@ -25,15 +25,19 @@ rate of 0.5 (tests/bench/test_chance.py), so the check needs the pooled val spli
 labels of the type.
 
 Blind runs (`CHANCE_CHECKS`, on ground-truth boxes so the detector's recall does not enter):
-`linear` for context (one RoI, no other person), `i3d` for long_term (one clip of +-1.6 s,
-no memory or neighbouring keyframes).
+`linear_own_box` for context (a linear classifier on the features of each person's own pixels,
+everything outside its box grey before the trunk: `action_tx.own_box_features`), `i3d` for
+long_term (one clip of +-1.6 s, no memory or neighbouring keyframes). The `linear` run is no
+blind run for context: its RoI feature reads the whole frame through the trunk's receptive
+field, and it scores the look-alikes far above chance (see
+docs/notes/2026-12-06-context-instrument.md).
 """
 
 from typing import Dict, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from object_detection_ext import ava_eval_io
+from object_detection_ext import ava_eval_io, voc_ap
 
 
 class ChanceCheck(NamedTuple):
@@ -44,7 +48,12 @@ class ChanceCheck(NamedTuple):
 
 
 CHANCE_CHECKS = (
-    ChanceCheck("context", "linear", "gt", "one RoI's features: no other person or object"),
+    ChanceCheck(
+        "context",
+        "linear_own_box",
+        "gt",
+        "its own box's pixels only (the rest grey): no other person or object",
+    ),
     ChanceCheck("long_term", "i3d", "gt", "one clip (+-1.6 s): no memory, no other keyframe"),
 )
 
@@ -100,3 +109,24 @@ def chance_verdict(ap: dict, rate: float, tolerance: float = 0.1) -> str:
     if high < rate - tolerance or low > rate + tolerance:
         return "fails"
     return "undecided"
+
+
+def random_ranking_ap(per_class: Dict, draws: int = 200, seed: int = 0) -> Optional[dict]:
+    """The AP of a ranking at random on a look-alike set, the chance level made exact:
+    {"mean", "low", "high"} over `draws` random orders (low, high: 2.5 and 97.5 percentiles)
+    of the mean over classes of each class's VOC AP (`voc_ap.average_precision`, the
+    evaluator's). per_class: {class: [P, N]} (`positive_rates`); classes with P = 0 do not
+    count; None when none is left. It lies above the rate, the more so the fewer the
+    positives: the precision envelope keeps early lucky hits (P = N = 1: 0.75, rate 0.5)."""
+    counts = [(int(p), int(n)) for p, n in per_class.values() if int(p) > 0]
+    if not counts:
+        return None
+    rng = np.random.default_rng(seed)
+    means = [
+        np.mean(
+            [voc_ap.average_precision(rng.permutation(np.arange(p + n) < p), p) for p, n in counts]
+        )
+        for _ in range(draws)
+    ]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return dict(mean=float(np.mean(means)), low=float(low), high=float(high))

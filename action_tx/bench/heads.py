@@ -48,27 +48,31 @@ from action_tx.bench import heads_pretrain
 from action_tx.bench import heads_runs as R
 from action_tx.bench import heads_seeds as S
 from action_tx.bench.heads_data import Paths
-from action_tx.bench.runner import StageError, StageLog, call_text, machine_info
+from action_tx.bench.runner import StageError, StageLog, call_text, machine_info, merge_commands
 
 __all__ = ["MODES", "Paths", "run", "run_config", "score_seeds", "split_config", "suite_runs"]
 
 
-def earlier_invocations(heads_json: str, preset: str, quick: bool, seed_plan: dict) -> list:
-    """The invocations recorded in an existing DIR/heads.json when it is the same pass (same
-    preset, --quick and seed plan: this invocation resumes it), else []. Each is
-    {"started": ISO time or None, "seconds": wall s up to its last heads.json write}; a
-    heads.json written before invocations were kept counts as one invocation of its
-    "seconds". Time a killed invocation spent after its last write is not counted."""
+def same_pass(heads_json: str, preset: str, quick: bool, seed_plan: dict) -> dict:
+    """An existing DIR/heads.json when it is the same pass (same preset, --quick and seed
+    plan: this invocation resumes it), else {}."""
     try:
         with open(heads_json) as f:
             old = json.load(f)
     except FileNotFoundError:
-        return []
+        return {}
     except (OSError, ValueError) as e:
         print(f"warning: {heads_json} is unreadable ({e}); earlier invocations not counted")
-        return []
-    if (old.get("preset"), old.get("quick"), old.get("seed_plan")) != (preset, quick, seed_plan):
-        return []
+        return {}
+    same = (old.get("preset"), old.get("quick"), old.get("seed_plan")) == (preset, quick, seed_plan)
+    return old if same else {}
+
+
+def earlier_invocations(old: dict) -> list:
+    """The invocations recorded in a heads.json of the same pass (`same_pass`; {}: none).
+    Each is {"started": ISO time or None, "seconds": wall s up to its last heads.json write};
+    a heads.json written before invocations were kept counts as one invocation of its
+    "seconds". Time a killed invocation spent after its last write is not counted."""
     if "invocations" in old:
         return list(old["invocations"])
     return [] if old.get("seconds") is None else [dict(started=None, seconds=old["seconds"])]
@@ -123,8 +127,9 @@ def run_config(
     first_val = split.name
     if spec.mode == R.FEATURES:
         overrides["data.input"] = "features"
-        overrides["data.feature_dir"] = paths.feature_dir(spec.features_from, "train")
-        overrides["data.eval_feature_dir"] = paths.feature_dir(spec.features_from, first_val)
+        source, pixels = spec.features_from, spec.pixels
+        overrides["data.feature_dir"] = paths.feature_dir(source, "train", pixels=pixels)
+        overrides["data.eval_feature_dir"] = paths.feature_dir(source, first_val, pixels=pixels)
     if spec.bank_from:
         overrides["head.bank_dir"] = paths.feature_dir(spec.bank_from, "train", "acfb")
         overrides["head.eval_bank_dir"] = paths.feature_dir(spec.bank_from, first_val, "acfb")
@@ -135,11 +140,13 @@ def run_config(
     return C.with_overrides(C.ExperimentConfig(), overrides, resolve)
 
 
-def extract(paths: Paths, source: str, split, bank: str = "none", features_from=None) -> dict:
+def extract(
+    paths: Paths, source: str, split, bank: str = "none", features_from=None, pixels="frame"
+) -> dict:
     """Features (or with bank="acfb" ACAR's bank) of run `source`'s checkpoint over `split`
-    (`heads_data.SplitData`), with the config of its config.json. A bank of a run on frozen
-    features reads the features of run `features_from` for `split` (its config names the
-    first val split's)."""
+    (`heads_data.SplitData`), with the config of its config.json; `pixels`: what the trunk
+    sees (`feature_extraction.Extractor`). A bank of a run on frozen features reads the
+    features of run `features_from` for `split` (its config names the first val split's)."""
     import tensorflow as tf
 
     from action_tx import feature_extraction
@@ -151,12 +158,12 @@ def extract(paths: Paths, source: str, split, bank: str = "none", features_from=
     checkpoint = tf.train.latest_checkpoint(run_dir)
     if config is None or checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no config.json or no checkpoint")
-    out = paths.feature_dir(source, split.name, bank)
+    out = paths.feature_dir(source, split.name, bank, pixels)
     kind = "train" if split.split == "train" else "val"
     if bank == "none":
         files = tfrecords.match_files(split.shards)
         return feature_extraction.extract_split(
-            make_task(config), checkpoint, files, out, split=kind
+            make_task(config), checkpoint, files, out, split=kind, pixels=pixels
         )
     files = None  # on features the bank reads the feature folder of `kind`, not TFRecords
     if config.data.input == "features":
@@ -170,26 +177,31 @@ def extract(paths: Paths, source: str, split, bank: str = "none", features_from=
     )
 
 
-def _ensure_features(log, paths, source, bank, splits, failed, features_from=None) -> None:
+def _ensure_features(
+    log, paths, source, bank, splits, failed, features_from=None, pixels="frame"
+) -> None:
     """Extracts the features (or ACFB bank) of run `source` for `splits` unless present;
     remembers a failed extraction in `failed` so later runs do not retry it. features_from:
-    the run whose features a bank of a frozen-feature `source` reads (`extract`)."""
-    if (source, bank) in failed:
-        raise StageError(f"the {bank} extraction of run '{source}' failed earlier")
+    the run whose features a bank of a frozen-feature `source` reads; pixels: what the trunk
+    sees (`extract`)."""
+    if (source, bank, pixels) in failed:
+        raise StageError(f"the {bank} {pixels} extraction of run '{source}' failed earlier")
     for split in splits:
-        out = paths.feature_dir(source, split.name, bank)
+        out = paths.feature_dir(source, split.name, bank, pixels)
         stage = f"features {source} {split.name}" + (f" --bank={bank}" if bank != "none" else "")
+        stage += f" --pixels={pixels}" if pixels != "frame" else ""
         name = "extract_split" if bank == "none" else "extract_split_bank"
-        call = call_text(f"feature_extraction.{name}", f"runs/{source}", split.shards, out=out)
+        kwargs = dict(out=out, **({"pixels": pixels} if pixels != "frame" else {}))
+        call = call_text(f"feature_extraction.{name}", f"runs/{source}", split.shards, **kwargs)
         # Written last by the extractor: features manifest.json, bank acfb.json.
         marker = "manifest.json" if bank == "none" else f"{bank}.json"
         if os.path.isfile(os.path.join(out, marker)):
             log.skip(stage, call)
             continue
         try:
-            log.run(stage, call, extract, paths, source, split, bank, features_from)
+            log.run(stage, call, extract, paths, source, split, bank, features_from, pixels)
         except StageError:
-            failed.add((source, bank))
+            failed.add((source, bank, pixels))
             raise
 
 
@@ -224,7 +236,10 @@ def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dic
     try:
         if spec.features_from:
             stage = "features"
-            _ensure_features(log, paths, spec.features_from, "none", (train_split, *val), failed)
+            splits = (train_split, *val)
+            _ensure_features(
+                log, paths, spec.features_from, "none", splits, failed, None, spec.pixels
+            )
         if spec.bank_from:
             stage = "bank"
             splits = (train_split, *val)
@@ -335,7 +350,8 @@ def run(
     budgets = {m: R.budget(preset, m) for m in (R.END_TO_END, R.FEATURES)}
     rows, done, failed = [], set(), set()
     heads_json = os.path.join(out_dir, "heads.json")
-    invocations = earlier_invocations(heads_json, preset, quick, plan.to_json())
+    earlier = same_pass(heads_json, preset, quick, plan.to_json())
+    invocations = earlier_invocations(earlier)
     this = dict(started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     invocations.append(this)
 
@@ -356,7 +372,7 @@ def run(
             seconds_total=round(sum(i["seconds"] for i in invocations), 1),
             projected_seconds=projected and round(projected["total"], 1),
             runs=rows,
-            commands=log.commands,
+            commands=merge_commands(earlier.get("commands") or [], log.commands),
         )
         output_files.write_texts({heads_json: json.dumps(summary, indent=1)})
 
@@ -370,7 +386,7 @@ def run(
             )
             for c in mine
         ]
-        modes = MODES if spec.name in gt_runs else ("rpn",)
+        modes = R.box_modes(spec, gt_runs)
         specs = [c.spec for c in mine]
         score_seeds(spec.name, specs, seeds, log, paths, steps, data[1], done, modes)
         for s in seeds:

@@ -77,9 +77,10 @@ class Paths:
     def run_dir(self, name: str) -> str:
         return os.path.join(self.runs, name)
 
-    def feature_dir(self, run: str, split: str, bank: str = "none") -> str:
-        """`split`: "train" or a val split's name (`SplitData.name`, e.g. "data0")."""
-        kind = "features" if bank == "none" else bank
+    def feature_dir(self, run: str, split: str, bank: str = "none", pixels: str = "frame") -> str:
+        """`split`: "train" or a val split's name (`SplitData.name`, e.g. "data0"); a bank
+        ("acfb") or, for features, `pixels` ("own_box": `heads_runs.RunSpec.pixels`)."""
+        kind = bank if bank != "none" else ("features" if pixels == "frame" else pixels)
         return os.path.join(self.features, f"{run}_{kind}_{split}")
 
     def train_split(self) -> SplitData:

@@ -17,7 +17,9 @@ def split_config(config, spec: R.RunSpec, paths, split, gt_boxes: bool):
     boxes when `gt_boxes`. The head keeps its size (memory tables) from `config`."""
     overrides = {"data.eval_tfrecords": split.shards, "eval.groundtruth": split.groundtruth}
     if spec.mode == R.FEATURES:
-        overrides["data.eval_feature_dir"] = paths.feature_dir(spec.features_from, split.name)
+        overrides["data.eval_feature_dir"] = paths.feature_dir(
+            spec.features_from, split.name, pixels=spec.pixels
+        )
     if spec.bank_from:
         overrides["head.eval_bank_dir"] = paths.feature_dir(spec.bank_from, split.name, "acfb")
     if gt_boxes:

@@ -10,6 +10,10 @@ A run is `RunSpec(name, head, mode, overrides, ...)`:
                      options, e.g. AIAHeadConfig.memory_window).
   bank_from:         ACAR's second stage: `feature_extraction.extract_split_bank` on that run's
                      checkpoint gives its bank_dir / eval_bank_dir.
+  pixels:            FEATURES: "frame" (the detector's pass over the whole frame) or "own_box"
+                     (each ground-truth box's features from its own pixels alone, everything
+                     else grey: `action_tx.own_box_features`); an own_box run trains and is
+                     scored on ground-truth boxes only (those features hold no detections).
   budget_scale:      this run's steps are the preset's budget for its mode times this.
 End to end only where a claim is about end-to-end training (VATX: linear, i3d, tx, tx_i3d);
 every relational head (STAGE, HGRNN, ACAR with its bank, AIA) on the frozen features of the
@@ -40,6 +44,7 @@ class RunSpec:
     note: str = ""
     ablation: bool = False  # a variant that only a claim needs (claims.VARIANT_RUNS)
     budget_scale: float = 1.0  # steps = the preset's budget for `mode` x this
+    pixels: str = "frame"  # FEATURES: "frame" or "own_box" (module docstring)
 
 
 # configs/bench.flags as config fields (tests/bench/test_heads_config.py checks that the
@@ -73,7 +78,9 @@ BASE = {
 # The runs also scored on ground-truth boxes: those a GT-box claim or a chance check reads
 # (`heads.suite_runs` checks it). Every run is scored on its detections; GT boxes for every
 # run doubled the evaluations (~18 min of a full pass, most of it the AIA and ACFB runs).
-GT_BOX_RUNS = ("linear", "i3d", "tx")
+GT_BOX_RUNS = ("linear", "i3d", "tx", "linear_own_box")
+# Ground-truth-box actors, for training and scoring: what an own_box run's features hold.
+_GT_ACTORS = {"data.train_actors": "gt", "data.eval_actors": "gt"}
 # What every evaluation sets (one pass over val, no pictures, no progress bar).
 EVAL_OVERRIDES = {"eval.batch_size": 4, "eval.num_images": 0, "eval.progress": False}
 # The GT-box evaluation of each mode: the classification-only bound.
@@ -112,6 +119,19 @@ RUNS = (
         FEATURES,
         features_from="i3d",
         note="baseline of the frozen-feature heads (STAGE's 'FC')",
+        ablation=True,
+    ),
+    # The context check's blind run (action_tx.bench.chance): the trunk of the `i3d` run sees
+    # each person's own box and nothing else, so no other person's state can reach it.
+    RunSpec(
+        "linear_own_box",
+        "linear",
+        FEATURES,
+        _GT_ACTORS,
+        features_from="i3d",
+        pixels="own_box",
+        note="blind run of the context check: linear on each GT box's own pixels (the rest "
+        "grey), GT boxes only",
         ablation=True,
     ),
     RunSpec("stage", "stage", FEATURES, {"data.context_keyframes": 1}, features_from="i3d"),
@@ -203,6 +223,9 @@ COSTS = {
         },
         eval_build={END_TO_END: 5.0, FEATURES: 3.0},
         extract=dict(train=24.0, val=11.0),
+        # pixels=own_box of the `i3d` run's checkpoints (2026-12-06, pass 1's seeds 1-2):
+        # train 22.6-26.9 s, val splits 6.3-7.0 s (one at 11.7 s).
+        own_box=dict(train=24.0, val=7.0),
         bank=dict(train=5.2, val=2.0),
         pretrain_eval=7.0,
         stage_overhead=0.74,
@@ -222,6 +245,7 @@ COSTS = {
         },
         eval_build={END_TO_END: 3.0, FEATURES: 1.0},
         extract=dict(train=10.1, val=6.9),
+        own_box=dict(train=4.5, val=3.3),  # --quick of 2026-12-06: 4.2-4.8 s, 3.1-3.4 s
         bank=dict(train=5.0, val=2.0),
         pretrain_eval=4.7,
         stage_overhead=0.74,
@@ -275,12 +299,23 @@ PRESET_OVERRIDES = {
 PRETRAIN_BUDGETS = {"bench": 3000, "demo": 3000, "tiny": 10}
 
 # --quick's run list: one end-to-end claim (vatx-tx / vatx-tx-gt: tx > i3d), one on frozen
-# features (stage-fc: stage > linear_features), and the instrument's blind runs (linear, i3d).
+# features (stage-fc: stage > linear_features), and the instrument's blind runs (linear_own_box,
+# i3d; linear: its GT-box scores show what a RoI reads of the others through the trunk).
 # One pass (QUICK_PLAN: 2 seeds x 2 val splits, data made, 2-core CPU at load average 5-10 from
 # other jobs) took 17 min 30 s when every evaluation re-traced the model (8 per end-to-end
 # run at ~17 s). With the trace cached and GT boxes only for GT_BOX_RUNS, from scratch (data
 # made too), load average 1.6-1.9: 4 min 3 s wall, 236 s of CPU; end-to-end runs 38-58 s.
-QUICK_RUNS = ("linear", "i3d", "tx", "linear_features", "stage")
+# With linear_own_box added (2026-12-06, from scratch): 238 s wall, the run 33 s of it.
+QUICK_RUNS = ("linear", "i3d", "tx", "linear_features", "linear_own_box", "stage")
+
+
+def box_modes(spec: RunSpec, gt_runs) -> tuple:
+    """The box modes a run is scored in (`heads_eval.MODES`): an own_box run on ground-truth
+    boxes only, a run of `gt_runs` on its detections and on ground-truth boxes, any other
+    on its detections."""
+    if spec.pixels == "own_box":
+        return ("gt",)
+    return ("rpn", "gt") if spec.name in gt_runs else ("rpn",)
 
 
 def run_kind(spec: RunSpec) -> str:
@@ -302,11 +337,12 @@ def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=No
     step, job = cost["step"], cost["eval_job"]
     if any(run_kind(r) not in step[r.mode] or run_kind(r) not in job[r.mode] for r in runs):
         return None
-    boxes = {r.name: 1 + (gt_runs is None or r.name in gt_runs) for r in runs}
+    boxes = {r.name: len(box_modes(r, {r.name} if gt_runs is None else gt_runs)) for r in runs}
     sources = [
         key
         for key, names in (
-            ("extract", {r.features_from for r in runs if r.features_from}),
+            ("extract", {r.features_from for r in runs if r.pixels == "frame" and r.features_from}),
+            ("own_box", {r.features_from for r in runs if r.pixels == "own_box"}),
             ("bank", {r.bank_from for r in runs if r.bank_from}),
         )
         for _ in names
@@ -365,6 +401,15 @@ def check_runs(runs=RUNS) -> None:
                 )
         if (spec.mode == FEATURES) != (spec.features_from is not None):
             raise ValueError(f"run {spec.name!r}: a features run needs features_from, and only it")
+        if spec.pixels not in ("frame", "own_box"):
+            raise ValueError(f"run {spec.name!r}: pixels must be frame or own_box")
+        if spec.pixels == "own_box" and not (
+            spec.mode == FEATURES and _GT_ACTORS.items() <= spec.overrides.items()
+        ):
+            raise ValueError(
+                f"run {spec.name!r}: an own_box run is a features run on ground-truth actors "
+                f"(overrides {_GT_ACTORS})"
+            )
         for dep in (spec.features_from, spec.bank_from):
             if dep is not None and dep not in seen:
                 raise ValueError(

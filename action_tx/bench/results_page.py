@@ -129,8 +129,9 @@ def instrument_table(heads: dict, stats: Optional[dict]) -> list:
     in for them)."""
     rates = heads.get("positive_rates") or {}
     lines = [
-        "| evidence | blind run | cannot see | positive rate | look-alike AP [95% CI] | verdict |",
-        "|---" * 6 + "|",
+        "| evidence | blind run | cannot see | positive rate | a random ranking's AP [95%] | "
+        "look-alike AP [95% CI] | verdict |",
+        "|---" * 7 + "|",
     ]
     for check in chance.CHANCE_CHECKS:
         if check.evidence not in rates:
@@ -140,9 +141,11 @@ def instrument_table(heads: dict, stats: Optional[dict]) -> list:
             ((stats or {}).get("runs", {}).get(check.run) or {}).get(check.proposals) or {}
         ).get(stats_lib.lookalike(check.evidence))
         verdict = chance.chance_verdict(cell, rate) if cell else "not measured"
+        random = chance.random_ranking_ap(rates[check.evidence].get("per_class") or {})
         lines.append(
             f"| {check.evidence}, {PROPOSALS_TEXT[check.proposals]} | `{check.run}` | "
-            f"{check.why} | {rate:.3f} | {format_cell(cell)} | {_verdict_text(verdict)} |"
+            f"{check.why} | {rate:.3f} | {format_cell(random)} | {format_cell(cell)} | "
+            f"{_verdict_text(verdict)} |"
         )
     return lines if len(lines) > 2 else []
 
@@ -156,6 +159,8 @@ def runs_table(heads: dict, stats: Optional[dict], proposals: str) -> list:
         "|---" * (6 + len(COLUMNS)) + "|",
     ]
     for r in heads.get("runs") or []:
+        if proposals not in r.get("modes", (proposals,)):
+            continue  # not scored on these boxes (heads.json's "modes"; older files: all)
         name = r["name"]
         cells = ((stats or {}).get("runs", {}).get(name) or {}).get(proposals) or {}
         seeds = r.get("seeds", 1)  # heads.json: a count or the list of training seeds
@@ -253,7 +258,9 @@ def render(
             "type's positive rate (labels / (labels + matched negatives), mean over classes; "
             "`action_tx/bench/chance.py`) on the look-alike set: the type's labels against its "
             "matched negatives, every other detection left out. **holds** when the whole "
-            "interval is inside rate +- 0.1, **fails** when entirely outside.",
+            "interval is inside rate +- 0.1, **fails** when entirely outside. A ranking at "
+            "random scores a little above the rate (the precision envelope keeps early lucky "
+            "hits); its AP on the same counts is shown beside it (`chance.random_ranking_ap`).",
             "",
             *instrument,
         ]

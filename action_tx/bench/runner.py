@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -72,6 +72,27 @@ class StageLog:
         if error is not None:
             raise StageError(f"{stage}: {error}")
         return seconds, value
+
+
+EARLIER = "earlier invocation"  # status of a stage an earlier invocation of the pass ran
+
+
+def merge_commands(earlier: Sequence[dict], now: Sequence[dict]) -> List[dict]:
+    """This invocation's `StageLog.commands` with the records of an earlier invocation of the
+    same pass: a stage skipped now (its output was there) takes the earlier record of the same
+    stage and command that ran ok, with status `EARLIER`, so a resumed pass still shows what
+    each stage cost. -> a new list, in this invocation's order."""
+    ran = {
+        (c["stage"], c["command"]): c
+        for c in earlier
+        if c.get("seconds") is not None and c.get("status") in ("ok", EARLIER)
+    }
+    out = []
+    for c in now:
+        old = ran.get((c["stage"], c["command"]))
+        skipped = str(c.get("status", "")).startswith("skipped")
+        out.append(dict(old, status=EARLIER) if skipped and old else dict(c))
+    return out
 
 
 def machine_info() -> dict:

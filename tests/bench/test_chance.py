@@ -43,6 +43,18 @@ def test_positive_rates_count_labels_against_their_matched_negatives():
     assert pooled["long_term"]["per_class"] == {11: [2, 4]}
 
 
+def test_random_ranking_ap_is_the_chance_level_of_the_check():
+    # One positive, one negative: first (AP 1) or second (AP 1/2) with equal odds -> 0.75.
+    one = chance.random_ranking_ap({11: [1, 1]}, draws=4000, seed=0)
+    assert one["mean"] == pytest.approx(0.75, abs=0.02) and one["low"] == 0.5 and one["high"] == 1
+    # Many look-alikes: a little above the rate 0.5, the same for the same seed, and classes
+    # without positives do not count.
+    many = chance.random_ranking_ap({11: [300, 300], 12: [0, 5]}, draws=100, seed=3)
+    assert 0.5 < many["low"] < many["mean"] < many["high"] < 0.56
+    assert many == chance.random_ranking_ap({"11": [300, 300], "12": [0, 5]}, draws=100, seed=3)
+    assert chance.random_ranking_ap({12: [0, 5]}) is None
+
+
 def test_chance_verdict():
     assert chance.chance_verdict(dict(mean=0.5, low=0.45, high=0.58), 0.5) == "holds"
     assert chance.chance_verdict(dict(mean=0.8, low=0.7, high=0.9), 0.5) == "fails"

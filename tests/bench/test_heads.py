@@ -74,6 +74,37 @@ def test_check_runs_rejects_bad_lists():
         heads_runs.check_runs([heads_runs.RunSpec("o", "linear", overrides={"hgrnn_window": 0})])
 
 
+def test_an_own_box_run_reads_its_own_features_on_ground_truth_boxes_only(tmp_path):
+    a = heads_runs.RunSpec("a", "i3d")
+    gt = {"data.train_actors": "gt", "data.eval_actors": "gt"}
+    blind = heads_runs.RunSpec(
+        "b", "linear", heads_runs.FEATURES, gt, features_from="a", pixels="own_box"
+    )
+    heads_runs.check_runs([a, blind])
+    with pytest.raises(ValueError, match="ground-truth actors"):  # detections: none stored
+        heads_runs.check_runs(
+            [
+                a,
+                heads_runs.RunSpec(
+                    "b", "linear", heads_runs.FEATURES, features_from="a", pixels="own_box"
+                ),
+            ]
+        )
+    with pytest.raises(ValueError, match="pixels must be"):
+        heads_runs.check_runs([heads_runs.RunSpec("c", "linear", pixels="crop")])
+    assert heads_runs.box_modes(blind, gt_runs={"b"}) == ("gt",)
+    assert heads_runs.box_modes(a, gt_runs={"a"}) == ("rpn", "gt")
+    assert heads_runs.box_modes(a, gt_runs=()) == ("rpn",)
+    # Its features have their own folders, and its config reads them (train and eval).
+    paths = heads.Paths(str(tmp_path), "bench", str(tmp_path / "data"))
+    assert paths.feature_dir("a", "train", pixels="own_box").endswith("a_own_box_train")
+    assert paths.feature_dir("a", "train").endswith("a_features_train")
+    config = heads.run_config(blind, paths, "bench", 10, resolve=lambda model, data: model)
+    assert config.data.feature_dir == paths.feature_dir("a", "train", pixels="own_box")
+    assert config.data.eval_feature_dir == paths.feature_dir("a", "data0", pixels="own_box")
+    assert (config.data.train_actors, config.data.eval_actors) == ("gt", "gt")
+
+
 def test_run_steps_scale_the_preset_budget():
     e2e = heads_runs.RunSpec("e", "linear")
     long = heads_runs.RunSpec("l", "i3d", budget_scale=2.5)
@@ -305,22 +336,42 @@ def test_a_resumed_pass_keeps_its_earlier_invocations(tmp_path):
     """heads.json of the same pass -> its invocations; another pass's, or none -> []."""
     path = str(tmp_path / "heads.json")
     plan = dict(seeds=3, seed_offset=0, data_seed=0, val_splits=4)
-    assert heads.earlier_invocations(path, "bench", False, plan) == []  # no heads.json yet
+
+    def earlier(preset="bench", quick=False, seed_plan=plan):
+        return heads.earlier_invocations(heads.same_pass(path, preset, quick, seed_plan))
+
+    assert earlier() == []  # no heads.json yet
     old = [dict(started="2026-12-06T10:00:00+00:00", seconds=1626.0)]
     with open(path, "w") as f:
         json.dump(dict(preset="bench", quick=False, seed_plan=plan, invocations=old), f)
-    assert heads.earlier_invocations(path, "bench", False, plan) == old
-    assert heads.earlier_invocations(path, "bench", False, {**plan, "seed_offset": 3}) == []
-    assert heads.earlier_invocations(path, "tiny", True, plan) == []
+    assert earlier() == old
+    assert earlier(seed_plan={**plan, "seed_offset": 3}) == []
+    assert earlier("tiny", True) == []
     # Written before invocations were kept: its one invocation, of unknown start.
     with open(path, "w") as f:
         json.dump(dict(preset="bench", quick=False, seed_plan=plan, seconds=836.4), f)
-    assert heads.earlier_invocations(path, "bench", False, plan) == [
-        dict(started=None, seconds=836.4)
-    ]
+    assert earlier() == [dict(started=None, seconds=836.4)]
     with open(path, "w") as f:
         f.write('{"preset": "ben')  # cut short: warned about, not counted
-    assert heads.earlier_invocations(path, "bench", False, plan) == []
+    assert earlier() == []
+
+
+def test_a_resumed_pass_keeps_what_its_skipped_stages_cost_earlier():
+    earlier = [
+        dict(stage="train a", command="train(a)", seconds=234.6, status="ok"),
+        dict(stage="train b", command="train(b)", seconds=5.0, status="failed: boom"),
+        dict(stage="eval a", command="eval(a)", seconds=None, status="skipped (exists)"),
+    ]
+    now = [
+        dict(stage="train a", command="train(a)", seconds=None, status="skipped (exists)"),
+        dict(stage="train b", command="train(b)", seconds=6.0, status="ok"),
+        dict(stage="eval a", command="eval(a)", seconds=None, status="skipped (exists)"),
+        dict(stage="train c", command="train(c, other)", seconds=None, status="skipped (exists)"),
+    ]
+    merged = runner.merge_commands(earlier, now)
+    assert merged[0] == dict(earlier[0], status=runner.EARLIER)  # its cost, from before
+    assert merged[1:] == now[1:]  # ran now; nothing ran earlier; another command
+    assert runner.merge_commands(merged, now)[0] == merged[0]  # a third invocation keeps it
 
 
 def test_a_bank_run_evaluates_on_the_plans_first_val_split(tmp_path):

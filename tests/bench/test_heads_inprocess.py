@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from action_tx.bench import heads, heads_data, heads_runs, heads_seeds, stats
+from action_tx.bench import heads, heads_data, heads_runs, heads_seeds, runner, stats
 
 PLAN = heads_seeds.SeedPlan(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
 GENERATOR = dict(check=False, videos=3, seconds=8)
@@ -29,6 +29,16 @@ def tiny_suite(tmp_path_factory):
             overrides={"train.warmup_steps": 1, "train.batch_size": 2, "data.num_frames": 4},
             budget_scale=0.2,
         ),
+        # The blind run's path: features of lin's checkpoints from each GT box's own pixels.
+        heads_runs.RunSpec(
+            "blind",
+            "linear",
+            heads_runs.FEATURES,
+            {"data.train_actors": "gt", "data.eval_actors": "gt", "train.warmup_steps": 1},
+            features_from="lin",
+            pixels="own_box",
+            budget_scale=0.2,
+        ),
     )
     kwargs = dict(
         quick=True,
@@ -45,8 +55,9 @@ def tiny_suite(tmp_path_factory):
 
 def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     summary, out = tiny_suite["json"], tiny_suite["out"]
-    (row,) = summary["runs"]
+    row, blind = summary["runs"]
     assert row["status"] == "ok", row["per_seed"]
+    assert blind["status"] == "ok", blind["per_seed"]
     assert (row["name"], row["head"], row["steps"], row["seeds"]) == ("lin", "linear", 2, [3, 4])
     assert summary["seed_plan"] == dict(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
     # The projection printed at the start (heads_runs.COSTS["tiny"]) is kept with the result.
@@ -106,6 +117,15 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     ]
     assert "train lin-seed3" in stages and "matches gt lin-seed4" in stages
     assert stages.count("eval rpn lin") == stages.count("eval gt lin") == 1  # one model each
+    # The own_box run: its own feature folders, scored on GT boxes only, listed only there.
+    assert blind["modes"] == ["gt"] and list(blind["matches"]) == ["gt"]
+    assert "features lin-seed3 train --pixels=own_box" in stages
+    with open(
+        os.path.join(paths.feature_dir("lin-seed3", "data1", pixels="own_box"), "manifest.json")
+    ) as f:
+        assert json.load(f)["settings"]["pixels"] == "own_box"
+    det_table = page[page.index("## Runs, on each run's detections") : page.index("## Runs, on gr")]
+    assert "| `blind` |" not in det_table and "| `blind` |" in page
 
 
 def test_a_rerun_skips_everything_and_gives_the_same_page(tiny_suite):
@@ -113,7 +133,14 @@ def test_a_rerun_skips_everything_and_gives_the_same_page(tiny_suite):
     page = heads.run(out, **tiny_suite["kwargs"])
     with open(os.path.join(out, "heads.json")) as f:
         rerun = json.load(f)
-    assert all(c["status"].startswith("skipped") for c in rerun["commands"])
+    # Nothing ran again; what the first invocation ran keeps its record (and cost).
+    first_ran = {c["command"]: c for c in tiny_suite["json"]["commands"] if c["status"] == "ok"}
+    for c in rerun["commands"]:
+        if c["command"] in first_ran:
+            assert c == dict(first_ran[c["command"]], status=runner.EARLIER)
+        else:
+            assert c["status"].startswith("skipped"), c
+    assert any(c["status"] == runner.EARLIER for c in rerun["commands"])
     # The pass's wall time counts both invocations.
     first = tiny_suite["json"]["invocations"]
     assert len(first) == 1 and first[0]["seconds"] == tiny_suite["json"]["seconds"]

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from action_tx.bench import claims, results_page, stats
+from action_tx.bench import chance, claims, results_page, stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -81,10 +81,10 @@ def test_page_from_a_fixed_json_has_the_claims_first_and_the_cells_of_each_table
     # The instrument: no look-alike interval, nothing decided. i3d's single long_term figure
     # (heads.json's, every other person a false positive) does not stand in for it.
     assert page.index("## Claims") < page.index("## Instrument") < page.index("## Runs")
-    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear`"))
-    assert row.endswith("| 0.480 | n/a | not measured |")
+    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear_own_box`"))
+    assert row.endswith("| 0.480 | n/a | n/a | not measured |")  # no counts: no random AP
     row = next(x for x in lines if x.startswith("| long_term, GT boxes | `i3d`"))
-    assert row.endswith("| 0.500 | n/a | not measured |")
+    assert row.endswith("| 0.500 | n/a | n/a | not measured |")
     assert "- `tx`: the Action Transformer" in lines
     assert "python tools/train.py --head=tx   # 612.5 s" in lines
     assert "python tools/eval.py --model_dir=runs/tx   # 20.1 s   # failed" in lines
@@ -106,6 +106,17 @@ def test_the_wall_time_of_a_resumed_pass_is_the_sum_of_its_invocations():
     assert "Wall time: 1626 s (27.1 min) (one invocation)" in results_page.render(heads, None)
 
 
+def test_a_run_is_listed_only_in_the_tables_of_the_boxes_it_was_scored_on():
+    heads = json.loads(HEADS_JSON)
+    blind = dict(heads["runs"][0], name="linear_own_box", modes=["gt"])
+    heads["runs"].append(blind)
+    page = results_page.render(heads, heads["stats"])
+    det_table = page[page.index("## Runs, on each run's detections") : page.index("## Runs, on gr")]
+    gt_table = page[page.index("## Runs, on ground-truth boxes") :]
+    assert "| `linear_own_box` |" not in det_table and "| `linear_own_box` |" in gt_table
+    assert "| `tx` |" in det_table and "| `tx` |" in gt_table  # no "modes": listed in both
+
+
 def test_without_stats_the_page_shows_single_figures():
     heads = json.loads(HEADS_JSON)
     del heads["stats"]
@@ -121,7 +132,8 @@ def test_the_chance_row_with_intervals_gives_verdicts_and_the_projection_is_show
     fixed JSON (the suite's heads.json carries positive_rates and the runs' matches)."""
     heads = json.loads(HEADS_JSON)
     heads["projected_seconds"] = 5100.0
-    heads["stats"]["runs"]["linear"] = {
+    heads["positive_rates"]["context"]["per_class"] = {"74": [1, 1]}
+    heads["stats"]["runs"]["linear_own_box"] = {
         "gt": {
             "context_lookalike": {"mean": 0.51, "low": 0.45, "high": 0.56, "per_seed": [0.5, 0.52]},
             "context": {"mean": 0.2, "low": 0.1, "high": 0.3, "per_seed": [0.2]},  # not read
@@ -135,11 +147,15 @@ def test_the_chance_row_with_intervals_gives_verdicts_and_the_projection_is_show
     }
     page = results_page.render(heads, heads["stats"])
     lines = page.splitlines()
-    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear`"))
-    # rate 0.48 +- 0.1 = [0.38, 0.58] holds the whole interval [0.45, 0.56]
-    assert row.endswith("| 0.480 | 0.510 [0.450, 0.560] | **holds** |")
+    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear_own_box`"))
+    # rate 0.48 +- 0.1 = [0.38, 0.58] holds the whole interval [0.45, 0.56]; a random ranking
+    # of one positive and one look-alike: 0.75 on average, 0.5 or 1 (chance.random_ranking_ap).
+    random = chance.random_ranking_ap({"74": [1, 1]})
+    assert random["low"] == 0.5 and random["high"] == 1.0
+    cell = results_page.format_cell(random)
+    assert row.endswith(f"| 0.480 | {cell} | 0.510 [0.450, 0.560] | **holds** |")
     row = next(x for x in lines if x.startswith("| long_term, GT boxes | `i3d`"))
-    assert row.endswith("| 0.500 | 0.800 [0.710, 0.880] | **fails** |")  # the cue leaks
+    assert row.endswith("| 0.500 | n/a | 0.800 [0.710, 0.880] | **fails** |")  # the cue leaks
     assert "projected before it started: 85.0 min (heads_runs.COSTS)." in page
 
 
