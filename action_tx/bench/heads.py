@@ -3,8 +3,8 @@
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick] \
         [--seeds=3 --seed_offset=0 --data_seed=0 --val_splits=4]
 
-A pass first prints its projected time ("projected: N min", `heads_runs.projected_seconds`
-of the measured `heads_runs.COSTS`). Every stage is a library call in this process, printed
+A pass first prints its projected time ("projected: N min", `heads_costs.projected_seconds`
+of the measured `heads_costs.COSTS`). Every stage is a library call in this process, printed
 before it runs and timed (`runner.StageLog`; Keras' state is cleared and the seeds set
 before each):
   1. data      the training data, and the val split of each of the plan's generator seeds
@@ -44,7 +44,7 @@ from action_tx.bench import chance
 from action_tx.bench import claims as claims_lib
 from action_tx.bench import heads_data as D
 from action_tx.bench.heads_eval import MODES, checkpoint_path, score_seeds, split_config
-from action_tx.bench import heads_pretrain
+from action_tx.bench import heads_costs, heads_pretrain
 from action_tx.bench import heads_runs as R
 from action_tx.bench import heads_seeds as S
 from action_tx.bench.heads_data import Paths
@@ -234,15 +234,14 @@ def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dic
         return result
     run_dir, stage = paths.run_dir(spec.name), "?"
     try:
+        splits = (train_split, *val)
         if spec.features_from:
             stage = "features"
-            splits = (train_split, *val)
             _ensure_features(
                 log, paths, spec.features_from, "none", splits, failed, None, spec.pixels
             )
         if spec.bank_from:
             stage = "bank"
-            splits = (train_split, *val)
             _ensure_features(log, paths, spec.bank_from, "acfb", splits, failed, spec.features_from)
         stage = "config"
         extra = {"train.init_checkpoint": init} if spec.mode == R.END_TO_END else {}
@@ -266,8 +265,7 @@ def _train_seconds(run_dir, seconds):
     """The train stage's wall time: this call's, else the one recorded when it ran."""
     path = os.path.join(run_dir, "bench_train_seconds.json")
     if seconds is not None and not os.path.isfile(path):
-        with open(path, "w") as f:
-            json.dump({"seconds": seconds}, f)
+        output_files.write_texts({path: json.dumps({"seconds": seconds})})
     elif seconds is None and os.path.isfile(path):
         with open(path) as f:
             seconds = json.load(f).get("seconds")
@@ -318,14 +316,14 @@ def run(
     start = time.perf_counter()
     preset = "tiny" if quick else preset
     gt_runs = set(R.GT_BOX_RUNS if gt_runs is None else gt_runs)
-    projected = R.projected_seconds(runs, preset, plan.seeds, plan.val_splits, gt_runs)
+    projected = heads_costs.projected_seconds(runs, preset, plan.seeds, plan.val_splits, gt_runs)
     print(
         f"projected: {projected['total'] / 60:.0f} min ("
         + ", ".join(f"{k} {v / 60:.1f}" for k, v in projected.items() if k != "total")
-        + f" min; heads_runs.COSTS[{preset!r}], {plan.seeds} seeds x {plan.val_splits} val "
+        + f" min; heads_costs.COSTS[{preset!r}], {plan.seeds} seeds x {plan.val_splits} val "
         "splits)"
         if projected
-        else f"projected: n/a (heads_runs.COSTS has no measured costs for preset {preset!r})",
+        else f"projected: n/a (heads_costs.COSTS has no measured costs for preset {preset!r})",
         flush=True,
     )
     machine = machine_info()

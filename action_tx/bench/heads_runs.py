@@ -193,84 +193,9 @@ RUNS = (
     ),
 )
 
-# Measured seconds of each part of a pass on the bench preset (the projection below).
-COSTS = {
-    "bench": dict(
-        step={
-            END_TO_END: {"linear": 0.085, "i3d": 0.110, "tx": 0.124, "tx_i3d": 0.165},
-            FEATURES: {
-                "linear": 0.0014,
-                "stage": 0.018,
-                "hgrnn": 0.021,
-                "acar": 0.088,
-                "acar+bank": 0.36,
-                "acar+rn": 0.60,
-                "aia": 0.215,
-            },
-        },
-        start={END_TO_END: 15.0, FEATURES: 4.0},
-        eval_job={
-            END_TO_END: {"linear": 2.9, "i3d": 3.6, "tx": 4.1, "tx_i3d": 5.4},
-            FEATURES: {
-                "linear": 0.33,
-                "stage": 1.15,
-                "hgrnn": 1.14,
-                "acar": 2.5,
-                "acar+bank": 10.9,
-                "acar+rn": 10.3,
-                "aia": 4.1,
-            },
-        },
-        eval_build={END_TO_END: 5.0, FEATURES: 3.0},
-        extract=dict(train=24.0, val=11.0),
-        # pixels=own_box of the `i3d` run's checkpoints (2026-12-06, pass 1's seeds 1-2):
-        # train 22.6-26.9 s, val splits 6.3-7.0 s (one at 11.7 s).
-        own_box=dict(train=24.0, val=7.0),
-        bank=dict(train=5.2, val=2.0),
-        pretrain_eval=7.0,
-        stage_overhead=0.74,
-    ),
-    # --quick's runs, from the first --quick pass after the trace cache (heads.json of
-    # 2026-12-06: 2 seeds x 2 val splits, load average 1.6-1.9): 236 s, of which data 5 s;
-    # projected without the data: 221 s.
-    "tiny": dict(
-        step={
-            END_TO_END: {"linear": 0.07, "i3d": 0.082, "tx": 0.1},
-            FEATURES: {"linear": 0.0026, "stage": 0.026},
-        },
-        start={END_TO_END: 11.0, FEATURES: 1.5},
-        eval_job={
-            END_TO_END: {"linear": 0.66, "i3d": 0.74, "tx": 1.7},
-            FEATURES: {"linear": 0.15, "stage": 0.55},
-        },
-        eval_build={END_TO_END: 3.0, FEATURES: 1.0},
-        extract=dict(train=10.1, val=6.9),
-        own_box=dict(train=4.5, val=3.3),  # --quick of 2026-12-06: 4.2-4.8 s, 3.1-3.4 s
-        bank=dict(train=5.0, val=2.0),
-        pretrain_eval=4.7,
-        stage_overhead=0.74,
-    ),
-}
 # Steps per run: the preset's budget for the run's mode x its budget_scale (ACAR 0.5, AIA 0.3),
 # chosen so that a full pass (3 seeds x 4 val splits, data made) is projected at <= 90 min on
-# this 2-core CPU. The projection (`projected_seconds`, printed at the start of a pass) is
-#   pretrain   = PRETRAIN_BUDGETS x step[e2e][i3d] + start[e2e] + pretrain_eval
-#   extraction = S x (extract.train + V x extract.val)   per run whose features others read
-#              + S x (bank.train + V x bank.val)         per run whose ACFB bank others read
-#   train      = sum over runs of S x (start[mode] + steps(run) x step[mode][kind])
-#   eval       = sum over runs of boxes x (eval_build[mode] + S x V x eval_job[mode][kind])
-#   overhead   = stage_overhead x stages run (2 + per run S + boxes x (1 + S), + S x (1 + V)
-#                per extracted source): Keras state cleared, configs built between stages
-# (S seeds, V val splits; boxes = 2 for GT_BOX_RUNS, else 1; kind = the head, "acar+bank" for
-# ACFB, "acar+rn" for its Relation Network). Inputs (COSTS["bench"]) from the first full pass
-# (2026-12-06, heads.json of `--out=/work/heads_p1`, load average ~2: the pass alone on the
-# 2-core machine): seconds per step = the trainer's median (heads.json step_time_s); start =
-# a training's seconds beyond its steps; eval_job = (a box mode's eval stage - eval_build) /
-# (S x V); extraction and bank = their stages' seconds; stage_overhead = the --quick pass's
-# wall time beyond its stages' (36.8 s over 50 stages). With these budgets: pretrain 5.9,
-# extraction 4.1, train 55.3, eval 17.2, overhead 2.4: 84.7 min. That pass took 79.5 min plus
-# the pretraining's 6.8 min (run beside other jobs): 86.3 min, in three invocations
-# (docs/notes/2026-12-06-heads-suite-first-pass.md).
+# this 2-core CPU (`heads_costs.projected_seconds`: the formula and the measured costs).
 # Feature runs get more steps than end-to-end ones (the papers train heads on frozen features
 # longer; a step costs 2-300 ms instead of 90-260 ms).
 BUDGETS = {
@@ -316,56 +241,6 @@ def box_modes(spec: RunSpec, gt_runs) -> tuple:
     if spec.pixels == "own_box":
         return ("gt",)
     return ("rpn", "gt") if spec.name in gt_runs else ("rpn",)
-
-
-def run_kind(spec: RunSpec) -> str:
-    """The key of a run's costs in `COSTS`: its head, "+bank" for ACAR with a feature bank,
-    "+rn" for ACAR's Relation Network (N^2 actor pairs: several times HR2O's step)."""
-    rn = spec.head == "acar" and spec.overrides.get("head.relation") == "rn"
-    return spec.head + ("+bank" if spec.bank_from else "") + ("+rn" if rn else "")
-
-
-def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=None) -> dict:
-    """The pass's projected wall time from `COSTS[preset]` (see the formula beside BUDGETS),
-    data already made -> {"total": s, "pretrain": s, "extraction": s, "train": s, "eval": s,
-    "overhead": s}; None when the preset has no measured costs or a run's kind has none.
-    gt_runs: the runs also scored on ground-truth boxes (None: all)."""
-    cost = COSTS.get(preset)
-    if cost is None:
-        return None
-    s, v = seeds, val_splits
-    step, job = cost["step"], cost["eval_job"]
-    if any(run_kind(r) not in step[r.mode] or run_kind(r) not in job[r.mode] for r in runs):
-        return None
-    boxes = {r.name: len(box_modes(r, {r.name} if gt_runs is None else gt_runs)) for r in runs}
-    sources = [
-        key
-        for key, names in (
-            ("extract", {r.features_from for r in runs if r.pixels == "frame" and r.features_from}),
-            ("own_box", {r.features_from for r in runs if r.pixels == "own_box"}),
-            ("bank", {r.bank_from for r in runs if r.bank_from}),
-        )
-        for _ in names
-    ]
-    # Stages run: pretrain (2); per run S trains, an eval per box mode, S matches per mode;
-    # per extracted source S x (1 + V).
-    stages = 2 + sum(s + boxes[r.name] * (1 + s) for r in runs) + len(sources) * s * (1 + v)
-    parts = dict(
-        pretrain=PRETRAIN_BUDGETS.get(preset, PRETRAIN_BUDGETS["bench"]) * step[END_TO_END]["i3d"]
-        + cost["start"][END_TO_END]
-        + cost["pretrain_eval"],
-        extraction=sum(s * (cost[key]["train"] + v * cost[key]["val"]) for key in sources),
-        train=sum(
-            s * (cost["start"][r.mode] + run_steps(r, preset) * step[r.mode][run_kind(r)])
-            for r in runs
-        ),
-        eval=sum(
-            boxes[r.name] * (cost["eval_build"][r.mode] + s * v * job[r.mode][run_kind(r)])
-            for r in runs
-        ),
-        overhead=stages * cost["stage_overhead"],
-    )
-    return {"total": sum(parts.values()), **parts}
 
 
 def budget(preset: str, mode: str) -> int:

@@ -321,7 +321,7 @@ def render(
         "Wall time: "
         + wall_time_text(heads)
         + (
-            f"; projected before it started: {projected / 60:.1f} min (heads_runs.COSTS)."
+            f"; projected before it started: {projected / 60:.1f} min (heads_costs.COSTS)."
             if (projected := heads.get("projected_seconds"))
             else "."
         ),

@@ -175,7 +175,10 @@ def render(
     claims block (None: no README), all renamed into place once all are complete.
 
     source: how the page names the published JSON (default its path): the page says it was
-    rendered from it, so rendering it again gives the same page."""
+    rendered from it, so rendering it again gives the same page. A folder as `out` raises
+    ValueError before the (minute-long) bootstrap."""
+    if os.path.isdir(out):
+        raise ValueError(f"{out} is a folder: give the page's file path, e.g. {out}/results.md")
     passes = load_passes(paths, resamples, seed)
     published = published_path(out)
     contents = {

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from action_tx import config as C
-from action_tx.bench import claims, heads, heads_metrics, heads_runs, runner
+from action_tx.bench import claims, heads, heads_costs, heads_metrics, heads_runs, runner
 from action_tx.checkpointing import checkpointable
 
 
@@ -119,7 +119,7 @@ def test_run_steps_scale_the_preset_budget():
 
 
 def test_projection_formula_on_known_costs(monkeypatch):
-    """projected_seconds is the formula beside BUDGETS: a hand-computed case."""
+    """projected_seconds is the formula beside COSTS: a hand-computed case."""
     e2e = heads_runs.RunSpec("a", "i3d")
     feat = heads_runs.RunSpec("f", "stage", heads_runs.FEATURES, features_from="a")
     bank = heads_runs.RunSpec(
@@ -141,10 +141,12 @@ def test_projection_formula_on_known_costs(monkeypatch):
         pretrain_eval=7.0,
         stage_overhead=0.5,
     )
-    monkeypatch.setitem(heads_runs.COSTS, "x", costs)
+    monkeypatch.setitem(heads_costs.COSTS, "x", costs)
     monkeypatch.setitem(heads_runs.BUDGETS, "x", dict(end_to_end=100, features=200))
     monkeypatch.setitem(heads_runs.PRETRAIN_BUDGETS, "x", 300)
-    got = heads_runs.projected_seconds([e2e, feat, bank], "x", seeds=2, val_splits=3, gt_runs={"a"})
+    got = heads_costs.projected_seconds(
+        [e2e, feat, bank], "x", seeds=2, val_splits=3, gt_runs={"a"}
+    )
     assert got["pretrain"] == pytest.approx(300 * 0.5 + 10 + 7)
     assert got["extraction"] == pytest.approx(2 * (20 + 3 * 6) + 2 * (8 + 3 * 2))
     assert got["train"] == pytest.approx(2 * (10 + 50) + 2 * (2 + 20) + 2 * (2 + 100))
@@ -154,12 +156,12 @@ def test_projection_formula_on_known_costs(monkeypatch):
     # extractions of "a" and the bank of "f": 2 x 2 x (1 + 3).
     assert got["overhead"] == pytest.approx(0.5 * (2 + 8 + 5 + 5 + 16))
     assert got["total"] == pytest.approx(sum(v for k, v in got.items() if k != "total"))
-    assert heads_runs.projected_seconds([e2e], "nowhere", 2, 3) is None  # no measured costs
+    assert heads_costs.projected_seconds([e2e], "nowhere", 2, 3) is None  # no measured costs
     # ACAR's Relation Network has its own costs (N^2 actor pairs).
-    kinds = {r.name: heads_runs.run_kind(r) for r in heads.suite_runs()}
+    kinds = {r.name: heads_costs.run_kind(r) for r in heads.suite_runs()}
     assert (kinds["acar"], kinds["acar_acfb"], kinds["acar_rn"]) == ("acar", "acar+bank", "acar+rn")
     # The shipped list and budgets fit the issue's 90 minutes on the measured costs.
-    full = heads_runs.projected_seconds(heads.suite_runs(), "bench", 3, 4, heads_runs.GT_BOX_RUNS)
+    full = heads_costs.projected_seconds(heads.suite_runs(), "bench", 3, 4, heads_runs.GT_BOX_RUNS)
     assert full["total"] <= 90 * 60
 
 

@@ -60,7 +60,7 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     assert blind["status"] == "ok", blind["per_seed"]
     assert (row["name"], row["head"], row["steps"], row["seeds"]) == ("lin", "linear", 2, [3, 4])
     assert summary["seed_plan"] == dict(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
-    # The projection printed at the start (heads_runs.COSTS["tiny"]) is kept with the result.
+    # The projection printed at the start (heads_costs.COSTS["tiny"]) is kept with the result.
     assert 0 < summary["projected_seconds"] < 600
     assert summary["val_splits"] == [
         dict(name="data0", data_seed=0),

@@ -156,7 +156,7 @@ def test_the_chance_row_with_intervals_gives_verdicts_and_the_projection_is_show
     assert row.endswith(f"| 0.480 | {cell} | 0.510 [0.450, 0.560] | **holds** |")
     row = next(x for x in lines if x.startswith("| long_term, GT boxes | `i3d`"))
     assert row.endswith("| 0.500 | n/a | 0.800 [0.710, 0.880] | **fails** |")  # the cue leaks
-    assert "projected before it started: 85.0 min (heads_runs.COSTS)." in page
+    assert "projected before it started: 85.0 min (heads_costs.COSTS)." in page
 
 
 def _matches(rng, skill):

@@ -103,6 +103,9 @@ def test_render_writes_the_json_the_page_and_readme_and_renders_again_the_same(t
     readme = tmp_path / "README.md"
     readme.write_text(f"# T\n\n{results_passes.BEGIN}\nold\n{results_passes.END}\nafter\n")
     out = tmp_path / "docs" / "results.md"
+    with pytest.raises(ValueError, match="is a folder"):
+        results_passes.render(paths, str(tmp_path), str(readme))
+    assert not (tmp_path / "results").exists()  # nothing written
     results_passes.render(paths, str(out), str(readme))
     published = tmp_path / "docs" / "results" / "heads.json"
     passes = json.loads(published.read_text())["passes"]
