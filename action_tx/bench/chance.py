@@ -10,7 +10,7 @@ set is near the type's positive rate
     rate_c = P_c / (P_c + N_c),  rate = mean over the classes with P_c > 0
 
 (P_c: labels of class c with that evidence, N_c: matched negatives of c; the mean over classes
-as the evaluator's mAP). The AP is the look-alike slice of `stats.match_run`
+as the evaluator's mAP). The AP is the look-alike slice of `matching.match_run`
 (`<type>_lookalike`): only detections on the type's positives and on matched negatives of
 their class count. The evaluator's AP on the type also counts every other person as a false
 positive, so a blind model scores below the rate there unless it also tells the look-alikes

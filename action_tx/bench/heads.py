@@ -20,7 +20,7 @@ before each):
                  runs a GT-box claim or chance check reads (heads_runs.GT_BOX_RUNS); one
                  model per run and box mode, each checkpoint restored into it (`heads_eval`;
                  its inference traced once: `eval_lib.predict_function`);
-       matches   `stats.match_run` of the pooled splits per box mode -> matches_*.npz;
+       matches   `matching.match_run` of the pooled splits per box mode -> matches_*.npz;
   4. DIR/heads.json (rewritten after every run, all at once: `output_files.write_texts`)
      and, at the end, the results page
      DIR/results.md (`results_page.write_page`: claims with verdicts, runs with intervals).

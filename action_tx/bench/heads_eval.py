@@ -1,6 +1,7 @@
 """Scoring of the heads suite's runs: every trained seed on every val split, in both box modes
 (detections, ground-truth boxes), then each seed's pooled detections matched once
-(`stats.match_run`) into matches_<mode>_<splits>.npz, what the results page's intervals read.
+(`matching.match_run`) into matches_<mode>_<splits>.npz, what the results page's intervals read
+(matched again when the splits' evidence files changed since: `matched_on`).
 """
 
 import os
@@ -65,17 +66,34 @@ def evaluate(jobs, share_model: bool = True) -> None:
 
 
 def match(out: str, splits, detections, label_map: str) -> None:
-    """`stats.match_run` of the pooled splits' detections, saved at `out`."""
-    from action_tx.bench import stats
+    """`matching.match_run` of the pooled splits' detections, saved at `out`."""
+    from action_tx.bench import matching
 
-    matches = stats.match_run(
+    matches = matching.match_run(
         [s.groundtruth for s in splits],
         list(detections),
         label_map,
         excluded=[s.excluded for s in splits],
         evidence=[s.evidence for s in splits],
     )
-    stats.save_matches(out, matches)
+    matching.save_matches(out, matches)
+
+
+def matched_on(out: str, splits) -> bool:
+    """True when the matches archive `out` exists and was cut by the evidence files the splits
+    hold now (`matching.evidence_digest`): a file made before the evidence changed (e.g. the
+    generator's matched negatives were drawn again), or before archives kept the digest, is
+    matched again."""
+    from action_tx.bench import matching
+
+    if not os.path.isfile(out):
+        return False
+    try:
+        kept = matching.load_matches(out).evidence
+    except (OSError, ValueError, EOFError, KeyError) as e:  # cut short, or not an archive
+        print(f"{out}: unreadable ({type(e).__name__}); matching again")
+        return False
+    return kept == matching.evidence_digest([s.evidence for s in splits])
 
 
 def splits_key(splits) -> str:
@@ -123,13 +141,15 @@ def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) 
                 for s in val
             ]
             out = os.path.join(run_dir, f"matches_{mode}_{key}.npz")
-            call = call_text("stats.match_run", *(os.path.basename(d) for d in detections))
+            call = call_text("matching.match_run", *(os.path.basename(d) for d in detections))
             call += f" -> {out}"
             label = f"matches {mode} {spec.name}"
             try:
-                if os.path.isfile(out):
+                if matched_on(out, val):
                     log.skip(label, call)
                 else:
+                    if os.path.isfile(out):
+                        print(f"{out}: matched on other evidence rows; matching again")
                     log.run(label, call, match, out, val, detections, paths.label_map)
                 r["matches"][mode] = out
             except StageError as e:

@@ -13,7 +13,7 @@ wall time, the pretrained trunk's cost and localization AP, and the commands.
 Intervals come from `stats.summarize` (two-level bootstrap over seeds and val keyframes), in
 this order of precedence: heads.json's own "stats" (a `stats.summarize` dict), or the
 matched-detection files its runs list, computed here: a run entry may carry
-`"matches": {"rpn": [FILE, one per seed], "gt": [...]}` (`stats.save_matches` archives; paths
+`"matches": {"rpn": [FILE, one per seed], "gt": [...]}` (`matching.save_matches` archives; paths
 relative to heads.json's folder). Without either, the page shows heads.json's single figures
 and every claim "not measured".
 """
@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 from action_tx.bench import chance
 from action_tx.bench import claims as claims_lib
+from action_tx.bench import matching
 from action_tx.bench import stats as stats_lib
 from action_tx.bench.heads_runs import EVIDENCE
 
@@ -38,7 +39,7 @@ def collect_matches(heads: dict, base_dir: str) -> dict:
     out = {}
     for run in heads.get("runs") or []:
         for proposals, files in (run.get("matches") or {}).items():
-            loaded = [stats_lib.load_matches(os.path.join(base_dir, f)) for f in files]
+            loaded = [matching.load_matches(os.path.join(base_dir, f)) for f in files]
             if loaded:
                 out.setdefault(run["name"], {})[proposals] = loaded
     return out

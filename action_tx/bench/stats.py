@@ -27,7 +27,7 @@ interval of the difference: holds (entirely > 0), fails (entirely < 0), undecide
 AP from counts
 --------------
 Redrawing keyframes never changes which detection matches which box (matching is within a
-keyframe), so each seed's detections are matched once (`match_run`: the evaluator's own
+keyframe), so each seed's detections are matched once (`matching.match_run`: the evaluator's own
 preparation and VOC matching, `ava_eval_prepare.prepare`, `voc_ap.assign_to_groundtruth`,
 `first_matches`, `label_detections`) into, per evidence type, the counted detections sorted by
 class then descending score, with their class, true-positive flag and keyframe, and the
@@ -45,22 +45,19 @@ one [R, D] NumPy computation.
 """
 
 import dataclasses
-import hashlib
 import zlib
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import scipy.sparse
 
-from object_detection_ext import ava_eval, ava_eval_io, ava_eval_prepare, voc_ap
-from object_detection_ext.ava_eval_pool import pool_splits
 
 ALL = "all"  # the evidence name of the frame-mAP over every label
 LOOKALIKE = "_lookalike"  # `<type>_lookalike`: AP on the type's positives + matched negatives
 
 
 def lookalike(evidence: str) -> str:
-    """The `by_evidence` name of `evidence`'s look-alike slice (`match_run`)."""
+    """The `by_evidence` name of `evidence`'s look-alike slice (`matching.match_run`)."""
     return evidence + LOOKALIKE
 
 
@@ -122,86 +119,15 @@ class RunMatches:
     """One trained model (one seed) matched on one val set: `by_evidence` maps "all", every
     evidence type with ground truth and, for a type with matched negatives, its look-alike
     slice `<type>_lookalike` (`lookalike`) to its `Matches`; `groundtruth` is a digest of the
-    scored ground truth (runs are comparable only on the same one); class_ids [C] AVA ids."""
+    scored ground truth (runs are comparable only on the same one); class_ids [C] AVA ids;
+    `evidence`: a digest of the evidence rows the slices were cut by
+    (`matching.evidence_digest`; "" without evidence, or in a file written before it was kept).
+    `matching.match_run` makes it."""
 
     groundtruth: str
     class_ids: np.ndarray
     by_evidence: Dict[str, Matches]
-
-
-def match_run(
-    groundtruth,
-    detections,
-    label_map,
-    *,
-    excluded=None,
-    evidence=None,
-    iou_threshold: float = 0.5,
-    max_detections_per_key: int = 50,
-) -> RunMatches:
-    """Matches one model's detections as `ava_eval.evaluate` does -> `RunMatches`.
-
-    Arguments as `ava_eval.evaluate`'s; a list or tuple of groundtruth (with detections,
-    excluded, evidence lists of the same length, or None) pools several val splits
-    (`ava_eval_pool.pool_splits`)."""
-    if isinstance(groundtruth, (list, tuple)):
-        groundtruth, detections, excluded, evidence = pool_splits(
-            groundtruth, detections, excluded, evidence
-        )
-    labels = ava_eval_io.as_label_map(label_map)
-    gt = ava_eval_io.as_rows(groundtruth, "groundtruth")
-    excluded_rows = ava_eval_io.as_excluded(excluded)
-    ava_eval_prepare.check_groundtruth(gt, labels.ids, excluded_rows)
-    det = ava_eval_io.as_rows(detections, "detections")
-    evidence_rows = ava_eval_io.as_evidence(evidence) if evidence is not None else None
-    data = ava_eval_prepare.prepare(
-        gt, det, labels.ids, excluded_rows, evidence_rows, max_detections_per_key
-    )
-    num_classes, num_keys = len(labels.ids), len(data.persons_per_key)
-    # The evaluator's one matching pass (ava_eval.evaluate); splits only change the difficult.
-    best_gt, best_iou = voc_ap.assign_to_groundtruth(
-        data.det_key * num_classes + data.det_class,
-        data.det_boxes,
-        data.gt_key * num_classes + data.gt_class,
-        data.gt_boxes,
-        num_keys * num_classes,
-    )
-    matches = voc_ap.first_matches(best_gt, best_iou, iou_threshold, len(data.gt_class))
-    by_class = voc_ap.stable_argsort_uint(data.det_class, num_classes)
-    splits = {ALL: np.zeros(len(data.gt_class), dtype=bool)}
-    if evidence_rows is not None:
-        present = [e for e in ava_eval.EVIDENCE_TYPES if (data.gt_evidence == e).any()]
-        present += sorted(set(data.gt_evidence[data.gt_evidence != ""]) - set(present))
-        splits.update({e: data.gt_evidence != e for e in present})
-    # Look-alike slices: a type's positives against its matched negatives only (the
-    # instrument check, `chance`): of the detections the type's slice counts, only true
-    # positives and those on a matched negative of their class (IoU >= iou_threshold).
-    only = {}
-    for negative, on_negative in data.det_on_negative.items():
-        base = negative.removesuffix(ava_eval_prepare.NEGATIVE_SUFFIX)
-        if base in splits:
-            splits[lookalike(base)] = splits[base]
-            only[lookalike(base)] = on_negative & (data.det_person_iou >= iou_threshold)
-    by_evidence = {}
-    for name, difficult in splits.items():
-        tp, ignored = voc_ap.label_detections(best_gt, best_iou, iou_threshold, difficult, matches)
-        if name in only:
-            ignored = ignored | ~(tp | only[name])
-        counted = by_class[~ignored[by_class]]
-        positives = np.zeros((num_keys, num_classes), dtype=np.int32)
-        np.add.at(positives, (data.gt_key[~difficult], data.gt_class[~difficult]), 1)
-        by_evidence[name] = Matches(
-            det_class=data.det_class[counted].astype(np.int32),
-            det_tp=tp[counted],
-            det_key=data.det_key[counted].astype(np.int32),
-            det_score=np.asarray(data.det_score[counted], dtype=np.float64),
-            positives=positives,
-        )
-    digest = hashlib.sha1()
-    for array in (data.gt_key, data.gt_class, data.gt_boxes, np.asarray(labels.ids)):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(str(num_keys).encode())
-    return RunMatches(digest.hexdigest()[:16], np.asarray(labels.ids), by_evidence)
+    evidence: str = ""
 
 
 def weighted_map(matches: Matches, weights: np.ndarray) -> np.ndarray:
@@ -413,23 +339,3 @@ def summarize(
         runs=runs_out,
         claims=claims_out,
     )
-
-
-def save_matches(path: str, matches: RunMatches) -> None:
-    """Writes one seed's matches as a NumPy archive (`load_matches` reads it)."""
-    arrays = {"groundtruth": np.array(matches.groundtruth), "class_ids": matches.class_ids}
-    for name, m in matches.by_evidence.items():
-        for field in dataclasses.fields(Matches):
-            arrays[f"{name}/{field.name}"] = getattr(m, field.name)
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
-
-
-def load_matches(path: str) -> RunMatches:
-    with np.load(path, allow_pickle=False) as data:
-        names = sorted({k.split("/")[0] for k in data.files if "/" in k})
-        by_evidence = {
-            n: Matches(**{f.name: data[f"{n}/{f.name}"] for f in dataclasses.fields(Matches)})
-            for n in names
-        }
-        return RunMatches(str(data["groundtruth"]), data["class_ids"], by_evidence)

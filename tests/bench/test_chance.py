@@ -4,7 +4,7 @@ negatives, and a blind model's AP against them."""
 import numpy as np
 import pytest
 
-from action_tx.bench import chance, stats
+from action_tx.bench import chance, matching, stats
 
 
 def _evidence(rows):
@@ -96,7 +96,7 @@ def test_a_blind_model_scores_near_the_positive_rate_and_a_seeing_one_does_not(b
     gt, det, evidence = _val_and_scores(blind)
     rate = chance.positive_rates(evidence)["context"]["rate"]
     assert rate == 0.5  # 500 positives, 500 matched negatives: the pooled splits' size
-    matches = stats.match_run(gt, det, {11: "listen to"}, evidence=evidence)
+    matches = matching.match_run(gt, det, {11: "listen to"}, evidence=evidence)
     boot = stats.Bootstrap(matches.by_evidence["context"].num_keys, resamples=200, seed=1)
     ap = boot.interval(boot.arm([matches.by_evidence["context"]])).to_json()
     assert chance.chance_verdict(ap, rate) == expected

@@ -5,11 +5,21 @@ import json
 import os
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from action_tx import config as C
-from action_tx.bench import claims, heads, heads_costs, heads_metrics, heads_runs, runner
+from action_tx.bench import (
+    claims,
+    heads,
+    heads_costs,
+    heads_metrics,
+    heads_runs,
+    matching,
+    runner,
+    stats,
+)
 from action_tx.checkpointing import checkpointable
 
 
@@ -232,8 +242,15 @@ class _NoRun(runner.StageLog):
 
 
 def test_train_and_score_skip_what_exists_and_collect_figures(tmp_path):
-    paths = heads.Paths(str(tmp_path), "tiny")
+    paths = heads.Paths(str(tmp_path), "tiny", str(tmp_path / "data"))
     splits = (paths.val_split(0), paths.val_split(7))
+    for split in splits:  # the evidence the archives below were matched on
+        os.makedirs(os.path.dirname(split.evidence), exist_ok=True)
+        with open(split.evidence, "w") as f:
+            f.write(
+                f"video_id,timestamp,person_id,action_id,evidence\nv{split.data_seed},1,0,1,self\n"
+            )
+    digest = matching.evidence_digest([s.evidence for s in splits])
     data = (paths.train_split(), splits)
     spec = heads_runs.RunSpec("lin-seed0", "linear")
     run_dir = paths.run_dir(spec.name)
@@ -243,7 +260,8 @@ def test_train_and_score_skip_what_exists_and_collect_figures(tmp_path):
     for mode in heads.MODES:
         for split in splits:
             _eval_json(os.path.join(run_dir, f"eval_{mode}_{split.name}"), 10, 0.4)
-        open(os.path.join(run_dir, f"matches_{mode}_data0-7.npz"), "w").close()
+        matches = stats.RunMatches("g", np.array([1]), {}, digest)
+        matching.save_matches(os.path.join(run_dir, f"matches_{mode}_data0-7.npz"), matches)
     runner, done = _NoRun(), set()
     result = heads.train_seed(spec, runner, paths, "tiny", 10, data, "pre/i3d_trunk", done, set())
     assert result["status"] == "ok", result["status"]

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from action_tx.bench import heads, heads_data, heads_runs, heads_seeds, runner, stats
+from action_tx.bench import heads, heads_data, heads_runs, heads_seeds, matching, runner, stats
 
 PLAN = heads_seeds.SeedPlan(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
 GENERATOR = dict(check=False, videos=3, seconds=8)
@@ -84,7 +84,7 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     for mode in ("rpn", "gt"):
         files = row["matches"][mode]
         assert files == [f"tiny/runs/lin-seed{s}/matches_{mode}_data0-1.npz" for s in (3, 4)]
-        loaded = [stats.load_matches(os.path.join(out, f)) for f in files]
+        loaded = [matching.load_matches(os.path.join(out, f)) for f in files]
         assert loaded[0].groundtruth == loaded[1].groundtruth
         pooled = loaded[0].by_evidence[stats.ALL]
         counted = sum(
@@ -92,7 +92,7 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
         )  # every pooled keyframe's rows, both splits
         assert 0 < pooled.positives.sum() <= counted
     # GT boxes: every ground-truth person is a detection, so the positives all get a TP chance.
-    gt = stats.load_matches(os.path.join(out, row["matches"]["gt"][0])).by_evidence[stats.ALL]
+    gt = matching.load_matches(os.path.join(out, row["matches"]["gt"][0])).by_evidence[stats.ALL]
     assert gt.det_tp.sum() > 0
     assert set(summary["positive_rates"]) == {"context", "long_term"}
     for rate in summary["positive_rates"].values():

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from action_tx.bench import chance, claims, results_page, stats
+from action_tx.bench import chance, claims, matching, results_page
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -185,7 +185,7 @@ def _matches(rng, skill):
         action_id=np.tile([1, 2], n),
         score=rng.random(2 * n) + skill * (np.tile([1, 2], n) == np.repeat(labels, 2)),
     )
-    return stats.match_run(gt, det, {1: "a", 2: "b"}, evidence=evidence)
+    return matching.match_run(gt, det, {1: "a", 2: "b"}, evidence=evidence)
 
 
 def test_the_command_renders_the_page_from_matched_detection_files(tmp_path):
@@ -196,7 +196,7 @@ def test_the_command_renders_the_page_from_matched_detection_files(tmp_path):
         for seed in range(2):
             path = f"matches/{name}-seed{seed}_gt.npz"
             os.makedirs(tmp_path / "matches", exist_ok=True)
-            stats.save_matches(str(tmp_path / path), _matches(rng, skill))
+            matching.save_matches(str(tmp_path / path), _matches(rng, skill))
             files.append(path)
         runs.append(dict(name=name, head=name, mode="end_to_end", steps=5, matches={"gt": files}))
     (tmp_path / "heads.json").write_text(json.dumps(dict(preset="tiny", runs=runs)))

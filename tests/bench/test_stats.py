@@ -4,7 +4,7 @@ evaluator, and the bootstrap's verdicts on known cases."""
 import numpy as np
 import pytest
 
-from action_tx.bench import stats
+from action_tx.bench import matching, stats
 from object_detection_ext import ava_eval
 
 LABELS = {1: "a", 2: "b", 3: "c"}
@@ -97,7 +97,7 @@ def test_ap_from_counts_equals_the_evaluator_on_a_small_known_case():
         action_id=np.array([1, 1, 1]),
         score=np.array([0.9, 0.8, 0.3]),
     )
-    matches = stats.match_run(gt, det, LABELS, evidence=evidence)
+    matches = matching.match_run(gt, det, LABELS, evidence=evidence)
     ones = np.ones((1, 2))
     # all: TP, FP, TP of 3 positives: AP = 1/3 * 1 + 1/3 * 2/3 = 5/9.
     assert stats.weighted_map(matches.by_evidence["all"], ones)[0] == pytest.approx(5 / 9)
@@ -140,7 +140,7 @@ def test_the_lookalike_slice_counts_only_positives_and_matched_negatives():
         action_id=np.array([1, 1, 1, 2, 1]),
         score=np.array([0.9, 0.8, 0.7, 0.6, 0.5]),
     )
-    matches = stats.match_run(gt, det, LABELS, evidence=evidence)
+    matches = matching.match_run(gt, det, LABELS, evidence=evidence)
     ones = np.ones((1, 1))
     assert stats.weighted_map(matches.by_evidence["context"], ones)[0] == pytest.approx(1 / 3)
     lookalike = matches.by_evidence[stats.lookalike("context")]
@@ -167,7 +167,7 @@ def test_ap_from_counts_equals_the_evaluator_on_random_data_and_duplicated_keyfr
     rng = np.random.default_rng(3)
     gt, ev, det, _ = _case(rng, skill=0.5)
     det = _fix_boxes(det)
-    matches = stats.match_run(gt, det, LABELS, evidence=ev)
+    matches = matching.match_run(gt, det, LABELS, evidence=ev)
     result = ava_eval.evaluate(gt, det, LABELS, evidence=ev, breakdowns=False)
     num_keys = matches.by_evidence["all"].num_keys
     ones = np.ones((1, num_keys))
@@ -207,7 +207,7 @@ def _seeds(skill, seeds=3, seed=0):
         det = _fix_boxes(det)
         scores = np.random.default_rng([seed, s]).random(len(det["score"]))
         det["score"] = scores + skill * truth
-        out.append(stats.match_run(gt, det, LABELS, evidence=ev))
+        out.append(matching.match_run(gt, det, LABELS, evidence=ev))
     return out
 
 
@@ -266,8 +266,8 @@ def test_verdict_and_matches_round_trip(tmp_path):
     assert stats.verdict(-0.2, -0.01) == "fails"
     assert stats.verdict(-0.1, 0.1) == "undecided"
     run = _seeds(0.5, seeds=1)[0]
-    stats.save_matches(str(tmp_path / "m.npz"), run)
-    back = stats.load_matches(str(tmp_path / "m.npz"))
+    matching.save_matches(str(tmp_path / "m.npz"), run)
+    back = matching.load_matches(str(tmp_path / "m.npz"))
     assert back.groundtruth == run.groundtruth and set(back.by_evidence) == set(run.by_evidence)
     ones = np.ones((1, run.by_evidence["all"].num_keys))
     for e, m in run.by_evidence.items():
