@@ -93,7 +93,10 @@ def matched_on(out: str, splits) -> bool:
     except (OSError, ValueError, EOFError, KeyError) as e:  # cut short, or not an archive
         print(f"{out}: unreadable ({type(e).__name__}); matching again")
         return False
-    return kept == matching.evidence_digest([s.evidence for s in splits])
+    if kept != matching.evidence_digest([s.evidence for s in splits]):
+        print(f"{out}: matched on other evidence rows (or before it kept them); matching again")
+        return False
+    return True
 
 
 def splits_key(splits) -> str:
@@ -148,8 +151,6 @@ def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) 
                 if matched_on(out, val):
                     log.skip(label, call)
                 else:
-                    if os.path.isfile(out):
-                        print(f"{out}: matched on other evidence rows; matching again")
                     log.run(label, call, match, out, val, detections, paths.label_map)
                 r["matches"][mode] = out
             except StageError as e:
