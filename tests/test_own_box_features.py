@@ -7,12 +7,13 @@ import pytest
 import tensorflow as tf
 
 from action_tx.checkpointing import checkpointable
-from action_tx.data import ava, convert, synthetic
+from action_tx.data import ava
 from action_tx.data.features import decode_keyframe
 from action_tx.data.pipeline import build_dataset
 from action_tx.feature_extraction import Extractor
 from action_tx.model_builder import build_detector
 from action_tx.own_box_features import own_box_features
+from train_helpers import make_tiny_data  # tests/tools, on pytest's pythonpath
 
 DATA = dict(
     num_frames=8, frame_stride=2, image_size=64, max_boxes=4, max_proposals=4, max_objects=2
@@ -86,17 +87,9 @@ def test_own_box_feature_is_the_greyed_clips_and_blind_outside_the_box(scene):
 
 
 def test_extractor_own_box_stores_ground_truth_actors_only(tmp_path):
-    synthetic.generate(str(tmp_path / "ava"), preset="tiny", check=False, videos=1, seconds=6)
-    convert.convert_split(
-        str(tmp_path / "ava"),
-        "train",
-        str(tmp_path / "tf" / "train.tfrecord@1"),
-        num_frames=16,
-        progress=False,
-        num_workers=1,
-    )
-    files = sorted(tf.io.gfile.glob(str(tmp_path / "tf" / "train.tfrecord-*")))
-    labels = ava.read_label_map(str(tmp_path / "ava" / "annotations" / "action_list.pbtxt"))
+    data = make_tiny_data(tmp_path, videos=1, seconds=6)
+    files = sorted(tf.io.gfile.glob(data["train"]))
+    labels = ava.read_label_map(data["label_map"])
     dataset = build_dataset(
         files, batch_size=2, num_classes=labels.num_classes, training=False, **DATA
     )

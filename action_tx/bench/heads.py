@@ -237,9 +237,8 @@ def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dic
         splits = (train_split, *val)
         if spec.features_from:
             stage = "features"
-            _ensure_features(
-                log, paths, spec.features_from, "none", splits, failed, None, spec.pixels
-            )
+            source = spec.features_from
+            _ensure_features(log, paths, source, "none", splits, failed, pixels=spec.pixels)
         if spec.bank_from:
             stage = "bank"
             _ensure_features(log, paths, spec.bank_from, "acfb", splits, failed, spec.features_from)

@@ -79,11 +79,11 @@ def match(out: str, splits, detections, label_map: str) -> None:
     matching.save_matches(out, matches)
 
 
-def matched_on(out: str, splits) -> bool:
-    """True when the matches archive `out` exists and was cut by the evidence files the splits
-    hold now (`matching.evidence_digest`): a file made before the evidence changed (e.g. the
-    generator's matched negatives were drawn again), or before archives kept the digest, is
-    matched again."""
+def matched_on(out: str, evidence: str) -> bool:
+    """True when the matches archive `out` exists and was cut by the evidence rows of digest
+    `evidence` (`matching.evidence_digest` of the val splits' evidence files now): a file made
+    before the evidence changed (e.g. the generator's matched negatives were drawn again), or
+    before archives kept the digest, is matched again."""
     from action_tx.bench import matching
 
     if not os.path.isfile(out):
@@ -93,7 +93,7 @@ def matched_on(out: str, splits) -> bool:
     except (OSError, ValueError, EOFError, KeyError) as e:  # cut short, or not an archive
         print(f"{out}: unreadable ({type(e).__name__}); matching again")
         return False
-    if kept != matching.evidence_digest([s.evidence for s in splits]):
+    if kept != evidence:
         print(f"{out}: matched on other evidence rows (or before it kept them); matching again")
         return False
     return True
@@ -110,9 +110,11 @@ def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) 
     completes each result (matches {mode: path}, head_params, trainable_params, step_time_s);
     a failing stage fails the seeds it scores. Seeds scored add their names to `done`."""
     from action_tx.bench import heads_metrics as M
+    from action_tx.bench import matching
     from action_tx.tasks import make_task
 
     trained = [(s, r) for s, r in zip(specs, results) if r["status"] == "ok"]
+    evidence = None  # the val splits' evidence digest, read once (`matched_on`)
     for _, r in trained:
         r["matches"] = {}
     for mode in modes:
@@ -137,6 +139,7 @@ def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) 
                 r["status"] = f"failed at eval {mode}: {' '.join(str(e).split())[:300]}"
             return
         key = splits_key(val)
+        evidence = evidence or matching.evidence_digest([s.evidence for s in val])
         for spec, r in trained:
             run_dir = paths.run_dir(spec.name)
             detections = [
@@ -148,7 +151,7 @@ def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) 
             call += f" -> {out}"
             label = f"matches {mode} {spec.name}"
             try:
-                if matched_on(out, val):
+                if matched_on(out, evidence):
                     log.skip(label, call)
                 else:
                     log.run(label, call, match, out, val, detections, paths.label_map)

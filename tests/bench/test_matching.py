@@ -41,6 +41,11 @@ def test_evidence_digest_is_of_the_rows_not_of_how_they_are_given(tmp_path):
     assert pooled not in (digest, matching.evidence_digest([str(other), str(path)]))
 
 
+def _now(split):
+    """The digest of the split's evidence file as it is now (what score_seeds passes)."""
+    return matching.evidence_digest([split.evidence])
+
+
 def test_a_resume_matches_again_an_archive_cut_by_other_evidence(tmp_path):
     ann = tmp_path / "annotations"
     ann.mkdir()
@@ -57,15 +62,15 @@ def test_a_resume_matches_again_an_archive_cut_by_other_evidence(tmp_path):
     )
     split = heads_data.SplitData("data0", 0, str(ann), "unused", "val")
     out = str(tmp_path / "matches.npz")
-    assert not heads_eval.matched_on(out, [split])  # no archive yet
+    assert not heads_eval.matched_on(out, _now(split))  # no archive yet
     heads_eval.match(out, [split], [str(detections)], label_map)
-    assert heads_eval.matched_on(out, [split])
+    assert heads_eval.matched_on(out, _now(split))
     kept = matching.load_matches(out)
     assert kept.evidence == matching.evidence_digest([split.evidence])
     assert "context_lookalike" in kept.by_evidence
     # The generator draws other look-alikes: same ground truth, other evidence rows.
     _write_evidence(ann / "evidence_val.csv", EVIDENCE_ROWS[:1] + EVIDENCE_ROWS[2:])
-    assert not heads_eval.matched_on(out, [split])
+    assert not heads_eval.matched_on(out, _now(split))
     # An archive from before the digest was kept loads with "" and is matched again too.
     with np.load(out) as data:
         arrays = {k: data[k] for k in data.files if k != "evidence"}
@@ -73,8 +78,8 @@ def test_a_resume_matches_again_an_archive_cut_by_other_evidence(tmp_path):
         np.savez_compressed(f, **arrays)
     assert matching.load_matches(out).evidence == ""
     _write_evidence(ann / "evidence_val.csv", EVIDENCE_ROWS)
-    assert not heads_eval.matched_on(out, [split])
+    assert not heads_eval.matched_on(out, _now(split))
     # A file cut short (a killed write) is matched again, not a crash.
     with open(out, "wb") as f:
         f.write(b"PK")
-    assert not heads_eval.matched_on(out, [split])
+    assert not heads_eval.matched_on(out, _now(split))
