@@ -48,6 +48,11 @@ MIN_CLASS_FRACTION, MIN_EVIDENCE_FRACTION = 0.02, 0.10
 _MATCH_STREAM = 10**6  # rng key [seed, this, split]: no video index reaches it
 
 
+class UnbalancedDataError(ValueError):
+    """The generated data breaks SYNTHETIC_DATA.md's class/evidence balance (`generate`'s
+    check): nothing of its annotations was written."""
+
+
 def label_map():
     """The 15 classes with their real AVA ids and names (ava.LabelMap)."""
     return ava.LabelMap(ids=tuple(sorted(L.NAMES)), names=dict(L.NAMES))
@@ -241,18 +246,19 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
     """Generates a synthetic AVA root in out_dir -> summary dict.
 
     overrides: any of videos, seconds, fps, width, height, people, val_fraction, skip_seconds,
-    jpeg_quality, write_videos. check=True raises ValueError when a class has < 2 % of the
-    train person-keyframes positive or an evidence type < 10 % of the train positives, or when in
-    a split a (class, context | long_term) pair has fewer matched negatives than positives.
-    Summary: out_dir, preset, seed, params, seconds (wall time), splits {split: counts of
-    synthetic_write.split_counts}.
+    jpeg_quality, write_videos. check=True raises UnbalancedDataError (a ValueError) when a
+    class has < 2 % of the train person-keyframes positive or an evidence type < 10 % of the
+    train positives, or when in a split a (class, context | long_term) pair has fewer matched
+    negatives than positives; it is checked before out_dir/annotations is made, so a data set
+    that fails it has no annotations (the frames it rendered stay) and is never mistaken for a
+    finished one. README.txt is written last. Summary: out_dir, preset, seed, params, seconds
+    (wall time), splits {split: counts of synthetic_write.split_counts}.
     """
     from action_tx.data import synthetic_write as SW
 
     t0 = time.time()
     params = resolve_params(preset, **overrides)
-    ann_dir = os.path.join(out_dir, "annotations")
-    os.makedirs(ann_dir, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     splits, scen = split_of(params), scenario_of(params, seed)
     keys = ("gt", "excluded", "persons", "objects", "evidence", "signatures")
     rows = {s: {key: [] for key in keys} for s in set(splits)}
@@ -262,7 +268,6 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
             rows[splits[i]][key] += value
         bar.update(1)
     bar.close()
-    ava.write_label_map(os.path.join(ann_dir, "action_list.pbtxt"), label_map())
     counts, scenarios = {}, {}
     for number, split in enumerate(("train", "val")):
         if split in rows:
@@ -275,18 +280,22 @@ def generate(out_dir, preset="demo", seed=0, progress=False, check=True, **overr
                 np.random.default_rng([seed, _MATCH_STREAM, number]),
             )
             split_rows["evidence"] = [r for r, k in zip(split_rows["evidence"], keep) if k]
-            SW.write_split(ann_dir, split, rows[split])
             counts[split] = SW.split_counts(rows[split], splits.count(split))
             scenarios[split] = [s for s, sp in zip(scen, splits) if sp == split]
-    SW.write_readme(os.path.join(out_dir, "README.txt"), params, seed, preset, counts, scenarios)
     if check and "train" in counts:
         bad = SW.check_balance(counts["train"], MIN_CLASS_FRACTION, MIN_EVIDENCE_FRACTION)
         bad += [f"{split}: {m}" for split in counts for m in SW.check_matched(counts[split])]
         if bad:
-            raise ValueError(
+            raise UnbalancedDataError(
                 f"synthetic preset {preset!r} (seed {seed}, {params}) violates the "
                 "class/evidence balance of SYNTHETIC_DATA.md: " + "; ".join(bad)
             )
+    ann_dir = os.path.join(out_dir, "annotations")
+    os.makedirs(ann_dir, exist_ok=True)
+    ava.write_label_map(os.path.join(ann_dir, "action_list.pbtxt"), label_map())
+    for split in counts:
+        SW.write_split(ann_dir, split, rows[split])
+    SW.write_readme(os.path.join(out_dir, "README.txt"), params, seed, preset, counts, scenarios)
     return dict(
         out_dir=out_dir,
         preset=preset,

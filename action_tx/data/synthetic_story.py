@@ -139,11 +139,23 @@ class Builder:
     def _rng(self, f0, f1):
         return slice(max(0, min(self.F, f0)), max(0, min(self.F, f1)))
 
+    @staticmethod
+    def _fit(value, f0, part):
+        """A per-frame array `value` for frames f0, f0 + 1, ... that starts before frame 0 cut
+        to the frames `part` keeps (its head dropped: a kick swing that began before the
+        video, bench seed 110 once crashed here); anything else as given."""
+        size = part.stop - part.start
+        if f0 >= 0 or np.ndim(value) == 0 or len(value) == size:
+            return value
+        return value[part.start - f0 :][:size]
+
     def set(self, p, key, f0, f1, value):
-        self.people[p][key][self._rng(f0, f1)] = value
+        part = self._rng(f0, f1)
+        self.people[p][key][part] = self._fit(value, f0, part)
 
     def oset(self, o, key, f0, f1, value):
-        self.objects[o][key][self._rng(f0, f1)] = value
+        part = self._rng(f0, f1)
+        self.objects[o][key][part] = self._fit(value, f0, part)
 
     def stay(self, p, f0, f1, x, facing, pose=STAND):
         """Stationary in [f0, f1)."""

@@ -9,7 +9,7 @@ import pytest
 
 from action_tx.data import ava, synthetic, synthetic_write
 from action_tx.data import synthetic_labels as L
-from action_tx.data.synthetic_story import RUN, SIT, STAND, WALK
+from action_tx.data.synthetic_story import RUN, SIT, STAND, WALK, Builder
 
 SEED = 0
 
@@ -279,8 +279,13 @@ def test_check_balance_values():
 
 
 def test_generate_fails_loudly_when_unbalanced(tmp_path):
-    with pytest.raises(ValueError, match="violates the class/evidence balance"):
+    with pytest.raises(synthetic.UnbalancedDataError, match="violates the class/evidence balance"):
         synthetic.generate(str(tmp_path), preset="tiny", seed=0, videos=2, seconds=6)
+    # Checked before any annotation is written: the failed set is never taken for a made one
+    # (the heads suite skips a data set whose annotations exist).
+    assert not os.path.exists(tmp_path / "annotations")
+    assert not os.path.exists(tmp_path / "README.txt")
+    assert issubclass(synthetic.UnbalancedDataError, ValueError)
     with pytest.raises(ValueError, match="unknown synthetic parameter"):
         synthetic.resolve_params("tiny", frames=3)
 
@@ -380,3 +385,18 @@ def test_long_term_matched_negatives_share_the_clip_window(tiny):
         pos, neg = np.mean(stats[a, "long_term"], 0), np.mean(stats[a, "long_term_negative"], 0)
         assert len(stats[a, "long_term"]) >= 10 and len(stats[a, "long_term_negative"]) >= 10
         assert np.all(np.abs(pos - neg) < 0.1), (a, pos.round(2), neg.round(2))
+
+
+def test_a_span_that_starts_before_the_video_keeps_its_tail():
+    """Builder.set of a per-frame array for frames -2..2 of a 10-frame video writes its last
+    three values to frames 0..2 (a kick swing starting before frame 0 once raised a broadcast
+    error and crashed the bench preset's seed 110); a span cut at the end keeps its head."""
+    b = Builder(10, 10, np.random.default_rng(0))
+    p = b.person()
+    b.set(p, "kick", -2, 3, np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
+    np.testing.assert_array_equal(b.people[p]["kick"][:4], [3.0, 4.0, 5.0, 0.0])
+    b.set(p, "kick", 8, 13, np.array([6.0, 7.0]))  # the caller cut it to the video's end
+    np.testing.assert_array_equal(b.people[p]["kick"][7:], [0.0, 6.0, 7.0])
+    b.set(p, "phase", -3, 4, 0.5)  # a scalar fills the kept frames
+    np.testing.assert_array_equal(b.people[p]["phase"][:5], [0.5, 0.5, 0.5, 0.5, 0.0])
+    synthetic.simulate_video(synthetic.resolve_params("bench"), 110, 22)  # raised before
