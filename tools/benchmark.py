@@ -6,7 +6,7 @@
     python tools/benchmark.py --suite=trunk   # Inception-I3D forward / backward FLOP/s
     python tools/benchmark.py --suite=params  # head parameter counts at the paper's sizes (§4.2)
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick] \
-        [--seeds=3] [--seed_offset=0] [--data_seed=0] [--val_splits=4]
+        [--seeds=3] [--seed_offset=0] [--data_seed=0] [--val_splits=4] [--instrument_splits=6]
                                               # the papers' claims: DIR/heads.json, results.md
     python tools/benchmark.py --suite=perf --out=DIR  # input vs train step, trunk, eval, export;
         # whole-detector train-step FLOP/s vs matmul and stage shares (--perf_sections,
@@ -116,9 +116,16 @@ flags.DEFINE_integer(
     "--suite=heads: val splits pooled, generator seeds data_seed + 0 .. val_splits-1 "
     "(--quick: 2 unless given).",
 )
+flags.DEFINE_integer(
+    "instrument_splits",
+    6,
+    "--suite=heads: more val splits (generator seeds data_seed + val_splits + 0 .. "
+    "instrument_splits-1) that only the instrument's blind runs are scored on, pooled with the "
+    "val splits for the instrument check's interval (--quick: 1 unless given).",
+)
 RESULTS_PAGE = os.path.join("docs", "results.md")
 PERF_JSON = os.path.join("docs", "results", "perf.json")
-SEED_FLAGS = ("seeds", "seed_offset", "data_seed", "val_splits")
+SEED_FLAGS = ("seeds", "seed_offset", "data_seed", "val_splits", "instrument_splits")
 
 
 def seed_plan():

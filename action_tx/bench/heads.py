@@ -1,14 +1,15 @@
 """Benchmark suite `heads`: the papers' claims decided over seeds and pooled val splits.
 
     python tools/benchmark.py --suite=heads --preset=bench --out=DIR [--quick] \
-        [--seeds=3 --seed_offset=0 --data_seed=0 --val_splits=4]
+        [--seeds=3 --seed_offset=0 --data_seed=0 --val_splits=4 --instrument_splits=6]
 
 A pass first prints its projected time ("projected: N min", `heads_costs.projected_seconds`
 of the measured `heads_costs.COSTS`). Every stage is a library call in this process, printed
 before it runs and timed (`runner.StageLog`; Keras' state is cleared and the seeds set
 before each):
   1. data      the training data, and the val split of each of the plan's generator seeds
-               (`heads_data.prepare_data`), converted into DIR/P/;
+               and of its instrument splits (`heads_data.prepare_data`,
+               `prepare_instrument_splits`), converted into DIR/P/;
   2. pretrain  the `i3d` detector on data of a disjoint generator seed, its I3D weights
                exported (`heads_pretrain`): every end-to-end run fine-tunes from them;
   3. per run of `suite_runs()` (heads_runs.RUNS + claims.VARIANT_RUNS; --quick:
@@ -21,6 +22,9 @@ before each):
                  model per run and box mode, each checkpoint restored into it (`heads_eval`;
                  its inference traced once: `eval_lib.predict_function`);
        matches   `matching.match_run` of the pooled splits per box mode -> matches_*.npz;
+       instrument  a blind run of `chance.CHANCE_CHECKS` also on the instrument's extra val
+                 splits, matched on val + those pooled (`heads_features.score_blind_run`):
+                 the instrument check's narrower interval; the claims read the val splits;
   4. DIR/heads.json (rewritten after every run, all at once: `output_files.write_texts`)
      and, at the end, the results page
      DIR/results.md (`results_page.write_page`: claims with verdicts, runs with intervals).
@@ -43,39 +47,28 @@ from action_tx import output_files
 from action_tx.bench import chance
 from action_tx.bench import claims as claims_lib
 from action_tx.bench import heads_data as D
+from action_tx.bench import heads_features as F
 from action_tx.bench.heads_eval import MODES, checkpoint_path, score_seeds, split_config
+from action_tx.bench.heads_features import extract
 from action_tx.bench import heads_costs, heads_pretrain
 from action_tx.bench import heads_runs as R
 from action_tx.bench import heads_seeds as S
 from action_tx.bench.heads_data import Paths
-from action_tx.bench.runner import StageError, StageLog, call_text, machine_info, merge_commands
+from action_tx.bench.runner import StageError, StageLog, machine_info, merge_commands
+from action_tx.bench.runner import earlier_invocations, same_pass
 
-__all__ = ["MODES", "Paths", "run", "run_config", "score_seeds", "split_config", "suite_runs"]
-
-
-def same_pass(heads_json: str, preset: str, quick: bool, seed_plan: dict) -> dict:
-    """An existing DIR/heads.json when it is the same pass (same preset, --quick and seed
-    plan: this invocation resumes it), else {}."""
-    try:
-        with open(heads_json) as f:
-            old = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        print(f"warning: {heads_json} is unreadable ({e}); earlier invocations not counted")
-        return {}
-    same = (old.get("preset"), old.get("quick"), old.get("seed_plan")) == (preset, quick, seed_plan)
-    return old if same else {}
-
-
-def earlier_invocations(old: dict) -> list:
-    """The invocations recorded in a heads.json of the same pass (`same_pass`; {}: none).
-    Each is {"started": ISO time or None, "seconds": wall s up to its last heads.json write};
-    a heads.json written before invocations were kept counts as one invocation of its
-    "seconds". Time a killed invocation spent after its last write is not counted."""
-    if "invocations" in old:
-        return list(old["invocations"])
-    return [] if old.get("seconds") is None else [dict(started=None, seconds=old["seconds"])]
+__all__ = [
+    "MODES",
+    "Paths",
+    "earlier_invocations",
+    "extract",
+    "run",
+    "run_config",
+    "same_pass",
+    "score_seeds",
+    "split_config",
+    "suite_runs",
+]
 
 
 def suite_runs(quick: bool = False) -> tuple:
@@ -140,71 +133,6 @@ def run_config(
     return C.with_overrides(C.ExperimentConfig(), overrides, resolve)
 
 
-def extract(
-    paths: Paths, source: str, split, bank: str = "none", features_from=None, pixels="frame"
-) -> dict:
-    """Features (or with bank="acfb" ACAR's bank) of run `source`'s checkpoint over `split`
-    (`heads_data.SplitData`), with the config of its config.json; `pixels`: what the trunk
-    sees (`feature_extraction.Extractor`). A bank of a run on frozen features reads the
-    features of run `features_from` for `split` (its config names the first val split's)."""
-    import tensorflow as tf
-
-    from action_tx import feature_extraction
-    from action_tx.data import tfrecords
-    from action_tx.tasks import make_task
-
-    run_dir = paths.run_dir(source)
-    config = C.load(run_dir)
-    checkpoint = tf.train.latest_checkpoint(run_dir)
-    if config is None or checkpoint is None:
-        raise FileNotFoundError(f"{run_dir}: no config.json or no checkpoint")
-    out = paths.feature_dir(source, split.name, bank, pixels)
-    kind = "train" if split.split == "train" else "val"
-    if bank == "none":
-        files = tfrecords.match_files(split.shards)
-        return feature_extraction.extract_split(
-            make_task(config), checkpoint, files, out, split=kind, pixels=pixels
-        )
-    files = None  # on features the bank reads the feature folder of `kind`, not TFRecords
-    if config.data.input == "features":
-        folder = paths.feature_dir(features_from, split.name)
-        field = "data.feature_dir" if kind == "train" else "data.eval_feature_dir"
-        config = C.with_overrides(config, {field: folder})
-    else:
-        files = tfrecords.match_files(split.shards)
-    return feature_extraction.extract_split_bank(
-        make_task(config), checkpoint, out, split=kind, batch_size=4, files=files
-    )
-
-
-def _ensure_features(
-    log, paths, source, bank, splits, failed, features_from=None, pixels="frame"
-) -> None:
-    """Extracts the features (or ACFB bank) of run `source` for `splits` unless present;
-    remembers a failed extraction in `failed` so later runs do not retry it. features_from:
-    the run whose features a bank of a frozen-feature `source` reads; pixels: what the trunk
-    sees (`extract`)."""
-    if (source, bank, pixels) in failed:
-        raise StageError(f"the {bank} {pixels} extraction of run '{source}' failed earlier")
-    for split in splits:
-        out = paths.feature_dir(source, split.name, bank, pixels)
-        stage = f"features {source} {split.name}" + (f" --bank={bank}" if bank != "none" else "")
-        stage += f" --pixels={pixels}" if pixels != "frame" else ""
-        name = "extract_split" if bank == "none" else "extract_split_bank"
-        kwargs = dict(out=out, **({"pixels": pixels} if pixels != "frame" else {}))
-        call = call_text(f"feature_extraction.{name}", f"runs/{source}", split.shards, **kwargs)
-        # Written last by the extractor: features manifest.json, bank acfb.json.
-        marker = "manifest.json" if bank == "none" else f"{bank}.json"
-        if os.path.isfile(os.path.join(out, marker)):
-            log.skip(stage, call)
-            continue
-        try:
-            log.run(stage, call, extract, paths, source, split, bank, features_from, pixels)
-        except StageError:
-            failed.add((source, bank, pixels))
-            raise
-
-
 def train(config: C.ExperimentConfig) -> dict:
     """Trains (or resumes) the run of `config` with its model_dir locked -> train_task's dict."""
     from action_tx import model_dir_lock, train_lib
@@ -238,10 +166,12 @@ def train_seed(spec, log, paths, preset, steps, data, init, done, failed) -> dic
         if spec.features_from:
             stage = "features"
             source = spec.features_from
-            _ensure_features(log, paths, source, "none", splits, failed, pixels=spec.pixels)
+            F.ensure_features(log, paths, source, "none", splits, failed, pixels=spec.pixels)
         if spec.bank_from:
             stage = "bank"
-            _ensure_features(log, paths, spec.bank_from, "acfb", splits, failed, spec.features_from)
+            F.ensure_features(
+                log, paths, spec.bank_from, "acfb", splits, failed, spec.features_from
+            )
         stage = "config"
         extra = {"train.init_checkpoint": init} if spec.mode == R.END_TO_END else {}
         result["config"] = config = run_config(
@@ -277,6 +207,13 @@ def run_row(spec: R.RunSpec, steps: int, seeds: list, out_dir: str, modes=MODES)
     ok = [s for s in seeds if s["status"] == "ok"]
     bad = [s for s in seeds if s["status"] != "ok"]
     status = "ok" if not bad else f"{len(ok)}/{len(seeds)} seeds ok; {bad[0]['status']}"
+    # A blind run's matches on the val + instrument splits (`score_instrument`), every seed's.
+    instrument = [s.get("instrument_matches") or {} for s in ok]
+    extra = {}
+    if ok and all(instrument):
+        extra["instrument_matches"] = {
+            m: [os.path.relpath(i[m], out_dir) for i in instrument] for m in instrument[0]
+        }
     return dict(
         name=spec.name,
         head=spec.head,
@@ -287,7 +224,11 @@ def run_row(spec: R.RunSpec, steps: int, seeds: list, out_dir: str, modes=MODES)
         seeds=[s["seed"] for s in ok],
         modes=list(modes),
         matches={m: [os.path.relpath(s["matches"][m], out_dir) for s in ok] for m in modes},
-        per_seed=[{k: v for k, v in s.items() if k not in ("matches", "config")} for s in seeds],
+        per_seed=[
+            {k: v for k, v in s.items() if k not in ("matches", "instrument_matches", "config")}
+            for s in seeds
+        ],
+        **extra,
     )
 
 
@@ -315,12 +256,14 @@ def run(
     start = time.perf_counter()
     preset = "tiny" if quick else preset
     gt_runs = set(R.GT_BOX_RUNS if gt_runs is None else gt_runs)
-    projected = heads_costs.projected_seconds(runs, preset, plan.seeds, plan.val_splits, gt_runs)
+    projected = heads_costs.projected_seconds(
+        runs, preset, plan.seeds, plan.val_splits, gt_runs, plan.instrument_splits
+    )
     print(
         f"projected: {projected['total'] / 60:.0f} min ("
         + ", ".join(f"{k} {v / 60:.1f}" for k, v in projected.items() if k != "total")
         + f" min; heads_costs.COSTS[{preset!r}], {plan.seeds} seeds x {plan.val_splits} val "
-        "splits)"
+        f"splits, {plan.instrument_splits} instrument splits)"
         if projected
         else f"projected: n/a (heads_costs.COSTS has no measured costs for preset {preset!r})",
         flush=True,
@@ -330,7 +273,10 @@ def run(
     paths, log = Paths(out_dir, preset, data_root), StageLog()
     val_seeds = [v.data_seed for v in S.val_splits(plan)]
     data = D.prepare_data(log, paths, val_seeds, generator)
-    rates = D.positive_rates(data[1], paths.label_map)
+    extra, refused = D.prepare_instrument_splits(
+        log, paths, plan.first_instrument_seed, plan.instrument_splits, generator
+    )
+    rates = D.positive_rates(data[1] + extra, paths.label_map)  # the instrument's look-alikes
     pretrain_splits = D.prepare_pretrain_data(log, paths, generator)
     try:
         pretrained = heads_pretrain.pretrain(
@@ -347,7 +293,7 @@ def run(
     budgets = {m: R.budget(preset, m) for m in (R.END_TO_END, R.FEATURES)}
     rows, done, failed = [], set(), set()
     heads_json = os.path.join(out_dir, "heads.json")
-    earlier = same_pass(heads_json, preset, quick, plan.to_json())
+    earlier = same_pass(heads_json, preset, quick, plan.pass_key())
     invocations = earlier_invocations(earlier)
     this = dict(started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     invocations.append(this)
@@ -360,6 +306,8 @@ def run(
             quick=quick,
             seed_plan=plan.to_json(),
             val_splits=[dict(name=s.name, data_seed=s.data_seed) for s in data[1]],
+            instrument_splits=[dict(name=s.name, data_seed=s.data_seed) for s in extra],
+            instrument_refused=list(refused),
             budgets=budgets,
             pretrain=pretrained,
             positive_rates=rates,
@@ -386,6 +334,11 @@ def run(
         modes = R.box_modes(spec, gt_runs)
         specs = [c.spec for c in mine]
         score_seeds(spec.name, specs, seeds, log, paths, steps, data[1], done, modes)
+        for check in chance.CHANCE_CHECKS if extra else ():
+            if check.run == spec.name and check.proposals in modes:
+                F.score_blind_run(
+                    spec, specs, seeds, log, paths, steps, data[1], extra, failed, check
+                )
         for s in seeds:
             print(f"--- {s['name']}: {s['status']}", flush=True)
         rows.append(run_row(spec, steps, seeds, out_dir, modes))

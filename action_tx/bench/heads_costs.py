@@ -2,6 +2,7 @@
 printed at the start of a pass (`projected_seconds`). Plain data the lead can edit, as the run
 list (`heads_runs`)."""
 
+from action_tx.bench.chance import CHANCE_CHECKS
 from action_tx.bench.heads_runs import (
     END_TO_END,
     FEATURES,
@@ -18,10 +19,14 @@ from action_tx.bench.heads_runs import (
 #              + S x (bank.train + V x bank.val)         per run whose ACFB bank others read
 #   train      = sum over runs of S x (start[mode] + steps(run) x step[mode][kind])
 #   eval       = sum over runs of boxes x (eval_build[mode] + S x V x eval_job[mode][kind])
+#   instrument = per blind run (chance.CHANCE_CHECKS): S x I x eval_job[mode][kind] + eval_build
+#              + S x I x own_box.val when it reads own-box features
 #   overhead   = stage_overhead x stages run (2 + per run S + boxes x (1 + S), + S x (1 + V)
-#                per extracted source): Keras state cleared, configs built between stages
-# (S seeds, V val splits; boxes = the number of the run's box modes, `heads_runs.box_modes`;
-# kind = the head, "acar+bank" for ACFB, "acar+rn" for its Relation Network). Inputs
+#                per extracted source, + 1 + S (+ S x I own-box) per blind run): Keras state
+#                cleared, configs built between stages
+# (S seeds, V val splits, I instrument splits; boxes = the number of the run's box modes,
+# `heads_runs.box_modes`; kind = the head, "acar+bank" for ACFB, "acar+rn" for its Relation
+# Network). Inputs
 # (COSTS["bench"]) from the first full pass (2026-12-06, heads.json of `--out=/work/heads_p1`,
 # load average ~2: the pass alone on the 2-core machine): seconds per step = the trainer's
 # median (heads.json step_time_s); start = a training's seconds beyond its steps; eval_job =
@@ -98,11 +103,13 @@ def run_kind(spec: RunSpec) -> str:
     return spec.head + ("+bank" if spec.bank_from else "") + ("+rn" if rn else "")
 
 
-def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=None) -> dict:
+def projected_seconds(
+    runs, preset: str, seeds: int, val_splits: int, gt_runs=None, instrument_splits: int = 0
+) -> dict:
     """The pass's projected wall time from `COSTS[preset]` (the formula above `COSTS`),
     data already made -> {"total": s, "pretrain": s, "extraction": s, "train": s, "eval": s,
-    "overhead": s}; None when the preset has no measured costs or a run's kind has none.
-    gt_runs: the runs also scored on ground-truth boxes (None: all)."""
+    "instrument": s, "overhead": s}; None when the preset has no measured costs or a run's
+    kind has none. gt_runs: the runs also scored on ground-truth boxes (None: all)."""
     cost = COSTS.get(preset)
     if cost is None:
         return None
@@ -123,6 +130,9 @@ def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=No
     # Stages run: pretrain (2); per run S trains, an eval per box mode, S matches per mode;
     # per extracted source S x (1 + V).
     stages = 2 + sum(s + boxes[r.name] * (1 + s) for r in runs) + len(sources) * s * (1 + v)
+    blind = [r for r in runs if instrument_splits and r.name in {c.run for c in CHANCE_CHECKS}]
+    own_box = sum(r.pixels == "own_box" for r in blind)
+    stages += len(blind) * (1 + s) + own_box * s * instrument_splits
     parts = dict(
         pretrain=PRETRAIN_BUDGETS.get(preset, PRETRAIN_BUDGETS["bench"]) * step[END_TO_END]["i3d"]
         + cost["start"][END_TO_END]
@@ -136,6 +146,11 @@ def projected_seconds(runs, preset: str, seeds: int, val_splits: int, gt_runs=No
             boxes[r.name] * (cost["eval_build"][r.mode] + s * v * job[r.mode][run_kind(r)])
             for r in runs
         ),
+        instrument=sum(
+            cost["eval_build"][r.mode] + s * instrument_splits * job[r.mode][run_kind(r)]
+            for r in blind
+        )
+        + (own_box * s * instrument_splits * cost["own_box"]["val"] if own_box else 0.0),
         overhead=stages * cost["stage_overhead"],
     )
     return {"total": sum(parts.values()), **parts}

@@ -8,6 +8,7 @@ Three kinds of synthetic data sets (`synthetic.generate` with a generator seed, 
   val splits    one data set per `heads_seeds.val_splits(plan)` entry, generator seed
                 data_seed + j, data/synthetic_<preset>_seed<d>: only its val split is converted
                 (OUT/<preset>/tfrecords_data<d>/); the splits are scored as one pooled set;
+                the instrument's extra splits alike (`prepare_instrument_splits`);
   pretraining   generator seed `PRETRAIN_DATA_SEED`, disjoint from both (`check_seeds`): the
                 stand-in for Kinetics on which the `i3d` detector pretrains the trunk that every
                 end-to-end run fine-tunes (`heads_pretrain`).
@@ -110,16 +111,42 @@ def check_seeds(val_seeds: Sequence[int]) -> None:
         )
 
 
-def _generate(log: StageLog, paths: Paths, seed: int, generator: dict) -> None:
+UNBALANCED = "unbalanced.txt"  # left in a data set whose balance check refused it (instrument)
+
+
+def _generate(log: StageLog, paths: Paths, seed: int, generator: dict, refusable=False) -> bool:
+    """Makes the data set of generator seed `seed` unless made -> False when the generator's
+    balance check refused it and `refusable` (else its UnbalancedDataError fails the stage),
+    True otherwise. A refused set is marked (`UNBALANCED`) and not generated again."""
     from action_tx.data import synthetic
 
     out = paths.data_dir(seed)
     kwargs = dict(preset=paths.preset, seed=seed, progress=True, write_videos=False, **generator)
     call = call_text("synthetic.generate", out, **kwargs)
+    stage = f"data seed {seed}"
     if os.path.isdir(os.path.join(out, "annotations")):
-        log.skip(f"data seed {seed}", call, reason=f"{out}/annotations exists")
-    else:
-        log.run(f"data seed {seed}", call, synthetic.generate, out, **kwargs)
+        log.skip(stage, call, reason=f"{out}/annotations exists")
+        return True
+    if not refusable:
+        log.run(stage, call, synthetic.generate, out, **kwargs)
+        return True
+    if os.path.isfile(os.path.join(out, UNBALANCED)):
+        log.skip(stage, call, reason=f"refused earlier: {out}/{UNBALANCED}")
+        return False
+    return log.run(stage, call, _generate_or_refuse, out, kwargs)[1]
+
+
+def _generate_or_refuse(out: str, kwargs: dict) -> bool:
+    from action_tx import output_files
+    from action_tx.data import synthetic
+
+    try:
+        synthetic.generate(out, **kwargs)
+        return True
+    except synthetic.UnbalancedDataError as e:
+        print(f"refused: {e}")
+        output_files.write_texts({os.path.join(out, UNBALANCED): f"{e}\n"})
+        return False
 
 
 def _convert(log: StageLog, data_dir: str, split: SplitData) -> None:
@@ -145,14 +172,52 @@ def prepare_data(
     _generate(log, paths, TRAIN_DATA_SEED, generator)
     train = paths.train_split()
     _convert(log, paths.data, train)
+    return train, prepare_val_splits(log, paths, val_seeds, generator)
+
+
+def prepare_val_splits(
+    log: StageLog, paths: Paths, val_seeds: Sequence[int], generator: dict = None
+) -> Tuple[SplitData, ...]:
+    """Makes and converts the val split of each generator seed -> their SplitData (a data
+    set that fails the generator's balance check fails its stage)."""
+    check_seeds(val_seeds)
     splits = []
     for seed in val_seeds:
         split = paths.val_split(seed)
         if seed != TRAIN_DATA_SEED:
-            _generate(log, paths, seed, generator)
+            _generate(log, paths, seed, dict(generator or {}))
         _convert(log, paths.data_dir(seed), split)
         splits.append(split)
-    return train, tuple(splits)
+    return tuple(splits)
+
+
+def prepare_instrument_splits(
+    log: StageLog, paths: Paths, first_seed: int, count: int, generator: dict = None
+) -> Tuple[Tuple[SplitData, ...], Tuple[int, ...]]:
+    """The instrument's `count` extra val splits (`heads_seeds` module docstring), made and
+    converted: generator seeds first_seed, first_seed + 1, ..., passing over a seed whose data
+    the generator's balance check refuses (SYNTHETIC_DATA.md: e.g. bench seed 106, one class's
+    long_term look-alikes short of its positives): any fresh seed serves the check as well,
+    and the choice depends on the generator alone, never on a score. -> (splits, refused
+    seeds). Raises ConfigError when 3 x count seeds give fewer than count."""
+    splits, refused = [], []
+    for seed in range(first_seed, first_seed + 3 * count):
+        if len(splits) == count:
+            break
+        if seed == PRETRAIN_DATA_SEED:
+            continue
+        if seed == TRAIN_DATA_SEED or _generate(log, paths, seed, dict(generator or {}), True):
+            split = paths.val_split(seed)
+            _convert(log, paths.data_dir(seed), split)
+            splits.append(split)
+        else:
+            refused.append(seed)
+    if len(splits) < count:
+        raise ConfigError(
+            f"instrument splits: {len(splits)} of {count} balanced data sets among generator "
+            f"seeds {first_seed}..{first_seed + 3 * count - 1} (refused: {refused})"
+        )
+    return tuple(splits), tuple(refused)
 
 
 def prepare_pretrain_data(
@@ -170,7 +235,8 @@ def prepare_pretrain_data(
 
 def positive_rates(splits: Sequence[SplitData], label_map: str) -> dict:
     """`chance.positive_rates` of the pooled val splits (the instrument check's chance
-    levels), for the label map's classes."""
+    levels: the suite passes the val splits with the instrument's), for the label map's
+    classes."""
     from action_tx.bench import chance
     from object_detection_ext import ava_eval_io
 

@@ -1,7 +1,9 @@
 """Scoring of the heads suite's runs: every trained seed on every val split, in both box modes
 (detections, ground-truth boxes), then each seed's pooled detections matched once
 (`matching.match_run`) into matches_<mode>_<splits>.npz, what the results page's intervals read
-(matched again when the splits' evidence files changed since: `matched_on`).
+(matched again when the splits' evidence files changed since: `matched_on`). The instrument's
+blind runs are also scored on its extra val splits and matched on all of them pooled
+(`score_instrument`).
 """
 
 import os
@@ -104,60 +106,78 @@ def splits_key(splits) -> str:
     return "data" + "-".join(str(s.data_seed) for s in splits)
 
 
+def _eval_and_match(label, specs, trained, log, paths, steps, mode, scored, pooled, field):
+    """Scores the trained seeds ((spec, result) pairs) on the splits of `scored` not yet scored
+    in box mode `mode`, then matches each seed's detections on the pooled splits `pooled` into
+    matches_<mode>_<splits_key>.npz, kept in result[field][mode]. -> the failures:
+    [(None, text)] when the evaluation failed (every seed), else a (seed name, text) per seed
+    whose matching failed ([] when none did)."""
+    from action_tx.bench import heads_metrics as M
+    from action_tx.bench import matching
+
+    jobs = []
+    for spec, r in trained:
+        for split in scored:
+            out = os.path.join(paths.run_dir(spec.name), f"eval_{mode}_{split.name}")
+            if M.eval_results(out, steps) is None:
+                config = split_config(r["config"], spec, paths, split, mode == "gt")
+                ckpt = checkpoint_path(paths.run_dir(spec.name), steps)
+                jobs.append((config, ckpt, split, out))
+    call = f"heads_eval.evaluate({len(jobs)} (seed, val split) jobs, {mode} boxes)"
+    names = ", ".join(sorted({os.path.basename(os.path.dirname(j[3])) for j in jobs}))
+    try:
+        if jobs:
+            share = specs[0].bank_from is None
+            log.run(f"eval {mode} {label}", f"{call}: {names}", evaluate, jobs, share)
+        else:
+            log.skip(f"eval {mode} {label}", call)
+    except StageError as e:
+        return [(None, f"failed at eval {mode}: {' '.join(str(e).split())[:300]}")]
+    key = splits_key(pooled)
+    evidence = matching.evidence_digest([s.evidence for s in pooled])
+    failures = []
+    for spec, r in trained:
+        run_dir = paths.run_dir(spec.name)
+        detections = [
+            os.path.join(run_dir, f"eval_{mode}_{s.name}", f"ckpt-{steps}_detections.csv")
+            for s in pooled
+        ]
+        out = os.path.join(run_dir, f"matches_{mode}_{key}.npz")
+        call = call_text("matching.match_run", *(os.path.basename(d) for d in detections))
+        call += f" -> {out}"
+        stage = f"matches {mode} {spec.name}" + (" (instrument)" if field != "matches" else "")
+        try:
+            if matched_on(out, evidence):
+                log.skip(stage, call)
+            else:
+                log.run(stage, call, match, out, pooled, detections, paths.label_map)
+            r.setdefault(field, {})[mode] = out
+        except StageError as e:
+            failures.append((spec.name, f"failed at {stage}: {' '.join(str(e).split())[:300]}"))
+    return failures
+
+
 def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) -> None:
     """Scores the trained seeds of run `run` (specs and `train_seed` results, in order) on
     every val split in each box mode of `modes`, matches each seed's pooled detections, and
     completes each result (matches {mode: path}, head_params, trainable_params, step_time_s);
     a failing stage fails the seeds it scores. Seeds scored add their names to `done`."""
     from action_tx.bench import heads_metrics as M
-    from action_tx.bench import matching
     from action_tx.tasks import make_task
 
     trained = [(s, r) for s, r in zip(specs, results) if r["status"] == "ok"]
-    evidence = None  # the val splits' evidence digest, read once (`matched_on`)
     for _, r in trained:
         r["matches"] = {}
     for mode in modes:
-        jobs = []
-        for spec, r in trained:
-            for split in val:
-                out = os.path.join(paths.run_dir(spec.name), f"eval_{mode}_{split.name}")
-                if M.eval_results(out, steps) is None:
-                    config = split_config(r["config"], spec, paths, split, mode == "gt")
-                    ckpt = checkpoint_path(paths.run_dir(spec.name), steps)
-                    jobs.append((config, ckpt, split, out))
-        call = f"heads_eval.evaluate({len(jobs)} (seed, val split) jobs, {mode} boxes)"
-        names = ", ".join(sorted({os.path.basename(os.path.dirname(j[3])) for j in jobs}))
-        try:
-            if jobs:
-                share = specs[0].bank_from is None
-                log.run(f"eval {mode} {run}", f"{call}: {names}", evaluate, jobs, share)
-            else:
-                log.skip(f"eval {mode} {run}", call)
-        except StageError as e:
-            for _, r in trained:
-                r["status"] = f"failed at eval {mode}: {' '.join(str(e).split())[:300]}"
+        failures = _eval_and_match(
+            run, specs, trained, log, paths, steps, mode, val, val, "matches"
+        )
+        for name, text in failures:
+            for spec, r in trained:
+                if name is None or spec.name == name:
+                    r["status"] = text
+        if failures and failures[0][0] is None:
             return
-        key = splits_key(val)
-        evidence = evidence or matching.evidence_digest([s.evidence for s in val])
-        for spec, r in trained:
-            run_dir = paths.run_dir(spec.name)
-            detections = [
-                os.path.join(run_dir, f"eval_{mode}_{s.name}", f"ckpt-{steps}_detections.csv")
-                for s in val
-            ]
-            out = os.path.join(run_dir, f"matches_{mode}_{key}.npz")
-            call = call_text("matching.match_run", *(os.path.basename(d) for d in detections))
-            call += f" -> {out}"
-            label = f"matches {mode} {spec.name}"
-            try:
-                if matched_on(out, evidence):
-                    log.skip(label, call)
-                else:
-                    log.run(label, call, match, out, val, detections, paths.label_map)
-                r["matches"][mode] = out
-            except StageError as e:
-                r["status"] = f"failed at matches {mode}: {' '.join(str(e).split())[:300]}"
     for spec, r in trained:
         if r["status"] != "ok":
             continue
@@ -167,3 +187,22 @@ def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) 
         batch = make_task(r["config"]).global_batch_size
         r["step_time_s"] = M.step_seconds(paths.run_dir(spec.name), batch)
         done.add(spec.name)
+
+
+def score_instrument(run, specs, results, log, paths, steps, val, extra, mode) -> None:
+    """Scores the blind run `run`'s seeds (`chance.CHANCE_CHECKS`; already scored on `val` by
+    `score_seeds`) on the instrument's extra val splits `extra` in box mode `mode`, and matches
+    each seed on val + extra pooled: result["instrument_matches"] = {mode: path}. A failure
+    leaves the seed's claims alone: it is kept in result["instrument_status"]."""
+    trained = [(s, r) for s, r in zip(specs, results) if r["status"] == "ok" and r.get("matches")]
+    if not trained or not extra:
+        return
+    pooled = tuple(val) + tuple(extra)
+    failures = _eval_and_match(
+        run, specs, trained, log, paths, steps, mode, extra, pooled, "instrument_matches"
+    )
+    for name, text in failures:
+        for spec, r in trained:
+            if name is None or spec.name == name:
+                r["instrument_status"] = text
+                r.pop("instrument_matches", None)

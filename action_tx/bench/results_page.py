@@ -34,11 +34,12 @@ MODE_TEXT = {"end_to_end": "end to end", "features": "frozen features"}
 POINT_KEYS = {"rpn": ("frame_map", "by_evidence"), "gt": ("gt_box_map", "gt_by_evidence")}
 
 
-def collect_matches(heads: dict, base_dir: str) -> dict:
-    """{run: {proposals: [RunMatches per seed]}} from the runs' "matches" file lists."""
+def collect_matches(heads: dict, base_dir: str, field: str = "matches") -> dict:
+    """{run: {proposals: [RunMatches per seed]}} from the runs' "matches" file lists (field
+    "instrument_matches": a blind run's on the val + instrument splits)."""
     out = {}
     for run in heads.get("runs") or []:
-        for proposals, files in (run.get("matches") or {}).items():
+        for proposals, files in (run.get(field) or {}).items():
             loaded = [matching.load_matches(os.path.join(base_dir, f)) for f in files]
             if loaded:
                 out.setdefault(run["name"], {})[proposals] = loaded
@@ -52,13 +53,21 @@ def compute_stats(
     resamples: int = 1000,
     seed: int = 1000,
 ) -> Optional[dict]:
-    """heads.json's "stats", else `stats.summarize` of its runs' matches, else None."""
+    """heads.json's "stats", else `stats.summarize` of its runs' matches, else None. With
+    blind runs scored on the instrument splits, "instrument" holds their cells on val +
+    instrument splits pooled ({"runs": {run: {proposals: {evidence: cell}}}})."""
     if heads.get("stats"):
         return heads["stats"]
     matches = collect_matches(heads, base_dir)
     if not matches:
         return None
-    return stats_lib.summarize(matches, claims, resamples=resamples, seed=seed)
+    out = stats_lib.summarize(matches, claims, resamples=resamples, seed=seed)
+    blind = collect_matches(heads, base_dir, "instrument_matches")
+    if blind:
+        out["instrument"] = dict(
+            runs=stats_lib.summarize(blind, (), resamples=resamples, seed=seed)["runs"]
+        )
+    return out
 
 
 def _num(value) -> str:
@@ -127,8 +136,12 @@ def instrument_table(heads: dict, stats: Optional[dict]) -> list:
     (`chance`); heads.json's "positive_rates" ({type: {"rate": ...}}, `chance.positive_rates`)
     gives the rates, the stats' `<type>_lookalike` cells the APs (matched detections only:
     heads.json's own figures count every other person as a false positive, so none stands
-    in for them)."""
+    in for them). When heads.json lists instrument splits, the rates and the cells are those
+    of the val + instrument splits pooled (the stats' "instrument"); a blind run without
+    them is not measured."""
     rates = heads.get("positive_rates") or {}
+    if heads.get("instrument_splits"):
+        stats = (stats or {}).get("instrument")
     lines = [
         "| evidence | blind run | cannot see | positive rate | a random ranking's AP [95%] | "
         "look-alike AP [95% CI] | verdict |",
@@ -149,6 +162,29 @@ def instrument_table(heads: dict, stats: Optional[dict]) -> list:
             f"{_verdict_text(verdict)} |"
         )
     return lines if len(lines) > 2 else []
+
+
+def instrument_splits_text(heads: dict) -> str:
+    """Which val splits the instrument check pooled: the claims' alone, or with the
+    instrument's extra splits (heads.json's "instrument_splits", and the seeds the generator's
+    balance check refused, "instrument_refused")."""
+    extra = heads.get("instrument_splits") or []
+    if not extra:
+        return "on the claims' val splits"
+    val = heads.get("val_splits") or []
+    refused = heads.get("instrument_refused") or []
+    return (
+        f"on {len(val) + len(extra)} val splits pooled: the claims' {len(val)} and {len(extra)} "
+        "more (generator seeds "
+        + ", ".join(str(s["data_seed"]) for s in extra)
+        + (
+            f"; {', '.join(str(r) for r in refused)} refused by the generator's balance check"
+            if refused
+            else ""
+        )
+        + ", --instrument_splits) that only the blind runs are scored on, for a narrower "
+        "interval"
+    )
 
 
 def runs_table(heads: dict, stats: Optional[dict], proposals: str) -> list:
@@ -250,6 +286,7 @@ def render(
         *after_claims,
     ]
     instrument = instrument_table(heads, stats)
+    where = instrument_splits_text(heads)
     if instrument:
         lines += [
             "",
@@ -258,7 +295,7 @@ def render(
             "A run that cannot see an evidence type's deciding cue must score within 0.1 of the "
             "type's positive rate (labels / (labels + matched negatives), mean over classes; "
             "`action_tx/bench/chance.py`) on the look-alike set: the type's labels against its "
-            "matched negatives, every other detection left out. **holds** when the whole "
+            f"matched negatives, every other detection left out, {where}. **holds** when the whole "
             "interval is inside rate +- 0.1, **fails** when entirely outside. A ranking at "
             "random scores a little above the rate (the precision envelope keeps early lucky "
             "hits); its AP on the same counts is shown beside it (`chance.random_ranking_ap`).",

@@ -136,7 +136,13 @@ def rerun_section(passes: Sequence[dict], claims: Sequence = claims_lib.CLAIMS) 
         "",
         agreement_line(passes, claims),
         *(
-            ["", "Pass 2's instrument check (as pass 1's below, on its own val splits):", ""]
+            [
+                "",
+                "Pass 2's instrument check (as pass 1's below), "
+                + results_page.instrument_splits_text(second)
+                + ":",
+                "",
+            ]
             + instrument
             if (instrument := results_page.instrument_table(second, second.get("stats")))
             else []

@@ -7,6 +7,7 @@ Between stages Keras' global state is cleared and the seeds are set again
 dtype policy left by the one before.
 """
 
+import json
 import os
 import sys
 import time
@@ -93,6 +94,33 @@ def merge_commands(earlier: Sequence[dict], now: Sequence[dict]) -> List[dict]:
         skipped = str(c.get("status", "")).startswith("skipped")
         out.append(dict(old, status=EARLIER) if skipped and old else dict(c))
     return out
+
+
+def same_pass(heads_json: str, preset: str, quick: bool, seed_plan: dict) -> dict:
+    """An existing DIR/heads.json of the heads suite when it is the same pass (same preset,
+    --quick and seed plan `heads_seeds.SeedPlan.pass_key()`: its instrument splits may differ)
+    and this invocation resumes it, else {}."""
+    try:
+        with open(heads_json) as f:
+            old = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        print(f"warning: {heads_json} is unreadable ({e}); earlier invocations not counted")
+        return {}
+    old_plan = {k: v for k, v in (old.get("seed_plan") or {}).items() if k != "instrument_splits"}
+    same = (old.get("preset"), old.get("quick"), old_plan) == (preset, quick, seed_plan)
+    return old if same else {}
+
+
+def earlier_invocations(old: dict) -> list:
+    """The invocations recorded in a heads.json of the same pass (`same_pass`; {}: none).
+    Each is {"started": ISO time or None, "seconds": wall s up to its last heads.json write};
+    a heads.json written before invocations were kept counts as one invocation of its
+    "seconds". Time a killed invocation spent after its last write is not counted."""
+    if "invocations" in old:
+        return list(old["invocations"])
+    return [] if old.get("seconds") is None else [dict(started=None, seconds=old["seconds"])]
 
 
 def machine_info() -> dict:

@@ -16,6 +16,7 @@ from action_tx.bench import (
     heads_costs,
     heads_metrics,
     heads_runs,
+    heads_seeds,
     matching,
     runner,
     stats,
@@ -38,7 +39,7 @@ def test_run_list_has_every_head_and_ablation_of_the_issues():
     # End to end only where the claim is about end-to-end training (VATX); every relational
     # head on the frozen features of the `i3d` run (STAGE and HGRNN's protocol).
     e2e = {r.name for r in heads.suite_runs() if r.mode == heads_runs.END_TO_END}
-    assert e2e == {"linear", "i3d", "tx", "tx_i3d"}
+    assert e2e == {"i3d", "tx", "tx_i3d"}
     for name in ("stage", "hgrnn", "hgrnn_l0", "linear_features", "acar", "acar_acfb"):
         assert runs[name].mode == heads_runs.FEATURES and runs[name].features_from == "i3d"
     assert runs["acar_acfb"].bank_from == "acar" and runs["acar"].bank_from is None
@@ -170,9 +171,21 @@ def test_projection_formula_on_known_costs(monkeypatch):
     # ACAR's Relation Network has its own costs (N^2 actor pairs).
     kinds = {r.name: heads_costs.run_kind(r) for r in heads.suite_runs()}
     assert (kinds["acar"], kinds["acar_acfb"], kinds["acar_rn"]) == ("acar", "acar+bank", "acar+rn")
-    # The shipped list and budgets fit the issue's 90 minutes on the measured costs.
-    full = heads_costs.projected_seconds(heads.suite_runs(), "bench", 3, 4, heads_runs.GT_BOX_RUNS)
-    assert full["total"] <= 90 * 60
+    assert got["instrument"] == 0.0  # no blind run of chance.CHANCE_CHECKS in the list
+    # A blind run (`i3d`, the long_term check's, on GT boxes) on 4 instrument splits: one more
+    # model build and 2 seeds x 4 splits of its eval job; stages: an eval and 2 matches.
+    blind = heads_runs.RunSpec("i3d", "i3d")
+    one = heads_costs.projected_seconds([blind], "x", 2, 3, {"i3d"}, instrument_splits=4)
+    assert one["instrument"] == pytest.approx(4.0 + 2 * 4 * 3.0)
+    none = heads_costs.projected_seconds([blind], "x", 2, 3, {"i3d"})
+    assert one["overhead"] - none["overhead"] == pytest.approx(0.5 * 3)
+    # The shipped list, budgets and instrument splits fit the issue's 90 minutes on the
+    # measured costs.
+    plan = heads_seeds.SeedPlan()
+    full = heads_costs.projected_seconds(
+        heads.suite_runs(), "bench", 3, 4, heads_runs.GT_BOX_RUNS, plan.instrument_splits
+    )
+    assert full["total"] <= 90 * 60 and full["instrument"] > 0
 
 
 class _Toy(keras.Model):
@@ -366,6 +379,19 @@ def test_a_resumed_pass_keeps_its_earlier_invocations(tmp_path):
         json.dump(dict(preset="bench", quick=False, seed_plan=plan, invocations=old), f)
     assert earlier() == old
     assert earlier(seed_plan={**plan, "seed_offset": 3}) == []
+    # A heads.json that lists instrument splits is the same pass as the plan's key without
+    # them (`SeedPlan.pass_key`): more instrument splits add scoring, not another pass.
+    with open(path, "w") as f:
+        json.dump(
+            dict(
+                preset="bench",
+                quick=False,
+                seed_plan={**plan, "instrument_splits": 2},
+                invocations=old,
+            ),
+            f,
+        )
+    assert earlier() == old
     assert earlier("tiny", True) == []
     # Written before invocations were kept: its one invocation, of unknown start.
     with open(path, "w") as f:

@@ -37,7 +37,6 @@ def test_every_run_of_the_list_is_a_valid_config(tmp_path, quick):
         for extra in heads_runs.GT_BOX_OVERRIDES.values():
             C.with_overrides(config, extra)  # the GT-box evaluation's config validates too
     assert {r.name for r in runs} >= {
-        "linear",
         "i3d",
         "tx",
         "stage",

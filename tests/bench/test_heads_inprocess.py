@@ -1,7 +1,7 @@
 """The heads suite end to end on a tiny data set, in this process: data for two val splits and
 the pretraining, the pretrained trunk, one run fine-tuned from it with 2 seeds, scored on both
-splits (detections and GT boxes), its matches, heads.json and the results page; a second call
-skips every stage."""
+splits (detections and GT boxes), its matches, the context check's blind run also on one
+instrument split, heads.json and the results page; a second call skips every stage."""
 
 import json
 import os
@@ -10,14 +10,15 @@ import pytest
 
 from action_tx.bench import heads, heads_data, heads_runs, heads_seeds, matching, runner, stats
 
-PLAN = heads_seeds.SeedPlan(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
+PLAN = heads_seeds.SeedPlan(seeds=2, seed_offset=3, data_seed=0, val_splits=2, instrument_splits=1)
 GENERATOR = dict(check=False, videos=3, seconds=8)
 
 
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory):
-    """heads.run(quick=True) with one 2-step linear run, seeds 3 and 4, val splits of generator
-    seeds 0 (the training data's) and 1, on 3 synthetic videos x 8 s each."""
+    """heads.run(quick=True) with one 2-step linear run and the context check's blind run
+    (`linear_own_box` on its features), seeds 3 and 4, val splits of generator seeds 0 (the
+    training data's) and 1, the instrument split of seed 2, on 3 synthetic videos x 8 s each."""
     root = tmp_path_factory.mktemp("heads_suite")
     data_root, out = str(root / "data"), str(root / "out")
     os.makedirs(out)
@@ -31,7 +32,7 @@ def tiny_suite(tmp_path_factory):
         ),
         # The blind run's path: features of lin's checkpoints from each GT box's own pixels.
         heads_runs.RunSpec(
-            "blind",
+            "linear_own_box",
             "linear",
             heads_runs.FEATURES,
             {"data.train_actors": "gt", "data.eval_actors": "gt", "train.warmup_steps": 1},
@@ -59,13 +60,16 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     assert row["status"] == "ok", row["per_seed"]
     assert blind["status"] == "ok", blind["per_seed"]
     assert (row["name"], row["head"], row["steps"], row["seeds"]) == ("lin", "linear", 2, [3, 4])
-    assert summary["seed_plan"] == dict(seeds=2, seed_offset=3, data_seed=0, val_splits=2)
+    assert summary["seed_plan"] == dict(
+        seeds=2, seed_offset=3, data_seed=0, val_splits=2, instrument_splits=1
+    )
     # The projection printed at the start (heads_costs.COSTS["tiny"]) is kept with the result.
     assert 0 < summary["projected_seconds"] < 600
     assert summary["val_splits"] == [
         dict(name="data0", data_seed=0),
         dict(name="data1", data_seed=1),
     ]
+    assert summary["instrument_splits"] == [dict(name="data2", data_seed=2)]
     # The pretrained trunk: its figures, and the run's config fine-tunes from it.
     pretrain = summary["pretrain"]
     assert pretrain["steps"] == heads_runs.PRETRAIN_BUDGETS["tiny"]
@@ -105,12 +109,14 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     line = next(x for x in page.splitlines() if x.startswith("| `lin` |"))
     assert "[" in line and "| 2 |" in line  # mean [low, high] over 2 seeds
     stages = [c["stage"] for c in summary["commands"]]
-    assert stages[:8] == [
+    assert stages[:10] == [
         "data seed 0",
         "tfrecords train",
         "tfrecords data0",
         "data seed 1",
         "tfrecords data1",
+        "data seed 2",
+        "tfrecords data2",
         f"data seed {heads_data.PRETRAIN_DATA_SEED}",
         "tfrecords pretrain_train",
         "tfrecords pretrain_val",
@@ -125,7 +131,23 @@ def test_two_seeds_on_two_val_splits_write_matches_and_the_page(tiny_suite):
     ) as f:
         assert json.load(f)["settings"]["pixels"] == "own_box"
     det_table = page[page.index("## Runs, on each run's detections") : page.index("## Runs, on gr")]
-    assert "| `blind` |" not in det_table and "| `blind` |" in page
+    assert "| `linear_own_box` |" not in det_table and "| `linear_own_box` |" in page
+    # The blind run on the instrument split too: its own-box features of it, matched on the
+    # three splits pooled; `lin` (no check's run) is not. The rates count all three splits.
+    assert "features lin-seed4 data2 --pixels=own_box" in stages
+    assert "features lin-seed4 data2" not in stages  # frame features: only for val splits
+    assert blind["instrument_matches"] == {
+        "gt": [f"tiny/runs/linear_own_box-seed{s}/matches_gt_data0-1-2.npz" for s in (3, 4)]
+    }
+    assert "instrument_matches" not in row
+    three = matching.load_matches(os.path.join(out, blind["instrument_matches"]["gt"][0]))
+    two = matching.load_matches(os.path.join(out, blind["matches"]["gt"][0]))
+    for m in (three, two):
+        assert m.by_evidence[stats.ALL].positives.sum() > 0
+    assert three.by_evidence[stats.ALL].num_keys > two.by_evidence[stats.ALL].num_keys
+    rates = heads_data.positive_rates([paths.val_split(s) for s in (0, 1, 2)], paths.label_map)
+    assert summary["positive_rates"] == json.loads(json.dumps(rates))
+    assert "on 3 val splits pooled: the claims' 2 and 1 more" in page
 
 
 def test_a_rerun_skips_everything_and_gives_the_same_page(tiny_suite):

@@ -25,10 +25,10 @@ def test_every_run_gets_each_training_seed_and_its_dependencies_of_that_seed():
     assert by_name["tx-seed10"].spec.features_from is None
     # Seed-major per run, in the run list's order.
     assert [c.spec.name for c in concrete[:4]] == [
-        "linear-seed10",
-        "linear-seed11",
         "i3d-seed10",
         "i3d-seed11",
+        "tx-seed10",
+        "tx-seed11",
     ]
 
 
@@ -59,13 +59,27 @@ def test_val_splits_use_fresh_generator_seeds_from_the_base():
     )
     plan = heads_seeds.SeedPlan(data_seed=100, val_splits=2)
     assert heads_seeds.val_splits(plan) == (("val0", 100), ("val1", 101))
-    assert plan.to_json() == dict(seeds=3, seed_offset=0, data_seed=100, val_splits=2)
+    assert plan.to_json() == dict(
+        seeds=3, seed_offset=0, data_seed=100, val_splits=2, instrument_splits=6
+    )
+    # The instrument's extra splits start after the val splits, from the same base.
+    assert plan.first_instrument_seed == 102
+    # They add scoring only: the pass is the same whatever their number.
+    assert plan.pass_key() == dict(seeds=3, seed_offset=0, data_seed=100, val_splits=2)
 
 
 def test_a_bad_plan_names_every_problem():
     with pytest.raises(ConfigError) as e:
-        heads_seeds.SeedPlan(seeds=0, seed_offset=-1, data_seed=1.5, val_splits=True)
-    for part in ("seeds must be", "seed_offset must be", "data_seed must be", "val_splits must"):
+        heads_seeds.SeedPlan(
+            seeds=0, seed_offset=-1, data_seed=1.5, val_splits=True, instrument_splits=-1
+        )
+    for part in (
+        "seeds must be",
+        "seed_offset must be",
+        "data_seed must be",
+        "val_splits must",
+        "instrument_splits must be an integer >= 0",
+    ):
         assert part in str(e.value)
 
 
@@ -97,6 +111,8 @@ def test_the_quick_plan_on_the_quick_list_and_the_data_of_its_val_splits(tmp_pat
     assert (first.ann, first.shards) == (paths.ann, paths.shards("val"))
     assert first.groundtruth.endswith(os.path.join("synthetic_tiny", "annotations", "ava_val.csv"))
     heads_data.check_seeds([0, 1, 2, 3])
+    # --quick scores its blind runs on one instrument split, after its two val splits.
+    assert (plan.instrument_splits, plan.first_instrument_seed) == (1, 2)
     with pytest.raises(ConfigError, match="pretraining data"):
         heads_data.check_seeds([heads_data.PRETRAIN_DATA_SEED - 1, heads_data.PRETRAIN_DATA_SEED])
 

@@ -159,6 +159,29 @@ def test_the_chance_row_with_intervals_gives_verdicts_and_the_projection_is_show
     assert "projected before it started: 85.0 min (heads_costs.COSTS)." in page
 
 
+def test_with_instrument_splits_the_chance_rows_read_the_pooled_cells():
+    """A heads.json that lists instrument splits: the instrument table reads the blind runs'
+    cells on val + instrument splits (stats "instrument"), not their val-only cells, and the
+    section says which splits it pooled; a blind run without them is not measured."""
+    heads = json.loads(HEADS_JSON)
+    heads["val_splits"] = [dict(name="data0", data_seed=0), dict(name="data1", data_seed=1)]
+    heads["instrument_splits"] = [dict(name="data2", data_seed=2)]
+    val_only = {"mean": 0.7, "low": 0.6, "high": 0.8, "per_seed": [0.7]}
+    pooled = {"mean": 0.5, "low": 0.45, "high": 0.55, "per_seed": [0.5]}
+    heads["stats"]["runs"]["i3d"]["gt"]["long_term_lookalike"] = val_only
+    heads["stats"]["instrument"] = {"runs": {"i3d": {"gt": {"long_term_lookalike": pooled}}}}
+    page = results_page.render(heads, heads["stats"])
+    lines = page.splitlines()
+    row = next(x for x in lines if x.startswith("| long_term, GT boxes | `i3d`"))
+    assert row.endswith("| 0.500 | n/a | 0.500 [0.450, 0.550] | **holds** |")
+    row = next(x for x in lines if x.startswith("| context, GT boxes | `linear_own_box`"))
+    assert row.endswith("| n/a | not measured |")
+    assert "on 3 val splits pooled: the claims' 2 and 1 more (generator seeds 2," in page
+    heads["instrument_refused"] = [3]  # a seed the generator's balance check refused
+    page = results_page.render(heads, heads["stats"])
+    assert "(generator seeds 2; 3 refused by the generator's balance check," in page
+
+
 def _matches(rng, skill):
     """A tiny val set (one keyframe per person) and a model's detections on it."""
     n = 40
@@ -235,6 +258,27 @@ def test_the_command_renders_the_page_from_matched_detection_files(tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "no such file: nope" in done.stderr
+
+
+def test_the_instrument_cells_come_from_the_blind_runs_instrument_matches(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = []
+    for name, skill, field in (("i3d", 0.0, "matches"), ("i3d", 2.0, "instrument_matches")):
+        files = []
+        for seed in range(2):
+            path = f"{field}-seed{seed}_gt.npz"
+            matching.save_matches(str(tmp_path / path), _matches(rng, skill))
+            files.append(path)
+        if not runs:
+            runs.append(dict(name=name, head=name, mode="end_to_end", steps=5))
+        runs[0][field] = {"gt": files}
+    heads = dict(preset="tiny", runs=runs, instrument_splits=[dict(name="data2", data_seed=2)])
+    stats = results_page.compute_stats(heads, str(tmp_path), resamples=50)
+    val = stats["runs"]["i3d"]["gt"]["all"]
+    pooled = stats["instrument"]["runs"]["i3d"]["gt"]["all"]
+    # The skilled instrument files score higher than the val ones of a random ranking.
+    assert pooled["mean"] > val["mean"] + 0.2 and len(pooled["per_seed"]) == 2
+    assert "claims" in stats and "claims" not in stats["instrument"]
 
 
 def test_every_claim_of_the_page_is_a_claim_of_the_list():
