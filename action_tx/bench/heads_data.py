@@ -16,7 +16,7 @@ Every stage is skipped when its output exists.
 """
 
 import os
-from typing import NamedTuple, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 from action_tx.bench.runner import ROOT, StageLog, call_text
 from action_tx.config import ConfigError
@@ -181,14 +181,19 @@ def prepare_val_splits(
     """Makes and converts the val split of each generator seed -> their SplitData (a data
     set that fails the generator's balance check fails its stage)."""
     check_seeds(val_seeds)
-    splits = []
-    for seed in val_seeds:
-        split = paths.val_split(seed)
-        if seed != TRAIN_DATA_SEED:
-            _generate(log, paths, seed, dict(generator or {}))
-        _convert(log, paths.data_dir(seed), split)
-        splits.append(split)
-    return tuple(splits)
+    return tuple(_val_split(log, paths, seed, generator) for seed in val_seeds)
+
+
+def _val_split(log, paths, seed, generator, refusable=False) -> Optional[SplitData]:
+    """The val split of generator seed `seed`, made (`_generate`) and converted; None when the
+    balance check refused its data set and `refusable`."""
+    if seed != TRAIN_DATA_SEED and not _generate(
+        log, paths, seed, dict(generator or {}), refusable
+    ):
+        return None
+    split = paths.val_split(seed)
+    _convert(log, paths.data_dir(seed), split)
+    return split
 
 
 def prepare_instrument_splits(
@@ -206,12 +211,11 @@ def prepare_instrument_splits(
             break
         if seed == PRETRAIN_DATA_SEED:
             continue
-        if seed == TRAIN_DATA_SEED or _generate(log, paths, seed, dict(generator or {}), True):
-            split = paths.val_split(seed)
-            _convert(log, paths.data_dir(seed), split)
-            splits.append(split)
-        else:
+        split = _val_split(log, paths, seed, generator, refusable=True)
+        if split is None:
             refused.append(seed)
+        else:
+            splits.append(split)
     if len(splits) < count:
         raise ConfigError(
             f"instrument splits: {len(splits)} of {count} balanced data sets among generator "

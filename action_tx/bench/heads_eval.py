@@ -157,6 +157,14 @@ def _eval_and_match(label, specs, trained, log, paths, steps, mode, scored, pool
     return failures
 
 
+def _failed(trained, failures):
+    """(result, text) of each seed that `_eval_and_match`'s failures name (None: every seed)."""
+    for name, text in failures:
+        for spec, r in trained:
+            if name is None or spec.name == name:
+                yield r, text
+
+
 def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) -> None:
     """Scores the trained seeds of run `run` (specs and `train_seed` results, in order) on
     every val split in each box mode of `modes`, matches each seed's pooled detections, and
@@ -172,10 +180,8 @@ def score_seeds(run, specs, results, log, paths, steps, val, done, modes=MODES) 
         failures = _eval_and_match(
             run, specs, trained, log, paths, steps, mode, val, val, "matches"
         )
-        for name, text in failures:
-            for spec, r in trained:
-                if name is None or spec.name == name:
-                    r["status"] = text
+        for r, text in _failed(trained, failures):
+            r["status"] = text
         if failures and failures[0][0] is None:
             return
     for spec, r in trained:
@@ -201,8 +207,6 @@ def score_instrument(run, specs, results, log, paths, steps, val, extra, mode) -
     failures = _eval_and_match(
         run, specs, trained, log, paths, steps, mode, extra, pooled, "instrument_matches"
     )
-    for name, text in failures:
-        for spec, r in trained:
-            if name is None or spec.name == name:
-                r["instrument_status"] = text
-                r.pop("instrument_matches", None)
+    for r, text in _failed(trained, failures):
+        r["instrument_status"] = text
+        r.pop("instrument_matches", None)

@@ -108,7 +108,8 @@ def same_pass(heads_json: str, preset: str, quick: bool, seed_plan: dict) -> dic
     except (OSError, ValueError) as e:
         print(f"warning: {heads_json} is unreadable ({e}); earlier invocations not counted")
         return {}
-    old_plan = {k: v for k, v in (old.get("seed_plan") or {}).items() if k != "instrument_splits"}
+    # The old plan on the key's fields: what pass_key leaves out (instrument splits) is ignored.
+    old_plan = {k: v for k, v in (old.get("seed_plan") or {}).items() if k in seed_plan}
     same = (old.get("preset"), old.get("quick"), old_plan) == (preset, quick, seed_plan)
     return old if same else {}
 
