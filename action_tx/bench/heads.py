@@ -5,8 +5,8 @@
 
 A pass first prints its projected time ("projected: N min", `heads_costs.projected_seconds`
 of the measured `heads_costs.COSTS`). Every stage is a library call in this process, printed
-before it runs and timed (`runner.StageLog`; Keras' state is cleared and the seeds set
-before each):
+before it runs and timed (`runner.StageLog`; the seeds are set before each, and Keras' state
+cleared before each that builds a model: all but data, conversion and matching):
   1. data      the training data, and the val split of each of the plan's generator seeds
                and of its instrument splits (`heads_data.prepare_data`,
                `prepare_instrument_splits`), converted into DIR/P/;

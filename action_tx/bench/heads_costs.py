@@ -21,9 +21,9 @@ from action_tx.bench.heads_runs import (
 #   eval       = sum over runs of boxes x (eval_build[mode] + S x V x eval_job[mode][kind])
 #   instrument = per blind run (chance.CHANCE_CHECKS): S x I x eval_job[mode][kind] + eval_build
 #              + S x I x own_box.val when it reads own-box features
-#   overhead   = stage_overhead x stages run (2 + per run S + boxes x (1 + S), + S x (1 + V)
-#                per extracted source, + 1 + S (+ S x I own-box) per blind run): Keras state
-#                cleared, configs built between stages
+#   overhead   = stage_overhead x Keras stages run (2 + per run S + boxes, + S x (1 + V) per
+#                extracted source, + 1 (+ S x I own-box) per blind run): Keras state cleared,
+#                garbage collected, configs built between stages (matching stages: ~0)
 # (S seeds, V val splits, I instrument splits; boxes = the number of the run's box modes,
 # `heads_runs.box_modes`; kind = the head, "acar+bank" for ACFB, "acar+rn" for its Relation
 # Network). Inputs
@@ -127,12 +127,13 @@ def projected_seconds(
         )
         for _ in names
     ]
-    # Stages run: pretrain (2); per run S trains, an eval per box mode, S matches per mode;
-    # per extracted source S x (1 + V).
-    stages = 2 + sum(s + boxes[r.name] * (1 + s) for r in runs) + len(sources) * s * (1 + v)
+    # Keras stages run (matching builds no model: `runner.fresh_state` clears nothing before
+    # it): pretrain (2); per run S trains and an eval per box mode; per extracted source
+    # S x (1 + V).
+    stages = 2 + sum(s + boxes[r.name] for r in runs) + len(sources) * s * (1 + v)
     blind = [r for r in runs if instrument_splits and r.name in {c.run for c in CHANCE_CHECKS}]
     own_box = sum(r.pixels == "own_box" for r in blind)
-    stages += len(blind) * (1 + s) + own_box * s * instrument_splits
+    stages += len(blind) + own_box * s * instrument_splits
     parts = dict(
         pretrain=PRETRAIN_BUDGETS.get(preset, PRETRAIN_BUDGETS["bench"]) * step[END_TO_END]["i3d"]
         + cost["start"][END_TO_END]

@@ -128,12 +128,12 @@ def _generate(log: StageLog, paths: Paths, seed: int, generator: dict, refusable
         log.skip(stage, call, reason=f"{out}/annotations exists")
         return True
     if not refusable:
-        log.run(stage, call, synthetic.generate, out, **kwargs)
+        log.run(stage, call, synthetic.generate, out, keras_state=False, **kwargs)
         return True
     if os.path.isfile(os.path.join(out, UNBALANCED)):
         log.skip(stage, call, reason=f"refused earlier: {out}/{UNBALANCED}")
         return False
-    return log.run(stage, call, _generate_or_refuse, out, kwargs)[1]
+    return log.run(stage, call, _generate_or_refuse, out, kwargs, keras_state=False)[1]
 
 
 def _generate_or_refuse(out: str, kwargs: dict) -> bool:
@@ -159,7 +159,7 @@ def _convert(log: StageLog, data_dir: str, split: SplitData) -> None:
     if os.path.isfile(os.path.join(folder, f"{split.split}_manifest.json")):
         log.skip(stage, call)
     else:
-        log.run(stage, call, convert.convert_split, data_dir, split.split, out)
+        log.run(stage, call, convert.convert_split, data_dir, split.split, out, keras_state=False)
 
 
 def prepare_data(

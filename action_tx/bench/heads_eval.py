@@ -150,7 +150,9 @@ def _eval_and_match(label, specs, trained, log, paths, steps, mode, scored, pool
             if matched_on(out, evidence):
                 log.skip(stage, call)
             else:
-                log.run(stage, call, match, out, pooled, detections, paths.label_map)
+                log.run(
+                    stage, call, match, out, pooled, detections, paths.label_map, keras_state=False
+                )
             r.setdefault(field, {})[mode] = out
         except StageError as e:
             failures.append((spec.name, f"failed at {stage}: {' '.join(str(e).split())[:300]}"))

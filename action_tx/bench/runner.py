@@ -2,11 +2,17 @@
 (`=== stage`, then `$ call`), timed (`--- stage: S s`) and recorded; plus the machine's
 description.
 
-Between stages Keras' global state is cleared and the seeds are set again
-(`fresh_state`), so that a stage sees what a new process would: no layer names, tensors or
-dtype policy left by the one before.
+Before a stage that builds Keras objects, Keras' global state is cleared and the seeds are set
+again (`fresh_state`), so that it sees what a new process would: no layer names, tensors or
+dtype policy left by the one before. A stage that builds none (data generation, conversion,
+matching: `keras_state=False`) only gets the seeds: the next Keras stage clears anyway. The
+garbage collection before a Keras stage scans only the objects made since the one before
+(`gc.freeze`), a full one every `StageLog.FULL_COLLECTION_EVERY` Keras stages: late in a pass
+a full scan costs ~1.7 s. Each stage's record keeps what went before it (`setup_s`,
+`between_s`) and its own time in the garbage collector (`gc_s`).
 """
 
+import gc
 import json
 import os
 import sys
@@ -21,14 +27,48 @@ class StageError(RuntimeError):
     """A stage's library call raised (the message names the stage and the error)."""
 
 
-def fresh_state(seed: int = 0) -> None:
-    """Clears Keras' global state (layer name counters, graph, free memory) and seeds Python,
-    NumPy and TensorFlow: what a new process starts from."""
+def fresh_state(seed: int = 0, keras_state: bool = True, full_collection: bool = True) -> None:
+    """Seeds Python, NumPy and TensorFlow and, with `keras_state`, first clears Keras' global
+    state (layer name counters, graph, dtype policy) and frees the stages' garbage: what a new
+    process starts from.
+
+    Without `full_collection` the garbage collection scans only the objects made since the
+    last one: `gc.freeze` keeps each collection's survivors out of later scans. TensorFlow's
+    and Keras' modules and the caches of every model kind traced so far grow to millions of
+    objects over a pass, and a full scan of them before each stage cost ~1.7 s
+    (docs/notes/2026-12-06-heads-suite-time.md). A full collection (the default) scans
+    everything again, so what a frozen object kept alive is freed at the latest there."""
     import keras
 
-    keras.utils.clear_session(free_memory=True)
-    keras.mixed_precision.set_global_policy("float32")
+    if keras_state:
+        keras.utils.clear_session(free_memory=False)
+        if full_collection:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(seed)
+
+
+class _GcClock:
+    """Seconds the garbage collector ran while installed (`gc.callbacks`)."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, None
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    def __enter__(self):
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self)
 
 
 def call_text(name: str, *args, **kwargs) -> str:
@@ -40,11 +80,20 @@ def call_text(name: str, *args, **kwargs) -> str:
 class StageLog:
     """Runs and records stages. `commands` is a list of dicts {stage, command (the call's
     text), seconds, status}; skipped stages are recorded with status "skipped (reason)", so a
-    resumed suite still lists what made each result."""
+    resumed suite still lists what made each result. A stage that ran also records setup_s
+    (its `fresh_state`), between_s (wall seconds since the previous stage ended, or since
+    the log was made, setup included: what configs, checks and state clearing cost) and gc_s
+    (seconds of its own wall time that the garbage collector ran)."""
+
+    # Keras stages between two full garbage collections (`fresh_state`): a full scan costs
+    # ~1.7 s late in a pass, the young-only ones ~0.1 s.
+    FULL_COLLECTION_EVERY = 20
 
     def __init__(self, seed: int = 0):
         self.seed = seed
         self.commands: List[dict] = []
+        self._last_end = time.perf_counter()
+        self._keras_stages = 0
 
     def skip(self, stage: str, call: str, reason: str = "exists") -> None:
         print(f"\n=== {stage}: skipped ({reason})\n$ {call}", flush=True)
@@ -52,21 +101,46 @@ class StageLog:
             dict(stage=stage, command=call, seconds=None, status=f"skipped ({reason})")
         )
 
-    def run(self, stage: str, call: str, fn: Callable[..., Any], *args, **kwargs) -> Tuple:
-        """Runs `fn(*args, **kwargs)` on a fresh Keras state -> (wall seconds, its value).
-        Raises StageError (after printing the traceback) when it raises."""
+    def run(
+        self,
+        stage: str,
+        call: str,
+        fn: Callable[..., Any],
+        *args,
+        keras_state: bool = True,
+        **kwargs,
+    ) -> Tuple:
+        """Runs `fn(*args, **kwargs)` on a fresh state (`fresh_state`; keras_state=False: a
+        stage that builds no Keras object, seeds only) -> (wall seconds, its value). Raises
+        StageError (after printing the traceback) when it raises."""
         print(f"\n=== {stage}\n$ {call}", flush=True)
-        fresh_state(self.seed)
+        setup = time.perf_counter()
+        full = keras_state and self._keras_stages % self.FULL_COLLECTION_EVERY == 0
+        self._keras_stages += keras_state
+        fresh_state(self.seed, keras_state, full_collection=full)
         start = time.perf_counter()
         error = None
-        try:
-            value = fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001  (any failure fails this stage only)
-            traceback.print_exc()
-            error = f"{type(e).__name__}: {e}"
-        seconds = round(time.perf_counter() - start, 1)
+        with _GcClock() as collector:
+            try:
+                value = fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001  (any failure fails this stage only)
+                traceback.print_exc()
+                error = f"{type(e).__name__}: {e}"
+        end = time.perf_counter()
+        seconds = round(end - start, 1)
         status = "ok" if error is None else f"failed: {' '.join(error.split())[:200]}"
-        self.commands.append(dict(stage=stage, command=call, seconds=seconds, status=status))
+        self.commands.append(
+            dict(
+                stage=stage,
+                command=call,
+                seconds=seconds,
+                status=status,
+                setup_s=round(start - setup, 2),
+                between_s=round(start - self._last_end, 2),
+                gc_s=round(collector.seconds, 3),
+            )
+        )
+        self._last_end = end
         print(
             f"--- {stage}: {seconds:.1f} s" + ("" if error is None else f" ({status})"), flush=True
         )

@@ -47,3 +47,86 @@ def test_each_stage_starts_from_a_fresh_keras_state():
     np.testing.assert_array_equal(draw_a, draw_b)
     runner.fresh_state()
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_stage_without_keras_is_seeded_but_keeps_the_keras_state():
+    """keras_state=False (data, conversion, matching): the seeds are set again, nothing of
+    Keras is cleared, so no garbage collection is paid for."""
+
+    def draw():
+        return keras.layers.Dense(2).name, np.random.uniform(size=3)
+
+    log = runner.StageLog(seed=4)
+    _, (name_a, draw_a) = log.run("a", "a()", draw)
+    _, (name_b, draw_b) = log.run("b", "b()", draw, keras_state=False)
+    assert (name_a, name_b) == ("dense", "dense_1")  # not cleared: the counter goes on
+    np.testing.assert_array_equal(draw_a, draw_b)  # seeded all the same
+
+
+def test_a_stage_records_what_went_before_it_and_its_garbage_collection():
+    import gc
+    import time
+
+    def make_cycles():
+        for _ in range(200000):
+            a = []
+            a.append(a)  # garbage only the collector frees
+        gc.collect()
+
+    log = runner.StageLog()
+    time.sleep(0.2)  # between the log's start and the first stage: counted in between_s
+    log.run("cycles", "make_cycles()", make_cycles)
+    log.run("nothing", "nothing()", lambda: None, keras_state=False)
+    first, second = log.commands
+    assert first["between_s"] >= 0.2 + first["setup_s"] - 0.01
+    assert first["gc_s"] > 0 and second["gc_s"] == 0
+    assert second["setup_s"] < first["setup_s"] + 0.5
+    # The collection before a Keras stage leaves its survivors out of later scans.
+    assert gc.get_freeze_count() > 0
+
+
+def test_a_full_garbage_collection_every_few_keras_stages(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        runner,
+        "fresh_state",
+        lambda seed, keras_state, full_collection: calls.append((keras_state, full_collection)),
+    )
+    log = runner.StageLog()
+    log.FULL_COLLECTION_EVERY = 2
+    for keras_state in (True, False, True, True, False, True):
+        log.run("s", "s()", lambda: None, keras_state=keras_state)
+    assert calls == [
+        (True, True),
+        (False, False),
+        (True, False),
+        (True, True),
+        (False, False),
+        (True, False),
+    ]
+
+
+def test_the_young_collection_frees_what_the_last_stage_left():
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    runner.fresh_state()  # a full collection; its survivors frozen
+    node = Node()
+    node.self = node  # a cycle: only the collector frees it
+    alive = weakref.ref(node)
+    del node
+    runner.fresh_state(full_collection=False)
+    assert alive() is None
+    kept = Node()
+    kept.self = kept
+    runner.fresh_state(full_collection=False)  # `kept` survives: frozen from now on
+    alive = weakref.ref(kept)
+    del kept
+    runner.fresh_state(full_collection=False)
+    assert alive() is not None  # out of the young scans
+    runner.fresh_state()  # the full one frees it
+    assert alive() is None
+    assert gc.get_freeze_count() > 0
