@@ -31,10 +31,13 @@ from action_tx.bench.heads_runs import (
 # load average ~2: the pass alone on the 2-core machine): seconds per step = the trainer's
 # median (heads.json step_time_s); start = a training's seconds beyond its steps; eval_job =
 # (a box mode's eval stage - eval_build) / (S x V); extraction and bank = their stages'
-# seconds; stage_overhead = the --quick pass's wall time beyond its stages' (36.8 s over 50
-# stages). With these budgets: pretrain 5.9, extraction 4.1, train 55.3, eval 17.2, overhead
-# 2.4: 84.7 min. That pass took 79.5 min plus the pretraining's 6.8 min (run beside other
-# jobs): 86.3 min, in three invocations (docs/notes/2026-12-06-heads-suite-first-pass.md).
+# seconds; stage_overhead = the seconds between stages (heads.json between_s) of the fourth
+# pass, from scratch (2026-12-06, `--out=/work/heads_p4 --seed_offset=6 --data_seed=200`): 25.5 s
+# over its 153 Keras stages once the first stage's import of TensorFlow (3.4 s) is left out
+# (docs/notes/2026-12-06-heads-suite-time.md; 1.69 s a stage before `runner.fresh_state`
+# stopped scanning the whole heap). With these budgets: pretrain 5.9, extraction 6.7, train
+# 52.6, eval 16.0, instrument 3.4, overhead 0.4: 85.0 min; the fourth pass took 84.6 min.
+# The first pass (docs/notes/2026-12-06-heads-suite-first-pass.md) gave the other inputs.
 
 # Measured seconds of each part of a pass, per preset (the formula above).
 COSTS = {
@@ -71,7 +74,7 @@ COSTS = {
         own_box=dict(train=24.0, val=7.0),
         bank=dict(train=5.2, val=2.0),
         pretrain_eval=7.0,
-        stage_overhead=0.74,
+        stage_overhead=0.17,
     ),
     # --quick's runs, from the first --quick pass after the trace cache (heads.json of
     # 2026-12-06: 2 seeds x 2 val splits, load average 1.6-1.9): 236 s, of which data 5 s;
@@ -91,7 +94,9 @@ COSTS = {
         own_box=dict(train=4.5, val=3.3),  # --quick of 2026-12-06: 4.2-4.8 s, 3.1-3.4 s
         bank=dict(train=5.0, val=2.0),
         pretrain_eval=4.7,
-        stage_overhead=0.74,
+        # 2.0 s between the 35 Keras stages of a --quick pass (2026-12-06, TensorFlow's import
+        # before the first stage left out).
+        stage_overhead=0.06,
     ),
 }
 
